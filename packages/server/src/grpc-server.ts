@@ -1,0 +1,130 @@
+import type * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as path from 'node:path';
+import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
+import { faultInjectionService, faultInterceptor, FaultRuleSet } from '@p2p/faults';
+import { fault, PROTO_FILES, PROTO_ROOT } from '@p2p/proto';
+import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
+import pino, { type Logger } from 'pino';
+import type { ServerConfig } from './config';
+import { ServerMetrics } from './metrics';
+
+export interface ServiceRegistration {
+  /** Full service name as health checks and reflection know it, e.g. `p2p.pci.v1.PciEmuService`. */
+  name: string;
+  definition: ServiceDefinition;
+  implementation: UntypedServiceImplementation;
+}
+
+export interface StartServerOptions {
+  /** Short service name for logs and metrics, e.g. `pci-emu`. */
+  name: string;
+  config: ServerConfig;
+  services: ServiceRegistration[];
+  /** The .proto files (relative to the proto root) that reflection serves. */
+  protoFiles: string[];
+  logger?: Logger;
+  /** Process-wide metrics (heap, event loop); on for one server per process. */
+  processMetrics?: boolean;
+}
+
+export interface RunningServer {
+  readonly name: string;
+  readonly port: number;
+  /** -1 when metrics are off. */
+  readonly metricsPort: number;
+  readonly faults: FaultRuleSet;
+  readonly metrics: ServerMetrics;
+  readonly logger: Logger;
+  /** Runs `hook` when shutdown begins (end server streams, close sessions). */
+  onShutdown(hook: () => void | Promise<void>): void;
+  /** NOT_SERVING, then drain in-flight calls, then force after the timeout. */
+  shutdown(reason?: string): Promise<void>;
+}
+
+/**
+ * Starts one service's gRPC server with everything every service shares:
+ * grpc.health.v1, reflection, the FaultInjectionService and its interceptor,
+ * Prometheus metrics, keepalive and explicit message-size limits.
+ */
+export async function startServer(options: StartServerOptions): Promise<RunningServer> {
+  const { config, name } = options;
+  const logger = options.logger ?? pino({ level: config.logLevel, base: { service: name } });
+  const faults = new FaultRuleSet();
+  const metrics = new ServerMetrics(name, options.processMetrics ?? false);
+
+  const server = new Server({
+    'grpc.max_receive_message_length': config.maxMessageBytes,
+    'grpc.max_send_message_length': config.maxMessageBytes,
+    'grpc.keepalive_time_ms': config.keepaliveTimeMs,
+    'grpc.keepalive_timeout_ms': config.keepaliveTimeoutMs,
+    'grpc.keepalive_permit_without_calls': 1,
+    interceptors: [
+      metrics.interceptor(),
+      faultInterceptor(faults, (method, delayMs, aborted) => {
+        if (delayMs > 0) metrics.faults.inc({ method, kind: 'delay' });
+        if (aborted) metrics.faults.inc({ method, kind: 'abort' });
+        logger.info({ method, delayMs, aborted }, 'fault injected');
+      }),
+    ],
+  });
+
+  const faultService = 'p2p.fault.v1.FaultInjectionService';
+  const services: ServiceRegistration[] = [
+    ...options.services,
+    { name: faultService, definition: fault.FaultInjectionServiceService, implementation: faultInjectionService(faults) },
+  ];
+  for (const service of services) server.addService(service.definition, service.implementation);
+
+  const health = new HealthImplementation({ '': 'SERVING', ...Object.fromEntries(services.map((s) => [s.name, 'SERVING' as const])) });
+  health.addToServer(server);
+
+  const reflected = protoLoader.loadSync(
+    [...new Set([...options.protoFiles, PROTO_FILES.fault])].map((file) => path.join(PROTO_ROOT, file)).concat(healthProtoPath),
+    { includeDirs: [PROTO_ROOT], keepCase: true, longs: String, enums: String, defaults: true, oneofs: true },
+  );
+  new ReflectionService(reflected).addToServer(server);
+
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(`${config.host}:${config.port}`, ServerCredentials.createInsecure(), (error, bound) =>
+      error ? reject(error) : resolve(bound),
+    );
+  });
+
+  let metricsServer: http.Server | undefined;
+  if (config.metricsPort >= 0) {
+    metricsServer = await metrics.listen(config.host, config.metricsPort);
+  }
+  const metricsPort = metricsServer ? (metricsServer.address() as AddressInfo).port : -1;
+  logger.info({ port, metricsPort }, `${name} serving`);
+
+  const hooks: Array<() => void | Promise<void>> = [];
+  let stopping: Promise<void> | undefined;
+
+  const shutdown = (reason = 'shutdown requested'): Promise<void> => {
+    stopping ??= (async () => {
+      logger.info({ reason }, `${name} draining`);
+      for (const service of services) health.setStatus(service.name, 'NOT_SERVING');
+      health.setStatus('', 'NOT_SERVING');
+      for (const hook of hooks) await hook();
+      await new Promise<void>((resolve) => {
+        const force = setTimeout(() => {
+          logger.warn({ timeoutMs: config.shutdownTimeoutMs }, `${name} drain timed out; forcing`);
+          server.forceShutdown();
+          resolve();
+        }, config.shutdownTimeoutMs);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
+      await new Promise<void>((resolve) => (metricsServer ? metricsServer.close(() => resolve()) : resolve()));
+      logger.info(`${name} stopped`);
+    })();
+    return stopping;
+  };
+
+  return { name, port, metricsPort, faults, metrics, logger, onShutdown: (hook) => hooks.push(hook), shutdown };
+}

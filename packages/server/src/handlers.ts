@@ -1,0 +1,49 @@
+import type { handleServerStreamingCall, handleUnaryCall, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
+import { toServiceError } from '@p2p/status';
+
+/**
+ * Adapts a domain call to a grpc-js unary handler: the result becomes the
+ * response, a thrown ErrnoError the status carrying its errno.
+ */
+export function unary<Req, Res>(fn: (request: Req, call: ServerUnaryCall<Req, Res>) => Res | Promise<Res>): handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    let result: Res | Promise<Res>;
+    try {
+      result = fn(call.request, call);
+    } catch (error) {
+      callback(toServiceError(error));
+      return;
+    }
+    if (result instanceof Promise) result.then((value) => callback(null, value), (error: unknown) => callback(toServiceError(error)));
+    else callback(null, result);
+  };
+}
+
+/**
+ * Adapts a server-streaming call: `fn` validates the request (throwing ends
+ * the call with its errno) and returns an unsubscribe function run when the
+ * client goes away or the stream ends.
+ */
+export function serverStream<Req, Res>(
+  fn: (request: Req, call: ServerWritableStream<Req, Res>) => () => void,
+): handleServerStreamingCall<Req, Res> {
+  return (call) => {
+    let unsubscribe: () => void;
+    try {
+      unsubscribe = fn(call.request, call);
+    } catch (error) {
+      call.destroy(toServiceError(error));
+      return;
+    }
+    let done = false;
+    const stop = (): void => {
+      if (done) return;
+      done = true;
+      unsubscribe();
+    };
+    call.on('cancelled', stop);
+    call.on('close', stop);
+    call.on('finish', stop);
+    call.on('error', stop);
+  };
+}

@@ -1,0 +1,5 @@
+export { loadServerConfig, type ServerConfig } from './config';
+export { startServer, type RunningServer, type ServiceRegistration, type StartServerOptions } from './grpc-server';
+export { ServerMetrics } from './metrics';
+export { shutdownOnSignals } from './signals';
+export { unary, serverStream } from './handlers';

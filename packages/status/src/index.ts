@@ -1,0 +1,1 @@
+export { grpcCodeFor, toStatus, toServiceError, errnoOf, ERRNO_METADATA_KEY, ERROR_DOMAIN } from './status';

@@ -1,0 +1,98 @@
+import { Metadata, status as Code, type ServiceError, type StatusObject } from '@grpc/grpc-js';
+import { ErrnoError, type ErrnoName, errnoValue, isErrnoName } from '@p2p/errno';
+import { protobufAny, rpcErrorDetails, rpcStatus } from '@p2p/proto';
+
+/** Plain-text trailer with the errno name, for clients without rich-error helpers. */
+export const ERRNO_METADATA_KEY = 'p2p-errno';
+/** google.rpc.ErrorInfo.domain of every errno error. */
+export const ERROR_DOMAIN = 'errno.p2p-dmabuf';
+
+const STATUS_DETAILS_KEY = 'grpc-status-details-bin';
+const ERROR_INFO_TYPE_URL = 'type.googleapis.com/google.rpc.ErrorInfo';
+
+/**
+ * The gRPC code a client sees for each errno. The errno name itself travels in
+ * the details, so the code only has to sort errors into what a generic client
+ * would do about them (retry, fix the request, give up).
+ */
+const CODES: Partial<Record<ErrnoName, Code>> = {
+  EPERM: Code.PERMISSION_DENIED,
+  EACCES: Code.PERMISSION_DENIED,
+  ENOENT: Code.NOT_FOUND,
+  ENODEV: Code.NOT_FOUND,
+  ENXIO: Code.NOT_FOUND,
+  EBADF: Code.FAILED_PRECONDITION,
+  EBUSY: Code.FAILED_PRECONDITION,
+  EEXIST: Code.ALREADY_EXISTS,
+  EOVERFLOW: Code.OUT_OF_RANGE,
+  ERANGE: Code.OUT_OF_RANGE,
+  EOPNOTSUPP: Code.UNIMPLEMENTED,
+  ENOTTY: Code.UNIMPLEMENTED,
+  ENOSYS: Code.UNIMPLEMENTED,
+  ENOMEM: Code.RESOURCE_EXHAUSTED,
+  ENOSPC: Code.RESOURCE_EXHAUSTED,
+  EMFILE: Code.RESOURCE_EXHAUSTED,
+  EAGAIN: Code.UNAVAILABLE,
+  ECONNRESET: Code.UNAVAILABLE,
+  ECONNREFUSED: Code.UNAVAILABLE,
+  ENOTCONN: Code.UNAVAILABLE,
+  ESHUTDOWN: Code.UNAVAILABLE,
+  ETIMEDOUT: Code.DEADLINE_EXCEEDED,
+  ECANCELED: Code.CANCELLED,
+  EIO: Code.INTERNAL,
+};
+
+export function grpcCodeFor(name: ErrnoName): Code {
+  return CODES[name] ?? Code.INVALID_ARGUMENT;
+}
+
+/**
+ * The status for a failed call. An ErrnoError keeps its errno; anything else
+ * is a bug in the server and reaches the client as EIO with its message.
+ */
+export function toStatus(error: unknown, overrideCode?: Code): StatusObject {
+  const failure = error instanceof ErrnoError ? error : new ErrnoError('EIO', error instanceof Error ? error.message : String(error));
+  const code = overrideCode ?? grpcCodeFor(failure.errno);
+  const metadata = new Metadata();
+  metadata.set(ERRNO_METADATA_KEY, failure.errno);
+  const info = rpcErrorDetails.ErrorInfo.encode({
+    reason: failure.errno,
+    domain: ERROR_DOMAIN,
+    metadata: { errno: String(errnoValue(failure.errno)), detail: failure.detail },
+  }).finish();
+  const details = rpcStatus.Status.encode({
+    code,
+    message: failure.message,
+    details: [protobufAny.Any.fromPartial({ typeUrl: ERROR_INFO_TYPE_URL, value: Buffer.from(info) })],
+  }).finish();
+  metadata.set(STATUS_DETAILS_KEY, Buffer.from(details));
+  return { code, details: failure.message, metadata };
+}
+
+/** The same, shaped as the error object grpc-js callbacks take. */
+export function toServiceError(error: unknown, overrideCode?: Code): ServiceError {
+  const status = toStatus(error, overrideCode);
+  return Object.assign(new Error(status.details), status);
+}
+
+/**
+ * The errno a client-side error carries: from the rich details when present,
+ * else from the plain trailer; undefined for a status with no errno (for
+ * instance UNAVAILABLE from a dead connection).
+ */
+export function errnoOf(error: unknown): ErrnoName | undefined {
+  if (typeof error !== 'object' || error === null || !('metadata' in error)) return undefined;
+  const metadata = (error as { metadata?: unknown }).metadata;
+  if (!(metadata instanceof Metadata)) return undefined;
+  const [details] = metadata.get(STATUS_DETAILS_KEY);
+  if (details instanceof Buffer) {
+    const decoded = rpcStatus.Status.decode(details);
+    for (const any of decoded.details) {
+      if (any.typeUrl !== ERROR_INFO_TYPE_URL) continue;
+      const reason = rpcErrorDetails.ErrorInfo.decode(any.value).reason;
+      if (isErrnoName(reason)) return reason;
+    }
+  }
+  const [plain] = metadata.get(ERRNO_METADATA_KEY);
+  return typeof plain === 'string' && isErrnoName(plain) ? plain : undefined;
+}
