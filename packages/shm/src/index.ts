@@ -1,3 +1,9 @@
+/**
+ * Shared memory for the model's device BARs: segment files in a tmpfs
+ * directory mapped MAP_SHARED through mmap-io, and sparse regions of any size
+ * made of one file per chunk (at most 1 GiB) so no mmap-io call ever sees a
+ * size or offset its 32-bit arguments would mangle.
+ */
 export { resolveShmDir, DEFAULT_SHM_DIR, SHM_DIR_ENV } from './shm-dir';
 export { SegmentStore, type SegmentStoreOptions } from './segment-store';
 export { Segment, type SegmentHandle } from './segment';

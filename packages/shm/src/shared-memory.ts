@@ -153,7 +153,10 @@ export class SharedMemory {
       target.#checkOpen('copyTo');
       checkRange(targetOffset, length, target.size, `copy to ${target.prefix}`);
       if (this.#sameFilesAs(target) && offset < targetOffset + length && targetOffset < offset + length) {
-        throw errno('EINVAL', `copy within ${this.prefix}: [${offset}, +${length}) overlaps [${targetOffset}, +${length})`);
+        throw errno(
+          'EINVAL',
+          `copy within ${this.prefix}: [${offset}, +${length}) overlaps [${targetOffset}, +${length})`,
+        );
       }
       let done = 0;
       for (const view of target.views(targetOffset, length)) {
@@ -169,10 +172,8 @@ export class SharedMemory {
   /** Closes every opened chunk; see Segment for what happens to mappings already handed out. */
   close(): void {
     this.#closed = true;
-    this.#chunks.forEach((segment, index) => {
-      segment?.close();
-      this.#chunks[index] = undefined;
-    });
+    for (const segment of this.#chunks) segment?.close();
+    this.#chunks.fill(undefined);
   }
 
   /** close() and unlink every chunk file. Chunks already gone are not an error. */

@@ -10,7 +10,7 @@ export const SHM_DIR_ENV = 'P2P_SHM_DIR';
  * The directory holding segment files: `$P2P_SHM_DIR` if set and non-empty,
  * else /dev/shm/p2p-dmabuf. It is created if missing with mode 0700, since the
  * segments are the model's device memory and no other user should map them.
- * An existing directory is used as found.
+ * An existing directory is used as found; an existing non-directory is EEXIST.
  */
 export function resolveShmDir(env: NodeJS.ProcessEnv = process.env): string {
   const configured = env[SHM_DIR_ENV];
@@ -22,9 +22,6 @@ export function resolveShmDir(env: NodeJS.ProcessEnv = process.env): string {
   if (created !== undefined) {
     // mkdir's mode is filtered by the umask; chmod states the intent exactly.
     fsCall(() => fs.chmodSync(dir, 0o700), `chmod ${dir}`);
-  }
-  if (!fsCall(() => fs.statSync(dir), `stat ${dir}`).isDirectory()) {
-    throw errno('EINVAL', `${dir} exists and is not a directory`);
   }
   return path.normalize(dir);
 }

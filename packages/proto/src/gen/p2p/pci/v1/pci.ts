@@ -170,6 +170,8 @@ export enum BarKind {
   /** BAR_KIND_MEMORY - Memory backed by shared-memory segments (CMB, device memory). */
   BAR_KIND_MEMORY = 2,
   BAR_KIND_IO = 3,
+  /** BAR_KIND_ROM - The expansion ROM (index 6). */
+  BAR_KIND_ROM = 4,
   UNRECOGNIZED = -1,
 }
 
@@ -187,6 +189,9 @@ export function barKindFromJSON(object: any): BarKind {
     case 3:
     case "BAR_KIND_IO":
       return BarKind.BAR_KIND_IO;
+    case 4:
+    case "BAR_KIND_ROM":
+      return BarKind.BAR_KIND_ROM;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -204,6 +209,8 @@ export function barKindToJSON(object: BarKind): string {
       return "BAR_KIND_MEMORY";
     case BarKind.BAR_KIND_IO:
       return "BAR_KIND_IO";
+    case BarKind.BAR_KIND_ROM:
+      return "BAR_KIND_ROM";
     case BarKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

@@ -1,0 +1,233 @@
+import { errno } from '@p2p/errno';
+import type { BarMemory, BarMemoryFactory } from '../devices/bar-memory';
+import { createDevice } from '../devices/create-device';
+import type { DeviceModel } from '../devices/device-model';
+import { formatBdf, parseBdf } from '../topology/bdf';
+import { p2pDistance, type P2pDistance } from '../topology/p2p-distance';
+import type { Topology } from '../topology/topology';
+import { assignBarAddresses, windowFor, type BarRequest } from './assign-bar-addresses';
+import type { FunctionInfo } from './function-info';
+import { PciEventHub, type PciEventListener, type PowerState } from './pci-events';
+import { PciFunction, type BarAddresses, type ConfigWriteMode } from './pci-function';
+
+export interface MmioReadResult<V extends number | bigint = number | bigint> {
+  readonly value: V;
+  /** False when the function did not claim the access (decode off or not D0): value is all ones. */
+  readonly decoded: boolean;
+}
+
+export interface BulkReadResult {
+  readonly data: Buffer;
+  /** False when not claimed: data is all 0xff. */
+  readonly decoded: boolean;
+}
+
+export interface WriteResult {
+  /** False when the write was dropped because the function did not claim it. */
+  readonly decoded: boolean;
+}
+
+/** "0000-03-00.0-bar2": unique per BAR and usable as a file name. */
+function memoryName(bdf: string, index: number): string {
+  return `${bdf.replace(/:/g, '-')}-bar${index}`;
+}
+
+/**
+ * The emulated PCI subsystem: every endpoint function of a topology, with
+ * BAR memory from `createBarMemory` and bus addresses assigned as firmware
+ * enumeration would. All operations are synchronous; failures throw
+ * ErrnoError (unknown BDF or unplugged: ENODEV; bad argument: EINVAL; strict
+ * write to a read-only field: EPERM) and leave the state unchanged. Events
+ * are delivered to listeners synchronously, after the operation's change.
+ */
+export class PciBus {
+  readonly #functions = new Map<string, PciFunction>();
+  readonly #memories: BarMemory[] = [];
+  readonly #events = new PciEventHub();
+
+  constructor(
+    readonly topology: Topology,
+    createBarMemory: BarMemoryFactory,
+  ) {
+    try {
+      const devices = topology.functions.map((spec) =>
+        createDevice(spec, (index, size) => {
+          const name = memoryName(spec.bdf, index);
+          const memory = createBarMemory(name, size);
+          this.#memories.push(memory);
+          if (memory.size !== size) {
+            throw errno('EINVAL', `BAR memory ${name} has ${memory.size} bytes, not ${size}`);
+          }
+          return { memory, memoryName: name };
+        }),
+      );
+      const addresses = this.#enumerate(devices);
+      topology.functions.forEach((spec, i) => {
+        const fn = new PciFunction(spec.bdf, spec, devices[i]!, addresses[i]!, this.#isMultiFunction(spec.bdf), (event) =>
+          this.#events.post(event),
+        );
+        this.#functions.set(spec.bdf, fn);
+      });
+    } catch (error) {
+      this.close();
+      throw error;
+    }
+  }
+
+  /* ---- discovery ---- */
+
+  listFunctions(): FunctionInfo[] {
+    return [...this.#functions.values()].map((fn) => fn.info());
+  }
+
+  /** Info is available while unplugged too (present: false). */
+  getFunction(bdf: string): FunctionInfo {
+    return this.#lookup(bdf).info();
+  }
+
+  /** pci_p2pdma_distance() between two present functions: DMA from `client` to BAR memory of `provider`. */
+  p2pDistance(providerBdf: string, clientBdf: string): P2pDistance {
+    const provider = this.#present(providerBdf);
+    const client = this.#present(clientBdf);
+    return p2pDistance(this.topology, provider.bdf, client.bdf);
+  }
+
+  /* ---- config space ---- */
+
+  configRead(bdf: string, offset: number, width: number): number {
+    return this.#lookup(bdf).configRead(offset, width);
+  }
+
+  configWrite(bdf: string, offset: number, width: number, value: number, mode: ConfigWriteMode = 'strict'): void {
+    this.#run(bdf, (fn) => fn.configWrite(offset, width, value, mode));
+  }
+
+  /* ---- MMIO ---- */
+
+  mmioRead(bdf: string, bar: number, offset: number, width: 8): MmioReadResult<bigint>;
+  mmioRead(bdf: string, bar: number, offset: number, width: 1 | 2 | 4): MmioReadResult<number>;
+  mmioRead(bdf: string, bar: number, offset: number, width: number): MmioReadResult;
+  mmioRead(bdf: string, bar: number, offset: number, width: number): MmioReadResult {
+    return this.#run(bdf, (fn) => fn.mmioRead(bar, offset, width));
+  }
+
+  /** `value` may be a number or bigint for any width; it must fit. */
+  mmioWrite(bdf: string, bar: number, offset: number, width: number, value: number | bigint): WriteResult {
+    return this.#run(bdf, (fn) => fn.mmioWrite(bar, offset, width, value));
+  }
+
+  bulkRead(bdf: string, bar: number, offset: number, length: number): BulkReadResult {
+    return this.#run(bdf, (fn) => fn.bulkRead(bar, offset, length));
+  }
+
+  bulkWrite(bdf: string, bar: number, offset: number, data: Uint8Array): WriteResult {
+    return this.#run(bdf, (fn) => fn.bulkWrite(bar, offset, data));
+  }
+
+  /* ---- power, resets, hot-plug ---- */
+
+  functionLevelReset(bdf: string): void {
+    this.#run(bdf, (fn) => fn.functionLevelReset());
+  }
+
+  resetFunction(bdf: string): void {
+    this.#run(bdf, (fn) => fn.reset());
+  }
+
+  /** Returns the previous state. */
+  setPowerState(bdf: string, state: PowerState): PowerState {
+    return this.#run(bdf, (fn) => fn.setPowerState(state));
+  }
+
+  /** Surprise hot-unplug; a no-op if already unplugged. */
+  unplug(bdf: string): void {
+    this.#run(bdf, (fn) => fn.unplug());
+  }
+
+  /** Re-plug after unplug(); a no-op if present. */
+  replug(bdf: string): void {
+    this.#run(bdf, (fn) => fn.replug());
+  }
+
+  /* ---- events, lifetime ---- */
+
+  /** Every event of every function, in order. Returns the unsubscribe function. */
+  onEvent(listener: PciEventListener): () => void {
+    return this.#events.subscribe(listener);
+  }
+
+  /** Closes every BAR memory. */
+  close(): void {
+    for (const memory of this.#memories.splice(0)) {
+      memory.close();
+    }
+  }
+
+  /* ---- internals ---- */
+
+  #lookup(bdf: string): PciFunction {
+    const canonical = formatBdf(parseBdf(bdf));
+    const fn = this.#functions.get(canonical);
+    if (!fn) {
+      throw errno('ENODEV', `no PCI function at ${canonical}`);
+    }
+    return fn;
+  }
+
+  #present(bdf: string): PciFunction {
+    const fn = this.#lookup(bdf);
+    if (!fn.present) {
+      throw errno('ENODEV', `${fn.bdf} has been hot-unplugged`);
+    }
+    return fn;
+  }
+
+  /** Runs one operation, then delivers the events it caused. */
+  #run<T>(bdf: string, operation: (fn: PciFunction) => T): T {
+    try {
+      return operation(this.#lookup(bdf));
+    } finally {
+      this.#events.flush();
+    }
+  }
+
+  #isMultiFunction(bdf: string): boolean {
+    const self = parseBdf(bdf);
+    return this.topology.functions.some((other) => {
+      const peer = parseBdf(other.bdf);
+      return other.bdf !== bdf && peer.domain === self.domain && peer.bus === self.bus && peer.device === self.device;
+    });
+  }
+
+  /** Assigns bus addresses per host bridge, as firmware does before the OS starts. */
+  #enumerate(devices: readonly DeviceModel[]): BarAddresses[] {
+    const result: { bars: number[]; rom: number }[] = devices.map((device) => ({ bars: device.bars.map(() => 0), rom: 0 }));
+    for (const bridge of this.topology.hostBridges) {
+      const requests: BarRequest[] = [];
+      const slots: { fn: number; bar: number | 'rom' }[] = [];
+      this.topology.functions.forEach((spec, fn) => {
+        if (this.topology.node(spec.bdf)?.hostBridge !== bridge.name) {
+          return;
+        }
+        const device = devices[fn]!;
+        device.bars.forEach((bar, i) => {
+          requests.push({ owner: `${spec.bdf} BAR ${bar.index}`, size: bar.size, window: windowFor(bar) });
+          slots.push({ fn, bar: i });
+        });
+        if (device.rom) {
+          requests.push({ owner: `${spec.bdf} ROM`, size: device.rom.length, window: 'mmio32' });
+          slots.push({ fn, bar: 'rom' });
+        }
+      });
+      assignBarAddresses(bridge, requests).forEach((address, i) => {
+        const slot = slots[i]!;
+        if (slot.bar === 'rom') {
+          result[slot.fn]!.rom = address;
+        } else {
+          result[slot.fn]!.bars[slot.bar] = address;
+        }
+      });
+    }
+    return result;
+  }
+}

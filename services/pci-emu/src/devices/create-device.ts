@@ -1,0 +1,43 @@
+import type { FunctionKind, FunctionSpec } from '../topology/topology-schema';
+import { accelBars, ACCEL_DEFAULTS } from './accel';
+import type { DeviceDefaults } from './device-defaults';
+import type { BarMemoryAllocator, DeviceBar, DeviceModel } from './device-model';
+import { buildExpansionRom } from './expansion-rom';
+import { genericBars, GENERIC_DEFAULTS } from './generic';
+import { nicBars, NIC_DEFAULTS } from './nic';
+import { nvmeBars, NVME_DEFAULTS } from './nvme';
+
+const DEFAULTS: Readonly<Record<FunctionKind, DeviceDefaults>> = {
+  nvme: NVME_DEFAULTS,
+  accel: ACCEL_DEFAULTS,
+  nic: NIC_DEFAULTS,
+  generic: GENERIC_DEFAULTS,
+};
+
+function barsOf(spec: FunctionSpec, allocate: BarMemoryAllocator): DeviceBar[] {
+  switch (spec.kind) {
+    case 'nvme':
+      return nvmeBars(spec, allocate);
+    case 'accel':
+      return accelBars(spec, allocate);
+    case 'nic':
+      return nicBars();
+    case 'generic':
+      return genericBars(spec, allocate);
+  }
+}
+
+/** Builds the device model of a topology function, its kind's defaults overridden by the file's ids/romSize. */
+export function createDevice(spec: FunctionSpec, allocate: BarMemoryAllocator): DeviceModel {
+  const defaults = DEFAULTS[spec.kind];
+  const overrides = Object.fromEntries(Object.entries(spec.ids ?? {}).filter(([, value]) => value !== undefined));
+  const ids = { ...defaults.ids, ...overrides };
+  const romSize = spec.romSize ?? defaults.romSize;
+  return {
+    kind: spec.kind,
+    ids,
+    linkWidth: defaults.linkWidth,
+    bars: barsOf(spec, allocate),
+    rom: romSize === 0 ? undefined : buildExpansionRom(ids, romSize),
+  };
+}

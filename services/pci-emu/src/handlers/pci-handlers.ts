@@ -1,0 +1,84 @@
+import type { ServerWritableStream } from '@grpc/grpc-js';
+import { errno } from '@p2p/errno';
+import { pci } from '@p2p/proto';
+import { serverStream, unary } from '@p2p/server';
+import type { PciBus } from '../bus/pci-bus';
+import { canonicalBdf } from '../topology/bdf';
+import { eventToWire, functionToWire, mapTypeToWire, powerFromWire, powerToWire, toNumber, topologyToWire } from './wire';
+
+/** Where the segments of a memory BAR are, for GetBarSegments. */
+export interface BarSegments {
+  readonly directory: string;
+  extents(memoryName: string, offset: number, length: number): pci.SegmentExtent[];
+}
+
+/**
+ * The PciEmuService handlers: decode the request, call the bus, encode the
+ * result. Every rule lives in the bus; a thrown ErrnoError becomes the status.
+ */
+export function pciEmuHandlers(bus: PciBus, segments: BarSegments, streams: Set<ServerWritableStream<unknown, unknown>>): pci.PciEmuServiceServer {
+  return {
+    getTopology: unary(() => topologyToWire(bus.topology, bus.listFunctions())),
+    listFunctions: unary(() => ({ functions: bus.listFunctions().map(functionToWire) })),
+    getFunction: unary((req: pci.GetFunctionRequest) => ({ function: functionToWire(bus.getFunction(req.bdf)) })),
+    getP2PDistance: unary((req: pci.GetP2pDistanceRequest) => {
+      const result = bus.p2pDistance(req.providerBdf, req.clientBdf);
+      return { mapType: mapTypeToWire(result.mapType), distance: result.distance, path: result.path.map((hop) => `${hop.role}:${hop.id}`) };
+    }),
+
+    configRead: unary((req: pci.ConfigReadRequest) => ({ value: bus.configRead(req.bdf, req.offset, req.width) })),
+    configWrite: unary((req: pci.ConfigWriteRequest) => {
+      bus.configWrite(req.bdf, req.offset, req.width, req.value);
+      return {};
+    }),
+
+    mmioRead: unary((req: pci.MmioReadRequest) => {
+      const result = bus.mmioRead(req.bdf, req.bar, toNumber(req.offset, 'offset'), req.width);
+      return { value: BigInt(result.value), decoded: result.decoded };
+    }),
+    mmioWrite: unary((req: pci.MmioWriteRequest) => bus.mmioWrite(req.bdf, req.bar, toNumber(req.offset, 'offset'), req.width, req.value)),
+    bulkRead: unary((req: pci.BulkReadRequest) => bus.bulkRead(req.bdf, req.bar, toNumber(req.offset, 'offset'), toNumber(req.length, 'length'))),
+    bulkWrite: unary((req: pci.BulkWriteRequest) => bus.bulkWrite(req.bdf, req.bar, toNumber(req.offset, 'offset'), req.data)),
+    getBarSegments: unary((req: pci.GetBarSegmentsRequest) => {
+      const bar = bus.getFunction(req.bdf).bars.find((b) => b.index === req.bar);
+      if (!bar) throw errno('EINVAL', `${req.bdf} has no BAR ${req.bar}`);
+      if (bar.kind !== 'memory' || bar.memoryName === undefined) {
+        throw errno('EINVAL', `BAR ${req.bar} of ${req.bdf} holds registers, not memory: it has no segments to map`);
+      }
+      const offset = toNumber(req.offset, 'offset');
+      const length = req.length === 0n ? bar.size - offset : toNumber(req.length, 'length');
+      return { directory: segments.directory, extents: segments.extents(bar.memoryName, offset, length) };
+    }),
+
+    functionLevelReset: unary((req: pci.FunctionLevelResetRequest) => {
+      bus.functionLevelReset(req.bdf);
+      return {};
+    }),
+    resetFunction: unary((req: pci.ResetFunctionRequest) => {
+      bus.resetFunction(req.bdf);
+      return {};
+    }),
+    setPowerState: unary((req: pci.SetPowerStateRequest) => ({ previous: powerToWire(bus.setPowerState(req.bdf, powerFromWire(req.state))) })),
+    unplug: unary((req: pci.UnplugRequest) => {
+      bus.unplug(req.bdf);
+      return {};
+    }),
+    replug: unary((req: pci.ReplugRequest) => {
+      bus.replug(req.bdf);
+      return {};
+    }),
+
+    watchEvents: serverStream((req: pci.WatchEventsRequest, call: ServerWritableStream<pci.WatchEventsRequest, pci.WatchEventsResponse>) => {
+      const wanted = new Set(req.bdfs.map(canonicalBdf));
+      const generic = call as unknown as ServerWritableStream<unknown, unknown>;
+      streams.add(generic);
+      const unsubscribe = bus.onEvent((event) => {
+        if (wanted.size === 0 || wanted.has(event.bdf)) call.write(eventToWire(event));
+      });
+      return () => {
+        unsubscribe();
+        streams.delete(generic);
+      };
+    }),
+  };
+}

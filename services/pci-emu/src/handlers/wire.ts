@@ -1,0 +1,120 @@
+import { errno } from '@p2p/errno';
+import { pci } from '@p2p/proto';
+import type { BarInfo, FunctionInfo } from '../bus/function-info';
+import type { DecodeReason, PciEvent, PowerState, ResetKind } from '../bus/pci-events';
+import type { P2pMapType } from '../topology/p2p-distance';
+import type { Topology } from '../topology/topology';
+
+/** A 64-bit wire offset or length as a JS number; past 2^53 no BAR can reach it. */
+export function toNumber(value: bigint, field: string): number {
+  if (value > BigInt(Number.MAX_SAFE_INTEGER)) throw errno('EOVERFLOW', `${field} ${value} is beyond any BAR`);
+  return Number(value);
+}
+
+const KINDS: Record<FunctionInfo['kind'], pci.FunctionKind> = {
+  nvme: pci.FunctionKind.FUNCTION_KIND_NVME,
+  accel: pci.FunctionKind.FUNCTION_KIND_ACCEL,
+  nic: pci.FunctionKind.FUNCTION_KIND_NIC,
+  generic: pci.FunctionKind.FUNCTION_KIND_GENERIC,
+};
+
+const BAR_KINDS: Record<BarInfo['kind'], pci.BarKind> = {
+  registers: pci.BarKind.BAR_KIND_REGISTERS,
+  memory: pci.BarKind.BAR_KIND_MEMORY,
+  io: pci.BarKind.BAR_KIND_IO,
+  rom: pci.BarKind.BAR_KIND_ROM,
+};
+
+const POWER: Record<PowerState, pci.PowerState> = {
+  D0: pci.PowerState.POWER_STATE_D0,
+  D3hot: pci.PowerState.POWER_STATE_D3HOT,
+};
+
+const MAP_TYPES: Record<P2pMapType, pci.P2pMapType> = {
+  NOT_SUPPORTED: pci.P2pMapType.P2P_MAP_TYPE_NOT_SUPPORTED,
+  BUS_ADDR: pci.P2pMapType.P2P_MAP_TYPE_BUS_ADDR,
+  THRU_HOST_BRIDGE: pci.P2pMapType.P2P_MAP_TYPE_THRU_HOST_BRIDGE,
+};
+
+const RESETS: Record<ResetKind, pci.ResetKind> = {
+  FLR: pci.ResetKind.RESET_KIND_FLR,
+  RESET: pci.ResetKind.RESET_KIND_RESET,
+  POWER_ON_RESET: pci.ResetKind.RESET_KIND_POWER_ON,
+};
+
+const REASONS: Record<DecodeReason, pci.DecodeReason> = {
+  COMMAND_WRITE: pci.DecodeReason.DECODE_REASON_COMMAND_WRITE,
+  POWER: pci.DecodeReason.DECODE_REASON_POWER,
+  RESET: pci.DecodeReason.DECODE_REASON_RESET,
+  HOTPLUG: pci.DecodeReason.DECODE_REASON_HOTPLUG,
+};
+
+export function powerFromWire(state: pci.PowerState): PowerState {
+  if (state === pci.PowerState.POWER_STATE_D0) return 'D0';
+  if (state === pci.PowerState.POWER_STATE_D3HOT) return 'D3hot';
+  throw errno('EINVAL', `power state ${state} is not D0 or D3hot`);
+}
+
+export const powerToWire = (state: PowerState): pci.PowerState => POWER[state];
+export const mapTypeToWire = (type: P2pMapType): pci.P2pMapType => MAP_TYPES[type];
+
+export function functionToWire(fn: FunctionInfo): pci.FunctionInfo {
+  return {
+    bdf: fn.bdf,
+    name: fn.name,
+    kind: KINDS[fn.kind],
+    vendorId: fn.vendorId,
+    deviceId: fn.deviceId,
+    classCode: fn.classCode,
+    bars: fn.bars.map((bar) => ({
+      index: bar.index,
+      size: BigInt(bar.size),
+      is64bit: bar.is64Bit,
+      prefetchable: bar.prefetchable,
+      kind: BAR_KINDS[bar.kind],
+      busAddress: BigInt(bar.busAddress),
+    })),
+    powerState: POWER[fn.powerState],
+    memoryEnabled: fn.memoryEnabled,
+    busMaster: fn.busMaster,
+    present: fn.present,
+  };
+}
+
+export function topologyToWire(topology: Topology, functions: readonly FunctionInfo[]): pci.GetTopologyResponse {
+  return {
+    hostBridges: topology.hostBridges.map((bridge) => ({
+      name: bridge.name,
+      domain: bridge.domain,
+      p2pAllowed: bridge.p2pAllowed,
+      rootPortBdfs: [...bridge.rootPortBdfs],
+    })),
+    switches: topology.switches.map((sw) => ({
+      name: sw.name,
+      upstreamBdf: sw.upstreamBdf,
+      acsSourceValidation: sw.acs.sourceValidation,
+      acsRequestRedirect: sw.acs.requestRedirect,
+      acsCompletionRedirect: sw.acs.completionRedirect,
+      acsUpstreamForwarding: sw.acs.upstreamForwarding,
+      downstreamBdfs: [...sw.downstreamBdfs],
+    })),
+    nodes: topology.nodes.map((node) => ({ bdf: node.bdf, role: node.role, parentBdf: node.parentBdf ?? '' })),
+    functions: functions.map(functionToWire),
+  };
+}
+
+export function eventToWire(event: PciEvent): pci.WatchEventsResponse {
+  const header = { sequence: BigInt(event.sequence), bdf: event.bdf };
+  switch (event.type) {
+    case 'decode-changed':
+      return { ...header, event: { $case: 'decodeChanged', value: { memoryEnabled: event.memoryEnabled, busMaster: event.busMaster, reason: REASONS[event.reason] } } };
+    case 'reset':
+      return { ...header, event: { $case: 'reset', value: { kind: RESETS[event.kind] } } };
+    case 'power-changed':
+      return { ...header, event: { $case: 'powerChanged', value: { from: POWER[event.from], to: POWER[event.to] } } };
+    case 'unplugged':
+      return { ...header, event: { $case: 'unplugged', value: {} } };
+    case 'replugged':
+      return { ...header, event: { $case: 'replugged', value: {} } };
+  }
+}

@@ -1,0 +1,49 @@
+import { randomBytes } from 'node:crypto';
+import { loadServerConfig, type RunningServer } from '@p2p/server';
+import { resolveShmDir, SegmentStore, SharedMemory } from '@p2p/shm';
+import { PciBus } from './bus/pci-bus';
+import { startPciEmuServer } from './server';
+import { defaultTopology } from './topology/default-topology';
+import { loadTopologyFile } from './topology/load-topology';
+
+export const PCI_EMU_DEFAULTS = { port: 50051, metricsPort: 9451 };
+
+/**
+ * pci-emu as deployed: the topology from PCI_EMU_TOPOLOGY (or the default),
+ * BAR memory in shared-memory segments under P2P_SHM_DIR, and the gRPC
+ * server. Segment names carry a per-start instance tag, so a restarted
+ * pci-emu never hands out a file a stale mapping still points at; its
+ * segments are unlinked when it shuts down.
+ */
+export async function startPciEmu(env: NodeJS.ProcessEnv = process.env): Promise<RunningServer> {
+  const config = loadServerConfig('PCI_EMU', PCI_EMU_DEFAULTS, env);
+  const topology = env.PCI_EMU_TOPOLOGY ? loadTopologyFile(env.PCI_EMU_TOPOLOGY) : defaultTopology();
+  const directory = resolveShmDir(env);
+  const store = new SegmentStore({ dir: directory });
+  const instance = randomBytes(4).toString('hex');
+  const memories = new Map<string, SharedMemory>();
+  const bus = new PciBus(topology, (name, size) => {
+    const memory = SharedMemory.create(store, `pci-emu.${instance}.${name}`, size);
+    memories.set(name, memory);
+    return memory;
+  });
+  const destroy = (): void => {
+    bus.close();
+    for (const memory of memories.values()) memory.destroy();
+  };
+  try {
+    const server = await startPciEmuServer(config, bus, {
+      directory,
+      extents: (name, offset, length) =>
+        memories
+          .get(name)!
+          .extents(offset, length)
+          .map((e) => ({ segment: e.segment, offset: BigInt(e.offset), length: BigInt(e.length) })),
+    });
+    server.onShutdown(destroy);
+    return server;
+  } catch (error) {
+    destroy();
+    throw error;
+  }
+}

@@ -1,0 +1,20 @@
+import Table from 'cli-table3';
+import { benchPciEmu } from './pci-emu.bench';
+
+/**
+ * `npm run bench`: every figure is printed beside a baseline measured in the
+ * same run on the same machine, so ratios (not absolute numbers) are what
+ * carries from one machine to another.
+ */
+async function main(): Promise<void> {
+  const rows = new Table({ head: ['measure', 'result', 'detail'] });
+  const ratios: string[] = [];
+  await benchPciEmu(rows, ratios);
+  console.log(rows.toString());
+  for (const line of ratios) console.log(line);
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});

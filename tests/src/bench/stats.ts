@@ -1,0 +1,47 @@
+/** Percentile of an ascending-sorted sample (nearest rank). */
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[rank]!;
+}
+
+/** Seconds since `start` (from process.hrtime.bigint()). */
+export function secondsSince(start: bigint): number {
+  return Number(process.hrtime.bigint() - start) / 1e9;
+}
+
+/** Runs `op` `iterations` times and returns per-call latencies in microseconds, sorted. */
+export async function timeEach(iterations: number, op: (i: number) => Promise<unknown>): Promise<number[]> {
+  const samples: number[] = [];
+  for (let i = 0; i < iterations; i++) {
+    const start = process.hrtime.bigint();
+    await op(i);
+    samples.push(Number(process.hrtime.bigint() - start) / 1e3);
+  }
+  return samples.sort((a, b) => a - b);
+}
+
+/** Runs `total` calls of `op` keeping `depth` in flight; returns calls per second. */
+export async function rateWithDepth(total: number, depth: number, op: (i: number) => Promise<unknown>): Promise<number> {
+  let next = 0;
+  const start = process.hrtime.bigint();
+  const worker = async (): Promise<void> => {
+    while (next < total) await op(next++);
+  };
+  await Promise.all(Array.from({ length: depth }, worker));
+  return total / secondsSince(start);
+}
+
+/** Bytes per second of `repeat` runs of a synchronous copy of `bytes` bytes (best of 3 rounds). */
+export function copyRate(bytes: number, repeat: number, copy: () => void): number {
+  copy();
+  let best = 0;
+  for (let round = 0; round < 3; round++) {
+    const start = process.hrtime.bigint();
+    for (let i = 0; i < repeat; i++) copy();
+    best = Math.max(best, (bytes * repeat) / secondsSince(start));
+  }
+  return best;
+}
+
+export const GB = 1e9;

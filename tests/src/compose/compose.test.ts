@@ -1,0 +1,269 @@
+/**
+ * docker-compose.yml end to end: builds the services image (deploy/Dockerfile)
+ * from the built workspace, brings the stack up through testcontainers'
+ * DockerComposeEnvironment, and talks gRPC to the published ports.
+ *
+ * Needs a Docker engine and docker compose (v2 plugin or the v1 docker-compose
+ * binary); without an engine the suite skips with a message. Base image: the
+ * BASE_IMAGE environment variable if set; else node:20-bookworm-slim if it is
+ * already present; else the local p2p-dmabuf/node-base:20, built from this
+ * machine's node by deploy/scripts/build-base-image.sh when missing. So the test
+ * never needs a registry.
+ */
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as path from 'node:path';
+import { expect } from 'chai';
+import { credentials, loadPackageDefinition, Metadata } from '@grpc/grpc-js';
+import type { CallOptions, Client, ServiceClientConstructor, ServiceError } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { protoPath as healthProtoPath } from 'grpc-health-check';
+import { pci } from '@p2p/proto';
+import { DockerComposeEnvironment, Wait } from 'testcontainers';
+import type { StartedDockerComposeEnvironment, StartedTestContainer } from 'testcontainers';
+
+// Ryuk, testcontainers' reaper, is an image from Docker Hub: none here. The
+// after hook downs the project (containers, network and volume) instead.
+process.env.TESTCONTAINERS_RYUK_DISABLED ??= 'true';
+
+const LOCAL_BASE_IMAGE = 'p2p-dmabuf/node-base:20';
+const REGISTRY_BASE_IMAGE = 'node:20-bookworm-slim';
+/** The compose services this suite starts (depends_on brings their dependencies). */
+const SERVICES = ['pci-emu'];
+const PCI_EMU_GRPC_PORT = 50051;
+const PCI_EMU_METRICS_PORT = 9451;
+
+type ComposeExecutable = NonNullable<Parameters<DockerComposeEnvironment['withClientOptions']>[0]['executable']>;
+
+interface RunResult {
+  ok: boolean;
+  stdout: string;
+  stderr: string;
+}
+
+function run(file: string, args: string[], timeoutMs: number, cwd?: string): Promise<RunResult> {
+  return new Promise((resolve) => {
+    execFile(file, args, { timeout: timeoutMs, cwd, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
+      resolve({ ok: error === null, stdout: String(stdout), stderr: String(stderr || (error ? error.message : '')) });
+    });
+  });
+}
+
+/** The repository root: the nearest directory above this file holding docker-compose.yml. */
+function repoRoot(): string {
+  for (let dir = __dirname; ; dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, 'docker-compose.yml'))) return dir;
+    if (path.dirname(dir) === dir) throw new Error(`no docker-compose.yml above ${__dirname}`);
+  }
+}
+
+/** Why Docker can't be used here, or undefined when it can. */
+async function dockerUnavailable(): Promise<string | undefined> {
+  const info = await run('docker', ['info', '--format', '{{.ServerVersion}}'], 15_000);
+  if (!info.ok || info.stdout.trim() === '') {
+    return `Docker engine not reachable: compose test skipped (docker info: ${info.stderr.trim().split('\n')[0] ?? 'failed'})`;
+  }
+  return undefined;
+}
+
+/** docker compose v2 when present (testcontainers' default), else the standalone v1 binary. */
+async function composeExecutable(): Promise<{ executable?: ComposeExecutable; version: string } | undefined> {
+  const v2 = await run('docker', ['compose', 'version', '--short'], 15_000);
+  if (v2.ok) return { version: `docker compose ${v2.stdout.trim()}` };
+  const v1 = await run('docker-compose', ['version', '--short'], 15_000);
+  if (v1.ok) return { executable: { standalone: true, executablePath: 'docker-compose' }, version: `docker-compose ${v1.stdout.trim()}` };
+  return undefined;
+}
+
+async function imageExists(image: string): Promise<boolean> {
+  return (await run('docker', ['image', 'inspect', image], 15_000)).ok;
+}
+
+async function baseImage(root: string): Promise<string> {
+  const configured = process.env.BASE_IMAGE;
+  if (configured !== undefined && configured !== '') return configured;
+  if (await imageExists(REGISTRY_BASE_IMAGE)) return REGISTRY_BASE_IMAGE;
+  if (!(await imageExists(LOCAL_BASE_IMAGE))) {
+    const built = await run('bash', [path.join(root, 'deploy/scripts/build-base-image.sh')], 120_000, root);
+    if (!built.ok) throw new Error(`deploy/scripts/build-base-image.sh failed: ${built.stderr}`);
+  }
+  return LOCAL_BASE_IMAGE;
+}
+
+/** docker compose v2 names containers `<project>-<svc>-1`, v1 `<project>_<svc>_1`. */
+function serviceContainer(env: StartedDockerComposeEnvironment, service: string): StartedTestContainer {
+  for (const name of [`${service}-1`, `${service}_1`]) {
+    try {
+      return env.getContainer(name);
+    } catch {
+      // try the other naming scheme
+    }
+  }
+  throw new Error(`no running container for compose service ${service}`);
+}
+
+function deadline(ms: number): CallOptions {
+  return { deadline: Date.now() + ms };
+}
+
+function waitForReady(client: Client, ms: number): Promise<void> {
+  return new Promise((resolve, reject) => client.waitForReady(Date.now() + ms, (error) => (error ? reject(error) : resolve())));
+}
+
+interface HealthCheckResponse {
+  status: string;
+}
+interface HealthClient extends Client {
+  Check(
+    request: { service: string },
+    metadata: Metadata,
+    options: CallOptions,
+    callback: (error: ServiceError | null, response?: HealthCheckResponse) => void,
+  ): void;
+}
+
+function healthClient(address: string): HealthClient {
+  const definition = loadSync(healthProtoPath, { keepCase: true, enums: String, longs: String, defaults: true });
+  const loaded = loadPackageDefinition(definition) as unknown as {
+    grpc: { health: { v1: { Health: ServiceClientConstructor } } };
+  };
+  return new loaded.grpc.health.v1.Health(address, credentials.createInsecure()) as unknown as HealthClient;
+}
+
+function check(client: HealthClient, service: string): Promise<string> {
+  return new Promise((resolve, reject) =>
+    client.Check({ service }, new Metadata(), deadline(10_000), (error, response) =>
+      error || !response ? reject(error ?? new Error('empty response')) : resolve(response.status),
+    ),
+  );
+}
+
+function listFunctions(client: pci.PciEmuServiceClient): Promise<pci.FunctionInfo[]> {
+  return new Promise((resolve, reject) =>
+    client.listFunctions({}, new Metadata(), deadline(10_000), (error, response) =>
+      error || !response ? reject(error ?? new Error('empty response')) : resolve(response.functions),
+    ),
+  );
+}
+
+function httpStatus(url: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (body += chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      })
+      .on('error', reject);
+  });
+}
+
+describe('docker-compose.yml: the pci-emu container', function () {
+  // The first run builds the image; compose v1 also recreates the network.
+  this.timeout(240_000);
+
+  let env: StartedDockerComposeEnvironment | undefined;
+  let container: StartedTestContainer;
+  let grpcAddress: string;
+  let health: HealthClient | undefined;
+  let pciClient: pci.PciEmuServiceClient | undefined;
+
+  before(async function () {
+    const unavailable = await dockerUnavailable();
+    if (unavailable !== undefined) {
+      console.warn(`      ${unavailable}`);
+      this.skip();
+    }
+    const compose = await composeExecutable();
+    if (compose === undefined) {
+      console.warn('      neither `docker compose` (v2) nor `docker-compose` (v1) is installed: compose test skipped');
+      this.skip();
+    }
+    const root = repoRoot();
+    const base = await baseImage(root);
+
+    let environment = new DockerComposeEnvironment(root, 'docker-compose.yml')
+      .withBuild()
+      .withEnvironment({
+        BASE_IMAGE: base,
+        // Host port 0: Docker picks free ports, so a stack already running on
+        // 50051/9451 does not clash with this one.
+        PCI_EMU_PORT: '0',
+        PCI_EMU_METRICS_PORT: '0',
+      })
+      // The image has no shell tools for the default listening-ports probe; the
+      // compose healthcheck (the Prometheus endpoint) says when it is up.
+      .withDefaultWaitStrategy(Wait.forHealthCheck())
+      .withStartupTimeout(120_000);
+    if (compose.executable !== undefined) environment = environment.withClientOptions({ executable: compose.executable });
+
+    const started = Date.now();
+    try {
+      env = await environment.up(SERVICES);
+    } catch (error) {
+      throw new Error(
+        `compose up with ${compose.version} and BASE_IMAGE=${base} failed (run with DEBUG=testcontainers* for the compose and container logs): ${
+          error instanceof Error ? error.message : String(error)
+        }`,
+      );
+    }
+    console.log(`      compose up (${compose.version}, build included, BASE_IMAGE=${base}): ${((Date.now() - started) / 1000).toFixed(1)} s`);
+
+    container = serviceContainer(env, 'pci-emu');
+    grpcAddress = `${container.getHost()}:${container.getMappedPort(PCI_EMU_GRPC_PORT)}`;
+  });
+
+  after(async function () {
+    this.timeout(120_000);
+    health?.close();
+    pciClient?.close();
+    await env?.down();
+  });
+
+  it('answers grpc.health.v1.Health/Check with SERVING', async function () {
+    health = healthClient(grpcAddress);
+    await waitForReady(health, 20_000);
+    expect(await check(health, '')).to.equal('SERVING');
+    expect(await check(health, 'p2p.pci.v1.PciEmuService')).to.equal('SERVING');
+  });
+
+  it('lists the default topology: 2 NVMe, 1 accelerator and 2 NICs', async function () {
+    pciClient = new pci.PciEmuServiceClient(grpcAddress, credentials.createInsecure());
+    await waitForReady(pciClient, 20_000);
+    const functions = await listFunctions(pciClient);
+
+    expect(functions).to.have.lengthOf(5);
+    const count = (kind: pci.FunctionKind): number => functions.filter((f) => f.kind === kind).length;
+    expect(count(pci.FunctionKind.FUNCTION_KIND_NVME)).to.equal(2);
+    expect(count(pci.FunctionKind.FUNCTION_KIND_ACCEL)).to.equal(1);
+    expect(count(pci.FunctionKind.FUNCTION_KIND_NIC)).to.equal(2);
+    for (const f of functions) expect(f.bdf).to.match(/^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/i);
+    expect(new Set(functions.map((f) => f.bdf)).size).to.equal(5);
+  });
+
+  it('publishes Prometheus metrics', async function () {
+    const url = `http://${container.getHost()}:${container.getMappedPort(PCI_EMU_METRICS_PORT)}/metrics`;
+    const { status, body } = await httpStatus(url);
+    expect(status).to.equal(200);
+    expect(body).to.match(/^# (HELP|TYPE) /m);
+  });
+
+  it('mounts the shared tmpfs at P2P_SHM_DIR, writable by the service user', async function () {
+    const probe = [
+      "const fs = require('fs');",
+      "const dir = process.env.P2P_SHM_DIR;",
+      "const mount = fs.readFileSync('/proc/mounts', 'utf8').split('\\n').find((l) => l.split(' ')[1] === dir);",
+      "fs.writeFileSync(dir + '/.compose-test', 'x'); fs.unlinkSync(dir + '/.compose-test');",
+      'console.log(JSON.stringify({ dir, fstype: mount ? mount.split(" ")[2] : null, uid: process.getuid(), owner: fs.statSync(dir).uid }));',
+    ].join(' ');
+    const result = await container.exec(['node', '-e', probe]);
+    expect(result.exitCode, result.output).to.equal(0);
+    const seen = JSON.parse(result.stdout.trim()) as { dir: string; fstype: string | null; uid: number; owner: number };
+    expect(seen.dir).to.equal('/dev/shm/p2p-dmabuf');
+    expect(seen.fstype).to.equal('tmpfs');
+    expect(seen.uid).to.equal(1000);
+    expect(seen.owner).to.equal(1000);
+  });
+});
