@@ -108,15 +108,20 @@ describe('pci-emu over gRPC (a separate process on loopback)', function () {
     expect(back.data.toString()).to.equal('hello from a mapping');
   });
 
-  it('goes to D3hot and back: decode off in D3hot, a reset on the way back, events in order', async () => {
+  it('goes to D3hot and back: decode off in D3hot, a power-on reset on the way back, events in order', async () => {
     const events = watch(client, [nvme.bdf]);
     const previous = await rpc<pci.SetPowerStateResponse>((cb) => client.setPowerState({ bdf: nvme.bdf, state: pci.PowerState.POWER_STATE_D3HOT }, cb));
     expect(previous.previous).to.equal(pci.PowerState.POWER_STATE_D0);
     expect((await mmioRead(nvme.bdf, 0, 0, 4)).decoded).to.equal(false);
     await rpc((cb) => client.setPowerState({ bdf: nvme.bdf, state: pci.PowerState.POWER_STATE_D0 }, cb));
-    const kinds = (await events.take(3)).map((e) => e.event?.$case);
-    expect(kinds.slice(0, 2)).to.deep.equal(['powerChanged', 'decodeChanged']);
-    expect(kinds).to.include('powerChanged');
+    const seen = await events.take(4);
+    expect(seen.map((e) => e.event?.$case)).to.deep.equal(['powerChanged', 'decodeChanged', 'powerChanged', 'reset']);
+    expect(seen[3]!.event).to.deep.equal({ $case: 'reset', value: { kind: pci.ResetKind.RESET_KIND_POWER_ON } });
+    // No_Soft_Reset is clear: the function came back reset, with PCI_COMMAND 0.
+    expect(await configRead(nvme.bdf, PCI_COMMAND, 2)).to.equal(0);
+    expect((await mmioRead(nvme.bdf, 0, 0, 4)).decoded).to.equal(false);
+    await configWrite(nvme.bdf, PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
+    expect((await mmioRead(nvme.bdf, 0, 0, 4)).decoded).to.equal(true);
   });
 
   it('unplugs and re-plugs: every access is ENODEV in between', async () => {

@@ -1,14 +1,14 @@
 import { errno } from '@p2p/errno';
+import { PCI_COMMAND, PCI_COMMAND_MEMORY } from '../config-space/pci-regs';
 import type { BarMemory, BarMemoryFactory } from '../devices/bar-memory';
 import { createDevice } from '../devices/create-device';
-import type { DeviceModel } from '../devices/device-model';
-import { formatBdf, parseBdf } from '../topology/bdf';
+import { canonicalBdf } from '../topology/bdf';
 import { p2pDistance, type P2pDistance } from '../topology/p2p-distance';
 import type { Topology } from '../topology/topology';
-import { assignBarAddresses, windowFor, type BarRequest } from './assign-bar-addresses';
+import { enumerateBarAddresses, isMultiFunction } from './enumerate';
 import type { FunctionInfo } from './function-info';
-import { PciEventHub, type PciEventListener, type PowerState } from './pci-events';
-import { PciFunction, type BarAddresses, type ConfigWriteMode } from './pci-function';
+import { PciEventHub, type PciEventBody, type PciEventListener, type PowerState } from './pci-events';
+import { PciFunction, type ConfigWriteMode } from './pci-function';
 
 export interface MmioReadResult<V extends number | bigint = number | bigint> {
   readonly value: V;
@@ -45,9 +45,15 @@ export class PciBus {
   readonly #memories: BarMemory[] = [];
   readonly #events = new PciEventHub();
 
+  /**
+   * @param options.firmwareEnablesMemory set PCI_COMMAND_MEMORY on every
+   *   function at start, as platform firmware does once it has assigned the
+   *   BARs (default true). Resets still clear it, as hardware does.
+   */
   constructor(
     readonly topology: Topology,
     createBarMemory: BarMemoryFactory,
+    options: { firmwareEnablesMemory?: boolean } = {},
   ) {
     try {
       const devices = topology.functions.map((spec) =>
@@ -61,13 +67,17 @@ export class PciBus {
           return { memory, memoryName: name };
         }),
       );
-      const addresses = this.#enumerate(devices);
+      const addresses = enumerateBarAddresses(topology, devices);
       topology.functions.forEach((spec, i) => {
-        const fn = new PciFunction(spec.bdf, spec, devices[i]!, addresses[i]!, this.#isMultiFunction(spec.bdf), (event) =>
-          this.#events.post(event),
-        );
-        this.#functions.set(spec.bdf, fn);
+        const post = (event: PciEventBody): void => this.#events.post(event);
+        const multiFunction = isMultiFunction(topology, spec.bdf);
+        this.#functions.set(spec.bdf, new PciFunction(spec.bdf, spec, devices[i]!, addresses[i]!, multiFunction, post));
       });
+      if (options.firmwareEnablesMemory ?? true) {
+        for (const fn of this.#functions.values()) fn.configWrite(PCI_COMMAND, 2, PCI_COMMAND_MEMORY, 'hardware');
+      }
+      // Nobody can have subscribed yet: boot-time changes are not events.
+      this.#events.flush();
     } catch (error) {
       this.close();
       throw error;
@@ -166,7 +176,7 @@ export class PciBus {
   /* ---- internals ---- */
 
   #lookup(bdf: string): PciFunction {
-    const canonical = formatBdf(parseBdf(bdf));
+    const canonical = canonicalBdf(bdf);
     const fn = this.#functions.get(canonical);
     if (!fn) {
       throw errno('ENODEV', `no PCI function at ${canonical}`);
@@ -189,45 +199,5 @@ export class PciBus {
     } finally {
       this.#events.flush();
     }
-  }
-
-  #isMultiFunction(bdf: string): boolean {
-    const self = parseBdf(bdf);
-    return this.topology.functions.some((other) => {
-      const peer = parseBdf(other.bdf);
-      return other.bdf !== bdf && peer.domain === self.domain && peer.bus === self.bus && peer.device === self.device;
-    });
-  }
-
-  /** Assigns bus addresses per host bridge, as firmware does before the OS starts. */
-  #enumerate(devices: readonly DeviceModel[]): BarAddresses[] {
-    const result: { bars: number[]; rom: number }[] = devices.map((device) => ({ bars: device.bars.map(() => 0), rom: 0 }));
-    for (const bridge of this.topology.hostBridges) {
-      const requests: BarRequest[] = [];
-      const slots: { fn: number; bar: number | 'rom' }[] = [];
-      this.topology.functions.forEach((spec, fn) => {
-        if (this.topology.node(spec.bdf)?.hostBridge !== bridge.name) {
-          return;
-        }
-        const device = devices[fn]!;
-        device.bars.forEach((bar, i) => {
-          requests.push({ owner: `${spec.bdf} BAR ${bar.index}`, size: bar.size, window: windowFor(bar) });
-          slots.push({ fn, bar: i });
-        });
-        if (device.rom) {
-          requests.push({ owner: `${spec.bdf} ROM`, size: device.rom.length, window: 'mmio32' });
-          slots.push({ fn, bar: 'rom' });
-        }
-      });
-      assignBarAddresses(bridge, requests).forEach((address, i) => {
-        const slot = slots[i]!;
-        if (slot.bar === 'rom') {
-          result[slot.fn]!.rom = address;
-        } else {
-          result[slot.fn]!.bars[slot.bar] = address;
-        }
-      });
-    }
-    return result;
   }
 }

@@ -45,8 +45,6 @@ export const PCI_BASE_ADDRESS_MEM_TYPE_64 = 0x04;
 export const PCI_BASE_ADDRESS_MEM_PREFETCH = 0x08;
 export const PCI_BASE_ADDRESS_MEM_MASK = 0xfffffff0;
 export const PCI_BASE_ADDRESS_IO_MASK = 0xfffffffc;
-/** Six BAR registers in a type-0 header (PCI_STD_NUM_BARS). */
-export const PCI_STD_NUM_BARS = 6;
 /** Index the kernel gives the expansion ROM resource (PCI_ROM_RESOURCE). */
 export const PCI_ROM_RESOURCE = 6;
 
@@ -66,13 +64,11 @@ export const PCI_CAP_ID_EXP = 0x10;
 
 /* Power Management capability (PCI Bus Power Management Interface spec r1.2). */
 export const PCI_PM_PMC = 2;
-export const PCI_PM_CAP_VER_MASK = 0x0007;
 export const PCI_PM_CAP_D1 = 0x0200;
 export const PCI_PM_CAP_D2 = 0x0400;
 export const PCI_PM_CTRL = 4;
 export const PCI_PM_CTRL_STATE_MASK = 0x0003;
 export const PCI_PM_CTRL_NO_SOFT_RESET = 0x0008;
-export const PCI_PM_SIZEOF = 8;
 
 /* PCI Express capability. */
 export const PCI_EXP_FLAGS = 0x02;
@@ -124,7 +120,6 @@ export const PCI_EXP_LNKCAP2_SLS_UP_TO_16_0GB = 0x0000001e;
 export const PCI_EXP_LNKCTL2 = 0x30;
 export const PCI_EXP_LNKCTL2_TLS = 0x000f;
 export const PCI_EXP_LNKCTL2_TLS_16_0GT = 0x0004;
-export const PCI_CAP_EXP_ENDPOINT_SIZEOF_V2 = 0x34;
 
 /* ACS Capability Control bits (PCI_ACS_CTRL), as pci_bridge_has_acs_redir() tests them. */
 export const PCI_ACS_SV = 0x0001;

@@ -174,7 +174,6 @@ export type TopologySpec = z.output<typeof TopologySchema>;
 export type HostBridgeSpec = TopologySpec['hostBridges'][number];
 export type PortSpec = z.output<typeof PortSchema>;
 export type SwitchSpec = z.output<typeof SwitchSchema>;
-export type WindowSpec = z.output<typeof WindowSchema>;
 export type AcsFlags = z.output<typeof AcsSchema>;
 export type FunctionSpec = z.output<typeof FunctionSchema>;
 export type FunctionKind = FunctionSpec['kind'];

@@ -561,7 +561,7 @@ export interface Replugged {
 }
 
 export interface WatchEventsResponse {
-  /** Monotonic per server, starting at 1. */
+  /** Monotonic per server: a gap means events were missed. */
   sequence: bigint;
   bdf: string;
   event?:
