@@ -7,7 +7,7 @@ import { benchPciEmu } from './pci-emu.bench';
  * carries from one machine to another.
  */
 async function main(): Promise<void> {
-  const rows = new Table({ head: ['measure', 'result', 'detail'] });
+  const rows = new Table({ head: ['measure', 'result', 'detail'], style: { head: [], border: [] } });
   const ratios: string[] = [];
   await benchPciEmu(rows, ratios);
   console.log(rows.toString());

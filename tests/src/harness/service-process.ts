@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
+import { healthCheck } from './generic-clients';
 
 const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 
@@ -26,8 +27,8 @@ export async function freePort(): Promise<number> {
 }
 
 /**
- * Starts `services/<service>/dist/main.js` with `env` and waits for its
- * "serving" log line. `prefix` is the service's environment prefix (PCI_EMU).
+ * Starts `services/<service>/dist/main.js` with `env` and waits until its
+ * grpc.health.v1 check answers SERVING. `prefix` is the service's environment prefix (PCI_EMU).
  */
 export async function startServiceProcess(service: string, prefix: string, env: NodeJS.ProcessEnv = {}): Promise<ServiceProcess> {
   const port = await freePort();
@@ -37,15 +38,20 @@ export async function startServiceProcess(service: string, prefix: string, env: 
   });
   const logs: string[] = [];
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  await new Promise<void>((resolve, reject) => {
-    const lines = readline.createInterface({ input: child.stdout! });
-    lines.on('line', (line) => {
-      logs.push(line);
-      if (line.includes('serving')) resolve();
-    });
-    child.stderr!.on('data', (chunk: Buffer) => logs.push(chunk.toString()));
-    void exited.then((code) => reject(new Error(`${service} exited with ${code} before serving:\n${logs.join('\n')}`)));
-  });
+  readline.createInterface({ input: child.stdout! }).on('line', (line) => logs.push(line));
+  child.stderr!.on('data', (chunk: Buffer) => logs.push(chunk.toString()));
+  let gone = false;
+  void exited.then(() => (gone = true));
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    if (gone) throw new Error(`${service} exited before serving:\n${logs.join('\n')}`);
+    if (await healthCheck(`127.0.0.1:${port}`).then((status) => status === 'SERVING', () => false)) break;
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`${service} did not become SERVING within 15 s:\n${logs.join('\n')}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
   return {
     child,
     port,
