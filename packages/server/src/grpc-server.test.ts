@@ -24,31 +24,34 @@ describe('startServer', () => {
   /** A server whose ListFunctions answers after `delayMs` (never, if undefined). */
   async function serverAnsweringAfter(delayMs: number | undefined, env: NodeJS.ProcessEnv = {}) {
     const config = loadServerConfig('TEST', silent, { TEST_HOST: '127.0.0.1', LOG_LEVEL: 'silent', ...env });
+    let entered!: () => void;
+    const handlerEntered = new Promise<void>((resolve) => (entered = resolve));
     const implementation = {
-      listFunctions: unary(
-        () => new Promise<pci.ListFunctionsResponse>((resolve) => delayMs !== undefined && setTimeout(() => resolve({ functions: [] }), delayMs)),
-      ),
+      listFunctions: unary(() => {
+        entered();
+        return new Promise<pci.ListFunctionsResponse>((resolve) => delayMs !== undefined && setTimeout(() => resolve({ functions: [] }), delayMs));
+      }),
       bulkWrite: unary(() => ({ decoded: true })),
     } as unknown as pci.PciEmuServiceServer;
     const server = await startServer({ name: 'test', config, services: [{ name: 'p2p.pci.v1.PciEmuService', definition: pci.PciEmuServiceService, implementation }], protoFiles: [] });
     const client = new pci.PciEmuServiceClient(`127.0.0.1:${server.port}`, credentials.createInsecure());
     const list = (): Promise<ServiceError | null> => new Promise((resolve) => client.listFunctions({}, (error) => resolve(error)));
-    return { server, client, list };
+    return { server, client, list, handlerEntered };
   }
 
   it('drains an in-flight call before stopping', async () => {
-    const { server, client, list } = await serverAnsweringAfter(150);
+    const { server, client, list, handlerEntered } = await serverAnsweringAfter(150);
     const call = list();
-    await new Promise((r) => setTimeout(r, 20));
+    await handlerEntered;
     await server.shutdown('test');
     expect(await call).to.equal(null);
     client.close();
   });
 
   it('cuts calls that outlive the shutdown timeout', async () => {
-    const { server, client, list } = await serverAnsweringAfter(undefined, { TEST_SHUTDOWN_TIMEOUT_MS: '200' });
+    const { server, client, list, handlerEntered } = await serverAnsweringAfter(undefined, { TEST_SHUTDOWN_TIMEOUT_MS: '200' });
     const call = list();
-    await new Promise((r) => setTimeout(r, 20));
+    await handlerEntered;
     const started = Date.now();
     await server.shutdown('test');
     expect(Date.now() - started).to.be.within(150, 2000);

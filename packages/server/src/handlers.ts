@@ -1,4 +1,4 @@
-import type { handleServerStreamingCall, handleUnaryCall, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
+import { type handleServerStreamingCall, type handleUnaryCall, Metadata, type ServerUnaryCall, type ServerWritableStream } from '@grpc/grpc-js';
 import { toServiceError } from '@p2p/status';
 
 /**
@@ -21,8 +21,10 @@ export function unary<Req, Res>(fn: (request: Req, call: ServerUnaryCall<Req, Re
 
 /**
  * Adapts a server-streaming call: `fn` validates the request (throwing ends
- * the call with its errno) and returns an unsubscribe function run when the
- * client goes away or the stream ends.
+ * the call with its errno), subscribes, and returns an unsubscribe function
+ * run when the client goes away or the stream ends. Headers go out as soon as
+ * the subscription is in place, so a client that waits for them (the
+ * 'metadata' event) knows no later event will be missed.
  */
 export function serverStream<Req, Res>(
   fn: (request: Req, call: ServerWritableStream<Req, Res>) => () => void,
@@ -35,6 +37,7 @@ export function serverStream<Req, Res>(
       call.destroy(toServiceError(error));
       return;
     }
+    call.sendMetadata(new Metadata());
     let done = false;
     const stop = (): void => {
       if (done) return;

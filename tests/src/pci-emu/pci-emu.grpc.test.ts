@@ -77,7 +77,7 @@ describe('pci-emu over gRPC (a separate process on loopback)', function () {
   });
 
   it('returns all ones and drops writes while PCI_COMMAND.MEM is clear, and reports the decode change as an event', async () => {
-    const events = watch(client, [accel.bdf]);
+    const events = await watch(client, [accel.bdf]);
     const bar = accel.bars.find((b) => b.kind === pci.BarKind.BAR_KIND_MEMORY)!;
     await rpc((cb) => client.mmioWrite({ bdf: accel.bdf, bar: bar.index, offset: 0n, width: 8, value: 0x1122334455667788n }, cb));
     const command = await configRead(accel.bdf, PCI_COMMAND, 2);
@@ -109,7 +109,7 @@ describe('pci-emu over gRPC (a separate process on loopback)', function () {
   });
 
   it('goes to D3hot and back: decode off in D3hot, a power-on reset on the way back, events in order', async () => {
-    const events = watch(client, [nvme.bdf]);
+    const events = await watch(client, [nvme.bdf]);
     const previous = await rpc<pci.SetPowerStateResponse>((cb) => client.setPowerState({ bdf: nvme.bdf, state: pci.PowerState.POWER_STATE_D3HOT }, cb));
     expect(previous.previous).to.equal(pci.PowerState.POWER_STATE_D0);
     expect((await mmioRead(nvme.bdf, 0, 0, 4)).decoded).to.equal(false);
@@ -195,9 +195,13 @@ function portOf(service: ServiceProcess, key: string): number {
   throw new Error(`no ${key} in the service's logs`);
 }
 
-/** Collects events of a WatchEvents stream; `take(n)` waits for n and ends the stream. */
-function watch(client: pci.PciEmuServiceClient, bdfs: string[]): { take(n: number): Promise<pci.WatchEventsResponse[]> } {
+/**
+ * Collects events of a WatchEvents stream once it is live (its headers
+ * arrived); `take(n)` waits for n and ends the stream.
+ */
+async function watch(client: pci.PciEmuServiceClient, bdfs: string[]): Promise<{ take(n: number): Promise<pci.WatchEventsResponse[]> }> {
   const stream: ClientReadableStream<pci.WatchEventsResponse> = client.watchEvents({ bdfs });
+  await new Promise((resolve) => stream.once('metadata', resolve));
   const seen: pci.WatchEventsResponse[] = [];
   stream.on('data', (event: pci.WatchEventsResponse) => seen.push(event));
   stream.on('error', () => undefined);

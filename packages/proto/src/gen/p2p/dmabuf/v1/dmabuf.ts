@@ -14,7 +14,9 @@ import {
   type ClientOptions,
   type ClientReadableStream,
   type ClientUnaryCall,
+  type ClientWritableStream,
   type handleBidiStreamingCall,
+  type handleClientStreamingCall,
   type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
@@ -24,76 +26,131 @@ import {
 } from "@grpc/grpc-js";
 
 /**
- * dmabuf-registry: the kernel's file layer and dma-buf core. Processes are
- * sessions; fds live in per-process tables; dma-bufs are refcounted files whose
- * exporter runs its ops over a stream; importers attach, map and get
- * move_notify. Draft: later issues refine it.
+ * dmabuf-registry: the kernel's file layer and dma-buf core.
+ *
+ * A process is a session (OpenSession); its end is process exit and closes
+ * every fd it held. Files are refcounted; the last reference's release goes to
+ * the file's owner, a service connected through OpenOwnerSession (vfio-pci for
+ * device files and its dma-bufs, rdma-nic for verbs contexts) or the registry
+ * itself (system-heap buffers). Importers attach to a dma-buf, map it to get
+ * the shared-memory segments behind it, and get move_notify on their session.
  */
 
-export enum ExporterOp {
-  EXPORTER_OP_UNSPECIFIED = 0,
-  EXPORTER_OP_ATTACH = 1,
-  EXPORTER_OP_DETACH = 2,
-  EXPORTER_OP_MAP = 3,
-  EXPORTER_OP_UNMAP = 4,
-  EXPORTER_OP_PIN = 5,
-  EXPORTER_OP_UNPIN = 6,
-  EXPORTER_OP_RELEASE = 7,
+export enum FileKind {
+  FILE_KIND_UNSPECIFIED = 0,
+  FILE_KIND_DMA_BUF = 1,
+  /** FILE_KIND_OWNED - A file of an owner service (a vfio device, a verbs context). */
+  FILE_KIND_OWNED = 2,
   UNRECOGNIZED = -1,
 }
 
-export function exporterOpFromJSON(object: any): ExporterOp {
+export function fileKindFromJSON(object: any): FileKind {
   switch (object) {
     case 0:
-    case "EXPORTER_OP_UNSPECIFIED":
-      return ExporterOp.EXPORTER_OP_UNSPECIFIED;
+    case "FILE_KIND_UNSPECIFIED":
+      return FileKind.FILE_KIND_UNSPECIFIED;
     case 1:
-    case "EXPORTER_OP_ATTACH":
-      return ExporterOp.EXPORTER_OP_ATTACH;
+    case "FILE_KIND_DMA_BUF":
+      return FileKind.FILE_KIND_DMA_BUF;
     case 2:
-    case "EXPORTER_OP_DETACH":
-      return ExporterOp.EXPORTER_OP_DETACH;
-    case 3:
-    case "EXPORTER_OP_MAP":
-      return ExporterOp.EXPORTER_OP_MAP;
-    case 4:
-    case "EXPORTER_OP_UNMAP":
-      return ExporterOp.EXPORTER_OP_UNMAP;
-    case 5:
-    case "EXPORTER_OP_PIN":
-      return ExporterOp.EXPORTER_OP_PIN;
-    case 6:
-    case "EXPORTER_OP_UNPIN":
-      return ExporterOp.EXPORTER_OP_UNPIN;
-    case 7:
-    case "EXPORTER_OP_RELEASE":
-      return ExporterOp.EXPORTER_OP_RELEASE;
+    case "FILE_KIND_OWNED":
+      return FileKind.FILE_KIND_OWNED;
     case -1:
     case "UNRECOGNIZED":
     default:
-      return ExporterOp.UNRECOGNIZED;
+      return FileKind.UNRECOGNIZED;
   }
 }
 
-export function exporterOpToJSON(object: ExporterOp): string {
+export function fileKindToJSON(object: FileKind): string {
   switch (object) {
-    case ExporterOp.EXPORTER_OP_UNSPECIFIED:
-      return "EXPORTER_OP_UNSPECIFIED";
-    case ExporterOp.EXPORTER_OP_ATTACH:
-      return "EXPORTER_OP_ATTACH";
-    case ExporterOp.EXPORTER_OP_DETACH:
-      return "EXPORTER_OP_DETACH";
-    case ExporterOp.EXPORTER_OP_MAP:
-      return "EXPORTER_OP_MAP";
-    case ExporterOp.EXPORTER_OP_UNMAP:
-      return "EXPORTER_OP_UNMAP";
-    case ExporterOp.EXPORTER_OP_PIN:
-      return "EXPORTER_OP_PIN";
-    case ExporterOp.EXPORTER_OP_UNPIN:
-      return "EXPORTER_OP_UNPIN";
-    case ExporterOp.EXPORTER_OP_RELEASE:
-      return "EXPORTER_OP_RELEASE";
-    case ExporterOp.UNRECOGNIZED:
+    case FileKind.FILE_KIND_UNSPECIFIED:
+      return "FILE_KIND_UNSPECIFIED";
+    case FileKind.FILE_KIND_DMA_BUF:
+      return "FILE_KIND_DMA_BUF";
+    case FileKind.FILE_KIND_OWNED:
+      return "FILE_KIND_OWNED";
+    case FileKind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export enum OwnerOp {
+  OWNER_OP_UNSPECIFIED = 0,
+  OWNER_OP_ATTACH = 1,
+  OWNER_OP_DETACH = 2,
+  OWNER_OP_MAP = 3,
+  OWNER_OP_UNMAP = 4,
+  OWNER_OP_PIN = 5,
+  OWNER_OP_UNPIN = 6,
+  /** OWNER_OP_RELEASE - The last reference is gone: dma_buf_ops.release, or file release. */
+  OWNER_OP_RELEASE = 7,
+  /**
+   * OWNER_OP_FENCE - An importer was fenced: move the memory to fresh segments so that the
+   * stale mapping writes nowhere that matters.
+   */
+  OWNER_OP_FENCE = 8,
+  UNRECOGNIZED = -1,
+}
+
+export function ownerOpFromJSON(object: any): OwnerOp {
+  switch (object) {
+    case 0:
+    case "OWNER_OP_UNSPECIFIED":
+      return OwnerOp.OWNER_OP_UNSPECIFIED;
+    case 1:
+    case "OWNER_OP_ATTACH":
+      return OwnerOp.OWNER_OP_ATTACH;
+    case 2:
+    case "OWNER_OP_DETACH":
+      return OwnerOp.OWNER_OP_DETACH;
+    case 3:
+    case "OWNER_OP_MAP":
+      return OwnerOp.OWNER_OP_MAP;
+    case 4:
+    case "OWNER_OP_UNMAP":
+      return OwnerOp.OWNER_OP_UNMAP;
+    case 5:
+    case "OWNER_OP_PIN":
+      return OwnerOp.OWNER_OP_PIN;
+    case 6:
+    case "OWNER_OP_UNPIN":
+      return OwnerOp.OWNER_OP_UNPIN;
+    case 7:
+    case "OWNER_OP_RELEASE":
+      return OwnerOp.OWNER_OP_RELEASE;
+    case 8:
+    case "OWNER_OP_FENCE":
+      return OwnerOp.OWNER_OP_FENCE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return OwnerOp.UNRECOGNIZED;
+  }
+}
+
+export function ownerOpToJSON(object: OwnerOp): string {
+  switch (object) {
+    case OwnerOp.OWNER_OP_UNSPECIFIED:
+      return "OWNER_OP_UNSPECIFIED";
+    case OwnerOp.OWNER_OP_ATTACH:
+      return "OWNER_OP_ATTACH";
+    case OwnerOp.OWNER_OP_DETACH:
+      return "OWNER_OP_DETACH";
+    case OwnerOp.OWNER_OP_MAP:
+      return "OWNER_OP_MAP";
+    case OwnerOp.OWNER_OP_UNMAP:
+      return "OWNER_OP_UNMAP";
+    case OwnerOp.OWNER_OP_PIN:
+      return "OWNER_OP_PIN";
+    case OwnerOp.OWNER_OP_UNPIN:
+      return "OWNER_OP_UNPIN";
+    case OwnerOp.OWNER_OP_RELEASE:
+      return "OWNER_OP_RELEASE";
+    case OwnerOp.OWNER_OP_FENCE:
+      return "OWNER_OP_FENCE";
+    case OwnerOp.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
   }
@@ -101,9 +158,9 @@ export function exporterOpToJSON(object: ExporterOp): string {
 
 export enum Transport {
   TRANSPORT_UNSPECIFIED = 0,
-  /** TRANSPORT_SHARED_MEMORY - Map the named segments from a shared tmpfs. */
+  /** TRANSPORT_SHARED_MEMORY - Map the extents' segment files from the shared tmpfs directory. */
   TRANSPORT_SHARED_MEMORY = 1,
-  /** TRANSPORT_STREAM - No shared tmpfs: read and write through the registry's stream. */
+  /** TRANSPORT_STREAM - No shared tmpfs: use ReadAttachment and WriteAttachment. */
   TRANSPORT_STREAM = 2,
   UNRECOGNIZED = -1,
 }
@@ -140,6 +197,53 @@ export function transportToJSON(object: Transport): string {
   }
 }
 
+/** drivers/pci/p2pdma.c: how the importer reaches the memory. */
+export enum DmaMapType {
+  DMA_MAP_TYPE_UNSPECIFIED = 0,
+  /** DMA_MAP_TYPE_HOST_MEMORY - System memory through the IOMMU (heap buffers). */
+  DMA_MAP_TYPE_HOST_MEMORY = 1,
+  DMA_MAP_TYPE_BUS_ADDR = 2,
+  DMA_MAP_TYPE_THRU_HOST_BRIDGE = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function dmaMapTypeFromJSON(object: any): DmaMapType {
+  switch (object) {
+    case 0:
+    case "DMA_MAP_TYPE_UNSPECIFIED":
+      return DmaMapType.DMA_MAP_TYPE_UNSPECIFIED;
+    case 1:
+    case "DMA_MAP_TYPE_HOST_MEMORY":
+      return DmaMapType.DMA_MAP_TYPE_HOST_MEMORY;
+    case 2:
+    case "DMA_MAP_TYPE_BUS_ADDR":
+      return DmaMapType.DMA_MAP_TYPE_BUS_ADDR;
+    case 3:
+    case "DMA_MAP_TYPE_THRU_HOST_BRIDGE":
+      return DmaMapType.DMA_MAP_TYPE_THRU_HOST_BRIDGE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return DmaMapType.UNRECOGNIZED;
+  }
+}
+
+export function dmaMapTypeToJSON(object: DmaMapType): string {
+  switch (object) {
+    case DmaMapType.DMA_MAP_TYPE_UNSPECIFIED:
+      return "DMA_MAP_TYPE_UNSPECIFIED";
+    case DmaMapType.DMA_MAP_TYPE_HOST_MEMORY:
+      return "DMA_MAP_TYPE_HOST_MEMORY";
+    case DmaMapType.DMA_MAP_TYPE_BUS_ADDR:
+      return "DMA_MAP_TYPE_BUS_ADDR";
+    case DmaMapType.DMA_MAP_TYPE_THRU_HOST_BRIDGE:
+      return "DMA_MAP_TYPE_THRU_HOST_BRIDGE";
+    case DmaMapType.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export enum EventKind {
   EVENT_KIND_UNSPECIFIED = 0,
   EVENT_KIND_EXPORT = 1,
@@ -151,6 +255,11 @@ export enum EventKind {
   EVENT_KIND_ACK = 7,
   EVENT_KIND_FENCE = 8,
   EVENT_KIND_RELEASE = 9,
+  EVENT_KIND_REVOKE = 10,
+  EVENT_KIND_UNREVOKE = 11,
+  EVENT_KIND_PIN = 12,
+  EVENT_KIND_UNPIN = 13,
+  EVENT_KIND_PROCESS_EXIT = 14,
   UNRECOGNIZED = -1,
 }
 
@@ -186,6 +295,21 @@ export function eventKindFromJSON(object: any): EventKind {
     case 9:
     case "EVENT_KIND_RELEASE":
       return EventKind.EVENT_KIND_RELEASE;
+    case 10:
+    case "EVENT_KIND_REVOKE":
+      return EventKind.EVENT_KIND_REVOKE;
+    case 11:
+    case "EVENT_KIND_UNREVOKE":
+      return EventKind.EVENT_KIND_UNREVOKE;
+    case 12:
+    case "EVENT_KIND_PIN":
+      return EventKind.EVENT_KIND_PIN;
+    case 13:
+    case "EVENT_KIND_UNPIN":
+      return EventKind.EVENT_KIND_UNPIN;
+    case 14:
+    case "EVENT_KIND_PROCESS_EXIT":
+      return EventKind.EVENT_KIND_PROCESS_EXIT;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -215,46 +339,69 @@ export function eventKindToJSON(object: EventKind): string {
       return "EVENT_KIND_FENCE";
     case EventKind.EVENT_KIND_RELEASE:
       return "EVENT_KIND_RELEASE";
+    case EventKind.EVENT_KIND_REVOKE:
+      return "EVENT_KIND_REVOKE";
+    case EventKind.EVENT_KIND_UNREVOKE:
+      return "EVENT_KIND_UNREVOKE";
+    case EventKind.EVENT_KIND_PIN:
+      return "EVENT_KIND_PIN";
+    case EventKind.EVENT_KIND_UNPIN:
+      return "EVENT_KIND_UNPIN";
+    case EventKind.EVENT_KIND_PROCESS_EXIT:
+      return "EVENT_KIND_PROCESS_EXIT";
     case EventKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
   }
 }
 
+/**
+ * Where memory lives: the id of a tmpfs directory (the content of its
+ * `.p2p-shm-id` file). Equal ids mean the importer can map the segments.
+ */
+export interface ShmIdentity {
+  id: string;
+}
+
 export interface OpenSessionRequest {
-  request?:
-    | //
-    /** First message: who the process is. */
-    { $case: "hello"; value: Hello }
-    | //
-    /** Heartbeat; a session silent past the keepalive timeout is a dead process. */
-    { $case: "heartbeat"; value: Heartbeat }
-    | undefined;
+  request?: { $case: "hello"; value: Hello } | undefined;
 }
 
 export interface Hello {
+  /** A label for listings ("spdk", "rdma-nic-a"). */
   name: string;
 }
 
-export interface Heartbeat {
-}
-
 export interface OpenSessionResponse {
-  response?: { $case: "opened"; value: SessionOpened } | { $case: "moveNotify"; value: MoveNotify } | undefined;
+  response?: { $case: "opened"; value: SessionOpened } | { $case: "moveNotify"; value: MoveNotify } | {
+    $case: "fenced";
+    value: AttachmentFenced;
+  } | undefined;
 }
 
 export interface SessionOpened {
   pid: number;
-  /**
-   * The registry's incarnation; it changes when the registry restarts, and
-   * every fd of an earlier incarnation is gone.
-   */
+  /** Changes on every registry start: fds of an earlier incarnation are gone. */
   incarnation: string;
 }
 
-/** dma_buf_move_notify(): the importer must stop DMA, drop its mappings and ack. */
+/**
+ * dma_buf_move_notify(): stop DMA to the buffer, drop the mapping, then ack.
+ * Later maps fail with ENODEV while the buffer is revoked.
+ */
 export interface MoveNotify {
   notificationId: bigint;
+  attachmentId: bigint;
+  bufferId: bigint;
+  /** The ack deadline: past it the attachment is fenced. */
+  timeoutMs: number;
+}
+
+/**
+ * The attachment did not ack in time: it is detached, and the memory it had
+ * mapped is no longer the buffer's (writes through the old mapping land nowhere).
+ */
+export interface AttachmentFenced {
   attachmentId: bigint;
   bufferId: bigint;
 }
@@ -279,6 +426,7 @@ export interface CloseFdResponse {
 export interface SendFdRequest {
   pid: number;
   fd: number;
+  /** The only process that may redeem the token. */
   toPid: number;
 }
 
@@ -295,83 +443,170 @@ export interface ReceiveFdResponse {
   fd: number;
 }
 
-export interface ExportRequest {
-  request?: { $case: "export"; value: ExportBuffer } | { $case: "reply"; value: ExporterReply } | //
-  /**
-   * The exporter revokes (true) or restores (false) a buffer; the response
-   * comes after every dynamic importer acknowledged move_notify.
-   */
-  { $case: "move"; value: MoveBuffer } | undefined;
+export interface ResolveFdRequest {
+  pid: number;
+  fd: number;
 }
 
-export interface ExportBuffer {
+export interface ResolveFdResponse {
+  kind: FileKind;
+  fileId: bigint;
+  /** The owner service's name ("vfio-pci", "system-heap"). */
+  owner: string;
+  /** The owner's own handle for the file (a device BDF, a context id). */
+  handle: string;
+  openFlags: number;
+}
+
+export interface OpenOwnerSessionRequest {
+  request?:
+    | { $case: "register"; value: RegisterOwner }
+    | { $case: "createFile"; value: CreateFile }
+    | { $case: "export"; value: ExportDmaBuf }
+    | { $case: "move"; value: MoveDmaBuf }
+    | { $case: "reply"; value: OwnerReply }
+    | undefined;
+}
+
+export interface RegisterOwner {
+  /** Unique among live owners ("vfio-pci"). */
+  name: string;
+  /** The tmpfs the owner's segments live in. */
+  shm?: ShmIdentity | undefined;
+}
+
+/** Install a new file of this owner in a process's fd table. */
+export interface CreateFile {
+  requestId: bigint;
   pid: number;
-  exporter: string;
+  handle: string;
+  openFlags: number;
+}
+
+export interface ExportDmaBuf {
+  requestId: bigint;
+  /** The process whose fd table receives the fd. */
+  pid: number;
   size: bigint;
   openFlags: number;
+  /** Exported while the memory is not decodable: starts revoked. */
   revoked: boolean;
-  mmapAllowed: boolean;
+  /** CPU access (read, write, mmap) allowed. */
+  cpuAccess: boolean;
+  /** The PCI function whose BAR provides the memory; decides P2P eligibility. */
+  providerBdf: string;
+  /** Pinned importers may attach (the seed's variant; upstream: EOPNOTSUPP). */
+  allowPin: boolean;
+  /** Importers must allow peer2peer (vfio: yes). */
+  requirePeer2peer: boolean;
+  handle: string;
 }
 
-export interface ExporterReply {
+/**
+ * vfio_pci_dma_buf_move(): flip the buffer's revoked bit. The reply comes once
+ * every dynamic importer acked its move_notify or was fenced.
+ */
+export interface MoveDmaBuf {
+  requestId: bigint;
+  bufferId: bigint;
+  revoked: boolean;
+  /**
+   * Forget the exporter for good (close of the device): later attach and map
+   * fail with ENODEV; the fds live on.
+   */
+  permanent: boolean;
+}
+
+export interface OwnerReply {
   callId: bigint;
-  /** Empty on success. */
+  /** Empty on success, else an errno name. */
   errno: string;
   detail: string;
+  /** For MAP: where the bytes are. */
   extents: Extent[];
 }
 
-export interface MoveBuffer {
-  bufferId: bigint;
-  revoked: boolean;
+export interface OpenOwnerSessionResponse {
+  response?:
+    | { $case: "registered"; value: OwnerRegistered }
+    | { $case: "fileCreated"; value: FileCreated }
+    | { $case: "exported"; value: DmaBufExported }
+    | { $case: "moved"; value: DmaBufMoved }
+    | { $case: "call"; value: OwnerCall }
+    | //
+    /** A request of this stream failed. */
+    { $case: "failed"; value: OwnerRequestFailed }
+    | undefined;
 }
 
-export interface ExportResponse {
-  response?: { $case: "exported"; value: BufferExported } | { $case: "call"; value: ExporterCall } | {
-    $case: "moveDone";
-    value: MoveDone;
-  } | undefined;
+export interface OwnerRegistered {
+  incarnation: string;
 }
 
-export interface BufferExported {
+export interface FileCreated {
+  requestId: bigint;
+  fileId: bigint;
+  fd: number;
+}
+
+export interface DmaBufExported {
+  requestId: bigint;
   bufferId: bigint;
   fd: number;
 }
 
-export interface ExporterCall {
-  callId: bigint;
-  op: ExporterOp;
+export interface DmaBufMoved {
+  requestId: bigint;
   bufferId: bigint;
-  attachmentId: bigint;
-  importerBdf: string;
-}
-
-export interface MoveDone {
-  bufferId: bigint;
+  /** move_notify calls made, and attachments fenced for not acking in time. */
   notified: number;
   fenced: number;
 }
 
+export interface OwnerRequestFailed {
+  requestId: bigint;
+  errno: string;
+  detail: string;
+}
+
+export interface OwnerCall {
+  callId: bigint;
+  op: OwnerOp;
+  fileId: bigint;
+  attachmentId: bigint;
+  importerBdf: string;
+  peer2peer: boolean;
+}
+
 /** A piece of the buffer, as an sg_table entry names pages. */
 export interface Extent {
+  /** The segment file, in the memory owner's tmpfs directory. */
   segment: string;
   segmentOffset: bigint;
   length: bigint;
+  /** What the importing device puts on the bus (a BAR bus address for P2P). */
   dmaAddress: bigint;
 }
 
 export interface AttachRequest {
+  /** The process holding the dma-buf fd (the caller of ibv_reg_dmabuf_mr). */
   pid: number;
   fd: number;
-  /** The importing PCI function, for P2P eligibility. */
+  /** The process that gets move_notify (the importing driver); 0 = pid. */
+  importerPid: number;
+  /** The importing PCI function, for P2P eligibility; empty = a CPU importer. */
   importerBdf: string;
+  /** Dynamic importers give move_notify; static ones must pin. */
   dynamic: boolean;
   peer2peer: boolean;
-  pin: boolean;
+  /** The importer's tmpfs, to choose shared memory or the streamed fallback. */
+  shm?: ShmIdentity | undefined;
 }
 
 export interface AttachResponse {
   attachmentId: bigint;
+  bufferId: bigint;
+  size: bigint;
 }
 
 export interface DetachRequest {
@@ -382,6 +617,22 @@ export interface DetachRequest {
 export interface DetachResponse {
 }
 
+export interface PinAttachmentRequest {
+  pid: number;
+  attachmentId: bigint;
+}
+
+export interface PinAttachmentResponse {
+}
+
+export interface UnpinAttachmentRequest {
+  pid: number;
+  attachmentId: bigint;
+}
+
+export interface UnpinAttachmentResponse {
+}
+
 export interface MapAttachmentRequest {
   pid: number;
   attachmentId: bigint;
@@ -389,8 +640,12 @@ export interface MapAttachmentRequest {
 
 export interface MapAttachmentResponse {
   transport: Transport;
+  /** The directory the segments are in, as the memory's owner sees it. */
   directory: string;
   extents: Extent[];
+  mapType: DmaMapType;
+  /** Bumps on every map: a mapping of an older generation is stale. */
+  generation: bigint;
 }
 
 export interface UnmapAttachmentRequest {
@@ -409,6 +664,29 @@ export interface AckMoveNotifyRequest {
 export interface AckMoveNotifyResponse {
 }
 
+export interface ReadAttachmentRequest {
+  pid: number;
+  attachmentId: bigint;
+  offset: bigint;
+  length: bigint;
+}
+
+export interface ReadAttachmentResponse {
+  data: Buffer;
+}
+
+export interface WriteAttachmentRequest {
+  /** pid, attachment_id and offset are read from the first message only. */
+  pid: number;
+  attachmentId: bigint;
+  offset: bigint;
+  data: Buffer;
+}
+
+export interface WriteAttachmentResponse {
+  written: bigint;
+}
+
 export interface HeapAllocateRequest {
   pid: number;
   size: bigint;
@@ -417,6 +695,7 @@ export interface HeapAllocateRequest {
 
 export interface HeapAllocateResponse {
   fd: number;
+  bufferId: bigint;
 }
 
 export interface CpuReadRequest {
@@ -440,14 +719,27 @@ export interface CpuWriteRequest {
 export interface CpuWriteResponse {
 }
 
+export interface MmapFdRequest {
+  pid: number;
+  fd: number;
+  offset: bigint;
+  length: bigint;
+}
+
+export interface MmapFdResponse {
+  directory: string;
+  extents: Extent[];
+}
+
 export interface GetBufInfoRequest {
 }
 
 export interface AttachmentInfo {
   attachmentId: bigint;
-  pid: number;
+  importerPid: number;
   importerBdf: string;
   dynamic: boolean;
+  peer2peer: boolean;
   mapped: boolean;
   pinned: boolean;
 }
@@ -457,12 +749,38 @@ export interface BufInfo {
   size: bigint;
   exporter: string;
   refcount: number;
+  openFlags: number;
   revoked: boolean;
+  /** The exporter is gone or closed the device: revoked for good. */
+  orphaned: boolean;
   attachments: AttachmentInfo[];
+  providerBdf: string;
 }
 
 export interface GetBufInfoResponse {
   buffers: BufInfo[];
+}
+
+export interface ListProcessesRequest {
+}
+
+export interface FdInfo {
+  fd: number;
+  kind: FileKind;
+  fileId: bigint;
+  owner: string;
+}
+
+export interface ProcessInfo {
+  pid: number;
+  name: string;
+  fds: FdInfo[];
+}
+
+export interface ListProcessesResponse {
+  processes: ProcessInfo[];
+  /** Live owner sessions by name. */
+  owners: string[];
 }
 
 export interface WatchEventsRequest {
@@ -477,6 +795,73 @@ export interface WatchEventsResponse {
   detail: string;
 }
 
+function createBaseShmIdentity(): ShmIdentity {
+  return { id: "" };
+}
+
+export const ShmIdentity: MessageFns<ShmIdentity> = {
+  encode(message: ShmIdentity, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ShmIdentity {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseShmIdentity();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ShmIdentity {
+    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+  },
+
+  toJSON(message: ShmIdentity): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ShmIdentity>): ShmIdentity {
+    return ShmIdentity.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ShmIdentity>): ShmIdentity {
+    const message = createBaseShmIdentity();
+    message.id = object.id ?? "";
+    return message;
+  },
+};
+
 function createBaseOpenSessionRequest(): OpenSessionRequest {
   return { request: undefined };
 }
@@ -486,9 +871,6 @@ export const OpenSessionRequest: MessageFns<OpenSessionRequest> = {
     switch (message.request?.$case) {
       case "hello":
         Hello.encode(message.request.value, writer.uint32(10).fork()).join();
-        break;
-      case "heartbeat":
-        Heartbeat.encode(message.request.value, writer.uint32(18).fork()).join();
         break;
     }
     return writer;
@@ -515,14 +897,6 @@ export const OpenSessionRequest: MessageFns<OpenSessionRequest> = {
             message.request = { $case: "hello", value: Hello.decode(reader, reader.uint32()) };
             continue;
           }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.request = { $case: "heartbeat", value: Heartbeat.decode(reader, reader.uint32()) };
-            continue;
-          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -536,21 +910,13 @@ export const OpenSessionRequest: MessageFns<OpenSessionRequest> = {
   },
 
   fromJSON(object: any): OpenSessionRequest {
-    return {
-      request: isSet(object.hello)
-        ? { $case: "hello", value: Hello.fromJSON(object.hello) }
-        : isSet(object.heartbeat)
-        ? { $case: "heartbeat", value: Heartbeat.fromJSON(object.heartbeat) }
-        : undefined,
-    };
+    return { request: isSet(object.hello) ? { $case: "hello", value: Hello.fromJSON(object.hello) } : undefined };
   },
 
   toJSON(message: OpenSessionRequest): unknown {
     const obj: any = {};
     if (message.request?.$case === "hello") {
       obj.hello = Hello.toJSON(message.request.value);
-    } else if (message.request?.$case === "heartbeat") {
-      obj.heartbeat = Heartbeat.toJSON(message.request.value);
     }
     return obj;
   },
@@ -564,12 +930,6 @@ export const OpenSessionRequest: MessageFns<OpenSessionRequest> = {
       case "hello": {
         if (object.request?.value !== undefined && object.request?.value !== null) {
           message.request = { $case: "hello", value: Hello.fromPartial(object.request.value) };
-        }
-        break;
-      }
-      case "heartbeat": {
-        if (object.request?.value !== undefined && object.request?.value !== null) {
-          message.request = { $case: "heartbeat", value: Heartbeat.fromPartial(object.request.value) };
         }
         break;
       }
@@ -645,58 +1005,6 @@ export const Hello: MessageFns<Hello> = {
   },
 };
 
-function createBaseHeartbeat(): Heartbeat {
-  return {};
-}
-
-export const Heartbeat: MessageFns<Heartbeat> = {
-  encode(_: Heartbeat, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): Heartbeat {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseHeartbeat();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(_: any): Heartbeat {
-    return {};
-  },
-
-  toJSON(_: Heartbeat): unknown {
-    const obj: any = {};
-    return obj;
-  },
-
-  create(base?: DeepPartial<Heartbeat>): Heartbeat {
-    return Heartbeat.fromPartial(base ?? {});
-  },
-  fromPartial(_: DeepPartial<Heartbeat>): Heartbeat {
-    const message = createBaseHeartbeat();
-    return message;
-  },
-};
-
 function createBaseOpenSessionResponse(): OpenSessionResponse {
   return { response: undefined };
 }
@@ -709,6 +1017,9 @@ export const OpenSessionResponse: MessageFns<OpenSessionResponse> = {
         break;
       case "moveNotify":
         MoveNotify.encode(message.response.value, writer.uint32(18).fork()).join();
+        break;
+      case "fenced":
+        AttachmentFenced.encode(message.response.value, writer.uint32(26).fork()).join();
         break;
     }
     return writer;
@@ -743,6 +1054,14 @@ export const OpenSessionResponse: MessageFns<OpenSessionResponse> = {
             message.response = { $case: "moveNotify", value: MoveNotify.decode(reader, reader.uint32()) };
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.response = { $case: "fenced", value: AttachmentFenced.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -763,6 +1082,8 @@ export const OpenSessionResponse: MessageFns<OpenSessionResponse> = {
         ? { $case: "moveNotify", value: MoveNotify.fromJSON(object.moveNotify) }
         : isSet(object.move_notify)
         ? { $case: "moveNotify", value: MoveNotify.fromJSON(object.move_notify) }
+        : isSet(object.fenced)
+        ? { $case: "fenced", value: AttachmentFenced.fromJSON(object.fenced) }
         : undefined,
     };
   },
@@ -773,6 +1094,8 @@ export const OpenSessionResponse: MessageFns<OpenSessionResponse> = {
       obj.opened = SessionOpened.toJSON(message.response.value);
     } else if (message.response?.$case === "moveNotify") {
       obj.moveNotify = MoveNotify.toJSON(message.response.value);
+    } else if (message.response?.$case === "fenced") {
+      obj.fenced = AttachmentFenced.toJSON(message.response.value);
     }
     return obj;
   },
@@ -792,6 +1115,12 @@ export const OpenSessionResponse: MessageFns<OpenSessionResponse> = {
       case "moveNotify": {
         if (object.response?.value !== undefined && object.response?.value !== null) {
           message.response = { $case: "moveNotify", value: MoveNotify.fromPartial(object.response.value) };
+        }
+        break;
+      }
+      case "fenced": {
+        if (object.response?.value !== undefined && object.response?.value !== null) {
+          message.response = { $case: "fenced", value: AttachmentFenced.fromPartial(object.response.value) };
         }
         break;
       }
@@ -886,7 +1215,7 @@ export const SessionOpened: MessageFns<SessionOpened> = {
 };
 
 function createBaseMoveNotify(): MoveNotify {
-  return { notificationId: 0n, attachmentId: 0n, bufferId: 0n };
+  return { notificationId: 0n, attachmentId: 0n, bufferId: 0n, timeoutMs: 0 };
 }
 
 export const MoveNotify: MessageFns<MoveNotify> = {
@@ -908,6 +1237,9 @@ export const MoveNotify: MessageFns<MoveNotify> = {
         throw new globalThis.Error("value provided for field message.bufferId of type uint64 too large");
       }
       writer.uint32(24).uint64(message.bufferId);
+    }
+    if (message.timeoutMs !== 0) {
+      writer.uint32(32).uint32(message.timeoutMs);
     }
     return writer;
   },
@@ -949,6 +1281,14 @@ export const MoveNotify: MessageFns<MoveNotify> = {
             message.bufferId = reader.uint64() as bigint;
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.timeoutMs = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -978,6 +1318,11 @@ export const MoveNotify: MessageFns<MoveNotify> = {
         : isSet(object.buffer_id)
         ? BigInt(object.buffer_id)
         : 0n,
+      timeoutMs: isSet(object.timeoutMs)
+        ? globalThis.Number(object.timeoutMs)
+        : isSet(object.timeout_ms)
+        ? globalThis.Number(object.timeout_ms)
+        : 0,
     };
   },
 
@@ -992,6 +1337,9 @@ export const MoveNotify: MessageFns<MoveNotify> = {
     if (message.bufferId !== 0n) {
       obj.bufferId = message.bufferId.toString();
     }
+    if (message.timeoutMs !== 0) {
+      obj.timeoutMs = Math.round(message.timeoutMs);
+    }
     return obj;
   },
 
@@ -1003,6 +1351,108 @@ export const MoveNotify: MessageFns<MoveNotify> = {
     message.notificationId = (object.notificationId !== undefined && object.notificationId !== null)
       ? BigInt(object.notificationId)
       : 0n;
+    message.attachmentId = (object.attachmentId !== undefined && object.attachmentId !== null)
+      ? BigInt(object.attachmentId)
+      : 0n;
+    message.bufferId = (object.bufferId !== undefined && object.bufferId !== null) ? BigInt(object.bufferId) : 0n;
+    message.timeoutMs = object.timeoutMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseAttachmentFenced(): AttachmentFenced {
+  return { attachmentId: 0n, bufferId: 0n };
+}
+
+export const AttachmentFenced: MessageFns<AttachmentFenced> = {
+  encode(message: AttachmentFenced, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.attachmentId !== 0n) {
+      if (BigInt.asUintN(64, message.attachmentId) !== message.attachmentId) {
+        throw new globalThis.Error("value provided for field message.attachmentId of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.attachmentId);
+    }
+    if (message.bufferId !== 0n) {
+      if (BigInt.asUintN(64, message.bufferId) !== message.bufferId) {
+        throw new globalThis.Error("value provided for field message.bufferId of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.bufferId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AttachmentFenced {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAttachmentFenced();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.attachmentId = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.bufferId = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AttachmentFenced {
+    return {
+      attachmentId: isSet(object.attachmentId)
+        ? BigInt(object.attachmentId)
+        : isSet(object.attachment_id)
+        ? BigInt(object.attachment_id)
+        : 0n,
+      bufferId: isSet(object.bufferId)
+        ? BigInt(object.bufferId)
+        : isSet(object.buffer_id)
+        ? BigInt(object.buffer_id)
+        : 0n,
+    };
+  },
+
+  toJSON(message: AttachmentFenced): unknown {
+    const obj: any = {};
+    if (message.attachmentId !== 0n) {
+      obj.attachmentId = message.attachmentId.toString();
+    }
+    if (message.bufferId !== 0n) {
+      obj.bufferId = message.bufferId.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AttachmentFenced>): AttachmentFenced {
+    return AttachmentFenced.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AttachmentFenced>): AttachmentFenced {
+    const message = createBaseAttachmentFenced();
     message.attachmentId = (object.attachmentId !== undefined && object.attachmentId !== null)
       ? BigInt(object.attachmentId)
       : 0n;
@@ -1624,27 +2074,22 @@ export const ReceiveFdResponse: MessageFns<ReceiveFdResponse> = {
   },
 };
 
-function createBaseExportRequest(): ExportRequest {
-  return { request: undefined };
+function createBaseResolveFdRequest(): ResolveFdRequest {
+  return { pid: 0, fd: 0 };
 }
 
-export const ExportRequest: MessageFns<ExportRequest> = {
-  encode(message: ExportRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    switch (message.request?.$case) {
-      case "export":
-        ExportBuffer.encode(message.request.value, writer.uint32(10).fork()).join();
-        break;
-      case "reply":
-        ExporterReply.encode(message.request.value, writer.uint32(18).fork()).join();
-        break;
-      case "move":
-        MoveBuffer.encode(message.request.value, writer.uint32(26).fork()).join();
-        break;
+export const ResolveFdRequest: MessageFns<ResolveFdRequest> = {
+  encode(message: ResolveFdRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pid !== 0) {
+      writer.uint32(8).uint32(message.pid);
+    }
+    if (message.fd !== 0) {
+      writer.uint32(16).int32(message.fd);
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): ExportRequest {
+  decode(input: BinaryReader | Uint8Array, length?: number): ResolveFdRequest {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -1653,32 +2098,24 @@ export const ExportRequest: MessageFns<ExportRequest> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseExportRequest();
+      const message = createBaseResolveFdRequest();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
           case 1: {
-            if (tag !== 10) {
+            if (tag !== 8) {
               break;
             }
 
-            message.request = { $case: "export", value: ExportBuffer.decode(reader, reader.uint32()) };
+            message.pid = reader.uint32();
             continue;
           }
           case 2: {
-            if (tag !== 18) {
+            if (tag !== 16) {
               break;
             }
 
-            message.request = { $case: "reply", value: ExporterReply.decode(reader, reader.uint32()) };
-            continue;
-          }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.request = { $case: "move", value: MoveBuffer.decode(reader, reader.uint32()) };
+            message.fd = reader.int32();
             continue;
           }
         }
@@ -1693,51 +2130,333 @@ export const ExportRequest: MessageFns<ExportRequest> = {
     }
   },
 
-  fromJSON(object: any): ExportRequest {
+  fromJSON(object: any): ResolveFdRequest {
     return {
-      request: isSet(object.export)
-        ? { $case: "export", value: ExportBuffer.fromJSON(object.export) }
-        : isSet(object.reply)
-        ? { $case: "reply", value: ExporterReply.fromJSON(object.reply) }
-        : isSet(object.move)
-        ? { $case: "move", value: MoveBuffer.fromJSON(object.move) }
-        : undefined,
+      pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
+      fd: isSet(object.fd) ? globalThis.Number(object.fd) : 0,
     };
   },
 
-  toJSON(message: ExportRequest): unknown {
+  toJSON(message: ResolveFdRequest): unknown {
     const obj: any = {};
-    if (message.request?.$case === "export") {
-      obj.export = ExportBuffer.toJSON(message.request.value);
-    } else if (message.request?.$case === "reply") {
-      obj.reply = ExporterReply.toJSON(message.request.value);
-    } else if (message.request?.$case === "move") {
-      obj.move = MoveBuffer.toJSON(message.request.value);
+    if (message.pid !== 0) {
+      obj.pid = Math.round(message.pid);
+    }
+    if (message.fd !== 0) {
+      obj.fd = Math.round(message.fd);
     }
     return obj;
   },
 
-  create(base?: DeepPartial<ExportRequest>): ExportRequest {
-    return ExportRequest.fromPartial(base ?? {});
+  create(base?: DeepPartial<ResolveFdRequest>): ResolveFdRequest {
+    return ResolveFdRequest.fromPartial(base ?? {});
   },
-  fromPartial(object: DeepPartial<ExportRequest>): ExportRequest {
-    const message = createBaseExportRequest();
+  fromPartial(object: DeepPartial<ResolveFdRequest>): ResolveFdRequest {
+    const message = createBaseResolveFdRequest();
+    message.pid = object.pid ?? 0;
+    message.fd = object.fd ?? 0;
+    return message;
+  },
+};
+
+function createBaseResolveFdResponse(): ResolveFdResponse {
+  return { kind: 0, fileId: 0n, owner: "", handle: "", openFlags: 0 };
+}
+
+export const ResolveFdResponse: MessageFns<ResolveFdResponse> = {
+  encode(message: ResolveFdResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== 0) {
+      writer.uint32(8).int32(message.kind);
+    }
+    if (message.fileId !== 0n) {
+      if (BigInt.asUintN(64, message.fileId) !== message.fileId) {
+        throw new globalThis.Error("value provided for field message.fileId of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.fileId);
+    }
+    if (message.owner !== "") {
+      writer.uint32(26).string(message.owner);
+    }
+    if (message.handle !== "") {
+      writer.uint32(34).string(message.handle);
+    }
+    if (message.openFlags !== 0) {
+      writer.uint32(40).uint32(message.openFlags);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResolveFdResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResolveFdResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.fileId = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.owner = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.handle = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.openFlags = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResolveFdResponse {
+    return {
+      kind: isSet(object.kind) ? fileKindFromJSON(object.kind) : 0,
+      fileId: isSet(object.fileId) ? BigInt(object.fileId) : isSet(object.file_id) ? BigInt(object.file_id) : 0n,
+      owner: isSet(object.owner) ? globalThis.String(object.owner) : "",
+      handle: isSet(object.handle) ? globalThis.String(object.handle) : "",
+      openFlags: isSet(object.openFlags)
+        ? globalThis.Number(object.openFlags)
+        : isSet(object.open_flags)
+        ? globalThis.Number(object.open_flags)
+        : 0,
+    };
+  },
+
+  toJSON(message: ResolveFdResponse): unknown {
+    const obj: any = {};
+    if (message.kind !== 0) {
+      obj.kind = fileKindToJSON(message.kind);
+    }
+    if (message.fileId !== 0n) {
+      obj.fileId = message.fileId.toString();
+    }
+    if (message.owner !== "") {
+      obj.owner = message.owner;
+    }
+    if (message.handle !== "") {
+      obj.handle = message.handle;
+    }
+    if (message.openFlags !== 0) {
+      obj.openFlags = Math.round(message.openFlags);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ResolveFdResponse>): ResolveFdResponse {
+    return ResolveFdResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ResolveFdResponse>): ResolveFdResponse {
+    const message = createBaseResolveFdResponse();
+    message.kind = object.kind ?? 0;
+    message.fileId = (object.fileId !== undefined && object.fileId !== null) ? BigInt(object.fileId) : 0n;
+    message.owner = object.owner ?? "";
+    message.handle = object.handle ?? "";
+    message.openFlags = object.openFlags ?? 0;
+    return message;
+  },
+};
+
+function createBaseOpenOwnerSessionRequest(): OpenOwnerSessionRequest {
+  return { request: undefined };
+}
+
+export const OpenOwnerSessionRequest: MessageFns<OpenOwnerSessionRequest> = {
+  encode(message: OpenOwnerSessionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.request?.$case) {
+      case "register":
+        RegisterOwner.encode(message.request.value, writer.uint32(10).fork()).join();
+        break;
+      case "createFile":
+        CreateFile.encode(message.request.value, writer.uint32(18).fork()).join();
+        break;
+      case "export":
+        ExportDmaBuf.encode(message.request.value, writer.uint32(26).fork()).join();
+        break;
+      case "move":
+        MoveDmaBuf.encode(message.request.value, writer.uint32(34).fork()).join();
+        break;
+      case "reply":
+        OwnerReply.encode(message.request.value, writer.uint32(42).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OpenOwnerSessionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOpenOwnerSessionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.request = { $case: "register", value: RegisterOwner.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.request = { $case: "createFile", value: CreateFile.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.request = { $case: "export", value: ExportDmaBuf.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.request = { $case: "move", value: MoveDmaBuf.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.request = { $case: "reply", value: OwnerReply.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OpenOwnerSessionRequest {
+    return {
+      request: isSet(object.register)
+        ? { $case: "register", value: RegisterOwner.fromJSON(object.register) }
+        : isSet(object.createFile)
+        ? { $case: "createFile", value: CreateFile.fromJSON(object.createFile) }
+        : isSet(object.create_file)
+        ? { $case: "createFile", value: CreateFile.fromJSON(object.create_file) }
+        : isSet(object.export)
+        ? { $case: "export", value: ExportDmaBuf.fromJSON(object.export) }
+        : isSet(object.move)
+        ? { $case: "move", value: MoveDmaBuf.fromJSON(object.move) }
+        : isSet(object.reply)
+        ? { $case: "reply", value: OwnerReply.fromJSON(object.reply) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: OpenOwnerSessionRequest): unknown {
+    const obj: any = {};
+    if (message.request?.$case === "register") {
+      obj.register = RegisterOwner.toJSON(message.request.value);
+    } else if (message.request?.$case === "createFile") {
+      obj.createFile = CreateFile.toJSON(message.request.value);
+    } else if (message.request?.$case === "export") {
+      obj.export = ExportDmaBuf.toJSON(message.request.value);
+    } else if (message.request?.$case === "move") {
+      obj.move = MoveDmaBuf.toJSON(message.request.value);
+    } else if (message.request?.$case === "reply") {
+      obj.reply = OwnerReply.toJSON(message.request.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<OpenOwnerSessionRequest>): OpenOwnerSessionRequest {
+    return OpenOwnerSessionRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<OpenOwnerSessionRequest>): OpenOwnerSessionRequest {
+    const message = createBaseOpenOwnerSessionRequest();
     switch (object.request?.$case) {
-      case "export": {
+      case "register": {
         if (object.request?.value !== undefined && object.request?.value !== null) {
-          message.request = { $case: "export", value: ExportBuffer.fromPartial(object.request.value) };
+          message.request = { $case: "register", value: RegisterOwner.fromPartial(object.request.value) };
         }
         break;
       }
-      case "reply": {
+      case "createFile": {
         if (object.request?.value !== undefined && object.request?.value !== null) {
-          message.request = { $case: "reply", value: ExporterReply.fromPartial(object.request.value) };
+          message.request = { $case: "createFile", value: CreateFile.fromPartial(object.request.value) };
+        }
+        break;
+      }
+      case "export": {
+        if (object.request?.value !== undefined && object.request?.value !== null) {
+          message.request = { $case: "export", value: ExportDmaBuf.fromPartial(object.request.value) };
         }
         break;
       }
       case "move": {
         if (object.request?.value !== undefined && object.request?.value !== null) {
-          message.request = { $case: "move", value: MoveBuffer.fromPartial(object.request.value) };
+          message.request = { $case: "move", value: MoveDmaBuf.fromPartial(object.request.value) };
+        }
+        break;
+      }
+      case "reply": {
+        if (object.request?.value !== undefined && object.request?.value !== null) {
+          message.request = { $case: "reply", value: OwnerReply.fromPartial(object.request.value) };
         }
         break;
       }
@@ -1746,17 +2465,244 @@ export const ExportRequest: MessageFns<ExportRequest> = {
   },
 };
 
-function createBaseExportBuffer(): ExportBuffer {
-  return { pid: 0, exporter: "", size: 0n, openFlags: 0, revoked: false, mmapAllowed: false };
+function createBaseRegisterOwner(): RegisterOwner {
+  return { name: "", shm: undefined };
 }
 
-export const ExportBuffer: MessageFns<ExportBuffer> = {
-  encode(message: ExportBuffer, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.pid !== 0) {
-      writer.uint32(8).uint32(message.pid);
+export const RegisterOwner: MessageFns<RegisterOwner> = {
+  encode(message: RegisterOwner, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
     }
-    if (message.exporter !== "") {
-      writer.uint32(18).string(message.exporter);
+    if (message.shm !== undefined) {
+      ShmIdentity.encode(message.shm, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RegisterOwner {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRegisterOwner();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.shm = ShmIdentity.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RegisterOwner {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      shm: isSet(object.shm) ? ShmIdentity.fromJSON(object.shm) : undefined,
+    };
+  },
+
+  toJSON(message: RegisterOwner): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.shm !== undefined) {
+      obj.shm = ShmIdentity.toJSON(message.shm);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RegisterOwner>): RegisterOwner {
+    return RegisterOwner.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RegisterOwner>): RegisterOwner {
+    const message = createBaseRegisterOwner();
+    message.name = object.name ?? "";
+    message.shm = (object.shm !== undefined && object.shm !== null) ? ShmIdentity.fromPartial(object.shm) : undefined;
+    return message;
+  },
+};
+
+function createBaseCreateFile(): CreateFile {
+  return { requestId: 0n, pid: 0, handle: "", openFlags: 0 };
+}
+
+export const CreateFile: MessageFns<CreateFile> = {
+  encode(message: CreateFile, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== 0n) {
+      if (BigInt.asUintN(64, message.requestId) !== message.requestId) {
+        throw new globalThis.Error("value provided for field message.requestId of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.requestId);
+    }
+    if (message.pid !== 0) {
+      writer.uint32(16).uint32(message.pid);
+    }
+    if (message.handle !== "") {
+      writer.uint32(26).string(message.handle);
+    }
+    if (message.openFlags !== 0) {
+      writer.uint32(32).uint32(message.openFlags);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateFile {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateFile();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.requestId = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pid = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.handle = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.openFlags = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateFile {
+    return {
+      requestId: isSet(object.requestId)
+        ? BigInt(object.requestId)
+        : isSet(object.request_id)
+        ? BigInt(object.request_id)
+        : 0n,
+      pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
+      handle: isSet(object.handle) ? globalThis.String(object.handle) : "",
+      openFlags: isSet(object.openFlags)
+        ? globalThis.Number(object.openFlags)
+        : isSet(object.open_flags)
+        ? globalThis.Number(object.open_flags)
+        : 0,
+    };
+  },
+
+  toJSON(message: CreateFile): unknown {
+    const obj: any = {};
+    if (message.requestId !== 0n) {
+      obj.requestId = message.requestId.toString();
+    }
+    if (message.pid !== 0) {
+      obj.pid = Math.round(message.pid);
+    }
+    if (message.handle !== "") {
+      obj.handle = message.handle;
+    }
+    if (message.openFlags !== 0) {
+      obj.openFlags = Math.round(message.openFlags);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CreateFile>): CreateFile {
+    return CreateFile.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CreateFile>): CreateFile {
+    const message = createBaseCreateFile();
+    message.requestId = (object.requestId !== undefined && object.requestId !== null) ? BigInt(object.requestId) : 0n;
+    message.pid = object.pid ?? 0;
+    message.handle = object.handle ?? "";
+    message.openFlags = object.openFlags ?? 0;
+    return message;
+  },
+};
+
+function createBaseExportDmaBuf(): ExportDmaBuf {
+  return {
+    requestId: 0n,
+    pid: 0,
+    size: 0n,
+    openFlags: 0,
+    revoked: false,
+    cpuAccess: false,
+    providerBdf: "",
+    allowPin: false,
+    requirePeer2peer: false,
+    handle: "",
+  };
+}
+
+export const ExportDmaBuf: MessageFns<ExportDmaBuf> = {
+  encode(message: ExportDmaBuf, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== 0n) {
+      if (BigInt.asUintN(64, message.requestId) !== message.requestId) {
+        throw new globalThis.Error("value provided for field message.requestId of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.requestId);
+    }
+    if (message.pid !== 0) {
+      writer.uint32(16).uint32(message.pid);
     }
     if (message.size !== 0n) {
       if (BigInt.asUintN(64, message.size) !== message.size) {
@@ -1770,13 +2716,25 @@ export const ExportBuffer: MessageFns<ExportBuffer> = {
     if (message.revoked !== false) {
       writer.uint32(40).bool(message.revoked);
     }
-    if (message.mmapAllowed !== false) {
-      writer.uint32(48).bool(message.mmapAllowed);
+    if (message.cpuAccess !== false) {
+      writer.uint32(48).bool(message.cpuAccess);
+    }
+    if (message.providerBdf !== "") {
+      writer.uint32(58).string(message.providerBdf);
+    }
+    if (message.allowPin !== false) {
+      writer.uint32(64).bool(message.allowPin);
+    }
+    if (message.requirePeer2peer !== false) {
+      writer.uint32(72).bool(message.requirePeer2peer);
+    }
+    if (message.handle !== "") {
+      writer.uint32(82).string(message.handle);
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): ExportBuffer {
+  decode(input: BinaryReader | Uint8Array, length?: number): ExportDmaBuf {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -1785,7 +2743,7 @@ export const ExportBuffer: MessageFns<ExportBuffer> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseExportBuffer();
+      const message = createBaseExportDmaBuf();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -1794,15 +2752,15 @@ export const ExportBuffer: MessageFns<ExportBuffer> = {
               break;
             }
 
-            message.pid = reader.uint32();
+            message.requestId = reader.uint64() as bigint;
             continue;
           }
           case 2: {
-            if (tag !== 18) {
+            if (tag !== 16) {
               break;
             }
 
-            message.exporter = reader.string();
+            message.pid = reader.uint32();
             continue;
           }
           case 3: {
@@ -1834,7 +2792,39 @@ export const ExportBuffer: MessageFns<ExportBuffer> = {
               break;
             }
 
-            message.mmapAllowed = reader.bool();
+            message.cpuAccess = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.providerBdf = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.allowPin = reader.bool();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.requirePeer2peer = reader.bool();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.handle = reader.string();
             continue;
           }
         }
@@ -1849,10 +2839,14 @@ export const ExportBuffer: MessageFns<ExportBuffer> = {
     }
   },
 
-  fromJSON(object: any): ExportBuffer {
+  fromJSON(object: any): ExportDmaBuf {
     return {
+      requestId: isSet(object.requestId)
+        ? BigInt(object.requestId)
+        : isSet(object.request_id)
+        ? BigInt(object.request_id)
+        : 0n,
       pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
-      exporter: isSet(object.exporter) ? globalThis.String(object.exporter) : "",
       size: isSet(object.size) ? BigInt(object.size) : 0n,
       openFlags: isSet(object.openFlags)
         ? globalThis.Number(object.openFlags)
@@ -1860,21 +2854,37 @@ export const ExportBuffer: MessageFns<ExportBuffer> = {
         ? globalThis.Number(object.open_flags)
         : 0,
       revoked: isSet(object.revoked) ? globalThis.Boolean(object.revoked) : false,
-      mmapAllowed: isSet(object.mmapAllowed)
-        ? globalThis.Boolean(object.mmapAllowed)
-        : isSet(object.mmap_allowed)
-        ? globalThis.Boolean(object.mmap_allowed)
+      cpuAccess: isSet(object.cpuAccess)
+        ? globalThis.Boolean(object.cpuAccess)
+        : isSet(object.cpu_access)
+        ? globalThis.Boolean(object.cpu_access)
         : false,
+      providerBdf: isSet(object.providerBdf)
+        ? globalThis.String(object.providerBdf)
+        : isSet(object.provider_bdf)
+        ? globalThis.String(object.provider_bdf)
+        : "",
+      allowPin: isSet(object.allowPin)
+        ? globalThis.Boolean(object.allowPin)
+        : isSet(object.allow_pin)
+        ? globalThis.Boolean(object.allow_pin)
+        : false,
+      requirePeer2peer: isSet(object.requirePeer2peer)
+        ? globalThis.Boolean(object.requirePeer2peer)
+        : isSet(object.require_peer2peer)
+        ? globalThis.Boolean(object.require_peer2peer)
+        : false,
+      handle: isSet(object.handle) ? globalThis.String(object.handle) : "",
     };
   },
 
-  toJSON(message: ExportBuffer): unknown {
+  toJSON(message: ExportDmaBuf): unknown {
     const obj: any = {};
+    if (message.requestId !== 0n) {
+      obj.requestId = message.requestId.toString();
+    }
     if (message.pid !== 0) {
       obj.pid = Math.round(message.pid);
-    }
-    if (message.exporter !== "") {
-      obj.exporter = message.exporter;
     }
     if (message.size !== 0n) {
       obj.size = message.size.toString();
@@ -1885,33 +2895,180 @@ export const ExportBuffer: MessageFns<ExportBuffer> = {
     if (message.revoked !== false) {
       obj.revoked = message.revoked;
     }
-    if (message.mmapAllowed !== false) {
-      obj.mmapAllowed = message.mmapAllowed;
+    if (message.cpuAccess !== false) {
+      obj.cpuAccess = message.cpuAccess;
+    }
+    if (message.providerBdf !== "") {
+      obj.providerBdf = message.providerBdf;
+    }
+    if (message.allowPin !== false) {
+      obj.allowPin = message.allowPin;
+    }
+    if (message.requirePeer2peer !== false) {
+      obj.requirePeer2peer = message.requirePeer2peer;
+    }
+    if (message.handle !== "") {
+      obj.handle = message.handle;
     }
     return obj;
   },
 
-  create(base?: DeepPartial<ExportBuffer>): ExportBuffer {
-    return ExportBuffer.fromPartial(base ?? {});
+  create(base?: DeepPartial<ExportDmaBuf>): ExportDmaBuf {
+    return ExportDmaBuf.fromPartial(base ?? {});
   },
-  fromPartial(object: DeepPartial<ExportBuffer>): ExportBuffer {
-    const message = createBaseExportBuffer();
+  fromPartial(object: DeepPartial<ExportDmaBuf>): ExportDmaBuf {
+    const message = createBaseExportDmaBuf();
+    message.requestId = (object.requestId !== undefined && object.requestId !== null) ? BigInt(object.requestId) : 0n;
     message.pid = object.pid ?? 0;
-    message.exporter = object.exporter ?? "";
     message.size = (object.size !== undefined && object.size !== null) ? BigInt(object.size) : 0n;
     message.openFlags = object.openFlags ?? 0;
     message.revoked = object.revoked ?? false;
-    message.mmapAllowed = object.mmapAllowed ?? false;
+    message.cpuAccess = object.cpuAccess ?? false;
+    message.providerBdf = object.providerBdf ?? "";
+    message.allowPin = object.allowPin ?? false;
+    message.requirePeer2peer = object.requirePeer2peer ?? false;
+    message.handle = object.handle ?? "";
     return message;
   },
 };
 
-function createBaseExporterReply(): ExporterReply {
+function createBaseMoveDmaBuf(): MoveDmaBuf {
+  return { requestId: 0n, bufferId: 0n, revoked: false, permanent: false };
+}
+
+export const MoveDmaBuf: MessageFns<MoveDmaBuf> = {
+  encode(message: MoveDmaBuf, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== 0n) {
+      if (BigInt.asUintN(64, message.requestId) !== message.requestId) {
+        throw new globalThis.Error("value provided for field message.requestId of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.requestId);
+    }
+    if (message.bufferId !== 0n) {
+      if (BigInt.asUintN(64, message.bufferId) !== message.bufferId) {
+        throw new globalThis.Error("value provided for field message.bufferId of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.bufferId);
+    }
+    if (message.revoked !== false) {
+      writer.uint32(24).bool(message.revoked);
+    }
+    if (message.permanent !== false) {
+      writer.uint32(32).bool(message.permanent);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MoveDmaBuf {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMoveDmaBuf();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.requestId = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.bufferId = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.revoked = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.permanent = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MoveDmaBuf {
+    return {
+      requestId: isSet(object.requestId)
+        ? BigInt(object.requestId)
+        : isSet(object.request_id)
+        ? BigInt(object.request_id)
+        : 0n,
+      bufferId: isSet(object.bufferId)
+        ? BigInt(object.bufferId)
+        : isSet(object.buffer_id)
+        ? BigInt(object.buffer_id)
+        : 0n,
+      revoked: isSet(object.revoked) ? globalThis.Boolean(object.revoked) : false,
+      permanent: isSet(object.permanent) ? globalThis.Boolean(object.permanent) : false,
+    };
+  },
+
+  toJSON(message: MoveDmaBuf): unknown {
+    const obj: any = {};
+    if (message.requestId !== 0n) {
+      obj.requestId = message.requestId.toString();
+    }
+    if (message.bufferId !== 0n) {
+      obj.bufferId = message.bufferId.toString();
+    }
+    if (message.revoked !== false) {
+      obj.revoked = message.revoked;
+    }
+    if (message.permanent !== false) {
+      obj.permanent = message.permanent;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<MoveDmaBuf>): MoveDmaBuf {
+    return MoveDmaBuf.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<MoveDmaBuf>): MoveDmaBuf {
+    const message = createBaseMoveDmaBuf();
+    message.requestId = (object.requestId !== undefined && object.requestId !== null) ? BigInt(object.requestId) : 0n;
+    message.bufferId = (object.bufferId !== undefined && object.bufferId !== null) ? BigInt(object.bufferId) : 0n;
+    message.revoked = object.revoked ?? false;
+    message.permanent = object.permanent ?? false;
+    return message;
+  },
+};
+
+function createBaseOwnerReply(): OwnerReply {
   return { callId: 0n, errno: "", detail: "", extents: [] };
 }
 
-export const ExporterReply: MessageFns<ExporterReply> = {
-  encode(message: ExporterReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const OwnerReply: MessageFns<OwnerReply> = {
+  encode(message: OwnerReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.callId !== 0n) {
       if (BigInt.asUintN(64, message.callId) !== message.callId) {
         throw new globalThis.Error("value provided for field message.callId of type uint64 too large");
@@ -1930,7 +3087,7 @@ export const ExporterReply: MessageFns<ExporterReply> = {
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): ExporterReply {
+  decode(input: BinaryReader | Uint8Array, length?: number): OwnerReply {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -1939,7 +3096,7 @@ export const ExporterReply: MessageFns<ExporterReply> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseExporterReply();
+      const message = createBaseOwnerReply();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -1987,7 +3144,7 @@ export const ExporterReply: MessageFns<ExporterReply> = {
     }
   },
 
-  fromJSON(object: any): ExporterReply {
+  fromJSON(object: any): OwnerReply {
     return {
       callId: isSet(object.callId) ? BigInt(object.callId) : isSet(object.call_id) ? BigInt(object.call_id) : 0n,
       errno: isSet(object.errno) ? globalThis.String(object.errno) : "",
@@ -1996,7 +3153,7 @@ export const ExporterReply: MessageFns<ExporterReply> = {
     };
   },
 
-  toJSON(message: ExporterReply): unknown {
+  toJSON(message: OwnerReply): unknown {
     const obj: any = {};
     if (message.callId !== 0n) {
       obj.callId = message.callId.toString();
@@ -2013,11 +3170,11 @@ export const ExporterReply: MessageFns<ExporterReply> = {
     return obj;
   },
 
-  create(base?: DeepPartial<ExporterReply>): ExporterReply {
-    return ExporterReply.fromPartial(base ?? {});
+  create(base?: DeepPartial<OwnerReply>): OwnerReply {
+    return OwnerReply.fromPartial(base ?? {});
   },
-  fromPartial(object: DeepPartial<ExporterReply>): ExporterReply {
-    const message = createBaseExporterReply();
+  fromPartial(object: DeepPartial<OwnerReply>): OwnerReply {
+    const message = createBaseOwnerReply();
     message.callId = (object.callId !== undefined && object.callId !== null) ? BigInt(object.callId) : 0n;
     message.errno = object.errno ?? "";
     message.detail = object.detail ?? "";
@@ -2026,119 +3183,36 @@ export const ExporterReply: MessageFns<ExporterReply> = {
   },
 };
 
-function createBaseMoveBuffer(): MoveBuffer {
-  return { bufferId: 0n, revoked: false };
-}
-
-export const MoveBuffer: MessageFns<MoveBuffer> = {
-  encode(message: MoveBuffer, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.bufferId !== 0n) {
-      if (BigInt.asUintN(64, message.bufferId) !== message.bufferId) {
-        throw new globalThis.Error("value provided for field message.bufferId of type uint64 too large");
-      }
-      writer.uint32(8).uint64(message.bufferId);
-    }
-    if (message.revoked !== false) {
-      writer.uint32(16).bool(message.revoked);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): MoveBuffer {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseMoveBuffer();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 8) {
-              break;
-            }
-
-            message.bufferId = reader.uint64() as bigint;
-            continue;
-          }
-          case 2: {
-            if (tag !== 16) {
-              break;
-            }
-
-            message.revoked = reader.bool();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): MoveBuffer {
-    return {
-      bufferId: isSet(object.bufferId)
-        ? BigInt(object.bufferId)
-        : isSet(object.buffer_id)
-        ? BigInt(object.buffer_id)
-        : 0n,
-      revoked: isSet(object.revoked) ? globalThis.Boolean(object.revoked) : false,
-    };
-  },
-
-  toJSON(message: MoveBuffer): unknown {
-    const obj: any = {};
-    if (message.bufferId !== 0n) {
-      obj.bufferId = message.bufferId.toString();
-    }
-    if (message.revoked !== false) {
-      obj.revoked = message.revoked;
-    }
-    return obj;
-  },
-
-  create(base?: DeepPartial<MoveBuffer>): MoveBuffer {
-    return MoveBuffer.fromPartial(base ?? {});
-  },
-  fromPartial(object: DeepPartial<MoveBuffer>): MoveBuffer {
-    const message = createBaseMoveBuffer();
-    message.bufferId = (object.bufferId !== undefined && object.bufferId !== null) ? BigInt(object.bufferId) : 0n;
-    message.revoked = object.revoked ?? false;
-    return message;
-  },
-};
-
-function createBaseExportResponse(): ExportResponse {
+function createBaseOpenOwnerSessionResponse(): OpenOwnerSessionResponse {
   return { response: undefined };
 }
 
-export const ExportResponse: MessageFns<ExportResponse> = {
-  encode(message: ExportResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const OpenOwnerSessionResponse: MessageFns<OpenOwnerSessionResponse> = {
+  encode(message: OpenOwnerSessionResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     switch (message.response?.$case) {
+      case "registered":
+        OwnerRegistered.encode(message.response.value, writer.uint32(10).fork()).join();
+        break;
+      case "fileCreated":
+        FileCreated.encode(message.response.value, writer.uint32(18).fork()).join();
+        break;
       case "exported":
-        BufferExported.encode(message.response.value, writer.uint32(10).fork()).join();
+        DmaBufExported.encode(message.response.value, writer.uint32(26).fork()).join();
+        break;
+      case "moved":
+        DmaBufMoved.encode(message.response.value, writer.uint32(34).fork()).join();
         break;
       case "call":
-        ExporterCall.encode(message.response.value, writer.uint32(18).fork()).join();
+        OwnerCall.encode(message.response.value, writer.uint32(42).fork()).join();
         break;
-      case "moveDone":
-        MoveDone.encode(message.response.value, writer.uint32(26).fork()).join();
+      case "failed":
+        OwnerRequestFailed.encode(message.response.value, writer.uint32(50).fork()).join();
         break;
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): ExportResponse {
+  decode(input: BinaryReader | Uint8Array, length?: number): OpenOwnerSessionResponse {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -2147,7 +3221,7 @@ export const ExportResponse: MessageFns<ExportResponse> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseExportResponse();
+      const message = createBaseOpenOwnerSessionResponse();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -2156,7 +3230,7 @@ export const ExportResponse: MessageFns<ExportResponse> = {
               break;
             }
 
-            message.response = { $case: "exported", value: BufferExported.decode(reader, reader.uint32()) };
+            message.response = { $case: "registered", value: OwnerRegistered.decode(reader, reader.uint32()) };
             continue;
           }
           case 2: {
@@ -2164,7 +3238,7 @@ export const ExportResponse: MessageFns<ExportResponse> = {
               break;
             }
 
-            message.response = { $case: "call", value: ExporterCall.decode(reader, reader.uint32()) };
+            message.response = { $case: "fileCreated", value: FileCreated.decode(reader, reader.uint32()) };
             continue;
           }
           case 3: {
@@ -2172,7 +3246,31 @@ export const ExportResponse: MessageFns<ExportResponse> = {
               break;
             }
 
-            message.response = { $case: "moveDone", value: MoveDone.decode(reader, reader.uint32()) };
+            message.response = { $case: "exported", value: DmaBufExported.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.response = { $case: "moved", value: DmaBufMoved.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.response = { $case: "call", value: OwnerCall.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.response = { $case: "failed", value: OwnerRequestFailed.decode(reader, reader.uint32()) };
             continue;
           }
         }
@@ -2187,53 +3285,83 @@ export const ExportResponse: MessageFns<ExportResponse> = {
     }
   },
 
-  fromJSON(object: any): ExportResponse {
+  fromJSON(object: any): OpenOwnerSessionResponse {
     return {
-      response: isSet(object.exported)
-        ? { $case: "exported", value: BufferExported.fromJSON(object.exported) }
+      response: isSet(object.registered)
+        ? { $case: "registered", value: OwnerRegistered.fromJSON(object.registered) }
+        : isSet(object.fileCreated)
+        ? { $case: "fileCreated", value: FileCreated.fromJSON(object.fileCreated) }
+        : isSet(object.file_created)
+        ? { $case: "fileCreated", value: FileCreated.fromJSON(object.file_created) }
+        : isSet(object.exported)
+        ? { $case: "exported", value: DmaBufExported.fromJSON(object.exported) }
+        : isSet(object.moved)
+        ? { $case: "moved", value: DmaBufMoved.fromJSON(object.moved) }
         : isSet(object.call)
-        ? { $case: "call", value: ExporterCall.fromJSON(object.call) }
-        : isSet(object.moveDone)
-        ? { $case: "moveDone", value: MoveDone.fromJSON(object.moveDone) }
-        : isSet(object.move_done)
-        ? { $case: "moveDone", value: MoveDone.fromJSON(object.move_done) }
+        ? { $case: "call", value: OwnerCall.fromJSON(object.call) }
+        : isSet(object.failed)
+        ? { $case: "failed", value: OwnerRequestFailed.fromJSON(object.failed) }
         : undefined,
     };
   },
 
-  toJSON(message: ExportResponse): unknown {
+  toJSON(message: OpenOwnerSessionResponse): unknown {
     const obj: any = {};
-    if (message.response?.$case === "exported") {
-      obj.exported = BufferExported.toJSON(message.response.value);
+    if (message.response?.$case === "registered") {
+      obj.registered = OwnerRegistered.toJSON(message.response.value);
+    } else if (message.response?.$case === "fileCreated") {
+      obj.fileCreated = FileCreated.toJSON(message.response.value);
+    } else if (message.response?.$case === "exported") {
+      obj.exported = DmaBufExported.toJSON(message.response.value);
+    } else if (message.response?.$case === "moved") {
+      obj.moved = DmaBufMoved.toJSON(message.response.value);
     } else if (message.response?.$case === "call") {
-      obj.call = ExporterCall.toJSON(message.response.value);
-    } else if (message.response?.$case === "moveDone") {
-      obj.moveDone = MoveDone.toJSON(message.response.value);
+      obj.call = OwnerCall.toJSON(message.response.value);
+    } else if (message.response?.$case === "failed") {
+      obj.failed = OwnerRequestFailed.toJSON(message.response.value);
     }
     return obj;
   },
 
-  create(base?: DeepPartial<ExportResponse>): ExportResponse {
-    return ExportResponse.fromPartial(base ?? {});
+  create(base?: DeepPartial<OpenOwnerSessionResponse>): OpenOwnerSessionResponse {
+    return OpenOwnerSessionResponse.fromPartial(base ?? {});
   },
-  fromPartial(object: DeepPartial<ExportResponse>): ExportResponse {
-    const message = createBaseExportResponse();
+  fromPartial(object: DeepPartial<OpenOwnerSessionResponse>): OpenOwnerSessionResponse {
+    const message = createBaseOpenOwnerSessionResponse();
     switch (object.response?.$case) {
+      case "registered": {
+        if (object.response?.value !== undefined && object.response?.value !== null) {
+          message.response = { $case: "registered", value: OwnerRegistered.fromPartial(object.response.value) };
+        }
+        break;
+      }
+      case "fileCreated": {
+        if (object.response?.value !== undefined && object.response?.value !== null) {
+          message.response = { $case: "fileCreated", value: FileCreated.fromPartial(object.response.value) };
+        }
+        break;
+      }
       case "exported": {
         if (object.response?.value !== undefined && object.response?.value !== null) {
-          message.response = { $case: "exported", value: BufferExported.fromPartial(object.response.value) };
+          message.response = { $case: "exported", value: DmaBufExported.fromPartial(object.response.value) };
+        }
+        break;
+      }
+      case "moved": {
+        if (object.response?.value !== undefined && object.response?.value !== null) {
+          message.response = { $case: "moved", value: DmaBufMoved.fromPartial(object.response.value) };
         }
         break;
       }
       case "call": {
         if (object.response?.value !== undefined && object.response?.value !== null) {
-          message.response = { $case: "call", value: ExporterCall.fromPartial(object.response.value) };
+          message.response = { $case: "call", value: OwnerCall.fromPartial(object.response.value) };
         }
         break;
       }
-      case "moveDone": {
+      case "failed": {
         if (object.response?.value !== undefined && object.response?.value !== null) {
-          message.response = { $case: "moveDone", value: MoveDone.fromPartial(object.response.value) };
+          message.response = { $case: "failed", value: OwnerRequestFailed.fromPartial(object.response.value) };
         }
         break;
       }
@@ -2242,25 +3370,19 @@ export const ExportResponse: MessageFns<ExportResponse> = {
   },
 };
 
-function createBaseBufferExported(): BufferExported {
-  return { bufferId: 0n, fd: 0 };
+function createBaseOwnerRegistered(): OwnerRegistered {
+  return { incarnation: "" };
 }
 
-export const BufferExported: MessageFns<BufferExported> = {
-  encode(message: BufferExported, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.bufferId !== 0n) {
-      if (BigInt.asUintN(64, message.bufferId) !== message.bufferId) {
-        throw new globalThis.Error("value provided for field message.bufferId of type uint64 too large");
-      }
-      writer.uint32(8).uint64(message.bufferId);
-    }
-    if (message.fd !== 0) {
-      writer.uint32(16).int32(message.fd);
+export const OwnerRegistered: MessageFns<OwnerRegistered> = {
+  encode(message: OwnerRegistered, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.incarnation !== "") {
+      writer.uint32(10).string(message.incarnation);
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): BufferExported {
+  decode(input: BinaryReader | Uint8Array, length?: number): OwnerRegistered {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -2269,7 +3391,86 @@ export const BufferExported: MessageFns<BufferExported> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseBufferExported();
+      const message = createBaseOwnerRegistered();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.incarnation = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OwnerRegistered {
+    return { incarnation: isSet(object.incarnation) ? globalThis.String(object.incarnation) : "" };
+  },
+
+  toJSON(message: OwnerRegistered): unknown {
+    const obj: any = {};
+    if (message.incarnation !== "") {
+      obj.incarnation = message.incarnation;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<OwnerRegistered>): OwnerRegistered {
+    return OwnerRegistered.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<OwnerRegistered>): OwnerRegistered {
+    const message = createBaseOwnerRegistered();
+    message.incarnation = object.incarnation ?? "";
+    return message;
+  },
+};
+
+function createBaseFileCreated(): FileCreated {
+  return { requestId: 0n, fileId: 0n, fd: 0 };
+}
+
+export const FileCreated: MessageFns<FileCreated> = {
+  encode(message: FileCreated, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== 0n) {
+      if (BigInt.asUintN(64, message.requestId) !== message.requestId) {
+        throw new globalThis.Error("value provided for field message.requestId of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.requestId);
+    }
+    if (message.fileId !== 0n) {
+      if (BigInt.asUintN(64, message.fileId) !== message.fileId) {
+        throw new globalThis.Error("value provided for field message.fileId of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.fileId);
+    }
+    if (message.fd !== 0) {
+      writer.uint32(24).int32(message.fd);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FileCreated {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFileCreated();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -2278,11 +3479,19 @@ export const BufferExported: MessageFns<BufferExported> = {
               break;
             }
 
-            message.bufferId = reader.uint64() as bigint;
+            message.requestId = reader.uint64() as bigint;
             continue;
           }
           case 2: {
             if (tag !== 16) {
+              break;
+            }
+
+            message.fileId = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
               break;
             }
 
@@ -2301,8 +3510,124 @@ export const BufferExported: MessageFns<BufferExported> = {
     }
   },
 
-  fromJSON(object: any): BufferExported {
+  fromJSON(object: any): FileCreated {
     return {
+      requestId: isSet(object.requestId)
+        ? BigInt(object.requestId)
+        : isSet(object.request_id)
+        ? BigInt(object.request_id)
+        : 0n,
+      fileId: isSet(object.fileId) ? BigInt(object.fileId) : isSet(object.file_id) ? BigInt(object.file_id) : 0n,
+      fd: isSet(object.fd) ? globalThis.Number(object.fd) : 0,
+    };
+  },
+
+  toJSON(message: FileCreated): unknown {
+    const obj: any = {};
+    if (message.requestId !== 0n) {
+      obj.requestId = message.requestId.toString();
+    }
+    if (message.fileId !== 0n) {
+      obj.fileId = message.fileId.toString();
+    }
+    if (message.fd !== 0) {
+      obj.fd = Math.round(message.fd);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<FileCreated>): FileCreated {
+    return FileCreated.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FileCreated>): FileCreated {
+    const message = createBaseFileCreated();
+    message.requestId = (object.requestId !== undefined && object.requestId !== null) ? BigInt(object.requestId) : 0n;
+    message.fileId = (object.fileId !== undefined && object.fileId !== null) ? BigInt(object.fileId) : 0n;
+    message.fd = object.fd ?? 0;
+    return message;
+  },
+};
+
+function createBaseDmaBufExported(): DmaBufExported {
+  return { requestId: 0n, bufferId: 0n, fd: 0 };
+}
+
+export const DmaBufExported: MessageFns<DmaBufExported> = {
+  encode(message: DmaBufExported, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== 0n) {
+      if (BigInt.asUintN(64, message.requestId) !== message.requestId) {
+        throw new globalThis.Error("value provided for field message.requestId of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.requestId);
+    }
+    if (message.bufferId !== 0n) {
+      if (BigInt.asUintN(64, message.bufferId) !== message.bufferId) {
+        throw new globalThis.Error("value provided for field message.bufferId of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.bufferId);
+    }
+    if (message.fd !== 0) {
+      writer.uint32(24).int32(message.fd);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DmaBufExported {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDmaBufExported();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.requestId = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.bufferId = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.fd = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DmaBufExported {
+    return {
+      requestId: isSet(object.requestId)
+        ? BigInt(object.requestId)
+        : isSet(object.request_id)
+        ? BigInt(object.request_id)
+        : 0n,
       bufferId: isSet(object.bufferId)
         ? BigInt(object.bufferId)
         : isSet(object.buffer_id)
@@ -2312,8 +3637,11 @@ export const BufferExported: MessageFns<BufferExported> = {
     };
   },
 
-  toJSON(message: BufferExported): unknown {
+  toJSON(message: DmaBufExported): unknown {
     const obj: any = {};
+    if (message.requestId !== 0n) {
+      obj.requestId = message.requestId.toString();
+    }
     if (message.bufferId !== 0n) {
       obj.bufferId = message.bufferId.toString();
     }
@@ -2323,23 +3651,263 @@ export const BufferExported: MessageFns<BufferExported> = {
     return obj;
   },
 
-  create(base?: DeepPartial<BufferExported>): BufferExported {
-    return BufferExported.fromPartial(base ?? {});
+  create(base?: DeepPartial<DmaBufExported>): DmaBufExported {
+    return DmaBufExported.fromPartial(base ?? {});
   },
-  fromPartial(object: DeepPartial<BufferExported>): BufferExported {
-    const message = createBaseBufferExported();
+  fromPartial(object: DeepPartial<DmaBufExported>): DmaBufExported {
+    const message = createBaseDmaBufExported();
+    message.requestId = (object.requestId !== undefined && object.requestId !== null) ? BigInt(object.requestId) : 0n;
     message.bufferId = (object.bufferId !== undefined && object.bufferId !== null) ? BigInt(object.bufferId) : 0n;
     message.fd = object.fd ?? 0;
     return message;
   },
 };
 
-function createBaseExporterCall(): ExporterCall {
-  return { callId: 0n, op: 0, bufferId: 0n, attachmentId: 0n, importerBdf: "" };
+function createBaseDmaBufMoved(): DmaBufMoved {
+  return { requestId: 0n, bufferId: 0n, notified: 0, fenced: 0 };
 }
 
-export const ExporterCall: MessageFns<ExporterCall> = {
-  encode(message: ExporterCall, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const DmaBufMoved: MessageFns<DmaBufMoved> = {
+  encode(message: DmaBufMoved, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== 0n) {
+      if (BigInt.asUintN(64, message.requestId) !== message.requestId) {
+        throw new globalThis.Error("value provided for field message.requestId of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.requestId);
+    }
+    if (message.bufferId !== 0n) {
+      if (BigInt.asUintN(64, message.bufferId) !== message.bufferId) {
+        throw new globalThis.Error("value provided for field message.bufferId of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.bufferId);
+    }
+    if (message.notified !== 0) {
+      writer.uint32(24).uint32(message.notified);
+    }
+    if (message.fenced !== 0) {
+      writer.uint32(32).uint32(message.fenced);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DmaBufMoved {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDmaBufMoved();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.requestId = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.bufferId = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.notified = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.fenced = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DmaBufMoved {
+    return {
+      requestId: isSet(object.requestId)
+        ? BigInt(object.requestId)
+        : isSet(object.request_id)
+        ? BigInt(object.request_id)
+        : 0n,
+      bufferId: isSet(object.bufferId)
+        ? BigInt(object.bufferId)
+        : isSet(object.buffer_id)
+        ? BigInt(object.buffer_id)
+        : 0n,
+      notified: isSet(object.notified) ? globalThis.Number(object.notified) : 0,
+      fenced: isSet(object.fenced) ? globalThis.Number(object.fenced) : 0,
+    };
+  },
+
+  toJSON(message: DmaBufMoved): unknown {
+    const obj: any = {};
+    if (message.requestId !== 0n) {
+      obj.requestId = message.requestId.toString();
+    }
+    if (message.bufferId !== 0n) {
+      obj.bufferId = message.bufferId.toString();
+    }
+    if (message.notified !== 0) {
+      obj.notified = Math.round(message.notified);
+    }
+    if (message.fenced !== 0) {
+      obj.fenced = Math.round(message.fenced);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DmaBufMoved>): DmaBufMoved {
+    return DmaBufMoved.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DmaBufMoved>): DmaBufMoved {
+    const message = createBaseDmaBufMoved();
+    message.requestId = (object.requestId !== undefined && object.requestId !== null) ? BigInt(object.requestId) : 0n;
+    message.bufferId = (object.bufferId !== undefined && object.bufferId !== null) ? BigInt(object.bufferId) : 0n;
+    message.notified = object.notified ?? 0;
+    message.fenced = object.fenced ?? 0;
+    return message;
+  },
+};
+
+function createBaseOwnerRequestFailed(): OwnerRequestFailed {
+  return { requestId: 0n, errno: "", detail: "" };
+}
+
+export const OwnerRequestFailed: MessageFns<OwnerRequestFailed> = {
+  encode(message: OwnerRequestFailed, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== 0n) {
+      if (BigInt.asUintN(64, message.requestId) !== message.requestId) {
+        throw new globalThis.Error("value provided for field message.requestId of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.requestId);
+    }
+    if (message.errno !== "") {
+      writer.uint32(18).string(message.errno);
+    }
+    if (message.detail !== "") {
+      writer.uint32(26).string(message.detail);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OwnerRequestFailed {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOwnerRequestFailed();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.requestId = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.errno = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.detail = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OwnerRequestFailed {
+    return {
+      requestId: isSet(object.requestId)
+        ? BigInt(object.requestId)
+        : isSet(object.request_id)
+        ? BigInt(object.request_id)
+        : 0n,
+      errno: isSet(object.errno) ? globalThis.String(object.errno) : "",
+      detail: isSet(object.detail) ? globalThis.String(object.detail) : "",
+    };
+  },
+
+  toJSON(message: OwnerRequestFailed): unknown {
+    const obj: any = {};
+    if (message.requestId !== 0n) {
+      obj.requestId = message.requestId.toString();
+    }
+    if (message.errno !== "") {
+      obj.errno = message.errno;
+    }
+    if (message.detail !== "") {
+      obj.detail = message.detail;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<OwnerRequestFailed>): OwnerRequestFailed {
+    return OwnerRequestFailed.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<OwnerRequestFailed>): OwnerRequestFailed {
+    const message = createBaseOwnerRequestFailed();
+    message.requestId = (object.requestId !== undefined && object.requestId !== null) ? BigInt(object.requestId) : 0n;
+    message.errno = object.errno ?? "";
+    message.detail = object.detail ?? "";
+    return message;
+  },
+};
+
+function createBaseOwnerCall(): OwnerCall {
+  return { callId: 0n, op: 0, fileId: 0n, attachmentId: 0n, importerBdf: "", peer2peer: false };
+}
+
+export const OwnerCall: MessageFns<OwnerCall> = {
+  encode(message: OwnerCall, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.callId !== 0n) {
       if (BigInt.asUintN(64, message.callId) !== message.callId) {
         throw new globalThis.Error("value provided for field message.callId of type uint64 too large");
@@ -2349,11 +3917,11 @@ export const ExporterCall: MessageFns<ExporterCall> = {
     if (message.op !== 0) {
       writer.uint32(16).int32(message.op);
     }
-    if (message.bufferId !== 0n) {
-      if (BigInt.asUintN(64, message.bufferId) !== message.bufferId) {
-        throw new globalThis.Error("value provided for field message.bufferId of type uint64 too large");
+    if (message.fileId !== 0n) {
+      if (BigInt.asUintN(64, message.fileId) !== message.fileId) {
+        throw new globalThis.Error("value provided for field message.fileId of type uint64 too large");
       }
-      writer.uint32(24).uint64(message.bufferId);
+      writer.uint32(24).uint64(message.fileId);
     }
     if (message.attachmentId !== 0n) {
       if (BigInt.asUintN(64, message.attachmentId) !== message.attachmentId) {
@@ -2364,10 +3932,13 @@ export const ExporterCall: MessageFns<ExporterCall> = {
     if (message.importerBdf !== "") {
       writer.uint32(42).string(message.importerBdf);
     }
+    if (message.peer2peer !== false) {
+      writer.uint32(48).bool(message.peer2peer);
+    }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): ExporterCall {
+  decode(input: BinaryReader | Uint8Array, length?: number): OwnerCall {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -2376,7 +3947,7 @@ export const ExporterCall: MessageFns<ExporterCall> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseExporterCall();
+      const message = createBaseOwnerCall();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -2401,7 +3972,7 @@ export const ExporterCall: MessageFns<ExporterCall> = {
               break;
             }
 
-            message.bufferId = reader.uint64() as bigint;
+            message.fileId = reader.uint64() as bigint;
             continue;
           }
           case 4: {
@@ -2420,6 +3991,14 @@ export const ExporterCall: MessageFns<ExporterCall> = {
             message.importerBdf = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.peer2peer = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2432,15 +4011,11 @@ export const ExporterCall: MessageFns<ExporterCall> = {
     }
   },
 
-  fromJSON(object: any): ExporterCall {
+  fromJSON(object: any): OwnerCall {
     return {
       callId: isSet(object.callId) ? BigInt(object.callId) : isSet(object.call_id) ? BigInt(object.call_id) : 0n,
-      op: isSet(object.op) ? exporterOpFromJSON(object.op) : 0,
-      bufferId: isSet(object.bufferId)
-        ? BigInt(object.bufferId)
-        : isSet(object.buffer_id)
-        ? BigInt(object.buffer_id)
-        : 0n,
+      op: isSet(object.op) ? ownerOpFromJSON(object.op) : 0,
+      fileId: isSet(object.fileId) ? BigInt(object.fileId) : isSet(object.file_id) ? BigInt(object.file_id) : 0n,
       attachmentId: isSet(object.attachmentId)
         ? BigInt(object.attachmentId)
         : isSet(object.attachment_id)
@@ -2451,19 +4026,20 @@ export const ExporterCall: MessageFns<ExporterCall> = {
         : isSet(object.importer_bdf)
         ? globalThis.String(object.importer_bdf)
         : "",
+      peer2peer: isSet(object.peer2peer) ? globalThis.Boolean(object.peer2peer) : false,
     };
   },
 
-  toJSON(message: ExporterCall): unknown {
+  toJSON(message: OwnerCall): unknown {
     const obj: any = {};
     if (message.callId !== 0n) {
       obj.callId = message.callId.toString();
     }
     if (message.op !== 0) {
-      obj.op = exporterOpToJSON(message.op);
+      obj.op = ownerOpToJSON(message.op);
     }
-    if (message.bufferId !== 0n) {
-      obj.bufferId = message.bufferId.toString();
+    if (message.fileId !== 0n) {
+      obj.fileId = message.fileId.toString();
     }
     if (message.attachmentId !== 0n) {
       obj.attachmentId = message.attachmentId.toString();
@@ -2471,129 +4047,25 @@ export const ExporterCall: MessageFns<ExporterCall> = {
     if (message.importerBdf !== "") {
       obj.importerBdf = message.importerBdf;
     }
+    if (message.peer2peer !== false) {
+      obj.peer2peer = message.peer2peer;
+    }
     return obj;
   },
 
-  create(base?: DeepPartial<ExporterCall>): ExporterCall {
-    return ExporterCall.fromPartial(base ?? {});
+  create(base?: DeepPartial<OwnerCall>): OwnerCall {
+    return OwnerCall.fromPartial(base ?? {});
   },
-  fromPartial(object: DeepPartial<ExporterCall>): ExporterCall {
-    const message = createBaseExporterCall();
+  fromPartial(object: DeepPartial<OwnerCall>): OwnerCall {
+    const message = createBaseOwnerCall();
     message.callId = (object.callId !== undefined && object.callId !== null) ? BigInt(object.callId) : 0n;
     message.op = object.op ?? 0;
-    message.bufferId = (object.bufferId !== undefined && object.bufferId !== null) ? BigInt(object.bufferId) : 0n;
+    message.fileId = (object.fileId !== undefined && object.fileId !== null) ? BigInt(object.fileId) : 0n;
     message.attachmentId = (object.attachmentId !== undefined && object.attachmentId !== null)
       ? BigInt(object.attachmentId)
       : 0n;
     message.importerBdf = object.importerBdf ?? "";
-    return message;
-  },
-};
-
-function createBaseMoveDone(): MoveDone {
-  return { bufferId: 0n, notified: 0, fenced: 0 };
-}
-
-export const MoveDone: MessageFns<MoveDone> = {
-  encode(message: MoveDone, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.bufferId !== 0n) {
-      if (BigInt.asUintN(64, message.bufferId) !== message.bufferId) {
-        throw new globalThis.Error("value provided for field message.bufferId of type uint64 too large");
-      }
-      writer.uint32(8).uint64(message.bufferId);
-    }
-    if (message.notified !== 0) {
-      writer.uint32(16).uint32(message.notified);
-    }
-    if (message.fenced !== 0) {
-      writer.uint32(24).uint32(message.fenced);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): MoveDone {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseMoveDone();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 8) {
-              break;
-            }
-
-            message.bufferId = reader.uint64() as bigint;
-            continue;
-          }
-          case 2: {
-            if (tag !== 16) {
-              break;
-            }
-
-            message.notified = reader.uint32();
-            continue;
-          }
-          case 3: {
-            if (tag !== 24) {
-              break;
-            }
-
-            message.fenced = reader.uint32();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): MoveDone {
-    return {
-      bufferId: isSet(object.bufferId)
-        ? BigInt(object.bufferId)
-        : isSet(object.buffer_id)
-        ? BigInt(object.buffer_id)
-        : 0n,
-      notified: isSet(object.notified) ? globalThis.Number(object.notified) : 0,
-      fenced: isSet(object.fenced) ? globalThis.Number(object.fenced) : 0,
-    };
-  },
-
-  toJSON(message: MoveDone): unknown {
-    const obj: any = {};
-    if (message.bufferId !== 0n) {
-      obj.bufferId = message.bufferId.toString();
-    }
-    if (message.notified !== 0) {
-      obj.notified = Math.round(message.notified);
-    }
-    if (message.fenced !== 0) {
-      obj.fenced = Math.round(message.fenced);
-    }
-    return obj;
-  },
-
-  create(base?: DeepPartial<MoveDone>): MoveDone {
-    return MoveDone.fromPartial(base ?? {});
-  },
-  fromPartial(object: DeepPartial<MoveDone>): MoveDone {
-    const message = createBaseMoveDone();
-    message.bufferId = (object.bufferId !== undefined && object.bufferId !== null) ? BigInt(object.bufferId) : 0n;
-    message.notified = object.notified ?? 0;
-    message.fenced = object.fenced ?? 0;
+    message.peer2peer = object.peer2peer ?? false;
     return message;
   },
 };
@@ -2737,7 +4209,7 @@ export const Extent: MessageFns<Extent> = {
 };
 
 function createBaseAttachRequest(): AttachRequest {
-  return { pid: 0, fd: 0, importerBdf: "", dynamic: false, peer2peer: false, pin: false };
+  return { pid: 0, fd: 0, importerPid: 0, importerBdf: "", dynamic: false, peer2peer: false, shm: undefined };
 }
 
 export const AttachRequest: MessageFns<AttachRequest> = {
@@ -2748,17 +4220,20 @@ export const AttachRequest: MessageFns<AttachRequest> = {
     if (message.fd !== 0) {
       writer.uint32(16).int32(message.fd);
     }
+    if (message.importerPid !== 0) {
+      writer.uint32(24).uint32(message.importerPid);
+    }
     if (message.importerBdf !== "") {
-      writer.uint32(26).string(message.importerBdf);
+      writer.uint32(34).string(message.importerBdf);
     }
     if (message.dynamic !== false) {
-      writer.uint32(32).bool(message.dynamic);
+      writer.uint32(40).bool(message.dynamic);
     }
     if (message.peer2peer !== false) {
-      writer.uint32(40).bool(message.peer2peer);
+      writer.uint32(48).bool(message.peer2peer);
     }
-    if (message.pin !== false) {
-      writer.uint32(48).bool(message.pin);
+    if (message.shm !== undefined) {
+      ShmIdentity.encode(message.shm, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -2793,19 +4268,19 @@ export const AttachRequest: MessageFns<AttachRequest> = {
             continue;
           }
           case 3: {
-            if (tag !== 26) {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.importerPid = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
               break;
             }
 
             message.importerBdf = reader.string();
-            continue;
-          }
-          case 4: {
-            if (tag !== 32) {
-              break;
-            }
-
-            message.dynamic = reader.bool();
             continue;
           }
           case 5: {
@@ -2813,7 +4288,7 @@ export const AttachRequest: MessageFns<AttachRequest> = {
               break;
             }
 
-            message.peer2peer = reader.bool();
+            message.dynamic = reader.bool();
             continue;
           }
           case 6: {
@@ -2821,7 +4296,15 @@ export const AttachRequest: MessageFns<AttachRequest> = {
               break;
             }
 
-            message.pin = reader.bool();
+            message.peer2peer = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.shm = ShmIdentity.decode(reader, reader.uint32());
             continue;
           }
         }
@@ -2840,6 +4323,11 @@ export const AttachRequest: MessageFns<AttachRequest> = {
     return {
       pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
       fd: isSet(object.fd) ? globalThis.Number(object.fd) : 0,
+      importerPid: isSet(object.importerPid)
+        ? globalThis.Number(object.importerPid)
+        : isSet(object.importer_pid)
+        ? globalThis.Number(object.importer_pid)
+        : 0,
       importerBdf: isSet(object.importerBdf)
         ? globalThis.String(object.importerBdf)
         : isSet(object.importer_bdf)
@@ -2847,7 +4335,7 @@ export const AttachRequest: MessageFns<AttachRequest> = {
         : "",
       dynamic: isSet(object.dynamic) ? globalThis.Boolean(object.dynamic) : false,
       peer2peer: isSet(object.peer2peer) ? globalThis.Boolean(object.peer2peer) : false,
-      pin: isSet(object.pin) ? globalThis.Boolean(object.pin) : false,
+      shm: isSet(object.shm) ? ShmIdentity.fromJSON(object.shm) : undefined,
     };
   },
 
@@ -2859,6 +4347,9 @@ export const AttachRequest: MessageFns<AttachRequest> = {
     if (message.fd !== 0) {
       obj.fd = Math.round(message.fd);
     }
+    if (message.importerPid !== 0) {
+      obj.importerPid = Math.round(message.importerPid);
+    }
     if (message.importerBdf !== "") {
       obj.importerBdf = message.importerBdf;
     }
@@ -2868,8 +4359,8 @@ export const AttachRequest: MessageFns<AttachRequest> = {
     if (message.peer2peer !== false) {
       obj.peer2peer = message.peer2peer;
     }
-    if (message.pin !== false) {
-      obj.pin = message.pin;
+    if (message.shm !== undefined) {
+      obj.shm = ShmIdentity.toJSON(message.shm);
     }
     return obj;
   },
@@ -2881,16 +4372,17 @@ export const AttachRequest: MessageFns<AttachRequest> = {
     const message = createBaseAttachRequest();
     message.pid = object.pid ?? 0;
     message.fd = object.fd ?? 0;
+    message.importerPid = object.importerPid ?? 0;
     message.importerBdf = object.importerBdf ?? "";
     message.dynamic = object.dynamic ?? false;
     message.peer2peer = object.peer2peer ?? false;
-    message.pin = object.pin ?? false;
+    message.shm = (object.shm !== undefined && object.shm !== null) ? ShmIdentity.fromPartial(object.shm) : undefined;
     return message;
   },
 };
 
 function createBaseAttachResponse(): AttachResponse {
-  return { attachmentId: 0n };
+  return { attachmentId: 0n, bufferId: 0n, size: 0n };
 }
 
 export const AttachResponse: MessageFns<AttachResponse> = {
@@ -2900,6 +4392,18 @@ export const AttachResponse: MessageFns<AttachResponse> = {
         throw new globalThis.Error("value provided for field message.attachmentId of type uint64 too large");
       }
       writer.uint32(8).uint64(message.attachmentId);
+    }
+    if (message.bufferId !== 0n) {
+      if (BigInt.asUintN(64, message.bufferId) !== message.bufferId) {
+        throw new globalThis.Error("value provided for field message.bufferId of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.bufferId);
+    }
+    if (message.size !== 0n) {
+      if (BigInt.asUintN(64, message.size) !== message.size) {
+        throw new globalThis.Error("value provided for field message.size of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.size);
     }
     return writer;
   },
@@ -2925,6 +4429,22 @@ export const AttachResponse: MessageFns<AttachResponse> = {
             message.attachmentId = reader.uint64() as bigint;
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.bufferId = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.size = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2944,6 +4464,12 @@ export const AttachResponse: MessageFns<AttachResponse> = {
         : isSet(object.attachment_id)
         ? BigInt(object.attachment_id)
         : 0n,
+      bufferId: isSet(object.bufferId)
+        ? BigInt(object.bufferId)
+        : isSet(object.buffer_id)
+        ? BigInt(object.buffer_id)
+        : 0n,
+      size: isSet(object.size) ? BigInt(object.size) : 0n,
     };
   },
 
@@ -2951,6 +4477,12 @@ export const AttachResponse: MessageFns<AttachResponse> = {
     const obj: any = {};
     if (message.attachmentId !== 0n) {
       obj.attachmentId = message.attachmentId.toString();
+    }
+    if (message.bufferId !== 0n) {
+      obj.bufferId = message.bufferId.toString();
+    }
+    if (message.size !== 0n) {
+      obj.size = message.size.toString();
     }
     return obj;
   },
@@ -2963,6 +4495,8 @@ export const AttachResponse: MessageFns<AttachResponse> = {
     message.attachmentId = (object.attachmentId !== undefined && object.attachmentId !== null)
       ? BigInt(object.attachmentId)
       : 0n;
+    message.bufferId = (object.bufferId !== undefined && object.bufferId !== null) ? BigInt(object.bufferId) : 0n;
+    message.size = (object.size !== undefined && object.size !== null) ? BigInt(object.size) : 0n;
     return message;
   },
 };
@@ -3113,6 +4647,298 @@ export const DetachResponse: MessageFns<DetachResponse> = {
   },
 };
 
+function createBasePinAttachmentRequest(): PinAttachmentRequest {
+  return { pid: 0, attachmentId: 0n };
+}
+
+export const PinAttachmentRequest: MessageFns<PinAttachmentRequest> = {
+  encode(message: PinAttachmentRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pid !== 0) {
+      writer.uint32(8).uint32(message.pid);
+    }
+    if (message.attachmentId !== 0n) {
+      if (BigInt.asUintN(64, message.attachmentId) !== message.attachmentId) {
+        throw new globalThis.Error("value provided for field message.attachmentId of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.attachmentId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PinAttachmentRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePinAttachmentRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pid = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.attachmentId = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PinAttachmentRequest {
+    return {
+      pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
+      attachmentId: isSet(object.attachmentId)
+        ? BigInt(object.attachmentId)
+        : isSet(object.attachment_id)
+        ? BigInt(object.attachment_id)
+        : 0n,
+    };
+  },
+
+  toJSON(message: PinAttachmentRequest): unknown {
+    const obj: any = {};
+    if (message.pid !== 0) {
+      obj.pid = Math.round(message.pid);
+    }
+    if (message.attachmentId !== 0n) {
+      obj.attachmentId = message.attachmentId.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PinAttachmentRequest>): PinAttachmentRequest {
+    return PinAttachmentRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PinAttachmentRequest>): PinAttachmentRequest {
+    const message = createBasePinAttachmentRequest();
+    message.pid = object.pid ?? 0;
+    message.attachmentId = (object.attachmentId !== undefined && object.attachmentId !== null)
+      ? BigInt(object.attachmentId)
+      : 0n;
+    return message;
+  },
+};
+
+function createBasePinAttachmentResponse(): PinAttachmentResponse {
+  return {};
+}
+
+export const PinAttachmentResponse: MessageFns<PinAttachmentResponse> = {
+  encode(_: PinAttachmentResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PinAttachmentResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePinAttachmentResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): PinAttachmentResponse {
+    return {};
+  },
+
+  toJSON(_: PinAttachmentResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<PinAttachmentResponse>): PinAttachmentResponse {
+    return PinAttachmentResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<PinAttachmentResponse>): PinAttachmentResponse {
+    const message = createBasePinAttachmentResponse();
+    return message;
+  },
+};
+
+function createBaseUnpinAttachmentRequest(): UnpinAttachmentRequest {
+  return { pid: 0, attachmentId: 0n };
+}
+
+export const UnpinAttachmentRequest: MessageFns<UnpinAttachmentRequest> = {
+  encode(message: UnpinAttachmentRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pid !== 0) {
+      writer.uint32(8).uint32(message.pid);
+    }
+    if (message.attachmentId !== 0n) {
+      if (BigInt.asUintN(64, message.attachmentId) !== message.attachmentId) {
+        throw new globalThis.Error("value provided for field message.attachmentId of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.attachmentId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UnpinAttachmentRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUnpinAttachmentRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pid = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.attachmentId = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UnpinAttachmentRequest {
+    return {
+      pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
+      attachmentId: isSet(object.attachmentId)
+        ? BigInt(object.attachmentId)
+        : isSet(object.attachment_id)
+        ? BigInt(object.attachment_id)
+        : 0n,
+    };
+  },
+
+  toJSON(message: UnpinAttachmentRequest): unknown {
+    const obj: any = {};
+    if (message.pid !== 0) {
+      obj.pid = Math.round(message.pid);
+    }
+    if (message.attachmentId !== 0n) {
+      obj.attachmentId = message.attachmentId.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<UnpinAttachmentRequest>): UnpinAttachmentRequest {
+    return UnpinAttachmentRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<UnpinAttachmentRequest>): UnpinAttachmentRequest {
+    const message = createBaseUnpinAttachmentRequest();
+    message.pid = object.pid ?? 0;
+    message.attachmentId = (object.attachmentId !== undefined && object.attachmentId !== null)
+      ? BigInt(object.attachmentId)
+      : 0n;
+    return message;
+  },
+};
+
+function createBaseUnpinAttachmentResponse(): UnpinAttachmentResponse {
+  return {};
+}
+
+export const UnpinAttachmentResponse: MessageFns<UnpinAttachmentResponse> = {
+  encode(_: UnpinAttachmentResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UnpinAttachmentResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUnpinAttachmentResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): UnpinAttachmentResponse {
+    return {};
+  },
+
+  toJSON(_: UnpinAttachmentResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<UnpinAttachmentResponse>): UnpinAttachmentResponse {
+    return UnpinAttachmentResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<UnpinAttachmentResponse>): UnpinAttachmentResponse {
+    const message = createBaseUnpinAttachmentResponse();
+    return message;
+  },
+};
+
 function createBaseMapAttachmentRequest(): MapAttachmentRequest {
   return { pid: 0, attachmentId: 0n };
 }
@@ -3208,7 +5034,7 @@ export const MapAttachmentRequest: MessageFns<MapAttachmentRequest> = {
 };
 
 function createBaseMapAttachmentResponse(): MapAttachmentResponse {
-  return { transport: 0, directory: "", extents: [] };
+  return { transport: 0, directory: "", extents: [], mapType: 0, generation: 0n };
 }
 
 export const MapAttachmentResponse: MessageFns<MapAttachmentResponse> = {
@@ -3221,6 +5047,15 @@ export const MapAttachmentResponse: MessageFns<MapAttachmentResponse> = {
     }
     for (const v of message.extents) {
       Extent.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.mapType !== 0) {
+      writer.uint32(32).int32(message.mapType);
+    }
+    if (message.generation !== 0n) {
+      if (BigInt.asUintN(64, message.generation) !== message.generation) {
+        throw new globalThis.Error("value provided for field message.generation of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.generation);
     }
     return writer;
   },
@@ -3262,6 +5097,22 @@ export const MapAttachmentResponse: MessageFns<MapAttachmentResponse> = {
             message.extents.push(Extent.decode(reader, reader.uint32()));
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.mapType = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.generation = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3279,6 +5130,12 @@ export const MapAttachmentResponse: MessageFns<MapAttachmentResponse> = {
       transport: isSet(object.transport) ? transportFromJSON(object.transport) : 0,
       directory: isSet(object.directory) ? globalThis.String(object.directory) : "",
       extents: globalThis.Array.isArray(object?.extents) ? object.extents.map((e: any) => Extent.fromJSON(e)) : [],
+      mapType: isSet(object.mapType)
+        ? dmaMapTypeFromJSON(object.mapType)
+        : isSet(object.map_type)
+        ? dmaMapTypeFromJSON(object.map_type)
+        : 0,
+      generation: isSet(object.generation) ? BigInt(object.generation) : 0n,
     };
   },
 
@@ -3293,6 +5150,12 @@ export const MapAttachmentResponse: MessageFns<MapAttachmentResponse> = {
     if (message.extents?.length) {
       obj.extents = message.extents.map((e) => Extent.toJSON(e));
     }
+    if (message.mapType !== 0) {
+      obj.mapType = dmaMapTypeToJSON(message.mapType);
+    }
+    if (message.generation !== 0n) {
+      obj.generation = message.generation.toString();
+    }
     return obj;
   },
 
@@ -3304,6 +5167,10 @@ export const MapAttachmentResponse: MessageFns<MapAttachmentResponse> = {
     message.transport = object.transport ?? 0;
     message.directory = object.directory ?? "";
     message.extents = object.extents?.map((e) => Extent.fromPartial(e)) || [];
+    message.mapType = object.mapType ?? 0;
+    message.generation = (object.generation !== undefined && object.generation !== null)
+      ? BigInt(object.generation)
+      : 0n;
     return message;
   },
 };
@@ -3600,6 +5467,404 @@ export const AckMoveNotifyResponse: MessageFns<AckMoveNotifyResponse> = {
   },
 };
 
+function createBaseReadAttachmentRequest(): ReadAttachmentRequest {
+  return { pid: 0, attachmentId: 0n, offset: 0n, length: 0n };
+}
+
+export const ReadAttachmentRequest: MessageFns<ReadAttachmentRequest> = {
+  encode(message: ReadAttachmentRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pid !== 0) {
+      writer.uint32(8).uint32(message.pid);
+    }
+    if (message.attachmentId !== 0n) {
+      if (BigInt.asUintN(64, message.attachmentId) !== message.attachmentId) {
+        throw new globalThis.Error("value provided for field message.attachmentId of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.attachmentId);
+    }
+    if (message.offset !== 0n) {
+      if (BigInt.asUintN(64, message.offset) !== message.offset) {
+        throw new globalThis.Error("value provided for field message.offset of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.offset);
+    }
+    if (message.length !== 0n) {
+      if (BigInt.asUintN(64, message.length) !== message.length) {
+        throw new globalThis.Error("value provided for field message.length of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.length);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReadAttachmentRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReadAttachmentRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pid = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.attachmentId = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.offset = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.length = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReadAttachmentRequest {
+    return {
+      pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
+      attachmentId: isSet(object.attachmentId)
+        ? BigInt(object.attachmentId)
+        : isSet(object.attachment_id)
+        ? BigInt(object.attachment_id)
+        : 0n,
+      offset: isSet(object.offset) ? BigInt(object.offset) : 0n,
+      length: isSet(object.length) ? BigInt(object.length) : 0n,
+    };
+  },
+
+  toJSON(message: ReadAttachmentRequest): unknown {
+    const obj: any = {};
+    if (message.pid !== 0) {
+      obj.pid = Math.round(message.pid);
+    }
+    if (message.attachmentId !== 0n) {
+      obj.attachmentId = message.attachmentId.toString();
+    }
+    if (message.offset !== 0n) {
+      obj.offset = message.offset.toString();
+    }
+    if (message.length !== 0n) {
+      obj.length = message.length.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ReadAttachmentRequest>): ReadAttachmentRequest {
+    return ReadAttachmentRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReadAttachmentRequest>): ReadAttachmentRequest {
+    const message = createBaseReadAttachmentRequest();
+    message.pid = object.pid ?? 0;
+    message.attachmentId = (object.attachmentId !== undefined && object.attachmentId !== null)
+      ? BigInt(object.attachmentId)
+      : 0n;
+    message.offset = (object.offset !== undefined && object.offset !== null) ? BigInt(object.offset) : 0n;
+    message.length = (object.length !== undefined && object.length !== null) ? BigInt(object.length) : 0n;
+    return message;
+  },
+};
+
+function createBaseReadAttachmentResponse(): ReadAttachmentResponse {
+  return { data: Buffer.alloc(0) };
+}
+
+export const ReadAttachmentResponse: MessageFns<ReadAttachmentResponse> = {
+  encode(message: ReadAttachmentResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.data.length !== 0) {
+      writer.uint32(10).bytes(message.data);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReadAttachmentResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReadAttachmentResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReadAttachmentResponse {
+    return { data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0) };
+  },
+
+  toJSON(message: ReadAttachmentResponse): unknown {
+    const obj: any = {};
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ReadAttachmentResponse>): ReadAttachmentResponse {
+    return ReadAttachmentResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReadAttachmentResponse>): ReadAttachmentResponse {
+    const message = createBaseReadAttachmentResponse();
+    message.data = object.data ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseWriteAttachmentRequest(): WriteAttachmentRequest {
+  return { pid: 0, attachmentId: 0n, offset: 0n, data: Buffer.alloc(0) };
+}
+
+export const WriteAttachmentRequest: MessageFns<WriteAttachmentRequest> = {
+  encode(message: WriteAttachmentRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pid !== 0) {
+      writer.uint32(8).uint32(message.pid);
+    }
+    if (message.attachmentId !== 0n) {
+      if (BigInt.asUintN(64, message.attachmentId) !== message.attachmentId) {
+        throw new globalThis.Error("value provided for field message.attachmentId of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.attachmentId);
+    }
+    if (message.offset !== 0n) {
+      if (BigInt.asUintN(64, message.offset) !== message.offset) {
+        throw new globalThis.Error("value provided for field message.offset of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.offset);
+    }
+    if (message.data.length !== 0) {
+      writer.uint32(34).bytes(message.data);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WriteAttachmentRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWriteAttachmentRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pid = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.attachmentId = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.offset = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WriteAttachmentRequest {
+    return {
+      pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
+      attachmentId: isSet(object.attachmentId)
+        ? BigInt(object.attachmentId)
+        : isSet(object.attachment_id)
+        ? BigInt(object.attachment_id)
+        : 0n,
+      offset: isSet(object.offset) ? BigInt(object.offset) : 0n,
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: WriteAttachmentRequest): unknown {
+    const obj: any = {};
+    if (message.pid !== 0) {
+      obj.pid = Math.round(message.pid);
+    }
+    if (message.attachmentId !== 0n) {
+      obj.attachmentId = message.attachmentId.toString();
+    }
+    if (message.offset !== 0n) {
+      obj.offset = message.offset.toString();
+    }
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<WriteAttachmentRequest>): WriteAttachmentRequest {
+    return WriteAttachmentRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WriteAttachmentRequest>): WriteAttachmentRequest {
+    const message = createBaseWriteAttachmentRequest();
+    message.pid = object.pid ?? 0;
+    message.attachmentId = (object.attachmentId !== undefined && object.attachmentId !== null)
+      ? BigInt(object.attachmentId)
+      : 0n;
+    message.offset = (object.offset !== undefined && object.offset !== null) ? BigInt(object.offset) : 0n;
+    message.data = object.data ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseWriteAttachmentResponse(): WriteAttachmentResponse {
+  return { written: 0n };
+}
+
+export const WriteAttachmentResponse: MessageFns<WriteAttachmentResponse> = {
+  encode(message: WriteAttachmentResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.written !== 0n) {
+      if (BigInt.asUintN(64, message.written) !== message.written) {
+        throw new globalThis.Error("value provided for field message.written of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.written);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WriteAttachmentResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWriteAttachmentResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.written = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WriteAttachmentResponse {
+    return { written: isSet(object.written) ? BigInt(object.written) : 0n };
+  },
+
+  toJSON(message: WriteAttachmentResponse): unknown {
+    const obj: any = {};
+    if (message.written !== 0n) {
+      obj.written = message.written.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<WriteAttachmentResponse>): WriteAttachmentResponse {
+    return WriteAttachmentResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WriteAttachmentResponse>): WriteAttachmentResponse {
+    const message = createBaseWriteAttachmentResponse();
+    message.written = (object.written !== undefined && object.written !== null) ? BigInt(object.written) : 0n;
+    return message;
+  },
+};
+
 function createBaseHeapAllocateRequest(): HeapAllocateRequest {
   return { pid: 0, size: 0n, openFlags: 0 };
 }
@@ -3709,13 +5974,19 @@ export const HeapAllocateRequest: MessageFns<HeapAllocateRequest> = {
 };
 
 function createBaseHeapAllocateResponse(): HeapAllocateResponse {
-  return { fd: 0 };
+  return { fd: 0, bufferId: 0n };
 }
 
 export const HeapAllocateResponse: MessageFns<HeapAllocateResponse> = {
   encode(message: HeapAllocateResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.fd !== 0) {
       writer.uint32(8).int32(message.fd);
+    }
+    if (message.bufferId !== 0n) {
+      if (BigInt.asUintN(64, message.bufferId) !== message.bufferId) {
+        throw new globalThis.Error("value provided for field message.bufferId of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.bufferId);
     }
     return writer;
   },
@@ -3741,6 +6012,14 @@ export const HeapAllocateResponse: MessageFns<HeapAllocateResponse> = {
             message.fd = reader.int32();
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.bufferId = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3754,13 +6033,23 @@ export const HeapAllocateResponse: MessageFns<HeapAllocateResponse> = {
   },
 
   fromJSON(object: any): HeapAllocateResponse {
-    return { fd: isSet(object.fd) ? globalThis.Number(object.fd) : 0 };
+    return {
+      fd: isSet(object.fd) ? globalThis.Number(object.fd) : 0,
+      bufferId: isSet(object.bufferId)
+        ? BigInt(object.bufferId)
+        : isSet(object.buffer_id)
+        ? BigInt(object.buffer_id)
+        : 0n,
+    };
   },
 
   toJSON(message: HeapAllocateResponse): unknown {
     const obj: any = {};
     if (message.fd !== 0) {
       obj.fd = Math.round(message.fd);
+    }
+    if (message.bufferId !== 0n) {
+      obj.bufferId = message.bufferId.toString();
     }
     return obj;
   },
@@ -3771,6 +6060,7 @@ export const HeapAllocateResponse: MessageFns<HeapAllocateResponse> = {
   fromPartial(object: DeepPartial<HeapAllocateResponse>): HeapAllocateResponse {
     const message = createBaseHeapAllocateResponse();
     message.fd = object.fd ?? 0;
+    message.bufferId = (object.bufferId !== undefined && object.bufferId !== null) ? BigInt(object.bufferId) : 0n;
     return message;
   },
 };
@@ -4137,6 +6427,214 @@ export const CpuWriteResponse: MessageFns<CpuWriteResponse> = {
   },
 };
 
+function createBaseMmapFdRequest(): MmapFdRequest {
+  return { pid: 0, fd: 0, offset: 0n, length: 0n };
+}
+
+export const MmapFdRequest: MessageFns<MmapFdRequest> = {
+  encode(message: MmapFdRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pid !== 0) {
+      writer.uint32(8).uint32(message.pid);
+    }
+    if (message.fd !== 0) {
+      writer.uint32(16).int32(message.fd);
+    }
+    if (message.offset !== 0n) {
+      if (BigInt.asUintN(64, message.offset) !== message.offset) {
+        throw new globalThis.Error("value provided for field message.offset of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.offset);
+    }
+    if (message.length !== 0n) {
+      if (BigInt.asUintN(64, message.length) !== message.length) {
+        throw new globalThis.Error("value provided for field message.length of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.length);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MmapFdRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMmapFdRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pid = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.fd = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.offset = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.length = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MmapFdRequest {
+    return {
+      pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
+      fd: isSet(object.fd) ? globalThis.Number(object.fd) : 0,
+      offset: isSet(object.offset) ? BigInt(object.offset) : 0n,
+      length: isSet(object.length) ? BigInt(object.length) : 0n,
+    };
+  },
+
+  toJSON(message: MmapFdRequest): unknown {
+    const obj: any = {};
+    if (message.pid !== 0) {
+      obj.pid = Math.round(message.pid);
+    }
+    if (message.fd !== 0) {
+      obj.fd = Math.round(message.fd);
+    }
+    if (message.offset !== 0n) {
+      obj.offset = message.offset.toString();
+    }
+    if (message.length !== 0n) {
+      obj.length = message.length.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<MmapFdRequest>): MmapFdRequest {
+    return MmapFdRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<MmapFdRequest>): MmapFdRequest {
+    const message = createBaseMmapFdRequest();
+    message.pid = object.pid ?? 0;
+    message.fd = object.fd ?? 0;
+    message.offset = (object.offset !== undefined && object.offset !== null) ? BigInt(object.offset) : 0n;
+    message.length = (object.length !== undefined && object.length !== null) ? BigInt(object.length) : 0n;
+    return message;
+  },
+};
+
+function createBaseMmapFdResponse(): MmapFdResponse {
+  return { directory: "", extents: [] };
+}
+
+export const MmapFdResponse: MessageFns<MmapFdResponse> = {
+  encode(message: MmapFdResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.directory !== "") {
+      writer.uint32(10).string(message.directory);
+    }
+    for (const v of message.extents) {
+      Extent.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MmapFdResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMmapFdResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.directory = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.extents.push(Extent.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MmapFdResponse {
+    return {
+      directory: isSet(object.directory) ? globalThis.String(object.directory) : "",
+      extents: globalThis.Array.isArray(object?.extents) ? object.extents.map((e: any) => Extent.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: MmapFdResponse): unknown {
+    const obj: any = {};
+    if (message.directory !== "") {
+      obj.directory = message.directory;
+    }
+    if (message.extents?.length) {
+      obj.extents = message.extents.map((e) => Extent.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<MmapFdResponse>): MmapFdResponse {
+    return MmapFdResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<MmapFdResponse>): MmapFdResponse {
+    const message = createBaseMmapFdResponse();
+    message.directory = object.directory ?? "";
+    message.extents = object.extents?.map((e) => Extent.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 function createBaseGetBufInfoRequest(): GetBufInfoRequest {
   return {};
 }
@@ -4190,7 +6688,15 @@ export const GetBufInfoRequest: MessageFns<GetBufInfoRequest> = {
 };
 
 function createBaseAttachmentInfo(): AttachmentInfo {
-  return { attachmentId: 0n, pid: 0, importerBdf: "", dynamic: false, mapped: false, pinned: false };
+  return {
+    attachmentId: 0n,
+    importerPid: 0,
+    importerBdf: "",
+    dynamic: false,
+    peer2peer: false,
+    mapped: false,
+    pinned: false,
+  };
 }
 
 export const AttachmentInfo: MessageFns<AttachmentInfo> = {
@@ -4201,8 +6707,8 @@ export const AttachmentInfo: MessageFns<AttachmentInfo> = {
       }
       writer.uint32(8).uint64(message.attachmentId);
     }
-    if (message.pid !== 0) {
-      writer.uint32(16).uint32(message.pid);
+    if (message.importerPid !== 0) {
+      writer.uint32(16).uint32(message.importerPid);
     }
     if (message.importerBdf !== "") {
       writer.uint32(26).string(message.importerBdf);
@@ -4210,11 +6716,14 @@ export const AttachmentInfo: MessageFns<AttachmentInfo> = {
     if (message.dynamic !== false) {
       writer.uint32(32).bool(message.dynamic);
     }
+    if (message.peer2peer !== false) {
+      writer.uint32(40).bool(message.peer2peer);
+    }
     if (message.mapped !== false) {
-      writer.uint32(40).bool(message.mapped);
+      writer.uint32(48).bool(message.mapped);
     }
     if (message.pinned !== false) {
-      writer.uint32(48).bool(message.pinned);
+      writer.uint32(56).bool(message.pinned);
     }
     return writer;
   },
@@ -4245,7 +6754,7 @@ export const AttachmentInfo: MessageFns<AttachmentInfo> = {
               break;
             }
 
-            message.pid = reader.uint32();
+            message.importerPid = reader.uint32();
             continue;
           }
           case 3: {
@@ -4269,11 +6778,19 @@ export const AttachmentInfo: MessageFns<AttachmentInfo> = {
               break;
             }
 
-            message.mapped = reader.bool();
+            message.peer2peer = reader.bool();
             continue;
           }
           case 6: {
             if (tag !== 48) {
+              break;
+            }
+
+            message.mapped = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
               break;
             }
 
@@ -4299,13 +6816,18 @@ export const AttachmentInfo: MessageFns<AttachmentInfo> = {
         : isSet(object.attachment_id)
         ? BigInt(object.attachment_id)
         : 0n,
-      pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
+      importerPid: isSet(object.importerPid)
+        ? globalThis.Number(object.importerPid)
+        : isSet(object.importer_pid)
+        ? globalThis.Number(object.importer_pid)
+        : 0,
       importerBdf: isSet(object.importerBdf)
         ? globalThis.String(object.importerBdf)
         : isSet(object.importer_bdf)
         ? globalThis.String(object.importer_bdf)
         : "",
       dynamic: isSet(object.dynamic) ? globalThis.Boolean(object.dynamic) : false,
+      peer2peer: isSet(object.peer2peer) ? globalThis.Boolean(object.peer2peer) : false,
       mapped: isSet(object.mapped) ? globalThis.Boolean(object.mapped) : false,
       pinned: isSet(object.pinned) ? globalThis.Boolean(object.pinned) : false,
     };
@@ -4316,14 +6838,17 @@ export const AttachmentInfo: MessageFns<AttachmentInfo> = {
     if (message.attachmentId !== 0n) {
       obj.attachmentId = message.attachmentId.toString();
     }
-    if (message.pid !== 0) {
-      obj.pid = Math.round(message.pid);
+    if (message.importerPid !== 0) {
+      obj.importerPid = Math.round(message.importerPid);
     }
     if (message.importerBdf !== "") {
       obj.importerBdf = message.importerBdf;
     }
     if (message.dynamic !== false) {
       obj.dynamic = message.dynamic;
+    }
+    if (message.peer2peer !== false) {
+      obj.peer2peer = message.peer2peer;
     }
     if (message.mapped !== false) {
       obj.mapped = message.mapped;
@@ -4342,9 +6867,10 @@ export const AttachmentInfo: MessageFns<AttachmentInfo> = {
     message.attachmentId = (object.attachmentId !== undefined && object.attachmentId !== null)
       ? BigInt(object.attachmentId)
       : 0n;
-    message.pid = object.pid ?? 0;
+    message.importerPid = object.importerPid ?? 0;
     message.importerBdf = object.importerBdf ?? "";
     message.dynamic = object.dynamic ?? false;
+    message.peer2peer = object.peer2peer ?? false;
     message.mapped = object.mapped ?? false;
     message.pinned = object.pinned ?? false;
     return message;
@@ -4352,7 +6878,17 @@ export const AttachmentInfo: MessageFns<AttachmentInfo> = {
 };
 
 function createBaseBufInfo(): BufInfo {
-  return { bufferId: 0n, size: 0n, exporter: "", refcount: 0, revoked: false, attachments: [] };
+  return {
+    bufferId: 0n,
+    size: 0n,
+    exporter: "",
+    refcount: 0,
+    openFlags: 0,
+    revoked: false,
+    orphaned: false,
+    attachments: [],
+    providerBdf: "",
+  };
 }
 
 export const BufInfo: MessageFns<BufInfo> = {
@@ -4375,11 +6911,20 @@ export const BufInfo: MessageFns<BufInfo> = {
     if (message.refcount !== 0) {
       writer.uint32(32).uint32(message.refcount);
     }
+    if (message.openFlags !== 0) {
+      writer.uint32(40).uint32(message.openFlags);
+    }
     if (message.revoked !== false) {
-      writer.uint32(40).bool(message.revoked);
+      writer.uint32(48).bool(message.revoked);
+    }
+    if (message.orphaned !== false) {
+      writer.uint32(56).bool(message.orphaned);
     }
     for (const v of message.attachments) {
-      AttachmentInfo.encode(v!, writer.uint32(50).fork()).join();
+      AttachmentInfo.encode(v!, writer.uint32(66).fork()).join();
+    }
+    if (message.providerBdf !== "") {
+      writer.uint32(74).string(message.providerBdf);
     }
     return writer;
   },
@@ -4434,15 +6979,39 @@ export const BufInfo: MessageFns<BufInfo> = {
               break;
             }
 
-            message.revoked = reader.bool();
+            message.openFlags = reader.uint32();
             continue;
           }
           case 6: {
-            if (tag !== 50) {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.revoked = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.orphaned = reader.bool();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
               break;
             }
 
             message.attachments.push(AttachmentInfo.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.providerBdf = reader.string();
             continue;
           }
         }
@@ -4467,10 +7036,21 @@ export const BufInfo: MessageFns<BufInfo> = {
       size: isSet(object.size) ? BigInt(object.size) : 0n,
       exporter: isSet(object.exporter) ? globalThis.String(object.exporter) : "",
       refcount: isSet(object.refcount) ? globalThis.Number(object.refcount) : 0,
+      openFlags: isSet(object.openFlags)
+        ? globalThis.Number(object.openFlags)
+        : isSet(object.open_flags)
+        ? globalThis.Number(object.open_flags)
+        : 0,
       revoked: isSet(object.revoked) ? globalThis.Boolean(object.revoked) : false,
+      orphaned: isSet(object.orphaned) ? globalThis.Boolean(object.orphaned) : false,
       attachments: globalThis.Array.isArray(object?.attachments)
         ? object.attachments.map((e: any) => AttachmentInfo.fromJSON(e))
         : [],
+      providerBdf: isSet(object.providerBdf)
+        ? globalThis.String(object.providerBdf)
+        : isSet(object.provider_bdf)
+        ? globalThis.String(object.provider_bdf)
+        : "",
     };
   },
 
@@ -4488,11 +7068,20 @@ export const BufInfo: MessageFns<BufInfo> = {
     if (message.refcount !== 0) {
       obj.refcount = Math.round(message.refcount);
     }
+    if (message.openFlags !== 0) {
+      obj.openFlags = Math.round(message.openFlags);
+    }
     if (message.revoked !== false) {
       obj.revoked = message.revoked;
     }
+    if (message.orphaned !== false) {
+      obj.orphaned = message.orphaned;
+    }
     if (message.attachments?.length) {
       obj.attachments = message.attachments.map((e) => AttachmentInfo.toJSON(e));
+    }
+    if (message.providerBdf !== "") {
+      obj.providerBdf = message.providerBdf;
     }
     return obj;
   },
@@ -4506,8 +7095,11 @@ export const BufInfo: MessageFns<BufInfo> = {
     message.size = (object.size !== undefined && object.size !== null) ? BigInt(object.size) : 0n;
     message.exporter = object.exporter ?? "";
     message.refcount = object.refcount ?? 0;
+    message.openFlags = object.openFlags ?? 0;
     message.revoked = object.revoked ?? false;
+    message.orphaned = object.orphaned ?? false;
     message.attachments = object.attachments?.map((e) => AttachmentInfo.fromPartial(e)) || [];
+    message.providerBdf = object.providerBdf ?? "";
     return message;
   },
 };
@@ -4577,6 +7169,366 @@ export const GetBufInfoResponse: MessageFns<GetBufInfoResponse> = {
   fromPartial(object: DeepPartial<GetBufInfoResponse>): GetBufInfoResponse {
     const message = createBaseGetBufInfoResponse();
     message.buffers = object.buffers?.map((e) => BufInfo.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseListProcessesRequest(): ListProcessesRequest {
+  return {};
+}
+
+export const ListProcessesRequest: MessageFns<ListProcessesRequest> = {
+  encode(_: ListProcessesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListProcessesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListProcessesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ListProcessesRequest {
+    return {};
+  },
+
+  toJSON(_: ListProcessesRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListProcessesRequest>): ListProcessesRequest {
+    return ListProcessesRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<ListProcessesRequest>): ListProcessesRequest {
+    const message = createBaseListProcessesRequest();
+    return message;
+  },
+};
+
+function createBaseFdInfo(): FdInfo {
+  return { fd: 0, kind: 0, fileId: 0n, owner: "" };
+}
+
+export const FdInfo: MessageFns<FdInfo> = {
+  encode(message: FdInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.fd !== 0) {
+      writer.uint32(8).int32(message.fd);
+    }
+    if (message.kind !== 0) {
+      writer.uint32(16).int32(message.kind);
+    }
+    if (message.fileId !== 0n) {
+      if (BigInt.asUintN(64, message.fileId) !== message.fileId) {
+        throw new globalThis.Error("value provided for field message.fileId of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.fileId);
+    }
+    if (message.owner !== "") {
+      writer.uint32(34).string(message.owner);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FdInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFdInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.fd = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.fileId = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.owner = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FdInfo {
+    return {
+      fd: isSet(object.fd) ? globalThis.Number(object.fd) : 0,
+      kind: isSet(object.kind) ? fileKindFromJSON(object.kind) : 0,
+      fileId: isSet(object.fileId) ? BigInt(object.fileId) : isSet(object.file_id) ? BigInt(object.file_id) : 0n,
+      owner: isSet(object.owner) ? globalThis.String(object.owner) : "",
+    };
+  },
+
+  toJSON(message: FdInfo): unknown {
+    const obj: any = {};
+    if (message.fd !== 0) {
+      obj.fd = Math.round(message.fd);
+    }
+    if (message.kind !== 0) {
+      obj.kind = fileKindToJSON(message.kind);
+    }
+    if (message.fileId !== 0n) {
+      obj.fileId = message.fileId.toString();
+    }
+    if (message.owner !== "") {
+      obj.owner = message.owner;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<FdInfo>): FdInfo {
+    return FdInfo.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FdInfo>): FdInfo {
+    const message = createBaseFdInfo();
+    message.fd = object.fd ?? 0;
+    message.kind = object.kind ?? 0;
+    message.fileId = (object.fileId !== undefined && object.fileId !== null) ? BigInt(object.fileId) : 0n;
+    message.owner = object.owner ?? "";
+    return message;
+  },
+};
+
+function createBaseProcessInfo(): ProcessInfo {
+  return { pid: 0, name: "", fds: [] };
+}
+
+export const ProcessInfo: MessageFns<ProcessInfo> = {
+  encode(message: ProcessInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pid !== 0) {
+      writer.uint32(8).uint32(message.pid);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    for (const v of message.fds) {
+      FdInfo.encode(v!, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ProcessInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseProcessInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pid = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.fds.push(FdInfo.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ProcessInfo {
+    return {
+      pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      fds: globalThis.Array.isArray(object?.fds) ? object.fds.map((e: any) => FdInfo.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ProcessInfo): unknown {
+    const obj: any = {};
+    if (message.pid !== 0) {
+      obj.pid = Math.round(message.pid);
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.fds?.length) {
+      obj.fds = message.fds.map((e) => FdInfo.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ProcessInfo>): ProcessInfo {
+    return ProcessInfo.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ProcessInfo>): ProcessInfo {
+    const message = createBaseProcessInfo();
+    message.pid = object.pid ?? 0;
+    message.name = object.name ?? "";
+    message.fds = object.fds?.map((e) => FdInfo.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseListProcessesResponse(): ListProcessesResponse {
+  return { processes: [], owners: [] };
+}
+
+export const ListProcessesResponse: MessageFns<ListProcessesResponse> = {
+  encode(message: ListProcessesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.processes) {
+      ProcessInfo.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.owners) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListProcessesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListProcessesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.processes.push(ProcessInfo.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.owners.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListProcessesResponse {
+    return {
+      processes: globalThis.Array.isArray(object?.processes)
+        ? object.processes.map((e: any) => ProcessInfo.fromJSON(e))
+        : [],
+      owners: globalThis.Array.isArray(object?.owners) ? object.owners.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: ListProcessesResponse): unknown {
+    const obj: any = {};
+    if (message.processes?.length) {
+      obj.processes = message.processes.map((e) => ProcessInfo.toJSON(e));
+    }
+    if (message.owners?.length) {
+      obj.owners = message.owners;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListProcessesResponse>): ListProcessesResponse {
+    return ListProcessesResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListProcessesResponse>): ListProcessesResponse {
+    const message = createBaseListProcessesResponse();
+    message.processes = object.processes?.map((e) => ProcessInfo.fromPartial(e)) || [];
+    message.owners = object.owners?.map((e) => e) || [];
     return message;
   },
 };
@@ -4804,9 +7756,9 @@ export const WatchEventsResponse: MessageFns<WatchEventsResponse> = {
 export type DmaBufRegistryServiceService = typeof DmaBufRegistryServiceService;
 export const DmaBufRegistryServiceService = {
   /**
-   * A process: the stream's end is process exit (every fd it held is closed).
-   * The first response carries the pid; later ones carry move_notify and
-   * other notifications addressed to this process.
+   * A process. First request: Hello. First response: SessionOpened with the
+   * pid. Later responses: move_notify and fence notices for this process's
+   * attachments. The stream's end is process exit.
    */
   openSession: {
     path: "/p2p.dmabuf.v1.DmaBufRegistryService/OpenSession" as const,
@@ -4817,6 +7769,7 @@ export const DmaBufRegistryServiceService = {
     responseSerialize: (value: OpenSessionResponse): Buffer => Buffer.from(OpenSessionResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): OpenSessionResponse => OpenSessionResponse.decode(value),
   },
+  /** fd tables. An fd used by a process that does not hold it is EBADF. */
   dupFd: {
     path: "/p2p.dmabuf.v1.DmaBufRegistryService/DupFd" as const,
     requestStream: false as const,
@@ -4835,7 +7788,7 @@ export const DmaBufRegistryServiceService = {
     responseSerialize: (value: CloseFdResponse): Buffer => Buffer.from(CloseFdResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CloseFdResponse => CloseFdResponse.decode(value),
   },
-  /** SCM_RIGHTS: a one-time token that moves a copy of an fd to another process. */
+  /** SCM_RIGHTS: a one-time token carrying a copy of an fd to one process. */
   sendFd: {
     path: "/p2p.dmabuf.v1.DmaBufRegistryService/SendFd" as const,
     requestStream: false as const,
@@ -4854,20 +7807,33 @@ export const DmaBufRegistryServiceService = {
     responseSerialize: (value: ReceiveFdResponse): Buffer => Buffer.from(ReceiveFdResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ReceiveFdResponse => ReceiveFdResponse.decode(value),
   },
+  /** What an fd refers to (for owners: check that a caller holds a file of theirs). */
+  resolveFd: {
+    path: "/p2p.dmabuf.v1.DmaBufRegistryService/ResolveFd" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ResolveFdRequest): Buffer => Buffer.from(ResolveFdRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ResolveFdRequest => ResolveFdRequest.decode(value),
+    responseSerialize: (value: ResolveFdResponse): Buffer => Buffer.from(ResolveFdResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ResolveFdResponse => ResolveFdResponse.decode(value),
+  },
   /**
-   * Exporter side: the stream carries the exporter's ops (attach, map, unmap,
-   * release, pin) to the exporting service, which answers each.
+   * A service that owns files: creates them in processes' fd tables, exports
+   * dma-bufs, answers the exporter ops and releases. Its end revokes its
+   * dma-bufs for good.
    */
-  export: {
-    path: "/p2p.dmabuf.v1.DmaBufRegistryService/Export" as const,
+  openOwnerSession: {
+    path: "/p2p.dmabuf.v1.DmaBufRegistryService/OpenOwnerSession" as const,
     requestStream: true as const,
     responseStream: true as const,
-    requestSerialize: (value: ExportRequest): Buffer => Buffer.from(ExportRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): ExportRequest => ExportRequest.decode(value),
-    responseSerialize: (value: ExportResponse): Buffer => Buffer.from(ExportResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): ExportResponse => ExportResponse.decode(value),
+    requestSerialize: (value: OpenOwnerSessionRequest): Buffer =>
+      Buffer.from(OpenOwnerSessionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): OpenOwnerSessionRequest => OpenOwnerSessionRequest.decode(value),
+    responseSerialize: (value: OpenOwnerSessionResponse): Buffer =>
+      Buffer.from(OpenOwnerSessionResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): OpenOwnerSessionResponse => OpenOwnerSessionResponse.decode(value),
   },
-  /** Importer side. */
+  /** Importer side (dma_buf_attach / dma_buf_dynamic_attach and friends). */
   attach: {
     path: "/p2p.dmabuf.v1.DmaBufRegistryService/Attach" as const,
     requestStream: false as const,
@@ -4885,6 +7851,27 @@ export const DmaBufRegistryServiceService = {
     requestDeserialize: (value: Buffer): DetachRequest => DetachRequest.decode(value),
     responseSerialize: (value: DetachResponse): Buffer => Buffer.from(DetachResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DetachResponse => DetachResponse.decode(value),
+  },
+  pinAttachment: {
+    path: "/p2p.dmabuf.v1.DmaBufRegistryService/PinAttachment" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PinAttachmentRequest): Buffer => Buffer.from(PinAttachmentRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PinAttachmentRequest => PinAttachmentRequest.decode(value),
+    responseSerialize: (value: PinAttachmentResponse): Buffer =>
+      Buffer.from(PinAttachmentResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PinAttachmentResponse => PinAttachmentResponse.decode(value),
+  },
+  unpinAttachment: {
+    path: "/p2p.dmabuf.v1.DmaBufRegistryService/UnpinAttachment" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UnpinAttachmentRequest): Buffer =>
+      Buffer.from(UnpinAttachmentRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UnpinAttachmentRequest => UnpinAttachmentRequest.decode(value),
+    responseSerialize: (value: UnpinAttachmentResponse): Buffer =>
+      Buffer.from(UnpinAttachmentResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): UnpinAttachmentResponse => UnpinAttachmentResponse.decode(value),
   },
   mapAttachment: {
     path: "/p2p.dmabuf.v1.DmaBufRegistryService/MapAttachment" as const,
@@ -4917,7 +7904,30 @@ export const DmaBufRegistryServiceService = {
       Buffer.from(AckMoveNotifyResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): AckMoveNotifyResponse => AckMoveNotifyResponse.decode(value),
   },
-  /** /dev/dma_heap/system. */
+  /** The streamed fallback for importers that share no tmpfs with the memory. */
+  readAttachment: {
+    path: "/p2p.dmabuf.v1.DmaBufRegistryService/ReadAttachment" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: ReadAttachmentRequest): Buffer =>
+      Buffer.from(ReadAttachmentRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ReadAttachmentRequest => ReadAttachmentRequest.decode(value),
+    responseSerialize: (value: ReadAttachmentResponse): Buffer =>
+      Buffer.from(ReadAttachmentResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ReadAttachmentResponse => ReadAttachmentResponse.decode(value),
+  },
+  writeAttachment: {
+    path: "/p2p.dmabuf.v1.DmaBufRegistryService/WriteAttachment" as const,
+    requestStream: true as const,
+    responseStream: false as const,
+    requestSerialize: (value: WriteAttachmentRequest): Buffer =>
+      Buffer.from(WriteAttachmentRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WriteAttachmentRequest => WriteAttachmentRequest.decode(value),
+    responseSerialize: (value: WriteAttachmentResponse): Buffer =>
+      Buffer.from(WriteAttachmentResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WriteAttachmentResponse => WriteAttachmentResponse.decode(value),
+  },
+  /** /dev/dma_heap/system: a host-memory dma-buf in the caller's fd table. */
   heapAllocate: {
     path: "/p2p.dmabuf.v1.DmaBufRegistryService/HeapAllocate" as const,
     requestStream: false as const,
@@ -4928,7 +7938,7 @@ export const DmaBufRegistryServiceService = {
       Buffer.from(HeapAllocateResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): HeapAllocateResponse => HeapAllocateResponse.decode(value),
   },
-  /** CPU access, for debugging. */
+  /** CPU access for debugging: on for heap buffers, per exporter otherwise. */
   cpuRead: {
     path: "/p2p.dmabuf.v1.DmaBufRegistryService/CpuRead" as const,
     requestStream: false as const,
@@ -4947,7 +7957,16 @@ export const DmaBufRegistryServiceService = {
     responseSerialize: (value: CpuWriteResponse): Buffer => Buffer.from(CpuWriteResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CpuWriteResponse => CpuWriteResponse.decode(value),
   },
-  /** /sys/kernel/debug/dma_buf/bufinfo. */
+  mmapFd: {
+    path: "/p2p.dmabuf.v1.DmaBufRegistryService/MmapFd" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: MmapFdRequest): Buffer => Buffer.from(MmapFdRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): MmapFdRequest => MmapFdRequest.decode(value),
+    responseSerialize: (value: MmapFdResponse): Buffer => Buffer.from(MmapFdResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): MmapFdResponse => MmapFdResponse.decode(value),
+  },
+  /** /sys/kernel/debug/dma_buf/bufinfo, and the processes with their fds. */
   getBufInfo: {
     path: "/p2p.dmabuf.v1.DmaBufRegistryService/GetBufInfo" as const,
     requestStream: false as const,
@@ -4957,6 +7976,17 @@ export const DmaBufRegistryServiceService = {
     responseSerialize: (value: GetBufInfoResponse): Buffer => Buffer.from(GetBufInfoResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetBufInfoResponse => GetBufInfoResponse.decode(value),
   },
+  listProcesses: {
+    path: "/p2p.dmabuf.v1.DmaBufRegistryService/ListProcesses" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListProcessesRequest): Buffer => Buffer.from(ListProcessesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListProcessesRequest => ListProcessesRequest.decode(value),
+    responseSerialize: (value: ListProcessesResponse): Buffer =>
+      Buffer.from(ListProcessesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListProcessesResponse => ListProcessesResponse.decode(value),
+  },
+  /** export, attach, map, unmap, detach, move_notify, ack, fence, release, ... */
   watchEvents: {
     path: "/p2p.dmabuf.v1.DmaBufRegistryService/WatchEvents" as const,
     requestStream: false as const,
@@ -4970,42 +8000,54 @@ export const DmaBufRegistryServiceService = {
 
 export interface DmaBufRegistryServiceServer extends UntypedServiceImplementation {
   /**
-   * A process: the stream's end is process exit (every fd it held is closed).
-   * The first response carries the pid; later ones carry move_notify and
-   * other notifications addressed to this process.
+   * A process. First request: Hello. First response: SessionOpened with the
+   * pid. Later responses: move_notify and fence notices for this process's
+   * attachments. The stream's end is process exit.
    */
   openSession: handleBidiStreamingCall<OpenSessionRequest, OpenSessionResponse>;
+  /** fd tables. An fd used by a process that does not hold it is EBADF. */
   dupFd: handleUnaryCall<DupFdRequest, DupFdResponse>;
   closeFd: handleUnaryCall<CloseFdRequest, CloseFdResponse>;
-  /** SCM_RIGHTS: a one-time token that moves a copy of an fd to another process. */
+  /** SCM_RIGHTS: a one-time token carrying a copy of an fd to one process. */
   sendFd: handleUnaryCall<SendFdRequest, SendFdResponse>;
   receiveFd: handleUnaryCall<ReceiveFdRequest, ReceiveFdResponse>;
+  /** What an fd refers to (for owners: check that a caller holds a file of theirs). */
+  resolveFd: handleUnaryCall<ResolveFdRequest, ResolveFdResponse>;
   /**
-   * Exporter side: the stream carries the exporter's ops (attach, map, unmap,
-   * release, pin) to the exporting service, which answers each.
+   * A service that owns files: creates them in processes' fd tables, exports
+   * dma-bufs, answers the exporter ops and releases. Its end revokes its
+   * dma-bufs for good.
    */
-  export: handleBidiStreamingCall<ExportRequest, ExportResponse>;
-  /** Importer side. */
+  openOwnerSession: handleBidiStreamingCall<OpenOwnerSessionRequest, OpenOwnerSessionResponse>;
+  /** Importer side (dma_buf_attach / dma_buf_dynamic_attach and friends). */
   attach: handleUnaryCall<AttachRequest, AttachResponse>;
   detach: handleUnaryCall<DetachRequest, DetachResponse>;
+  pinAttachment: handleUnaryCall<PinAttachmentRequest, PinAttachmentResponse>;
+  unpinAttachment: handleUnaryCall<UnpinAttachmentRequest, UnpinAttachmentResponse>;
   mapAttachment: handleUnaryCall<MapAttachmentRequest, MapAttachmentResponse>;
   unmapAttachment: handleUnaryCall<UnmapAttachmentRequest, UnmapAttachmentResponse>;
   ackMoveNotify: handleUnaryCall<AckMoveNotifyRequest, AckMoveNotifyResponse>;
-  /** /dev/dma_heap/system. */
+  /** The streamed fallback for importers that share no tmpfs with the memory. */
+  readAttachment: handleServerStreamingCall<ReadAttachmentRequest, ReadAttachmentResponse>;
+  writeAttachment: handleClientStreamingCall<WriteAttachmentRequest, WriteAttachmentResponse>;
+  /** /dev/dma_heap/system: a host-memory dma-buf in the caller's fd table. */
   heapAllocate: handleUnaryCall<HeapAllocateRequest, HeapAllocateResponse>;
-  /** CPU access, for debugging. */
+  /** CPU access for debugging: on for heap buffers, per exporter otherwise. */
   cpuRead: handleUnaryCall<CpuReadRequest, CpuReadResponse>;
   cpuWrite: handleUnaryCall<CpuWriteRequest, CpuWriteResponse>;
-  /** /sys/kernel/debug/dma_buf/bufinfo. */
+  mmapFd: handleUnaryCall<MmapFdRequest, MmapFdResponse>;
+  /** /sys/kernel/debug/dma_buf/bufinfo, and the processes with their fds. */
   getBufInfo: handleUnaryCall<GetBufInfoRequest, GetBufInfoResponse>;
+  listProcesses: handleUnaryCall<ListProcessesRequest, ListProcessesResponse>;
+  /** export, attach, map, unmap, detach, move_notify, ack, fence, release, ... */
   watchEvents: handleServerStreamingCall<WatchEventsRequest, WatchEventsResponse>;
 }
 
 export interface DmaBufRegistryServiceClient extends Client {
   /**
-   * A process: the stream's end is process exit (every fd it held is closed).
-   * The first response carries the pid; later ones carry move_notify and
-   * other notifications addressed to this process.
+   * A process. First request: Hello. First response: SessionOpened with the
+   * pid. Later responses: move_notify and fence notices for this process's
+   * attachments. The stream's end is process exit.
    */
   openSession(): ClientDuplexStream<OpenSessionRequest, OpenSessionResponse>;
   openSession(options: Partial<CallOptions>): ClientDuplexStream<OpenSessionRequest, OpenSessionResponse>;
@@ -5013,6 +8055,7 @@ export interface DmaBufRegistryServiceClient extends Client {
     metadata: Metadata,
     options?: Partial<CallOptions>,
   ): ClientDuplexStream<OpenSessionRequest, OpenSessionResponse>;
+  /** fd tables. An fd used by a process that does not hold it is EBADF. */
   dupFd(
     request: DupFdRequest,
     callback: (error: ServiceError | null, response: DupFdResponse) => void,
@@ -5043,7 +8086,7 @@ export interface DmaBufRegistryServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CloseFdResponse) => void,
   ): ClientUnaryCall;
-  /** SCM_RIGHTS: a one-time token that moves a copy of an fd to another process. */
+  /** SCM_RIGHTS: a one-time token carrying a copy of an fd to one process. */
   sendFd(
     request: SendFdRequest,
     callback: (error: ServiceError | null, response: SendFdResponse) => void,
@@ -5073,15 +8116,37 @@ export interface DmaBufRegistryServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ReceiveFdResponse) => void,
+  ): ClientUnaryCall;
+  /** What an fd refers to (for owners: check that a caller holds a file of theirs). */
+  resolveFd(
+    request: ResolveFdRequest,
+    callback: (error: ServiceError | null, response: ResolveFdResponse) => void,
+  ): ClientUnaryCall;
+  resolveFd(
+    request: ResolveFdRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ResolveFdResponse) => void,
+  ): ClientUnaryCall;
+  resolveFd(
+    request: ResolveFdRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ResolveFdResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Exporter side: the stream carries the exporter's ops (attach, map, unmap,
-   * release, pin) to the exporting service, which answers each.
+   * A service that owns files: creates them in processes' fd tables, exports
+   * dma-bufs, answers the exporter ops and releases. Its end revokes its
+   * dma-bufs for good.
    */
-  export(): ClientDuplexStream<ExportRequest, ExportResponse>;
-  export(options: Partial<CallOptions>): ClientDuplexStream<ExportRequest, ExportResponse>;
-  export(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<ExportRequest, ExportResponse>;
-  /** Importer side. */
+  openOwnerSession(): ClientDuplexStream<OpenOwnerSessionRequest, OpenOwnerSessionResponse>;
+  openOwnerSession(
+    options: Partial<CallOptions>,
+  ): ClientDuplexStream<OpenOwnerSessionRequest, OpenOwnerSessionResponse>;
+  openOwnerSession(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<OpenOwnerSessionRequest, OpenOwnerSessionResponse>;
+  /** Importer side (dma_buf_attach / dma_buf_dynamic_attach and friends). */
   attach(
     request: AttachRequest,
     callback: (error: ServiceError | null, response: AttachResponse) => void,
@@ -5111,6 +8176,36 @@ export interface DmaBufRegistryServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DetachResponse) => void,
+  ): ClientUnaryCall;
+  pinAttachment(
+    request: PinAttachmentRequest,
+    callback: (error: ServiceError | null, response: PinAttachmentResponse) => void,
+  ): ClientUnaryCall;
+  pinAttachment(
+    request: PinAttachmentRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PinAttachmentResponse) => void,
+  ): ClientUnaryCall;
+  pinAttachment(
+    request: PinAttachmentRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PinAttachmentResponse) => void,
+  ): ClientUnaryCall;
+  unpinAttachment(
+    request: UnpinAttachmentRequest,
+    callback: (error: ServiceError | null, response: UnpinAttachmentResponse) => void,
+  ): ClientUnaryCall;
+  unpinAttachment(
+    request: UnpinAttachmentRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: UnpinAttachmentResponse) => void,
+  ): ClientUnaryCall;
+  unpinAttachment(
+    request: UnpinAttachmentRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UnpinAttachmentResponse) => void,
   ): ClientUnaryCall;
   mapAttachment(
     request: MapAttachmentRequest,
@@ -5157,7 +8252,33 @@ export interface DmaBufRegistryServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: AckMoveNotifyResponse) => void,
   ): ClientUnaryCall;
-  /** /dev/dma_heap/system. */
+  /** The streamed fallback for importers that share no tmpfs with the memory. */
+  readAttachment(
+    request: ReadAttachmentRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<ReadAttachmentResponse>;
+  readAttachment(
+    request: ReadAttachmentRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<ReadAttachmentResponse>;
+  writeAttachment(
+    callback: (error: ServiceError | null, response: WriteAttachmentResponse) => void,
+  ): ClientWritableStream<WriteAttachmentRequest>;
+  writeAttachment(
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: WriteAttachmentResponse) => void,
+  ): ClientWritableStream<WriteAttachmentRequest>;
+  writeAttachment(
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: WriteAttachmentResponse) => void,
+  ): ClientWritableStream<WriteAttachmentRequest>;
+  writeAttachment(
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: WriteAttachmentResponse) => void,
+  ): ClientWritableStream<WriteAttachmentRequest>;
+  /** /dev/dma_heap/system: a host-memory dma-buf in the caller's fd table. */
   heapAllocate(
     request: HeapAllocateRequest,
     callback: (error: ServiceError | null, response: HeapAllocateResponse) => void,
@@ -5173,7 +8294,7 @@ export interface DmaBufRegistryServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: HeapAllocateResponse) => void,
   ): ClientUnaryCall;
-  /** CPU access, for debugging. */
+  /** CPU access for debugging: on for heap buffers, per exporter otherwise. */
   cpuRead(
     request: CpuReadRequest,
     callback: (error: ServiceError | null, response: CpuReadResponse) => void,
@@ -5204,7 +8325,22 @@ export interface DmaBufRegistryServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CpuWriteResponse) => void,
   ): ClientUnaryCall;
-  /** /sys/kernel/debug/dma_buf/bufinfo. */
+  mmapFd(
+    request: MmapFdRequest,
+    callback: (error: ServiceError | null, response: MmapFdResponse) => void,
+  ): ClientUnaryCall;
+  mmapFd(
+    request: MmapFdRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: MmapFdResponse) => void,
+  ): ClientUnaryCall;
+  mmapFd(
+    request: MmapFdRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: MmapFdResponse) => void,
+  ): ClientUnaryCall;
+  /** /sys/kernel/debug/dma_buf/bufinfo, and the processes with their fds. */
   getBufInfo(
     request: GetBufInfoRequest,
     callback: (error: ServiceError | null, response: GetBufInfoResponse) => void,
@@ -5220,6 +8356,22 @@ export interface DmaBufRegistryServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetBufInfoResponse) => void,
   ): ClientUnaryCall;
+  listProcesses(
+    request: ListProcessesRequest,
+    callback: (error: ServiceError | null, response: ListProcessesResponse) => void,
+  ): ClientUnaryCall;
+  listProcesses(
+    request: ListProcessesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListProcessesResponse) => void,
+  ): ClientUnaryCall;
+  listProcesses(
+    request: ListProcessesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListProcessesResponse) => void,
+  ): ClientUnaryCall;
+  /** export, attach, map, unmap, detach, move_notify, ack, fence, release, ... */
   watchEvents(request: WatchEventsRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchEventsResponse>;
   watchEvents(
     request: WatchEventsRequest,
