@@ -6,6 +6,7 @@
 export const Errno = {
   EPERM: 1,
   ENOENT: 2,
+  ESRCH: 3,
   EIO: 5,
   ENXIO: 6,
   E2BIG: 7,
@@ -21,6 +22,7 @@ export const Errno = {
   EMFILE: 24,
   ENOTTY: 25,
   ENOSPC: 28,
+  ESPIPE: 29,
   ERANGE: 34,
   ENOSYS: 38,
   EOVERFLOW: 75,
@@ -30,6 +32,7 @@ export const Errno = {
   ESHUTDOWN: 108,
   ETIMEDOUT: 110,
   ECONNREFUSED: 111,
+  ESTALE: 116,
   ECANCELED: 125,
 } as const;
 

@@ -38,15 +38,21 @@ export function serverStream<Req, Res>(
       return;
     }
     call.sendMetadata(new Metadata());
-    let done = false;
-    const stop = (): void => {
-      if (done) return;
-      done = true;
-      unsubscribe();
-    };
-    call.on('cancelled', stop);
-    call.on('close', stop);
-    call.on('finish', stop);
-    call.on('error', stop);
+    whenStreamEnds(call, unsubscribe);
   };
+}
+
+/**
+ * Runs `fn` once when a server stream ends for any reason: the client
+ * half-closed or cancelled, the connection died (keepalive), or the server
+ * ended it. For a session stream, that moment is the peer's death.
+ */
+export function whenStreamEnds(call: NodeJS.EventEmitter, fn: () => void): void {
+  let done = false;
+  const once = (): void => {
+    if (done) return;
+    done = true;
+    fn();
+  };
+  for (const event of ['end', 'finish', 'error', 'cancelled', 'close']) call.on(event, once);
 }
