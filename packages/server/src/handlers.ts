@@ -34,7 +34,7 @@ export function serverStream<Req, Res>(
     try {
       unsubscribe = fn(call.request, call);
     } catch (error) {
-      call.destroy(toServiceError(error));
+      failStream(call, error);
       return;
     }
     call.sendMetadata(new Metadata());
@@ -55,4 +55,13 @@ export function whenStreamEnds(call: NodeJS.EventEmitter, fn: () => void): void 
     fn();
   };
   for (const event of ['end', 'finish', 'error', 'cancelled', 'close']) call.on(event, once);
+}
+
+/**
+ * Ends a server or bidi stream with the errno status of `error`. grpc-js
+ * sends a stream's status from its 'error' event; destroy() would drop it and
+ * leave the client waiting.
+ */
+export function failStream(call: NodeJS.EventEmitter, error: unknown): void {
+  call.emit('error', toServiceError(error));
 }

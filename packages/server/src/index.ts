@@ -2,4 +2,4 @@ export { loadServerConfig, type ServerConfig } from './config';
 export { startServer, type RunningServer, type ServiceRegistration, type StartServerOptions } from './grpc-server';
 export { ServerMetrics } from './metrics';
 export { shutdownOnSignals } from './signals';
-export { unary, serverStream, whenStreamEnds } from './handlers';
+export { failStream, unary, serverStream, whenStreamEnds } from './handlers';

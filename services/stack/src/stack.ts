@@ -1,3 +1,4 @@
+import { startDmabufRegistry } from '@p2p/dmabuf-registry';
 import { startPciEmu } from '@p2p/pci-emu';
 import type { RunningServer } from '@p2p/server';
 
@@ -14,7 +15,7 @@ export interface Stack {
  * A service that fails to start stops the ones already running.
  */
 export async function startStack(env: NodeJS.ProcessEnv = process.env): Promise<Stack> {
-  const starters: Array<(env: NodeJS.ProcessEnv) => Promise<RunningServer>> = [startPciEmu];
+  const starters: Array<(env: NodeJS.ProcessEnv) => Promise<RunningServer>> = [startPciEmu, startDmabufRegistry];
   const servers: RunningServer[] = [];
   const shutdown = async (reason?: string): Promise<void> => {
     for (const server of [...servers].reverse()) await server.shutdown(reason);

@@ -91,6 +91,11 @@ export enum OwnerOp {
    * stale mapping writes nowhere that matters.
    */
   OWNER_OP_FENCE = 8,
+  /**
+   * OWNER_OP_CPU_MAP - The whole buffer's extents for CPU access (dma_buf_mmap, reads, writes)
+   * of a buffer exported with cpu_access; asked afresh on every access.
+   */
+  OWNER_OP_CPU_MAP = 9,
   UNRECOGNIZED = -1,
 }
 
@@ -123,6 +128,9 @@ export function ownerOpFromJSON(object: any): OwnerOp {
     case 8:
     case "OWNER_OP_FENCE":
       return OwnerOp.OWNER_OP_FENCE;
+    case 9:
+    case "OWNER_OP_CPU_MAP":
+      return OwnerOp.OWNER_OP_CPU_MAP;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -150,6 +158,8 @@ export function ownerOpToJSON(object: OwnerOp): string {
       return "OWNER_OP_RELEASE";
     case OwnerOp.OWNER_OP_FENCE:
       return "OWNER_OP_FENCE";
+    case OwnerOp.OWNER_OP_CPU_MAP:
+      return "OWNER_OP_CPU_MAP";
     case OwnerOp.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -576,6 +586,13 @@ export interface OwnerCall {
   attachmentId: bigint;
   importerBdf: string;
   peer2peer: boolean;
+  /** The owner's handle of the file (ExportDmaBuf.handle, CreateFile.handle). */
+  handle: string;
+  /** For MAP: how the importer reaches the memory, as the registry decided it. */
+  mapType: DmaMapType;
+  /** For ATTACH: the importing process, and whether it is dynamic. */
+  importerPid: number;
+  dynamic: boolean;
 }
 
 /** A piece of the buffer, as an sg_table entry names pages. */
@@ -3903,7 +3920,18 @@ export const OwnerRequestFailed: MessageFns<OwnerRequestFailed> = {
 };
 
 function createBaseOwnerCall(): OwnerCall {
-  return { callId: 0n, op: 0, fileId: 0n, attachmentId: 0n, importerBdf: "", peer2peer: false };
+  return {
+    callId: 0n,
+    op: 0,
+    fileId: 0n,
+    attachmentId: 0n,
+    importerBdf: "",
+    peer2peer: false,
+    handle: "",
+    mapType: 0,
+    importerPid: 0,
+    dynamic: false,
+  };
 }
 
 export const OwnerCall: MessageFns<OwnerCall> = {
@@ -3934,6 +3962,18 @@ export const OwnerCall: MessageFns<OwnerCall> = {
     }
     if (message.peer2peer !== false) {
       writer.uint32(48).bool(message.peer2peer);
+    }
+    if (message.handle !== "") {
+      writer.uint32(58).string(message.handle);
+    }
+    if (message.mapType !== 0) {
+      writer.uint32(64).int32(message.mapType);
+    }
+    if (message.importerPid !== 0) {
+      writer.uint32(72).uint32(message.importerPid);
+    }
+    if (message.dynamic !== false) {
+      writer.uint32(80).bool(message.dynamic);
     }
     return writer;
   },
@@ -3999,6 +4039,38 @@ export const OwnerCall: MessageFns<OwnerCall> = {
             message.peer2peer = reader.bool();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.handle = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.mapType = reader.int32() as any;
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.importerPid = reader.uint32();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.dynamic = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4027,6 +4099,18 @@ export const OwnerCall: MessageFns<OwnerCall> = {
         ? globalThis.String(object.importer_bdf)
         : "",
       peer2peer: isSet(object.peer2peer) ? globalThis.Boolean(object.peer2peer) : false,
+      handle: isSet(object.handle) ? globalThis.String(object.handle) : "",
+      mapType: isSet(object.mapType)
+        ? dmaMapTypeFromJSON(object.mapType)
+        : isSet(object.map_type)
+        ? dmaMapTypeFromJSON(object.map_type)
+        : 0,
+      importerPid: isSet(object.importerPid)
+        ? globalThis.Number(object.importerPid)
+        : isSet(object.importer_pid)
+        ? globalThis.Number(object.importer_pid)
+        : 0,
+      dynamic: isSet(object.dynamic) ? globalThis.Boolean(object.dynamic) : false,
     };
   },
 
@@ -4050,6 +4134,18 @@ export const OwnerCall: MessageFns<OwnerCall> = {
     if (message.peer2peer !== false) {
       obj.peer2peer = message.peer2peer;
     }
+    if (message.handle !== "") {
+      obj.handle = message.handle;
+    }
+    if (message.mapType !== 0) {
+      obj.mapType = dmaMapTypeToJSON(message.mapType);
+    }
+    if (message.importerPid !== 0) {
+      obj.importerPid = Math.round(message.importerPid);
+    }
+    if (message.dynamic !== false) {
+      obj.dynamic = message.dynamic;
+    }
     return obj;
   },
 
@@ -4066,6 +4162,10 @@ export const OwnerCall: MessageFns<OwnerCall> = {
       : 0n;
     message.importerBdf = object.importerBdf ?? "";
     message.peer2peer = object.peer2peer ?? false;
+    message.handle = object.handle ?? "";
+    message.mapType = object.mapType ?? 0;
+    message.importerPid = object.importerPid ?? 0;
+    message.dynamic = object.dynamic ?? false;
     return message;
   },
 };

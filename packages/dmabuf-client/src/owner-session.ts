@@ -1,0 +1,356 @@
+import { type ClientDuplexStream, credentials, type StatusObject } from '@grpc/grpc-js';
+import { errno, ErrnoError, isErrnoName } from '@p2p/errno';
+import { dmabuf } from '@p2p/proto';
+import { resolveShmDir, shmIdentity } from '@p2p/shm';
+import { CHANNEL_OPTIONS, CLOSE_TIMEOUT_MS, DEFAULT_OPEN_TIMEOUT_MS } from './channel';
+import { Emitter } from './emitter';
+import { O_RDWR } from './open-flags';
+import type { OwnerCallInfo, OwnerOps } from './owner-ops';
+import { openStream, type StreamSink } from './stream-opener';
+import { toU64, type U64 } from './u64';
+
+export interface OwnerSessionOptions {
+  /** Unique among live owners ("vfio-pci"). */
+  readonly name: string;
+  /** The directory of the owner's segment files; default resolveShmDir(). */
+  readonly shmDir?: string;
+  /** The exporter ops the registry calls. */
+  readonly ops: OwnerOps;
+  /** How long to wait for OwnerRegistered; default 10 s, then ETIMEDOUT. */
+  readonly openTimeoutMs?: number;
+}
+
+export interface OwnerSessionEvents {
+  /** The stream broke without close(): the registry revoked this owner's dma-bufs for good. */
+  lost: (error: ErrnoError) => void;
+}
+
+/** exportDmaBuf's request: dma_buf_export() plus dma_buf_fd() into the fd table of `pid`. */
+export interface ExportDmaBufOptions {
+  /** The process whose fd table receives the fd. */
+  readonly pid: number;
+  readonly size: U64;
+  /** The fd's flags; default O_RDWR. */
+  readonly openFlags?: number;
+  /** Exported while the memory is not decodable: starts revoked. Default false. */
+  readonly revoked?: boolean;
+  /** CPU access (read, write, mmap) allowed. Default false. */
+  readonly cpuAccess?: boolean;
+  /** The PCI function whose BAR provides the memory; default '' (host memory). */
+  readonly providerBdf?: string;
+  /** Pinned importers may attach. Default false (upstream vfio: EOPNOTSUPP). */
+  readonly allowPin?: boolean;
+  /** Importers must allow peer2peer (vfio: yes). Default false. */
+  readonly requirePeer2peer?: boolean;
+  /** The owner's own name for the buffer; OwnerCalls about it carry it back. */
+  readonly handle: string;
+}
+
+export interface ExportedDmaBuf {
+  readonly bufferId: bigint;
+  readonly fd: number;
+}
+
+export interface CreatedFile {
+  readonly fileId: bigint;
+  readonly fd: number;
+}
+
+/** What a move did: move_notify calls made, and importers fenced for not acking in time. */
+export interface MoveResult {
+  readonly notified: number;
+  readonly fenced: number;
+}
+
+/** The answers to this session's own requests. */
+type Answer = Extract<NonNullable<dmabuf.OpenOwnerSessionResponse['response']>, { $case: 'fileCreated' | 'exported' | 'moved' | 'failed' }>;
+
+interface Pending {
+  answer(answer: Answer): void;
+  fail(error: ErrnoError): void;
+}
+
+type OwnerStream = ClientDuplexStream<dmabuf.OpenOwnerSessionRequest, dmabuf.OpenOwnerSessionResponse>;
+type OwnerSessionState = 'open' | 'closing' | 'closed' | 'lost';
+
+/**
+ * A service that owns files, connected to dmabuf-registry
+ * (OpenOwnerSession): vfio-pci for device files and the dma-bufs it exports,
+ * or a test exporter. Its requests (createFile, exportDmaBuf, move) are
+ * answered on the stream by request_id, in any order; a request the registry
+ * refuses rejects with an ErrnoError of the registry's errno. The registry's
+ * calls into the owner (OwnerCall) go to `ops` and their results back as
+ * OwnerReply.
+ *
+ * The stream's end is the owner's death: the registry revokes its dma-bufs
+ * for good. Losing it without close() emits 'lost'; pending and later
+ * requests reject with ESHUTDOWN.
+ */
+export class OwnerSession extends Emitter<OwnerSessionEvents> {
+  readonly address: string;
+  readonly name: string;
+  /** The registry start this owner registered with. */
+  readonly incarnation: string;
+  readonly shmDir: string;
+  readonly shmId: string;
+  readonly #client: dmabuf.DmaBufRegistryServiceClient;
+  readonly #stream: OwnerStream;
+  readonly #ops: OwnerOps;
+  readonly #finished: Promise<void>;
+  readonly #pending = new Map<bigint, Pending>();
+  /** file id (= buffer id for a dma-buf) -> the handle it was made with, for calls that carry none. */
+  readonly #handles = new Map<bigint, string>();
+  #nextRequestId = 1n;
+  #state: OwnerSessionState = 'open';
+  #endedDetail = '';
+  #streamError: Error | undefined;
+
+  private constructor(
+    address: string,
+    options: OwnerSessionOptions,
+    shmDir: string,
+    shmId: string,
+    client: dmabuf.DmaBufRegistryServiceClient,
+    stream: OwnerStream,
+    finished: Promise<void>,
+    registered: dmabuf.OwnerRegistered,
+  ) {
+    super();
+    this.address = address;
+    this.name = options.name;
+    this.shmDir = shmDir;
+    this.shmId = shmId;
+    this.incarnation = registered.incarnation;
+    this.#ops = options.ops;
+    this.#client = client;
+    this.#stream = stream;
+    this.#finished = finished;
+  }
+
+  /**
+   * Registers the owner: OpenOwnerSession, RegisterOwner with the tmpfs
+   * identity of its segment directory, and wait for OwnerRegistered. Rejects
+   * with the gRPC error if the registry refuses (a live owner of that name:
+   * EBUSY), with ETIMEDOUT if it does not answer in time.
+   */
+  static async open(address: string, options: OwnerSessionOptions): Promise<OwnerSession> {
+    const shmDir = options.shmDir ?? resolveShmDir();
+    const shmId = shmIdentity(shmDir);
+    const client = new dmabuf.DmaBufRegistryServiceClient(address, credentials.createInsecure(), CHANNEL_OPTIONS);
+    const stream = client.openOwnerSession();
+    return openStream({
+      stream,
+      greeting: { request: { $case: 'register', value: { name: options.name, shm: { id: shmId } } } },
+      peer: `the registry at ${address}`,
+      expected: 'OwnerRegistered',
+      first: (message) => (message.response?.$case === 'registered' ? message.response.value : undefined),
+      timeoutMs: options.openTimeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS,
+      create: (registered, finished) => {
+        const session = new OwnerSession(address, options, shmDir, shmId, client, stream, finished, registered);
+        const sink: StreamSink<dmabuf.OpenOwnerSessionResponse> = {
+          data: (message) => session.#dispatch(message),
+          error: (error) => (session.#streamError = error),
+          status: (status) => session.#streamFinished(status),
+        };
+        return { session, sink };
+      },
+      abandon: () => client.close(),
+    });
+  }
+
+  get state(): OwnerSessionState {
+    return this.#state;
+  }
+
+  /** Installs a new file of this owner (a vfio device fd, a verbs context) in the fd table of `pid`. */
+  createFile(pid: number, handle: string, openFlags: number = O_RDWR): Promise<CreatedFile> {
+    return this.#request(
+      `create file ${handle} in pid ${pid}`,
+      (requestId) => ({ $case: 'createFile', value: { requestId, pid, handle, openFlags } }),
+      (answer) => {
+        if (answer.$case !== 'fileCreated') return undefined;
+        this.#handles.set(answer.value.fileId, handle);
+        return { fileId: answer.value.fileId, fd: answer.value.fd };
+      },
+    );
+  }
+
+  /** dma_buf_export() + dma_buf_fd(): a dma-buf of this owner, installed in the fd table of options.pid. */
+  exportDmaBuf(options: ExportDmaBufOptions): Promise<ExportedDmaBuf> {
+    const value: Omit<dmabuf.ExportDmaBuf, 'requestId'> = {
+      pid: options.pid,
+      size: toU64(options.size, 'size'),
+      openFlags: options.openFlags ?? O_RDWR,
+      revoked: options.revoked ?? false,
+      cpuAccess: options.cpuAccess ?? false,
+      providerBdf: options.providerBdf ?? '',
+      allowPin: options.allowPin ?? false,
+      requirePeer2peer: options.requirePeer2peer ?? false,
+      handle: options.handle,
+    };
+    return this.#request(
+      `export ${options.handle} to pid ${options.pid}`,
+      (requestId) => ({ $case: 'export', value: { ...value, requestId } }),
+      (answer) => {
+        if (answer.$case !== 'exported') return undefined;
+        this.#handles.set(answer.value.bufferId, options.handle);
+        return { bufferId: answer.value.bufferId, fd: answer.value.fd };
+      },
+    );
+  }
+
+  /**
+   * vfio_pci_dma_buf_move(): sets the buffer's revoked bit. Resolves once
+   * every dynamic importer acked its move_notify or was fenced. `permanent`
+   * forgets the buffer for good (the device was closed).
+   */
+  move(bufferId: bigint, revoked: boolean, permanent = false): Promise<MoveResult> {
+    return this.#request(
+      `move buffer ${bufferId} to revoked=${revoked}${permanent ? ' for good' : ''}`,
+      (requestId) => ({ $case: 'move', value: { requestId, bufferId, revoked, permanent } }),
+      (answer) => (answer.$case === 'moved' ? { notified: answer.value.notified, fenced: answer.value.fenced } : undefined),
+    );
+  }
+
+  /**
+   * Ends the owner session: the registry revokes its dma-bufs for good.
+   * Pending requests reject with ESHUTDOWN. Resolves once the stream is done
+   * (cancelled if the registry does not finish it within 5 s).
+   */
+  close(): Promise<void> {
+    if (this.#state === 'open') {
+      this.#end('closing', `owner session "${this.name}" was closed`);
+      this.#stream.end();
+      const timer = setTimeout(() => this.#stream.cancel(), CLOSE_TIMEOUT_MS);
+      void this.#finished.then(() => clearTimeout(timer));
+    }
+    return this.#finished;
+  }
+
+  /**
+   * Sends one request and settles with `accept`'s result for its answer.
+   * OwnerRequestFailed rejects with an ErrnoError of its errno; an answer of
+   * the wrong kind is EIO.
+   */
+  #request<T>(what: string, build: (requestId: bigint) => NonNullable<dmabuf.OpenOwnerSessionRequest['request']>, accept: (answer: Answer) => T | undefined): Promise<T> {
+    return new Promise((resolve, reject) => {
+      this.#check();
+      const requestId = this.#nextRequestId++;
+      this.#pending.set(requestId, {
+        answer: (answer) => {
+          if (answer.$case === 'failed') {
+            const name = isErrnoName(answer.value.errno) ? answer.value.errno : 'EIO';
+            reject(errno(name, `${what}: ${answer.value.detail || answer.value.errno}`));
+            return;
+          }
+          const result = accept(answer);
+          if (result === undefined) reject(errno('EIO', `${what}: the registry answered ${answer.$case}`));
+          else resolve(result);
+        },
+        fail: reject,
+      });
+      this.#stream.write({ request: build(requestId) });
+    });
+  }
+
+  #dispatch(message: dmabuf.OpenOwnerSessionResponse): void {
+    if (this.#state !== 'open') return;
+    const response = message.response;
+    if (response === undefined || response.$case === 'registered') return;
+    if (response.$case === 'call') {
+      void this.#serve(response.value);
+      return;
+    }
+    const pending = this.#pending.get(response.value.requestId);
+    if (pending === undefined) return;
+    this.#pending.delete(response.value.requestId);
+    pending.answer(response);
+  }
+
+  /** Runs one OwnerCall on the ops and replies with its extents or its errno. */
+  async #serve(call: dmabuf.OwnerCall): Promise<void> {
+    const info: OwnerCallInfo = {
+      callId: call.callId,
+      op: call.op,
+      fileId: call.fileId,
+      attachmentId: call.attachmentId,
+      importerBdf: call.importerBdf,
+      peer2peer: call.peer2peer,
+      importerPid: call.importerPid,
+      dynamic: call.dynamic,
+      mapType: call.mapType,
+      handle: call.handle !== '' ? call.handle : this.#handles.get(call.fileId),
+    };
+    let reply: dmabuf.OwnerReply;
+    try {
+      reply = { callId: call.callId, errno: '', detail: '', extents: [...(await this.#invoke(info))] };
+    } catch (error) {
+      const failure = error instanceof ErrnoError ? error : errno('EIO', error instanceof Error ? error.message : String(error));
+      reply = { callId: call.callId, errno: failure.errno, detail: failure.detail, extents: [] };
+    }
+    // Release is final whatever the op said (the kernel's ->release returns void).
+    if (call.op === dmabuf.OwnerOp.OWNER_OP_RELEASE) this.#handles.delete(call.fileId);
+    if (this.#state === 'open') this.#stream.write({ request: { $case: 'reply', value: reply } });
+  }
+
+  async #invoke(call: OwnerCallInfo): Promise<readonly dmabuf.Extent[]> {
+    const ops = this.#ops;
+    switch (call.op) {
+      case dmabuf.OwnerOp.OWNER_OP_ATTACH:
+        await ops.attach?.(call);
+        return [];
+      case dmabuf.OwnerOp.OWNER_OP_DETACH:
+        await ops.detach?.(call);
+        return [];
+      case dmabuf.OwnerOp.OWNER_OP_MAP:
+        return ops.map(call);
+      case dmabuf.OwnerOp.OWNER_OP_CPU_MAP:
+        return ops.cpuMap !== undefined ? ops.cpuMap(call) : ops.map(call);
+      case dmabuf.OwnerOp.OWNER_OP_UNMAP:
+        await ops.unmap?.(call);
+        return [];
+      case dmabuf.OwnerOp.OWNER_OP_PIN:
+        await ops.pin?.(call);
+        return [];
+      case dmabuf.OwnerOp.OWNER_OP_UNPIN:
+        await ops.unpin?.(call);
+        return [];
+      case dmabuf.OwnerOp.OWNER_OP_RELEASE:
+        await ops.release(call);
+        return [];
+      case dmabuf.OwnerOp.OWNER_OP_FENCE:
+        await ops.fence(call);
+        return [];
+      default:
+        throw errno('EOPNOTSUPP', `owner op ${call.op} is unknown to this client`);
+    }
+  }
+
+  #streamFinished(status: StatusObject): void {
+    if (this.#state === 'closing') {
+      this.#state = 'closed';
+      this.#client.close();
+      return;
+    }
+    const cause = this.#streamError?.message ?? `the registry ended the stream (${status.details || 'OK'})`;
+    this.#end(
+      'lost',
+      `owner session "${this.name}" was lost (incarnation ${this.incarnation}): ${cause}. ` +
+        'The registry revoked its dma-bufs for good; the owner must register again',
+    );
+    this.#client.close();
+    this.emit('lost', errno('ESHUTDOWN', this.#endedDetail));
+  }
+
+  #end(state: 'closing' | 'lost', detail: string): void {
+    this.#state = state;
+    this.#endedDetail = detail;
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const request of pending) request.fail(errno('ESHUTDOWN', detail));
+  }
+
+  #check(): void {
+    if (this.#state !== 'open') throw errno('ESHUTDOWN', this.#endedDetail);
+  }
+}

@@ -1,0 +1,174 @@
+import * as fs from 'node:fs';
+import { expect } from 'chai';
+import { ErrnoError } from '@p2p/errno';
+import { dmabuf } from '@p2p/proto';
+import { errnoOf } from '@p2p/status';
+import { O_RDONLY } from './open-flags';
+import { RegistrySession } from './registry-session';
+import { eventually, rejection } from './testing/eventually';
+import { REGISTRY_MAIN, type RegistryProcess, startRegistry } from './testing/registry-process';
+
+const SIZE = 64 * 1024;
+
+describe('RegistrySession against a dmabuf-registry process', function () {
+  this.timeout(30_000);
+  let registry: RegistryProcess | undefined;
+  const sessions: RegistrySession[] = [];
+
+  before(async function () {
+    if (!fs.existsSync(REGISTRY_MAIN)) this.skip();
+    registry = await startRegistry();
+  });
+  after(async () => registry?.stop());
+  afterEach(async () => {
+    await Promise.all(sessions.splice(0).map((session) => session.close()));
+  });
+
+  async function open(name: string, shmDir = registry!.shmDir): Promise<RegistrySession> {
+    const session = await RegistrySession.open(registry!.address, { name, shmDir });
+    sessions.push(session);
+    return session;
+  }
+
+  it('opens a session: a pid of this incarnation, listed under its name', async () => {
+    const a = await open('spdk');
+    const b = await open('rdma-nic-a');
+    expect(a.pid).to.be.greaterThan(0);
+    expect(b.pid).to.not.equal(a.pid);
+    expect(a.incarnation).to.be.a('string').and.not.equal('');
+    expect(b.incarnation).to.equal(a.incarnation);
+    expect(a.state).to.equal('open');
+    const { processes } = await a.listProcesses();
+    expect(processes.find((p) => p.pid === a.pid)?.name).to.equal('spdk');
+  });
+
+  it('passes fds between processes and keeps the gRPC error of a failed call', async () => {
+    const a = await open('sender');
+    const b = await open('receiver');
+    const { fd, bufferId } = await a.heapAllocate(SIZE);
+    const dup = await a.dupFd(fd);
+    expect(dup).to.not.equal(fd);
+    const token = await a.sendFd(fd, b.pid);
+    const received = await b.receiveFd(token);
+    const resolved = await b.resolveFd(received);
+    expect(resolved.kind).to.equal(dmabuf.FileKind.FILE_KIND_DMA_BUF);
+    expect(resolved.fileId).to.equal(bufferId);
+    await a.closeFd(dup);
+    const error = await rejection(a.closeFd(dup));
+    expect(errnoOf(error)).to.equal('EBADF');
+    expect(error).to.not.be.instanceOf(ErrnoError);
+  });
+
+  it('maps a heap buffer into the importer: reads see cpuWrite through the shared mapping', async () => {
+    const session = await open('importer');
+    const { fd, bufferId } = await session.heapAllocate(SIZE);
+    await session.cpuWrite(fd, 100, Buffer.from('hello'));
+    const importer = await session.importDmaBuf({ fd, importerBdf: '0000:01:00.0' });
+    expect(importer.bufferId).to.equal(bufferId);
+    expect(importer.size).to.equal(SIZE);
+    expect(importer.mapped).to.equal(false);
+
+    expect((await importer.read(100, 5)).toString()).to.equal('hello');
+    expect(importer.mapped).to.equal(true);
+    const info = await importer.map();
+    expect(info.transport).to.equal(dmabuf.Transport.TRANSPORT_SHARED_MEMORY);
+    expect(info.mapType).to.equal(dmabuf.DmaMapType.DMA_MAP_TYPE_HOST_MEMORY);
+
+    // No copy is cached: a later write by someone else shows through the same mapping.
+    await session.cpuWrite(fd, SIZE - 5, Buffer.from('again'));
+    expect((await importer.read(SIZE - 5, 5)).toString()).to.equal('again');
+    expect((await importer.map()).generation).to.equal(info.generation);
+
+    // And writes go straight into the buffer.
+    await importer.write(4096, Buffer.from('from the importer'));
+    expect((await session.cpuRead(fd, 4096, 17)).toString()).to.equal('from the importer');
+
+    const target = Buffer.alloc(10, '.');
+    await importer.copyToBuffer(100, target, 2, 5);
+    expect(target.toString()).to.equal('..hello...');
+    await importer.copyFromBuffer(8000, Buffer.from('xxWORLDxx'), 2, 5);
+    expect((await session.cpuRead(fd, 8000, 5)).toString()).to.equal('WORLD');
+
+    const mmapped = await session.mmapFd(fd, 0, SIZE);
+    expect(mmapped.extents.reduce((sum, e) => sum + e.length, 0n)).to.equal(BigInt(SIZE));
+    expect(mmapped.extents.map((e) => e.segment)).to.deep.equal(info.extents.map((e) => e.segment));
+
+    const outOfRange = await rejection(importer.read(SIZE - 1, 2));
+    expect(outOfRange).to.be.instanceOf(ErrnoError).with.property('errno', 'ERANGE');
+
+    const buffer = (await session.bufInfo()).find((b) => b.bufferId === bufferId);
+    expect(buffer?.attachments.map((a) => a.mapped)).to.deep.equal([true]);
+    await importer.unmap();
+    expect(importer.mapped).to.equal(false);
+    expect((await importer.read(100, 5)).toString()).to.equal('hello');
+    expect((await importer.map()).generation > info.generation).to.equal(true);
+
+    await importer.detach();
+    expect(importer.state).to.equal('detached');
+    expect(await rejection(importer.read(0, 1))).to.be.instanceOf(ErrnoError).with.property('errno', 'EBADF');
+    expect((await session.bufInfo()).find((b) => b.bufferId === bufferId)?.attachments).to.deep.equal([]);
+  });
+
+  it('maps from its own directory when its path to the same tmpfs differs from the owner\'s', async () => {
+    // Another container would mount the volume elsewhere; a symlink plays that here.
+    const alias = `${registry!.shmDir}-alias`;
+    fs.symlinkSync(registry!.shmDir, alias);
+    try {
+      const holder = await open('holder');
+      const elsewhere = await open('other-container', alias);
+      expect(elsewhere.shmId).to.equal(holder.shmId);
+      const { fd } = await holder.heapAllocate(SIZE);
+      await holder.cpuWrite(fd, 0, Buffer.from('same memory'));
+      const importer = await elsewhere.importDmaBuf({ fd, holderPid: holder.pid, importerBdf: '0000:02:00.0' });
+      expect((await importer.map()).transport).to.equal(dmabuf.Transport.TRANSPORT_SHARED_MEMORY);
+      expect((await holder.mmapFd(fd, 0, SIZE)).directory).to.equal(registry!.shmDir);
+      expect((await importer.read(0, 11)).toString()).to.equal('same memory');
+    } finally {
+      fs.unlinkSync(alias);
+    }
+  });
+
+  it('falls back to ReadAttachment and WriteAttachment for a process on another tmpfs', async () => {
+    const elsewhere = fs.mkdtempSync('/dev/shm/p2p-dmabuf-client-other-');
+    try {
+      const holder = await open('holder');
+      const remote = await open('remote', elsewhere);
+      expect(remote.shmId).to.not.equal(holder.shmId);
+      const size = 3 * 1024 * 1024 + 4096;
+      const { fd } = await holder.heapAllocate(size);
+      const importer = await remote.importDmaBuf({ fd, holderPid: holder.pid, importerBdf: '0000:02:00.0' });
+      expect((await importer.map()).transport).to.equal(dmabuf.Transport.TRANSPORT_STREAM);
+      const data = Buffer.alloc(size - 10);
+      for (let i = 0; i < data.length; i++) data[i] = (i * 7) & 0xff;
+      await importer.write(10, data);
+      expect((await holder.cpuRead(fd, size - 4, 4)).equals(data.subarray(-4))).to.equal(true);
+      expect((await importer.read(10, data.length)).equals(data)).to.equal(true);
+    } finally {
+      fs.rmSync(elsewhere, { recursive: true, force: true });
+    }
+  });
+
+  it('heapAllocate takes open flags', async () => {
+    const session = await open('flags');
+    const { fd } = await session.heapAllocate(SIZE, O_RDONLY);
+    expect((await session.resolveFd(fd)).openFlags).to.equal(O_RDONLY);
+  });
+
+  it('close() ends the process: its fds go, importers drop their mappings, later calls reject ESHUTDOWN', async () => {
+    const observer = await open('observer');
+    const session = await RegistrySession.open(registry!.address, { name: 'short-lived', shmDir: registry!.shmDir });
+    const { fd } = await session.heapAllocate(SIZE);
+    const importer = await session.importDmaBuf({ fd, importerBdf: '' });
+    await importer.read(0, 1);
+    await session.close();
+    expect(session.state).to.equal('closed');
+    expect(importer.mapped).to.equal(false);
+    expect(importer.state).to.equal('session-ended');
+    const error = await rejection(importer.read(0, 1));
+    expect(error).to.be.instanceOf(ErrnoError).with.property('errno', 'ESHUTDOWN');
+    expect(await rejection(session.dupFd(fd))).to.be.instanceOf(ErrnoError).with.property('errno', 'ESHUTDOWN');
+    await eventually('the closed process to leave the listing', async () =>
+      (await observer.listProcesses()).processes.every((p) => p.pid !== session.pid),
+    );
+  });
+});

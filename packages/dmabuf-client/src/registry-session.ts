@@ -1,0 +1,297 @@
+import { type ClientDuplexStream, credentials, type StatusObject } from '@grpc/grpc-js';
+import { errno, type ErrnoError } from '@p2p/errno';
+import { dmabuf } from '@p2p/proto';
+import { resolveShmDir, shmIdentity } from '@p2p/shm';
+import { CHANNEL_OPTIONS, CLOSE_TIMEOUT_MS, DEFAULT_OPEN_TIMEOUT_MS } from './channel';
+import { DmaBufImporter, type ImportDmaBufOptions } from './dmabuf-importer';
+import { Emitter } from './emitter';
+import { O_RDWR } from './open-flags';
+import type { AttachmentHandlers, SessionPort, UnaryStart } from './session-port';
+import { openStream, type StreamSink } from './stream-opener';
+import { toU64, type U64 } from './u64';
+
+export interface RegistrySessionOptions {
+  /** A label for listings ("spdk", "rdma-nic-a"). */
+  readonly name: string;
+  /** This process's segment directory; default resolveShmDir(). Its tmpfs identity goes with every attach. */
+  readonly shmDir?: string;
+  /** How long to wait for SessionOpened; default 10 s, then ETIMEDOUT. */
+  readonly openTimeoutMs?: number;
+}
+
+export interface RegistrySessionEvents {
+  /** The session broke without close(): the registry sees the process as exited. Mappings are already dropped. */
+  lost: (error: ErrnoError) => void;
+  /** Background work failed: an onMoveNotify hook threw, or the registry refused an ack. */
+  error: (error: unknown) => void;
+}
+
+/** open: usable. closing/closed: close() was called. lost: the stream broke; see the 'lost' event. */
+export type SessionState = 'open' | 'closing' | 'closed' | 'lost';
+
+type SessionStream = ClientDuplexStream<dmabuf.OpenSessionRequest, dmabuf.OpenSessionResponse>;
+
+/**
+ * One process's session with dmabuf-registry (OpenSession): its pid and fd
+ * table live as long as the stream, and its importers' move_notify and fence
+ * notices arrive on it.
+ *
+ * Every unary RPC is a promise method with this session's pid filled in; a
+ * failed call rejects with the gRPC error itself (errnoOf() reads its errno).
+ *
+ * Losing the stream (the registry died or restarted, the connection broke,
+ * keepalive gave up) is the process's exit as far as the registry is
+ * concerned: its fds are closed and its buffers may be released and reused.
+ * The session therefore fails safe: at once every importer drops its
+ * mappings and never touches that memory again, every later call on the
+ * session or its importers rejects with ESHUTDOWN, and 'lost' is emitted.
+ * Recovery is a new session (a new pid; with a new incarnation, nothing of
+ * the old one exists).
+ */
+export class RegistrySession extends Emitter<RegistrySessionEvents> {
+  readonly address: string;
+  readonly name: string;
+  readonly pid: number;
+  /** The registry start this session belongs to: fds of another incarnation mean nothing here. */
+  readonly incarnation: string;
+  readonly shmDir: string;
+  /** The tmpfs identity of shmDir: equal to an owner's, the importer maps its segments directly. */
+  readonly shmId: string;
+  readonly #client: dmabuf.DmaBufRegistryServiceClient;
+  readonly #stream: SessionStream;
+  readonly #routes = new Map<bigint, AttachmentHandlers>();
+  readonly #port: SessionPort;
+  #state: SessionState = 'open';
+  /** Why calls fail once the session is not open. */
+  #endedDetail = '';
+  #streamError: Error | undefined;
+  /** Settles when the stream is done, for whatever reason. */
+  readonly #finished: Promise<void>;
+
+  private constructor(
+    address: string,
+    name: string,
+    shmDir: string,
+    shmId: string,
+    client: dmabuf.DmaBufRegistryServiceClient,
+    stream: SessionStream,
+    finished: Promise<void>,
+    opened: dmabuf.SessionOpened,
+  ) {
+    super();
+    this.address = address;
+    this.name = name;
+    this.shmDir = shmDir;
+    this.shmId = shmId;
+    this.pid = opened.pid;
+    this.incarnation = opened.incarnation;
+    this.#client = client;
+    this.#stream = stream;
+    this.#finished = finished;
+    this.#port = {
+      pid: this.pid,
+      shmDir,
+      client,
+      usable: () => this.#state === 'open',
+      call: (start) => this.#call(start),
+      check: () => this.#check(),
+      route: (attachmentId, handlers) => {
+        this.#routes.set(attachmentId, handlers);
+        return () => {
+          if (this.#routes.get(attachmentId) === handlers) this.#routes.delete(attachmentId);
+        };
+      },
+      reportError: (error) => this.emit('error', error),
+    };
+  }
+
+  /**
+   * Opens a session: OpenSession, Hello, and wait for SessionOpened. Rejects
+   * with the gRPC error if the registry is unreachable or fails the stream
+   * first, with ETIMEDOUT if it does not answer in time.
+   */
+  static async open(address: string, options: RegistrySessionOptions): Promise<RegistrySession> {
+    const shmDir = options.shmDir ?? resolveShmDir();
+    const shmId = shmIdentity(shmDir);
+    const client = new dmabuf.DmaBufRegistryServiceClient(address, credentials.createInsecure(), CHANNEL_OPTIONS);
+    const stream = client.openSession();
+    return openStream({
+      stream,
+      greeting: { request: { $case: 'hello', value: { name: options.name } } },
+      peer: `the registry at ${address}`,
+      expected: 'SessionOpened',
+      first: (message) => (message.response?.$case === 'opened' ? message.response.value : undefined),
+      timeoutMs: options.openTimeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS,
+      create: (opened, finished) => {
+        const session = new RegistrySession(address, options.name, shmDir, shmId, client, stream, finished, opened);
+        const sink: StreamSink<dmabuf.OpenSessionResponse> = {
+          data: (message) => session.#dispatch(message),
+          error: (error) => (session.#streamError = error),
+          status: (status) => session.#streamFinished(status),
+        };
+        return { session, sink };
+      },
+      abandon: () => client.close(),
+    });
+  }
+
+  get state(): SessionState {
+    return this.#state;
+  }
+
+  /** dup(2). */
+  async dupFd(fd: number): Promise<number> {
+    return (await this.#call<dmabuf.DupFdResponse>((cb) => this.#client.dupFd({ pid: this.pid, fd }, cb))).fd;
+  }
+
+  /** close(2); the last reference's release goes to the file's owner. */
+  async closeFd(fd: number): Promise<void> {
+    await this.#call<dmabuf.CloseFdResponse>((cb) => this.#client.closeFd({ pid: this.pid, fd }, cb));
+  }
+
+  /** SCM_RIGHTS, sending side: a one-time token that only `toPid` can redeem with receiveFd(). */
+  async sendFd(fd: number, toPid: number): Promise<string> {
+    return (await this.#call<dmabuf.SendFdResponse>((cb) => this.#client.sendFd({ pid: this.pid, fd, toPid }, cb))).token;
+  }
+
+  /** SCM_RIGHTS, receiving side: installs the sent file in this process's table. */
+  async receiveFd(token: string): Promise<number> {
+    return (await this.#call<dmabuf.ReceiveFdResponse>((cb) => this.#client.receiveFd({ pid: this.pid, token }, cb))).fd;
+  }
+
+  /** What an fd refers to: kind, file id, owner, the owner's handle and the open flags. */
+  resolveFd(fd: number): Promise<dmabuf.ResolveFdResponse> {
+    return this.#call((cb) => this.#client.resolveFd({ pid: this.pid, fd }, cb));
+  }
+
+  /** DMA_HEAP_IOCTL_ALLOC on /dev/dma_heap/system: a host-memory dma-buf in this process's table. */
+  async heapAllocate(size: U64, openFlags: number = O_RDWR): Promise<{ fd: number; bufferId: bigint }> {
+    const request = { pid: this.pid, size: toU64(size, 'size'), openFlags };
+    const { fd, bufferId } = await this.#call<dmabuf.HeapAllocateResponse>((cb) => this.#client.heapAllocate(request, cb));
+    return { fd, bufferId };
+  }
+
+  /** CPU read of a dma-buf (the debugging path, not the importer's). */
+  async cpuRead(fd: number, offset: U64, length: U64): Promise<Buffer> {
+    const request = { pid: this.pid, fd, offset: toU64(offset, 'offset'), length: toU64(length, 'length') };
+    return (await this.#call<dmabuf.CpuReadResponse>((cb) => this.#client.cpuRead(request, cb))).data;
+  }
+
+  /** CPU write into a dma-buf. */
+  async cpuWrite(fd: number, offset: U64, data: Uint8Array): Promise<void> {
+    const request = { pid: this.pid, fd, offset: toU64(offset, 'offset'), data: Buffer.from(data.buffer, data.byteOffset, data.byteLength) };
+    await this.#call<dmabuf.CpuWriteResponse>((cb) => this.#client.cpuWrite(request, cb));
+  }
+
+  /** dma_buf_mmap(): the segments behind [offset, offset + length), in the owner's directory. */
+  mmapFd(fd: number, offset: U64, length: U64): Promise<dmabuf.MmapFdResponse> {
+    const request = { pid: this.pid, fd, offset: toU64(offset, 'offset'), length: toU64(length, 'length') };
+    return this.#call((cb) => this.#client.mmapFd(request, cb));
+  }
+
+  /** /sys/kernel/debug/dma_buf/bufinfo. */
+  async bufInfo(): Promise<dmabuf.BufInfo[]> {
+    return (await this.#call<dmabuf.GetBufInfoResponse>((cb) => this.#client.getBufInfo({}, cb))).buffers;
+  }
+
+  /** The live processes with their fds, and the live owners. */
+  listProcesses(): Promise<dmabuf.ListProcessesResponse> {
+    return this.#call((cb) => this.#client.listProcesses({}, cb));
+  }
+
+  /**
+   * ib_umem_dmabuf_get(): a dynamic attach (dma_buf_dynamic_attach with
+   * move_notify) to the dma-buf `fd` of `holderPid`, with this process as
+   * the importer that gets the notices. Nothing is mapped until first use.
+   */
+  async importDmaBuf(options: ImportDmaBufOptions): Promise<DmaBufImporter> {
+    const request: dmabuf.AttachRequest = {
+      pid: options.holderPid ?? this.pid,
+      fd: options.fd,
+      importerPid: this.pid,
+      importerBdf: options.importerBdf,
+      dynamic: true,
+      peer2peer: options.peer2peer ?? true,
+      shm: { id: this.shmId },
+    };
+    const attached = await this.#call<dmabuf.AttachResponse>((cb) => this.#client.attach(request, cb));
+    return new DmaBufImporter(this.#port, attached, options);
+  }
+
+  /**
+   * Ends the session: process exit in the registry, which closes every fd it
+   * held. Importers drop their mappings first. Resolves once the stream is
+   * done (cancelled if the registry does not finish it within 5 s).
+   */
+  close(): Promise<void> {
+    if (this.#state === 'open') {
+      this.#end('closing', `registry session "${this.name}" (pid ${this.pid}) was closed`);
+      this.#stream.end();
+      const timer = setTimeout(() => this.#stream.cancel(), CLOSE_TIMEOUT_MS);
+      void this.#finished.then(() => clearTimeout(timer));
+    }
+    return this.#finished;
+  }
+
+  #dispatch(message: dmabuf.OpenSessionResponse): void {
+    if (this.#state !== 'open') return;
+    const response = message.response;
+    if (response?.$case === 'moveNotify') {
+      const route = this.#routes.get(response.value.attachmentId);
+      if (route !== undefined) route.moveNotify(response.value);
+      else this.#ackUnrouted(response.value);
+    } else if (response?.$case === 'fenced') {
+      this.#routes.get(response.value.attachmentId)?.fenced(response.value);
+    }
+  }
+
+  /**
+   * A notice for an attachment no importer here holds: already detached, or
+   * its Attach answer is still on the way. Nothing of it is mapped, so the
+   * ack is due at once; a refusal means the attachment is gone anyway.
+   */
+  #ackUnrouted(notice: dmabuf.MoveNotify): void {
+    this.#call((cb) => this.#client.ackMoveNotify({ pid: this.pid, notificationId: notice.notificationId }, cb)).catch(() => undefined);
+  }
+
+  #streamFinished(status: StatusObject): void {
+    if (this.#state === 'closing') {
+      this.#state = 'closed';
+      this.#client.close();
+      return;
+    }
+    const cause = this.#streamError?.message ?? `the registry ended the stream (${status.details || 'OK'})`;
+    this.#end(
+      'lost',
+      `registry session "${this.name}" (pid ${this.pid}) was lost (incarnation ${this.incarnation}): ${cause}. ` +
+        'The registry has closed its fds, attachments and mappings; the process must open a new session',
+    );
+    this.#client.close();
+    this.emit('lost', errno('ESHUTDOWN', this.#endedDetail));
+  }
+
+  /** Stops every use of the session, and every importer drops its mapping, before anything else runs. */
+  #end(state: 'closing' | 'lost', detail: string): void {
+    this.#state = state;
+    this.#endedDetail = detail;
+    const routes = [...this.#routes.values()];
+    this.#routes.clear();
+    for (const route of routes) route.sessionEnded();
+  }
+
+  #check(): void {
+    if (this.#state !== 'open') throw errno('ESHUTDOWN', this.#endedDetail);
+  }
+
+  #call<Res>(start: UnaryStart<Res>): Promise<Res> {
+    return new Promise((resolve, reject) => {
+      this.#check();
+      start((error, response) => {
+        // An answer that arrives after the session ended is not acted on.
+        if (this.#state !== 'open') reject(errno('ESHUTDOWN', this.#endedDetail));
+        else if (error) reject(error);
+        else resolve(response);
+      });
+    });
+  }
+}

@@ -1,0 +1,37 @@
+import type { ServiceError } from '@grpc/grpc-js';
+import type { dmabuf } from '@p2p/proto';
+
+/** What a session routes to one attachment's importer. */
+export interface AttachmentHandlers {
+  moveNotify(notice: dmabuf.MoveNotify): void;
+  fenced(notice: dmabuf.AttachmentFenced): void;
+  /** The session is gone (lost or closed): drop every mapping now. */
+  sessionEnded(): void;
+}
+
+/** A callback-style unary call, started with its completion callback. */
+export type UnaryStart<Res> = (callback: (error: ServiceError | null, response: Res) => void) => unknown;
+
+/**
+ * The part of a RegistrySession its importers use; kept out of the public API
+ * so that only importers route notices and make attachment calls.
+ */
+export interface SessionPort {
+  readonly pid: number;
+  readonly shmDir: string;
+  readonly client: dmabuf.DmaBufRegistryServiceClient;
+  /** False once the session was lost or closed. */
+  usable(): boolean;
+  /**
+   * Runs a unary call. Rejects with ESHUTDOWN if the session is unusable when
+   * the call starts or when its answer arrives (an answer that arrives after
+   * the session was lost must not be acted on), else with the gRPC error.
+   */
+  call<Res>(start: UnaryStart<Res>): Promise<Res>;
+  /** Throws ESHUTDOWN if the session was lost or closed. */
+  check(): void;
+  /** Routes the notices of `attachmentId` to `handlers` until the returned function is called. */
+  route(attachmentId: bigint, handlers: AttachmentHandlers): () => void;
+  /** Reports a failure of background work (a move_notify hook, an ack) as the session's 'error' event. */
+  reportError(error: unknown): void;
+}

@@ -1,0 +1,89 @@
+import { errno } from '@p2p/errno';
+import type { dmabuf } from '@p2p/proto';
+import type { Segment, SegmentStore } from '@p2p/shm';
+import { toSafeNumber } from './u64';
+
+/** One extent of a mapping: `view` is the shared memory behind bytes [offset, offset + view.length) of the buffer. */
+interface Piece {
+  readonly offset: number;
+  readonly view: Buffer;
+}
+
+/**
+ * An importer's CPU mapping of a dma-buf: the extents' segment files opened
+ * from this process's own segment directory and mapped MAP_SHARED, one Buffer
+ * view per extent, in buffer order. Copies in and out are one memcpy per
+ * extent touched, straight between the caller's buffer and the views.
+ *
+ * close() drops every view: the importer's equivalent of unmapping its
+ * sg_table in ib_umem_dmabuf_unmap_pages(). mmap-io cannot munmap, so the
+ * memory itself goes when V8 collects the views; nothing here touches it
+ * after close().
+ */
+export class SharedMapping {
+  #pieces: readonly Piece[];
+  readonly #segments: readonly Segment[];
+
+  private constructor(pieces: Piece[], segments: Segment[]) {
+    this.#pieces = pieces;
+    this.#segments = segments;
+  }
+
+  /**
+   * Opens and maps `extents` from `store`. They must cover exactly `size`
+   * bytes (EIO otherwise: the registry and the importer disagree on the
+   * buffer). Segments named by several extents are opened once.
+   */
+  static open(store: SegmentStore, extents: readonly dmabuf.Extent[], size: number): SharedMapping {
+    const segments = new Map<string, Segment>();
+    try {
+      const pieces: Piece[] = [];
+      let offset = 0;
+      for (const extent of extents) {
+        const length = toSafeNumber(extent.length, `length of an extent in ${extent.segment}`);
+        if (length === 0) continue;
+        let segment = segments.get(extent.segment);
+        if (segment === undefined) {
+          segment = store.open(extent.segment);
+          segments.set(extent.segment, segment);
+        }
+        pieces.push({ offset, view: segment.view(toSafeNumber(extent.segmentOffset, `offset in ${extent.segment}`), length) });
+        offset += length;
+      }
+      if (offset !== size) throw errno('EIO', `the mapping's extents cover ${offset} bytes of a ${size}-byte buffer`);
+      return new SharedMapping(pieces, [...segments.values()]);
+    } catch (error) {
+      for (const segment of segments.values()) segment.close();
+      throw error;
+    }
+  }
+
+  /** Copies [offset, offset + target.length) of the buffer into target. The range must be checked. */
+  copyOut(offset: number, target: Uint8Array): void {
+    this.#walk(offset, target.length, (view, at) => target.set(view, at));
+  }
+
+  /** Copies source into the buffer at offset. The range must be checked. */
+  copyIn(offset: number, source: Uint8Array): void {
+    this.#walk(offset, source.length, (view, at) => view.set(source.subarray(at, at + view.length)));
+  }
+
+  /** Drops every view and closes the segment files. */
+  close(): void {
+    this.#pieces = [];
+    for (const segment of this.#segments) segment.close();
+  }
+
+  /** Calls visit(view, at) for each piece of [offset, offset + length), `at` being the position within the range. */
+  #walk(offset: number, length: number, visit: (view: Buffer, at: number) => void): void {
+    const end = offset + length;
+    for (const piece of this.#pieces) {
+      const pieceEnd = piece.offset + piece.view.length;
+      if (pieceEnd <= offset) continue;
+      if (piece.offset >= end) break;
+      const from = Math.max(offset, piece.offset);
+      const to = Math.min(end, pieceEnd);
+      visit(piece.view.subarray(from - piece.offset, to - piece.offset), from - offset);
+    }
+  }
+}

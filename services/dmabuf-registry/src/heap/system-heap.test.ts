@@ -1,0 +1,155 @@
+import { expect } from 'chai';
+import { PAGE_SIZE, SegmentStore } from '@p2p/shm';
+import { O_CLOEXEC, O_NONBLOCK, O_RDONLY, O_RDWR } from '../files/open-flags';
+import { Registry } from '../registry';
+import { SegmentFileAccess } from '../segments/segment-file-access';
+import { FakeOwner } from '../testing/fake-owner';
+import { FakeOracle, expectErrno, expectRejects } from '../testing/harness';
+import { MemorySegments } from '../testing/memory-segments';
+import { useTempShmDir } from '../testing/temp-shm-dir';
+import { SYSTEM_HEAP } from './system-heap';
+
+describe('Registry: the system heap', () => {
+  const dir = useTempShmDir();
+  const chunk = 4 * PAGE_SIZE;
+
+  function heapRegistry(maxBytes = 64 * PAGE_SIZE): { registry: Registry; store: SegmentStore } {
+    const store = new SegmentStore({ dir: dir(), chunkSize: chunk });
+    const registry = new Registry({
+      p2p: new FakeOracle(),
+      segments: new SegmentFileAccess(),
+      heap: { store, directory: dir(), shmId: 'tmpfs-test', prefix: 'heap', maxBytes },
+    });
+    return { registry, store };
+  }
+
+  it('allocates page-aligned host memory as a dma-buf in the caller’s table', () => {
+    const { registry, store } = heapRegistry();
+    const pid = registry.openProcess('app');
+    expect(registry.heapAllocate(pid, 1, O_RDWR | O_CLOEXEC)).to.deep.equal({ fd: 3, bufferId: 1 });
+    expect(registry.heapAllocate(pid, PAGE_SIZE + 1, O_RDWR)).to.deep.equal({ fd: 4, bufferId: 2 });
+    expect(registry.bufInfo().map((b) => [b.bufferId, b.size, b.exporter, b.cpuAccess, b.providerBdf, b.revoked])).to.deep.equal([
+      [1, PAGE_SIZE, SYSTEM_HEAP, true, '', false],
+      [2, 2 * PAGE_SIZE, SYSTEM_HEAP, true, '', false],
+    ]);
+    expect(registry.resolveFd(pid, 3)).to.deep.equal({ kind: 'dma-buf', fileId: 1, owner: SYSTEM_HEAP, handle: 'heap.1', openFlags: O_RDWR | O_CLOEXEC });
+    expect(store.list().map((s) => [s.name, s.size])).to.deep.equal([
+      ['heap.1.0', PAGE_SIZE],
+      ['heap.2.0', 2 * PAGE_SIZE],
+    ]);
+    expect(registry.processes().owners).to.deep.equal([SYSTEM_HEAP]);
+  });
+
+  it('refuses bad sizes and flags with EINVAL, leaving no buffer and no segment', () => {
+    const { registry, store } = heapRegistry();
+    const pid = registry.openProcess('app');
+    expectErrno(() => registry.heapAllocate(pid, 0, O_RDWR), 'EINVAL');
+    expectErrno(() => registry.heapAllocate(pid, -4096, O_RDWR), 'EINVAL');
+    expectErrno(() => registry.heapAllocate(pid, 4096, O_RDWR | O_NONBLOCK), 'EINVAL');
+    expectErrno(() => registry.heapAllocate(pid, 4096, O_RDWR, 1), 'EINVAL');
+    expectErrno(() => registry.heapAllocate(42, 4096, O_RDWR), 'ESRCH');
+    expect(registry.bufInfo()).to.deep.equal([]);
+    expect(store.list()).to.deep.equal([]);
+    expect(registry.heapAllocate(pid, 4096, O_RDWR).bufferId).to.equal(1);
+  });
+
+  it('is ENOMEM past its cap, until a release gives memory back', async () => {
+    const { registry, store } = heapRegistry(3 * PAGE_SIZE);
+    const pid = registry.openProcess('app');
+    const first = registry.heapAllocate(pid, 2 * PAGE_SIZE, O_RDWR);
+    expectErrno(() => registry.heapAllocate(pid, 2 * PAGE_SIZE, O_RDWR), 'ENOMEM');
+    expect(store.list()).to.have.length(1);
+    await registry.close(pid, first.fd);
+    expect(store.list()).to.deep.equal([]);
+    expect(registry.heapAllocate(pid, 3 * PAGE_SIZE, O_RDWR).fd).to.equal(3);
+  });
+
+  it('destroys every segment of a buffer on release, after the last attachment', async () => {
+    const { registry, store } = heapRegistry();
+    const pid = registry.openProcess('app');
+    const { fd } = registry.heapAllocate(pid, 6 * PAGE_SIZE, O_RDWR);
+    expect(store.list().map((s) => s.name)).to.deep.equal(['heap.1.0', 'heap.1.1']);
+    const { attachmentId } = await registry.attach({ pid, fd, dynamic: false, peer2peer: false });
+    await registry.close(pid, fd);
+    expect(store.list()).to.have.length(2);
+    await registry.detach(pid, attachmentId);
+    expect(store.list()).to.deep.equal([]);
+  });
+
+  it('maps as HOST_MEMORY over shared memory, with IOVAs, and pins', async () => {
+    const { registry } = heapRegistry();
+    const pid = registry.openProcess('app');
+    const { fd } = registry.heapAllocate(pid, 6 * PAGE_SIZE, O_RDWR);
+    const { attachmentId } = await registry.attach({ pid, fd, importerBdf: '0000:04:00.0', dynamic: false, peer2peer: false, shmId: 'tmpfs-test' });
+    await registry.pin(pid, attachmentId);
+    const mapping = await registry.map(pid, attachmentId);
+    expect(mapping.mapType).to.equal('HOST_MEMORY');
+    expect(mapping.transport).to.equal('shared-memory');
+    expect(mapping.directory).to.equal(dir());
+    expect(mapping.extents).to.deep.equal([
+      { segment: 'heap.1.0', segmentOffset: 0, length: chunk, dmaAddress: 0x1_0000_0000n },
+      { segment: 'heap.1.1', segmentOffset: 0, length: 2 * PAGE_SIZE, dmaAddress: 0x1_0000_0000n + BigInt(chunk) },
+    ]);
+  });
+
+  it('gives CPU access across segment boundaries, through the streamed fallback too', async () => {
+    const { registry } = heapRegistry();
+    const pid = registry.openProcess('app');
+    const { fd } = registry.heapAllocate(pid, 6 * PAGE_SIZE, O_RDWR);
+    const data = Buffer.from(Array.from({ length: 300 }, (_, i) => i & 0xff));
+    await registry.cpuWrite(pid, fd, chunk - 100, data);
+    expect(await registry.cpuRead(pid, fd, chunk - 100, 300)).to.deep.equal(data);
+    const { attachmentId } = await registry.attach({ pid, fd, dynamic: false, peer2peer: false });
+    await registry.map(pid, attachmentId);
+    expect(registry.readAttachment(pid, attachmentId, chunk - 100, 300)).to.deep.equal(data);
+    registry.writeAttachment(pid, attachmentId, 0, Buffer.from('dma'));
+    expect((await registry.cpuRead(pid, fd, 0, 3)).toString()).to.equal('dma');
+
+    const mapped = await registry.mmap(pid, fd, chunk, PAGE_SIZE);
+    expect(mapped).to.deep.equal({
+      directory: dir(),
+      extents: [{ segment: 'heap.1.1', segmentOffset: 0, length: PAGE_SIZE, dmaAddress: 0x1_0000_0000n + BigInt(chunk) }],
+      writable: true,
+    });
+  });
+
+  it('keeps CPU access within the fd’s access mode and the buffer', async () => {
+    const { registry } = heapRegistry();
+    const pid = registry.openProcess('app');
+    const { fd } = registry.heapAllocate(pid, PAGE_SIZE, O_RDONLY);
+    await expectRejects(registry.cpuWrite(pid, fd, 0, Buffer.from('x')), 'EACCES');
+    expect(await registry.cpuRead(pid, fd, 0, 4)).to.deep.equal(Buffer.alloc(4));
+    expect((await registry.mmap(pid, fd, 0, PAGE_SIZE)).writable).to.equal(false);
+    await expectRejects(registry.cpuRead(pid, fd, PAGE_SIZE - 1, 2), 'EINVAL');
+    await expectRejects(registry.mmap(pid, fd, 1, 10), 'EINVAL');
+    await expectRejects(registry.mmap(pid, fd, 0, 0), 'EINVAL');
+    await expectRejects(registry.mmap(pid, fd, 0, PAGE_SIZE + 1), 'EINVAL');
+    expect(registry.bufInfo()[0]!.refcount).to.equal(1);
+  });
+
+  it('is built in: it cannot move, go away, or be registered twice', async () => {
+    const { registry } = heapRegistry();
+    const pid = registry.openProcess('app');
+    const { bufferId } = registry.heapAllocate(pid, PAGE_SIZE, O_RDWR);
+    await expectRejects(registry.move(SYSTEM_HEAP, bufferId, { revoked: true }), 'EPERM');
+    await expectRejects(registry.ownerGone(SYSTEM_HEAP), 'EPERM');
+    expectErrno(() => registry.registerOwner(new FakeOwner(SYSTEM_HEAP, new MemorySegments())), 'EBUSY');
+    expect(registry.bufInfo()[0]!.revoked).to.equal(false);
+    expect(registry.processes().owners).to.deep.equal([SYSTEM_HEAP]);
+  });
+
+  it('is ENODEV when no heap is configured', () => {
+    const registry = new Registry({ p2p: new FakeOracle(), segments: new SegmentFileAccess() });
+    const pid = registry.openProcess('app');
+    expectErrno(() => registry.heapAllocate(pid, PAGE_SIZE, O_RDWR), 'ENODEV');
+  });
+
+  it('leaves no segment behind when a process exits', async () => {
+    const { registry, store } = heapRegistry();
+    const pid = registry.openProcess('app');
+    registry.heapAllocate(pid, PAGE_SIZE, O_RDWR);
+    registry.heapAllocate(pid, 5 * PAGE_SIZE, O_RDWR);
+    await registry.exitProcess(pid);
+    expect(store.list()).to.deep.equal([]);
+  });
+});

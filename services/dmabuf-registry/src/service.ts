@@ -1,0 +1,54 @@
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import { errno } from '@p2p/errno';
+import { loadServerConfig, type RunningServer } from '@p2p/server';
+import { resolveShmDir, SegmentStore, shmIdentity } from '@p2p/shm';
+import { PciEmuP2pOracle } from './clients/pci-emu-p2p';
+import { Registry } from './registry';
+import { SegmentFileAccess } from './segments/segment-file-access';
+import { startDmabufRegistryServer } from './server';
+
+export const DMABUF_REGISTRY_DEFAULTS = { port: 50053, metricsPort: 9453 };
+
+/** Prefix of the system heap's segment files; the incarnation follows it. */
+const HEAP_PREFIX = 'dmabuf-heap';
+
+const Settings = z.object({
+  DMABUF_REGISTRY_ACK_TIMEOUT_MS: z.coerce.number().int().min(1).max(60_000).default(1000),
+  DMABUF_REGISTRY_OWNER_CALL_TIMEOUT_MS: z.coerce.number().int().min(1).max(60_000).default(5000),
+  DMABUF_REGISTRY_HEAP_MAX_BYTES: z.coerce.number().int().min(4096).default(8 * 1024 ** 3),
+  PCI_EMU_ADDRESS: z.string().min(1).default('127.0.0.1:50051'),
+});
+
+/**
+ * dmabuf-registry as deployed. Each start is a new incarnation: fds, pids and
+ * buffers of an earlier one are gone, so its heap segments are unlinked at
+ * start (a mapping an importer still holds then points at an orphaned file,
+ * and the client library drops such mappings when its session breaks).
+ */
+export async function startDmabufRegistry(env: NodeJS.ProcessEnv = process.env): Promise<RunningServer> {
+  const config = loadServerConfig('DMABUF_REGISTRY', DMABUF_REGISTRY_DEFAULTS, env);
+  const parsed = Settings.safeParse(env);
+  if (!parsed.success) throw errno('EINVAL', `bad configuration: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  const settings = parsed.data;
+  const directory = resolveShmDir(env);
+  const store = new SegmentStore({ dir: directory });
+  const incarnation = randomUUID().slice(0, 8);
+  for (const segment of store.list()) {
+    if (segment.name.startsWith(`${HEAP_PREFIX}.`)) store.unlink(segment.name);
+  }
+  const oracle = new PciEmuP2pOracle(settings.PCI_EMU_ADDRESS);
+  const registry = new Registry({
+    ackTimeoutMs: settings.DMABUF_REGISTRY_ACK_TIMEOUT_MS,
+    p2p: oracle,
+    segments: new SegmentFileAccess(),
+    heap: { store, directory, shmId: shmIdentity(directory), prefix: `${HEAP_PREFIX}.${incarnation}`, maxBytes: settings.DMABUF_REGISTRY_HEAP_MAX_BYTES },
+  });
+  const server = await startDmabufRegistryServer(config, registry, { directory, incarnation, callTimeoutMs: settings.DMABUF_REGISTRY_OWNER_CALL_TIMEOUT_MS });
+  server.onShutdown(async () => {
+    await registry.shutdown();
+    oracle.close();
+  });
+  server.logger.info({ incarnation, directory, ackTimeoutMs: settings.DMABUF_REGISTRY_ACK_TIMEOUT_MS }, 'registry incarnation');
+  return server;
+}
