@@ -1,5 +1,6 @@
 import Table from 'cli-table3';
 import { benchPciEmu } from './pci-emu.bench';
+import { benchRegistry } from './registry.bench';
 
 /**
  * `npm run bench`: every figure is printed beside a baseline measured in the
@@ -10,6 +11,7 @@ async function main(): Promise<void> {
   const rows = new Table({ head: ['measure', 'result', 'detail'], style: { head: [], border: [] } });
   const ratios: string[] = [];
   await benchPciEmu(rows, ratios);
+  await benchRegistry(rows);
   console.log(rows.toString());
   for (const line of ratios) console.log(line);
 }
