@@ -13,13 +13,15 @@
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { expect } from 'chai';
 import { credentials, loadPackageDefinition, Metadata } from '@grpc/grpc-js';
 import type { CallOptions, Client, ServiceClientConstructor, ServiceError } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
-import { pci } from '@p2p/proto';
+import { RegistrySession } from '@p2p/dmabuf-client';
+import { dmabuf, pci } from '@p2p/proto';
 import { DockerComposeEnvironment, Wait } from 'testcontainers';
 import type { StartedDockerComposeEnvironment, StartedTestContainer } from 'testcontainers';
 
@@ -30,7 +32,8 @@ process.env.TESTCONTAINERS_RYUK_DISABLED ??= 'true';
 const LOCAL_BASE_IMAGE = 'p2p-dmabuf/node-base:20';
 const REGISTRY_BASE_IMAGE = 'node:20-bookworm-slim';
 /** The compose services this suite starts (depends_on brings their dependencies). */
-const SERVICES = ['pci-emu'];
+const SERVICES = ['pci-emu', 'dmabuf-registry'];
+const REGISTRY_GRPC_PORT = 50053;
 const PCI_EMU_GRPC_PORT = 50051;
 const PCI_EMU_METRICS_PORT = 9451;
 
@@ -160,13 +163,14 @@ function httpStatus(url: string): Promise<{ status: number; body: string }> {
   });
 }
 
-describe('docker-compose.yml: the pci-emu container', function () {
+describe('docker-compose.yml: pci-emu and dmabuf-registry containers', function () {
   // The first run builds the image; compose v1 also recreates the network.
   this.timeout(240_000);
 
   let env: StartedDockerComposeEnvironment | undefined;
   let container: StartedTestContainer;
   let grpcAddress: string;
+  let registryAddress: string;
   let health: HealthClient | undefined;
   let pciClient: pci.PciEmuServiceClient | undefined;
 
@@ -192,6 +196,8 @@ describe('docker-compose.yml: the pci-emu container', function () {
         // 50051/9451 does not clash with this one.
         PCI_EMU_PORT: '0',
         PCI_EMU_METRICS_PORT: '0',
+        DMABUF_REGISTRY_PORT: '0',
+        DMABUF_REGISTRY_METRICS_PORT: '0',
       })
       // The image has no shell tools for the default listening-ports probe; the
       // compose healthcheck (the Prometheus endpoint) says when it is up.
@@ -213,6 +219,8 @@ describe('docker-compose.yml: the pci-emu container', function () {
 
     container = serviceContainer(env, 'pci-emu');
     grpcAddress = `${container.getHost()}:${container.getMappedPort(PCI_EMU_GRPC_PORT)}`;
+    const registry = serviceContainer(env, 'dmabuf-registry');
+    registryAddress = `${registry.getHost()}:${registry.getMappedPort(REGISTRY_GRPC_PORT)}`;
   });
 
   after(async function () {
@@ -241,6 +249,29 @@ describe('docker-compose.yml: the pci-emu container', function () {
     expect(count(pci.FunctionKind.FUNCTION_KIND_NIC)).to.equal(2);
     for (const f of functions) expect(f.bdf).to.match(/^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/i);
     expect(new Set(functions.map((f) => f.bdf)).size).to.equal(5);
+  });
+
+  it('serves dma-bufs to a process outside the containers through the streamed fallback', async function () {
+    // This process shares no tmpfs with the registry's containers: its own
+    // segment directory has another identity, so maps offer TRANSPORT_STREAM.
+    const localShm = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'p2p-compose-'));
+    const session = await RegistrySession.open(registryAddress, { name: 'compose-test', shmDir: localShm });
+    try {
+      const { fd } = await session.heapAllocate(8192);
+      await session.cpuWrite(fd, 4096, Buffer.from('written by the CPU'));
+      const importer = await session.importDmaBuf({ fd, importerBdf: '' });
+      const mapping = await importer.map();
+      expect(mapping.transport).to.equal(dmabuf.Transport.TRANSPORT_STREAM);
+      expect((await importer.read(4096, 18)).toString()).to.equal('written by the CPU');
+      await importer.write(0, Buffer.from('written by the importer'));
+      expect((await session.cpuRead(fd, 0, 23)).toString()).to.equal('written by the importer');
+      await importer.detach();
+      await session.closeFd(fd);
+      expect(await session.bufInfo()).to.deep.equal([]);
+    } finally {
+      await session.close();
+      fs.rmSync(localShm, { recursive: true, force: true });
+    }
   });
 
   it('publishes Prometheus metrics', async function () {
