@@ -303,13 +303,8 @@ export class DmaBufImporter {
         this.#port.reportError(error);
       }
     }
-    if (!this.#autoAck) return;
-    try {
-      await this.ackMoveNotify(notice);
-    } catch (error) {
-      // Once fenced, detached or cut off, a refused ack is expected and moot.
-      if (this.state === 'attached') this.#port.reportError(error);
-    }
+    // Once fenced, detached or cut off, the ack is moot.
+    if (this.#autoAck && this.state === 'attached') this.#port.ackOnStream(notice.notificationId);
   }
 
   /** The registry fenced this attachment: it is detached and its memory moved elsewhere. */

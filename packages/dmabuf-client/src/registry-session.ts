@@ -1,5 +1,5 @@
 import { type ClientDuplexStream, credentials, type StatusObject } from '@grpc/grpc-js';
-import { errno, type ErrnoError } from '@p2p/errno';
+import { errno, ErrnoError, isErrnoName } from '@p2p/errno';
 import { dmabuf } from '@p2p/proto';
 import { resolveShmDir, shmIdentity } from '@p2p/shm';
 import { CHANNEL_OPTIONS, CLOSE_TIMEOUT_MS, DEFAULT_OPEN_TIMEOUT_MS } from './channel';
@@ -101,6 +101,7 @@ export class RegistrySession extends Emitter<RegistrySessionEvents> {
           if (this.#routes.get(attachmentId) === handlers) this.#routes.delete(attachmentId);
         };
       },
+      ackOnStream: (notificationId) => this.#ackOnStream(notificationId),
       reportError: (error) => this.emit('error', error),
     };
   }
@@ -242,7 +243,15 @@ export class RegistrySession extends Emitter<RegistrySessionEvents> {
       else this.#ackUnrouted(response.value);
     } else if (response?.$case === 'fenced') {
       this.#routes.get(response.value.attachmentId)?.fenced(response.value);
+    } else if (response?.$case === 'ackRejected') {
+      const { errno: name, detail, notificationId } = response.value;
+      this.emit('error', new ErrnoError(isErrnoName(name) ? name : 'EIO', `ack of notification ${notificationId} refused: ${detail}`));
     }
+  }
+
+  #ackOnStream(notificationId: bigint): void {
+    if (this.#state !== 'open') return;
+    this.#stream.write({ request: { $case: 'ack', value: { notificationId } } });
   }
 
   /**
@@ -251,7 +260,7 @@ export class RegistrySession extends Emitter<RegistrySessionEvents> {
    * ack is due at once; a refusal means the attachment is gone anyway.
    */
   #ackUnrouted(notice: dmabuf.MoveNotify): void {
-    this.#call((cb) => this.#client.ackMoveNotify({ pid: this.pid, notificationId: notice.notificationId }, cb)).catch(() => undefined);
+    this.#ackOnStream(notice.notificationId);
   }
 
   #streamFinished(status: StatusObject): void {

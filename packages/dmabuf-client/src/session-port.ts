@@ -32,6 +32,11 @@ export interface SessionPort {
   check(): void;
   /** Routes the notices of `attachmentId` to `handlers` until the returned function is called. */
   route(attachmentId: bigint, handlers: AttachmentHandlers): () => void;
+  /**
+   * Acks a move_notify on the session stream itself (the fast path: no call
+   * of its own). A refusal comes back later as the session's 'error' event.
+   */
+  ackOnStream(notificationId: bigint): void;
   /** Reports a failure of background work (a move_notify hook, an ack) as the session's 'error' event. */
   reportError(error: unknown): void;
 }

@@ -10,8 +10,10 @@ import { benchRegistry } from './registry.bench';
 async function main(): Promise<void> {
   const rows = new Table({ head: ['measure', 'result', 'detail'], style: { head: [], border: [] } });
   const ratios: string[] = [];
-  await benchPciEmu(rows, ratios);
-  await benchRegistry(rows);
+  // `npm run bench -- registry` runs only the sections whose name matches.
+  const only = process.argv[2];
+  if (!only || 'pci-emu'.includes(only)) await benchPciEmu(rows, ratios);
+  if (!only || 'registry'.includes(only)) await benchRegistry(rows);
   console.log(rows.toString());
   for (const line of ratios) console.log(line);
 }

@@ -26,6 +26,14 @@ export async function benchRegistry(rows: Table.Table): Promise<void> {
     const holder = await RegistrySession.open(service.address, { name: 'holder', shmDir });
     sessions.push(owner, holder);
 
+    // The baseline: one unary round trip to the same registry.
+    await timeEach(100, () => holder.listProcesses());
+    const rpcs = await timeEach(500, () => holder.listProcesses());
+    const rpcP50 = percentile(rpcs, 50);
+    const rpcP99 = percentile(rpcs, 99);
+    rows.push(['registry unary RPC round trip (ListProcesses, baseline)', `p50 ${ms(rpcP50)}`, `p99 ${ms(rpcP99)}`]);
+    const versus = (p50: number, p99: number): string => `(${(p50 / rpcP50).toFixed(1)}x, ${(p99 / rpcP99).toFixed(1)}x one RPC)`;
+
     const heap = await holder.heapAllocate(BUFFER);
     const cycle = async (): Promise<void> => {
       const importer = await holder.importDmaBuf({ fd: heap.fd, importerBdf: '' });
@@ -35,7 +43,7 @@ export async function benchRegistry(rows: Table.Table): Promise<void> {
     };
     await timeEach(50, cycle);
     const cycles = await timeEach(500, cycle);
-    rows.push(['registry attach+map+unmap+detach (4 RPCs)', `p50 ${ms(percentile(cycles, 50))}`, `p99 ${ms(percentile(cycles, 99))}`]);
+    rows.push(['registry attach+map+unmap+detach (4 RPCs)', `p50 ${ms(percentile(cycles, 50))}`, `p99 ${ms(percentile(cycles, 99))} ${versus(percentile(cycles, 50), percentile(cycles, 99))}`]);
 
     for (const count of [1, 8, 64]) {
       const handle = `bar-${count}`;
@@ -58,7 +66,11 @@ export async function benchRegistry(rows: Table.Table): Promise<void> {
         await owner.move(bufferId, false);
       }
       revokes.sort((a, b) => a - b);
-      rows.push([`revoke with ${count} mapped dynamic importer${count > 1 ? 's' : ''} (until all acked)`, `p50 ${ms(percentile(revokes, 50))}`, `p99 ${ms(percentile(revokes, 99))}`]);
+      rows.push([
+        `revoke with ${count} mapped dynamic importer${count > 1 ? 's' : ''} (until all acked)`,
+        `p50 ${ms(percentile(revokes, 50))}`,
+        `p99 ${ms(percentile(revokes, 99))} ${versus(percentile(revokes, 50), percentile(revokes, 99))}`,
+      ]);
     }
   } finally {
     for (const session of sessions.reverse()) await session.close().catch(() => undefined);

@@ -143,9 +143,12 @@ export class BufferMoves {
     const fenced = told.filter((_, i) => outcomes[i] === 'timed-out');
     const acked = dynamic.filter((attachment) => !fenced.includes(attachment));
 
-    for (const attachment of acked) {
-      if (attachment.mapping !== undefined) await this.#core.unmapLocked(attachment, 'unmapped on the importer\'s behalf after its ack');
-    }
+    // The exporter's unmaps are independent of each other: one round trip for all.
+    await Promise.all(
+      acked
+        .filter((attachment) => attachment.mapping !== undefined)
+        .map((attachment) => this.#core.unmapLocked(attachment, 'unmapped on the importer\'s behalf after its ack')),
+    );
     if (fenced.length > 0) await this.#fence(buffer, fenced);
     return { result: { notified: told.length, fenced: fenced.length }, fenced };
   }

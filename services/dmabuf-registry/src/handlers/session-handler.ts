@@ -1,5 +1,5 @@
 import type { ServerDuplexStream } from '@grpc/grpc-js';
-import { errno } from '@p2p/errno';
+import { errno, ErrnoError } from '@p2p/errno';
 import type { dmabuf } from '@p2p/proto';
 import { failStream, whenStreamEnds } from '@p2p/server';
 import type { Registry } from '../index';
@@ -16,6 +16,14 @@ export function sessionHandler(registry: Registry, incarnation: string, live: Se
   return (call: SessionStream): void => {
     let pid: number | undefined;
     live.add(call);
+    const acknowledge = (self: number, notificationId: bigint): void => {
+      try {
+        registry.ack(self, Number(notificationId));
+      } catch (error) {
+        const failure = error instanceof ErrnoError ? error : new ErrnoError('EIO', String(error));
+        call.write({ response: { $case: 'ackRejected', value: { notificationId, errno: failure.errno, detail: failure.detail } } });
+      }
+    };
     whenStreamEnds(call, () => {
       live.delete(call);
       if (pid !== undefined) void registry.exitProcess(pid).catch(() => undefined);
@@ -23,12 +31,16 @@ export function sessionHandler(registry: Registry, incarnation: string, live: Se
     // A client half-close is a clean exit: close our side too.
     call.on('end', () => call.end());
     call.on('data', (request: dmabuf.OpenSessionRequest) => {
-      if (pid !== undefined) return;
-      if (request.request?.$case !== 'hello') {
+      const r = request.request;
+      if (pid !== undefined) {
+        if (r?.$case === 'ack') acknowledge(pid, r.value.notificationId);
+        return;
+      }
+      if (r?.$case !== 'hello') {
         failStream(call, errno('EINVAL', 'the first message of a session must be hello'));
         return;
       }
-      pid = registry.openProcess(request.request.value.name || 'anonymous', {
+      pid = registry.openProcess(r.value.name || 'anonymous', {
         moveNotify: (notice) =>
           call.write({
             response: {

@@ -374,7 +374,16 @@ export interface ShmIdentity {
 }
 
 export interface OpenSessionRequest {
-  request?: { $case: "hello"; value: Hello } | undefined;
+  request?: { $case: "hello"; value: Hello } | //
+  /**
+   * The fast path of AckMoveNotify: same meaning, no call of its own. A
+   * rejected ack comes back as ack_rejected.
+   */
+  { $case: "ack"; value: MoveNotifyAck } | undefined;
+}
+
+export interface MoveNotifyAck {
+  notificationId: bigint;
 }
 
 export interface Hello {
@@ -383,10 +392,19 @@ export interface Hello {
 }
 
 export interface OpenSessionResponse {
-  response?: { $case: "opened"; value: SessionOpened } | { $case: "moveNotify"; value: MoveNotify } | {
-    $case: "fenced";
-    value: AttachmentFenced;
-  } | undefined;
+  response?:
+    | { $case: "opened"; value: SessionOpened }
+    | { $case: "moveNotify"; value: MoveNotify }
+    | { $case: "fenced"; value: AttachmentFenced }
+    | { $case: "ackRejected"; value: AckRejected }
+    | undefined;
+}
+
+/** An ack sent on the session stream failed (unknown, settled or foreign id). */
+export interface AckRejected {
+  notificationId: bigint;
+  errno: string;
+  detail: string;
 }
 
 export interface SessionOpened {
@@ -889,6 +907,9 @@ export const OpenSessionRequest: MessageFns<OpenSessionRequest> = {
       case "hello":
         Hello.encode(message.request.value, writer.uint32(10).fork()).join();
         break;
+      case "ack":
+        MoveNotifyAck.encode(message.request.value, writer.uint32(18).fork()).join();
+        break;
     }
     return writer;
   },
@@ -914,6 +935,14 @@ export const OpenSessionRequest: MessageFns<OpenSessionRequest> = {
             message.request = { $case: "hello", value: Hello.decode(reader, reader.uint32()) };
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.request = { $case: "ack", value: MoveNotifyAck.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -927,13 +956,21 @@ export const OpenSessionRequest: MessageFns<OpenSessionRequest> = {
   },
 
   fromJSON(object: any): OpenSessionRequest {
-    return { request: isSet(object.hello) ? { $case: "hello", value: Hello.fromJSON(object.hello) } : undefined };
+    return {
+      request: isSet(object.hello)
+        ? { $case: "hello", value: Hello.fromJSON(object.hello) }
+        : isSet(object.ack)
+        ? { $case: "ack", value: MoveNotifyAck.fromJSON(object.ack) }
+        : undefined,
+    };
   },
 
   toJSON(message: OpenSessionRequest): unknown {
     const obj: any = {};
     if (message.request?.$case === "hello") {
       obj.hello = Hello.toJSON(message.request.value);
+    } else if (message.request?.$case === "ack") {
+      obj.ack = MoveNotifyAck.toJSON(message.request.value);
     }
     return obj;
   },
@@ -950,7 +987,91 @@ export const OpenSessionRequest: MessageFns<OpenSessionRequest> = {
         }
         break;
       }
+      case "ack": {
+        if (object.request?.value !== undefined && object.request?.value !== null) {
+          message.request = { $case: "ack", value: MoveNotifyAck.fromPartial(object.request.value) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseMoveNotifyAck(): MoveNotifyAck {
+  return { notificationId: 0n };
+}
+
+export const MoveNotifyAck: MessageFns<MoveNotifyAck> = {
+  encode(message: MoveNotifyAck, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.notificationId !== 0n) {
+      if (BigInt.asUintN(64, message.notificationId) !== message.notificationId) {
+        throw new globalThis.Error("value provided for field message.notificationId of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.notificationId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MoveNotifyAck {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMoveNotifyAck();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.notificationId = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MoveNotifyAck {
+    return {
+      notificationId: isSet(object.notificationId)
+        ? BigInt(object.notificationId)
+        : isSet(object.notification_id)
+        ? BigInt(object.notification_id)
+        : 0n,
+    };
+  },
+
+  toJSON(message: MoveNotifyAck): unknown {
+    const obj: any = {};
+    if (message.notificationId !== 0n) {
+      obj.notificationId = message.notificationId.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<MoveNotifyAck>): MoveNotifyAck {
+    return MoveNotifyAck.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<MoveNotifyAck>): MoveNotifyAck {
+    const message = createBaseMoveNotifyAck();
+    message.notificationId = (object.notificationId !== undefined && object.notificationId !== null)
+      ? BigInt(object.notificationId)
+      : 0n;
     return message;
   },
 };
@@ -1038,6 +1159,9 @@ export const OpenSessionResponse: MessageFns<OpenSessionResponse> = {
       case "fenced":
         AttachmentFenced.encode(message.response.value, writer.uint32(26).fork()).join();
         break;
+      case "ackRejected":
+        AckRejected.encode(message.response.value, writer.uint32(34).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1079,6 +1203,14 @@ export const OpenSessionResponse: MessageFns<OpenSessionResponse> = {
             message.response = { $case: "fenced", value: AttachmentFenced.decode(reader, reader.uint32()) };
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.response = { $case: "ackRejected", value: AckRejected.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1101,6 +1233,10 @@ export const OpenSessionResponse: MessageFns<OpenSessionResponse> = {
         ? { $case: "moveNotify", value: MoveNotify.fromJSON(object.move_notify) }
         : isSet(object.fenced)
         ? { $case: "fenced", value: AttachmentFenced.fromJSON(object.fenced) }
+        : isSet(object.ackRejected)
+        ? { $case: "ackRejected", value: AckRejected.fromJSON(object.ackRejected) }
+        : isSet(object.ack_rejected)
+        ? { $case: "ackRejected", value: AckRejected.fromJSON(object.ack_rejected) }
         : undefined,
     };
   },
@@ -1113,6 +1249,8 @@ export const OpenSessionResponse: MessageFns<OpenSessionResponse> = {
       obj.moveNotify = MoveNotify.toJSON(message.response.value);
     } else if (message.response?.$case === "fenced") {
       obj.fenced = AttachmentFenced.toJSON(message.response.value);
+    } else if (message.response?.$case === "ackRejected") {
+      obj.ackRejected = AckRejected.toJSON(message.response.value);
     }
     return obj;
   },
@@ -1141,7 +1279,123 @@ export const OpenSessionResponse: MessageFns<OpenSessionResponse> = {
         }
         break;
       }
+      case "ackRejected": {
+        if (object.response?.value !== undefined && object.response?.value !== null) {
+          message.response = { $case: "ackRejected", value: AckRejected.fromPartial(object.response.value) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseAckRejected(): AckRejected {
+  return { notificationId: 0n, errno: "", detail: "" };
+}
+
+export const AckRejected: MessageFns<AckRejected> = {
+  encode(message: AckRejected, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.notificationId !== 0n) {
+      if (BigInt.asUintN(64, message.notificationId) !== message.notificationId) {
+        throw new globalThis.Error("value provided for field message.notificationId of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.notificationId);
+    }
+    if (message.errno !== "") {
+      writer.uint32(18).string(message.errno);
+    }
+    if (message.detail !== "") {
+      writer.uint32(26).string(message.detail);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AckRejected {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAckRejected();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.notificationId = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.errno = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.detail = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AckRejected {
+    return {
+      notificationId: isSet(object.notificationId)
+        ? BigInt(object.notificationId)
+        : isSet(object.notification_id)
+        ? BigInt(object.notification_id)
+        : 0n,
+      errno: isSet(object.errno) ? globalThis.String(object.errno) : "",
+      detail: isSet(object.detail) ? globalThis.String(object.detail) : "",
+    };
+  },
+
+  toJSON(message: AckRejected): unknown {
+    const obj: any = {};
+    if (message.notificationId !== 0n) {
+      obj.notificationId = message.notificationId.toString();
+    }
+    if (message.errno !== "") {
+      obj.errno = message.errno;
+    }
+    if (message.detail !== "") {
+      obj.detail = message.detail;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AckRejected>): AckRejected {
+    return AckRejected.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AckRejected>): AckRejected {
+    const message = createBaseAckRejected();
+    message.notificationId = (object.notificationId !== undefined && object.notificationId !== null)
+      ? BigInt(object.notificationId)
+      : 0n;
+    message.errno = object.errno ?? "";
+    message.detail = object.detail ?? "";
     return message;
   },
 };
