@@ -30,6 +30,12 @@ export interface RegistryOptions {
   readonly segments: SegmentAccess;
   /** The system heap's memory; without it heapAllocate() is ENODEV (no /dev/dma_heap/system). */
   readonly heap?: SystemHeapOptions;
+  /**
+   * The first pid (default 1). A deployed registry starts each incarnation
+   * at a random base, so a client still holding a pid of an earlier
+   * incarnation gets ESRCH instead of reaching a new process's files.
+   */
+  readonly firstPid?: number;
   /** How long a move waits for each move_notify ack before fencing; default 1000. */
   readonly ackTimeoutMs?: number;
   /**
@@ -78,7 +84,7 @@ export class Registry {
       throw errno('EINVAL', `ackTimeoutMs ${ackTimeoutMs} is not a positive integer`);
     }
     this.#owners = new OwnerTable(options.onOwnerError ?? warnOwnerFailure);
-    this.#files = new FileLayer((file) => this.#release(file));
+    this.#files = new FileLayer((file) => this.#release(file), options.firstPid ?? 1);
     this.#core = new DmaBufCore(this.#files, this.#events, options.p2p, options.segments);
     this.#moves = new BufferMoves(this.#core, this.#files, this.#events, ackTimeoutMs);
     this.#cpu = new CpuAccess(this.#files, options.segments);

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomInt, randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { errno } from '@p2p/errno';
 import { loadServerConfig, type RunningServer } from '@p2p/server';
@@ -39,6 +39,9 @@ export async function startDmabufRegistry(env: NodeJS.ProcessEnv = process.env):
   }
   const oracle = new PciEmuP2pOracle(settings.PCI_EMU_ADDRESS);
   const registry = new Registry({
+    // pids are u32 on the wire; a random base per incarnation keeps an old
+    // incarnation's pids from naming a new process.
+    firstPid: randomInt(1, 2 ** 20) * 1000,
     ackTimeoutMs: settings.DMABUF_REGISTRY_ACK_TIMEOUT_MS,
     p2p: oracle,
     segments: new SegmentFileAccess(),

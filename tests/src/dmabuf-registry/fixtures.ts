@@ -181,12 +181,22 @@ export class HelperProcess {
   /** Spawns tests/dist/dmabuf-registry/processes/<script>.js and waits for its ready line. */
   static async start(script: 'importer' | 'exporter', args: string[], timeoutMs = 10_000): Promise<{ helper: HelperProcess; ready: Reply }> {
     const helper = new HelperProcess(script, args);
-    const ready = await Promise.race([
-      helper.#ready,
-      helper.exited.then(({ code }) => Promise.reject(new Error(`helper ${script} exited with ${code} before ready:\n${helper.stderr.join('')}`))),
-      sleep(timeoutMs).then(() => Promise.reject(new Error(`helper ${script} not ready within ${timeoutMs} ms:\n${helper.stderr.join('')}`))),
-    ]);
-    return { helper, ready };
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const ready = await Promise.race([
+        helper.#ready,
+        helper.exited.then(({ code }) => Promise.reject(new Error(`helper ${script} exited with ${code} before ready:\n${helper.stderr.join('')}`))),
+        new Promise<never>((_resolve, reject) => {
+          timer = setTimeout(() => reject(new Error(`helper ${script} not ready within ${timeoutMs} ms:\n${helper.stderr.join('')}`)), timeoutMs);
+        }),
+      ]);
+      return { helper, ready };
+    } catch (error) {
+      await helper.kill();
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   get pid(): number {
@@ -226,7 +236,7 @@ export class HelperProcess {
     if (this.alive) this.child.kill(signal);
   }
 
-  /** SIGKILL (after SIGCONT, in case it is frozen) and wait for the exit. */
+  /** SIGKILL (it works on a stopped process too) and wait for the exit. */
   async kill(): Promise<void> {
     if (this.alive) {
       this.child.kill('SIGKILL');
@@ -277,5 +287,49 @@ export class EventLog {
   close(): void {
     this.#stream.cancel();
     this.#client.close();
+  }
+}
+
+/**
+ * A process session spoken by hand (OpenSession without the library), for
+ * what the library never sends: acks of notices it was never given.
+ */
+export class RawSession {
+  readonly #stream: ReturnType<dmabuf.DmaBufRegistryServiceClient['openSession']>;
+  readonly #messages: dmabuf.OpenSessionResponse[] = [];
+  #ended = false;
+  pid = 0;
+
+  private constructor(client: dmabuf.DmaBufRegistryServiceClient) {
+    this.#stream = client.openSession();
+    this.#stream.on('data', (message: dmabuf.OpenSessionResponse) => this.#messages.push(message));
+    this.#stream.on('error', () => (this.#ended = true));
+    this.#stream.on('end', () => (this.#ended = true));
+  }
+
+  static async open(client: dmabuf.DmaBufRegistryServiceClient, name: string): Promise<RawSession> {
+    const session = new RawSession(client);
+    session.#stream.write({ request: { $case: 'hello', value: { name } } });
+    const first = await session.next();
+    if (first.response?.$case !== 'opened') throw new Error(`expected SessionOpened, got ${first.response?.$case}`);
+    session.pid = first.response.value.pid;
+    return session;
+  }
+
+  send(request: dmabuf.OpenSessionRequest): void {
+    this.#stream.write(request);
+  }
+
+  /** The next message the registry sent on the stream. */
+  async next(timeoutMs = 5000): Promise<dmabuf.OpenSessionResponse> {
+    await eventually('a message on the session stream', () => this.#messages.length > 0 || this.#ended, timeoutMs);
+    const message = this.#messages.shift();
+    if (message === undefined) throw new Error('the session stream ended');
+    return message;
+  }
+
+  /** Process exit: half-close, as the library's close() does. */
+  close(): void {
+    this.#stream.end();
   }
 }

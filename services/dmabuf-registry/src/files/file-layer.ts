@@ -37,14 +37,16 @@ export class FileLayer {
   readonly #processes = new Map<number, Process>();
   readonly #transfers = new FdTransfers();
   readonly #release: (file: RegistryFile) => Promise<void>;
-  #lastPid = 0;
+  #lastPid: number;
   #lastFileId = 0;
 
-  constructor(release: (file: RegistryFile) => Promise<void>) {
+  /** @param firstPid the first pid handed out (pids are never reused within a registry). */
+  constructor(release: (file: RegistryFile) => Promise<void>, firstPid = 1) {
+    this.#lastPid = firstPid - 1;
     this.#release = release;
   }
 
-  /** pids count up from 1 and are never reused. */
+  /** pids count up from firstPid and are never reused. */
   openProcess(name: string, notifier: ImporterNotifier | undefined): Process {
     if (typeof name !== 'string') throw errno('EINVAL', 'a process name must be a string');
     const process = new Process(++this.#lastPid, name, notifier);
