@@ -9,8 +9,8 @@ import type { MoveNotice } from './dmabuf-importer';
 import { OwnerSession } from './owner-session';
 import { RegistrySession } from './registry-session';
 import { SharedMemoryExporter } from './shared-memory-exporter';
-import { eventually, rejection } from './testing/eventually';
-import { REGISTRY_MAIN, type RegistryProcess, startRegistry } from './testing/registry-process';
+import { eventually, rejection } from '@p2p/testing';
+import { type RegistryProcess, startRegistry } from './testing/registry-process';
 
 const SIZE = 64 * 1024;
 const ACK_TIMEOUT_MS = 600;
@@ -26,7 +26,6 @@ describe('OwnerSession and importers against a dmabuf-registry process', functio
   let nic: RegistrySession;
 
   before(async function () {
-    if (!fs.existsSync(REGISTRY_MAIN)) this.skip();
     registry = await startRegistry({ ackTimeoutMs: ACK_TIMEOUT_MS });
     store = new SegmentStore({ dir: registry.shmDir });
     exporter = new SharedMemoryExporter(store);

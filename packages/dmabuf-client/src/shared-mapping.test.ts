@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { ErrnoError } from '@p2p/errno';
 import { PAGE_SIZE, SegmentStore } from '@p2p/shm';
 import { SharedMapping } from './shared-mapping';
-import { useTempShmDir } from './testing/temp-shm-dir';
+import { useTempShmDir } from '@p2p/testing';
 
 describe('SharedMapping', () => {
   const dir = useTempShmDir();

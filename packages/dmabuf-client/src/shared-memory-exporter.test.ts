@@ -6,7 +6,7 @@ import { dmabuf } from '@p2p/proto';
 import { PAGE_SIZE, SegmentStore, SharedMemory } from '@p2p/shm';
 import type { OwnerCallInfo } from './owner-ops';
 import { SharedMemoryExporter } from './shared-memory-exporter';
-import { useTempShmDir } from './testing/temp-shm-dir';
+import { useTempShmDir } from '@p2p/testing';
 
 function call(op: dmabuf.OwnerOp, handle: string | undefined): OwnerCallInfo {
   return { callId: 1n, op, fileId: 7n, attachmentId: 3n, importerBdf: '', peer2peer: true, importerPid: 0, dynamic: true, mapType: dmabuf.DmaMapType.DMA_MAP_TYPE_HOST_MEMORY, handle };

@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import { ErrnoError } from '@p2p/errno';
 import { mapShared } from './guarded-map';
 import { GiB, MAP_OFFSET_LIMIT, PAGE_SIZE } from './limits';
-import { useTempShmDir } from './testing/temp-shm-dir';
+import { useTempShmDir } from '@p2p/testing';
 
 describe('mapShared (the guard in front of mmap-io)', () => {
   const dir = useTempShmDir();

@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import { ErrnoError } from '@p2p/errno';
 import { GiB, PAGE_SIZE } from './limits';
 import { SegmentStore } from './segment-store';
-import { useTempShmDir } from './testing/temp-shm-dir';
+import { useTempShmDir } from '@p2p/testing';
 
 describe('SegmentStore', () => {
   const dir = useTempShmDir();

@@ -6,7 +6,7 @@ import { ErrnoError } from '@p2p/errno';
 import { allocatedBytes } from './accounting';
 import { PAGE_SIZE } from './limits';
 import { SegmentStore } from './segment-store';
-import { useTempShmDir } from './testing/temp-shm-dir';
+import { useTempShmDir } from '@p2p/testing';
 
 describe('Segment', () => {
   const dir = useTempShmDir();

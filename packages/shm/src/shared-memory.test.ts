@@ -6,7 +6,7 @@ import { allocatedBytes, listSegmentFiles } from './accounting';
 import { GiB, PAGE_SIZE } from './limits';
 import { SegmentStore } from './segment-store';
 import { SharedMemory } from './shared-memory';
-import { useTempShmDir } from './testing/temp-shm-dir';
+import { useTempShmDir } from '@p2p/testing';
 
 /** The shape the services expect of a BAR's backing memory. */
 interface BarMemory {

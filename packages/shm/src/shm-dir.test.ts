@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { expect } from 'chai';
 import { ErrnoError } from '@p2p/errno';
 import { DEFAULT_SHM_DIR, SHM_DIR_ENV, resolveShmDir } from './shm-dir';
-import { useTempShmDir } from './testing/temp-shm-dir';
+import { useTempShmDir } from '@p2p/testing';
 
 describe('resolveShmDir', () => {
   const dir = useTempShmDir();

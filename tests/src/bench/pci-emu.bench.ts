@@ -4,8 +4,8 @@ import { pci } from '@p2p/proto';
 import { SegmentStore } from '@p2p/shm';
 import type Table from 'cli-table3';
 import { rpc } from '../harness/rpc';
-import { startServiceProcess } from '../harness/service-process';
-import { tempShmDir } from '../harness/temp-dir';
+import { startServiceProcess } from '@p2p/testing';
+import { tempShmDir } from '@p2p/testing';
 import { copyRate, GB, percentile, rateWithDepth, timeEach } from './stats';
 
 const MiB = 1024 * 1024;
@@ -18,7 +18,7 @@ const MiB = 1024 * 1024;
  */
 export async function benchPciEmu(rows: Table.Table, ratios: string[]): Promise<void> {
   const shmDir = tempShmDir();
-  const service = await startServiceProcess('pci-emu', 'PCI_EMU', { P2P_SHM_DIR: shmDir, LOG_LEVEL: 'warn' });
+  const service = await startServiceProcess('pci-emu', 'PCI_EMU', { env: { P2P_SHM_DIR: shmDir, LOG_LEVEL: 'warn' } });
   const client = new pci.PciEmuServiceClient(service.address, credentials.createInsecure());
   try {
     const { functions } = await rpc<pci.ListFunctionsResponse>((cb) => client.listFunctions({}, cb));

@@ -3,8 +3,8 @@ import type Table from 'cli-table3';
 import { OwnerSession, RegistrySession, SharedMemoryExporter } from '@p2p/dmabuf-client';
 import { Registry, SegmentFileAccess, type FileOwner } from '@p2p/dmabuf-registry';
 import { SegmentStore, SharedMemory } from '@p2p/shm';
-import { startServiceProcess } from '../harness/service-process';
-import { tempShmDir } from '../harness/temp-dir';
+import { startServiceProcess } from '@p2p/testing';
+import { tempShmDir } from '@p2p/testing';
 import { percentile, timeEach } from './stats';
 
 const BUFFER = 2 * 1024 * 1024;
@@ -17,7 +17,7 @@ const BUFFER = 2 * 1024 * 1024;
  */
 export async function benchRegistry(rows: Table.Table): Promise<void> {
   const shmDir = tempShmDir();
-  const service = await startServiceProcess('dmabuf-registry', 'DMABUF_REGISTRY', { P2P_SHM_DIR: shmDir, LOG_LEVEL: 'warn' });
+  const service = await startServiceProcess('dmabuf-registry', 'DMABUF_REGISTRY', { env: { P2P_SHM_DIR: shmDir, LOG_LEVEL: 'warn' } });
   const sessions: Array<RegistrySession | OwnerSession> = [];
   try {
     const store = new SegmentStore({ dir: shmDir });

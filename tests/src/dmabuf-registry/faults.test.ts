@@ -6,8 +6,8 @@ import { ErrnoError } from '@p2p/errno';
 import { dmabuf } from '@p2p/proto';
 import { SegmentStore, SharedMemory } from '@p2p/shm';
 import { expectErrno, rpc } from '../harness/rpc';
-import type { ServiceProcess } from '../harness/service-process';
-import { tempShmDir } from '../harness/temp-dir';
+import type { ServiceProcess } from '@p2p/testing';
+import { tempShmDir } from '@p2p/testing';
 import {
   CountingExporter,
   errnoName,
@@ -17,12 +17,10 @@ import {
   processState,
   rawClient,
   RawSession,
-  registryBuilt,
   registryState,
   rejection,
   segmentNames,
   startRegistry,
-  startRegistryOn,
 } from './fixtures';
 
 const SIZE = 64 * 1024;
@@ -52,7 +50,6 @@ describe('dmabuf-registry under faults (separate processes on loopback)', functi
   let sessions: Array<RegistrySession | OwnerSession>;
 
   before(function () {
-    if (!registryBuilt()) this.skip();
   });
 
   beforeEach(async () => {
@@ -363,7 +360,7 @@ describe('dmabuf-registry under faults (separate processes on loopback)', functi
     // Nobody unlinked the heap segments of the dead incarnation yet.
     expect(segmentNames(shmDir)).to.deep.equal(['bar-survivor.0', ...heapSegments]);
 
-    await replaceRegistry(() => startRegistryOn(port, shmDir, ACK_TIMEOUT_MS));
+    await replaceRegistry(() => startRegistry(shmDir, ACK_TIMEOUT_MS, port));
 
     // Nothing of the old incarnation: its pids, fds, buffers and heap segments are gone.
     for (const pid of [holder.pid, importerSession.pid]) {

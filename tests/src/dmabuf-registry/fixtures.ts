@@ -8,61 +8,18 @@ import { ErrnoError, type ErrnoName } from '@p2p/errno';
 import { dmabuf } from '@p2p/proto';
 import { listSegmentFiles } from '@p2p/shm';
 import { errnoOf } from '@p2p/status';
-import { healthCheck } from '../harness/generic-clients';
 import { rpc } from '../harness/rpc';
-import { type ServiceProcess, startServiceProcess } from '../harness/service-process';
-
-const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
-const REGISTRY_MAIN = path.join(REPO_ROOT, 'services', 'dmabuf-registry', 'dist', 'main.js');
-
-export const registryBuilt = (): boolean => fs.existsSync(REGISTRY_MAIN);
+import { eventually, type ServiceProcess, startServiceProcess } from '@p2p/testing';
+export { eventually, rejection } from '@p2p/testing';
 
 /** The registry's environment for a test: segment directory, ack deadline, quiet logs. */
 function registryEnv(shmDir: string, ackTimeoutMs: number): NodeJS.ProcessEnv {
   return { P2P_SHM_DIR: shmDir, DMABUF_REGISTRY_ACK_TIMEOUT_MS: String(ackTimeoutMs), LOG_LEVEL: 'warn' };
 }
 
-/** dmabuf-registry as its own process on a free port (the harness's startServiceProcess). */
-export function startRegistry(shmDir: string, ackTimeoutMs: number): Promise<ServiceProcess> {
-  return startServiceProcess('dmabuf-registry', 'DMABUF_REGISTRY', registryEnv(shmDir, ackTimeoutMs));
-}
-
-/**
- * The registry again on `port` (a restart after a crash). startServiceProcess
- * cannot do this: it picks its own port and polls that one for SERVING even
- * when the environment overrides the port, so this spawns and polls itself.
- */
-export async function startRegistryOn(port: number, shmDir: string, ackTimeoutMs: number): Promise<ServiceProcess> {
-  const child = spawn(process.execPath, [REGISTRY_MAIN], {
-    env: {
-      ...process.env,
-      DMABUF_REGISTRY_HOST: '127.0.0.1',
-      DMABUF_REGISTRY_PORT: String(port),
-      DMABUF_REGISTRY_METRICS_PORT: '0',
-      ...registryEnv(shmDir, ackTimeoutMs),
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const logs: string[] = [];
-  readline.createInterface({ input: child.stdout! }).on('line', (line) => logs.push(line));
-  child.stderr!.on('data', (chunk: Buffer) => logs.push(chunk.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const address = `127.0.0.1:${port}`;
-  const stop = async (signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> => {
-    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-    return exited;
-  };
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`dmabuf-registry exited before serving on ${address}:\n${logs.join('\n')}`);
-    if (await healthCheck(address).then((status) => status === 'SERVING', () => false)) break;
-    if (Date.now() > deadline) {
-      await stop('SIGKILL');
-      throw new Error(`dmabuf-registry did not become SERVING on ${address} within 15 s:\n${logs.join('\n')}`);
-    }
-    await sleep(50);
-  }
-  return { child, port, address, logs, stop };
+/** dmabuf-registry as its own process, on `port` (a restart in place) or a free one. */
+export function startRegistry(shmDir: string, ackTimeoutMs: number, port?: number): Promise<ServiceProcess> {
+  return startServiceProcess('dmabuf-registry', 'DMABUF_REGISTRY', { env: registryEnv(shmDir, ackTimeoutMs), port });
 }
 
 export function rawClient(address: string): dmabuf.DmaBufRegistryServiceClient {
@@ -71,28 +28,9 @@ export function rawClient(address: string): dmabuf.DmaBufRegistryServiceClient {
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Polls `check` every 10 ms until it holds; fails with `what` after `timeoutMs`. */
-export async function eventually(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(10);
-  }
-}
-
 /** The errno of a library error (ErrnoError) or of a gRPC error (from its status). */
 export function errnoName(error: unknown): ErrnoName | undefined {
   return error instanceof ErrnoError ? error.errno : errnoOf(error);
-}
-
-/** What `promise` rejected with; throws if it resolved. */
-export async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected a rejection, but the promise resolved');
 }
 
 /** The names of the segment files in `dir`: the memory of live buffers. */

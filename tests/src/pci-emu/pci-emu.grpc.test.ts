@@ -6,8 +6,8 @@ import { pci, fault } from '@p2p/proto';
 import { listSegmentFiles, SegmentStore } from '@p2p/shm';
 import { healthCheck, reflectedServices } from '../harness/generic-clients';
 import { expectErrno, rpc } from '../harness/rpc';
-import { type ServiceProcess, startServiceProcess } from '../harness/service-process';
-import { tempShmDir } from '../harness/temp-dir';
+import { type ServiceProcess, startServiceProcess } from '@p2p/testing';
+import { tempShmDir } from '@p2p/testing';
 
 const PCI_COMMAND = 0x04;
 const PCI_COMMAND_MEMORY = 0x2;
@@ -25,7 +25,7 @@ describe('pci-emu over gRPC (a separate process on loopback)', function () {
 
   before(async () => {
     shmDir = tempShmDir();
-    service = await startServiceProcess('pci-emu', 'PCI_EMU', { P2P_SHM_DIR: shmDir, LOG_LEVEL: 'info' });
+    service = await startServiceProcess('pci-emu', 'PCI_EMU', { env: { P2P_SHM_DIR: shmDir, LOG_LEVEL: 'info' } });
     client = new pci.PciEmuServiceClient(service.address, credentials.createInsecure());
     faults = new fault.FaultInjectionServiceClient(service.address, credentials.createInsecure());
     const { functions } = await rpc<pci.ListFunctionsResponse>((cb) => client.listFunctions({}, cb));

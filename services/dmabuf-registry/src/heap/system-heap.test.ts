@@ -6,7 +6,7 @@ import { SegmentFileAccess } from '../segments/segment-file-access';
 import { FakeOwner } from '../testing/fake-owner';
 import { FakeOracle, expectErrno, expectRejects } from '../testing/harness';
 import { MemorySegments } from '../testing/memory-segments';
-import { useTempShmDir } from '../testing/temp-shm-dir';
+import { useTempShmDir } from '@p2p/testing';
 import { SYSTEM_HEAP } from './system-heap';
 
 describe('Registry: the system heap', () => {

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { expect } from 'chai';
 import type { OwnerExtent } from '../owners/file-owner';
 import { expectErrno } from '../testing/harness';
-import { useTempShmDir } from '../testing/temp-shm-dir';
+import { useTempShmDir } from '@p2p/testing';
 import { SegmentFileAccess } from './segment-file-access';
 
 describe('SegmentFileAccess', () => {

@@ -1,0 +1,4 @@
+export { tempShmDir, useTempShmDir } from './temp-shm-dir';
+export { eventually, rejection } from './eventually';
+export { isServing } from './health';
+export { freePort, serviceMain, startServiceProcess, type ServiceProcess, type ServiceProcessOptions } from './service-process';
