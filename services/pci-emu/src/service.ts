@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { loadServerConfig, type RunningServer } from '@p2p/server';
-import { resolveShmDir, SegmentStore, SharedMemory } from '@p2p/shm';
+import { resolveShmDir, SegmentStore } from '@p2p/shm';
 import { PciBus } from './bus/pci-bus';
+import { RelocatableMemory } from './relocatable-memory';
 import { startPciEmuServer } from './server';
 import { defaultTopology } from './topology/default-topology';
 import { loadTopologyFile } from './topology/load-topology';
@@ -21,9 +22,9 @@ export async function startPciEmu(env: NodeJS.ProcessEnv = process.env): Promise
   const directory = resolveShmDir(env);
   const store = new SegmentStore({ dir: directory });
   const instance = randomBytes(4).toString('hex');
-  const memories = new Map<string, SharedMemory>();
+  const memories = new Map<string, RelocatableMemory>();
   const bus = new PciBus(topology, (name, size) => {
-    const memory = SharedMemory.create(store, `pci-emu.${instance}.${name}`, size);
+    const memory = new RelocatableMemory(store, `pci-emu.${instance}.${name}`, size);
     memories.set(name, memory);
     return memory;
   });
@@ -39,6 +40,7 @@ export async function startPciEmu(env: NodeJS.ProcessEnv = process.env): Promise
           .get(name)!
           .extents(offset, length)
           .map((e) => ({ segment: e.segment, offset: BigInt(e.offset), length: BigInt(e.length) })),
+      relocate: (name) => memories.get(name)!.relocate(),
     });
     server.onShutdown(destroy);
     return server;

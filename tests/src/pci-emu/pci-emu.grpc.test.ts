@@ -108,6 +108,24 @@ describe('pci-emu over gRPC (a separate process on loopback)', function () {
     expect(back.data.toString()).to.equal('hello from a mapping');
   });
 
+  it('relocates a memory BAR: its bytes move to new segment files, and a stale mapping no longer reaches it', async () => {
+    const bar = accel.bars.find((b) => b.kind === pci.BarKind.BAR_KIND_MEMORY)!;
+    const segments = (): Promise<pci.GetBarSegmentsResponse> =>
+      rpc((cb) => client.getBarSegments({ bdf: accel.bdf, bar: bar.index, offset: 0n, length: 4096n }, cb));
+    const before = await segments();
+    const stale = new SegmentStore({ dir: shmDir }).open(before.extents[0]!.segment).view(0, 4096);
+    stale.write('kept', 64);
+    const { generation } = await rpc<pci.RelocateBarResponse>((cb) => client.relocateBar({ bdf: accel.bdf, bar: bar.index }, cb));
+    expect(generation).to.equal(1n);
+    const after = await segments();
+    expect(after.extents[0]!.segment).to.not.equal(before.extents[0]!.segment);
+    expect(fs.existsSync(`${shmDir}/${before.extents[0]!.segment}`)).to.equal(false);
+    stale.write('lost', 64);
+    const read = await rpc<pci.BulkReadResponse>((cb) => client.bulkRead({ bdf: accel.bdf, bar: bar.index, offset: 64n, length: 4n }, cb));
+    expect(read.data.toString()).to.equal('kept');
+    await expectErrno(rpc((cb) => client.relocateBar({ bdf: nvme.bdf, bar: 0 }, cb)), 'EINVAL');
+  });
+
   it('goes to D3hot and back: decode off in D3hot, a power-on reset on the way back, events in order', async () => {
     const events = await watch(client, [nvme.bdf]);
     const previous = await rpc<pci.SetPowerStateResponse>((cb) => client.setPowerState({ bdf: nvme.bdf, state: pci.PowerState.POWER_STATE_D3HOT }, cb));

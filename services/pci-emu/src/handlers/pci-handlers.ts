@@ -2,6 +2,7 @@ import type { ServerWritableStream } from '@grpc/grpc-js';
 import { errno } from '@p2p/errno';
 import { pci } from '@p2p/proto';
 import { serverStream, unary } from '@p2p/server';
+import type { BarInfo } from '../bus/function-info';
 import type { PciBus } from '../bus/pci-bus';
 import { canonicalBdf } from '../topology/bdf';
 import { eventToWire, functionToWire, mapTypeToWire, powerFromWire, powerToWire, toNumber, topologyToWire } from './wire';
@@ -10,6 +11,8 @@ import { eventToWire, functionToWire, mapTypeToWire, powerFromWire, powerToWire,
 export interface BarSegments {
   readonly directory: string;
   extents(memoryName: string, offset: number, length: number): pci.SegmentExtent[];
+  /** Moves the BAR to fresh segment files; returns the new generation. */
+  relocate(memoryName: string): number;
 }
 
 /**
@@ -40,15 +43,12 @@ export function pciEmuHandlers(bus: PciBus, segments: BarSegments, streams: Set<
     bulkRead: unary((req: pci.BulkReadRequest) => bus.bulkRead(req.bdf, req.bar, toNumber(req.offset, 'offset'), toNumber(req.length, 'length'))),
     bulkWrite: unary((req: pci.BulkWriteRequest) => bus.bulkWrite(req.bdf, req.bar, toNumber(req.offset, 'offset'), req.data)),
     getBarSegments: unary((req: pci.GetBarSegmentsRequest) => {
-      const bar = bus.getFunction(req.bdf).bars.find((b) => b.index === req.bar);
-      if (!bar) throw errno('EINVAL', `${req.bdf} has no BAR ${req.bar}`);
-      if (bar.kind !== 'memory' || bar.memoryName === undefined) {
-        throw errno('EINVAL', `BAR ${req.bar} of ${req.bdf} holds registers, not memory: it has no segments to map`);
-      }
+      const bar = memoryBar(bus, req.bdf, req.bar);
       const offset = toNumber(req.offset, 'offset');
       const length = req.length === 0n ? bar.size - offset : toNumber(req.length, 'length');
       return { directory: segments.directory, extents: segments.extents(bar.memoryName, offset, length) };
     }),
+    relocateBar: unary((req: pci.RelocateBarRequest) => ({ generation: BigInt(segments.relocate(memoryBar(bus, req.bdf, req.bar).memoryName)) })),
 
     functionLevelReset: unary((req: pci.FunctionLevelResetRequest) => {
       bus.functionLevelReset(req.bdf);
@@ -81,4 +81,14 @@ export function pciEmuHandlers(bus: PciBus, segments: BarSegments, streams: Set<
       };
     }),
   };
+}
+
+/** A BAR backed by segments, or EINVAL naming why not. */
+function memoryBar(bus: PciBus, bdf: string, index: number): BarInfo & { memoryName: string } {
+  const bar = bus.getFunction(bdf).bars.find((b) => b.index === index);
+  if (!bar) throw errno('EINVAL', `${bdf} has no BAR ${index}`);
+  if (bar.kind !== 'memory' || bar.memoryName === undefined) {
+    throw errno('EINVAL', `BAR ${index} of ${bdf} holds registers, not memory: it has no segments`);
+  }
+  return { ...bar, memoryName: bar.memoryName };
 }

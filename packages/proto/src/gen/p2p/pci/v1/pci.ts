@@ -497,6 +497,16 @@ export interface GetBarSegmentsResponse {
   extents: SegmentExtent[];
 }
 
+export interface RelocateBarRequest {
+  bdf: string;
+  bar: number;
+}
+
+export interface RelocateBarResponse {
+  /** Bumps on every relocation of this BAR. */
+  generation: bigint;
+}
+
 export interface FunctionLevelResetRequest {
   bdf: string;
 }
@@ -3527,6 +3537,163 @@ export const GetBarSegmentsResponse: MessageFns<GetBarSegmentsResponse> = {
   },
 };
 
+function createBaseRelocateBarRequest(): RelocateBarRequest {
+  return { bdf: "", bar: 0 };
+}
+
+export const RelocateBarRequest: MessageFns<RelocateBarRequest> = {
+  encode(message: RelocateBarRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.bdf !== "") {
+      writer.uint32(10).string(message.bdf);
+    }
+    if (message.bar !== 0) {
+      writer.uint32(16).uint32(message.bar);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RelocateBarRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRelocateBarRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.bdf = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.bar = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RelocateBarRequest {
+    return {
+      bdf: isSet(object.bdf) ? globalThis.String(object.bdf) : "",
+      bar: isSet(object.bar) ? globalThis.Number(object.bar) : 0,
+    };
+  },
+
+  toJSON(message: RelocateBarRequest): unknown {
+    const obj: any = {};
+    if (message.bdf !== "") {
+      obj.bdf = message.bdf;
+    }
+    if (message.bar !== 0) {
+      obj.bar = Math.round(message.bar);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RelocateBarRequest>): RelocateBarRequest {
+    return RelocateBarRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RelocateBarRequest>): RelocateBarRequest {
+    const message = createBaseRelocateBarRequest();
+    message.bdf = object.bdf ?? "";
+    message.bar = object.bar ?? 0;
+    return message;
+  },
+};
+
+function createBaseRelocateBarResponse(): RelocateBarResponse {
+  return { generation: 0n };
+}
+
+export const RelocateBarResponse: MessageFns<RelocateBarResponse> = {
+  encode(message: RelocateBarResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.generation !== 0n) {
+      if (BigInt.asUintN(64, message.generation) !== message.generation) {
+        throw new globalThis.Error("value provided for field message.generation of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.generation);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RelocateBarResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRelocateBarResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.generation = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RelocateBarResponse {
+    return { generation: isSet(object.generation) ? BigInt(object.generation) : 0n };
+  },
+
+  toJSON(message: RelocateBarResponse): unknown {
+    const obj: any = {};
+    if (message.generation !== 0n) {
+      obj.generation = message.generation.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RelocateBarResponse>): RelocateBarResponse {
+    return RelocateBarResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RelocateBarResponse>): RelocateBarResponse {
+    const message = createBaseRelocateBarResponse();
+    message.generation = (object.generation !== undefined && object.generation !== null)
+      ? BigInt(object.generation)
+      : 0n;
+    return message;
+  },
+};
+
 function createBaseFunctionLevelResetRequest(): FunctionLevelResetRequest {
   return { bdf: "" };
 }
@@ -4910,6 +5077,20 @@ export const PciEmuServiceService = {
       Buffer.from(GetBarSegmentsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetBarSegmentsResponse => GetBarSegmentsResponse.decode(value),
   },
+  /**
+   * Moves a memory BAR's bytes to fresh segment files and unlinks the old
+   * ones, so a mapping of the old files no longer reaches the BAR: how
+   * vfio-pci fences an importer that did not stop DMA in time.
+   */
+  relocateBar: {
+    path: "/p2p.pci.v1.PciEmuService/RelocateBar" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RelocateBarRequest): Buffer => Buffer.from(RelocateBarRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RelocateBarRequest => RelocateBarRequest.decode(value),
+    responseSerialize: (value: RelocateBarResponse): Buffer => Buffer.from(RelocateBarResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RelocateBarResponse => RelocateBarResponse.decode(value),
+  },
   /** Function-level reset (what PCI_EXP_DEVCTL_BCR_FLR initiates). */
   functionLevelReset: {
     path: "/p2p.pci.v1.PciEmuService/FunctionLevelReset" as const,
@@ -5000,6 +5181,12 @@ export interface PciEmuServiceServer extends UntypedServiceImplementation {
    * MAP_SHARED from the segment directory and read or write in place.
    */
   getBarSegments: handleUnaryCall<GetBarSegmentsRequest, GetBarSegmentsResponse>;
+  /**
+   * Moves a memory BAR's bytes to fresh segment files and unlinks the old
+   * ones, so a mapping of the old files no longer reaches the BAR: how
+   * vfio-pci fences an importer that did not stop DMA in time.
+   */
+  relocateBar: handleUnaryCall<RelocateBarRequest, RelocateBarResponse>;
   /** Function-level reset (what PCI_EXP_DEVCTL_BCR_FLR initiates). */
   functionLevelReset: handleUnaryCall<FunctionLevelResetRequest, FunctionLevelResetResponse>;
   /** Conventional reset: every register and config field back to its default. */
@@ -5191,6 +5378,26 @@ export interface PciEmuServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetBarSegmentsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Moves a memory BAR's bytes to fresh segment files and unlinks the old
+   * ones, so a mapping of the old files no longer reaches the BAR: how
+   * vfio-pci fences an importer that did not stop DMA in time.
+   */
+  relocateBar(
+    request: RelocateBarRequest,
+    callback: (error: ServiceError | null, response: RelocateBarResponse) => void,
+  ): ClientUnaryCall;
+  relocateBar(
+    request: RelocateBarRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RelocateBarResponse) => void,
+  ): ClientUnaryCall;
+  relocateBar(
+    request: RelocateBarRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RelocateBarResponse) => void,
   ): ClientUnaryCall;
   /** Function-level reset (what PCI_EXP_DEVCTL_BCR_FLR initiates). */
   functionLevelReset(
