@@ -1,5 +1,6 @@
 import { startDmabufRegistry } from '@p2p/dmabuf-registry';
 import { startPciEmu } from '@p2p/pci-emu';
+import { startVfioPci } from '@p2p/vfio-pci';
 import type { RunningServer } from '@p2p/server';
 
 /** The running stack: every service, started in dependency order. */
@@ -15,7 +16,7 @@ export interface Stack {
  * A service that fails to start stops the ones already running.
  */
 export async function startStack(env: NodeJS.ProcessEnv = process.env): Promise<Stack> {
-  const starters: Array<(env: NodeJS.ProcessEnv) => Promise<RunningServer>> = [startPciEmu, startDmabufRegistry];
+  const starters: Array<(env: NodeJS.ProcessEnv) => Promise<RunningServer>> = [startPciEmu, startDmabufRegistry, startVfioPci];
   const servers: RunningServer[] = [];
   const shutdown = async (reason?: string): Promise<void> => {
     for (const server of [...servers].reverse()) await server.shutdown(reason);

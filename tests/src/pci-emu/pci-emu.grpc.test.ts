@@ -45,7 +45,7 @@ describe('pci-emu over gRPC (a separate process on loopback)', function () {
   const configRead = async (bdf: string, offset: number, width: number): Promise<number> =>
     (await rpc<pci.ConfigReadResponse>((cb) => client.configRead({ bdf, offset, width }, cb))).value;
   const configWrite = (bdf: string, offset: number, width: number, value: number): Promise<pci.ConfigWriteResponse> =>
-    rpc((cb) => client.configWrite({ bdf, offset, width, value }, cb));
+    rpc((cb) => client.configWrite({ bdf, offset, width, value, hardware: false }, cb));
 
   it('is SERVING on grpc.health.v1 and lists its services through reflection', async () => {
     expect(await healthCheck(service.address)).to.equal('SERVING');

@@ -31,7 +31,7 @@ export function pciEmuHandlers(bus: PciBus, segments: BarSegments, streams: Set<
 
     configRead: unary((req: pci.ConfigReadRequest) => ({ value: bus.configRead(req.bdf, req.offset, req.width) })),
     configWrite: unary((req: pci.ConfigWriteRequest) => {
-      bus.configWrite(req.bdf, req.offset, req.width, req.value);
+      bus.configWrite(req.bdf, req.offset, req.width, req.value, req.hardware ? 'hardware' : 'strict');
       return {};
     }),
 

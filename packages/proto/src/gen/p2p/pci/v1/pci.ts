@@ -422,6 +422,11 @@ export interface ConfigWriteRequest {
   offset: number;
   width: number;
   value: number;
+  /**
+   * Hardware semantics: read-only bits of the write are dropped silently
+   * (what a driver's write does) instead of failing with EPERM.
+   */
+  hardware: boolean;
 }
 
 export interface ConfigWriteResponse {
@@ -2243,7 +2248,7 @@ export const ConfigReadResponse: MessageFns<ConfigReadResponse> = {
 };
 
 function createBaseConfigWriteRequest(): ConfigWriteRequest {
-  return { bdf: "", offset: 0, width: 0, value: 0 };
+  return { bdf: "", offset: 0, width: 0, value: 0, hardware: false };
 }
 
 export const ConfigWriteRequest: MessageFns<ConfigWriteRequest> = {
@@ -2259,6 +2264,9 @@ export const ConfigWriteRequest: MessageFns<ConfigWriteRequest> = {
     }
     if (message.value !== 0) {
       writer.uint32(32).uint32(message.value);
+    }
+    if (message.hardware !== false) {
+      writer.uint32(40).bool(message.hardware);
     }
     return writer;
   },
@@ -2308,6 +2316,14 @@ export const ConfigWriteRequest: MessageFns<ConfigWriteRequest> = {
             message.value = reader.uint32();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.hardware = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2326,6 +2342,7 @@ export const ConfigWriteRequest: MessageFns<ConfigWriteRequest> = {
       offset: isSet(object.offset) ? globalThis.Number(object.offset) : 0,
       width: isSet(object.width) ? globalThis.Number(object.width) : 0,
       value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+      hardware: isSet(object.hardware) ? globalThis.Boolean(object.hardware) : false,
     };
   },
 
@@ -2343,6 +2360,9 @@ export const ConfigWriteRequest: MessageFns<ConfigWriteRequest> = {
     if (message.value !== 0) {
       obj.value = Math.round(message.value);
     }
+    if (message.hardware !== false) {
+      obj.hardware = message.hardware;
+    }
     return obj;
   },
 
@@ -2355,6 +2375,7 @@ export const ConfigWriteRequest: MessageFns<ConfigWriteRequest> = {
     message.offset = object.offset ?? 0;
     message.width = object.width ?? 0;
     message.value = object.value ?? 0;
+    message.hardware = object.hardware ?? false;
     return message;
   },
 };

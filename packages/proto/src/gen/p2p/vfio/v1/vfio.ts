@@ -20,13 +20,68 @@ import {
 } from "@grpc/grpc-js";
 
 /**
- * vfio-pci: the driver's uAPI as a service. Bind functions, open devices (a
- * file in the registry), regions, config virtualisation, reset, device
- * features, and VFIO_DEVICE_FEATURE_DMA_BUF. Draft: later issues refine it.
+ * vfio-pci: the driver's uAPI as a service. Functions of pci-emu are bound to
+ * it; a process opens a device (a file in the registry, one owner process at
+ * a time) and drives it by (pid, device fd): regions, config space
+ * (virtualised), resets, device features, and VFIO_DEVICE_FEATURE_DMA_BUF,
+ * which exports BAR ranges as dma-bufs revoked with the device's state.
  */
+
+/** The seed thread's variants, per device. */
+export enum DmaBufLayout {
+  /** DMA_BUF_LAYOUT_UNSPECIFIED - The service's default (ranges unless started otherwise). */
+  DMA_BUF_LAYOUT_UNSPECIFIED = 0,
+  /** DMA_BUF_LAYOUT_RANGES - v2 / merged: struct vfio_device_feature_dma_buf with nr_ranges ranges. */
+  DMA_BUF_LAYOUT_RANGES = 1,
+  /** DMA_BUF_LAYOUT_SINGLE - v1: one range (region_index, open_flags, offset, length). */
+  DMA_BUF_LAYOUT_SINGLE = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function dmaBufLayoutFromJSON(object: any): DmaBufLayout {
+  switch (object) {
+    case 0:
+    case "DMA_BUF_LAYOUT_UNSPECIFIED":
+      return DmaBufLayout.DMA_BUF_LAYOUT_UNSPECIFIED;
+    case 1:
+    case "DMA_BUF_LAYOUT_RANGES":
+      return DmaBufLayout.DMA_BUF_LAYOUT_RANGES;
+    case 2:
+    case "DMA_BUF_LAYOUT_SINGLE":
+      return DmaBufLayout.DMA_BUF_LAYOUT_SINGLE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return DmaBufLayout.UNRECOGNIZED;
+  }
+}
+
+export function dmaBufLayoutToJSON(object: DmaBufLayout): string {
+  switch (object) {
+    case DmaBufLayout.DMA_BUF_LAYOUT_UNSPECIFIED:
+      return "DMA_BUF_LAYOUT_UNSPECIFIED";
+    case DmaBufLayout.DMA_BUF_LAYOUT_RANGES:
+      return "DMA_BUF_LAYOUT_RANGES";
+    case DmaBufLayout.DMA_BUF_LAYOUT_SINGLE:
+      return "DMA_BUF_LAYOUT_SINGLE";
+    case DmaBufLayout.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export interface Variants {
+  dmaBufLayout: DmaBufLayout;
+  /** Pinned importers may attach; resets fail with EINVAL while pinned (seed patch 4). */
+  allowPin: boolean;
+  /** The dma-buf supports CPU mmap, reads and writes (seed v2, for debugging). */
+  cpuMmap: boolean;
+}
 
 export interface BindRequest {
   bdf: string;
+  /** Unset: the service's defaults. */
+  variants?: Variants | undefined;
 }
 
 export interface BindResponse {
@@ -37,6 +92,37 @@ export interface UnbindRequest {
 }
 
 export interface UnbindResponse {
+}
+
+export interface ListDevicesRequest {
+}
+
+export interface DeviceListing {
+  bdf: string;
+  variants?: Variants | undefined;
+  openCount: number;
+  /** 0 when closed. */
+  ownerPid: number;
+  lowPower: boolean;
+  dmaBufs: number;
+}
+
+export interface DmaBufListing {
+  handle: string;
+  bufferId: bigint;
+  providerBdf: string;
+  regionIndex: number;
+  size: bigint;
+  ranges: DmaRange[];
+  revoked: boolean;
+  /** Revoked for good: the device was closed or went away. */
+  forgotten: boolean;
+  pins: number;
+}
+
+export interface ListDevicesResponse {
+  devices: DeviceListing[];
+  dmaBufs: DmaBufListing[];
 }
 
 export interface OpenDeviceRequest {
@@ -116,8 +202,8 @@ export interface ResetResponse {
 export interface HotResetRequest {
   pid: number;
   deviceFd: number;
-  /** Every open device of the set, proving ownership (VFIO_DEVICE_PCI_HOT_RESET). */
-  groupFds: number[];
+  /** An fd of every open device on the bus, proving ownership. */
+  deviceFds: number[];
 }
 
 export interface HotResetResponse {
@@ -129,37 +215,160 @@ export interface DmaRange {
   length: bigint;
 }
 
+/**
+ * struct vfio_device_feature_dma_buf, typed; the service encodes it to the
+ * device's layout before the kernel's checks read it.
+ */
 export interface DmaBufFeature {
   regionIndex: number;
   openFlags: number;
   flags: number;
   dmaRanges: DmaRange[];
+  /** nr_ranges as the caller claims it; unset = the number of dma_ranges. */
+  nrRanges?: number | undefined;
 }
 
 export interface DeviceFeatureRequest {
   pid: number;
   deviceFd: number;
-  /** argsz as the ioctl would carry it; 0 means "computed from the payload". */
+  /** argsz as the ioctl carries it, header included; 0 = 8 + the payload's size. */
   argsz: number;
-  /** VFIO_DEVICE_FEATURE_MASK (the feature number) | GET | SET | PROBE bits. */
+  /** The feature number (VFIO_DEVICE_FEATURE_MASK) | GET (1<<16) | SET (1<<17) | PROBE (1<<18). */
   flags: number;
-  payload?: { $case: "dmaBuf"; value: DmaBufFeature } | { $case: "raw"; value: Buffer } | undefined;
+  payload?: { $case: "dmaBuf"; value: DmaBufFeature } | //
+  /** The bytes after struct vfio_device_feature, for other features. */
+  { $case: "raw"; value: Buffer } | undefined;
 }
 
 export interface DeviceFeatureResponse {
-  /** The new dma-buf fd for a DMA_BUF GET; -1 otherwise. */
+  /** The new dma-buf fd of a DMA_BUF GET; -1 otherwise. */
   fd: number;
-  data: Buffer;
 }
 
+function createBaseVariants(): Variants {
+  return { dmaBufLayout: 0, allowPin: false, cpuMmap: false };
+}
+
+export const Variants: MessageFns<Variants> = {
+  encode(message: Variants, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.dmaBufLayout !== 0) {
+      writer.uint32(8).int32(message.dmaBufLayout);
+    }
+    if (message.allowPin !== false) {
+      writer.uint32(16).bool(message.allowPin);
+    }
+    if (message.cpuMmap !== false) {
+      writer.uint32(24).bool(message.cpuMmap);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Variants {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVariants();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.dmaBufLayout = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.allowPin = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.cpuMmap = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Variants {
+    return {
+      dmaBufLayout: isSet(object.dmaBufLayout)
+        ? dmaBufLayoutFromJSON(object.dmaBufLayout)
+        : isSet(object.dma_buf_layout)
+        ? dmaBufLayoutFromJSON(object.dma_buf_layout)
+        : 0,
+      allowPin: isSet(object.allowPin)
+        ? globalThis.Boolean(object.allowPin)
+        : isSet(object.allow_pin)
+        ? globalThis.Boolean(object.allow_pin)
+        : false,
+      cpuMmap: isSet(object.cpuMmap)
+        ? globalThis.Boolean(object.cpuMmap)
+        : isSet(object.cpu_mmap)
+        ? globalThis.Boolean(object.cpu_mmap)
+        : false,
+    };
+  },
+
+  toJSON(message: Variants): unknown {
+    const obj: any = {};
+    if (message.dmaBufLayout !== 0) {
+      obj.dmaBufLayout = dmaBufLayoutToJSON(message.dmaBufLayout);
+    }
+    if (message.allowPin !== false) {
+      obj.allowPin = message.allowPin;
+    }
+    if (message.cpuMmap !== false) {
+      obj.cpuMmap = message.cpuMmap;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Variants>): Variants {
+    return Variants.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Variants>): Variants {
+    const message = createBaseVariants();
+    message.dmaBufLayout = object.dmaBufLayout ?? 0;
+    message.allowPin = object.allowPin ?? false;
+    message.cpuMmap = object.cpuMmap ?? false;
+    return message;
+  },
+};
+
 function createBaseBindRequest(): BindRequest {
-  return { bdf: "" };
+  return { bdf: "", variants: undefined };
 }
 
 export const BindRequest: MessageFns<BindRequest> = {
   encode(message: BindRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.bdf !== "") {
       writer.uint32(10).string(message.bdf);
+    }
+    if (message.variants !== undefined) {
+      Variants.encode(message.variants, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -185,6 +394,14 @@ export const BindRequest: MessageFns<BindRequest> = {
             message.bdf = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.variants = Variants.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -198,13 +415,19 @@ export const BindRequest: MessageFns<BindRequest> = {
   },
 
   fromJSON(object: any): BindRequest {
-    return { bdf: isSet(object.bdf) ? globalThis.String(object.bdf) : "" };
+    return {
+      bdf: isSet(object.bdf) ? globalThis.String(object.bdf) : "",
+      variants: isSet(object.variants) ? Variants.fromJSON(object.variants) : undefined,
+    };
   },
 
   toJSON(message: BindRequest): unknown {
     const obj: any = {};
     if (message.bdf !== "") {
       obj.bdf = message.bdf;
+    }
+    if (message.variants !== undefined) {
+      obj.variants = Variants.toJSON(message.variants);
     }
     return obj;
   },
@@ -215,6 +438,9 @@ export const BindRequest: MessageFns<BindRequest> = {
   fromPartial(object: DeepPartial<BindRequest>): BindRequest {
     const message = createBaseBindRequest();
     message.bdf = object.bdf ?? "";
+    message.variants = (object.variants !== undefined && object.variants !== null)
+      ? Variants.fromPartial(object.variants)
+      : undefined;
     return message;
   },
 };
@@ -386,6 +612,543 @@ export const UnbindResponse: MessageFns<UnbindResponse> = {
   },
   fromPartial(_: DeepPartial<UnbindResponse>): UnbindResponse {
     const message = createBaseUnbindResponse();
+    return message;
+  },
+};
+
+function createBaseListDevicesRequest(): ListDevicesRequest {
+  return {};
+}
+
+export const ListDevicesRequest: MessageFns<ListDevicesRequest> = {
+  encode(_: ListDevicesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListDevicesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListDevicesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ListDevicesRequest {
+    return {};
+  },
+
+  toJSON(_: ListDevicesRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListDevicesRequest>): ListDevicesRequest {
+    return ListDevicesRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<ListDevicesRequest>): ListDevicesRequest {
+    const message = createBaseListDevicesRequest();
+    return message;
+  },
+};
+
+function createBaseDeviceListing(): DeviceListing {
+  return { bdf: "", variants: undefined, openCount: 0, ownerPid: 0, lowPower: false, dmaBufs: 0 };
+}
+
+export const DeviceListing: MessageFns<DeviceListing> = {
+  encode(message: DeviceListing, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.bdf !== "") {
+      writer.uint32(10).string(message.bdf);
+    }
+    if (message.variants !== undefined) {
+      Variants.encode(message.variants, writer.uint32(18).fork()).join();
+    }
+    if (message.openCount !== 0) {
+      writer.uint32(24).uint32(message.openCount);
+    }
+    if (message.ownerPid !== 0) {
+      writer.uint32(32).uint32(message.ownerPid);
+    }
+    if (message.lowPower !== false) {
+      writer.uint32(40).bool(message.lowPower);
+    }
+    if (message.dmaBufs !== 0) {
+      writer.uint32(48).uint32(message.dmaBufs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeviceListing {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeviceListing();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.bdf = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.variants = Variants.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.openCount = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.ownerPid = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.lowPower = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.dmaBufs = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeviceListing {
+    return {
+      bdf: isSet(object.bdf) ? globalThis.String(object.bdf) : "",
+      variants: isSet(object.variants) ? Variants.fromJSON(object.variants) : undefined,
+      openCount: isSet(object.openCount)
+        ? globalThis.Number(object.openCount)
+        : isSet(object.open_count)
+        ? globalThis.Number(object.open_count)
+        : 0,
+      ownerPid: isSet(object.ownerPid)
+        ? globalThis.Number(object.ownerPid)
+        : isSet(object.owner_pid)
+        ? globalThis.Number(object.owner_pid)
+        : 0,
+      lowPower: isSet(object.lowPower)
+        ? globalThis.Boolean(object.lowPower)
+        : isSet(object.low_power)
+        ? globalThis.Boolean(object.low_power)
+        : false,
+      dmaBufs: isSet(object.dmaBufs)
+        ? globalThis.Number(object.dmaBufs)
+        : isSet(object.dma_bufs)
+        ? globalThis.Number(object.dma_bufs)
+        : 0,
+    };
+  },
+
+  toJSON(message: DeviceListing): unknown {
+    const obj: any = {};
+    if (message.bdf !== "") {
+      obj.bdf = message.bdf;
+    }
+    if (message.variants !== undefined) {
+      obj.variants = Variants.toJSON(message.variants);
+    }
+    if (message.openCount !== 0) {
+      obj.openCount = Math.round(message.openCount);
+    }
+    if (message.ownerPid !== 0) {
+      obj.ownerPid = Math.round(message.ownerPid);
+    }
+    if (message.lowPower !== false) {
+      obj.lowPower = message.lowPower;
+    }
+    if (message.dmaBufs !== 0) {
+      obj.dmaBufs = Math.round(message.dmaBufs);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeviceListing>): DeviceListing {
+    return DeviceListing.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeviceListing>): DeviceListing {
+    const message = createBaseDeviceListing();
+    message.bdf = object.bdf ?? "";
+    message.variants = (object.variants !== undefined && object.variants !== null)
+      ? Variants.fromPartial(object.variants)
+      : undefined;
+    message.openCount = object.openCount ?? 0;
+    message.ownerPid = object.ownerPid ?? 0;
+    message.lowPower = object.lowPower ?? false;
+    message.dmaBufs = object.dmaBufs ?? 0;
+    return message;
+  },
+};
+
+function createBaseDmaBufListing(): DmaBufListing {
+  return {
+    handle: "",
+    bufferId: 0n,
+    providerBdf: "",
+    regionIndex: 0,
+    size: 0n,
+    ranges: [],
+    revoked: false,
+    forgotten: false,
+    pins: 0,
+  };
+}
+
+export const DmaBufListing: MessageFns<DmaBufListing> = {
+  encode(message: DmaBufListing, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.handle !== "") {
+      writer.uint32(10).string(message.handle);
+    }
+    if (message.bufferId !== 0n) {
+      if (BigInt.asUintN(64, message.bufferId) !== message.bufferId) {
+        throw new globalThis.Error("value provided for field message.bufferId of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.bufferId);
+    }
+    if (message.providerBdf !== "") {
+      writer.uint32(26).string(message.providerBdf);
+    }
+    if (message.regionIndex !== 0) {
+      writer.uint32(32).uint32(message.regionIndex);
+    }
+    if (message.size !== 0n) {
+      if (BigInt.asUintN(64, message.size) !== message.size) {
+        throw new globalThis.Error("value provided for field message.size of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.size);
+    }
+    for (const v of message.ranges) {
+      DmaRange.encode(v!, writer.uint32(50).fork()).join();
+    }
+    if (message.revoked !== false) {
+      writer.uint32(56).bool(message.revoked);
+    }
+    if (message.forgotten !== false) {
+      writer.uint32(64).bool(message.forgotten);
+    }
+    if (message.pins !== 0) {
+      writer.uint32(72).uint32(message.pins);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DmaBufListing {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDmaBufListing();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.handle = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.bufferId = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.providerBdf = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.regionIndex = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.size = reader.uint64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.ranges.push(DmaRange.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.revoked = reader.bool();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.forgotten = reader.bool();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.pins = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DmaBufListing {
+    return {
+      handle: isSet(object.handle) ? globalThis.String(object.handle) : "",
+      bufferId: isSet(object.bufferId)
+        ? BigInt(object.bufferId)
+        : isSet(object.buffer_id)
+        ? BigInt(object.buffer_id)
+        : 0n,
+      providerBdf: isSet(object.providerBdf)
+        ? globalThis.String(object.providerBdf)
+        : isSet(object.provider_bdf)
+        ? globalThis.String(object.provider_bdf)
+        : "",
+      regionIndex: isSet(object.regionIndex)
+        ? globalThis.Number(object.regionIndex)
+        : isSet(object.region_index)
+        ? globalThis.Number(object.region_index)
+        : 0,
+      size: isSet(object.size) ? BigInt(object.size) : 0n,
+      ranges: globalThis.Array.isArray(object?.ranges)
+        ? object.ranges.map((e: any) => DmaRange.fromJSON(e))
+        : [],
+      revoked: isSet(object.revoked) ? globalThis.Boolean(object.revoked) : false,
+      forgotten: isSet(object.forgotten) ? globalThis.Boolean(object.forgotten) : false,
+      pins: isSet(object.pins) ? globalThis.Number(object.pins) : 0,
+    };
+  },
+
+  toJSON(message: DmaBufListing): unknown {
+    const obj: any = {};
+    if (message.handle !== "") {
+      obj.handle = message.handle;
+    }
+    if (message.bufferId !== 0n) {
+      obj.bufferId = message.bufferId.toString();
+    }
+    if (message.providerBdf !== "") {
+      obj.providerBdf = message.providerBdf;
+    }
+    if (message.regionIndex !== 0) {
+      obj.regionIndex = Math.round(message.regionIndex);
+    }
+    if (message.size !== 0n) {
+      obj.size = message.size.toString();
+    }
+    if (message.ranges?.length) {
+      obj.ranges = message.ranges.map((e) => DmaRange.toJSON(e));
+    }
+    if (message.revoked !== false) {
+      obj.revoked = message.revoked;
+    }
+    if (message.forgotten !== false) {
+      obj.forgotten = message.forgotten;
+    }
+    if (message.pins !== 0) {
+      obj.pins = Math.round(message.pins);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DmaBufListing>): DmaBufListing {
+    return DmaBufListing.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DmaBufListing>): DmaBufListing {
+    const message = createBaseDmaBufListing();
+    message.handle = object.handle ?? "";
+    message.bufferId = (object.bufferId !== undefined && object.bufferId !== null) ? BigInt(object.bufferId) : 0n;
+    message.providerBdf = object.providerBdf ?? "";
+    message.regionIndex = object.regionIndex ?? 0;
+    message.size = (object.size !== undefined && object.size !== null) ? BigInt(object.size) : 0n;
+    message.ranges = object.ranges?.map((e) => DmaRange.fromPartial(e)) || [];
+    message.revoked = object.revoked ?? false;
+    message.forgotten = object.forgotten ?? false;
+    message.pins = object.pins ?? 0;
+    return message;
+  },
+};
+
+function createBaseListDevicesResponse(): ListDevicesResponse {
+  return { devices: [], dmaBufs: [] };
+}
+
+export const ListDevicesResponse: MessageFns<ListDevicesResponse> = {
+  encode(message: ListDevicesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.devices) {
+      DeviceListing.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.dmaBufs) {
+      DmaBufListing.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListDevicesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListDevicesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.devices.push(DeviceListing.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.dmaBufs.push(DmaBufListing.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListDevicesResponse {
+    return {
+      devices: globalThis.Array.isArray(object?.devices)
+        ? object.devices.map((e: any) => DeviceListing.fromJSON(e))
+        : [],
+      dmaBufs: globalThis.Array.isArray(object?.dmaBufs)
+        ? object.dmaBufs.map((e: any) => DmaBufListing.fromJSON(e))
+        : globalThis.Array.isArray(object?.dma_bufs)
+        ? object.dma_bufs.map((e: any) => DmaBufListing.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ListDevicesResponse): unknown {
+    const obj: any = {};
+    if (message.devices?.length) {
+      obj.devices = message.devices.map((e) => DeviceListing.toJSON(e));
+    }
+    if (message.dmaBufs?.length) {
+      obj.dmaBufs = message.dmaBufs.map((e) => DmaBufListing.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListDevicesResponse>): ListDevicesResponse {
+    return ListDevicesResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListDevicesResponse>): ListDevicesResponse {
+    const message = createBaseListDevicesResponse();
+    message.devices = object.devices?.map((e) => DeviceListing.fromPartial(e)) || [];
+    message.dmaBufs = object.dmaBufs?.map((e) => DmaBufListing.fromPartial(e)) || [];
     return message;
   },
 };
@@ -1635,7 +2398,7 @@ export const ResetResponse: MessageFns<ResetResponse> = {
 };
 
 function createBaseHotResetRequest(): HotResetRequest {
-  return { pid: 0, deviceFd: 0, groupFds: [] };
+  return { pid: 0, deviceFd: 0, deviceFds: [] };
 }
 
 export const HotResetRequest: MessageFns<HotResetRequest> = {
@@ -1646,9 +2409,9 @@ export const HotResetRequest: MessageFns<HotResetRequest> = {
     if (message.deviceFd !== 0) {
       writer.uint32(16).int32(message.deviceFd);
     }
-    if (message.groupFds.length !== 0) {
+    if (message.deviceFds.length !== 0) {
       writer.uint32(26).fork();
-      for (const v of message.groupFds) {
+      for (const v of message.deviceFds) {
         writer.int32(v);
       }
       writer.join();
@@ -1687,7 +2450,7 @@ export const HotResetRequest: MessageFns<HotResetRequest> = {
           }
           case 3: {
             if (tag === 24) {
-              message.groupFds.push(reader.int32());
+              message.deviceFds.push(reader.int32());
 
               continue;
             }
@@ -1695,7 +2458,7 @@ export const HotResetRequest: MessageFns<HotResetRequest> = {
             if (tag === 26) {
               const end2 = reader.uint32() + reader.pos;
               while (reader.pos < end2) {
-                message.groupFds.push(reader.int32());
+                message.deviceFds.push(reader.int32());
               }
 
               continue;
@@ -1723,10 +2486,10 @@ export const HotResetRequest: MessageFns<HotResetRequest> = {
         : isSet(object.device_fd)
         ? globalThis.Number(object.device_fd)
         : 0,
-      groupFds: globalThis.Array.isArray(object?.groupFds)
-        ? object.groupFds.map((e: any) => globalThis.Number(e))
-        : globalThis.Array.isArray(object?.group_fds)
-        ? object.group_fds.map((e: any) => globalThis.Number(e))
+      deviceFds: globalThis.Array.isArray(object?.deviceFds)
+        ? object.deviceFds.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.device_fds)
+        ? object.device_fds.map((e: any) => globalThis.Number(e))
         : [],
     };
   },
@@ -1739,8 +2502,8 @@ export const HotResetRequest: MessageFns<HotResetRequest> = {
     if (message.deviceFd !== 0) {
       obj.deviceFd = Math.round(message.deviceFd);
     }
-    if (message.groupFds?.length) {
-      obj.groupFds = message.groupFds.map((e) => Math.round(e));
+    if (message.deviceFds?.length) {
+      obj.deviceFds = message.deviceFds.map((e) => Math.round(e));
     }
     return obj;
   },
@@ -1752,7 +2515,7 @@ export const HotResetRequest: MessageFns<HotResetRequest> = {
     const message = createBaseHotResetRequest();
     message.pid = object.pid ?? 0;
     message.deviceFd = object.deviceFd ?? 0;
-    message.groupFds = object.groupFds?.map((e) => e) || [];
+    message.deviceFds = object.deviceFds?.map((e) => e) || [];
     return message;
   },
 };
@@ -1901,7 +2664,7 @@ export const DmaRange: MessageFns<DmaRange> = {
 };
 
 function createBaseDmaBufFeature(): DmaBufFeature {
-  return { regionIndex: 0, openFlags: 0, flags: 0, dmaRanges: [] };
+  return { regionIndex: 0, openFlags: 0, flags: 0, dmaRanges: [], nrRanges: undefined };
 }
 
 export const DmaBufFeature: MessageFns<DmaBufFeature> = {
@@ -1917,6 +2680,9 @@ export const DmaBufFeature: MessageFns<DmaBufFeature> = {
     }
     for (const v of message.dmaRanges) {
       DmaRange.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.nrRanges !== undefined) {
+      writer.uint32(40).uint32(message.nrRanges);
     }
     return writer;
   },
@@ -1966,6 +2732,14 @@ export const DmaBufFeature: MessageFns<DmaBufFeature> = {
             message.dmaRanges.push(DmaRange.decode(reader, reader.uint32()));
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.nrRanges = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1996,6 +2770,11 @@ export const DmaBufFeature: MessageFns<DmaBufFeature> = {
         : globalThis.Array.isArray(object?.dma_ranges)
         ? object.dma_ranges.map((e: any) => DmaRange.fromJSON(e))
         : [],
+      nrRanges: isSet(object.nrRanges)
+        ? globalThis.Number(object.nrRanges)
+        : isSet(object.nr_ranges)
+        ? globalThis.Number(object.nr_ranges)
+        : undefined,
     };
   },
 
@@ -2013,6 +2792,9 @@ export const DmaBufFeature: MessageFns<DmaBufFeature> = {
     if (message.dmaRanges?.length) {
       obj.dmaRanges = message.dmaRanges.map((e) => DmaRange.toJSON(e));
     }
+    if (message.nrRanges !== undefined) {
+      obj.nrRanges = Math.round(message.nrRanges);
+    }
     return obj;
   },
 
@@ -2025,6 +2807,7 @@ export const DmaBufFeature: MessageFns<DmaBufFeature> = {
     message.openFlags = object.openFlags ?? 0;
     message.flags = object.flags ?? 0;
     message.dmaRanges = object.dmaRanges?.map((e) => DmaRange.fromPartial(e)) || [];
+    message.nrRanges = object.nrRanges ?? undefined;
     return message;
   },
 };
@@ -2201,16 +2984,13 @@ export const DeviceFeatureRequest: MessageFns<DeviceFeatureRequest> = {
 };
 
 function createBaseDeviceFeatureResponse(): DeviceFeatureResponse {
-  return { fd: 0, data: Buffer.alloc(0) };
+  return { fd: 0 };
 }
 
 export const DeviceFeatureResponse: MessageFns<DeviceFeatureResponse> = {
   encode(message: DeviceFeatureResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.fd !== 0) {
       writer.uint32(8).int32(message.fd);
-    }
-    if (message.data.length !== 0) {
-      writer.uint32(18).bytes(message.data);
     }
     return writer;
   },
@@ -2236,14 +3016,6 @@ export const DeviceFeatureResponse: MessageFns<DeviceFeatureResponse> = {
             message.fd = reader.int32();
             continue;
           }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.data = Buffer.from(reader.bytes());
-            continue;
-          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2257,19 +3029,13 @@ export const DeviceFeatureResponse: MessageFns<DeviceFeatureResponse> = {
   },
 
   fromJSON(object: any): DeviceFeatureResponse {
-    return {
-      fd: isSet(object.fd) ? globalThis.Number(object.fd) : 0,
-      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
-    };
+    return { fd: isSet(object.fd) ? globalThis.Number(object.fd) : 0 };
   },
 
   toJSON(message: DeviceFeatureResponse): unknown {
     const obj: any = {};
     if (message.fd !== 0) {
       obj.fd = Math.round(message.fd);
-    }
-    if (message.data.length !== 0) {
-      obj.data = base64FromBytes(message.data);
     }
     return obj;
   },
@@ -2280,14 +3046,13 @@ export const DeviceFeatureResponse: MessageFns<DeviceFeatureResponse> = {
   fromPartial(object: DeepPartial<DeviceFeatureResponse>): DeviceFeatureResponse {
     const message = createBaseDeviceFeatureResponse();
     message.fd = object.fd ?? 0;
-    message.data = object.data ?? Buffer.alloc(0);
     return message;
   },
 };
 
 export type VfioPciServiceService = typeof VfioPciServiceService;
 export const VfioPciServiceService = {
-  /** driver_override + bind / unbind. */
+  /** driver_override + bind. EBUSY if bound already. */
   bind: {
     path: "/p2p.vfio.v1.VfioPciService/Bind" as const,
     requestStream: false as const,
@@ -2297,6 +3062,7 @@ export const VfioPciServiceService = {
     responseSerialize: (value: BindResponse): Buffer => Buffer.from(BindResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): BindResponse => BindResponse.decode(value),
   },
+  /** EBUSY while the device is open. */
   unbind: {
     path: "/p2p.vfio.v1.VfioPciService/Unbind" as const,
     requestStream: false as const,
@@ -2306,7 +3072,16 @@ export const VfioPciServiceService = {
     responseSerialize: (value: UnbindResponse): Buffer => Buffer.from(UnbindResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): UnbindResponse => UnbindResponse.decode(value),
   },
-  /** Returns an fd in the caller's fd table; one owner at a time (EBUSY). */
+  listDevices: {
+    path: "/p2p.vfio.v1.VfioPciService/ListDevices" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListDevicesRequest): Buffer => Buffer.from(ListDevicesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListDevicesRequest => ListDevicesRequest.decode(value),
+    responseSerialize: (value: ListDevicesResponse): Buffer => Buffer.from(ListDevicesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListDevicesResponse => ListDevicesResponse.decode(value),
+  },
+  /** An fd in the caller's fd table; another process's open -> EBUSY. */
   openDevice: {
     path: "/p2p.vfio.v1.VfioPciService/OpenDevice" as const,
     requestStream: false as const,
@@ -2316,6 +3091,7 @@ export const VfioPciServiceService = {
     responseSerialize: (value: OpenDeviceResponse): Buffer => Buffer.from(OpenDeviceResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): OpenDeviceResponse => OpenDeviceResponse.decode(value),
   },
+  /** VFIO_DEVICE_GET_INFO. */
   getDeviceInfo: {
     path: "/p2p.vfio.v1.VfioPciService/GetDeviceInfo" as const,
     requestStream: false as const,
@@ -2326,6 +3102,7 @@ export const VfioPciServiceService = {
       Buffer.from(GetDeviceInfoResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetDeviceInfoResponse => GetDeviceInfoResponse.decode(value),
   },
+  /** VFIO_DEVICE_GET_REGION_INFO. */
   getRegionInfo: {
     path: "/p2p.vfio.v1.VfioPciService/GetRegionInfo" as const,
     requestStream: false as const,
@@ -2336,6 +3113,7 @@ export const VfioPciServiceService = {
       Buffer.from(GetRegionInfoResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetRegionInfoResponse => GetRegionInfoResponse.decode(value),
   },
+  /** pread/pwrite on the device fd at VFIO_PCI_INDEX_TO_OFFSET(index) + offset. */
   regionRead: {
     path: "/p2p.vfio.v1.VfioPciService/RegionRead" as const,
     requestStream: false as const,
@@ -2354,6 +3132,7 @@ export const VfioPciServiceService = {
     responseSerialize: (value: RegionWriteResponse): Buffer => Buffer.from(RegionWriteResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RegionWriteResponse => RegionWriteResponse.decode(value),
   },
+  /** VFIO_DEVICE_RESET. */
   reset: {
     path: "/p2p.vfio.v1.VfioPciService/Reset" as const,
     requestStream: false as const,
@@ -2363,6 +3142,7 @@ export const VfioPciServiceService = {
     responseSerialize: (value: ResetResponse): Buffer => Buffer.from(ResetResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ResetResponse => ResetResponse.decode(value),
   },
+  /** VFIO_DEVICE_PCI_HOT_RESET. */
   hotReset: {
     path: "/p2p.vfio.v1.VfioPciService/HotReset" as const,
     requestStream: false as const,
@@ -2372,7 +3152,7 @@ export const VfioPciServiceService = {
     responseSerialize: (value: HotResetResponse): Buffer => Buffer.from(HotResetResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): HotResetResponse => HotResetResponse.decode(value),
   },
-  /** VFIO_DEVICE_FEATURE with PROBE/GET/SET flags; feature 11 is DMA_BUF. */
+  /** VFIO_DEVICE_FEATURE: flags = feature | GET | SET | PROBE. */
   deviceFeature: {
     path: "/p2p.vfio.v1.VfioPciService/DeviceFeature" as const,
     requestStream: false as const,
@@ -2386,23 +3166,30 @@ export const VfioPciServiceService = {
 } as const;
 
 export interface VfioPciServiceServer extends UntypedServiceImplementation {
-  /** driver_override + bind / unbind. */
+  /** driver_override + bind. EBUSY if bound already. */
   bind: handleUnaryCall<BindRequest, BindResponse>;
+  /** EBUSY while the device is open. */
   unbind: handleUnaryCall<UnbindRequest, UnbindResponse>;
-  /** Returns an fd in the caller's fd table; one owner at a time (EBUSY). */
+  listDevices: handleUnaryCall<ListDevicesRequest, ListDevicesResponse>;
+  /** An fd in the caller's fd table; another process's open -> EBUSY. */
   openDevice: handleUnaryCall<OpenDeviceRequest, OpenDeviceResponse>;
+  /** VFIO_DEVICE_GET_INFO. */
   getDeviceInfo: handleUnaryCall<GetDeviceInfoRequest, GetDeviceInfoResponse>;
+  /** VFIO_DEVICE_GET_REGION_INFO. */
   getRegionInfo: handleUnaryCall<GetRegionInfoRequest, GetRegionInfoResponse>;
+  /** pread/pwrite on the device fd at VFIO_PCI_INDEX_TO_OFFSET(index) + offset. */
   regionRead: handleUnaryCall<RegionReadRequest, RegionReadResponse>;
   regionWrite: handleUnaryCall<RegionWriteRequest, RegionWriteResponse>;
+  /** VFIO_DEVICE_RESET. */
   reset: handleUnaryCall<ResetRequest, ResetResponse>;
+  /** VFIO_DEVICE_PCI_HOT_RESET. */
   hotReset: handleUnaryCall<HotResetRequest, HotResetResponse>;
-  /** VFIO_DEVICE_FEATURE with PROBE/GET/SET flags; feature 11 is DMA_BUF. */
+  /** VFIO_DEVICE_FEATURE: flags = feature | GET | SET | PROBE. */
   deviceFeature: handleUnaryCall<DeviceFeatureRequest, DeviceFeatureResponse>;
 }
 
 export interface VfioPciServiceClient extends Client {
-  /** driver_override + bind / unbind. */
+  /** driver_override + bind. EBUSY if bound already. */
   bind(request: BindRequest, callback: (error: ServiceError | null, response: BindResponse) => void): ClientUnaryCall;
   bind(
     request: BindRequest,
@@ -2415,6 +3202,7 @@ export interface VfioPciServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: BindResponse) => void,
   ): ClientUnaryCall;
+  /** EBUSY while the device is open. */
   unbind(
     request: UnbindRequest,
     callback: (error: ServiceError | null, response: UnbindResponse) => void,
@@ -2430,7 +3218,22 @@ export interface VfioPciServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: UnbindResponse) => void,
   ): ClientUnaryCall;
-  /** Returns an fd in the caller's fd table; one owner at a time (EBUSY). */
+  listDevices(
+    request: ListDevicesRequest,
+    callback: (error: ServiceError | null, response: ListDevicesResponse) => void,
+  ): ClientUnaryCall;
+  listDevices(
+    request: ListDevicesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListDevicesResponse) => void,
+  ): ClientUnaryCall;
+  listDevices(
+    request: ListDevicesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListDevicesResponse) => void,
+  ): ClientUnaryCall;
+  /** An fd in the caller's fd table; another process's open -> EBUSY. */
   openDevice(
     request: OpenDeviceRequest,
     callback: (error: ServiceError | null, response: OpenDeviceResponse) => void,
@@ -2446,6 +3249,7 @@ export interface VfioPciServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: OpenDeviceResponse) => void,
   ): ClientUnaryCall;
+  /** VFIO_DEVICE_GET_INFO. */
   getDeviceInfo(
     request: GetDeviceInfoRequest,
     callback: (error: ServiceError | null, response: GetDeviceInfoResponse) => void,
@@ -2461,6 +3265,7 @@ export interface VfioPciServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetDeviceInfoResponse) => void,
   ): ClientUnaryCall;
+  /** VFIO_DEVICE_GET_REGION_INFO. */
   getRegionInfo(
     request: GetRegionInfoRequest,
     callback: (error: ServiceError | null, response: GetRegionInfoResponse) => void,
@@ -2476,6 +3281,7 @@ export interface VfioPciServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetRegionInfoResponse) => void,
   ): ClientUnaryCall;
+  /** pread/pwrite on the device fd at VFIO_PCI_INDEX_TO_OFFSET(index) + offset. */
   regionRead(
     request: RegionReadRequest,
     callback: (error: ServiceError | null, response: RegionReadResponse) => void,
@@ -2506,6 +3312,7 @@ export interface VfioPciServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RegionWriteResponse) => void,
   ): ClientUnaryCall;
+  /** VFIO_DEVICE_RESET. */
   reset(
     request: ResetRequest,
     callback: (error: ServiceError | null, response: ResetResponse) => void,
@@ -2521,6 +3328,7 @@ export interface VfioPciServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ResetResponse) => void,
   ): ClientUnaryCall;
+  /** VFIO_DEVICE_PCI_HOT_RESET. */
   hotReset(
     request: HotResetRequest,
     callback: (error: ServiceError | null, response: HotResetResponse) => void,
@@ -2536,7 +3344,7 @@ export interface VfioPciServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: HotResetResponse) => void,
   ): ClientUnaryCall;
-  /** VFIO_DEVICE_FEATURE with PROBE/GET/SET flags; feature 11 is DMA_BUF. */
+  /** VFIO_DEVICE_FEATURE: flags = feature | GET | SET | PROBE. */
   deviceFeature(
     request: DeviceFeatureRequest,
     callback: (error: ServiceError | null, response: DeviceFeatureResponse) => void,

@@ -1,0 +1,43 @@
+import { credentials } from '@grpc/grpc-js';
+import type { OwnerSession } from '@p2p/dmabuf-client';
+import { dmabuf } from '@p2p/proto';
+import type { CreatedFile, DmaBufPort, ExportDmaBufRequest, ExportedDmaBuf, MoveResult, ResolvedFile } from '../ports/dma-buf-port';
+import { call } from './grpc-call';
+
+/**
+ * The registry as vfio-pci's file layer: files and dma-bufs are created and
+ * moved through its owner session; a caller's fd is resolved with ResolveFd,
+ * which fails with EBADF for an fd the caller does not hold.
+ */
+export class RegistryPort implements DmaBufPort {
+  private readonly client: dmabuf.DmaBufRegistryServiceClient;
+
+  constructor(
+    address: string,
+    private readonly owner: () => OwnerSession,
+  ) {
+    this.client = new dmabuf.DmaBufRegistryServiceClient(address, credentials.createInsecure());
+  }
+
+  exportDmaBuf(request: ExportDmaBufRequest): Promise<ExportedDmaBuf> {
+    return this.owner().exportDmaBuf(request);
+  }
+
+  move(bufferId: bigint, revoked: boolean, permanent: boolean): Promise<MoveResult> {
+    return this.owner().move(bufferId, revoked, permanent);
+  }
+
+  async createFile(pid: number, handle: string, openFlags: number): Promise<CreatedFile> {
+    const created = await this.owner().createFile(pid, handle, openFlags);
+    return { fileId: BigInt(created.fileId), fd: created.fd };
+  }
+
+  async resolveFd(pid: number, fd: number): Promise<ResolvedFile> {
+    const resolved = await call<dmabuf.ResolveFdResponse>('registry ResolveFd', (cb) => this.client.resolveFd({ pid, fd }, cb));
+    return { owner: resolved.owner, handle: resolved.handle };
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}

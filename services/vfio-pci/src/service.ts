@@ -1,0 +1,84 @@
+import { z } from 'zod';
+import { OwnerSession } from '@p2p/dmabuf-client';
+import { errno } from '@p2p/errno';
+import { loadServerConfig, type RunningServer } from '@p2p/server';
+import { resolveShmDir } from '@p2p/shm';
+import { PciEmuPort } from './clients/pci-emu-port';
+import { RegistryPort } from './clients/registry-port';
+import { vfioOwnerOps } from './owner-ops';
+import { startVfioPciServer } from './server';
+import { VfioPci } from './vfio-pci';
+
+export const VFIO_PCI_DEFAULTS = { port: 50052, metricsPort: 9452 };
+
+const flag = z.enum(['0', '1', 'false', 'true']).transform((v) => v === '1' || v === 'true');
+const Settings = z.object({
+  PCI_EMU_ADDRESS: z.string().min(1).default('127.0.0.1:50051'),
+  DMABUF_REGISTRY_ADDRESS: z.string().min(1).default('127.0.0.1:50053'),
+  // The seed's variants, for every bound device unless Bind says otherwise.
+  VFIO_PCI_DMABUF_LAYOUT: z.enum(['ranges', 'single']).default('ranges'),
+  VFIO_PCI_ALLOW_PIN: flag.default(false),
+  VFIO_PCI_CPU_MMAP: flag.default(false),
+  VFIO_PCI_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(0).default(30_000),
+});
+
+/**
+ * vfio-pci as deployed: pci-emu is its hardware, the registry its file layer
+ * (an owner session named "vfio-pci"). Losing the registry ends this
+ * incarnation of the driver too: its device files and dma-bufs died with the
+ * registry's, so it shuts down rather than serve stale fds.
+ */
+export async function startVfioPci(env: NodeJS.ProcessEnv = process.env): Promise<RunningServer> {
+  const config = loadServerConfig('VFIO_PCI', VFIO_PCI_DEFAULTS, env);
+  const parsed = Settings.safeParse(env);
+  if (!parsed.success) throw errno('EINVAL', `bad configuration: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  const settings = parsed.data;
+
+  const pci = new PciEmuPort(settings.PCI_EMU_ADDRESS);
+  let driver: VfioPci | undefined;
+  const owner = await connect(settings.VFIO_PCI_CONNECT_TIMEOUT_MS, () =>
+    OwnerSession.open(settings.DMABUF_REGISTRY_ADDRESS, {
+      name: 'vfio-pci',
+      shmDir: resolveShmDir(env),
+      ops: vfioOwnerOps(() => {
+        if (!driver) throw errno('EAGAIN', 'vfio-pci is still starting');
+        return driver;
+      }),
+    }),
+  );
+  const registry = new RegistryPort(settings.DMABUF_REGISTRY_ADDRESS, () => owner);
+  const vfio = new VfioPci(pci, registry, {
+    variants: { dmaBufLayout: settings.VFIO_PCI_DMABUF_LAYOUT, allowPin: settings.VFIO_PCI_ALLOW_PIN, cpuMmap: settings.VFIO_PCI_CPU_MMAP },
+  });
+  driver = vfio;
+
+  const server = await startVfioPciServer(config, vfio);
+  const stopWatching = pci.watchUnplugs(
+    (bdf) => void vfio.unplugged(bdf).catch((error: unknown) => server.logger.warn({ err: error, bdf }, 'unplug handling failed')),
+    (error) => server.logger.warn({ err: error }, 'pci-emu event stream ended'),
+  );
+  owner.on('lost', () => {
+    server.logger.error('the registry session was lost: every vfio file is gone; shutting down');
+    void server.shutdown('registry lost').then(() => process.exit(1));
+  });
+  server.onShutdown(async () => {
+    stopWatching();
+    await owner.close().catch(() => undefined);
+    registry.close();
+    pci.close();
+  });
+  return server;
+}
+
+/** Retries `open` until it succeeds or `timeoutMs` passes: the registry may still be starting (compose). */
+async function connect<T>(timeoutMs: number, open: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await open();
+    } catch (error) {
+      if (Date.now() >= deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  }
+}
