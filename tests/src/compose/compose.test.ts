@@ -21,7 +21,7 @@ import type { CallOptions, Client, ServiceClientConstructor, ServiceError } from
 import { loadSync } from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { RegistrySession } from '@p2p/dmabuf-client';
-import { dmabuf, pci } from '@p2p/proto';
+import { dmabuf, pci, vfio } from '@p2p/proto';
 import { DockerComposeEnvironment, Wait } from 'testcontainers';
 import type { StartedDockerComposeEnvironment, StartedTestContainer } from 'testcontainers';
 
@@ -32,7 +32,8 @@ process.env.TESTCONTAINERS_RYUK_DISABLED ??= 'true';
 const LOCAL_BASE_IMAGE = 'p2p-dmabuf/node-base:20';
 const REGISTRY_BASE_IMAGE = 'node:20-bookworm-slim';
 /** The compose services this suite starts (depends_on brings their dependencies). */
-const SERVICES = ['pci-emu', 'dmabuf-registry'];
+const SERVICES = ['pci-emu', 'dmabuf-registry', 'vfio-pci'];
+const VFIO_GRPC_PORT = 50052;
 const REGISTRY_GRPC_PORT = 50053;
 const PCI_EMU_GRPC_PORT = 50051;
 const PCI_EMU_METRICS_PORT = 9451;
@@ -163,7 +164,7 @@ function httpStatus(url: string): Promise<{ status: number; body: string }> {
   });
 }
 
-describe('docker-compose.yml: pci-emu and dmabuf-registry containers', function () {
+describe('docker-compose.yml: pci-emu, dmabuf-registry and vfio-pci containers', function () {
   // The first run builds the image; compose v1 also recreates the network.
   this.timeout(240_000);
 
@@ -171,6 +172,7 @@ describe('docker-compose.yml: pci-emu and dmabuf-registry containers', function 
   let container: StartedTestContainer;
   let grpcAddress: string;
   let registryAddress: string;
+  let vfioAddress: string;
   let health: HealthClient | undefined;
   let pciClient: pci.PciEmuServiceClient | undefined;
 
@@ -198,6 +200,8 @@ describe('docker-compose.yml: pci-emu and dmabuf-registry containers', function 
         PCI_EMU_METRICS_PORT: '0',
         DMABUF_REGISTRY_PORT: '0',
         DMABUF_REGISTRY_METRICS_PORT: '0',
+        VFIO_PCI_PORT: '0',
+        VFIO_PCI_METRICS_PORT: '0',
       })
       // The image has no shell tools for the default listening-ports probe; the
       // compose healthcheck (the Prometheus endpoint) says when it is up.
@@ -221,6 +225,8 @@ describe('docker-compose.yml: pci-emu and dmabuf-registry containers', function 
     grpcAddress = `${container.getHost()}:${container.getMappedPort(PCI_EMU_GRPC_PORT)}`;
     const registry = serviceContainer(env, 'dmabuf-registry');
     registryAddress = `${registry.getHost()}:${registry.getMappedPort(REGISTRY_GRPC_PORT)}`;
+    const vfioPci = serviceContainer(env, 'vfio-pci');
+    vfioAddress = `${vfioPci.getHost()}:${vfioPci.getMappedPort(VFIO_GRPC_PORT)}`;
   });
 
   after(async function () {
@@ -269,6 +275,36 @@ describe('docker-compose.yml: pci-emu and dmabuf-registry containers', function 
       await session.closeFd(fd);
       expect(await session.bufInfo()).to.deep.equal([]);
     } finally {
+      await session.close();
+      fs.rmSync(localShm, { recursive: true, force: true });
+    }
+  });
+
+  it('exports an accelerator BAR range through vfio-pci in its container, revoked by a MEM-clear config write', async function () {
+    const localShm = fs.mkdtempSync(path.join(os.tmpdir(), 'p2p-compose-'));
+    const session = await RegistrySession.open(registryAddress, { name: 'compose-spdk', shmDir: localShm });
+    const vfioClient = new vfio.VfioPciServiceClient(vfioAddress, credentials.createInsecure());
+    const call = <T>(start: (cb: (error: ServiceError | null, response: T) => void) => unknown): Promise<T> =>
+      new Promise((resolve, reject) => start((error, response) => (error ? reject(error) : resolve(response))));
+    try {
+      await call((cb) => vfioClient.bind({ bdf: '0000:07:00.0', variants: undefined }, cb));
+      const { fd: deviceFd } = await call<vfio.OpenDeviceResponse>((cb) => vfioClient.openDevice({ pid: session.pid, bdf: '0000:07:00.0' }, cb));
+      const { fd } = await call<vfio.DeviceFeatureResponse>((cb) =>
+        vfioClient.deviceFeature(
+          { pid: session.pid, deviceFd, argsz: 0, flags: (1 << 16) | 11, payload: { $case: 'dmaBuf', value: { regionIndex: 2, openFlags: 2, flags: 0, dmaRanges: [{ offset: 0n, length: 65536n }] } } },
+          cb,
+        ),
+      );
+      const exported = (await session.bufInfo()).find((b) => b.exporter === 'vfio-pci');
+      expect(exported?.size).to.equal(65536n);
+      expect(exported?.revoked).to.equal(false);
+      await call((cb) => vfioClient.regionWrite({ pid: session.pid, deviceFd, index: 7, offset: 4n, data: Buffer.from([0, 0]) }, cb));
+      expect((await session.bufInfo()).find((b) => b.bufferId === exported!.bufferId)?.revoked).to.equal(true);
+      await session.closeFd(fd);
+      await session.closeFd(deviceFd);
+      await call((cb) => vfioClient.unbind({ bdf: '0000:07:00.0' }, cb));
+    } finally {
+      vfioClient.close();
       await session.close();
       fs.rmSync(localShm, { recursive: true, force: true });
     }
