@@ -1,9 +1,8 @@
 import { errno, ErrnoError } from '@p2p/errno';
 import { dmabuf } from '@p2p/proto';
-import { SegmentStore } from '@p2p/shm';
+import { checkRange, SegmentStore } from '@p2p/shm';
 import { readAttachmentInto, type StreamTarget, writeAttachmentFrom } from './attachment-stream';
 import { asErrnoError } from './errors';
-import { checkRange } from './range';
 import type { SessionPort, UnaryStart } from './session-port';
 import { SharedMapping } from './shared-mapping';
 import { toSafeNumber } from './u64';

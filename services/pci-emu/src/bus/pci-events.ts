@@ -1,3 +1,5 @@
+import { OrderedEventHub, type Unnumbered } from '@p2p/events';
+
 /** Power states a function can be put in: PMC advertises neither D1 nor D2. */
 export type PowerState = 'D0' | 'D3hot';
 
@@ -30,56 +32,13 @@ export type PciEvent = EventHeader &
     | { readonly type: 'replugged' }
   );
 
-type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
-
 /** An event before the hub numbers it. */
-export type PciEventBody = DistributiveOmit<PciEvent, 'sequence'>;
+export type PciEventBody = Unnumbered<PciEvent>;
 
 export type PciEventListener = (event: PciEvent) => void;
 
 /**
- * Numbers events and delivers them synchronously, in order, once the
- * operation that caused them has finished (flush). A listener that calls back
- * into the bus has its events queued behind the ones being delivered, so every
- * listener sees one global order. A throwing listener does not undo the state
- * change or starve other listeners: its error is rethrown on a microtask.
+ * The bus's events: an operation posts the events it causes and they are
+ * delivered, in one global order, once it has finished (flush).
  */
-export class PciEventHub {
-  readonly #listeners = new Set<PciEventListener>();
-  readonly #queue: PciEvent[] = [];
-  #sequence = 0;
-  #delivering = false;
-
-  subscribe(listener: PciEventListener): () => void {
-    this.#listeners.add(listener);
-    return () => {
-      this.#listeners.delete(listener);
-    };
-  }
-
-  post(body: PciEventBody): void {
-    this.#queue.push({ sequence: ++this.#sequence, ...body } as PciEvent);
-  }
-
-  flush(): void {
-    if (this.#delivering) {
-      return;
-    }
-    this.#delivering = true;
-    try {
-      for (let event = this.#queue.shift(); event; event = this.#queue.shift()) {
-        for (const listener of [...this.#listeners]) {
-          try {
-            listener(event);
-          } catch (error) {
-            queueMicrotask(() => {
-              throw error;
-            });
-          }
-        }
-      }
-    } finally {
-      this.#delivering = false;
-    }
-  }
-}
+export class PciEventHub extends OrderedEventHub<PciEvent> {}

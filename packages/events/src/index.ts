@@ -1,0 +1,1 @@
+export { OrderedEventHub, type EventListener, type Unnumbered } from './ordered-event-hub';
