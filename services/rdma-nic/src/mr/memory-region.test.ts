@@ -1,0 +1,128 @@
+import { expect } from 'chai';
+import { ErrnoError } from '@p2p/errno';
+import {
+  IBV_ACCESS_LOCAL_WRITE,
+  IBV_ACCESS_MW_BIND,
+  IBV_ACCESS_ON_DEMAND,
+  IBV_ACCESS_REMOTE_ATOMIC,
+  IBV_ACCESS_REMOTE_READ,
+  IBV_ACCESS_REMOTE_WRITE,
+  IBV_ACCESS_RELAXED_ORDERING,
+} from '../verbs/access-flags';
+import { AsyncEventType, QpState, WcStatus, WrOpcode } from '../verbs/enums';
+import { IBV_SEND_SIGNALED } from '../verbs/send-flags';
+import { HeapDmaBuf, HeapMemory } from '../testing/heap-memory';
+import { connectedPair } from '../testing/two-nics';
+
+const RW = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ;
+
+function expectErrno(fn: () => unknown, name: string): void {
+  expect(fn).to.throw(ErrnoError).with.property('errno', name);
+}
+
+describe('memory regions', () => {
+  it('keys are unique and never 0; dereg makes a key stop resolving', () => {
+    const { a } = connectedPair();
+    const keys = new Set<number>();
+    for (let i = 0; i < 300; i++) {
+      const mr = a.nic.regMr(a.pd, new HeapMemory(8), 0, 0);
+      expect(mr.lkey).to.not.equal(0);
+      keys.add(mr.lkey);
+    }
+    expect(keys.size).to.equal(300);
+  });
+
+  it('ibv_reg_dmabuf_mr rules: page offset, access flags, LOCAL_WRITE, bounds', () => {
+    const { a } = connectedPair();
+    const buf = new HeapDmaBuf(1 << 16);
+    expect(a.nic.regDmabufMr(a.pd, 0x1010, 0x100, 0x7000_0010, buf, RW | IBV_ACCESS_REMOTE_ATOMIC | IBV_ACCESS_RELAXED_ORDERING).lkey).to.not.equal(0);
+    expectErrno(() => a.nic.regDmabufMr(a.pd, 0x1010, 0x100, 0x7000_0020, buf, RW), 'EINVAL');
+    for (const access of [IBV_ACCESS_MW_BIND, IBV_ACCESS_ON_DEMAND, 1 << 7]) {
+      expectErrno(() => a.nic.regDmabufMr(a.pd, 0, 0x100, 0, buf, IBV_ACCESS_LOCAL_WRITE | access), 'EINVAL');
+    }
+    expectErrno(() => a.nic.regDmabufMr(a.pd, 0, 0x100, 0, buf, IBV_ACCESS_REMOTE_WRITE), 'EINVAL');
+    expectErrno(() => a.nic.regDmabufMr(a.pd, 0, 0x100, 0, buf, IBV_ACCESS_REMOTE_ATOMIC), 'EINVAL');
+    expect(a.nic.regDmabufMr(a.pd, 0, 0x100, 0, buf, IBV_ACCESS_REMOTE_READ).rkey).to.not.equal(0);
+    expectErrno(() => a.nic.regDmabufMr(a.pd, 0x8000, 0x8001, 0x8000, buf, RW), 'EINVAL');
+    expectErrno(() => a.nic.regDmabufMr(a.pd, Number.MAX_SAFE_INTEGER - 0xfff, 0x2000, 0, buf, RW), 'EINVAL');
+    expectErrno(() => a.nic.regDmabufMr(a.pd, 0, 0, 0, buf, RW), 'EINVAL');
+    buf.revoked = true;
+    expectErrno(() => a.nic.regDmabufMr(a.pd, 0, 0x100, 0, buf, RW), 'ENODEV');
+  });
+
+  it('dealloc_pd is EBUSY while MRs or QPs use it', () => {
+    const { a } = connectedPair();
+    const pd = a.nic.allocPd().handle;
+    const mr = a.nic.regMr(pd, new HeapMemory(8), 0, 0);
+    expectErrno(() => a.nic.deallocPd(pd), 'EBUSY');
+    a.nic.deregMr(mr.handle);
+    a.nic.deallocPd(pd);
+    expectErrno(() => a.nic.deallocPd(a.pd), 'EBUSY');
+    expectErrno(() => a.nic.destroyCq(a.cq), 'EBUSY');
+  });
+
+  describe('dma-buf MR invalidation (move_notify)', () => {
+    function dmabufPair() {
+      const pair = connectedPair();
+      const buf = new HeapDmaBuf(1 << 16);
+      const mr = pair.b.nic.regDmabufMr(pair.b.pd, 0x1000, 0x1000, 0x9000, buf, RW);
+      pair.a.mem.buffer.set([1, 2, 3, 4]);
+      const post = (wrId: bigint) =>
+        pair.a.nic.postSend(pair.a.qp.qpNum, [
+          {
+            wrId,
+            opcode: WrOpcode.RDMA_WRITE,
+            sgList: [{ addr: pair.a.iova, length: 4, lkey: pair.a.key }],
+            sendFlags: IBV_SEND_SIGNALED,
+            remoteAddr: 0x9010,
+            rkey: mr.rkey,
+          },
+        ]);
+      return { ...pair, buf, mr, post };
+    }
+
+    it('after invalidate the next access re-maps (faults) and the WRITE lands', () => {
+      const { a, b, buf, mr, post } = dmabufPair();
+      expect(mr.maps).to.equal(1);
+      b.nic.invalidateDmabufMr(mr.handle);
+      expect(mr.mapped).to.equal(false);
+      post(1n);
+      expect(mr.mapped).to.equal(true);
+      expect(mr.maps).to.equal(2);
+      expect(buf.maps).to.equal(2);
+      expect([...buf.buffer.subarray(0x1010, 0x1014)]).to.deep.equal([1, 2, 3, 4]);
+      post(2n);
+      expect(mr.maps).to.equal(2);
+      expect(a.poll().map((wc) => [wc.wrId, wc.status])).to.deep.equal([
+        [1n, WcStatus.SUCCESS],
+        [2n, WcStatus.SUCCESS],
+      ]);
+    });
+
+    it('while revoked a WRITE to it completes with REM_ACCESS_ERR exactly once and no byte lands', () => {
+      const { a, b, buf, mr, post } = dmabufPair();
+      buf.revoked = true;
+      b.nic.invalidateDmabufMr(mr.handle);
+      post(1n);
+      const completions = a.poll();
+      expect(completions.map((wc) => [wc.wrId, wc.status])).to.deep.equal([[1n, WcStatus.REM_ACCESS_ERR]]);
+      expect(a.poll()).to.deep.equal([]);
+      expect(buf.buffer.every((byte) => byte === 0)).to.equal(true);
+      expect(a.qp.state).to.equal(QpState.ERR);
+      expect(b.events).to.deep.equal([{ type: AsyncEventType.QP_ACCESS_ERR, qpNum: b.qp.qpNum }]);
+      expect(mr.mapped).to.equal(false);
+    });
+
+    it('a revoked dma-buf MR as a local SGE is LOC_PROT_ERR', () => {
+      const { a } = connectedPair();
+      const buf = new HeapDmaBuf(0x1000);
+      const mr = a.nic.regDmabufMr(a.pd, 0, 0x1000, 0, buf, RW);
+      buf.revoked = true;
+      a.nic.invalidateDmabufMr(mr.handle);
+      a.nic.postSend(a.qp.qpNum, [
+        { wrId: 1n, opcode: WrOpcode.SEND, sgList: [{ addr: 0, length: 4, lkey: mr.lkey }], sendFlags: 0 },
+      ]);
+      expect(a.poll().map((wc) => wc.status)).to.deep.equal([WcStatus.LOC_PROT_ERR]);
+    });
+  });
+});

@@ -1,0 +1,39 @@
+import { IBV_ACCESS_LOCAL_WRITE } from '../verbs/access-flags';
+import { WcStatus } from '../verbs/enums';
+import type { Sge } from '../qp/work-request';
+import type { KeyTable } from './key-table';
+import type { MemoryRegion } from './memory-region';
+import type { ProtectionDomain } from './protection-domain';
+
+/**
+ * The NIC walking a WQE's scatter/gather list: each lkey names an MR of the
+ * QP's PD that holds [addr, addr + length) (and allows local write when the
+ * NIC writes there). Any miss is IBV_WC_LOC_PROT_ERR, as is a translation
+ * the NIC cannot fault in (a revoked dma-buf). Fills `out` with one view per SGE.
+ */
+export function resolveSges(
+  keys: KeyTable<MemoryRegion>,
+  pd: ProtectionDomain,
+  sgList: readonly Sge[],
+  write: boolean,
+  out: Uint8Array[],
+): WcStatus {
+  for (const sge of sgList) {
+    const mr = keys.get(sge.lkey);
+    if (mr === undefined || mr.pd !== pd || !mr.contains(sge.addr, sge.length)) {
+      return WcStatus.LOC_PROT_ERR;
+    }
+    if (write && (mr.access & IBV_ACCESS_LOCAL_WRITE) === 0) {
+      return WcStatus.LOC_PROT_ERR;
+    }
+    if (sge.length === 0) {
+      continue;
+    }
+    const view = mr.translate(sge.addr, sge.length);
+    if (view === undefined) {
+      return WcStatus.LOC_PROT_ERR;
+    }
+    out.push(view);
+  }
+  return WcStatus.SUCCESS;
+}

@@ -1,0 +1,45 @@
+import { errno } from '@p2p/errno';
+import type { DmaBufMemory, MemoryWindow } from '../memory/memory';
+
+/** Host memory on the JS heap, for tests. */
+export class HeapMemory implements MemoryWindow {
+  readonly buffer: Uint8Array;
+
+  constructor(length: number) {
+    this.buffer = new Uint8Array(length);
+  }
+
+  get length(): number {
+    return this.buffer.length;
+  }
+
+  bytes(offset: number, length: number): Uint8Array {
+    return this.buffer.subarray(offset, offset + length);
+  }
+}
+
+/** A dma-buf on the JS heap whose exporter can revoke it: map() is ENODEV while revoked. */
+export class HeapDmaBuf implements DmaBufMemory {
+  readonly buffer: Uint8Array;
+  revoked = false;
+  maps = 0;
+
+  constructor(size: number) {
+    this.buffer = new Uint8Array(size);
+  }
+
+  get size(): number {
+    return this.buffer.length;
+  }
+
+  map(): void {
+    if (this.revoked) {
+      throw errno('ENODEV', 'the exporter revoked the dma-buf');
+    }
+    this.maps++;
+  }
+
+  bytes(offset: number, length: number): Uint8Array {
+    return this.buffer.subarray(offset, offset + length);
+  }
+}
