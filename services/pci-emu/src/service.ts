@@ -14,13 +14,19 @@ export const PCI_EMU_DEFAULTS = { port: 50051, metricsPort: 9451 };
  * BAR memory in shared-memory segments under P2P_SHM_DIR, and the gRPC
  * server. Segment names carry a per-start instance tag, so a restarted
  * pci-emu never hands out a file a stale mapping still points at; its
- * segments are unlinked when it shuts down.
+ * segments are unlinked when it shuts down, and those of an instance that
+ * crashed are unlinked when the next one starts (one pci-emu per directory).
  */
 export async function startPciEmu(env: NodeJS.ProcessEnv = process.env): Promise<RunningServer> {
   const config = loadServerConfig('PCI_EMU', PCI_EMU_DEFAULTS, env);
   const topology = env.PCI_EMU_TOPOLOGY ? loadTopologyFile(env.PCI_EMU_TOPOLOGY) : defaultTopology();
   const directory = resolveShmDir(env);
   const store = new SegmentStore({ dir: directory });
+  // One pci-emu per segment directory: files of an earlier instance that
+  // died without unlinking them are its dead memory, so they go now.
+  for (const segment of store.list()) {
+    if (segment.name.startsWith('pci-emu.')) store.unlink(segment.name);
+  }
   const instance = randomBytes(4).toString('hex');
   const memories = new Map<string, RelocatableMemory>();
   const bus = new PciBus(topology, (name, size) => {

@@ -1,6 +1,8 @@
+import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { OwnerSession } from '@p2p/dmabuf-client';
 import { errno } from '@p2p/errno';
+import type { Logger } from 'pino';
 import { loadServerConfig, type RunningServer } from '@p2p/server';
 import { resolveShmDir } from '@p2p/shm';
 import { PciEmuPort } from './clients/pci-emu-port';
@@ -48,15 +50,13 @@ export async function startVfioPci(env: NodeJS.ProcessEnv = process.env): Promis
   );
   const registry = new RegistryPort(settings.DMABUF_REGISTRY_ADDRESS, () => owner);
   const vfio = new VfioPci(pci, registry, {
+    instance: `${randomBytes(4).toString('hex')}/`,
     variants: { dmaBufLayout: settings.VFIO_PCI_DMABUF_LAYOUT, allowPin: settings.VFIO_PCI_ALLOW_PIN, cpuMmap: settings.VFIO_PCI_CPU_MMAP },
   });
   driver = vfio;
 
   const server = await startVfioPciServer(config, vfio);
-  const stopWatching = pci.watchUnplugs(
-    (bdf) => void vfio.unplugged(bdf).catch((error: unknown) => server.logger.warn({ err: error, bdf }, 'unplug handling failed')),
-    (error) => server.logger.warn({ err: error }, 'pci-emu event stream ended'),
-  );
+  const stopWatching = watchHardware(pci, vfio, server.logger);
   owner.on('lost', () => {
     server.logger.error('the registry session was lost: every vfio file is gone; shutting down');
     void server.shutdown('registry lost').then(() => process.exit(1));
@@ -68,6 +68,36 @@ export async function startVfioPci(env: NodeJS.ProcessEnv = process.env): Promis
     pci.close();
   });
   return server;
+}
+
+/**
+ * Follows pci-emu's hot-plug events: an unplug revokes the function's
+ * buffers for good (vfio_pci_remove). Losing pci-emu itself is losing every
+ * function at once: a restarted pci-emu is new hardware with new memory, so
+ * every bound device is treated as surprise-removed, and the watch is
+ * re-established for what comes next.
+ */
+function watchHardware(pci: PciEmuPort, vfio: VfioPci, logger: Logger): () => void {
+  let stopped = false;
+  let stopCurrent: () => void = () => undefined;
+  const unplug = (bdf: string): void => {
+    vfio.unplugged(bdf).catch((error: unknown) => logger.warn({ err: error, bdf }, 'unplug handling failed'));
+  };
+  const subscribe = (): void => {
+    stopCurrent = pci.watchUnplugs(unplug, (error) => {
+      if (stopped) return;
+      logger.warn({ err: error }, 'pci-emu is gone: every bound function counts as surprise-removed');
+      for (const device of vfio.devices()) unplug(device.bdf);
+      setTimeout(() => {
+        if (!stopped) subscribe();
+      }, 500);
+    });
+  };
+  subscribe();
+  return () => {
+    stopped = true;
+    stopCurrent();
+  };
 }
 
 /** Retries `open` until it succeeds or `timeoutMs` passes: the registry may still be starting (compose). */

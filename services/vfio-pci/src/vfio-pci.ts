@@ -28,6 +28,12 @@ import { DEFAULT_VARIANTS, type VfioPciVariants } from './variants';
 export interface VfioPciOptions {
   /** The owner name the registry knows this service by (ResolveFd's owner); default 'vfio-pci'. */
   readonly ownerName?: string;
+  /**
+   * Tags every file handle of this driver instance. A restarted vfio-pci gets
+   * a new tag, so an fd left over from an earlier instance never names a
+   * device this one opened (its handle matches nothing: ENOTTY).
+   */
+  readonly instance?: string;
   /** The service-wide variants; each bind may override them. */
   readonly variants?: Partial<VfioPciVariants>;
 }
@@ -107,9 +113,11 @@ export class VfioPci {
   /** dma-bufs by handle, from export to release. */
   readonly #buffers = new Map<string, VfioDmaBuf>();
   #nextHandle = 1;
+  readonly #instance: string;
 
   constructor(pci: PciPort, dmaBufs: DmaBufPort, options: VfioPciOptions = {}) {
     this.ownerName = options.ownerName ?? 'vfio-pci';
+    this.#instance = options.instance ?? '';
     this.defaults = { ...DEFAULT_VARIANTS, ...options.variants };
     this.#pci = pci;
     this.#dmaBufs = dmaBufs;
@@ -327,7 +335,7 @@ export class VfioPci {
   /* ---- internals ---- */
 
   #handle(kind: string, bdf: string): string {
-    return `${kind}:${bdf}#${this.#nextHandle++}`;
+    return `${kind}:${this.#instance}${bdf}#${this.#nextHandle++}`;
   }
 
   #bound(bdf: string): VfioPciCore {

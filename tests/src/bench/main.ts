@@ -1,6 +1,7 @@
 import Table from 'cli-table3';
 import { benchPciEmu } from './pci-emu.bench';
 import { benchRegistry } from './registry.bench';
+import { benchVfioPci } from './vfio-pci.bench';
 
 /**
  * `npm run bench`: every figure is printed beside a baseline measured in the
@@ -14,6 +15,7 @@ async function main(): Promise<void> {
   const only = process.argv[2];
   if (!only || 'pci-emu'.includes(only)) await benchPciEmu(rows, ratios);
   if (!only || 'registry'.includes(only)) await benchRegistry(rows);
+  if (!only || 'vfio-pci'.includes(only)) await benchVfioPci(rows);
   console.log(rows.toString());
   for (const line of ratios) console.log(line);
 }

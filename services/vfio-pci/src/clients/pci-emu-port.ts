@@ -93,15 +93,24 @@ export class PciEmuPort implements PciPort {
     await call('pci-emu RelocateBar', (cb) => this.client.relocateBar({ bdf, bar }, cb));
   }
 
-  /** pci-emu's hot-unplug events, for vfio_pci_remove()'s revoke. */
+  /** pci-emu's hot-unplug events, for vfio_pci_remove()'s revoke; `onEnd` runs once, unless cancelled. */
   watchUnplugs(onUnplug: (bdf: string) => void, onEnd: (error?: Error) => void): () => void {
     const stream: ClientReadableStream<pci.WatchEventsResponse> = this.client.watchEvents({ bdfs: [] });
     stream.on('data', (event: pci.WatchEventsResponse) => {
       if (event.event?.$case === 'unplugged') onUnplug(event.bdf);
     });
-    stream.on('error', (error: Error) => onEnd(error));
-    stream.on('end', () => onEnd());
-    return () => stream.cancel();
+    let ended = false;
+    const end = (error?: Error): void => {
+      if (ended) return;
+      ended = true;
+      onEnd(error);
+    };
+    stream.on('error', (error: Error) => end(error));
+    stream.on('end', () => end());
+    return () => {
+      ended = true;
+      stream.cancel();
+    };
   }
 
   close(): void {
