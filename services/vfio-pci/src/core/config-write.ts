@@ -30,7 +30,9 @@ async function writeCommand(core: VfioPciCore, width: ConfigWidth, value: number
     await core.revoke();
   }
   await core.pci.configWrite(core.bdf, PCI_COMMAND, width, value);
-  await core.unrevokeIfEnabled();
+  // With MEM just written clear the device cannot decode, so there is nothing
+  // to restore and no need to ask it (one hop fewer on the revoke path).
+  if ((value & PCI_COMMAND_MEMORY) !== 0) await core.unrevokeIfEnabled();
 }
 
 /**
