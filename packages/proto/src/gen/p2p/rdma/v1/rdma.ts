@@ -25,7 +25,9 @@ import {
 
 /**
  * rdma-nic: one RDMA NIC per host with the verbs of rdma-core. dma-buf MRs
- * import device BAR memory as dynamic importers. Draft: later issues refine it.
+ * import device BAR memory as dynamic importers. Every handle is scoped to a
+ * verbs context: (pid, context_fd) names an open device file in
+ * dmabuf-registry, as an ibv_context is an open /dev/infiniband/uverbsN.
  */
 
 export enum QpState {
@@ -331,6 +333,7 @@ export enum AsyncEventType {
   ASYNC_EVENT_TYPE_PORT_ACTIVE = 6,
   ASYNC_EVENT_TYPE_PORT_ERR = 7,
   ASYNC_EVENT_TYPE_DEVICE_FATAL = 8,
+  ASYNC_EVENT_TYPE_CQ_ERR = 9,
   UNRECOGNIZED = -1,
 }
 
@@ -363,6 +366,9 @@ export function asyncEventTypeFromJSON(object: any): AsyncEventType {
     case 8:
     case "ASYNC_EVENT_TYPE_DEVICE_FATAL":
       return AsyncEventType.ASYNC_EVENT_TYPE_DEVICE_FATAL;
+    case 9:
+    case "ASYNC_EVENT_TYPE_CQ_ERR":
+      return AsyncEventType.ASYNC_EVENT_TYPE_CQ_ERR;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -390,7 +396,133 @@ export function asyncEventTypeToJSON(object: AsyncEventType): string {
       return "ASYNC_EVENT_TYPE_PORT_ERR";
     case AsyncEventType.ASYNC_EVENT_TYPE_DEVICE_FATAL:
       return "ASYNC_EVENT_TYPE_DEVICE_FATAL";
+    case AsyncEventType.ASYNC_EVENT_TYPE_CQ_ERR:
+      return "ASYNC_EVENT_TYPE_CQ_ERR";
     case AsyncEventType.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** enum ibv_wc_opcode, rdma-core's values. */
+export enum WcOpcode {
+  /** WC_OPCODE_SEND - buf:lint:ignore ENUM_ZERO_VALUE_SUFFIX */
+  WC_OPCODE_SEND = 0,
+  WC_OPCODE_RDMA_WRITE = 1,
+  WC_OPCODE_RDMA_READ = 2,
+  WC_OPCODE_COMP_SWAP = 3,
+  WC_OPCODE_FETCH_ADD = 4,
+  WC_OPCODE_RECV = 128,
+  WC_OPCODE_RECV_RDMA_WITH_IMM = 129,
+  UNRECOGNIZED = -1,
+}
+
+export function wcOpcodeFromJSON(object: any): WcOpcode {
+  switch (object) {
+    case 0:
+    case "WC_OPCODE_SEND":
+      return WcOpcode.WC_OPCODE_SEND;
+    case 1:
+    case "WC_OPCODE_RDMA_WRITE":
+      return WcOpcode.WC_OPCODE_RDMA_WRITE;
+    case 2:
+    case "WC_OPCODE_RDMA_READ":
+      return WcOpcode.WC_OPCODE_RDMA_READ;
+    case 3:
+    case "WC_OPCODE_COMP_SWAP":
+      return WcOpcode.WC_OPCODE_COMP_SWAP;
+    case 4:
+    case "WC_OPCODE_FETCH_ADD":
+      return WcOpcode.WC_OPCODE_FETCH_ADD;
+    case 128:
+    case "WC_OPCODE_RECV":
+      return WcOpcode.WC_OPCODE_RECV;
+    case 129:
+    case "WC_OPCODE_RECV_RDMA_WITH_IMM":
+      return WcOpcode.WC_OPCODE_RECV_RDMA_WITH_IMM;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return WcOpcode.UNRECOGNIZED;
+  }
+}
+
+export function wcOpcodeToJSON(object: WcOpcode): string {
+  switch (object) {
+    case WcOpcode.WC_OPCODE_SEND:
+      return "WC_OPCODE_SEND";
+    case WcOpcode.WC_OPCODE_RDMA_WRITE:
+      return "WC_OPCODE_RDMA_WRITE";
+    case WcOpcode.WC_OPCODE_RDMA_READ:
+      return "WC_OPCODE_RDMA_READ";
+    case WcOpcode.WC_OPCODE_COMP_SWAP:
+      return "WC_OPCODE_COMP_SWAP";
+    case WcOpcode.WC_OPCODE_FETCH_ADD:
+      return "WC_OPCODE_FETCH_ADD";
+    case WcOpcode.WC_OPCODE_RECV:
+      return "WC_OPCODE_RECV";
+    case WcOpcode.WC_OPCODE_RECV_RDMA_WITH_IMM:
+      return "WC_OPCODE_RECV_RDMA_WITH_IMM";
+    case WcOpcode.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** enum ibv_port_state, rdma-core's values. */
+export enum PortState {
+  /** PORT_STATE_NOP - buf:lint:ignore ENUM_ZERO_VALUE_SUFFIX */
+  PORT_STATE_NOP = 0,
+  PORT_STATE_DOWN = 1,
+  PORT_STATE_INIT = 2,
+  PORT_STATE_ARMED = 3,
+  PORT_STATE_ACTIVE = 4,
+  PORT_STATE_ACTIVE_DEFER = 5,
+  UNRECOGNIZED = -1,
+}
+
+export function portStateFromJSON(object: any): PortState {
+  switch (object) {
+    case 0:
+    case "PORT_STATE_NOP":
+      return PortState.PORT_STATE_NOP;
+    case 1:
+    case "PORT_STATE_DOWN":
+      return PortState.PORT_STATE_DOWN;
+    case 2:
+    case "PORT_STATE_INIT":
+      return PortState.PORT_STATE_INIT;
+    case 3:
+    case "PORT_STATE_ARMED":
+      return PortState.PORT_STATE_ARMED;
+    case 4:
+    case "PORT_STATE_ACTIVE":
+      return PortState.PORT_STATE_ACTIVE;
+    case 5:
+    case "PORT_STATE_ACTIVE_DEFER":
+      return PortState.PORT_STATE_ACTIVE_DEFER;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return PortState.UNRECOGNIZED;
+  }
+}
+
+export function portStateToJSON(object: PortState): string {
+  switch (object) {
+    case PortState.PORT_STATE_NOP:
+      return "PORT_STATE_NOP";
+    case PortState.PORT_STATE_DOWN:
+      return "PORT_STATE_DOWN";
+    case PortState.PORT_STATE_INIT:
+      return "PORT_STATE_INIT";
+    case PortState.PORT_STATE_ARMED:
+      return "PORT_STATE_ARMED";
+    case PortState.PORT_STATE_ACTIVE:
+      return "PORT_STATE_ACTIVE";
+    case PortState.PORT_STATE_ACTIVE_DEFER:
+      return "PORT_STATE_ACTIVE_DEFER";
+    case PortState.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
   }
@@ -400,6 +532,11 @@ export interface OpenDeviceRequest {
   pid: number;
 }
 
+/**
+ * ibv_open_device(): the verbs context is a file of this NIC in the
+ * registry, in pid's fd table; closing it (or the process exiting) destroys
+ * every object made through it.
+ */
 export interface OpenDeviceResponse {
   fd: number;
 }
@@ -410,12 +547,26 @@ export interface QueryDeviceRequest {
 }
 
 export interface QueryDeviceResponse {
+  /** The PCI function this NIC claimed in pci-emu's topology. */
   bdf: string;
   nodeGuid: bigint;
   maxMrSize: bigint;
   maxQp: number;
   maxCqe: number;
   maxSge: number;
+  maxQpWr: number;
+  maxQpRdAtom: number;
+  maxCq: number;
+  maxMr: number;
+  maxPd: number;
+  physPortCnt: number;
+  fwVer: string;
+  vendorId: number;
+  vendorPartId: number;
+  /** ibv_atomic_cap: IBV_ATOMIC_HCA = 1. */
+  atomicCap: number;
+  /** The ibv_device name ("mlx5_0"). */
+  name: string;
 }
 
 export interface QueryPortRequest {
@@ -425,9 +576,16 @@ export interface QueryPortRequest {
 }
 
 export interface QueryPortResponse {
-  state: string;
+  state: PortState;
+  /** enum ibv_mtu: IBV_MTU_4096 = 5. */
   activeMtu: number;
+  /** GID index 0: 16 bytes, an IPv4-mapped IPv6 address (RoCEv2). */
   gid: Buffer;
+  maxMtu: number;
+  maxMsgSz: number;
+  /** IBV_LINK_LAYER_ETHERNET = 2. */
+  linkLayer: number;
+  gidTblLen: number;
 }
 
 export interface AllocPdRequest {
@@ -448,15 +606,20 @@ export interface DeallocPdRequest {
 export interface DeallocPdResponse {
 }
 
+/**
+ * ibv_reg_mr_iova() on host memory. The process's host memory is a
+ * system-heap dma-buf in its fd table; the MR covers [offset, offset +
+ * length) of it at iova.
+ */
 export interface RegMrRequest {
   pid: number;
   contextFd: number;
   pdHandle: number;
-  /** A system-heap dma-buf holding the host memory. */
   heapFd: number;
   length: bigint;
   iova: bigint;
   access: number;
+  offset: bigint;
 }
 
 export interface RegMrResponse {
@@ -515,13 +678,15 @@ export interface DestroyCqResponse {
 export interface WorkCompletion {
   wrId: bigint;
   status: WcStatus;
-  opcode: WrOpcode;
+  opcode: WcOpcode;
   byteLen: number;
   immData: number;
   qpNum: number;
+  /** IBV_WC_WITH_IMM in wc_flags. */
   withImm: boolean;
   /** Vendor error, as ibv_wc.vendor_err. */
   vendorErr: number;
+  srcQp: number;
 }
 
 export interface PollCqRequest {
@@ -535,14 +700,27 @@ export interface PollCqResponse {
   completions: WorkCompletion[];
 }
 
+/**
+ * A completion channel that also polls: every completion written to the
+ * CQ is polled and sent, in order, batched per event-loop turn. A CQ has
+ * at most one watcher (EBUSY); PollCq on a watched CQ finds it empty.
+ */
 export interface WatchCompletionsRequest {
   pid: number;
   contextFd: number;
   cqHandle: number;
+  /** Send completions as packed CQEs instead of messages. */
+  packed: boolean;
 }
 
 export interface WatchCompletionsResponse {
   completions: WorkCompletion[];
+  /**
+   * 32-byte little-endian CQEs: wr_id u64 @0, status u8 @8, opcode u8 @9,
+   * wc_flags u8 @10 (1 = IBV_WC_WITH_IMM), byte_len u32 @12, imm_data u32
+   * @16, qp_num u32 @20, src_qp u32 @24, vendor_err u32 @28.
+   */
+  packedCqes: Buffer;
 }
 
 export interface QpCap {
@@ -583,6 +761,8 @@ export interface QpAttr {
   timeout: number;
   retryCnt: number;
   rnrRetry: number;
+  enSqdAsyncNotify: boolean;
+  curQpState: QpState;
 }
 
 export interface ModifyQpRequest {
@@ -649,8 +829,12 @@ export interface PostSendRequest {
   wrs: SendWr[];
 }
 
+/**
+ * A bad work request fails the call with its errno (EINVAL, ENOMEM); the
+ * ones before it stay posted, and the status's `p2p-posted` trailer says
+ * how many (bad_wr is wrs[posted]).
+ */
 export interface PostSendResponse {
-  /** On failure: index of the first work request not posted (bad_wr). */
   posted: number;
 }
 
@@ -665,15 +849,32 @@ export interface PostRecvResponse {
   posted: number;
 }
 
+/**
+ * One ibv_post_send() per message: `wrs`, or `wqes` packed for message
+ * rate. A packed WQE is 64 bytes, little-endian, one SGE: wr_id u64 @0,
+ * opcode u8 @8 (WrOpcode), num_sge u8 @9 (0 or 1), send_flags u16 @10,
+ * imm_data u32 @12, remote_addr u64 @16, rkey u32 @24, lkey u32 @28,
+ * addr u64 @32, length u32 @40, compare_add u64 @48, swap u64 @56.
+ */
 export interface PostStreamRequest {
   pid: number;
   contextFd: number;
   qpNum: number;
   wrs: SendWr[];
+  wqes: Buffer;
+  /** Echoed in the answer. */
+  seq: bigint;
 }
 
+/**
+ * The answer to one PostStreamRequest: how many went in and, when one was
+ * bad, its errno name and why (the stream stays open).
+ */
 export interface PostStreamResponse {
-  completions: WorkCompletion[];
+  seq: bigint;
+  posted: number;
+  errno: string;
+  message: string;
 }
 
 export interface WatchAsyncEventsRequest {
@@ -685,6 +886,38 @@ export interface WatchAsyncEventsResponse {
   eventType: AsyncEventType;
   qpNum: number;
   cqHandle: number;
+}
+
+export interface ConnectRequest {
+  frame?: WireFrame | undefined;
+}
+
+export interface ConnectResponse {
+  frame?: WireFrame | undefined;
+}
+
+export interface WireFrame {
+  /** The first frame each way. */
+  hello?:
+    | WireHello
+    | undefined;
+  /** Packets, back to back, in the binary layout of rdma-nic's wire codec. */
+  packets: Buffer;
+  /** Payloads carried inline, in the order the packets reference them. */
+  inlineData: Buffer[];
+}
+
+/**
+ * Introduces one end of a link. The connecting NIC offers the ring it
+ * writes into as a one-time fd token for the other NIC's registry pid; the
+ * answer offers the ring for the other direction.
+ */
+export interface WireHello {
+  gid: Buffer;
+  registryPid: number;
+  registryIncarnation: string;
+  ringToken: string;
+  ringBytes: bigint;
 }
 
 function createBaseOpenDeviceRequest(): OpenDeviceRequest {
@@ -911,7 +1144,25 @@ export const QueryDeviceRequest: MessageFns<QueryDeviceRequest> = {
 };
 
 function createBaseQueryDeviceResponse(): QueryDeviceResponse {
-  return { bdf: "", nodeGuid: 0n, maxMrSize: 0n, maxQp: 0, maxCqe: 0, maxSge: 0 };
+  return {
+    bdf: "",
+    nodeGuid: 0n,
+    maxMrSize: 0n,
+    maxQp: 0,
+    maxCqe: 0,
+    maxSge: 0,
+    maxQpWr: 0,
+    maxQpRdAtom: 0,
+    maxCq: 0,
+    maxMr: 0,
+    maxPd: 0,
+    physPortCnt: 0,
+    fwVer: "",
+    vendorId: 0,
+    vendorPartId: 0,
+    atomicCap: 0,
+    name: "",
+  };
 }
 
 export const QueryDeviceResponse: MessageFns<QueryDeviceResponse> = {
@@ -939,6 +1190,39 @@ export const QueryDeviceResponse: MessageFns<QueryDeviceResponse> = {
     }
     if (message.maxSge !== 0) {
       writer.uint32(48).uint32(message.maxSge);
+    }
+    if (message.maxQpWr !== 0) {
+      writer.uint32(56).uint32(message.maxQpWr);
+    }
+    if (message.maxQpRdAtom !== 0) {
+      writer.uint32(64).uint32(message.maxQpRdAtom);
+    }
+    if (message.maxCq !== 0) {
+      writer.uint32(72).uint32(message.maxCq);
+    }
+    if (message.maxMr !== 0) {
+      writer.uint32(80).uint32(message.maxMr);
+    }
+    if (message.maxPd !== 0) {
+      writer.uint32(88).uint32(message.maxPd);
+    }
+    if (message.physPortCnt !== 0) {
+      writer.uint32(96).uint32(message.physPortCnt);
+    }
+    if (message.fwVer !== "") {
+      writer.uint32(106).string(message.fwVer);
+    }
+    if (message.vendorId !== 0) {
+      writer.uint32(112).uint32(message.vendorId);
+    }
+    if (message.vendorPartId !== 0) {
+      writer.uint32(120).uint32(message.vendorPartId);
+    }
+    if (message.atomicCap !== 0) {
+      writer.uint32(128).uint32(message.atomicCap);
+    }
+    if (message.name !== "") {
+      writer.uint32(138).string(message.name);
     }
     return writer;
   },
@@ -1004,6 +1288,94 @@ export const QueryDeviceResponse: MessageFns<QueryDeviceResponse> = {
             message.maxSge = reader.uint32();
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.maxQpWr = reader.uint32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.maxQpRdAtom = reader.uint32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.maxCq = reader.uint32();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.maxMr = reader.uint32();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.maxPd = reader.uint32();
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.physPortCnt = reader.uint32();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.fwVer = reader.string();
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.vendorId = reader.uint32();
+            continue;
+          }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.vendorPartId = reader.uint32();
+            continue;
+          }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.atomicCap = reader.uint32();
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1044,6 +1416,57 @@ export const QueryDeviceResponse: MessageFns<QueryDeviceResponse> = {
         : isSet(object.max_sge)
         ? globalThis.Number(object.max_sge)
         : 0,
+      maxQpWr: isSet(object.maxQpWr)
+        ? globalThis.Number(object.maxQpWr)
+        : isSet(object.max_qp_wr)
+        ? globalThis.Number(object.max_qp_wr)
+        : 0,
+      maxQpRdAtom: isSet(object.maxQpRdAtom)
+        ? globalThis.Number(object.maxQpRdAtom)
+        : isSet(object.max_qp_rd_atom)
+        ? globalThis.Number(object.max_qp_rd_atom)
+        : 0,
+      maxCq: isSet(object.maxCq)
+        ? globalThis.Number(object.maxCq)
+        : isSet(object.max_cq)
+        ? globalThis.Number(object.max_cq)
+        : 0,
+      maxMr: isSet(object.maxMr)
+        ? globalThis.Number(object.maxMr)
+        : isSet(object.max_mr)
+        ? globalThis.Number(object.max_mr)
+        : 0,
+      maxPd: isSet(object.maxPd)
+        ? globalThis.Number(object.maxPd)
+        : isSet(object.max_pd)
+        ? globalThis.Number(object.max_pd)
+        : 0,
+      physPortCnt: isSet(object.physPortCnt)
+        ? globalThis.Number(object.physPortCnt)
+        : isSet(object.phys_port_cnt)
+        ? globalThis.Number(object.phys_port_cnt)
+        : 0,
+      fwVer: isSet(object.fwVer)
+        ? globalThis.String(object.fwVer)
+        : isSet(object.fw_ver)
+        ? globalThis.String(object.fw_ver)
+        : "",
+      vendorId: isSet(object.vendorId)
+        ? globalThis.Number(object.vendorId)
+        : isSet(object.vendor_id)
+        ? globalThis.Number(object.vendor_id)
+        : 0,
+      vendorPartId: isSet(object.vendorPartId)
+        ? globalThis.Number(object.vendorPartId)
+        : isSet(object.vendor_part_id)
+        ? globalThis.Number(object.vendor_part_id)
+        : 0,
+      atomicCap: isSet(object.atomicCap)
+        ? globalThis.Number(object.atomicCap)
+        : isSet(object.atomic_cap)
+        ? globalThis.Number(object.atomic_cap)
+        : 0,
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
     };
   },
 
@@ -1067,6 +1490,39 @@ export const QueryDeviceResponse: MessageFns<QueryDeviceResponse> = {
     if (message.maxSge !== 0) {
       obj.maxSge = Math.round(message.maxSge);
     }
+    if (message.maxQpWr !== 0) {
+      obj.maxQpWr = Math.round(message.maxQpWr);
+    }
+    if (message.maxQpRdAtom !== 0) {
+      obj.maxQpRdAtom = Math.round(message.maxQpRdAtom);
+    }
+    if (message.maxCq !== 0) {
+      obj.maxCq = Math.round(message.maxCq);
+    }
+    if (message.maxMr !== 0) {
+      obj.maxMr = Math.round(message.maxMr);
+    }
+    if (message.maxPd !== 0) {
+      obj.maxPd = Math.round(message.maxPd);
+    }
+    if (message.physPortCnt !== 0) {
+      obj.physPortCnt = Math.round(message.physPortCnt);
+    }
+    if (message.fwVer !== "") {
+      obj.fwVer = message.fwVer;
+    }
+    if (message.vendorId !== 0) {
+      obj.vendorId = Math.round(message.vendorId);
+    }
+    if (message.vendorPartId !== 0) {
+      obj.vendorPartId = Math.round(message.vendorPartId);
+    }
+    if (message.atomicCap !== 0) {
+      obj.atomicCap = Math.round(message.atomicCap);
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
     return obj;
   },
 
@@ -1081,6 +1537,17 @@ export const QueryDeviceResponse: MessageFns<QueryDeviceResponse> = {
     message.maxQp = object.maxQp ?? 0;
     message.maxCqe = object.maxCqe ?? 0;
     message.maxSge = object.maxSge ?? 0;
+    message.maxQpWr = object.maxQpWr ?? 0;
+    message.maxQpRdAtom = object.maxQpRdAtom ?? 0;
+    message.maxCq = object.maxCq ?? 0;
+    message.maxMr = object.maxMr ?? 0;
+    message.maxPd = object.maxPd ?? 0;
+    message.physPortCnt = object.physPortCnt ?? 0;
+    message.fwVer = object.fwVer ?? "";
+    message.vendorId = object.vendorId ?? 0;
+    message.vendorPartId = object.vendorPartId ?? 0;
+    message.atomicCap = object.atomicCap ?? 0;
+    message.name = object.name ?? "";
     return message;
   },
 };
@@ -1195,19 +1662,31 @@ export const QueryPortRequest: MessageFns<QueryPortRequest> = {
 };
 
 function createBaseQueryPortResponse(): QueryPortResponse {
-  return { state: "", activeMtu: 0, gid: Buffer.alloc(0) };
+  return { state: 0, activeMtu: 0, gid: Buffer.alloc(0), maxMtu: 0, maxMsgSz: 0, linkLayer: 0, gidTblLen: 0 };
 }
 
 export const QueryPortResponse: MessageFns<QueryPortResponse> = {
   encode(message: QueryPortResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.state !== "") {
-      writer.uint32(10).string(message.state);
+    if (message.state !== 0) {
+      writer.uint32(8).int32(message.state);
     }
     if (message.activeMtu !== 0) {
       writer.uint32(16).uint32(message.activeMtu);
     }
     if (message.gid.length !== 0) {
       writer.uint32(26).bytes(message.gid);
+    }
+    if (message.maxMtu !== 0) {
+      writer.uint32(32).uint32(message.maxMtu);
+    }
+    if (message.maxMsgSz !== 0) {
+      writer.uint32(40).uint32(message.maxMsgSz);
+    }
+    if (message.linkLayer !== 0) {
+      writer.uint32(48).uint32(message.linkLayer);
+    }
+    if (message.gidTblLen !== 0) {
+      writer.uint32(56).uint32(message.gidTblLen);
     }
     return writer;
   },
@@ -1226,11 +1705,11 @@ export const QueryPortResponse: MessageFns<QueryPortResponse> = {
         const tag = reader.uint32();
         switch (tag >>> 3) {
           case 1: {
-            if (tag !== 10) {
+            if (tag !== 8) {
               break;
             }
 
-            message.state = reader.string();
+            message.state = reader.int32() as any;
             continue;
           }
           case 2: {
@@ -1249,6 +1728,38 @@ export const QueryPortResponse: MessageFns<QueryPortResponse> = {
             message.gid = Buffer.from(reader.bytes());
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.maxMtu = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.maxMsgSz = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.linkLayer = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.gidTblLen = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1263,26 +1774,58 @@ export const QueryPortResponse: MessageFns<QueryPortResponse> = {
 
   fromJSON(object: any): QueryPortResponse {
     return {
-      state: isSet(object.state) ? globalThis.String(object.state) : "",
+      state: isSet(object.state) ? portStateFromJSON(object.state) : 0,
       activeMtu: isSet(object.activeMtu)
         ? globalThis.Number(object.activeMtu)
         : isSet(object.active_mtu)
         ? globalThis.Number(object.active_mtu)
         : 0,
       gid: isSet(object.gid) ? Buffer.from(bytesFromBase64(object.gid)) : Buffer.alloc(0),
+      maxMtu: isSet(object.maxMtu)
+        ? globalThis.Number(object.maxMtu)
+        : isSet(object.max_mtu)
+        ? globalThis.Number(object.max_mtu)
+        : 0,
+      maxMsgSz: isSet(object.maxMsgSz)
+        ? globalThis.Number(object.maxMsgSz)
+        : isSet(object.max_msg_sz)
+        ? globalThis.Number(object.max_msg_sz)
+        : 0,
+      linkLayer: isSet(object.linkLayer)
+        ? globalThis.Number(object.linkLayer)
+        : isSet(object.link_layer)
+        ? globalThis.Number(object.link_layer)
+        : 0,
+      gidTblLen: isSet(object.gidTblLen)
+        ? globalThis.Number(object.gidTblLen)
+        : isSet(object.gid_tbl_len)
+        ? globalThis.Number(object.gid_tbl_len)
+        : 0,
     };
   },
 
   toJSON(message: QueryPortResponse): unknown {
     const obj: any = {};
-    if (message.state !== "") {
-      obj.state = message.state;
+    if (message.state !== 0) {
+      obj.state = portStateToJSON(message.state);
     }
     if (message.activeMtu !== 0) {
       obj.activeMtu = Math.round(message.activeMtu);
     }
     if (message.gid.length !== 0) {
       obj.gid = base64FromBytes(message.gid);
+    }
+    if (message.maxMtu !== 0) {
+      obj.maxMtu = Math.round(message.maxMtu);
+    }
+    if (message.maxMsgSz !== 0) {
+      obj.maxMsgSz = Math.round(message.maxMsgSz);
+    }
+    if (message.linkLayer !== 0) {
+      obj.linkLayer = Math.round(message.linkLayer);
+    }
+    if (message.gidTblLen !== 0) {
+      obj.gidTblLen = Math.round(message.gidTblLen);
     }
     return obj;
   },
@@ -1292,9 +1835,13 @@ export const QueryPortResponse: MessageFns<QueryPortResponse> = {
   },
   fromPartial(object: DeepPartial<QueryPortResponse>): QueryPortResponse {
     const message = createBaseQueryPortResponse();
-    message.state = object.state ?? "";
+    message.state = object.state ?? 0;
     message.activeMtu = object.activeMtu ?? 0;
     message.gid = object.gid ?? Buffer.alloc(0);
+    message.maxMtu = object.maxMtu ?? 0;
+    message.maxMsgSz = object.maxMsgSz ?? 0;
+    message.linkLayer = object.linkLayer ?? 0;
+    message.gidTblLen = object.gidTblLen ?? 0;
     return message;
   },
 };
@@ -1623,7 +2170,7 @@ export const DeallocPdResponse: MessageFns<DeallocPdResponse> = {
 };
 
 function createBaseRegMrRequest(): RegMrRequest {
-  return { pid: 0, contextFd: 0, pdHandle: 0, heapFd: 0, length: 0n, iova: 0n, access: 0 };
+  return { pid: 0, contextFd: 0, pdHandle: 0, heapFd: 0, length: 0n, iova: 0n, access: 0, offset: 0n };
 }
 
 export const RegMrRequest: MessageFns<RegMrRequest> = {
@@ -1654,6 +2201,12 @@ export const RegMrRequest: MessageFns<RegMrRequest> = {
     }
     if (message.access !== 0) {
       writer.uint32(56).uint32(message.access);
+    }
+    if (message.offset !== 0n) {
+      if (BigInt.asUintN(64, message.offset) !== message.offset) {
+        throw new globalThis.Error("value provided for field message.offset of type uint64 too large");
+      }
+      writer.uint32(64).uint64(message.offset);
     }
     return writer;
   },
@@ -1727,6 +2280,14 @@ export const RegMrRequest: MessageFns<RegMrRequest> = {
             message.access = reader.uint32();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.offset = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1760,6 +2321,7 @@ export const RegMrRequest: MessageFns<RegMrRequest> = {
       length: isSet(object.length) ? BigInt(object.length) : 0n,
       iova: isSet(object.iova) ? BigInt(object.iova) : 0n,
       access: isSet(object.access) ? globalThis.Number(object.access) : 0,
+      offset: isSet(object.offset) ? BigInt(object.offset) : 0n,
     };
   },
 
@@ -1786,6 +2348,9 @@ export const RegMrRequest: MessageFns<RegMrRequest> = {
     if (message.access !== 0) {
       obj.access = Math.round(message.access);
     }
+    if (message.offset !== 0n) {
+      obj.offset = message.offset.toString();
+    }
     return obj;
   },
 
@@ -1801,6 +2366,7 @@ export const RegMrRequest: MessageFns<RegMrRequest> = {
     message.length = (object.length !== undefined && object.length !== null) ? BigInt(object.length) : 0n;
     message.iova = (object.iova !== undefined && object.iova !== null) ? BigInt(object.iova) : 0n;
     message.access = object.access ?? 0;
+    message.offset = (object.offset !== undefined && object.offset !== null) ? BigInt(object.offset) : 0n;
     return message;
   },
 };
@@ -2730,7 +3296,7 @@ export const DestroyCqResponse: MessageFns<DestroyCqResponse> = {
 };
 
 function createBaseWorkCompletion(): WorkCompletion {
-  return { wrId: 0n, status: 0, opcode: 0, byteLen: 0, immData: 0, qpNum: 0, withImm: false, vendorErr: 0 };
+  return { wrId: 0n, status: 0, opcode: 0, byteLen: 0, immData: 0, qpNum: 0, withImm: false, vendorErr: 0, srcQp: 0 };
 }
 
 export const WorkCompletion: MessageFns<WorkCompletion> = {
@@ -2761,6 +3327,9 @@ export const WorkCompletion: MessageFns<WorkCompletion> = {
     }
     if (message.vendorErr !== 0) {
       writer.uint32(64).uint32(message.vendorErr);
+    }
+    if (message.srcQp !== 0) {
+      writer.uint32(72).uint32(message.srcQp);
     }
     return writer;
   },
@@ -2842,6 +3411,14 @@ export const WorkCompletion: MessageFns<WorkCompletion> = {
             message.vendorErr = reader.uint32();
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.srcQp = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2858,7 +3435,7 @@ export const WorkCompletion: MessageFns<WorkCompletion> = {
     return {
       wrId: isSet(object.wrId) ? BigInt(object.wrId) : isSet(object.wr_id) ? BigInt(object.wr_id) : 0n,
       status: isSet(object.status) ? wcStatusFromJSON(object.status) : 0,
-      opcode: isSet(object.opcode) ? wrOpcodeFromJSON(object.opcode) : 0,
+      opcode: isSet(object.opcode) ? wcOpcodeFromJSON(object.opcode) : 0,
       byteLen: isSet(object.byteLen)
         ? globalThis.Number(object.byteLen)
         : isSet(object.byte_len)
@@ -2884,6 +3461,11 @@ export const WorkCompletion: MessageFns<WorkCompletion> = {
         : isSet(object.vendor_err)
         ? globalThis.Number(object.vendor_err)
         : 0,
+      srcQp: isSet(object.srcQp)
+        ? globalThis.Number(object.srcQp)
+        : isSet(object.src_qp)
+        ? globalThis.Number(object.src_qp)
+        : 0,
     };
   },
 
@@ -2896,7 +3478,7 @@ export const WorkCompletion: MessageFns<WorkCompletion> = {
       obj.status = wcStatusToJSON(message.status);
     }
     if (message.opcode !== 0) {
-      obj.opcode = wrOpcodeToJSON(message.opcode);
+      obj.opcode = wcOpcodeToJSON(message.opcode);
     }
     if (message.byteLen !== 0) {
       obj.byteLen = Math.round(message.byteLen);
@@ -2912,6 +3494,9 @@ export const WorkCompletion: MessageFns<WorkCompletion> = {
     }
     if (message.vendorErr !== 0) {
       obj.vendorErr = Math.round(message.vendorErr);
+    }
+    if (message.srcQp !== 0) {
+      obj.srcQp = Math.round(message.srcQp);
     }
     return obj;
   },
@@ -2929,6 +3514,7 @@ export const WorkCompletion: MessageFns<WorkCompletion> = {
     message.qpNum = object.qpNum ?? 0;
     message.withImm = object.withImm ?? false;
     message.vendorErr = object.vendorErr ?? 0;
+    message.srcQp = object.srcQp ?? 0;
     return message;
   },
 };
@@ -3134,7 +3720,7 @@ export const PollCqResponse: MessageFns<PollCqResponse> = {
 };
 
 function createBaseWatchCompletionsRequest(): WatchCompletionsRequest {
-  return { pid: 0, contextFd: 0, cqHandle: 0 };
+  return { pid: 0, contextFd: 0, cqHandle: 0, packed: false };
 }
 
 export const WatchCompletionsRequest: MessageFns<WatchCompletionsRequest> = {
@@ -3147,6 +3733,9 @@ export const WatchCompletionsRequest: MessageFns<WatchCompletionsRequest> = {
     }
     if (message.cqHandle !== 0) {
       writer.uint32(24).uint32(message.cqHandle);
+    }
+    if (message.packed !== false) {
+      writer.uint32(32).bool(message.packed);
     }
     return writer;
   },
@@ -3188,6 +3777,14 @@ export const WatchCompletionsRequest: MessageFns<WatchCompletionsRequest> = {
             message.cqHandle = reader.uint32();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.packed = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3213,6 +3810,7 @@ export const WatchCompletionsRequest: MessageFns<WatchCompletionsRequest> = {
         : isSet(object.cq_handle)
         ? globalThis.Number(object.cq_handle)
         : 0,
+      packed: isSet(object.packed) ? globalThis.Boolean(object.packed) : false,
     };
   },
 
@@ -3227,6 +3825,9 @@ export const WatchCompletionsRequest: MessageFns<WatchCompletionsRequest> = {
     if (message.cqHandle !== 0) {
       obj.cqHandle = Math.round(message.cqHandle);
     }
+    if (message.packed !== false) {
+      obj.packed = message.packed;
+    }
     return obj;
   },
 
@@ -3238,18 +3839,22 @@ export const WatchCompletionsRequest: MessageFns<WatchCompletionsRequest> = {
     message.pid = object.pid ?? 0;
     message.contextFd = object.contextFd ?? 0;
     message.cqHandle = object.cqHandle ?? 0;
+    message.packed = object.packed ?? false;
     return message;
   },
 };
 
 function createBaseWatchCompletionsResponse(): WatchCompletionsResponse {
-  return { completions: [] };
+  return { completions: [], packedCqes: Buffer.alloc(0) };
 }
 
 export const WatchCompletionsResponse: MessageFns<WatchCompletionsResponse> = {
   encode(message: WatchCompletionsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.completions) {
       WorkCompletion.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.packedCqes.length !== 0) {
+      writer.uint32(18).bytes(message.packedCqes);
     }
     return writer;
   },
@@ -3275,6 +3880,14 @@ export const WatchCompletionsResponse: MessageFns<WatchCompletionsResponse> = {
             message.completions.push(WorkCompletion.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.packedCqes = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3292,6 +3905,11 @@ export const WatchCompletionsResponse: MessageFns<WatchCompletionsResponse> = {
       completions: globalThis.Array.isArray(object?.completions)
         ? object.completions.map((e: any) => WorkCompletion.fromJSON(e))
         : [],
+      packedCqes: isSet(object.packedCqes)
+        ? Buffer.from(bytesFromBase64(object.packedCqes))
+        : isSet(object.packed_cqes)
+        ? Buffer.from(bytesFromBase64(object.packed_cqes))
+        : Buffer.alloc(0),
     };
   },
 
@@ -3299,6 +3917,9 @@ export const WatchCompletionsResponse: MessageFns<WatchCompletionsResponse> = {
     const obj: any = {};
     if (message.completions?.length) {
       obj.completions = message.completions.map((e) => WorkCompletion.toJSON(e));
+    }
+    if (message.packedCqes.length !== 0) {
+      obj.packedCqes = base64FromBytes(message.packedCqes);
     }
     return obj;
   },
@@ -3309,6 +3930,7 @@ export const WatchCompletionsResponse: MessageFns<WatchCompletionsResponse> = {
   fromPartial(object: DeepPartial<WatchCompletionsResponse>): WatchCompletionsResponse {
     const message = createBaseWatchCompletionsResponse();
     message.completions = object.completions?.map((e) => WorkCompletion.fromPartial(e)) || [];
+    message.packedCqes = object.packedCqes ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -3737,6 +4359,8 @@ function createBaseQpAttr(): QpAttr {
     timeout: 0,
     retryCnt: 0,
     rnrRetry: 0,
+    enSqdAsyncNotify: false,
+    curQpState: 0,
   };
 }
 
@@ -3786,6 +4410,12 @@ export const QpAttr: MessageFns<QpAttr> = {
     }
     if (message.rnrRetry !== 0) {
       writer.uint32(120).uint32(message.rnrRetry);
+    }
+    if (message.enSqdAsyncNotify !== false) {
+      writer.uint32(128).bool(message.enSqdAsyncNotify);
+    }
+    if (message.curQpState !== 0) {
+      writer.uint32(136).int32(message.curQpState);
     }
     return writer;
   },
@@ -3923,6 +4553,22 @@ export const QpAttr: MessageFns<QpAttr> = {
             message.rnrRetry = reader.uint32();
             continue;
           }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.enSqdAsyncNotify = reader.bool();
+            continue;
+          }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.curQpState = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4004,6 +4650,16 @@ export const QpAttr: MessageFns<QpAttr> = {
         : isSet(object.rnr_retry)
         ? globalThis.Number(object.rnr_retry)
         : 0,
+      enSqdAsyncNotify: isSet(object.enSqdAsyncNotify)
+        ? globalThis.Boolean(object.enSqdAsyncNotify)
+        : isSet(object.en_sqd_async_notify)
+        ? globalThis.Boolean(object.en_sqd_async_notify)
+        : false,
+      curQpState: isSet(object.curQpState)
+        ? qpStateFromJSON(object.curQpState)
+        : isSet(object.cur_qp_state)
+        ? qpStateFromJSON(object.cur_qp_state)
+        : 0,
     };
   },
 
@@ -4054,6 +4710,12 @@ export const QpAttr: MessageFns<QpAttr> = {
     if (message.rnrRetry !== 0) {
       obj.rnrRetry = Math.round(message.rnrRetry);
     }
+    if (message.enSqdAsyncNotify !== false) {
+      obj.enSqdAsyncNotify = message.enSqdAsyncNotify;
+    }
+    if (message.curQpState !== 0) {
+      obj.curQpState = qpStateToJSON(message.curQpState);
+    }
     return obj;
   },
 
@@ -4077,6 +4739,8 @@ export const QpAttr: MessageFns<QpAttr> = {
     message.timeout = object.timeout ?? 0;
     message.retryCnt = object.retryCnt ?? 0;
     message.rnrRetry = object.rnrRetry ?? 0;
+    message.enSqdAsyncNotify = object.enSqdAsyncNotify ?? false;
+    message.curQpState = object.curQpState ?? 0;
     return message;
   },
 };
@@ -5439,7 +6103,7 @@ export const PostRecvResponse: MessageFns<PostRecvResponse> = {
 };
 
 function createBasePostStreamRequest(): PostStreamRequest {
-  return { pid: 0, contextFd: 0, qpNum: 0, wrs: [] };
+  return { pid: 0, contextFd: 0, qpNum: 0, wrs: [], wqes: Buffer.alloc(0), seq: 0n };
 }
 
 export const PostStreamRequest: MessageFns<PostStreamRequest> = {
@@ -5455,6 +6119,15 @@ export const PostStreamRequest: MessageFns<PostStreamRequest> = {
     }
     for (const v of message.wrs) {
       SendWr.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.wqes.length !== 0) {
+      writer.uint32(42).bytes(message.wqes);
+    }
+    if (message.seq !== 0n) {
+      if (BigInt.asUintN(64, message.seq) !== message.seq) {
+        throw new globalThis.Error("value provided for field message.seq of type uint64 too large");
+      }
+      writer.uint32(48).uint64(message.seq);
     }
     return writer;
   },
@@ -5504,6 +6177,22 @@ export const PostStreamRequest: MessageFns<PostStreamRequest> = {
             message.wrs.push(SendWr.decode(reader, reader.uint32()));
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.wqes = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.seq = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5530,6 +6219,8 @@ export const PostStreamRequest: MessageFns<PostStreamRequest> = {
         ? globalThis.Number(object.qp_num)
         : 0,
       wrs: globalThis.Array.isArray(object?.wrs) ? object.wrs.map((e: any) => SendWr.fromJSON(e)) : [],
+      wqes: isSet(object.wqes) ? Buffer.from(bytesFromBase64(object.wqes)) : Buffer.alloc(0),
+      seq: isSet(object.seq) ? BigInt(object.seq) : 0n,
     };
   },
 
@@ -5547,6 +6238,12 @@ export const PostStreamRequest: MessageFns<PostStreamRequest> = {
     if (message.wrs?.length) {
       obj.wrs = message.wrs.map((e) => SendWr.toJSON(e));
     }
+    if (message.wqes.length !== 0) {
+      obj.wqes = base64FromBytes(message.wqes);
+    }
+    if (message.seq !== 0n) {
+      obj.seq = message.seq.toString();
+    }
     return obj;
   },
 
@@ -5559,18 +6256,32 @@ export const PostStreamRequest: MessageFns<PostStreamRequest> = {
     message.contextFd = object.contextFd ?? 0;
     message.qpNum = object.qpNum ?? 0;
     message.wrs = object.wrs?.map((e) => SendWr.fromPartial(e)) || [];
+    message.wqes = object.wqes ?? Buffer.alloc(0);
+    message.seq = (object.seq !== undefined && object.seq !== null) ? BigInt(object.seq) : 0n;
     return message;
   },
 };
 
 function createBasePostStreamResponse(): PostStreamResponse {
-  return { completions: [] };
+  return { seq: 0n, posted: 0, errno: "", message: "" };
 }
 
 export const PostStreamResponse: MessageFns<PostStreamResponse> = {
   encode(message: PostStreamResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    for (const v of message.completions) {
-      WorkCompletion.encode(v!, writer.uint32(10).fork()).join();
+    if (message.seq !== 0n) {
+      if (BigInt.asUintN(64, message.seq) !== message.seq) {
+        throw new globalThis.Error("value provided for field message.seq of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.seq);
+    }
+    if (message.posted !== 0) {
+      writer.uint32(16).uint32(message.posted);
+    }
+    if (message.errno !== "") {
+      writer.uint32(26).string(message.errno);
+    }
+    if (message.message !== "") {
+      writer.uint32(34).string(message.message);
     }
     return writer;
   },
@@ -5589,11 +6300,35 @@ export const PostStreamResponse: MessageFns<PostStreamResponse> = {
         const tag = reader.uint32();
         switch (tag >>> 3) {
           case 1: {
-            if (tag !== 10) {
+            if (tag !== 8) {
               break;
             }
 
-            message.completions.push(WorkCompletion.decode(reader, reader.uint32()));
+            message.seq = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.posted = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.errno = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.message = reader.string();
             continue;
           }
         }
@@ -5610,16 +6345,26 @@ export const PostStreamResponse: MessageFns<PostStreamResponse> = {
 
   fromJSON(object: any): PostStreamResponse {
     return {
-      completions: globalThis.Array.isArray(object?.completions)
-        ? object.completions.map((e: any) => WorkCompletion.fromJSON(e))
-        : [],
+      seq: isSet(object.seq) ? BigInt(object.seq) : 0n,
+      posted: isSet(object.posted) ? globalThis.Number(object.posted) : 0,
+      errno: isSet(object.errno) ? globalThis.String(object.errno) : "",
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
     };
   },
 
   toJSON(message: PostStreamResponse): unknown {
     const obj: any = {};
-    if (message.completions?.length) {
-      obj.completions = message.completions.map((e) => WorkCompletion.toJSON(e));
+    if (message.seq !== 0n) {
+      obj.seq = message.seq.toString();
+    }
+    if (message.posted !== 0) {
+      obj.posted = Math.round(message.posted);
+    }
+    if (message.errno !== "") {
+      obj.errno = message.errno;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
     }
     return obj;
   },
@@ -5629,7 +6374,10 @@ export const PostStreamResponse: MessageFns<PostStreamResponse> = {
   },
   fromPartial(object: DeepPartial<PostStreamResponse>): PostStreamResponse {
     const message = createBasePostStreamResponse();
-    message.completions = object.completions?.map((e) => WorkCompletion.fromPartial(e)) || [];
+    message.seq = (object.seq !== undefined && object.seq !== null) ? BigInt(object.seq) : 0n;
+    message.posted = object.posted ?? 0;
+    message.errno = object.errno ?? "";
+    message.message = object.message ?? "";
     return message;
   },
 };
@@ -5832,6 +6580,403 @@ export const WatchAsyncEventsResponse: MessageFns<WatchAsyncEventsResponse> = {
     message.eventType = object.eventType ?? 0;
     message.qpNum = object.qpNum ?? 0;
     message.cqHandle = object.cqHandle ?? 0;
+    return message;
+  },
+};
+
+function createBaseConnectRequest(): ConnectRequest {
+  return { frame: undefined };
+}
+
+export const ConnectRequest: MessageFns<ConnectRequest> = {
+  encode(message: ConnectRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.frame !== undefined) {
+      WireFrame.encode(message.frame, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConnectRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConnectRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.frame = WireFrame.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConnectRequest {
+    return { frame: isSet(object.frame) ? WireFrame.fromJSON(object.frame) : undefined };
+  },
+
+  toJSON(message: ConnectRequest): unknown {
+    const obj: any = {};
+    if (message.frame !== undefined) {
+      obj.frame = WireFrame.toJSON(message.frame);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ConnectRequest>): ConnectRequest {
+    return ConnectRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ConnectRequest>): ConnectRequest {
+    const message = createBaseConnectRequest();
+    message.frame = (object.frame !== undefined && object.frame !== null)
+      ? WireFrame.fromPartial(object.frame)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseConnectResponse(): ConnectResponse {
+  return { frame: undefined };
+}
+
+export const ConnectResponse: MessageFns<ConnectResponse> = {
+  encode(message: ConnectResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.frame !== undefined) {
+      WireFrame.encode(message.frame, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConnectResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConnectResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.frame = WireFrame.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConnectResponse {
+    return { frame: isSet(object.frame) ? WireFrame.fromJSON(object.frame) : undefined };
+  },
+
+  toJSON(message: ConnectResponse): unknown {
+    const obj: any = {};
+    if (message.frame !== undefined) {
+      obj.frame = WireFrame.toJSON(message.frame);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ConnectResponse>): ConnectResponse {
+    return ConnectResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ConnectResponse>): ConnectResponse {
+    const message = createBaseConnectResponse();
+    message.frame = (object.frame !== undefined && object.frame !== null)
+      ? WireFrame.fromPartial(object.frame)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseWireFrame(): WireFrame {
+  return { hello: undefined, packets: Buffer.alloc(0), inlineData: [] };
+}
+
+export const WireFrame: MessageFns<WireFrame> = {
+  encode(message: WireFrame, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.hello !== undefined) {
+      WireHello.encode(message.hello, writer.uint32(10).fork()).join();
+    }
+    if (message.packets.length !== 0) {
+      writer.uint32(18).bytes(message.packets);
+    }
+    for (const v of message.inlineData) {
+      writer.uint32(26).bytes(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WireFrame {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWireFrame();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.hello = WireHello.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.packets = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.inlineData.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WireFrame {
+    return {
+      hello: isSet(object.hello) ? WireHello.fromJSON(object.hello) : undefined,
+      packets: isSet(object.packets) ? Buffer.from(bytesFromBase64(object.packets)) : Buffer.alloc(0),
+      inlineData: globalThis.Array.isArray(object?.inlineData)
+        ? object.inlineData.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : globalThis.Array.isArray(object?.inline_data)
+        ? object.inline_data.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+    };
+  },
+
+  toJSON(message: WireFrame): unknown {
+    const obj: any = {};
+    if (message.hello !== undefined) {
+      obj.hello = WireHello.toJSON(message.hello);
+    }
+    if (message.packets.length !== 0) {
+      obj.packets = base64FromBytes(message.packets);
+    }
+    if (message.inlineData?.length) {
+      obj.inlineData = message.inlineData.map((e) => base64FromBytes(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<WireFrame>): WireFrame {
+    return WireFrame.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WireFrame>): WireFrame {
+    const message = createBaseWireFrame();
+    message.hello = (object.hello !== undefined && object.hello !== null)
+      ? WireHello.fromPartial(object.hello)
+      : undefined;
+    message.packets = object.packets ?? Buffer.alloc(0);
+    message.inlineData = object.inlineData?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseWireHello(): WireHello {
+  return { gid: Buffer.alloc(0), registryPid: 0, registryIncarnation: "", ringToken: "", ringBytes: 0n };
+}
+
+export const WireHello: MessageFns<WireHello> = {
+  encode(message: WireHello, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.gid.length !== 0) {
+      writer.uint32(10).bytes(message.gid);
+    }
+    if (message.registryPid !== 0) {
+      writer.uint32(16).uint32(message.registryPid);
+    }
+    if (message.registryIncarnation !== "") {
+      writer.uint32(26).string(message.registryIncarnation);
+    }
+    if (message.ringToken !== "") {
+      writer.uint32(34).string(message.ringToken);
+    }
+    if (message.ringBytes !== 0n) {
+      if (BigInt.asUintN(64, message.ringBytes) !== message.ringBytes) {
+        throw new globalThis.Error("value provided for field message.ringBytes of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.ringBytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WireHello {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWireHello();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.gid = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.registryPid = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.registryIncarnation = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.ringToken = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.ringBytes = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WireHello {
+    return {
+      gid: isSet(object.gid) ? Buffer.from(bytesFromBase64(object.gid)) : Buffer.alloc(0),
+      registryPid: isSet(object.registryPid)
+        ? globalThis.Number(object.registryPid)
+        : isSet(object.registry_pid)
+        ? globalThis.Number(object.registry_pid)
+        : 0,
+      registryIncarnation: isSet(object.registryIncarnation)
+        ? globalThis.String(object.registryIncarnation)
+        : isSet(object.registry_incarnation)
+        ? globalThis.String(object.registry_incarnation)
+        : "",
+      ringToken: isSet(object.ringToken)
+        ? globalThis.String(object.ringToken)
+        : isSet(object.ring_token)
+        ? globalThis.String(object.ring_token)
+        : "",
+      ringBytes: isSet(object.ringBytes)
+        ? BigInt(object.ringBytes)
+        : isSet(object.ring_bytes)
+        ? BigInt(object.ring_bytes)
+        : 0n,
+    };
+  },
+
+  toJSON(message: WireHello): unknown {
+    const obj: any = {};
+    if (message.gid.length !== 0) {
+      obj.gid = base64FromBytes(message.gid);
+    }
+    if (message.registryPid !== 0) {
+      obj.registryPid = Math.round(message.registryPid);
+    }
+    if (message.registryIncarnation !== "") {
+      obj.registryIncarnation = message.registryIncarnation;
+    }
+    if (message.ringToken !== "") {
+      obj.ringToken = message.ringToken;
+    }
+    if (message.ringBytes !== 0n) {
+      obj.ringBytes = message.ringBytes.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<WireHello>): WireHello {
+    return WireHello.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WireHello>): WireHello {
+    const message = createBaseWireHello();
+    message.gid = object.gid ?? Buffer.alloc(0);
+    message.registryPid = object.registryPid ?? 0;
+    message.registryIncarnation = object.registryIncarnation ?? "";
+    message.ringToken = object.ringToken ?? "";
+    message.ringBytes = (object.ringBytes !== undefined && object.ringBytes !== null) ? BigInt(object.ringBytes) : 0n;
     return message;
   },
 };
@@ -6344,6 +7489,44 @@ export const RdmaNicServiceClient = makeGenericClientConstructor(
 ) as unknown as {
   new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): RdmaNicServiceClient;
   service: typeof RdmaNicServiceService;
+  serviceName: string;
+};
+
+/**
+ * The link between two NICs: IBA transport headers in binary on a gRPC
+ * stream, payload in a shared-memory ring negotiated through dmabuf-registry
+ * (a system-heap dma-buf), or inline when the NICs share no tmpfs. Served
+ * on the NIC's GID address (RoCEv2: the GID is the IP address).
+ */
+export type RdmaWireServiceService = typeof RdmaWireServiceService;
+export const RdmaWireServiceService = {
+  connect: {
+    path: "/p2p.rdma.v1.RdmaWireService/Connect" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: ConnectRequest): Buffer => Buffer.from(ConnectRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ConnectRequest => ConnectRequest.decode(value),
+    responseSerialize: (value: ConnectResponse): Buffer => Buffer.from(ConnectResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ConnectResponse => ConnectResponse.decode(value),
+  },
+} as const;
+
+export interface RdmaWireServiceServer extends UntypedServiceImplementation {
+  connect: handleBidiStreamingCall<ConnectRequest, ConnectResponse>;
+}
+
+export interface RdmaWireServiceClient extends Client {
+  connect(): ClientDuplexStream<ConnectRequest, ConnectResponse>;
+  connect(options: Partial<CallOptions>): ClientDuplexStream<ConnectRequest, ConnectResponse>;
+  connect(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<ConnectRequest, ConnectResponse>;
+}
+
+export const RdmaWireServiceClient = makeGenericClientConstructor(
+  RdmaWireServiceService,
+  "p2p.rdma.v1.RdmaWireService",
+) as unknown as {
+  new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): RdmaWireServiceClient;
+  service: typeof RdmaWireServiceService;
   serviceName: string;
 };
 
