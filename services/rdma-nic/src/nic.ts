@@ -8,11 +8,11 @@ import { DmabufMemoryRegion, HostMemoryRegion, type MemoryRegion } from './mr/me
 import { ProtectionDomain } from './mr/protection-domain';
 import { checkRegDmabufMr, checkRegMr } from './mr/reg-checks';
 import type { QpAttr } from './qp/qp-attr';
-import { QueuePair, type QpCap } from './qp/queue-pair';
+import { QueuePair, type QpCap, type SendEngine } from './qp/queue-pair';
 import type { PostResult, RecvWr, SendWr } from './qp/work-request';
 import { AsyncEventType, QpState } from './verbs/enums';
 import type { Fabric, FabricEndpoint, WireRequest, WireResponse } from './wire/fabric';
-import { executeSend } from './wire/requester';
+import { landResponse, prepareSend, wireRequest } from './wire/requester';
 import { respond } from './wire/responder';
 
 /** ibv_device_attr limits of the model device. */
@@ -43,9 +43,10 @@ export interface CreateQpOptions {
 
 /**
  * One RDMA NIC and its verbs context: PDs, MRs (host memory and dma-buf),
- * CQs and RC QPs, and its endpoint on the fabric. Every verb is
- * synchronous; a send WR runs to completion inside ibv_post_send() unless an
- * RNR wait holds it.
+ * CQs and RC QPs, and its endpoint on the fabric. Every verb but
+ * regDmabufMr() (which maps the dma-buf) is synchronous; send WRs complete
+ * as the fabric answers, which an in-memory fabric does inside
+ * ibv_post_send() itself.
  */
 export class Nic implements FabricEndpoint {
   readonly gid: string;
@@ -56,8 +57,9 @@ export class Nic implements FabricEndpoint {
   readonly #mrs = new Map<number, MemoryRegion>();
   readonly #cqs = new Map<number, CompletionQueue>();
   readonly #qps = new Map<number, QueuePair>();
-  readonly #execute: (qp: QueuePair, wr: SendWr) => number;
+  readonly #engine: SendEngine;
   readonly #rnrCleared: (qp: QueuePair) => void;
+  readonly #faulting: (qp: QueuePair, fault: Promise<void>) => void;
   readonly #onOverflow: (cq: CompletionQueue) => void;
   #nextHandle = 1;
   #nextQpn = FIRST_QPN;
@@ -65,8 +67,15 @@ export class Nic implements FabricEndpoint {
   constructor(options: NicOptions) {
     this.gid = options.gid;
     this.#fabric = options.fabric;
-    this.#execute = (qp, wr) => executeSend(this.#keys, this.#fabric, this.gid, qp, wr);
+    this.#engine = {
+      prepare: (qp, wr, local) => prepareSend(this.#keys, qp.pd, wr, local),
+      transmit: (qp, wr, psn, local, timeoutMs, reply) =>
+        this.#fabric.request(qp.attr.dgid, qp.attr.destQpNum, wireRequest(this.gid, qp.qpNum, psn, wr, local), timeoutMs, reply),
+      land: (qp, wr, response) => landResponse(this.#keys, qp.pd, wr, response),
+    };
     this.#rnrCleared = (qp) => this.#fabric.rnrCleared(qp.attr.dgid, qp.attr.destQpNum);
+    // A responder page fault answered RNR: once it is done, the requester may retry.
+    this.#faulting = (qp, fault) => void fault.then(() => this.#rnrCleared(qp));
     this.#onOverflow = (cq) => this.#cqOverflow(cq);
   }
 
@@ -101,13 +110,19 @@ export class Nic implements FabricEndpoint {
   /**
    * ibv_reg_dmabuf_mr(): checks as ib_uverbs_reg_dmabuf_mr(), then maps
    * once (ib_umem_dmabuf_get() + map_pages); an exporter refusing the map
-   * fails the registration with its errno.
+   * fails the registration with its errno and leaves nothing behind.
    */
-  regDmabufMr(pdHandle: number, offset: number, length: number, iova: number, dmabuf: DmaBufMemory, access: number): DmabufMemoryRegion {
+  async regDmabufMr(pdHandle: number, offset: number, length: number, iova: number, dmabuf: DmaBufMemory, access: number): Promise<DmabufMemoryRegion> {
     const pd = this.#pd(pdHandle);
     checkRegDmabufMr(dmabuf.size, offset, length, iova, access);
     const mr = new DmabufMemoryRegion(this.#nextHandle++, pd, this.#keys.allocate(), iova, length, access, dmabuf, offset);
-    mr.mapAtRegistration();
+    pd.users++;
+    try {
+      await mr.mapAtRegistration();
+    } finally {
+      pd.users--;
+    }
+    this.#pd(pdHandle);
     return this.#addMr(mr);
   }
 
@@ -183,7 +198,7 @@ export class Nic implements FabricEndpoint {
       maxSendSge: cap.maxSendSge,
       maxRecvSge: cap.maxRecvSge,
     };
-    const qp = new QueuePair(this.#nextQpn++ & 0xffffff, pd, sendCq, recvCq, actual, options.sqSigAll, this.events, this.#execute);
+    const qp = new QueuePair(this.#nextQpn++ & 0xffffff, pd, sendCq, recvCq, actual, options.sqSigAll, this.events, this.#engine);
     this.#qps.set(qp.qpNum, qp);
     pd.users++;
     sendCq.users++;
@@ -229,7 +244,7 @@ export class Nic implements FabricEndpoint {
 
   receive(qpNum: number, request: WireRequest): WireResponse | undefined {
     const qp = this.#qps.get(qpNum);
-    return qp === undefined ? undefined : respond(this.#keys, qp, request);
+    return qp === undefined ? undefined : respond(this.#keys, qp, request, this.#faulting);
   }
 
   retryAfterRnr(qpNum: number): void {

@@ -12,12 +12,20 @@ import {
 import { AsyncEventType, QpState, WcStatus, WrOpcode } from '../verbs/enums';
 import { IBV_SEND_SIGNALED } from '../verbs/send-flags';
 import { HeapDmaBuf, HeapMemory } from '../testing/heap-memory';
-import { connectedPair } from '../testing/two-nics';
+import { connectedPair, settle } from '../testing/two-nics';
 
 const RW = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ;
 
 function expectErrno(fn: () => unknown, name: string): void {
   expect(fn).to.throw(ErrnoError).with.property('errno', name);
+}
+
+async function expectRejection(promise: Promise<unknown>, name: string): Promise<void> {
+  const error: unknown = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error).to.be.instanceOf(ErrnoError).with.property('errno', name);
 }
 
 describe('memory regions', () => {
@@ -32,22 +40,23 @@ describe('memory regions', () => {
     expect(keys.size).to.equal(300);
   });
 
-  it('ibv_reg_dmabuf_mr rules: page offset, access flags, LOCAL_WRITE, bounds', () => {
+  it('ibv_reg_dmabuf_mr rules: page offset, access flags, LOCAL_WRITE, bounds', async () => {
     const { a } = connectedPair();
     const buf = new HeapDmaBuf(1 << 16);
-    expect(a.nic.regDmabufMr(a.pd, 0x1010, 0x100, 0x7000_0010, buf, RW | IBV_ACCESS_REMOTE_ATOMIC | IBV_ACCESS_RELAXED_ORDERING).lkey).to.not.equal(0);
-    expectErrno(() => a.nic.regDmabufMr(a.pd, 0x1010, 0x100, 0x7000_0020, buf, RW), 'EINVAL');
+    expect((await a.nic.regDmabufMr(a.pd, 0x1010, 0x100, 0x7000_0010, buf, RW | IBV_ACCESS_REMOTE_ATOMIC | IBV_ACCESS_RELAXED_ORDERING)).lkey).to.not.equal(0);
+    await expectRejection(a.nic.regDmabufMr(a.pd, 0x1010, 0x100, 0x7000_0020, buf, RW), 'EINVAL');
     for (const access of [IBV_ACCESS_MW_BIND, IBV_ACCESS_ON_DEMAND, 1 << 7]) {
-      expectErrno(() => a.nic.regDmabufMr(a.pd, 0, 0x100, 0, buf, IBV_ACCESS_LOCAL_WRITE | access), 'EINVAL');
+      await expectRejection(a.nic.regDmabufMr(a.pd, 0, 0x100, 0, buf, IBV_ACCESS_LOCAL_WRITE | access), 'EINVAL');
     }
-    expectErrno(() => a.nic.regDmabufMr(a.pd, 0, 0x100, 0, buf, IBV_ACCESS_REMOTE_WRITE), 'EINVAL');
-    expectErrno(() => a.nic.regDmabufMr(a.pd, 0, 0x100, 0, buf, IBV_ACCESS_REMOTE_ATOMIC), 'EINVAL');
-    expect(a.nic.regDmabufMr(a.pd, 0, 0x100, 0, buf, IBV_ACCESS_REMOTE_READ).rkey).to.not.equal(0);
-    expectErrno(() => a.nic.regDmabufMr(a.pd, 0x8000, 0x8001, 0x8000, buf, RW), 'EINVAL');
-    expectErrno(() => a.nic.regDmabufMr(a.pd, Number.MAX_SAFE_INTEGER - 0xfff, 0x2000, 0, buf, RW), 'EINVAL');
-    expectErrno(() => a.nic.regDmabufMr(a.pd, 0, 0, 0, buf, RW), 'EINVAL');
+    await expectRejection(a.nic.regDmabufMr(a.pd, 0, 0x100, 0, buf, IBV_ACCESS_REMOTE_WRITE), 'EINVAL');
+    await expectRejection(a.nic.regDmabufMr(a.pd, 0, 0x100, 0, buf, IBV_ACCESS_REMOTE_ATOMIC), 'EINVAL');
+    expect((await a.nic.regDmabufMr(a.pd, 0, 0x100, 0, buf, IBV_ACCESS_REMOTE_READ)).rkey).to.not.equal(0);
+    await expectRejection(a.nic.regDmabufMr(a.pd, 0x8000, 0x8001, 0x8000, buf, RW), 'EINVAL');
+    await expectRejection(a.nic.regDmabufMr(a.pd, Number.MAX_SAFE_INTEGER - 0xfff, 0x2000, 0, buf, RW), 'EINVAL');
+    await expectRejection(a.nic.regDmabufMr(a.pd, 0, 0, 0, buf, RW), 'EINVAL');
     buf.revoked = true;
-    expectErrno(() => a.nic.regDmabufMr(a.pd, 0, 0x100, 0, buf, RW), 'ENODEV');
+    await expectRejection(a.nic.regDmabufMr(a.pd, 0, 0x100, 0, buf, RW), 'ENODEV');
+    expectErrno(() => a.nic.deallocPd(a.pd), 'EBUSY');
   });
 
   it('dealloc_pd is EBUSY while MRs or QPs use it', () => {
@@ -62,10 +71,10 @@ describe('memory regions', () => {
   });
 
   describe('dma-buf MR invalidation (move_notify)', () => {
-    function dmabufPair() {
+    async function dmabufPair() {
       const pair = connectedPair();
       const buf = new HeapDmaBuf(1 << 16);
-      const mr = pair.b.nic.regDmabufMr(pair.b.pd, 0x1000, 0x1000, 0x9000, buf, RW);
+      const mr = await pair.b.nic.regDmabufMr(pair.b.pd, 0x1000, 0x1000, 0x9000, buf, RW);
       pair.a.mem.buffer.set([1, 2, 3, 4]);
       const post = (wrId: bigint) =>
         pair.a.nic.postSend(pair.a.qp.qpNum, [
@@ -81,12 +90,13 @@ describe('memory regions', () => {
       return { ...pair, buf, mr, post };
     }
 
-    it('after invalidate the next access re-maps (faults) and the WRITE lands', () => {
-      const { a, b, buf, mr, post } = dmabufPair();
+    it('after invalidate the next access faults (RNR until mapped again) and the WRITE lands', async () => {
+      const { a, b, buf, mr, post } = await dmabufPair();
       expect(mr.maps).to.equal(1);
       b.nic.invalidateDmabufMr(mr.handle);
       expect(mr.mapped).to.equal(false);
       post(1n);
+      await settle();
       expect(mr.mapped).to.equal(true);
       expect(mr.maps).to.equal(2);
       expect(buf.maps).to.equal(2);
@@ -99,11 +109,12 @@ describe('memory regions', () => {
       ]);
     });
 
-    it('while revoked a WRITE to it completes with REM_ACCESS_ERR exactly once and no byte lands', () => {
-      const { a, b, buf, mr, post } = dmabufPair();
+    it('while revoked a WRITE to it completes with REM_ACCESS_ERR exactly once and no byte lands', async () => {
+      const { a, b, buf, mr, post } = await dmabufPair();
       buf.revoked = true;
       b.nic.invalidateDmabufMr(mr.handle);
       post(1n);
+      await settle();
       const completions = a.poll();
       expect(completions.map((wc) => [wc.wrId, wc.status])).to.deep.equal([[1n, WcStatus.REM_ACCESS_ERR]]);
       expect(a.poll()).to.deep.equal([]);
@@ -113,15 +124,16 @@ describe('memory regions', () => {
       expect(mr.mapped).to.equal(false);
     });
 
-    it('a revoked dma-buf MR as a local SGE is LOC_PROT_ERR', () => {
+    it('a revoked dma-buf MR as a local SGE is LOC_PROT_ERR', async () => {
       const { a } = connectedPair();
       const buf = new HeapDmaBuf(0x1000);
-      const mr = a.nic.regDmabufMr(a.pd, 0, 0x1000, 0, buf, RW);
+      const mr = await a.nic.regDmabufMr(a.pd, 0, 0x1000, 0, buf, RW);
       buf.revoked = true;
       a.nic.invalidateDmabufMr(mr.handle);
       a.nic.postSend(a.qp.qpNum, [
         { wrId: 1n, opcode: WrOpcode.SEND, sgList: [{ addr: 0, length: 4, lkey: mr.lkey }], sendFlags: 0 },
       ]);
+      await settle();
       expect(a.poll().map((wc) => wc.status)).to.deep.equal([WcStatus.LOC_PROT_ERR]);
     });
   });

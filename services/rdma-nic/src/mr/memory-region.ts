@@ -1,12 +1,16 @@
-import { ErrnoError } from '@p2p/errno';
 import type { DmaBufMemory, MemoryWindow } from '../memory/memory';
 import type { ProtectionDomain } from './protection-domain';
 
 /**
+ * What an MTT lookup gives: the views were pushed (true), the pages cannot
+ * be had (false: a dma-buf revoked under the MR), or a page fault is under
+ * way and the access must wait for it (the promise, which never rejects).
+ */
+export type Translation = boolean | Promise<void>;
+
+/**
  * An ibv_mr: [iova, iova + length) of some memory under one lkey/rkey
- * (equal, as mlx5 hands them out). `translate` is the NIC's MTT lookup;
- * it returns undefined when the translation cannot be had (a dma-buf
- * revoked under it), which the caller turns into a completion error.
+ * (equal, as mlx5 hands them out). `translate` is the NIC's MTT lookup.
  */
 export abstract class MemoryRegion {
   constructor(
@@ -31,8 +35,8 @@ export abstract class MemoryRegion {
     return addr >= this.iova && length >= 0 && addr + length <= this.iova + this.length;
   }
 
-  /** A view of [addr, addr + length), already bounds-checked; undefined when the pages cannot be had. */
-  abstract translate(addr: number, length: number): Uint8Array | undefined;
+  /** Push views of [addr, addr + length), already bounds-checked, onto `out`. */
+  abstract translate(addr: number, length: number, out: Uint8Array[]): Translation;
 }
 
 /** ibv_reg_mr_iova() on host memory: pinned at registration, always translatable. */
@@ -44,8 +48,9 @@ export class HostMemoryRegion extends MemoryRegion {
     this.#memory = memory;
   }
 
-  override translate(addr: number, length: number): Uint8Array {
-    return this.#memory.bytes(addr - this.iova, length);
+  override translate(addr: number, length: number, out: Uint8Array[]): Translation {
+    this.#memory.views(addr - this.iova, length, out);
+    return true;
   }
 }
 
@@ -53,14 +58,20 @@ export class HostMemoryRegion extends MemoryRegion {
  * ibv_reg_dmabuf_mr(): a dynamic importer, as mlx5's dma-buf MRs are ODP
  * MRs. Registration maps (ib_umem_dmabuf_map_pages()); move_notify
  * (mlx5_ib_dmabuf_invalidate_cb()) zaps the translation; the next access
- * faults (pagefault_dmabuf_mr()) and maps again, which fails while the
- * exporter has the buffer revoked.
+ * faults (pagefault_dmabuf_mr()) and waits while the NIC maps again. A
+ * fault that fails (the exporter revoked the buffer) fails every access
+ * until the next move_notify, which is how an exporter announces that the
+ * buffer is back.
  */
 export class DmabufMemoryRegion extends MemoryRegion {
   readonly #dmabuf: DmaBufMemory;
   readonly #offset: number;
   #mapped = false;
   #maps = 0;
+  /** Bumps on every invalidation: a fault that an invalidation overtook installs nothing. */
+  #epoch = 0;
+  #failedEpoch = -1;
+  #fault: Promise<void> | undefined;
 
   constructor(
     handle: number,
@@ -87,37 +98,52 @@ export class DmabufMemoryRegion extends MemoryRegion {
     return this.#maps;
   }
 
-  /** ib_umem_dmabuf_map_pages() at registration; throws the exporter's error (ib_umem_dmabuf_get_pinned-style failure). */
-  mapAtRegistration(): void {
+  /** ib_umem_dmabuf_map_pages() at registration; rejects with the exporter's error. */
+  async mapAtRegistration(): Promise<void> {
     this.#maps++;
-    this.#dmabuf.map();
+    await this.#dmabuf.map();
     this.#mapped = true;
   }
 
-  /** move_notify: zap the MTT (mlx5r_umr_update_mr_pas(.., MLX5_IB_UPD_XLT_ZAP)) and unmap. */
+  /** move_notify: zap the MTT (mlx5r_umr_update_mr_pas(.., MLX5_IB_UPD_XLT_ZAP)); nothing reaches the memory from here on. */
   invalidate(): void {
     this.#mapped = false;
+    this.#epoch++;
   }
 
-  override translate(addr: number, length: number): Uint8Array | undefined {
-    if (!this.#mapped && !this.#fault()) {
-      return undefined;
+  override translate(addr: number, length: number, out: Uint8Array[]): Translation {
+    if (this.#mapped) {
+      this.#dmabuf.views(this.#offset + (addr - this.iova), length, out);
+      return true;
     }
-    return this.#dmabuf.bytes(this.#offset + (addr - this.iova), length);
+    if (this.#fault !== undefined) {
+      return this.#fault;
+    }
+    if (this.#failedEpoch === this.#epoch) {
+      return false;
+    }
+    return this.#startFault();
   }
 
-  /** pagefault_dmabuf_mr(): map again; a revoked buffer fails the fault. */
-  #fault(): boolean {
+  /** pagefault_dmabuf_mr(): map again; any refusal (ENODEV while revoked) fails the fault. */
+  #startFault(): Promise<void> {
+    const epoch = this.#epoch;
     this.#maps++;
-    try {
-      this.#dmabuf.map();
-    } catch (error) {
-      if (error instanceof ErrnoError) {
-        return false;
-      }
-      throw error;
-    }
-    this.#mapped = true;
-    return true;
+    const fault = this.#dmabuf.map().then(
+      () => {
+        if (epoch === this.#epoch) {
+          this.#mapped = true;
+        }
+      },
+      () => {
+        if (epoch === this.#epoch) {
+          this.#failedEpoch = epoch;
+        }
+      },
+    );
+    this.#fault = fault.finally(() => {
+      this.#fault = undefined;
+    });
+    return this.#fault;
   }
 }

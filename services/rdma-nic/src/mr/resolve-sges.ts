@@ -9,7 +9,8 @@ import type { ProtectionDomain } from './protection-domain';
  * The NIC walking a WQE's scatter/gather list: each lkey names an MR of the
  * QP's PD that holds [addr, addr + length) (and allows local write when the
  * NIC writes there). Any miss is IBV_WC_LOC_PROT_ERR, as is a translation
- * the NIC cannot fault in (a revoked dma-buf). Fills `out` with one view per SGE.
+ * the NIC cannot fault in (a revoked dma-buf). Fills `out` with views of
+ * the SGEs; a page fault under way is returned for the caller to wait on.
  */
 export function resolveSges(
   keys: KeyTable<MemoryRegion>,
@@ -17,7 +18,7 @@ export function resolveSges(
   sgList: readonly Sge[],
   write: boolean,
   out: Uint8Array[],
-): WcStatus {
+): WcStatus | Promise<void> {
   for (const sge of sgList) {
     const mr = keys.get(sge.lkey);
     if (mr === undefined || mr.pd !== pd || !mr.contains(sge.addr, sge.length)) {
@@ -29,11 +30,10 @@ export function resolveSges(
     if (sge.length === 0) {
       continue;
     }
-    const view = mr.translate(sge.addr, sge.length);
-    if (view === undefined) {
-      return WcStatus.LOC_PROT_ERR;
+    const translated = mr.translate(sge.addr, sge.length, out);
+    if (translated !== true) {
+      return translated === false ? WcStatus.LOC_PROT_ERR : translated;
     }
-    out.push(view);
   }
   return WcStatus.SUCCESS;
 }

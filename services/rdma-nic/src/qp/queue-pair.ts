@@ -2,12 +2,17 @@ import { errno, type ErrnoError } from '@p2p/errno';
 import type { CompletionQueue, WorkQueueOwner } from '../cq/completion-queue';
 import type { AsyncEvents } from '../events/async-events';
 import type { ProtectionDomain } from '../mr/protection-domain';
-import { IBV_SEND_SIGNALED } from '../verbs/send-flags';
+import { IBV_SEND_FENCE, IBV_SEND_SIGNALED } from '../verbs/send-flags';
 import { AsyncEventType, QpState, WcOpcode, WcStatus, WrOpcode } from '../verbs/enums';
 import { IBV_QP_EN_SQD_ASYNC_NOTIFY, IBV_QP_STATE } from '../verbs/qp-attr-mask';
 import { applyAttr, checkAttrValues, resetAttr, type QpAttr } from './qp-attr';
 import { modifyQpRejection } from './state-table';
 import type { PostResult, RecvWr, SendWr } from './work-request';
+import { PSN_MASK, RNR_NAK, ackTimeoutMs, rnrTimerMs, type WireResponse } from '../wire/fabric';
+import { isReadLike, RNR_RETRY_INFINITE } from '../wire/requester';
+
+/** Atomic originals a responder keeps for duplicates (mlx5's max_dest_rd_atomic is 16; twice that is plenty). */
+const MAX_SAVED_ATOMICS = 32;
 
 /** struct ibv_qp_cap. */
 export interface QpCap {
@@ -17,10 +22,33 @@ export interface QpCap {
   readonly maxRecvSge: number;
 }
 
-/** Runs one send WR on the wire: a WcStatus, or STALLED while an RNR NAK waits for a receive (rnr_retry 7). */
-export type SendExecutor = (qp: QueuePair, wr: SendWr) => number;
+/**
+ * What the QP needs of its NIC to run send WRs: the local checks, the
+ * request on the fabric, and the landing of an answer in local memory.
+ */
+export interface SendEngine {
+  /** Local checks and SGE views: SUCCESS, a completion status, or a page fault to wait for. */
+  prepare(qp: QueuePair, wr: SendWr, local: Uint8Array[]): WcStatus | Promise<void>;
+  /** Put the request on the wire; `reply` runs once, now or later. */
+  transmit(qp: QueuePair, wr: SendWr, psn: number, local: readonly Uint8Array[], timeoutMs: number, reply: (response: WireResponse | undefined) => void): void;
+  /** A successful answer lands in local memory: SUCCESS, or LOC_PROT_ERR if the pages went away. */
+  land(qp: QueuePair, wr: SendWr, response: WireResponse): WcStatus;
+}
 
-export const STALLED = -1;
+/** A send WR on the wire, in PSN order, until it completes. */
+interface InFlight {
+  readonly wr: SendWr;
+  readonly seq: number;
+  readonly psn: number;
+  /** PENDING until answered (or failed locally). */
+  status: number;
+  /** Bumps on every transmission: an answer to an older one is ignored. */
+  attempt: number;
+  retries: number;
+  rnrNaks: number;
+}
+
+const PENDING = -2;
 
 const SEND_OPCODE: Readonly<Record<WrOpcode, WcOpcode>> = {
   [WrOpcode.RDMA_WRITE]: WcOpcode.RDMA_WRITE,
@@ -34,30 +62,55 @@ const SEND_OPCODE: Readonly<Record<WrOpcode, WcOpcode>> = {
 
 /**
  * An RC ibv_qp: its state machine (ib_modify_qp_is_ok()), its send and
- * receive queues and the completions it writes. Send WRs run in post
- * order, synchronously when the QP is in RTS; a WR answered RNR with
- * rnr_retry 7 stays at the head of the send queue until the responder posts
- * a receive, and the WRs behind it wait. Queue slots free when the
- * completion of an entry (or of a later one) is polled, as the provider's
- * wq tail moves in mlx5_poll_one().
+ * receive queues and the completions it writes.
+ *
+ * The requester: in RTS, send WRs go on the wire in post order, each with
+ * the next PSN, many in flight at once (READs and atomics up to
+ * max_rd_atomic; a FENCE waits for them). Completions are written in PSN
+ * order whatever order answers arrive in; the first error completes its WR
+ * with that status and flushes every later one (the QP goes to ERR).
+ * No answer within the local ACK timeout is retried with the same PSN up to
+ * retry_cnt times, then RETRY_EXC_ERR. An RNR NAK rewinds the send queue to
+ * that WR (the responder drops what followed it) and retries after the RNR
+ * timer or the responder's hint, up to rnr_retry times (forever with 7),
+ * then RNR_RETRY_EXC_ERR. A local page fault holds the queue until it
+ * finishes.
+ *
+ * The responder: executes each PSN once, in order; a duplicate (a
+ * retransmission whose answer was lost) is acknowledged without being
+ * executed again (READs are re-read, atomics answer their saved original);
+ * a PSN ahead of the expected one is dropped.
+ *
+ * Queue slots free when the completion of an entry (or of a later one) is
+ * polled, as the provider's wq tail moves in mlx5_poll_one().
  */
 export class QueuePair implements WorkQueueOwner {
   #state: QpState = QpState.RESET;
   #attr: QpAttr = resetAttr();
-  #sq: (SendWr | undefined)[] = [];
+  /** Posted send WRs not yet on the wire, with their send-queue sequence numbers. */
+  #sq: { wr: SendWr; seq: number }[] = [];
   #sqHead = 0;
+  #inflight: InFlight[] = [];
+  #inflightHead = 0;
+  #readsInFlight = 0;
+  #nextPsn = 0;
+  /** The responder's expected PSN, and the originals of recent atomics for their duplicates. */
+  #ePsn = 0;
+  readonly #atomicOriginals = new Map<number, bigint>();
+  /** Waiting on an RNR NAK (until the timer or the hint) or a local page fault. */
+  #waiting: 'rnr' | 'fault' | undefined;
+  #rnrTimer: NodeJS.Timeout | undefined;
+  /** RNR NAKs taken by WRs rewound into the send queue (by sequence number), so their count survives the rewind. */
+  readonly #rnrCounts = new Map<number, number>();
   #sqPosted = 0;
   #sqRetired = 0;
   #rq: (RecvWr | undefined)[] = [];
   #rqHead = 0;
   #rqPosted = 0;
   #rqRetired = 0;
-  #stalled = false;
   #sqdNotify = false;
   #progressing = false;
   #again = false;
-  /** Bumped whenever the queues are flushed or reset, so an in-flight WR knows it was completed under it. */
-  #generation = 0;
 
   /** The responder answered RNR and owes the requester a retry when a receive is posted. */
   rnrNakSent = false;
@@ -75,7 +128,7 @@ export class QueuePair implements WorkQueueOwner {
     readonly cap: QpCap,
     readonly sqSigAll: boolean,
     private readonly events: AsyncEvents,
-    private readonly execute: SendExecutor,
+    private readonly engine: SendEngine,
   ) {}
 
   get state(): QpState {
@@ -118,6 +171,12 @@ export class QueuePair implements WorkQueueOwner {
       return;
     }
     this.#state = next;
+    if (next === QpState.RTR && from === QpState.INIT) {
+      this.#ePsn = this.#attr.rqPsn & PSN_MASK;
+    }
+    if (next === QpState.RTS && from === QpState.RTR) {
+      this.#nextPsn = this.#attr.sqPsn & PSN_MASK;
+    }
     if (next === QpState.SQD && from !== QpState.SQD) {
       this.#sqdNotify = (mask & IBV_QP_EN_SQD_ASYNC_NOTIFY) !== 0 && attr.enSqdAsyncNotify === true;
       this.#checkDrained();
@@ -149,7 +208,7 @@ export class QueuePair implements WorkQueueOwner {
       if (this.#state === QpState.ERR) {
         this.#completeSend(wr, seq, WcStatus.WR_FLUSH_ERR);
       } else {
-        this.#sq.push(wr);
+        this.#sq.push({ wr, seq });
       }
     }
     this.#progress();
@@ -208,12 +267,43 @@ export class QueuePair implements WorkQueueOwner {
     this.#completeRecv(wr, seq, status, opcode, byteLen, withImm, immData);
   }
 
-  /** The requester got its retry after RNR: run the send queue again. */
+  /** The responder says it can take what it answered RNR: retry now rather than at the RNR timer. */
   resumeAfterRnr(): void {
-    if (this.#stalled) {
-      this.#stalled = false;
-      this.#progress();
+    if (this.#waiting === 'rnr') {
+      this.#resume();
     }
+  }
+
+  /**
+   * The responder's PSN check (IBA 9.7.5.1): 'execute' the expected PSN,
+   * 'duplicate' for one already executed (within half the PSN space
+   * behind), 'drop' for one ahead of it.
+   */
+  checkPsn(psn: number): 'execute' | 'duplicate' | 'drop' {
+    if (psn === this.#ePsn) {
+      return 'execute';
+    }
+    const behind = (this.#ePsn - psn) & PSN_MASK;
+    return behind > 0 && behind < 0x800000 ? 'duplicate' : 'drop';
+  }
+
+  /** The responder executed (or NAKed) the expected PSN. */
+  advancePsn(): void {
+    this.#ePsn = (this.#ePsn + 1) & PSN_MASK;
+  }
+
+  /** Keep an atomic's original for a duplicate of its PSN (the responder's atomic resource, IBA 9.7.5.1.3). */
+  saveAtomic(psn: number, original: bigint): void {
+    this.#atomicOriginals.set(psn, original);
+    if (this.#atomicOriginals.size > 2 * MAX_SAVED_ATOMICS) {
+      for (const key of [...this.#atomicOriginals.keys()].slice(0, MAX_SAVED_ATOMICS)) {
+        this.#atomicOriginals.delete(key);
+      }
+    }
+  }
+
+  savedAtomic(psn: number): bigint | undefined {
+    return this.#atomicOriginals.get(psn);
   }
 
   /**
@@ -225,9 +315,8 @@ export class QueuePair implements WorkQueueOwner {
       return;
     }
     this.#state = QpState.ERR;
-    this.#stalled = false;
     this.#sqdNotify = false;
-    this.#generation++;
+    const inflight = this.#dropSendQueues();
     const sq = this.#sq;
     const sqHead = this.#sqHead;
     const rq = this.#rq;
@@ -236,11 +325,13 @@ export class QueuePair implements WorkQueueOwner {
     this.#sqHead = 0;
     this.#rq = [];
     this.#rqHead = 0;
-    let seq = this.#sqPosted - (sq.length - sqHead);
-    for (let i = sqHead; i < sq.length; i++) {
-      this.#completeSend(sq[i]!, seq++, WcStatus.WR_FLUSH_ERR);
+    for (const entry of inflight) {
+      this.#completeSend(entry.wr, entry.seq, WcStatus.WR_FLUSH_ERR);
     }
-    seq = this.#rqPosted - (rq.length - rqHead);
+    for (let i = sqHead; i < sq.length; i++) {
+      this.#completeSend(sq[i]!.wr, sq[i]!.seq, WcStatus.WR_FLUSH_ERR);
+    }
+    let seq = this.#rqPosted - (rq.length - rqHead);
     for (let i = rqHead; i < rq.length; i++) {
       this.#completeRecv(rq[i]!, seq++, WcStatus.WR_FLUSH_ERR, WcOpcode.RECV, 0, false, 0);
     }
@@ -283,7 +374,11 @@ export class QueuePair implements WorkQueueOwner {
     return undefined;
   }
 
-  /** Run queued WRs while in RTS; re-entrant calls (from listeners) fold into the running loop. */
+  /**
+   * Complete answered WRs in PSN order and put posted ones on the wire while
+   * in RTS; re-entrant calls (answers that arrive synchronously, listeners
+   * that post) fold into the running loop.
+   */
   #progress(): void {
     if (this.#progressing) {
       this.#again = true;
@@ -292,36 +387,180 @@ export class QueuePair implements WorkQueueOwner {
     this.#progressing = true;
     do {
       this.#again = false;
-      while (this.#state === QpState.RTS && !this.#stalled && this.#sqHead < this.#sq.length) {
-        const wr = this.#sq[this.#sqHead]!;
-        const generation = this.#generation;
-        const status = this.execute(this, wr);
-        if (generation !== this.#generation) {
+      this.#retire();
+      while (this.#canStart()) {
+        if (!this.#start()) {
           break;
         }
-        if (status === STALLED) {
-          this.#stalled = true;
-          break;
-        }
-        const seq = this.#sqPosted - (this.#sq.length - this.#sqHead);
-        this.#sq[this.#sqHead++] = undefined;
-        if (this.#sqHead === this.#sq.length) {
-          this.#sq = [];
-          this.#sqHead = 0;
-        }
-        this.#completeSend(wr, seq, status as WcStatus);
-        if (status !== WcStatus.SUCCESS) {
-          this.toError();
-        }
+        this.#retire();
       }
     } while (this.#again);
     this.#progressing = false;
     this.#checkDrained();
   }
 
+  #canStart(): boolean {
+    if (this.#state !== QpState.RTS || this.#waiting !== undefined || this.#sqHead >= this.#sq.length) {
+      return false;
+    }
+    const { wr } = this.#sq[this.#sqHead]!;
+    if (isReadLike(wr.opcode) && this.#readsInFlight >= Math.max(1, this.#attr.maxRdAtomic)) {
+      return false;
+    }
+    return (wr.sendFlags & IBV_SEND_FENCE) === 0 || this.#readsInFlight === 0;
+  }
+
+  /** Put the head of the send queue on the wire; false when it waits for a page fault. */
+  #start(): boolean {
+    const { wr, seq } = this.#sq[this.#sqHead]!;
+    const local: Uint8Array[] = [];
+    const prepared = this.engine.prepare(this, wr, local);
+    if (typeof prepared !== 'number') {
+      this.#waiting = 'fault';
+      void prepared.then(() => this.#resume());
+      return false;
+    }
+    this.#sq[this.#sqHead++] = undefined as unknown as { wr: SendWr; seq: number };
+    if (this.#sqHead === this.#sq.length) {
+      this.#sq = [];
+      this.#sqHead = 0;
+    }
+    const entry: InFlight = { wr, seq, psn: this.#nextPsn, status: PENDING, attempt: 0, retries: 0, rnrNaks: this.#rnrCounts.get(seq) ?? 0 };
+    this.#nextPsn = (this.#nextPsn + 1) & PSN_MASK;
+    this.#inflight.push(entry);
+    if (isReadLike(wr.opcode)) {
+      this.#readsInFlight++;
+    }
+    if (prepared !== WcStatus.SUCCESS) {
+      entry.status = prepared;
+    } else {
+      this.#transmit(entry, local);
+    }
+    return true;
+  }
+
+  #transmit(entry: InFlight, local: readonly Uint8Array[]): void {
+    const attempt = ++entry.attempt;
+    this.engine.transmit(this, entry.wr, entry.psn, local, ackTimeoutMs(this.#attr.timeout), (response) => this.#answer(entry, attempt, response));
+  }
+
+  /** An answer (or the transport timer running out) for one transmission of `entry`. */
+  #answer(entry: InFlight, attempt: number, response: WireResponse | undefined): void {
+    if (entry.status !== PENDING || attempt !== entry.attempt || this.#state === QpState.RESET) {
+      return;
+    }
+    if (response === undefined) {
+      if (entry.retries >= this.#attr.retryCnt) {
+        entry.status = WcStatus.RETRY_EXC_ERR;
+      } else {
+        entry.retries++;
+        this.retries++;
+        this.#retransmit(entry);
+        return;
+      }
+    } else if (response.status === RNR_NAK) {
+      this.#rnrNak(entry, response);
+      return;
+    } else {
+      entry.status = response.status === WcStatus.SUCCESS ? this.engine.land(this, entry.wr, response) : response.status;
+    }
+    this.#progress();
+  }
+
+  /** Send `entry` again with its PSN, its local SGEs resolved again. */
+  #retransmit(entry: InFlight): void {
+    const local: Uint8Array[] = [];
+    const prepared = this.engine.prepare(this, entry.wr, local);
+    if (prepared === WcStatus.SUCCESS) {
+      this.#transmit(entry, local);
+      return;
+    }
+    entry.status = typeof prepared === 'number' ? prepared : WcStatus.LOC_PROT_ERR;
+    this.#progress();
+  }
+
+  /**
+   * RNR NAK for `entry`: the responder dropped every later PSN, so the send
+   * queue rewinds to it, and the QP waits for the RNR timer (or the
+   * responder's hint) before sending it again.
+   */
+  #rnrNak(entry: InFlight, response: WireResponse): void {
+    const infinite = this.#attr.rnrRetry === RNR_RETRY_INFINITE;
+    if (!infinite && entry.rnrNaks >= this.#attr.rnrRetry) {
+      entry.status = WcStatus.RNR_RETRY_EXC_ERR;
+      this.#progress();
+      return;
+    }
+    entry.rnrNaks++;
+    this.rnrRetries++;
+    const index = this.#inflight.indexOf(entry, this.#inflightHead);
+    const rewound = this.#inflight.splice(index);
+    for (const again of rewound) {
+      again.attempt++;
+      if (isReadLike(again.wr.opcode)) {
+        this.#readsInFlight--;
+      }
+    }
+    this.#nextPsn = entry.psn;
+    this.#sq = [...rewound.map(({ wr, seq }) => ({ wr, seq })), ...this.#sq.slice(this.#sqHead)];
+    this.#sqHead = 0;
+    this.#rnrCounts.set(entry.seq, entry.rnrNaks);
+    this.#waiting = 'rnr';
+    if (!infinite) {
+      this.#rnrTimer = setTimeout(() => this.resumeAfterRnr(), rnrTimerMs(response.rnrTimer ?? this.#attr.minRnrTimer));
+    }
+  }
+
+  #resume(): void {
+    clearTimeout(this.#rnrTimer);
+    this.#rnrTimer = undefined;
+    this.#waiting = undefined;
+    this.#progress();
+  }
+
+  /** Complete the answered WRs at the head, in PSN order; the first error sends the QP to ERR. */
+  #retire(): void {
+    while (this.#inflightHead < this.#inflight.length) {
+      const entry = this.#inflight[this.#inflightHead]!;
+      if (entry.status === PENDING) {
+        return;
+      }
+      this.#inflight[this.#inflightHead++] = undefined as unknown as InFlight;
+      if (this.#inflightHead === this.#inflight.length) {
+        this.#inflight = [];
+        this.#inflightHead = 0;
+      }
+      if (isReadLike(entry.wr.opcode)) {
+        this.#readsInFlight--;
+      }
+      this.#rnrCounts.delete(entry.seq);
+      this.#completeSend(entry.wr, entry.seq, entry.status as WcStatus);
+      if (entry.status !== WcStatus.SUCCESS) {
+        this.toError();
+        return;
+      }
+    }
+  }
+
+  /** Take every WR off the wire (ERR, RESET): answers still to come are ignored. */
+  #dropSendQueues(): InFlight[] {
+    clearTimeout(this.#rnrTimer);
+    this.#rnrTimer = undefined;
+    this.#waiting = undefined;
+    const inflight = this.#inflight.slice(this.#inflightHead);
+    for (const entry of inflight) {
+      entry.attempt++;
+    }
+    this.#inflight = [];
+    this.#inflightHead = 0;
+    this.#readsInFlight = 0;
+    this.#rnrCounts.clear();
+    return inflight;
+  }
+
   /** IBV_EVENT_SQ_DRAINED once the SQD QP has nothing in flight. */
   #checkDrained(): void {
-    if (this.#state === QpState.SQD && this.#sqdNotify && !this.#stalled) {
+    if (this.#state === QpState.SQD && this.#sqdNotify && this.#inflightHead === this.#inflight.length) {
       this.#sqdNotify = false;
       this.events.emit({ type: AsyncEventType.SQ_DRAINED, qpNum: this.qpNum });
     }
@@ -372,7 +611,7 @@ export class QueuePair implements WorkQueueOwner {
   #reset(): void {
     this.#state = QpState.RESET;
     this.#attr = resetAttr();
-    this.#generation++;
+    this.#dropSendQueues();
     this.#sq = [];
     this.#sqHead = 0;
     this.#sqPosted = 0;
@@ -381,8 +620,10 @@ export class QueuePair implements WorkQueueOwner {
     this.#rqHead = 0;
     this.#rqPosted = 0;
     this.#rqRetired = 0;
-    this.#stalled = false;
     this.#sqdNotify = false;
+    this.#ePsn = 0;
+    this.#nextPsn = 0;
+    this.#atomicOriginals.clear();
     this.rnrNakSent = false;
     this.commEstablished = false;
     this.sendCq.clean(this);

@@ -13,12 +13,12 @@ export class HeapMemory implements MemoryWindow {
     return this.buffer.length;
   }
 
-  bytes(offset: number, length: number): Uint8Array {
-    return this.buffer.subarray(offset, offset + length);
+  views(offset: number, length: number, out: Uint8Array[]): void {
+    out.push(this.buffer.subarray(offset, offset + length));
   }
 }
 
-/** A dma-buf on the JS heap whose exporter can revoke it: map() is ENODEV while revoked. */
+/** A dma-buf on the JS heap whose exporter can revoke it: map() rejects ENODEV while revoked. */
 export class HeapDmaBuf implements DmaBufMemory {
   readonly buffer: Uint8Array;
   revoked = false;
@@ -32,14 +32,15 @@ export class HeapDmaBuf implements DmaBufMemory {
     return this.buffer.length;
   }
 
-  map(): void {
+  map(): Promise<void> {
     if (this.revoked) {
-      throw errno('ENODEV', 'the exporter revoked the dma-buf');
+      return Promise.reject(errno('ENODEV', 'the exporter revoked the dma-buf'));
     }
     this.maps++;
+    return Promise.resolve();
   }
 
-  bytes(offset: number, length: number): Uint8Array {
-    return this.buffer.subarray(offset, offset + length);
+  views(offset: number, length: number, out: Uint8Array[]): void {
+    out.push(this.buffer.subarray(offset, offset + length));
   }
 }

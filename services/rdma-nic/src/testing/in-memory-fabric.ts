@@ -1,6 +1,10 @@
-import type { Fabric, FabricEndpoint, WireRequest, WireResponse } from '../wire/fabric';
+import type { Fabric, FabricEndpoint, WireReply, WireRequest } from '../wire/fabric';
 
-/** A fabric in one process: endpoints by GID, and partitions that make a GID unreachable. */
+/**
+ * A fabric in one process: endpoints by GID, answered synchronously, and
+ * partitions that make a GID unreachable (its requests time out at once:
+ * model time, not wall time).
+ */
 export class InMemoryFabric implements Fabric {
   readonly #endpoints = new Map<string, FabricEndpoint>();
   readonly #partitioned = new Set<string>();
@@ -20,12 +24,9 @@ export class InMemoryFabric implements Fabric {
     }
   }
 
-  request(dgid: string, dqpn: number, request: WireRequest): WireResponse | undefined {
+  request(dgid: string, dqpn: number, request: WireRequest, _timeoutMs: number, reply: WireReply): void {
     this.requests++;
-    if (this.#partitioned.has(dgid)) {
-      return undefined;
-    }
-    return this.#endpoints.get(dgid)?.receive(dqpn, request);
+    reply(this.#partitioned.has(dgid) ? undefined : this.#endpoints.get(dgid)?.receive(dqpn, request));
   }
 
   rnrCleared(dgid: string, dqpn: number): void {

@@ -116,3 +116,8 @@ export function connectedPair(options: PairOptions = {}): Pair {
   b.events.length = 0;
   return { fabric, a, b };
 }
+
+/** Let page faults, RNR timers and other asynchronous answers run. */
+export function settle(ms = 5): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

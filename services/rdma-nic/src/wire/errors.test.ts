@@ -3,7 +3,7 @@ import { IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_REMOTE_READ } from '../verbs/access-
 import { IBV_SEND_SIGNALED } from '../verbs/send-flags';
 import { AsyncEventType, QpState, WcStatus, WrOpcode } from '../verbs/enums';
 import { HeapMemory } from '../testing/heap-memory';
-import { connectedPair, type Side } from '../testing/two-nics';
+import { connectedPair, settle, type Side } from '../testing/two-nics';
 import type { SendWr } from '../qp/work-request';
 
 function write(a: Side, b: Side, fields: Partial<SendWr> = {}): SendWr {
@@ -106,9 +106,11 @@ describe('RC error completions', () => {
     }
   });
 
-  it('RNR: rnr_retry NAKs are retried, then RNR_RETRY_EXC_ERR', () => {
+  it('RNR: rnr_retry NAKs are retried after the RNR timer, then RNR_RETRY_EXC_ERR', async () => {
     const { a, b } = connectedPair({ rnrRetry: 3 });
     a.nic.postSend(a.qp.qpNum, [write(a, b, { opcode: WrOpcode.SEND })]);
+    expect(statuses(a)).to.deep.equal([]);
+    await settle(50);
     expect(a.qp.rnrRetries).to.equal(3);
     expect(statuses(a)).to.deep.equal([[1n, WcStatus.RNR_RETRY_EXC_ERR]]);
     expect(a.qp.state).to.equal(QpState.ERR);

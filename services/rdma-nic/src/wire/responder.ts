@@ -12,7 +12,6 @@ import { AsyncEventType, QpState, WcOpcode, WcStatus } from '../verbs/enums';
 import { RNR_NAK, WireOp, type WireRequest, type WireResponse } from './fabric';
 
 const ACK: WireResponse = { status: WcStatus.SUCCESS };
-const RNR: WireResponse = { status: RNR_NAK };
 const NAK_REM_ACCESS: WireResponse = { status: WcStatus.REM_ACCESS_ERR };
 const NAK_INV_REQ: WireResponse = { status: WcStatus.REM_INV_REQ_ERR };
 const NAK_REM_OP: WireResponse = { status: WcStatus.REM_OP_ERR };
@@ -38,9 +37,17 @@ const QP_ACCESS: Readonly<Record<WireOp, number>> = {
  * (or, when a WRITE_WITH_IMM consumed a receive, that receive completing
  * with LOC_ACCESS_ERR). A SEND whose receive buffers fail the local checks
  * completes the receive with LOC_PROT_ERR (REM_OP_ERR for the requester);
- * one too long for them, with LOC_LEN_ERR (REM_INV_REQ_ERR).
+ * one too long for them, with LOC_LEN_ERR (REM_INV_REQ_ERR). A target page
+ * that must be faulted in (a dma-buf MR after move_notify) is RNR too, as
+ * mlx5 answers ODP faults, and `faulting` learns of the fault so that the
+ * requester can be told when it is done.
+ *
+ * Each PSN runs once, in order (QueuePair.checkPsn): a duplicate is
+ * acknowledged without running again, except that a READ reads again and an
+ * atomic answers its saved original; a PSN ahead of the expected one is
+ * dropped.
  */
-export function respond(keys: KeyTable<MemoryRegion>, qp: QueuePair, request: WireRequest): WireResponse | undefined {
+export function respond(keys: KeyTable<MemoryRegion>, qp: QueuePair, request: WireRequest, faulting: Faulting): WireResponse | undefined {
   const state = qp.state;
   if (state !== QpState.RTR && state !== QpState.RTS && state !== QpState.SQD) {
     return undefined;
@@ -52,32 +59,72 @@ export function respond(keys: KeyTable<MemoryRegion>, qp: QueuePair, request: Wi
     qp.commEstablished = true;
     qp.emit(AsyncEventType.COMM_EST);
   }
+  const psn = qp.checkPsn(request.psn);
+  if (psn === 'drop') {
+    return undefined;
+  }
+  if (psn === 'duplicate') {
+    return duplicate(keys, qp, request, faulting);
+  }
   const need = QP_ACCESS[request.op];
   if ((qp.attr.qpAccessFlags & need) !== need) {
+    qp.advancePsn();
     qp.fail(AsyncEventType.QP_REQ_ERR);
     return NAK_INV_REQ;
   }
+  const response = execute(keys, qp, request, faulting);
+  if (response.status !== RNR_NAK) {
+    qp.advancePsn();
+  }
+  return response;
+}
+
+function execute(keys: KeyTable<MemoryRegion>, qp: QueuePair, request: WireRequest, faulting: Faulting): WireResponse {
   switch (request.op) {
     case WireOp.SEND:
-      return receiveSend(keys, qp, request);
+      return receiveSend(keys, qp, request, faulting);
     case WireOp.RDMA_WRITE:
-      return receiveWrite(keys, qp, request);
+      return receiveWrite(keys, qp, request, faulting);
     case WireOp.RDMA_READ:
-      return receiveRead(keys, qp, request);
+      return receiveRead(keys, qp, request, faulting);
     case WireOp.CMP_SWAP:
     case WireOp.FETCH_ADD:
-      return receiveAtomic(keys, qp, request);
+      return receiveAtomic(keys, qp, request, faulting);
   }
 }
 
-function receiveSend(keys: KeyTable<MemoryRegion>, qp: QueuePair, request: WireRequest): WireResponse {
+type Faulting = (qp: QueuePair, fault: Promise<void>) => void;
+
+/** A retransmission of a PSN already run: its answer was lost. */
+function duplicate(keys: KeyTable<MemoryRegion>, qp: QueuePair, request: WireRequest, faulting: Faulting): WireResponse {
+  if (request.op === WireOp.RDMA_READ) {
+    return receiveRead(keys, qp, request, faulting);
+  }
+  if (request.op === WireOp.CMP_SWAP || request.op === WireOp.FETCH_ADD) {
+    const original = qp.savedAtomic(request.psn);
+    return original === undefined ? NAK_INV_REQ : { status: WcStatus.SUCCESS, original };
+  }
+  return ACK;
+}
+
+/** Receiver not ready: the requester retries after our min_rnr_timer. */
+function rnr(qp: QueuePair): WireResponse {
+  return { status: RNR_NAK, rnrTimer: qp.attr.minRnrTimer };
+}
+
+function receiveSend(keys: KeyTable<MemoryRegion>, qp: QueuePair, request: WireRequest, faulting: Faulting): WireResponse {
   const recv = qp.peekRecv();
   if (recv === undefined) {
     qp.rnrNakSent = true;
-    return RNR;
+    return rnr(qp);
   }
   const views: Uint8Array[] = [];
-  if (resolveSges(keys, qp.pd, recv.sgList, true, views) !== WcStatus.SUCCESS) {
+  const resolved = resolveSges(keys, qp.pd, recv.sgList, true, views);
+  if (typeof resolved !== 'number') {
+    faulting(qp, resolved);
+    return rnr(qp);
+  }
+  if (resolved !== WcStatus.SUCCESS) {
     qp.completeHeadRecv(WcStatus.LOC_PROT_ERR, WcOpcode.RECV, 0, false, 0);
     qp.toError();
     return NAK_REM_OP;
@@ -92,13 +139,17 @@ function receiveSend(keys: KeyTable<MemoryRegion>, qp: QueuePair, request: WireR
   return ACK;
 }
 
-function receiveWrite(keys: KeyTable<MemoryRegion>, qp: QueuePair, request: WireRequest): WireResponse {
+function receiveWrite(keys: KeyTable<MemoryRegion>, qp: QueuePair, request: WireRequest, faulting: Faulting): WireResponse {
   if (request.withImm && qp.peekRecv() === undefined) {
     qp.rnrNakSent = true;
-    return RNR;
+    return rnr(qp);
   }
   if (request.length > 0) {
-    const target = remoteView(keys, qp, request.rkey, request.remoteAddr, request.length, IBV_ACCESS_REMOTE_WRITE);
+    const target = remoteViews(keys, qp, request.rkey, request.remoteAddr, request.length, IBV_ACCESS_REMOTE_WRITE);
+    if (target instanceof Promise) {
+      faulting(qp, target);
+      return rnr(qp);
+    }
     if (target === undefined) {
       if (request.withImm) {
         qp.completeHeadRecv(WcStatus.LOC_ACCESS_ERR, WcOpcode.RECV_RDMA_WITH_IMM, 0, true, 0);
@@ -108,7 +159,7 @@ function receiveWrite(keys: KeyTable<MemoryRegion>, qp: QueuePair, request: Wire
       }
       return NAK_REM_ACCESS;
     }
-    copyAcross(request.payload, [target], request.length);
+    copyAcross(request.payload, target, request.length);
   }
   if (request.withImm) {
     qp.completeHeadRecv(WcStatus.SUCCESS, WcOpcode.RECV_RDMA_WITH_IMM, request.length, true, request.immData);
@@ -116,11 +167,15 @@ function receiveWrite(keys: KeyTable<MemoryRegion>, qp: QueuePair, request: Wire
   return ACK;
 }
 
-function receiveRead(keys: KeyTable<MemoryRegion>, qp: QueuePair, request: WireRequest): WireResponse {
+function receiveRead(keys: KeyTable<MemoryRegion>, qp: QueuePair, request: WireRequest, faulting: Faulting): WireResponse {
   if (request.length === 0) {
     return ACK;
   }
-  const source = remoteView(keys, qp, request.rkey, request.remoteAddr, request.length, IBV_ACCESS_REMOTE_READ);
+  const source = remoteViews(keys, qp, request.rkey, request.remoteAddr, request.length, IBV_ACCESS_REMOTE_READ);
+  if (source instanceof Promise) {
+    faulting(qp, source);
+    return rnr(qp);
+  }
   if (source === undefined) {
     qp.fail(AsyncEventType.QP_ACCESS_ERR);
     return NAK_REM_ACCESS;
@@ -129,16 +184,21 @@ function receiveRead(keys: KeyTable<MemoryRegion>, qp: QueuePair, request: WireR
 }
 
 /** IB atomics: 8 bytes at an 8-byte aligned address, in the responder's (little-endian host) order. */
-function receiveAtomic(keys: KeyTable<MemoryRegion>, qp: QueuePair, request: WireRequest): WireResponse {
+function receiveAtomic(keys: KeyTable<MemoryRegion>, qp: QueuePair, request: WireRequest, faulting: Faulting): WireResponse {
   if (request.remoteAddr % 8 !== 0) {
     qp.fail(AsyncEventType.QP_REQ_ERR);
     return NAK_INV_REQ;
   }
-  const target = remoteView(keys, qp, request.rkey, request.remoteAddr, 8, IBV_ACCESS_REMOTE_ATOMIC);
-  if (target === undefined) {
+  const views = remoteViews(keys, qp, request.rkey, request.remoteAddr, 8, IBV_ACCESS_REMOTE_ATOMIC);
+  if (views instanceof Promise) {
+    faulting(qp, views);
+    return rnr(qp);
+  }
+  if (views === undefined || views.length !== 1) {
     qp.fail(AsyncEventType.QP_ACCESS_ERR);
     return NAK_REM_ACCESS;
   }
+  const target = views[0]!;
   const word = new DataView(target.buffer, target.byteOffset, 8);
   const original = word.getBigUint64(0, true);
   if (request.op === WireOp.FETCH_ADD) {
@@ -146,21 +206,31 @@ function receiveAtomic(keys: KeyTable<MemoryRegion>, qp: QueuePair, request: Wir
   } else if (original === request.compareAdd) {
     word.setBigUint64(0, request.swap, true);
   }
+  qp.saveAtomic(request.psn, original);
   return { status: WcStatus.SUCCESS, original };
 }
 
-/** rxe check_rkey(): the rkey's MR, in the QP's PD, allowing `access` over [remoteAddr, remoteAddr + length), translated. */
-function remoteView(
+/**
+ * rxe check_rkey(): the rkey's MR, in the QP's PD, allowing `access` over
+ * [remoteAddr, remoteAddr + length), translated: its views, undefined when
+ * refused or untranslatable, or the page fault under way.
+ */
+function remoteViews(
   keys: KeyTable<MemoryRegion>,
   qp: QueuePair,
   rkey: number,
   addr: number,
   length: number,
   access: number,
-): Uint8Array | undefined {
+): Uint8Array[] | Promise<void> | undefined {
   const mr = keys.get(rkey);
   if (mr === undefined || mr.pd !== qp.pd || (mr.access & access) !== access || !mr.contains(addr, length)) {
     return undefined;
   }
-  return mr.translate(addr, length);
+  const views: Uint8Array[] = [];
+  const translated = mr.translate(addr, length, views);
+  if (translated === true) {
+    return views;
+  }
+  return translated === false ? undefined : translated;
 }
