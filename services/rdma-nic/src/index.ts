@@ -10,7 +10,7 @@ export * from './verbs/send-flags';
 
 // Memory
 export type { MemoryWindow, DmaBufMemory } from './memory/memory';
-export { MemoryRegion, HostMemoryRegion, DmabufMemoryRegion } from './mr/memory-region';
+export { MemoryRegion, HostMemoryRegion, DmabufMemoryRegion, type Translation } from './mr/memory-region';
 export { ProtectionDomain } from './mr/protection-domain';
 export { PAGE_SIZE } from './mr/reg-checks';
 
@@ -20,15 +20,27 @@ export type { WorkCompletion } from './cq/work-completion';
 export type { AsyncEvent, AsyncEventListener } from './events/async-events';
 
 // Queue pairs
-export { QueuePair, type QpCap } from './qp/queue-pair';
+export { QueuePair, type QpCap, type SendEngine } from './qp/queue-pair';
 export { MAX_RD_ATOMIC, PORT_NUM, type QpAttr } from './qp/qp-attr';
 export { modifyQpRejection, qpStateName } from './qp/state-table';
 export type { Sge, SendWr, RecvWr, PostResult } from './qp/work-request';
 
 // The wire
-export { WireOp, RNR_NAK, type Fabric, type FabricEndpoint, type WireRequest, type WireResponse } from './wire/fabric';
+export {
+  WireOp,
+  RNR_NAK,
+  PSN_MASK,
+  ackTimeoutMs,
+  rnrTimerMs,
+  type Fabric,
+  type FabricEndpoint,
+  type WireRequest,
+  type WireResponse,
+  type WireReply,
+} from './wire/fabric';
 export { MAX_MSG_SZ, RNR_RETRY_INFINITE } from './wire/requester';
 
 // Testing
 export { HeapMemory, HeapDmaBuf } from './testing/heap-memory';
 export { InMemoryFabric } from './testing/in-memory-fabric';
+export { DeferredFabric } from './testing/deferred-fabric';

@@ -26,6 +26,7 @@ import {
   IBV_QP_STATE,
   IBV_QP_TIMEOUT,
 } from '../verbs/qp-attr-mask';
+import type { Fabric, FabricEndpoint } from '../wire/fabric';
 import { HeapMemory } from './heap-memory';
 import { InMemoryFabric } from './in-memory-fabric';
 
@@ -48,8 +49,13 @@ export interface Side {
   poll(): WorkCompletion[];
 }
 
-export interface Pair {
-  readonly fabric: InMemoryFabric;
+/** A fabric a test builds NICs on. */
+export interface TestFabric extends Fabric {
+  attach(endpoint: FabricEndpoint): void;
+}
+
+export interface Pair<F extends TestFabric = InMemoryFabric> {
+  readonly fabric: F;
   readonly a: Side;
   readonly b: Side;
 }
@@ -61,9 +67,10 @@ export interface PairOptions {
   readonly rnrRetry?: number;
   readonly sqSigAll?: boolean;
   readonly maxSendWr?: number;
+  readonly maxRdAtomic?: number;
 }
 
-function side(fabric: InMemoryFabric, gid: string, iova: number, options: PairOptions): Side {
+function side(fabric: TestFabric, gid: string, iova: number, options: PairOptions): Side {
   const nic = new Nic({ gid, fabric });
   fabric.attach(nic);
   const pd = nic.allocPd().handle;
@@ -95,13 +102,17 @@ export function toRtr(qp: QueuePair, dgid: string, dqpn: number): void {
   );
 }
 
-export function toRts(qp: QueuePair, retryCnt = 7, rnrRetry = 7): void {
-  qp.modify({ qpState: QpState.RTS, timeout: 14, retryCnt, rnrRetry, sqPsn: 0, maxRdAtomic: 16 }, RTS_MASK);
+export function toRts(qp: QueuePair, retryCnt = 7, rnrRetry = 7, maxRdAtomic = 16): void {
+  qp.modify({ qpState: QpState.RTS, timeout: 14, retryCnt, rnrRetry, sqPsn: 0, maxRdAtomic }, RTS_MASK);
 }
 
 /** Two NICs on one in-memory fabric, one RC QP each, connected and in RTS. */
 export function connectedPair(options: PairOptions = {}): Pair {
-  const fabric = new InMemoryFabric();
+  return connectedPairOn(new InMemoryFabric(), options);
+}
+
+/** Two NICs on `fabric`, one RC QP each, connected and in RTS. */
+export function connectedPairOn<F extends TestFabric>(fabric: F, options: PairOptions = {}): Pair<F> {
   const a = side(fabric, 'gid-a', 0x10000, options);
   const b = side(fabric, 'gid-b', 0x20000, options);
   for (const [self, peer] of [
@@ -110,7 +121,7 @@ export function connectedPair(options: PairOptions = {}): Pair {
   ] as const) {
     toInit(self.qp, options.qpAccess ?? ALL_ACCESS);
     toRtr(self.qp, peer.nic.gid, peer.qp.qpNum);
-    toRts(self.qp, options.retryCnt ?? 7, options.rnrRetry ?? 7);
+    toRts(self.qp, options.retryCnt ?? 7, options.rnrRetry ?? 7, options.maxRdAtomic ?? 16);
   }
   a.events.length = 0;
   b.events.length = 0;
