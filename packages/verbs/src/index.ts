@@ -1,0 +1,12 @@
+/**
+ * @p2p/verbs: the verbs ABI shared by the model's NICs and their users
+ * (rdma-core's verbs.h constants, packed WQEs and CQEs), and a
+ * libibverbs-like client over gRPC.
+ */
+export * from './abi/access-flags';
+export * from './abi/qp-attr-mask';
+export * from './abi/send-flags';
+export { WQE_BYTES, encodeWqe, encodeWqes, decodeWqes, type PackedSendWr, type UnpackedSendWr } from './abi/wqe';
+export { CQE_BYTES, IBV_WC_WITH_IMM, encodeCqes, decodeCqes, type PackedCompletion } from './abi/cqe';
+export { VerbsContext, type RcPeer, type RcOptions, type HostMr } from './client/context';
+export { PostStream } from './client/post-stream';
