@@ -168,6 +168,24 @@ export class DmaBufImporter {
     );
   }
 
+  /**
+   * The mapped shared-memory views of [offset, offset + length), pushed onto
+   * `out` in buffer order, without faulting and without yielding: false, with
+   * nothing pushed, when no mapping is installed (never mapped, invalidated
+   * by move_notify, fenced, detached, session gone) or the mapping is the
+   * streamed fallback. For a device's synchronous DMA out of the mapping it
+   * already holds (an RDMA NIC's MTT, ib_umem_dmabuf's sg_table): the views
+   * stay valid until the next move_notify, which the device hears in its
+   * onMoveNotify hook. A range past the buffer throws (ERANGE).
+   */
+  views(offset: number, length: number, out: Uint8Array[]): boolean {
+    checkRange(offset, length, this.size, `views of buffer ${this.bufferId}`);
+    const shared = this.#mapping?.shared;
+    if (shared === undefined || this.state !== 'attached') return false;
+    shared.views(offset, length, out);
+    return true;
+  }
+
   /** Drops the mapping here and in the registry (UnmapAttachment); the next access maps again. */
   async unmap(): Promise<void> {
     // Let a map in flight land first, so that this unmap is the last word.

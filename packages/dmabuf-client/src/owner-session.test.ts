@@ -74,15 +74,21 @@ describe('OwnerSession and importers against a dmabuf-registry process', functio
         steps.push('hook done');
       },
     });
+    const unmapped: Uint8Array[] = [];
+    expect(importer.views(0, 12, unmapped)).to.equal(false);
     expect((await importer.read(0, 12)).toString()).to.equal('bar contents');
     const info = await importer.map();
     expect(info.extents.map((e) => [e.segment, e.dmaAddress])).to.deep.equal([['bar-a.0', DMA_BASE]]);
+    const views: Uint8Array[] = [];
+    expect(importer.views(4, 8, views)).to.equal(true);
+    expect(Buffer.concat(views).toString()).to.equal('contents');
 
     const revoked = await owner.move(bufferId, true);
     steps.push('moved');
     expect(revoked).to.deep.equal({ notified: 1, fenced: 0 });
     expect(steps).to.deep.equal([`hook: buffer ${bufferId}, mapped=false`, 'hook done', 'moved']);
     expect(importer.mapped).to.equal(false);
+    expect(importer.views(0, 1, [])).to.equal(false);
     const error = await rejection(importer.read(0, 1));
     expect(error).to.be.instanceOf(ErrnoError).with.property('errno', 'ENODEV');
     const buffer = (await holder.bufInfo()).find((b) => b.bufferId === bufferId)!;

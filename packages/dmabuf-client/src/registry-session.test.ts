@@ -137,6 +137,8 @@ describe('RegistrySession against a dmabuf-registry process', function () {
       const { fd } = await holder.heapAllocate(size);
       const importer = await remote.importDmaBuf({ fd, holderPid: holder.pid, importerBdf: '0000:02:00.0' });
       expect((await importer.map()).transport).to.equal(dmabuf.Transport.TRANSPORT_STREAM);
+      // No views to hand out: every byte goes through the registry.
+      expect(importer.views(0, 1, [])).to.equal(false);
       const data = Buffer.alloc(size - 10);
       for (let i = 0; i < data.length; i++) data[i] = (i * 7) & 0xff;
       await importer.write(10, data);

@@ -36,6 +36,20 @@ describe('SharedMapping', () => {
     mapping.close();
   });
 
+  it('hands out the views behind a range, one per extent, over the segment memory', () => {
+    const { store, extents } = twoPieces();
+    const mapping = SharedMapping.open(store, extents, 2 * PAGE_SIZE);
+    const views: Uint8Array[] = [];
+    mapping.views(PAGE_SIZE - 2, 4, views);
+    expect(views.map((v) => v.length)).to.deep.equal([2, 2]);
+    views[0]!.set([1, 2]);
+    views[1]!.set([3, 4]);
+    const out = Buffer.alloc(4);
+    mapping.copyOut(PAGE_SIZE - 2, out);
+    expect([...out]).to.deep.equal([1, 2, 3, 4]);
+    mapping.close();
+  });
+
   it('refuses extents that do not cover the buffer with EIO, and a missing segment with ENOENT', () => {
     const { store, extents } = twoPieces();
     expect(() => SharedMapping.open(store, extents, 3 * PAGE_SIZE)).to.throw(ErrnoError).with.property('errno', 'EIO');

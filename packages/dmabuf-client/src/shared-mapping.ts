@@ -68,6 +68,15 @@ export class SharedMapping {
     this.#walk(offset, source.length, (view, at) => view.set(source.subarray(at, at + view.length)));
   }
 
+  /**
+   * Pushes the views behind [offset, offset + length) onto `out`, in buffer
+   * order, one per extent touched: for a device that copies straight between
+   * two mappings (one memcpy per DMA). The range must be checked.
+   */
+  views(offset: number, length: number, out: Uint8Array[]): void {
+    this.#walk(offset, length, (view) => out.push(view));
+  }
+
   /** Drops every view and closes the segment files. */
   close(): void {
     this.#pieces = [];

@@ -44,3 +44,7 @@ export { MAX_MSG_SZ, RNR_RETRY_INFINITE } from './wire/requester';
 export { HeapMemory, HeapDmaBuf } from './testing/heap-memory';
 export { InMemoryFabric } from './testing/in-memory-fabric';
 export { DeferredFabric } from './testing/deferred-fabric';
+
+// The service
+export { startRdmaNic, RDMA_NIC_DEFAULTS, type RdmaNicDeps } from './service';
+export type { AttachableFabric } from './service-fabric';

@@ -1,5 +1,2 @@
-/** enum ibv_send_flags (verbs.h). */
-export const IBV_SEND_FENCE = 1 << 0;
-export const IBV_SEND_SIGNALED = 1 << 1;
-export const IBV_SEND_SOLICITED = 1 << 2;
-export const IBV_SEND_INLINE = 1 << 3;
+/** rdma-core's verbs.h constants: one copy, in @p2p/verbs, shared with the NIC's users. */
+export { IBV_SEND_FENCE, IBV_SEND_SIGNALED, IBV_SEND_SOLICITED, IBV_SEND_INLINE } from '@p2p/verbs';

@@ -717,7 +717,7 @@ export interface WatchCompletionsResponse {
   completions: WorkCompletion[];
   /**
    * 32-byte little-endian CQEs: wr_id u64 @0, status u8 @8, opcode u8 @9,
-   * wc_flags u8 @10 (1 = IBV_WC_WITH_IMM), byte_len u32 @12, imm_data u32
+   * wc_flags u8 @10 (IBV_WC_WITH_IMM = 2), byte_len u32 @12, imm_data u32
    * @16, qp_num u32 @20, src_qp u32 @24, vendor_err u32 @28.
    */
   packedCqes: Buffer;

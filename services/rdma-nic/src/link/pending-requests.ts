@@ -1,0 +1,133 @@
+import { performance } from 'node:perf_hooks';
+import type { WireReply, WireResponse } from '../wire/fabric';
+import { Fifo } from './fifo';
+
+/** One request on the wire, waiting for its answer or its transport timer. */
+export class PendingRequest {
+  readonly srcQpn: number;
+  readonly psn: number;
+  /** performance.now() past which nothing answers it; Infinity for timeoutMs 0. */
+  readonly deadline: number;
+  readonly reply: WireReply;
+  /** Its timeout queue; undefined for a request that waits forever. */
+  readonly queue: Fifo<PendingRequest> | undefined;
+  /** Its link sequence number, set when it is put on a stream. */
+  seq = 0;
+  /** Answered or timed out: reply was called. */
+  done = false;
+
+  constructor(srcQpn: number, psn: number, deadline: number, reply: WireReply, queue: Fifo<PendingRequest> | undefined) {
+    this.srcQpn = srcQpn;
+    this.psn = psn;
+    this.deadline = deadline;
+    this.reply = reply;
+    this.queue = queue;
+  }
+}
+
+/**
+ * The requests of a fabric that still wait for an answer, and the transport
+ * timer of each (IBA 9.7.6.1.3, the local ACK timeout): the fabric calls
+ * reply(undefined) once a request's timeoutMs has passed unanswered, and an
+ * answer that comes later finds it done and is dropped.
+ *
+ * One timer serves all of them. Requests are kept in one FIFO per distinct
+ * timeoutMs (a QP's timeout is one of 32 values), where deadlines are in
+ * order, so the next deadline is always at the head of a queue: adding,
+ * answering and expiring are O(1), and the timer is re-armed only when the
+ * earliest deadline changes, never per request. Requests that wait forever
+ * (timeoutMs 0) are in a set instead: one that is never answered must not
+ * hold back the answered ones behind it.
+ */
+export class PendingRequests {
+  readonly #queues = new Map<number, Fifo<PendingRequest>>();
+  readonly #forever = new Set<PendingRequest>();
+  readonly #onError: (error: unknown) => void;
+  #timer: NodeJS.Timeout | undefined;
+  #timerAt = Infinity;
+  #closed = false;
+  /** Requests whose timer ran out. */
+  timeouts = 0;
+
+  /** `onError` hears what a reply callback throws: the fabric carries on. */
+  constructor(onError: (error: unknown) => void) {
+    this.#onError = onError;
+  }
+
+  add(srcQpn: number, psn: number, timeoutMs: number, reply: WireReply): PendingRequest {
+    if (timeoutMs <= 0) {
+      const entry = new PendingRequest(srcQpn, psn, Infinity, reply, undefined);
+      this.#forever.add(entry);
+      return entry;
+    }
+    let queue = this.#queues.get(timeoutMs);
+    if (queue === undefined) {
+      queue = new Fifo<PendingRequest>();
+      this.#queues.set(timeoutMs, queue);
+    }
+    const deadline = performance.now() + timeoutMs;
+    const entry = new PendingRequest(srcQpn, psn, deadline, reply, queue);
+    queue.push(entry);
+    if (deadline < this.#timerAt) this.#arm(deadline);
+    return entry;
+  }
+
+  /** Answers `entry`, unless it was answered or timed out already: then false. */
+  settle(entry: PendingRequest, response: WireResponse): boolean {
+    if (entry.done) return false;
+    this.#finish(entry, response);
+    // Answers come in request order, so the head is usually the entry itself.
+    if (entry.queue !== undefined) dropDone(entry.queue);
+    else this.#forever.delete(entry);
+    return true;
+  }
+
+  /** Answers every waiting request with undefined (the fabric is closing) and stops the timer. */
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const waiting = [...this.#queues.values()].flatMap((queue) => queue.drain()).concat([...this.#forever]);
+    this.#forever.clear();
+    for (const entry of waiting) if (!entry.done) this.#finish(entry, undefined);
+  }
+
+  #finish(entry: PendingRequest, response: WireResponse | undefined): void {
+    entry.done = true;
+    try {
+      entry.reply(response);
+    } catch (error) {
+      this.#onError(error);
+    }
+  }
+
+  #arm(at: number): void {
+    if (this.#closed) return;
+    clearTimeout(this.#timer);
+    this.#timerAt = at;
+    this.#timer = setTimeout(() => this.#expire(), Math.max(0, Math.ceil(at - performance.now())));
+  }
+
+  #expire(): void {
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
+    const now = performance.now();
+    for (const queue of this.#queues.values()) {
+      for (let head = queue.peek(); head !== undefined && (head.done || head.deadline <= now); head = queue.peek()) {
+        queue.shift();
+        if (head.done) continue;
+        this.timeouts++;
+        // reply may post again (a retry), which lands at the tail of a queue: no harm to this walk.
+        this.#finish(head, undefined);
+      }
+    }
+    let next = Infinity;
+    for (const queue of this.#queues.values()) next = Math.min(next, queue.peek()?.deadline ?? Infinity);
+    if (next < this.#timerAt) this.#arm(next);
+  }
+}
+
+/** Drops answered entries from the head of `queue`. */
+function dropDone(queue: Fifo<PendingRequest>): void {
+  for (let head = queue.peek(); head !== undefined && head.done; head = queue.peek()) queue.shift();
+}

@@ -1,0 +1,36 @@
+/** What the wire of one NIC carried, for metrics and tests. */
+export interface WireCounters {
+  /** gRPC messages (WireFrames) written and read, hellos included. */
+  framesSent: number;
+  framesReceived: number;
+  packetsSent: number;
+  packetsReceived: number;
+  /** Payload bytes this NIC copied into its rings, and sent inline. */
+  ringBytesSent: number;
+  inlineBytesSent: number;
+  /** Payload bytes that came through the peers' rings, and inline. */
+  ringBytesReceived: number;
+  inlineBytesReceived: number;
+  /** Requests whose transport timer ran out (reply(undefined)). */
+  timeouts: number;
+  /** Streams that completed the handshake, either way. */
+  linksOpened: number;
+  /** Connect attempts that failed before the handshake completed. */
+  connectFailures: number;
+}
+
+export function zeroCounters(): WireCounters {
+  return {
+    framesSent: 0,
+    framesReceived: 0,
+    packetsSent: 0,
+    packetsReceived: 0,
+    ringBytesSent: 0,
+    inlineBytesSent: 0,
+    ringBytesReceived: 0,
+    inlineBytesReceived: 0,
+    timeouts: 0,
+    linksOpened: 0,
+    connectFailures: 0,
+  };
+}

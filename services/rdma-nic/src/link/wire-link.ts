@@ -1,0 +1,574 @@
+import type { ClientDuplexStream, ServerDuplexStream } from '@grpc/grpc-js';
+import type { RegistrySession } from '@p2p/dmabuf-client';
+import { errno } from '@p2p/errno';
+import type { rdma } from '@p2p/proto';
+import type { Logger } from 'pino';
+import { totalLength } from '../memory/copy';
+import type { FabricEndpoint, WireRequest, WireResponse } from '../wire/fabric';
+import { Fifo } from './fifo';
+import { FrameBuilder } from './frame-builder';
+import { gather } from './gather';
+import { gidText } from './gid';
+import { type PayloadRef, readRequest, readResponse, requestPayload, responsePayload } from './packet-reader';
+import type { PendingRequest, PendingRequests } from './pending-requests';
+import { checkRingBytes, RingConsumer, RingProducer } from './ring';
+import { RingMemory } from './ring-memory';
+import type { WireCounters } from './wire-counters';
+import {
+  FrameField,
+  FRAME_HEADER_BYTES,
+  FRAME_RING_MAPPED,
+  PacketKind,
+  Placement,
+  RequestField,
+  REQUEST_BYTES,
+  ResponseField,
+  RESPONSE_BYTES,
+  RnrClearedField,
+  RNR_CLEARED_BYTES,
+  WIRE_VERSION,
+} from './wire-layout';
+import { FLUSH_INLINE_BYTES, FLUSH_PACKET_BYTES, HANDSHAKE_TIMEOUT_MS, RX_SLICE_BYTES } from './wire-options';
+
+/** What a link needs of its fabric. */
+export interface LinkHost {
+  /** This NIC's GID, canonical text and bytes. */
+  readonly gid: string;
+  readonly gidBytes: Buffer;
+  readonly session: RegistrySession;
+  readonly ringBytes: number;
+  readonly counters: WireCounters;
+  readonly pending: PendingRequests;
+  readonly logger: Logger | undefined;
+  /** The NIC that answers requests; none yet: requests are dropped. */
+  readonly endpoint: FabricEndpoint | undefined;
+}
+
+export interface LinkEvents {
+  /** The handshake completed: requests may be sent. */
+  opened(link: WireLink): void;
+  /** The stream is gone (either side ended it, it failed, or the handshake did). Called once. */
+  closed(link: WireLink, reason: string): void;
+}
+
+/** The two kinds of gRPC stream a link runs on, reduced to what it does with them. */
+interface FrameStream {
+  write(frame: rdma.WireFrame): void;
+  end(): void;
+}
+
+type LinkState = 'handshake' | 'open' | 'closed';
+
+/** A received frame being run, packet by packet. */
+interface RxFrame {
+  readonly frame: rdma.WireFrame;
+  readonly view: DataView;
+  /** Offset and index of the next packet to run. */
+  at: number;
+  index: number;
+  readonly count: number;
+}
+
+const NO_PAYLOAD: readonly Uint8Array[] = Object.freeze([]);
+const NO_PACKETS = Buffer.alloc(0);
+
+/**
+ * One Connect stream between two NICs. The NIC that opened it (the
+ * connector) sends its requests on it, and the other (the acceptor) answers
+ * on the same stream, in request order, so an answer is matched to its
+ * request by a link sequence number without any lookup; each side also
+ * sends RNR_CLEARED hints.
+ *
+ * Payload bytes do not travel on the stream when both NICs can map the
+ * registry's system heap: each side allocates a ring (ring.ts) that it writes
+ * its payloads into (the connector's WRITE and SEND data, the acceptor's READ
+ * response data) and hands it to the other side by fd passing. The
+ * handshake, in WireHello frames:
+ *
+ *   connector -> acceptor: gid, registry pid and incarnation
+ *   acceptor -> connector: the same, and a token for the acceptor's ring
+ *   connector -> acceptor: the same, and a token for the connector's ring
+ *
+ * A ring is offered only within one registry incarnation (fds of another
+ * mean nothing), used only once the receiver's frames say it maps it with
+ * shared memory, and bypassed whenever it is full: the payload then goes in
+ * inline_data. Everything else is the binary packets of wire-layout.ts.
+ *
+ * Frames are written once per event-loop turn (setImmediate), so every
+ * packet a turn produces shares one gRPC message.
+ */
+export class WireLink {
+  readonly role: 'connector' | 'acceptor';
+  readonly #host: LinkHost;
+  readonly #events: LinkEvents;
+  readonly #stream: FrameStream;
+  #peerGid: string;
+  #state: LinkState = 'handshake';
+  #wasOpened = false;
+  #tx: RingProducer | undefined;
+  #rx: RingConsumer | undefined;
+  readonly #builder = new FrameBuilder();
+  /** Requests sent on this stream and not answered on it yet, oldest first. */
+  readonly #inFlight = new Fifo<PendingRequest>();
+  #nextSeq = 0;
+  #flushQueued = false;
+  /** Say that this side maps the peer's ring, even with nothing else to send. */
+  #announce = false;
+  /** Received frames whose packets have not all run yet (held while the handshake runs). */
+  readonly #rxQueue = new Fifo<RxFrame>();
+  /** A drain is running or due in a later turn. */
+  #draining = false;
+  /** Payload bytes copied in or out this turn: past RX_SLICE_BYTES, received packets wait for a later turn. */
+  #sliceBytes = 0;
+  #helloWaiter: { resolve: (hello: rdma.WireHello) => void; reject: (error: Error) => void } | undefined;
+  readonly #handshakeTimer: NodeJS.Timeout;
+  readonly #handshakeDone: Promise<void>;
+  readonly #ended: Promise<void>;
+  readonly #markEnded: () => void;
+  readonly #releases: Promise<void>[] = [];
+  readonly #flushTask = (): void => this.#flushTurn();
+  readonly #hopTask = (): void => void setImmediate(this.#drainTask);
+  readonly #drainTask = (): void => {
+    this.#sliceBytes = 0;
+    this.#drain();
+  };
+
+  private constructor(host: LinkHost, events: LinkEvents, role: 'connector' | 'acceptor', peerGid: string, stream: FrameStream) {
+    this.#host = host;
+    this.#events = events;
+    this.role = role;
+    this.#peerGid = peerGid;
+    this.#stream = stream;
+    let markEnded!: () => void;
+    this.#ended = new Promise<void>((resolve) => (markEnded = resolve));
+    this.#markEnded = markEnded;
+    this.#handshakeTimer = setTimeout(() => this.#close(`no handshake within ${HANDSHAKE_TIMEOUT_MS} ms`), HANDSHAKE_TIMEOUT_MS);
+    this.#handshakeDone = (role === 'connector' ? this.#connectorHandshake() : this.#acceptorHandshake()).catch((error: unknown) =>
+      this.#close(`handshake failed: ${describe(error)}`),
+    );
+  }
+
+  /** Opens a stream to the NIC of `peerGid` through `client` and starts the handshake. */
+  static connect(host: LinkHost, client: rdma.RdmaWireServiceClient, peerGid: string, events: LinkEvents): WireLink {
+    const call: ClientDuplexStream<rdma.ConnectRequest, rdma.ConnectResponse> = client.connect();
+    const link = new WireLink(host, events, 'connector', peerGid, { write: (frame) => call.write({ frame }), end: () => call.cancel() });
+    call.on('data', (message: rdma.ConnectResponse) => link.#receive(message.frame));
+    call.on('error', (error: Error) => link.#close(`stream failed: ${error.message}`));
+    call.on('status', (status: { details: string }) => link.#close(`the peer ended the stream (${status.details || 'OK'})`));
+    return link;
+  }
+
+  /** Takes a stream another NIC opened and answers its handshake. */
+  static accept(host: LinkHost, call: ServerDuplexStream<rdma.ConnectRequest, rdma.ConnectResponse>, events: LinkEvents): WireLink {
+    const link = new WireLink(host, events, 'acceptor', '', { write: (frame) => call.write({ frame }), end: () => call.end() });
+    call.on('data', (message: rdma.ConnectRequest) => link.#receive(message.frame));
+    call.on('error', (error: Error) => link.#close(`stream failed: ${error.message}`));
+    call.on('cancelled', () => link.#close('the peer cancelled the stream'));
+    call.on('end', () => link.#close('the peer ended the stream'));
+    return link;
+  }
+
+  /** The other NIC's GID; '' until its hello came. */
+  get peerGid(): string {
+    return this.#peerGid;
+  }
+
+  get open(): boolean {
+    return this.#state === 'open';
+  }
+
+  /** The handshake completed at some point (the link may be closed since). */
+  get wasOpened(): boolean {
+    return this.#wasOpened;
+  }
+
+  /** Resolves once the link is closed, its handshake over and its rings released. */
+  async settled(): Promise<void> {
+    await this.#ended;
+    await this.#handshakeDone;
+    await Promise.all(this.#releases);
+  }
+
+  /**
+   * Puts a request on the wire (only on an open link): its payload into the
+   * ring or inline now, its packet into this turn's frame. `owned` is a copy
+   * of the payload the caller made and gives away (a request queued while
+   * connecting), sent inline without another copy.
+   */
+  sendRequest(dqpn: number, request: WireRequest, entry: PendingRequest, owned?: Buffer): void {
+    const length = owned !== undefined ? owned.length : totalLength(request.payload);
+    let placement: Placement = Placement.NONE;
+    let locator = 0;
+    if (length > 0) {
+      locator = this.#tx?.put(owned !== undefined ? [owned] : request.payload, length) ?? -1;
+      if (locator >= 0) {
+        placement = Placement.RING;
+        this.#host.counters.ringBytesSent += length;
+      } else {
+        placement = Placement.INLINE;
+        locator = this.#builder.addInline(owned ?? gather(request.payload, length));
+        this.#host.counters.inlineBytesSent += length;
+      }
+    }
+    this.#sliceBytes += length;
+    entry.seq = this.#nextSeq;
+    this.#nextSeq = (this.#nextSeq + 1) >>> 0;
+    this.#inFlight.push(entry);
+    this.#builder.request(dqpn, entry.seq, request, placement, locator, length);
+    this.#packetAdded();
+  }
+
+  /** The hint that the peer's QP `qpn` may retry what this NIC answered RNR. */
+  sendRnrCleared(qpn: number): void {
+    this.#builder.rnrCleared(qpn);
+    this.#packetAdded();
+  }
+
+  /** Ends the stream from this side. Requests in flight on it wait for their timers. */
+  close(reason = 'closed'): void {
+    this.#close(reason);
+  }
+
+  async #connectorHandshake(): Promise<void> {
+    this.#sendHello('', 0);
+    const theirs = await this.#hello();
+    const gid = gidText(theirs.gid);
+    if (gid !== this.#peerGid) throw errno('ENXIO', `the NIC dialled as ${this.#peerGid} introduced itself as ${gid}`);
+    const sameRegistry = theirs.registryIncarnation === this.#host.session.incarnation;
+    const [, token] = await Promise.all([
+      sameRegistry && theirs.ringToken !== '' ? this.#acceptRing(theirs) : undefined,
+      sameRegistry ? this.#offerRing(theirs.registryPid) : '',
+    ]);
+    if (this.#isClosed()) return;
+    this.#sendHello(token, token !== '' ? this.#host.ringBytes : 0);
+    this.#opened();
+  }
+
+  async #acceptorHandshake(): Promise<void> {
+    const first = await this.#hello();
+    this.#peerGid = gidText(first.gid);
+    const sameRegistry = first.registryIncarnation === this.#host.session.incarnation;
+    const token = sameRegistry ? await this.#offerRing(first.registryPid) : '';
+    if (this.#isClosed()) return;
+    this.#sendHello(token, token !== '' ? this.#host.ringBytes : 0);
+    const second = await this.#hello();
+    if (sameRegistry && second.ringToken !== '') await this.#acceptRing(second);
+    if (this.#isClosed()) return;
+    this.#opened();
+  }
+
+  /**
+   * Allocates this side's ring and sends it to the peer: the token for the
+   * hello, '' when there is none (this process cannot map the heap with
+   * shared memory, or the registry refused: payloads go inline).
+   */
+  async #offerRing(peerPid: number): Promise<string> {
+    const { session, ringBytes, logger } = this.#host;
+    try {
+      const memory = await RingMemory.allocate(session, ringBytes);
+      if (memory === undefined) {
+        logger?.debug({ peer: this.#peerGid }, 'wire: no shared memory with the registry; payloads go inline');
+        return '';
+      }
+      if (this.#isClosed()) {
+        await memory.release();
+        return '';
+      }
+      this.#tx = new RingProducer(memory);
+      return await memory.sendTo(peerPid);
+    } catch (error) {
+      logger?.warn({ peer: this.#peerGid, err: error }, 'wire: no ring offered; payloads go inline');
+      return '';
+    }
+  }
+
+  /** Maps the peer's ring from its hello; on any failure the peer keeps sending inline, as it never hears this side maps it. */
+  async #acceptRing(hello: rdma.WireHello): Promise<void> {
+    const { session, logger } = this.#host;
+    try {
+      const size = Number(hello.ringBytes);
+      checkRingBytes(size);
+      const memory = await RingMemory.receive(session, hello.ringToken, size);
+      if (memory === undefined) {
+        logger?.debug({ peer: this.#peerGid }, "wire: the peer's ring is not shared memory here; it sends inline");
+        return;
+      }
+      if (this.#isClosed()) {
+        await memory.release();
+        return;
+      }
+      this.#rx = new RingConsumer(memory);
+    } catch (error) {
+      logger?.warn({ peer: this.#peerGid, err: error }, "wire: cannot map the peer's ring; it sends inline");
+    }
+  }
+
+  /** A method, not a field test, so that the compiler does not carry a narrowing of #state across an await. */
+  #isClosed(): boolean {
+    return this.#state === 'closed';
+  }
+
+  #hello(): Promise<rdma.WireHello> {
+    return new Promise((resolve, reject) => {
+      this.#helloWaiter = { resolve, reject };
+    });
+  }
+
+  #sendHello(ringToken: string, ringBytes: number): void {
+    const { gidBytes, session, counters } = this.#host;
+    counters.framesSent++;
+    this.#stream.write({
+      hello: { gid: gidBytes, registryPid: session.pid, registryIncarnation: session.incarnation, ringToken, ringBytes: BigInt(ringBytes) },
+      packets: NO_PACKETS,
+      inlineData: [],
+    });
+  }
+
+  #opened(): void {
+    if (this.#state !== 'handshake') return;
+    clearTimeout(this.#handshakeTimer);
+    this.#state = 'open';
+    this.#wasOpened = true;
+    this.#host.counters.linksOpened++;
+    this.#host.logger?.debug({ peer: this.#peerGid, role: this.role, txRing: this.#tx !== undefined, rxRing: this.#rx !== undefined }, 'wire: link open');
+    if (this.#rx !== undefined) {
+      // The peer sends inline until it hears that its ring is mapped here.
+      this.#announce = true;
+      this.#schedule();
+    }
+    // The owner sends what waited for the link before anything the early frames' replies may send.
+    this.#events.opened(this);
+    if (this.#rxQueue.length > 0 && !this.#draining) this.#drain();
+  }
+
+  #receive(frame: rdma.WireFrame | undefined): void {
+    if (this.#state === 'closed') return;
+    if (frame === undefined) {
+      this.#close('protocol error: a message without a frame');
+      return;
+    }
+    this.#host.counters.framesReceived++;
+    if (frame.hello !== undefined) {
+      const waiter = this.#helloWaiter;
+      if (waiter === undefined) {
+        this.#close('protocol error: an unexpected hello');
+        return;
+      }
+      this.#helloWaiter = undefined;
+      waiter.resolve(frame.hello);
+    }
+    if (frame.packets.length === 0) return;
+    const bytes = frame.packets;
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    if (bytes.length < FRAME_HEADER_BYTES || view.getUint8(FrameField.VERSION) !== WIRE_VERSION) {
+      this.#close(`protocol error: not a version ${WIRE_VERSION} frame`);
+      return;
+    }
+    // Credit is cumulative: it frees ring space at once, even before the packets ahead of this frame have run.
+    if ((view.getUint8(FrameField.FLAGS) & FRAME_RING_MAPPED) !== 0) this.#tx?.credit(view.getUint32(FrameField.CONSUMED, true));
+    const count = view.getUint32(FrameField.PACKETS, true);
+    this.#host.counters.packetsReceived += count;
+    this.#rxQueue.push({ frame, view, at: FRAME_HEADER_BYTES, index: 0, count });
+    if (this.#state === 'open' && !this.#draining) this.#drain();
+  }
+
+  /**
+   * Runs the received packets in order while this turn has copied less than
+   * RX_SLICE_BYTES of payload (in or out), then lets the event loop write
+   * what the slice produced (answers, credit, the requests its replies made)
+   * before going on: the peer refills the pipeline while this side copies,
+   * instead of the two sides taking turns. A malformed packet ends the link.
+   */
+  #drain(): void {
+    if (this.#state !== 'open') return;
+    if (this.#sliceBytes >= RX_SLICE_BYTES) {
+      this.#yieldDrain();
+      return;
+    }
+    this.#draining = true;
+    for (let rx = this.#rxQueue.peek(); rx !== undefined; rx = this.#rxQueue.peek()) {
+      if (rx.index === rx.count) {
+        this.#rxQueue.shift();
+        continue;
+      }
+      const problem = this.#packet(rx);
+      if (problem !== undefined) {
+        this.#close(`protocol error: ${problem}`);
+        return;
+      }
+      // A reply or the responder may have closed the fabric.
+      if (this.#state !== 'open') return;
+      if (this.#sliceBytes >= RX_SLICE_BYTES && (rx.index < rx.count || this.#rxQueue.length > 1)) {
+        this.#yieldDrain();
+        return;
+      }
+    }
+    this.#draining = false;
+    if (this.#rx?.unreported === true) this.#schedule();
+  }
+
+  /**
+   * Goes on draining two event-loop hops from now: the frame this turn
+   * flushes (setImmediate) only reaches the socket in the next turn's check
+   * phase, where Node runs HTTP/2's pending writes before any JS immediate.
+   */
+  #yieldDrain(): void {
+    this.#draining = true;
+    if (this.#rx?.unreported === true) this.#schedule();
+    setImmediate(this.#hopTask);
+  }
+
+  /** Runs the next packet of `rx`; returns a protocol problem, if any. */
+  #packet(rx: RxFrame): string | undefined {
+    const { view, at } = rx;
+    const kind = at < view.byteLength ? view.getUint8(at) : 0;
+    const size = kind === PacketKind.REQUEST ? REQUEST_BYTES : kind === PacketKind.RESPONSE ? RESPONSE_BYTES : RNR_CLEARED_BYTES;
+    if (kind < PacketKind.REQUEST || kind > PacketKind.RNR_CLEARED || at + size > view.byteLength) {
+      return `packet ${rx.index} of ${rx.count} is cut short or of unknown kind ${kind}`;
+    }
+    rx.at += size;
+    rx.index++;
+    if (kind === PacketKind.REQUEST) return this.#onRequest(view, at, rx.frame);
+    if (kind === PacketKind.RESPONSE) return this.#onResponse(view, at, rx.frame);
+    try {
+      this.#host.endpoint?.retryAfterRnr(view.getUint32(at + RnrClearedField.QPN, true));
+    } catch (error) {
+      this.#host.logger?.error({ err: error, peer: this.#peerGid }, 'wire: retryAfterRnr threw');
+    }
+    return undefined;
+  }
+
+  /** A request for this NIC: the responder runs it now, on views of the payload where it lies. Returns a protocol problem, if any. */
+  #onRequest(view: DataView, at: number, frame: rdma.WireFrame): string | undefined {
+    const ref = requestPayload(view, at);
+    const payload = this.#payload(ref, frame);
+    if (payload === undefined) return `request payload (placement ${ref.placement}, ${ref.bytes} bytes) is not there`;
+    const request = readRequest(view, at, this.#peerGid, payload);
+    let response: WireResponse | undefined;
+    try {
+      response = this.#host.endpoint?.receive(view.getUint32(at + RequestField.DQPN, true), request);
+    } catch (error) {
+      // A responder bug must not take the link down: the request goes unanswered.
+      this.#host.logger?.error({ err: error, peer: this.#peerGid }, 'wire: the responder threw; request dropped');
+    }
+    if (ref.placement === Placement.RING) this.#rx?.release(ref.locator);
+    if (response !== undefined && this.#state === 'open') this.#respond(request.srcQpn, request.psn, view.getUint32(at + RequestField.SEQ, true), response);
+    return undefined;
+  }
+
+  /** Answers go in request order: a sequence number past older requests means those got none (the responder dropped them). */
+  #onResponse(view: DataView, at: number, frame: rdma.WireFrame): string | undefined {
+    const seq = view.getUint32(at + ResponseField.SEQ, true);
+    let entry = this.#inFlight.peek();
+    while (entry !== undefined && seqBefore(entry.seq, seq)) {
+      this.#inFlight.shift();
+      entry = this.#inFlight.peek();
+    }
+    const ref = responsePayload(view, at);
+    if (entry !== undefined && entry.seq === seq) {
+      this.#inFlight.shift();
+      // A late answer to a request whose timer ran out, or one that does not match, is stale: dropped, as a requester drops an ACK for a PSN it no longer waits for.
+      if (!entry.done && entry.srcQpn === view.getUint32(at + ResponseField.DQPN, true) && entry.psn === view.getUint32(at + ResponseField.PSN, true)) {
+        const data = this.#payload(ref, frame);
+        if (data === undefined) return `response data (placement ${ref.placement}, ${ref.bytes} bytes) is not there`;
+        this.#host.pending.settle(entry, readResponse(view, at, ref.placement !== Placement.NONE ? data : undefined));
+      }
+    }
+    if (ref.placement === Placement.RING) this.#rx?.release(ref.locator);
+    return undefined;
+  }
+
+  /** The payload a packet places: views into the peer's ring or the inline buffer; undefined if it is not where the packet says. */
+  #payload({ placement, locator, bytes }: PayloadRef, frame: rdma.WireFrame): readonly Uint8Array[] | undefined {
+    if (placement === Placement.NONE) return bytes === 0 ? NO_PAYLOAD : undefined;
+    if (placement === Placement.INLINE) {
+      const data = frame.inlineData[locator];
+      if (data === undefined || data.length !== bytes) return undefined;
+      this.#host.counters.inlineBytesReceived += bytes;
+      this.#sliceBytes += bytes;
+      return [data];
+    }
+    const views: Uint8Array[] = [];
+    if (placement !== Placement.RING || this.#rx?.views(locator, bytes, views) !== true) return undefined;
+    this.#host.counters.ringBytesReceived += bytes;
+    this.#sliceBytes += bytes;
+    return views;
+  }
+
+  #respond(dqpn: number, psn: number, seq: number, response: WireResponse): void {
+    const data = response.data;
+    const length = data !== undefined ? totalLength(data) : 0;
+    let placement: Placement = Placement.NONE;
+    let locator = 0;
+    if (data !== undefined && length > 0) {
+      locator = this.#tx?.put(data, length) ?? -1;
+      if (locator >= 0) {
+        placement = Placement.RING;
+        this.#host.counters.ringBytesSent += length;
+      } else {
+        placement = Placement.INLINE;
+        locator = this.#builder.addInline(gather(data, length));
+        this.#host.counters.inlineBytesSent += length;
+      }
+    }
+    this.#sliceBytes += length;
+    this.#builder.response(dqpn, psn, seq, response, placement, locator, length);
+    this.#packetAdded();
+  }
+
+  #packetAdded(): void {
+    if (this.#builder.inlineBytes >= FLUSH_INLINE_BYTES || this.#builder.bytes >= FLUSH_PACKET_BYTES) this.#writeFrame();
+    else this.#schedule();
+  }
+
+  #schedule(): void {
+    if (this.#flushQueued) return;
+    this.#flushQueued = true;
+    setImmediate(this.#flushTask);
+  }
+
+  #flushTurn(): void {
+    this.#flushQueued = false;
+    // The turn is over: the next one may copy its share.
+    this.#sliceBytes = 0;
+    if (this.#state !== 'open') return;
+    if (this.#builder.packets > 0 || this.#announce || this.#rx?.unreported === true) this.#writeFrame();
+  }
+
+  /** Writes what the builder holds as one frame, with this side's credit for the peer's ring. */
+  #writeFrame(): void {
+    const rx = this.#rx;
+    const counters = this.#host.counters;
+    this.#announce = false;
+    counters.framesSent++;
+    counters.packetsSent += this.#builder.packets;
+    const { packets, inlineData } = this.#builder.take(rx !== undefined ? FRAME_RING_MAPPED : 0, rx !== undefined ? rx.report() : 0);
+    this.#stream.write({ hello: undefined, packets, inlineData });
+  }
+
+  #close(reason: string): void {
+    if (this.#state === 'closed') return;
+    this.#state = 'closed';
+    clearTimeout(this.#handshakeTimer);
+    this.#helloWaiter?.reject(errno('ECONNRESET', reason));
+    this.#helloWaiter = undefined;
+    this.#rxQueue.drain();
+    this.#stream.end();
+    for (const ring of [this.#tx?.memory, this.#rx?.memory]) if (ring !== undefined) this.#releases.push(ring.release());
+    this.#tx = undefined;
+    this.#rx = undefined;
+    this.#host.logger?.debug({ peer: this.#peerGid, role: this.role, wasOpened: this.#wasOpened, reason }, 'wire: link closed');
+    this.#markEnded();
+    this.#events.closed(this, reason);
+  }
+}
+
+/** True when link sequence number `a` was sent before `b` (serial number arithmetic modulo 2^32). */
+function seqBefore(a: number, b: number): boolean {
+  const distance = (b - a) >>> 0;
+  return distance !== 0 && distance < 0x8000_0000;
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,71 @@
+import type { DmaBufImporter } from '@p2p/dmabuf-client';
+import { errno } from '@p2p/errno';
+import { dmabuf } from '@p2p/proto';
+import type { DmaBufMemory, MemoryWindow } from '../memory/memory';
+
+/**
+ * Host memory behind an ibv_reg_mr(): [base, base + length) of a mapped
+ * system-heap dma-buf. The heap never moves its buffers, so the mapping made
+ * at registration stays (ib_umem_get()'s pinned pages); only the loss of the
+ * registry session drops it, and then no view is handed out.
+ */
+export class ImporterWindow implements MemoryWindow {
+  readonly length: number;
+  readonly #importer: DmaBufImporter;
+  readonly #base: number;
+
+  constructor(importer: DmaBufImporter, base: number, length: number) {
+    this.#importer = importer;
+    this.#base = base;
+    this.length = length;
+  }
+
+  views(offset: number, length: number, out: Uint8Array[]): void {
+    if (!this.#importer.views(this.#base + offset, length, out)) {
+      throw errno('ENODEV', `host memory of buffer ${this.#importer.bufferId} is no longer mapped (the registry session ended)`);
+    }
+  }
+}
+
+/**
+ * The NIC's dynamic attachment to a dma-buf (ib_umem_dmabuf): map() is the
+ * fault path's dma_buf_map_attachment(), which the exporter refuses while it
+ * has the buffer revoked (ENODEV); views() reads the mapping the importer
+ * holds, which move_notify drops.
+ */
+export class ImporterDmaBuf implements DmaBufMemory {
+  readonly size: number;
+  readonly #importer: DmaBufImporter;
+
+  constructor(importer: DmaBufImporter) {
+    this.#importer = importer;
+    this.size = importer.size;
+  }
+
+  /**
+   * The NIC moves bytes by memcpy between mapped segments; the streamed
+   * fallback (no tmpfs shared with the exporter) gives it nothing to copy
+   * between, so such a mapping is refused.
+   */
+  async map(): Promise<void> {
+    const mapping = await this.#importer.map();
+    if (mapping.transport !== dmabuf.Transport.TRANSPORT_SHARED_MEMORY) {
+      throw errno(
+        'EOPNOTSUPP',
+        `buffer ${this.#importer.bufferId} is reachable only through the registry's streamed fallback: ` +
+          "this NIC shares no tmpfs with the buffer's exporter, and it DMAs only between shared-memory mappings (set P2P_SHM_DIR to the exporter's segment directory)",
+      );
+    }
+  }
+
+  /**
+   * The domain asks only between a resolved map() and the next invalidation;
+   * a mapping gone anyway (fenced, session lost) is ENODEV rather than a view
+   * of memory the exporter may have moved.
+   */
+  views(offset: number, length: number, out: Uint8Array[]): void {
+    if (!this.#importer.views(offset, length, out)) {
+      throw errno('ENODEV', `buffer ${this.#importer.bufferId} is not mapped (revoked, fenced or detached)`);
+    }
+  }
+}

@@ -1,0 +1,82 @@
+import type { DmaBufImporter, RegistrySession } from '@p2p/dmabuf-client';
+import { errno } from '@p2p/errno';
+import { dmabuf } from '@p2p/proto';
+import type { DmaBufMemory, MemoryWindow } from '../memory/memory';
+import { IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_MW_BIND, IBV_ACCESS_REMOTE_ATOMIC, IBV_ACCESS_REMOTE_WRITE } from '../verbs/access-flags';
+import type { ImportedMemory, MemoryImportPort } from '../context/ports';
+import { ImporterDmaBuf, ImporterWindow } from './importer-memory';
+import { peerError } from './registry-call';
+import type { RegistryFiles } from './registry-files';
+
+/** The registry's owner name for system-heap buffers (dmabuf-registry's SYSTEM_HEAP). */
+const SYSTEM_HEAP = 'system-heap';
+const O_ACCMODE = 3;
+const O_RDONLY = 0;
+/** ib_access_writable(): the access flags for which ib_umem_get() pins with FOLL_WRITE. */
+const WRITABLE_ACCESS = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_ATOMIC | IBV_ACCESS_MW_BIND;
+
+/**
+ * MR memory from the registry: every import is an attach by this NIC's
+ * registry session with the NIC's BDF as the importing device, so the
+ * registry decides from pci-emu's topology how the NIC reaches the memory
+ * (peer to peer through a switch, through the host bridge, or not at all).
+ */
+export class MemoryImports implements MemoryImportPort {
+  readonly #session: RegistrySession;
+  readonly #files: RegistryFiles;
+  readonly #bdf: string;
+
+  constructor(session: RegistrySession, files: RegistryFiles, bdf: string) {
+    this.#session = session;
+    this.#files = files;
+    this.#bdf = bdf;
+  }
+
+  /**
+   * ib_umem_get() on host memory: only a system-heap buffer is host memory a
+   * NIC can pin (device memory is VM_IO | VM_PFNMAP, which
+   * pin_user_pages_fast() refuses with EFAULT: register it with
+   * ibv_reg_dmabuf_mr), and the range must lie within it (EFAULT, as for
+   * pages that are not mapped); writable access needs a buffer the process
+   * may write (FOLL_WRITE on a read-only mapping is EFAULT too). Mapped
+   * now: pinning is mapping.
+   */
+  async hostMemory(pid: number, heapFd: number, offset: number, length: number, access: number): Promise<ImportedMemory<MemoryWindow>> {
+    const file = await this.#files.resolveFd(pid, heapFd);
+    if (file.kind !== dmabuf.FileKind.FILE_KIND_DMA_BUF || file.owner !== SYSTEM_HEAP) {
+      throw errno('EFAULT', `fd ${heapFd} of pid ${pid} is not host memory (a system-heap dma-buf) but a file of ${file.owner}; register device memory with ibv_reg_dmabuf_mr`);
+    }
+    if ((access & WRITABLE_ACCESS) !== 0 && (file.openFlags & O_ACCMODE) === O_RDONLY) {
+      throw errno('EFAULT', `fd ${heapFd} of pid ${pid} is open read-only, and access 0x${access.toString(16)} asks the NIC to write it`);
+    }
+    const importer = await this.#import(pid, heapFd);
+    try {
+      if (offset + length > importer.size) {
+        throw errno('EFAULT', `[${offset}, ${offset + length}) runs past the ${importer.size}-byte buffer behind fd ${heapFd}`);
+      }
+      const mapping = await importer.map();
+      if (mapping.transport !== dmabuf.Transport.TRANSPORT_SHARED_MEMORY) {
+        throw errno('EOPNOTSUPP', `this NIC shares no tmpfs with the registry's system heap, and it DMAs only between shared-memory mappings (set P2P_SHM_DIR to the registry's segment directory)`);
+      }
+    } catch (error) {
+      // The registration's own error is the one to report; a failed detach leaves nothing mapped either way.
+      await importer.detach().catch(() => undefined);
+      throw error;
+    }
+    return { memory: new ImporterWindow(importer, offset, length), detach: () => importer.detach() };
+  }
+
+  async dmaBuf(pid: number, fd: number, onMoveNotify: () => void): Promise<ImportedMemory<DmaBufMemory>> {
+    const importer = await this.#import(pid, fd, onMoveNotify);
+    return { memory: new ImporterDmaBuf(importer), detach: () => importer.detach() };
+  }
+
+  /** ib_umem_dmabuf_get(): a dynamic, peer2peer attach with move_notify. Fails with the registry's errno (EBADF, ENODEV, EOPNOTSUPP). */
+  async #import(pid: number, fd: number, onMoveNotify?: () => void): Promise<DmaBufImporter> {
+    try {
+      return await this.#session.importDmaBuf({ fd, holderPid: pid, importerBdf: this.#bdf, peer2peer: true, onMoveNotify });
+    } catch (error) {
+      throw peerError(error, `attach of fd ${fd} of pid ${pid}`);
+    }
+  }
+}

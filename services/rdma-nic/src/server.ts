@@ -1,0 +1,20 @@
+import { PROTO_FILES, rdma } from '@p2p/proto';
+import { type RunningServer, type ServerConfig, startServer } from '@p2p/server';
+import type { Logger } from 'pino';
+import type { RdmaDevice } from './context/rdma-device';
+import { OpenStreams } from './handlers/open-streams';
+import { rdmaHandlers } from './handlers/verbs-handlers';
+
+/** Serves one NIC's verbs over gRPC. Its streams end when shutdown begins. */
+export async function startRdmaNicServer(config: ServerConfig, device: RdmaDevice, logger: Logger): Promise<RunningServer> {
+  const streams = new OpenStreams();
+  const server = await startServer({
+    name: 'rdma-nic',
+    config,
+    logger,
+    services: [{ name: 'p2p.rdma.v1.RdmaNicService', definition: rdma.RdmaNicServiceService, implementation: rdmaHandlers(device, streams) }],
+    protoFiles: [PROTO_FILES.rdma],
+  });
+  server.onShutdown(() => streams.endAll());
+  return server;
+}
