@@ -1,5 +1,6 @@
 import Table from 'cli-table3';
 import { benchPciEmu } from './pci-emu.bench';
+import { benchRdma } from './rdma.bench';
 import { benchRegistry } from './registry.bench';
 import { benchVfioPci } from './vfio-pci.bench';
 
@@ -16,8 +17,11 @@ async function main(): Promise<void> {
   if (!only || 'pci-emu'.includes(only)) await benchPciEmu(rows, ratios);
   if (!only || 'registry'.includes(only)) await benchRegistry(rows);
   if (!only || 'vfio-pci'.includes(only)) await benchVfioPci(rows);
-  console.log(rows.toString());
+  const rdmaTables: string[] = [];
+  if (!only || 'rdma-nic'.includes(only)) await benchRdma(rdmaTables);
+  if (rows.length > 0) console.log(rows.toString());
   for (const line of ratios) console.log(line);
+  for (const block of rdmaTables) console.log(block);
 }
 
 main().catch((error: unknown) => {

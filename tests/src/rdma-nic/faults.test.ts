@@ -1,0 +1,336 @@
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { credentials } from '@grpc/grpc-js';
+import { expect } from 'chai';
+import { RegistrySession } from '@p2p/dmabuf-client';
+import { rdma, vfio } from '@p2p/proto';
+import { errnoOf } from '@p2p/status';
+import { IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_REMOTE_READ, IBV_ACCESS_REMOTE_WRITE } from '@p2p/verbs';
+import { ACCEL0, type HostBuffer, type RdmaHost, RdmaStack } from '../harness/rdma-hosts';
+import { rpc } from '../harness/rpc';
+import { Transfer, WC_STATUS_REM_ACCESS_ERR, WC_STATUS_RETRY_EXC_ERR, WC_STATUS_SUCCESS, WC_STATUS_WR_FLUSH_ERR } from './transfer';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const SIZE = 64 * KiB;
+const COUNT = 512;
+const ACCESS = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ;
+const IOVA = 0x1_0000_0000;
+/** timeout 14 is 67 ms (perftest's default); with retry_cnt 3 a dead peer is declared in about 270 ms. */
+const QUICK_RETRY = { timeout: 14, retryCnt: 3, access: ACCESS };
+const CONFIG_REGION = 7;
+const PCI_COMMAND = 0x04;
+const PCI_COMMAND_MASTER = 0x4;
+
+/** The byte WR n writes: every WR is told apart by its pattern. */
+const patternOf = (n: number): number => (n % 251) + 1;
+
+function fillPattern(buffer: Buffer, count: number, size: number): void {
+  for (let n = 0; n < count; n++) buffer.fill(patternOf(n), n * size, (n + 1) * size);
+}
+
+async function readAll(buffer: HostBuffer): Promise<Buffer> {
+  return buffer.cpu.read(0, buffer.size);
+}
+
+/** The WR ids each status got, checked for the RC contract: every WR once, successes first, then one error, then flushes. */
+function expectRcErrorShape(transfer: Transfer, error: number, minSucceeded: number): { succeeded: number[]; failed: number } {
+  if (process.env.DEBUG_FAULTS) console.log(JSON.stringify(summarize(transfer)));
+  for (const [id, statuses] of transfer.completions) expect(statuses, `completions of wr ${id}`).to.have.length(1);
+  expect(transfer.completions.size).to.equal(transfer.posted);
+  const ids = [...transfer.completions.keys()].sort((a, b) => a - b);
+  expect(ids).to.deep.equal(Array.from({ length: transfer.posted }, (_, i) => i));
+  const succeeded = transfer.byStatus(WC_STATUS_SUCCESS);
+  const failed = transfer.byStatus(error);
+  const flushed = transfer.byStatus(WC_STATUS_WR_FLUSH_ERR);
+  expect(failed, `the WR that failed with ${error}`).to.have.length(1);
+  expect(succeeded).to.deep.equal(Array.from({ length: failed[0]! }, (_, i) => i));
+  expect(flushed).to.deep.equal(Array.from({ length: transfer.posted - failed[0]! - 1 }, (_, i) => failed[0]! + 1 + i));
+  expect(transfer.order, 'completions in post order').to.deep.equal(ids);
+  expect(succeeded.length, `WRs that succeeded before the fault (${summarize(transfer).join(', ')})`).to.be.at.least(minSucceeded);
+  return { succeeded, failed: failed[0]! };
+}
+
+/** Runs of equal statuses in wr_id order, for failure messages. */
+function summarize(transfer: Transfer): string[] {
+  const runs: string[] = [];
+  let last = -1;
+  let from = 0;
+  for (let id = 0; id <= transfer.posted; id++) {
+    const status = id < transfer.posted ? (transfer.completions.get(id)?.[0] ?? -1) : -2;
+    if (status !== last) {
+      if (id > 0) runs.push(`${from}..${id - 1}: ${last}`);
+      last = status;
+      from = id;
+    }
+  }
+  return runs;
+}
+
+function expectLanded(target: Buffer, succeeded: readonly number[]): void {
+  for (const n of succeeded) {
+    const slice = target.subarray(n * SIZE, (n + 1) * SIZE);
+    expect(slice.every((byte) => byte === patternOf(n)), `bytes of successful WR ${n}`).to.equal(true);
+  }
+}
+
+async function sleep(ms: number): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+describe('rdma-nic faults (every service its own process)', function () {
+  this.timeout(60_000);
+  let stack: RdmaStack;
+  let hosts: RdmaHost[] = [];
+
+  beforeEach(async () => {
+    stack = await RdmaStack.start();
+    hosts = [];
+  });
+
+  afterEach(async () => {
+    for (const host of hosts) await host.close().catch(() => undefined);
+    await stack.stop();
+  });
+
+  /** Host Y (nic0) writing COUNT patterned 64 KiB WRs into host X's (nic1) memory. */
+  async function writerAndTarget(options: { retry?: typeof QUICK_RETRY } = {}) {
+    const y = await stack.host(0, 'host-y');
+    const x = await stack.host(1, 'host-x');
+    hosts.push(y, x);
+    const source = await y.hostBuffer(COUNT * SIZE, IOVA, ACCESS);
+    const target = await x.hostBuffer(COUNT * SIZE, IOVA, ACCESS);
+    const pattern = Buffer.alloc(COUNT * SIZE);
+    fillPattern(pattern, COUNT, SIZE);
+    await source.cpu.copyFromBuffer(0, pattern);
+    const a = await y.rcQp();
+    const b = await x.rcQp();
+    await y.ctx.connectRc(a.qpNum, { gid: x.gid, qpNum: b.qpNum }, options.retry ?? QUICK_RETRY);
+    await x.ctx.connectRc(b.qpNum, { gid: y.gid, qpNum: a.qpNum }, options.retry ?? QUICK_RETRY);
+    const transfer = new Transfer({
+      host: y,
+      qpNum: a.qpNum,
+      cq: a.cq,
+      opcode: rdma.WrOpcode.WR_OPCODE_RDMA_WRITE,
+      count: COUNT,
+      size: SIZE,
+      local: { key: source.mr.lkey, iova: IOVA },
+      remote: { key: target.mr.rkey, iova: IOVA },
+      depth: 32,
+    });
+    return { y, x, source, target, a, b, transfer };
+  }
+
+  /** Lets `transfer` run until `n` WRs completed. */
+  async function whenCompleted(transfer: Transfer, n: number): Promise<void> {
+    const deadline = Date.now() + 20_000;
+    while (transfer.completions.size < n) {
+      if (Date.now() > deadline) throw new Error(`only ${transfer.completions.size} WRs completed`);
+      await sleep(5);
+    }
+  }
+
+  it('peer NIC killed mid-transfer: RETRY_EXC_ERR once, the rest flushed, the QP in ERR, every successful WR landed', async () => {
+    const { y, target, a, transfer } = await writerAndTarget();
+    const running = transfer.run();
+    await whenCompleted(transfer, 40);
+    await stack.nics[1].process.stop('SIGKILL');
+    await running;
+    await transfer.settled(10_000);
+    transfer.close();
+    const { succeeded } = expectRcErrorShape(transfer, WC_STATUS_RETRY_EXC_ERR, 40);
+    expect((await y.ctx.queryQp(a.qpNum)).qpState).to.equal(rdma.QpState.QP_STATE_ERR);
+    expectLanded(await readAll(target), succeeded);
+  });
+
+  it('peer NIC frozen mid-transfer: RETRY_EXC_ERR, and once it thaws no WR completes twice', async () => {
+    const { y, target, a, transfer } = await writerAndTarget();
+    const running = transfer.run();
+    await whenCompleted(transfer, 40);
+    const nic = stack.nics[1].process.child;
+    nic.kill('SIGSTOP');
+    try {
+      await running;
+      await transfer.settled(10_000);
+    } finally {
+      nic.kill('SIGCONT');
+    }
+    await sleep(500);
+    transfer.close();
+    const { succeeded } = expectRcErrorShape(transfer, WC_STATUS_RETRY_EXC_ERR, 40);
+    expect((await y.ctx.queryQp(a.qpNum)).qpState).to.equal(rdma.QpState.QP_STATE_ERR);
+    expectLanded(await readAll(target), succeeded);
+  });
+
+  it('link partitioned mid-transfer: RETRY_EXC_ERR; healed, a new connection moves bytes again', async function () {
+    if (!canPartition()) this.skip();
+    const { y, x, source, target, transfer } = await writerAndTarget();
+    const running = transfer.run();
+    await whenCompleted(transfer, 40);
+    const cut = partition(stack.wirePort);
+    try {
+      await running;
+      await transfer.settled(15_000);
+    } finally {
+      cut();
+    }
+    transfer.close();
+    const { succeeded } = expectRcErrorShape(transfer, WC_STATUS_RETRY_EXC_ERR, 40);
+    expectLanded(await readAll(target), succeeded);
+
+    const a = await y.rcQp();
+    const b = await x.rcQp();
+    await y.ctx.connectRc(a.qpNum, { gid: x.gid, qpNum: b.qpNum }, { access: ACCESS, timeout: 14, retryCnt: 7 });
+    await x.ctx.connectRc(b.qpNum, { gid: y.gid, qpNum: a.qpNum }, { access: ACCESS });
+    await target.cpu.copyFromBuffer(0, Buffer.alloc(COUNT * SIZE));
+    const again = new Transfer({
+      host: y,
+      qpNum: a.qpNum,
+      cq: a.cq,
+      opcode: rdma.WrOpcode.WR_OPCODE_RDMA_WRITE,
+      count: 16,
+      size: SIZE,
+      local: { key: source.mr.lkey, iova: IOVA },
+      remote: { key: target.mr.rkey, iova: IOVA },
+    });
+    await again.run();
+    await again.settled(10_000);
+    again.close();
+    expect(again.byStatus(WC_STATUS_SUCCESS)).to.have.length(16);
+    expectLanded(await readAll(target), again.byStatus(WC_STATUS_SUCCESS));
+  });
+
+  it('accel0 BAR revoked mid-transfer: WRs that had not finished complete in error; no byte lands after the revoke returns', async () => {
+    const y = await stack.host(0, 'host-y');
+    const x = await stack.host(1, 'host-x');
+    hosts.push(y, x);
+    const source = await y.hostBuffer(COUNT * SIZE, IOVA, ACCESS);
+    const pattern = Buffer.alloc(COUNT * SIZE);
+    fillPattern(pattern, COUNT, SIZE);
+    await source.cpu.copyFromBuffer(0, pattern);
+    const bar = await x.barBuffer(stack.vfioPci.address, 0, COUNT * SIZE, IOVA, ACCESS);
+    const a = await y.rcQp();
+    const b = await x.rcQp();
+    await y.ctx.connectRc(a.qpNum, { gid: x.gid, qpNum: b.qpNum }, QUICK_RETRY);
+    await x.ctx.connectRc(b.qpNum, { gid: y.gid, qpNum: a.qpNum }, QUICK_RETRY);
+    const transfer = new Transfer({
+      host: y,
+      qpNum: a.qpNum,
+      cq: a.cq,
+      opcode: rdma.WrOpcode.WR_OPCODE_RDMA_WRITE,
+      count: COUNT,
+      size: SIZE,
+      local: { key: source.mr.lkey, iova: IOVA },
+      remote: { key: bar.mr.rkey, iova: IOVA },
+      depth: 32,
+    });
+    const running = transfer.run();
+    await whenCompleted(transfer, 40);
+
+    const vfioClient = new vfio.VfioPciServiceClient(stack.vfioPci.address, credentials.createInsecure());
+    // PCI_COMMAND with MEMORY cleared: vfio-pci revokes accel0's dma-bufs and returns once every importer stopped.
+    const command = Buffer.alloc(2);
+    command.writeUInt16LE(PCI_COMMAND_MASTER);
+    await rpc((cb) => vfioClient.regionWrite({ pid: x.session.pid, deviceFd: bar.deviceFd, index: CONFIG_REGION, offset: BigInt(PCI_COMMAND), data: command }, cb));
+    vfioClient.close();
+    const atRevoke = barBytes(stack, COUNT * SIZE);
+    await running;
+    await transfer.settled(10_000);
+    transfer.close();
+    await sleep(200);
+    expect(barBytes(stack, COUNT * SIZE).equals(atRevoke), 'BAR bytes changed after the revoke returned').to.equal(true);
+    const { succeeded } = expectRcErrorShape(transfer, WC_STATUS_REM_ACCESS_ERR, 40);
+    expectLanded(atRevoke, succeeded);
+  });
+
+  it('NIC crash: its attachments and registry files go; its old contexts are refused by the restarted NIC; the peer sees RETRY_EXC_ERR', async () => {
+    const { y, x, a, transfer } = await writerAndTarget();
+    await x.barBuffer(stack.vfioPci.address, 0, MiB, IOVA + COUNT * SIZE, ACCESS);
+    const nic = stack.nics[1];
+    const owner = `rdma-nic/${nic.bdf}`;
+    await nic.process.stop('SIGKILL');
+
+    const observer = await RegistrySession.open(stack.registry.address, { name: 'observer', shmDir: stack.shmDir });
+    try {
+      const deadline = Date.now() + 5000;
+      for (;;) {
+        const attachments = (await observer.bufInfo()).flatMap((b) => b.attachments).filter((att) => att.importerBdf === nic.bdf);
+        const { processes, owners } = await observer.listProcesses();
+        const nicSessions = processes.filter((p) => p.name === owner);
+        if (attachments.length === 0 && nicSessions.length === 0 && !owners.includes(owner)) break;
+        if (Date.now() > deadline) throw new Error(`after the NIC died: ${attachments.length} attachments, ${nicSessions.length} sessions remain`);
+        await sleep(50);
+      }
+    } finally {
+      await observer.close();
+    }
+
+    await stack.restartNic(1);
+    const stale = await x.ctx.queryDevice().then(
+      () => 'answered',
+      (error: unknown) => errnoOf(error) ?? 'no errno',
+    );
+    expect(stale, 'a context of the NIC that died, at its successor').to.equal('EBADF');
+
+    await transfer.run();
+    await transfer.settled(10_000);
+    transfer.close();
+    expectRcErrorShape(transfer, WC_STATUS_RETRY_EXC_ERR, 0);
+    expect((await y.ctx.queryQp(a.qpNum)).qpState).to.equal(rdma.QpState.QP_STATE_ERR);
+  });
+});
+
+/** accel0 BAR2's first `length` bytes, read from its segment files (what the device memory holds, whatever the decode state). */
+function barBytes(stack: RdmaStack, length: number): Buffer {
+  const out = Buffer.alloc(length);
+  const extents = execFileSync(process.execPath, ['-e', barSegmentsScript(stack.pciEmu.address, length)], { encoding: 'utf8' });
+  let at = 0;
+  for (const line of extents.trim().split('\n')) {
+    const [dir, segment, offset, len] = line.split(' ');
+    const fd = fs.openSync(path.join(dir!, segment!), 'r');
+    try {
+      fs.readSync(fd, out, at, Number(len), Number(offset));
+    } finally {
+      fs.closeSync(fd);
+    }
+    at += Number(len);
+  }
+  return out;
+}
+
+/** GetBarSegments from a child process, synchronously (the snapshot must be taken at once). */
+function barSegmentsScript(address: string, length: number): string {
+  return `
+const grpc = require(${JSON.stringify(require.resolve('@grpc/grpc-js'))});
+const { pci } = require(${JSON.stringify(require.resolve('@p2p/proto'))});
+const c = new pci.PciEmuServiceClient(${JSON.stringify(address)}, grpc.credentials.createInsecure());
+c.getBarSegments({ bdf: ${JSON.stringify(ACCEL0)}, bar: 2, offset: 0n, length: ${length}n }, (e, r) => {
+  if (e) { console.error(e.message); process.exit(1); }
+  for (const x of r.extents) console.log(r.directory + ' ' + x.segment + ' ' + x.offset + ' ' + x.length);
+  process.exit(0);
+});`;
+}
+
+/** iptables on loopback, as root: what cuts a link between two NIC addresses here. */
+function canPartition(): boolean {
+  if (process.getuid?.() !== 0) return false;
+  try {
+    execFileSync('iptables', ['-L', 'INPUT', '-n'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Drops every packet of the wire port between the NICs' addresses (both directions); returns the heal. */
+function partition(wirePort: number): () => void {
+  const rules = [
+    ['INPUT', '-i', 'lo', '-p', 'tcp', '--dport', String(wirePort), '-j', 'DROP'],
+    ['INPUT', '-i', 'lo', '-p', 'tcp', '--sport', String(wirePort), '-j', 'DROP'],
+  ];
+  for (const rule of rules) execFileSync('iptables', ['-I', ...rule]);
+  return () => {
+    for (const rule of rules) execFileSync('iptables', ['-D', ...rule]);
+  };
+}

@@ -1,0 +1,105 @@
+import { rdma } from '@p2p/proto';
+import { decodeCqes, encodeWqe, IBV_SEND_SIGNALED, WQE_BYTES } from '@p2p/verbs';
+import type { RdmaHost } from '../harness/rdma-hosts';
+
+/** Where the WRs of a transfer read and write: WR i covers [i * size, (i + 1) * size) of both. */
+export interface TransferPlan {
+  readonly host: RdmaHost;
+  readonly qpNum: number;
+  readonly cq: number;
+  readonly opcode: number;
+  readonly count: number;
+  readonly size: number;
+  readonly local: { readonly key: number; readonly iova: number };
+  readonly remote: { readonly key: number; readonly iova: number };
+  /** WRs outstanding at most; default 64. */
+  readonly depth?: number;
+}
+
+/**
+ * A stream of signaled WRs on one QP, every completion recorded by wr_id:
+ * what the fault tests read to check that each WR completed exactly once,
+ * in order, and with which status.
+ */
+export class Transfer {
+  /** The statuses each wr_id completed with, in arrival order (more than one is a bug). */
+  readonly completions = new Map<number, number[]>();
+  /** wr_ids in completion order. */
+  readonly order: number[] = [];
+  posted = 0;
+  readonly #plan: TransferPlan;
+  #wake: (() => void) | undefined;
+  #stopWatch: () => void = () => undefined;
+  #stopped = false;
+
+  constructor(plan: TransferPlan) {
+    this.#plan = plan;
+  }
+
+  /** Posts every WR (keeping `depth` outstanding); resolves once all are posted. */
+  async run(): Promise<void> {
+    const { host, qpNum, cq, opcode, count, size, local, remote } = this.#plan;
+    const depth = this.#plan.depth ?? 64;
+    this.#stopWatch = host.ctx.watchCompletions(cq, true, (batch) => {
+      for (const wc of decodeCqes(batch.packedCqes)) {
+        const id = Number(wc.wrId);
+        const seen = this.completions.get(id) ?? [];
+        seen.push(wc.status);
+        this.completions.set(id, seen);
+        this.order.push(id);
+      }
+      this.#wake?.();
+    });
+    const stream = host.ctx.openPostStream(qpNum);
+    try {
+      while (this.posted < count && !this.#stopped) {
+        if (this.posted - this.completions.size >= depth) {
+          await new Promise<void>((resolve) => (this.#wake = resolve));
+          continue;
+        }
+        const batch = Math.min(8, count - this.posted, depth - (this.posted - this.completions.size));
+        const wqes = Buffer.alloc(batch * WQE_BYTES);
+        for (let i = 0; i < batch; i++) {
+          const n = this.posted + i;
+          encodeWqe(wqes, i * WQE_BYTES, {
+            wrId: BigInt(n),
+            opcode,
+            sge: { addr: local.iova + n * size, length: size, lkey: local.key },
+            sendFlags: IBV_SEND_SIGNALED,
+            remoteAddr: remote.iova + n * size,
+            rkey: remote.key,
+          });
+        }
+        this.posted += await stream.post(wqes);
+      }
+    } finally {
+      stream.close();
+    }
+  }
+
+  /** Stops posting more. */
+  stop(): void {
+    this.#stopped = true;
+    this.#wake?.();
+  }
+
+  /** Resolves once every posted WR has a completion (or rejects after `timeoutMs`). */
+  async settled(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.completions.size < this.posted || this.posted === 0) {
+      if (Date.now() > deadline) throw new Error(`${this.completions.size} of ${this.posted} posted WRs completed within ${timeoutMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  /** wr_ids by status. */
+  byStatus(status: number): number[] {
+    return [...this.completions.entries()].filter(([, statuses]) => statuses[0] === status).map(([id]) => id).sort((a, b) => a - b);
+  }
+
+  close(): void {
+    this.#stopWatch();
+  }
+}
+
+export const { WC_STATUS_SUCCESS, WC_STATUS_WR_FLUSH_ERR, WC_STATUS_RETRY_EXC_ERR, WC_STATUS_REM_ACCESS_ERR } = rdma.WcStatus;
