@@ -20,9 +20,11 @@ const WORKING_SET = 64 * MiB;
 const SIZES = [4 * KiB, 64 * KiB, MiB, 8 * MiB];
 const ACCESS = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ;
 /** WQEs per post (one PostStream message), the last one signaled: perftest's --cq-mod. */
-const BATCH = 64;
-/** WRs outstanding: perftest's --tx-depth. */
-const TX_DEPTH = 512;
+const MAX_BATCH = 64;
+/** WRs outstanding: perftest's --tx-depth... */
+const MAX_TX_DEPTH = 512;
+/** ...and at most this many bytes in flight, as a NIC's send queue holds WQEs, not megabytes of payload. */
+const MAX_BYTES_IN_FLIGHT = 16 * MiB;
 const HOST_IOVA = 0x1_0000_0000;
 const BAR_IOVA = 0x2_0000_0000;
 
@@ -94,7 +96,9 @@ export async function benchRdma(out: string[]): Promise<void> {
         style: { head: [], border: [] },
       });
       for (const size of SIZES) {
-        const point = await measure(connection, test.opcode, size);
+        const point = await measure(connection, test.opcode, size).catch((error: unknown) => {
+          throw new Error(`${test.title}, ${size} bytes: ${error instanceof Error ? error.message : String(error)}`);
+        });
         const base = memcpy.get(size)!;
         table.push([
           size,
@@ -129,7 +133,7 @@ function key(buffer: { mr: { lkey: number }; iova: number }): { key: number; iov
 }
 
 async function connect(requester: RdmaHost, responder: RdmaHost, local: { key: number; iova: number }, remote: { key: number; iova: number }): Promise<Connection> {
-  const a = await requester.rcQp({ maxSendWr: TX_DEPTH * 2 });
+  const a = await requester.rcQp({ maxSendWr: MAX_TX_DEPTH * 2 });
   const b = await responder.rcQp();
   await requester.ctx.connectRc(a.qpNum, { gid: responder.gid, qpNum: b.qpNum }, { access: ACCESS });
   await responder.ctx.connectRc(b.qpNum, { gid: requester.gid, qpNum: a.qpNum }, { access: ACCESS });
@@ -138,6 +142,8 @@ async function connect(requester: RdmaHost, responder: RdmaHost, local: { key: n
 
 /** The bandwidth run (TX_DEPTH in flight, BATCH per post) and the latency run (one in flight) for one size. */
 async function measure(c: Connection, opcode: number, size: number): Promise<Point> {
+  const TX_DEPTH = Math.max(2, Math.min(MAX_TX_DEPTH, MAX_BYTES_IN_FLIGHT / size));
+  const BATCH = Math.min(MAX_BATCH, TX_DEPTH / 2);
   const iterations = size <= 4 * KiB ? 200_000 : Math.max(256, Math.min(20_000, (1024 * MiB) / size));
   const slots = WORKING_SET / size;
   const wqes = (first: number, count: number, signalLast: boolean): Buffer => {

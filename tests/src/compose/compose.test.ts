@@ -23,6 +23,7 @@ import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { RegistrySession } from '@p2p/dmabuf-client';
 import { dmabuf, pci, vfio } from '@p2p/proto';
 import { DockerComposeEnvironment, Wait } from 'testcontainers';
+import { readAccelBar } from '../examples/read-accel-bar';
 import type { StartedDockerComposeEnvironment, StartedTestContainer } from 'testcontainers';
 
 // Ryuk, testcontainers' reaper, is an image from Docker Hub: none here. The
@@ -32,7 +33,8 @@ process.env.TESTCONTAINERS_RYUK_DISABLED ??= 'true';
 const LOCAL_BASE_IMAGE = 'p2p-dmabuf/node-base:20';
 const REGISTRY_BASE_IMAGE = 'node:20-bookworm-slim';
 /** The compose services this suite starts (depends_on brings their dependencies). */
-const SERVICES = ['pci-emu', 'dmabuf-registry', 'vfio-pci'];
+const SERVICES = ['pci-emu', 'dmabuf-registry', 'vfio-pci', 'rdma-nic-a', 'rdma-nic-b'];
+const RDMA_NIC_GRPC_PORT = 50054;
 const VFIO_GRPC_PORT = 50052;
 const REGISTRY_GRPC_PORT = 50053;
 const PCI_EMU_GRPC_PORT = 50051;
@@ -164,7 +166,7 @@ function httpStatus(url: string): Promise<{ status: number; body: string }> {
   });
 }
 
-describe('docker-compose.yml: pci-emu, dmabuf-registry and vfio-pci containers', function () {
+describe('docker-compose.yml: pci-emu, dmabuf-registry, vfio-pci and two rdma-nic containers', function () {
   // The first run builds the image; compose v1 also recreates the network.
   this.timeout(240_000);
 
@@ -173,6 +175,7 @@ describe('docker-compose.yml: pci-emu, dmabuf-registry and vfio-pci containers',
   let grpcAddress: string;
   let registryAddress: string;
   let vfioAddress: string;
+  let nicAddresses: [string, string];
   let health: HealthClient | undefined;
   let pciClient: pci.PciEmuServiceClient | undefined;
 
@@ -202,6 +205,10 @@ describe('docker-compose.yml: pci-emu, dmabuf-registry and vfio-pci containers',
         DMABUF_REGISTRY_METRICS_PORT: '0',
         VFIO_PCI_PORT: '0',
         VFIO_PCI_METRICS_PORT: '0',
+        RDMA_NIC_A_PORT: '0',
+        RDMA_NIC_A_METRICS_PORT: '0',
+        RDMA_NIC_B_PORT: '0',
+        RDMA_NIC_B_METRICS_PORT: '0',
       })
       // The image has no shell tools for the default listening-ports probe; the
       // compose healthcheck (the Prometheus endpoint) says when it is up.
@@ -227,6 +234,11 @@ describe('docker-compose.yml: pci-emu, dmabuf-registry and vfio-pci containers',
     registryAddress = `${registry.getHost()}:${registry.getMappedPort(REGISTRY_GRPC_PORT)}`;
     const vfioPci = serviceContainer(env, 'vfio-pci');
     vfioAddress = `${vfioPci.getHost()}:${vfioPci.getMappedPort(VFIO_GRPC_PORT)}`;
+    const nic = (service: string): string => {
+      const c = serviceContainer(env!, service);
+      return `${c.getHost()}:${c.getMappedPort(RDMA_NIC_GRPC_PORT)}`;
+    };
+    nicAddresses = [nic('rdma-nic-a'), nic('rdma-nic-b')];
   });
 
   after(async function () {
@@ -306,6 +318,17 @@ describe('docker-compose.yml: pci-emu, dmabuf-registry and vfio-pci containers',
     } finally {
       vfioClient.close();
       await session.close();
+      fs.rmSync(localShm, { recursive: true, force: true });
+    }
+  });
+
+  it("runs the README example: host Y's NIC reads accel0's BAR through host X's NIC, container to container", async function () {
+    // This process only makes calls: the NICs map the memory, in their containers, over the shared tmpfs.
+    const localShm = fs.mkdtempSync(path.join(os.tmpdir(), 'p2p-compose-'));
+    try {
+      const { received, expected } = await readAccelBar({ registry: registryAddress, vfioPci: vfioAddress, nicY: nicAddresses[0], nicX: nicAddresses[1], shmDir: localShm, length: 256 * 1024 });
+      expect(received.equals(expected)).to.equal(true);
+    } finally {
       fs.rmSync(localShm, { recursive: true, force: true });
     }
   });

@@ -2,12 +2,24 @@ import { performance } from 'node:perf_hooks';
 import type { WireReply, WireResponse } from '../wire/fabric';
 import { Fifo } from './fifo';
 
+/** What a request was sent on: whether the peer is still working towards its answer. */
+export interface RequestCarrier {
+  /**
+   * The stream is up, the peer was heard from within `windowMs`, and it has
+   * answered nothing sent after `entry`: it is behind, not dropping.
+   */
+  stillWorking(entry: PendingRequest, windowMs: number): boolean;
+}
+
 /** One request on the wire, waiting for its answer or its transport timer. */
 export class PendingRequest {
   readonly srcQpn: number;
   readonly psn: number;
+  readonly timeoutMs: number;
   /** performance.now() past which nothing answers it; Infinity for timeoutMs 0. */
-  readonly deadline: number;
+  deadline: number;
+  /** The link it went out on, once sent. */
+  carrier: RequestCarrier | undefined;
   readonly reply: WireReply;
   /** Its timeout queue; undefined for a request that waits forever. */
   readonly queue: Fifo<PendingRequest> | undefined;
@@ -16,9 +28,10 @@ export class PendingRequest {
   /** Answered or timed out: reply was called. */
   done = false;
 
-  constructor(srcQpn: number, psn: number, deadline: number, reply: WireReply, queue: Fifo<PendingRequest> | undefined) {
+  constructor(srcQpn: number, psn: number, timeoutMs: number, deadline: number, reply: WireReply, queue: Fifo<PendingRequest> | undefined) {
     this.srcQpn = srcQpn;
     this.psn = psn;
+    this.timeoutMs = timeoutMs;
     this.deadline = deadline;
     this.reply = reply;
     this.queue = queue;
@@ -30,6 +43,15 @@ export class PendingRequest {
  * timer of each (IBA 9.7.6.1.3, the local ACK timeout): the fabric calls
  * reply(undefined) once a request's timeoutMs has passed unanswered, and an
  * answer that comes later finds it done and is dropped.
+ *
+ * The stream under a link is reliable while it is up: a request on it is
+ * never lost in transit, only dropped by the responder (which then answers
+ * later requests first) or stuck with a peer that went quiet (killed,
+ * frozen, cut off). So a timer that runs out while the peer is still heard
+ * from and has answered nothing sent after the request is restarted rather
+ * than reported: the responder is behind, and a retransmission would only
+ * add to its backlog (the congestion collapse of retransmitting on a slow
+ * but live path).
  *
  * One timer serves all of them. Requests are kept in one FIFO per distinct
  * timeoutMs (a QP's timeout is one of 32 values), where deadlines are in
@@ -56,7 +78,7 @@ export class PendingRequests {
 
   add(srcQpn: number, psn: number, timeoutMs: number, reply: WireReply): PendingRequest {
     if (timeoutMs <= 0) {
-      const entry = new PendingRequest(srcQpn, psn, Infinity, reply, undefined);
+      const entry = new PendingRequest(srcQpn, psn, 0, Infinity, reply, undefined);
       this.#forever.add(entry);
       return entry;
     }
@@ -66,7 +88,7 @@ export class PendingRequests {
       this.#queues.set(timeoutMs, queue);
     }
     const deadline = performance.now() + timeoutMs;
-    const entry = new PendingRequest(srcQpn, psn, deadline, reply, queue);
+    const entry = new PendingRequest(srcQpn, psn, timeoutMs, deadline, reply, queue);
     queue.push(entry);
     if (deadline < this.#timerAt) this.#arm(deadline);
     return entry;
@@ -116,6 +138,11 @@ export class PendingRequests {
       for (let head = queue.peek(); head !== undefined && (head.done || head.deadline <= now); head = queue.peek()) {
         queue.shift();
         if (head.done) continue;
+        if (head.carrier?.stillWorking(head, head.timeoutMs) === true) {
+          head.deadline = now + head.timeoutMs;
+          queue.push(head);
+          continue;
+        }
         this.timeouts++;
         // reply may post again (a retry), which lands at the tail of a queue: no harm to this walk.
         this.#finish(head, undefined);

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type { ClientDuplexStream, ServerDuplexStream } from '@grpc/grpc-js';
 import type { RegistrySession } from '@p2p/dmabuf-client';
 import { errno } from '@p2p/errno';
@@ -10,7 +11,7 @@ import { FrameBuilder } from './frame-builder';
 import { gather } from './gather';
 import { gidText } from './gid';
 import { type PayloadRef, readRequest, readResponse, requestPayload, responsePayload } from './packet-reader';
-import type { PendingRequest, PendingRequests } from './pending-requests';
+import type { PendingRequest, PendingRequests, RequestCarrier } from './pending-requests';
 import { checkRingBytes, RingConsumer, RingProducer } from './ring';
 import { RingMemory } from './ring-memory';
 import type { WireCounters } from './wire-counters';
@@ -97,7 +98,7 @@ const NO_PACKETS = Buffer.alloc(0);
  * Frames are written once per event-loop turn (setImmediate), so every
  * packet a turn produces shares one gRPC message.
  */
-export class WireLink {
+export class WireLink implements RequestCarrier {
   readonly role: 'connector' | 'acceptor';
   readonly #host: LinkHost;
   readonly #events: LinkEvents;
@@ -114,6 +115,10 @@ export class WireLink {
   #flushQueued = false;
   /** Say that this side maps the peer's ring, even with nothing else to send. */
   #announce = false;
+  /** The connector waits for the acceptor's first frame, which says whether it mapped the connector's ring. */
+  #firstFrameWaiter: (() => void) | undefined;
+  /** performance.now() when the peer was last heard from: a peer that sends frames is alive, however slow. */
+  lastHeardAt = 0;
   /** Received frames whose packets have not all run yet (held while the handshake runs). */
   readonly #rxQueue = new Fifo<RxFrame>();
   /** A drain is running or due in a later turn. */
@@ -212,6 +217,7 @@ export class WireLink {
     }
     this.#sliceBytes += length;
     entry.seq = this.#nextSeq;
+    entry.carrier = this;
     this.#nextSeq = (this.#nextSeq + 1) >>> 0;
     this.#inFlight.push(entry);
     this.#builder.request(dqpn, entry.seq, request, placement, locator, length);
@@ -222,6 +228,13 @@ export class WireLink {
   sendRnrCleared(qpn: number): void {
     this.#builder.rnrCleared(qpn);
     this.#packetAdded();
+  }
+
+  /** RequestCarrier: the stream is up, the peer spoke within `windowMs`, and it has answered nothing sent after `entry`. */
+  stillWorking(entry: PendingRequest, windowMs: number): boolean {
+    if (this.#state !== 'open' || performance.now() - this.lastHeardAt >= windowMs) return false;
+    const head = this.#inFlight.peek();
+    return head !== undefined && !seqBefore(entry.seq, head.seq);
   }
 
   /** Ends the stream from this side. Requests in flight on it wait for their timers. */
@@ -240,7 +253,12 @@ export class WireLink {
       sameRegistry ? this.#offerRing(theirs.registryPid) : '',
     ]);
     if (this.#isClosed()) return;
+    const firstFrame = new Promise<void>((resolve) => (this.#firstFrameWaiter = resolve));
     this.#sendHello(token, token !== '' ? this.#host.ringBytes : 0);
+    // Requests wait for the acceptor's first frame: by then it has mapped this side's ring (or said it cannot),
+    // so the first payloads take the ring rather than the slow inline path.
+    await firstFrame;
+    if (this.#isClosed()) return;
     this.#opened();
   }
 
@@ -331,11 +349,10 @@ export class WireLink {
     this.#wasOpened = true;
     this.#host.counters.linksOpened++;
     this.#host.logger?.debug({ peer: this.#peerGid, role: this.role, txRing: this.#tx !== undefined, rxRing: this.#rx !== undefined }, 'wire: link open');
-    if (this.#rx !== undefined) {
-      // The peer sends inline until it hears that its ring is mapped here.
-      this.#announce = true;
-      this.#schedule();
-    }
+    // The first frame tells the peer whether its ring is mapped here (it sends inline until it is); the
+    // connector opens on it.
+    this.#announce = true;
+    this.#schedule();
     // The owner sends what waited for the link before anything the early frames' replies may send.
     this.#events.opened(this);
     if (this.#rxQueue.length > 0 && !this.#draining) this.#drain();
@@ -348,6 +365,7 @@ export class WireLink {
       return;
     }
     this.#host.counters.framesReceived++;
+    this.lastHeardAt = performance.now();
     if (frame.hello !== undefined) {
       const waiter = this.#helloWaiter;
       if (waiter === undefined) {
@@ -366,6 +384,8 @@ export class WireLink {
     }
     // Credit is cumulative: it frees ring space at once, even before the packets ahead of this frame have run.
     if ((view.getUint8(FrameField.FLAGS) & FRAME_RING_MAPPED) !== 0) this.#tx?.credit(view.getUint32(FrameField.CONSUMED, true));
+    this.#firstFrameWaiter?.();
+    this.#firstFrameWaiter = undefined;
     const count = view.getUint32(FrameField.PACKETS, true);
     this.#host.counters.packetsReceived += count;
     this.#rxQueue.push({ frame, view, at: FRAME_HEADER_BYTES, index: 0, count });
@@ -550,6 +570,8 @@ export class WireLink {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
     clearTimeout(this.#handshakeTimer);
+    this.#firstFrameWaiter?.();
+    this.#firstFrameWaiter = undefined;
     this.#helloWaiter?.reject(errno('ECONNRESET', reason));
     this.#helloWaiter = undefined;
     this.#rxQueue.drain();
