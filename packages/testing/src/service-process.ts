@@ -27,6 +27,8 @@ export interface ServiceProcessOptions {
   env?: NodeJS.ProcessEnv;
   /** The gRPC port; default a free one. Give the old port to restart a service in place. */
   port?: number;
+  /** Options for node itself (`--cpu-prof`, say), which NODE_OPTIONS cannot carry. */
+  nodeArgs?: string[];
 }
 
 /** A port nobody listens on right now. */
@@ -45,7 +47,7 @@ export async function freePort(): Promise<number> {
  */
 export async function startServiceProcess(service: string, prefix: string, options: ServiceProcessOptions = {}): Promise<ServiceProcess> {
   const port = options.port ?? (await freePort());
-  const child = spawn(process.execPath, [serviceMain(service)], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), serviceMain(service)], {
     env: { ...process.env, [`${prefix}_HOST`]: '127.0.0.1', [`${prefix}_PORT`]: String(port), [`${prefix}_METRICS_PORT`]: '0', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -39,7 +39,7 @@ export class RdmaStack {
     private readonly nicEnv: NodeJS.ProcessEnv,
   ) {}
 
-  static async start(options: { nicEnv?: NodeJS.ProcessEnv } = {}): Promise<RdmaStack> {
+  static async start(options: { nicEnv?: NodeJS.ProcessEnv; nicNodeArgs?: string[] } = {}): Promise<RdmaStack> {
     const shmDir = tempShmDir();
     const env = { P2P_SHM_DIR: shmDir, LOG_LEVEL: 'warn' };
     const started: ServiceProcess[] = [];
@@ -58,7 +58,7 @@ export class RdmaStack {
         { name: 'nic1', bdf: NIC1, ip: '127.0.0.3', process: undefined as unknown as ServiceProcess },
       ];
       for (const nic of nics) {
-        nic.process = await startNic(nic, nicEnv);
+        nic.process = await startNic(nic, nicEnv, undefined, options.nicNodeArgs);
         started.push(nic.process);
       }
       return new RdmaStack(shmDir, wirePort, pciEmu, registry, vfioPci, nics, nicEnv);
@@ -86,8 +86,8 @@ export class RdmaStack {
   }
 }
 
-function startNic(nic: NicProcess, env: NodeJS.ProcessEnv, port?: number): Promise<ServiceProcess> {
-  return startServiceProcess('rdma-nic', 'RDMA_NIC', { env: { ...env, RDMA_NIC_BDF: nic.bdf, RDMA_NIC_GID_ADDRESS: nic.ip }, port });
+function startNic(nic: NicProcess, env: NodeJS.ProcessEnv, port?: number, nodeArgs?: string[]): Promise<ServiceProcess> {
+  return startServiceProcess('rdma-nic', 'RDMA_NIC', { env: { ...env, RDMA_NIC_BDF: nic.bdf, RDMA_NIC_GID_ADDRESS: nic.ip }, port, nodeArgs });
 }
 
 /** Host memory of an application: a system-heap dma-buf it maps for the CPU and registers with its NIC. */
