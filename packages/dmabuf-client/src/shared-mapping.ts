@@ -74,7 +74,17 @@ export class SharedMapping {
    * two mappings (one memcpy per DMA). The range must be checked.
    */
   views(offset: number, length: number, out: Uint8Array[]): void {
-    this.#walk(offset, length, (view) => out.push(view));
+    // #walk's loop without its callback, and plain Uint8Arrays rather than Buffer subarrays (whose
+    // species constructor costs more than the view): a device asks for views on every DMA.
+    const end = offset + length;
+    for (const piece of this.#pieces) {
+      const { view } = piece;
+      const pieceEnd = piece.offset + view.length;
+      if (pieceEnd <= offset) continue;
+      if (piece.offset >= end) break;
+      const from = Math.max(offset, piece.offset);
+      out.push(new Uint8Array(view.buffer, view.byteOffset + (from - piece.offset), Math.min(end, pieceEnd) - from));
+    }
   }
 
   /** Drops every view and closes the segment files. */

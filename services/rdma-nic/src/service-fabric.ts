@@ -19,6 +19,6 @@ export interface LinkFabricOptions {
 }
 
 /** The NIC-to-NIC wire (RdmaWireService on the GID's address), for a NIC whose fabric is not injected. */
-export function startLinkFabric(options: LinkFabricOptions): Promise<ClosableFabric> {
+export function startLinkFabric(options: LinkFabricOptions): Promise<RemoteFabric> {
   return RemoteFabric.start(options);
 }

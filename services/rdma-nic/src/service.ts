@@ -15,7 +15,9 @@ import { MemoryImports } from './registry/memory-imports';
 import { peerError } from './registry/registry-call';
 import { RegistryFiles } from './registry/registry-files';
 import { startRdmaNicServer } from './server';
+import type { RemoteFabric } from './link/remote-fabric';
 import { type AttachableFabric, startLinkFabric } from './service-fabric';
+import { registerWireMetrics } from './wire-metrics';
 import { findNicFunction } from './service-pci';
 
 export const RDMA_NIC_DEFAULTS = { port: 50054, metricsPort: 9454 };
@@ -97,10 +99,12 @@ export async function startRdmaNic(env: NodeJS.ProcessEnv = process.env, deps: R
     cleanups.push(() => files.close());
 
     let fabric = deps.fabric;
+    let wire: RemoteFabric | undefined;
     if (fabric === undefined) {
       const link = await startLinkFabric({ gid, wirePort: settings.RDMA_NIC_WIRE_PORT, registry: session, ringBytes: settings.RDMA_NIC_RING_BYTES, logger });
       cleanups.push(() => link.close());
       fabric = link;
+      wire = link;
     }
     const nic = new Nic({ gid, fabric });
     fabric.attach(nic);
@@ -114,6 +118,7 @@ export async function startRdmaNic(env: NodeJS.ProcessEnv = process.env, deps: R
     device = running;
 
     const server = await startRdmaNicServer(config, running, logger);
+    if (wire !== undefined) registerWireMetrics(server.metrics.registry, () => wire.counters);
     const lost = (error: ErrnoError): void => {
       logger.error({ err: error }, 'the registry was lost: every context file and attachment is gone; shutting down');
       void server.shutdown('registry lost').then(() => process.exit(1));

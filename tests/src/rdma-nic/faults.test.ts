@@ -7,7 +7,7 @@ import { RegistrySession } from '@p2p/dmabuf-client';
 import { rdma, vfio } from '@p2p/proto';
 import { errnoOf } from '@p2p/status';
 import { IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_REMOTE_READ, IBV_ACCESS_REMOTE_WRITE } from '@p2p/verbs';
-import { ACCEL0, type HostBuffer, type RdmaHost, RdmaStack } from '../harness/rdma-hosts';
+import { ACCEL0, type BarBuffer, type HostBuffer, type RdmaHost, RdmaStack } from '../harness/rdma-hosts';
 import { rpc } from '../harness/rpc';
 import { Transfer, WC_STATUS_REM_ACCESS_ERR, WC_STATUS_RETRY_EXC_ERR, WC_STATUS_SUCCESS, WC_STATUS_WR_FLUSH_ERR } from './transfer';
 
@@ -28,10 +28,6 @@ const patternOf = (n: number): number => (n % 251) + 1;
 
 function fillPattern(buffer: Buffer, count: number, size: number): void {
   for (let n = 0; n < count; n++) buffer.fill(patternOf(n), n * size, (n + 1) * size);
-}
-
-async function readAll(buffer: HostBuffer): Promise<Buffer> {
-  return buffer.cpu.read(0, buffer.size);
 }
 
 /** The WR ids each status got, checked for the RC contract: every WR once, successes first, then one error, then flushes. */
@@ -95,19 +91,28 @@ describe('rdma-nic faults (every service its own process)', function () {
   });
 
   /** Host Y (nic0) writing COUNT patterned 64 KiB WRs into host X's (nic1) memory. */
-  async function writerAndTarget(options: { retry?: typeof QUICK_RETRY } = {}) {
+  function writerAndTarget(): ReturnType<typeof writer<HostBuffer>> {
+    return writer((x) => x.hostBuffer(COUNT * SIZE, IOVA, ACCESS));
+  }
+
+  /** The same into accel0's BAR, registered on nic1 as a dma-buf MR. */
+  function writerIntoBar(): ReturnType<typeof writer<BarBuffer>> {
+    return writer((x) => x.barBuffer(stack.vfioPci.address, 0, COUNT * SIZE, IOVA, ACCESS));
+  }
+
+  async function writer<T extends { mr: { rkey: number } }>(makeTarget: (x: RdmaHost) => Promise<T>) {
     const y = await stack.host(0, 'host-y');
     const x = await stack.host(1, 'host-x');
     hosts.push(y, x);
     const source = await y.hostBuffer(COUNT * SIZE, IOVA, ACCESS);
-    const target = await x.hostBuffer(COUNT * SIZE, IOVA, ACCESS);
+    const target = await makeTarget(x);
     const pattern = Buffer.alloc(COUNT * SIZE);
     fillPattern(pattern, COUNT, SIZE);
     await source.cpu.copyFromBuffer(0, pattern);
     const a = await y.rcQp();
     const b = await x.rcQp();
-    await y.ctx.connectRc(a.qpNum, { gid: x.gid, qpNum: b.qpNum }, options.retry ?? QUICK_RETRY);
-    await x.ctx.connectRc(b.qpNum, { gid: y.gid, qpNum: a.qpNum }, options.retry ?? QUICK_RETRY);
+    await y.ctx.connectRc(a.qpNum, { gid: x.gid, qpNum: b.qpNum }, QUICK_RETRY);
+    await x.ctx.connectRc(b.qpNum, { gid: y.gid, qpNum: a.qpNum }, QUICK_RETRY);
     const transfer = new Transfer({
       host: y,
       qpNum: a.qpNum,
@@ -120,6 +125,10 @@ describe('rdma-nic faults (every service its own process)', function () {
       depth: 32,
     });
     return { y, x, source, target, a, b, transfer };
+  }
+
+  function readAll(buffer: HostBuffer): Promise<Buffer> {
+    return buffer.cpu.read(0, buffer.size);
   }
 
   /** Lets `transfer` run until `n` WRs completed. */
@@ -202,29 +211,7 @@ describe('rdma-nic faults (every service its own process)', function () {
   });
 
   it('accel0 BAR revoked mid-transfer: WRs that had not finished complete in error; no byte lands after the revoke returns', async () => {
-    const y = await stack.host(0, 'host-y');
-    const x = await stack.host(1, 'host-x');
-    hosts.push(y, x);
-    const source = await y.hostBuffer(COUNT * SIZE, IOVA, ACCESS);
-    const pattern = Buffer.alloc(COUNT * SIZE);
-    fillPattern(pattern, COUNT, SIZE);
-    await source.cpu.copyFromBuffer(0, pattern);
-    const bar = await x.barBuffer(stack.vfioPci.address, 0, COUNT * SIZE, IOVA, ACCESS);
-    const a = await y.rcQp();
-    const b = await x.rcQp();
-    await y.ctx.connectRc(a.qpNum, { gid: x.gid, qpNum: b.qpNum }, QUICK_RETRY);
-    await x.ctx.connectRc(b.qpNum, { gid: y.gid, qpNum: a.qpNum }, QUICK_RETRY);
-    const transfer = new Transfer({
-      host: y,
-      qpNum: a.qpNum,
-      cq: a.cq,
-      opcode: rdma.WrOpcode.WR_OPCODE_RDMA_WRITE,
-      count: COUNT,
-      size: SIZE,
-      local: { key: source.mr.lkey, iova: IOVA },
-      remote: { key: bar.mr.rkey, iova: IOVA },
-      depth: 32,
-    });
+    const { x, target: bar, transfer } = await writerIntoBar();
     const running = transfer.run();
     await whenCompleted(transfer, 40);
 

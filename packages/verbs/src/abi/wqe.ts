@@ -31,6 +31,16 @@ export function encodeWqes(wrs: readonly PackedSendWr[]): Buffer {
   return out;
 }
 
+/** An address as a u64: a safe integer goes in as two u32 halves, anything else through BigInt (which throws as before for a non-integer). */
+function writeU64(out: Buffer, value: number, at: number): void {
+  if (Number.isSafeInteger(value) && value >= 0) {
+    out.writeUInt32LE(value >>> 0, at);
+    out.writeUInt32LE(Math.floor(value / 2 ** 32), at + 4);
+  } else {
+    out.writeBigUInt64LE(BigInt(value), at);
+  }
+}
+
 /** Writes one WQE at `at` of `out`. */
 export function encodeWqe(out: Buffer, at: number, wr: PackedSendWr): void {
   out.writeBigUInt64LE(wr.wrId, at);
@@ -38,13 +48,22 @@ export function encodeWqe(out: Buffer, at: number, wr: PackedSendWr): void {
   out.writeUInt8(wr.sge === undefined ? 0 : 1, at + 9);
   out.writeUInt16LE(wr.sendFlags, at + 10);
   out.writeUInt32LE((wr.immData ?? 0) >>> 0, at + 12);
-  out.writeBigUInt64LE(BigInt(wr.remoteAddr ?? 0), at + 16);
+  writeU64(out, wr.remoteAddr ?? 0, at + 16);
   out.writeUInt32LE(wr.rkey ?? 0, at + 24);
   out.writeUInt32LE(wr.sge?.lkey ?? 0, at + 28);
-  out.writeBigUInt64LE(BigInt(wr.sge?.addr ?? 0), at + 32);
+  writeU64(out, wr.sge?.addr ?? 0, at + 32);
   out.writeUInt32LE(wr.sge?.length ?? 0, at + 40);
   out.writeBigUInt64LE(wr.compareAdd ?? 0n, at + 48);
   out.writeBigUInt64LE(wr.swap ?? 0n, at + 56);
+}
+
+const TWO_32 = 2 ** 32;
+/** The largest high half of a u64 below 2^53. */
+const MAX_SAFE_HIGH = 0x1f_ffff;
+
+/** A u64 operand as a bigint, without making one for the usual 0 (every WQE but an atomic's). */
+function readU64(buf: Buffer, at: number): bigint {
+  return buf.readUInt32LE(at) === 0 && buf.readUInt32LE(at + 4) === 0 ? 0n : buf.readBigUInt64LE(at);
 }
 
 /** A send WR as the NIC reads it from a packed WQE. */
@@ -73,22 +92,21 @@ export function decodeWqes(packed: Uint8Array): { wrs: UnpackedSendWr[]; bad?: {
   for (let i = 0; i < buf.length / WQE_BYTES; i++) {
     const at = i * WQE_BYTES;
     const numSge = buf.readUInt8(at + 9);
-    const remoteAddr = buf.readBigUInt64LE(at + 16);
-    const addr = buf.readBigUInt64LE(at + 32);
     if (numSge > 1) return { wrs, bad: { index: i, reason: `num_sge ${numSge}, but a packed WQE holds at most one SGE` } };
-    if (remoteAddr > BigInt(Number.MAX_SAFE_INTEGER) || addr > BigInt(Number.MAX_SAFE_INTEGER)) {
-      return { wrs, bad: { index: i, reason: 'an address past 2^53' } };
-    }
+    // Addresses as numbers from their u32 halves: no bigint per field at message rate.
+    const remoteHigh = buf.readUInt32LE(at + 20);
+    const addrHigh = buf.readUInt32LE(at + 36);
+    if (remoteHigh > MAX_SAFE_HIGH || addrHigh > MAX_SAFE_HIGH) return { wrs, bad: { index: i, reason: 'an address past 2^53' } };
     wrs.push({
       wrId: buf.readBigUInt64LE(at),
       opcode: buf.readUInt8(at + 8),
-      sgList: numSge === 0 ? [] : [{ addr: Number(addr), length: buf.readUInt32LE(at + 40), lkey: buf.readUInt32LE(at + 28) }],
+      sgList: numSge === 0 ? [] : [{ addr: addrHigh * TWO_32 + buf.readUInt32LE(at + 32), length: buf.readUInt32LE(at + 40), lkey: buf.readUInt32LE(at + 28) }],
       sendFlags: buf.readUInt16LE(at + 10),
       immData: buf.readUInt32LE(at + 12),
-      remoteAddr: Number(remoteAddr),
+      remoteAddr: remoteHigh * TWO_32 + buf.readUInt32LE(at + 16),
       rkey: buf.readUInt32LE(at + 24),
-      compareAdd: buf.readBigUInt64LE(at + 48),
-      swap: buf.readBigUInt64LE(at + 56),
+      compareAdd: readU64(buf, at + 48),
+      swap: readU64(buf, at + 56),
     });
   }
   return { wrs };

@@ -120,7 +120,7 @@ export class VerbsContext {
   }
 
   async modifyQp(qpNum: number, attr: Partial<rdma.QpAttr>, attrMask: number): Promise<void> {
-    await unary((cb) => this.client.modifyQp({ ...this.#ctx, qpNum, attr: { ...EMPTY_ATTR, ...attr }, attrMask }, cb));
+    await unary((cb) => this.client.modifyQp({ ...this.#ctx, qpNum, attr: rdma.QpAttr.fromPartial(attr), attrMask }, cb));
   }
 
   async queryQp(qpNum: number): Promise<rdma.QpAttr> {
@@ -204,23 +204,3 @@ export class VerbsContext {
     if (this.ownsClient) this.client.close();
   }
 }
-
-const EMPTY_ATTR: rdma.QpAttr = {
-  qpState: rdma.QpState.QP_STATE_UNSPECIFIED,
-  qpAccessFlags: 0,
-  portNum: 0,
-  pkeyIndex: 0,
-  pathMtu: 0,
-  destQpNum: 0,
-  dgid: Buffer.alloc(0),
-  rqPsn: 0,
-  sqPsn: 0,
-  maxRdAtomic: 0,
-  maxDestRdAtomic: 0,
-  minRnrTimer: 0,
-  timeout: 0,
-  retryCnt: 0,
-  rnrRetry: 0,
-  enSqdAsyncNotify: false,
-  curQpState: rdma.QpState.QP_STATE_UNSPECIFIED,
-};

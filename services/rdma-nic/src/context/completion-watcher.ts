@@ -12,8 +12,11 @@ export interface CompletionSink {
 /**
  * A completion channel that also polls (WatchCompletions): every completion
  * written to the CQ is polled, so its work queue entries retire and the CQ
- * never fills behind a live consumer, and the completions of one event-loop
- * turn go out as one batch. A consumer that stops reading stops the polling,
+ * never fills behind a live consumer, and the completions one task writes
+ * (the answers of one incoming wire frame, say) go out as one batch, at the
+ * end of that task (process.nextTick): the batch then leaves in this
+ * loop iteration's check phase, not after the next iteration's input as a
+ * setImmediate write would. A consumer that stops reading stops the polling,
  * as an application that stops calling ibv_poll_cq() would: the CQ then
  * fills and overflows (IBV_EVENT_CQ_ERR) like any unpolled CQ.
  */
@@ -24,7 +27,9 @@ export class CompletionWatcher {
   readonly #sink: CompletionSink;
   readonly #onStop: () => void;
   readonly #unsubscribe: () => void;
-  #immediate: NodeJS.Immediate | undefined;
+  readonly #drainTask = (): void => this.#drain();
+  /** A drain is queued (process.nextTick). */
+  #scheduled = false;
   #paused = false;
   #stopped = false;
 
@@ -51,8 +56,6 @@ export class CompletionWatcher {
     if (this.#stopped) return;
     this.#stopped = true;
     this.#unsubscribe();
-    if (this.#immediate !== undefined) clearImmediate(this.#immediate);
-    this.#immediate = undefined;
     this.#onStop();
   }
 
@@ -64,13 +67,16 @@ export class CompletionWatcher {
   }
 
   #schedule(): void {
-    if (this.#immediate === undefined && !this.#paused && !this.#stopped) {
-      this.#immediate = setImmediate(() => this.#drain());
+    if (!this.#scheduled && !this.#paused && !this.#stopped) {
+      this.#scheduled = true;
+      process.nextTick(this.#drainTask);
     }
   }
 
   #drain(): void {
-    this.#immediate = undefined;
+    this.#scheduled = false;
+    // A tick cannot be cancelled: a watch stopped since it was queued polls nothing.
+    if (this.#paused || this.#stopped) return;
     // One poll of the ring's size empties it.
     const wcs = this.#nic.pollCq(this.#cqHandle, this.#cqe);
     if (wcs.length > 0) this.#paused = !this.#sink.send(wcs);

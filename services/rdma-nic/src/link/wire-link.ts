@@ -95,8 +95,16 @@ const NO_PACKETS = Buffer.alloc(0);
  * shared memory, and bypassed whenever it is full: the payload then goes in
  * inline_data. Everything else is the binary packets of wire-layout.ts.
  *
- * Frames are written once per event-loop turn (setImmediate), so every
- * packet a turn produces shares one gRPC message.
+ * A frame is written once the task that produced its packets is done
+ * (process.nextTick: after the callback and its microtasks), so the
+ * packets one incoming message produces share one gRPC message. HTTP/2
+ * puts what is written on the socket in the check phase of the loop
+ * iteration it was written in (before any JS immediate), or of the next one
+ * for a write from an immediate: a frame written in the poll phase leaves
+ * before this side goes on to the next iteration's input, where a
+ * setImmediate flush would hold every frame back behind a whole turn of
+ * work on each side, and the pipeline would move in turns rather than
+ * stream.
  */
 export class WireLink implements RequestCarrier {
   readonly role: 'connector' | 'acceptor';
@@ -113,6 +121,8 @@ export class WireLink implements RequestCarrier {
   readonly #inFlight = new Fifo<PendingRequest>();
   #nextSeq = 0;
   #flushQueued = false;
+  /** The end-of-turn immediate, which resets #sliceBytes, is due. */
+  #turnQueued = false;
   /** Say that this side maps the peer's ring, even with nothing else to send. */
   #announce = false;
   /** The connector waits for the acceptor's first frame, which says whether it mapped the connector's ring. */
@@ -123,7 +133,7 @@ export class WireLink implements RequestCarrier {
   readonly #rxQueue = new Fifo<RxFrame>();
   /** A drain is running or due in a later turn. */
   #draining = false;
-  /** Payload bytes copied in or out this turn: past RX_SLICE_BYTES, received packets wait for a later turn. */
+  /** Payload bytes copied in or out this event-loop turn: past RX_SLICE_BYTES, received packets wait for a later turn. */
   #sliceBytes = 0;
   #helloWaiter: { resolve: (hello: rdma.WireHello) => void; reject: (error: Error) => void } | undefined;
   readonly #handshakeTimer: NodeJS.Timeout;
@@ -131,8 +141,11 @@ export class WireLink implements RequestCarrier {
   readonly #ended: Promise<void>;
   readonly #markEnded: () => void;
   readonly #releases: Promise<void>[] = [];
-  readonly #flushTask = (): void => this.#flushTurn();
-  readonly #hopTask = (): void => void setImmediate(this.#drainTask);
+  readonly #flushTask = (): void => this.#flush();
+  readonly #turnTask = (): void => {
+    this.#turnQueued = false;
+    this.#sliceBytes = 0;
+  };
   readonly #drainTask = (): void => {
     this.#sliceBytes = 0;
     this.#drain();
@@ -428,14 +441,15 @@ export class WireLink implements RequestCarrier {
   }
 
   /**
-   * Goes on draining two event-loop hops from now: the frame this turn
-   * flushes (setImmediate) only reaches the socket in the next turn's check
-   * phase, where Node runs HTTP/2's pending writes before any JS immediate.
+   * Goes on draining in a JS immediate: the frame the slice produced is
+   * written when this task ends, and HTTP/2 sends it in a check phase before
+   * that immediate runs (this iteration's from the poll phase, the next
+   * one's from an immediate).
    */
   #yieldDrain(): void {
     this.#draining = true;
     if (this.#rx?.unreported === true) this.#schedule();
-    setImmediate(this.#hopTask);
+    setImmediate(this.#drainTask);
   }
 
   /** Runs the next packet of `rx`; returns a protocol problem, if any. */
@@ -544,13 +558,15 @@ export class WireLink implements RequestCarrier {
   #schedule(): void {
     if (this.#flushQueued) return;
     this.#flushQueued = true;
-    setImmediate(this.#flushTask);
+    process.nextTick(this.#flushTask);
+    // The turn ends in the check phase: the next one may copy its share.
+    if (this.#turnQueued) return;
+    this.#turnQueued = true;
+    setImmediate(this.#turnTask);
   }
 
-  #flushTurn(): void {
+  #flush(): void {
     this.#flushQueued = false;
-    // The turn is over: the next one may copy its share.
-    this.#sliceBytes = 0;
     if (this.#state !== 'open') return;
     if (this.#builder.packets > 0 || this.#announce || this.#rx?.unreported === true) this.#writeFrame();
   }

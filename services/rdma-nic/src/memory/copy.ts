@@ -4,6 +4,13 @@
  * staging buffer (the one copy of a DMA).
  */
 export function copyAcross(from: readonly Uint8Array[], to: readonly Uint8Array[], length: number): void {
+  // The common case, one contiguous view on each side (an SGE in one extent, a ring slot), copies without
+  // the walk and without a subarray when the source is exactly the message.
+  if (from.length === 1 && to.length === 1 && from[0]!.length >= length) {
+    const src = from[0]!;
+    to[0]!.set(src.length === length ? src : src.subarray(0, length));
+    return;
+  }
   let fi = 0;
   let fo = 0;
   let ti = 0;
