@@ -127,10 +127,14 @@ export class PendingRequests {
     if (this.#closed) return;
     clearTimeout(this.#timer);
     this.#timerAt = at;
-    this.#timer = setTimeout(() => this.#expire(), Math.max(0, Math.ceil(at - performance.now())));
+    // The check waits for the check phase of the turn the timer fires in: after a long stretch of work
+    // (a burst of posts copying into fresh ring pages, say) the timers phase comes before the poll phase,
+    // and the peer's answers that arrived meanwhile must be read before anyone is declared silent.
+    this.#timer = setTimeout(() => setImmediate(() => this.#expire()), Math.max(0, Math.ceil(at - performance.now())));
   }
 
   #expire(): void {
+    if (this.#closed) return;
     this.#timer = undefined;
     this.#timerAt = Infinity;
     const now = performance.now();
