@@ -34,6 +34,7 @@ import type { RunningServer } from '@p2p/server';
 import { errnoOf } from '@p2p/status';
 import { eventually, rejection, tempShmDir } from '@p2p/testing';
 import { startVfioPci } from '@p2p/vfio-pci';
+import { CQE_BYTES, decodeCqes } from '@p2p/verbs';
 import { expectErrno, rpc } from '../harness/rpc';
 
 const NIC0 = '0000:04:00.0';
@@ -51,8 +52,6 @@ const FEATURE_DMA_BUF = 11;
 const VFIO_DEVICE_FEATURE_GET = 1 << 16;
 const O_RDWR = 2;
 const WQE_BYTES = 64;
-const CQE_BYTES = 32;
-const IBV_WC_WITH_IMM = 1 << 1;
 
 const { WrOpcode, WcStatus, WcOpcode, QpState, AsyncEventType } = rdma;
 
@@ -74,21 +73,6 @@ function packWqe(wr: { wrId: bigint; opcode: number; addr: number; length: numbe
   b.writeBigUInt64LE(BigInt(wr.addr), 32);
   b.writeUInt32LE(wr.length, 40);
   return b;
-}
-
-/** Packed CQEs (rdma.proto, WatchCompletionsResponse.packed_cqes): the fields the tests read. */
-function unpackCqes(packed: Buffer): Array<{ wrId: bigint; status: number; opcode: number; withImm: boolean; qpNum: number }> {
-  const out = [];
-  for (let at = 0; at < packed.length; at += CQE_BYTES) {
-    out.push({
-      wrId: packed.readBigUInt64LE(at),
-      status: packed.readUInt8(at + 8),
-      opcode: packed.readUInt8(at + 9),
-      withImm: (packed.readUInt8(at + 10) & IBV_WC_WITH_IMM) !== 0,
-      qpNum: packed.readUInt32LE(at + 20),
-    });
-  }
-  return out;
 }
 
 /** Collects a server stream's messages from the moment it is subscribed (its headers). */
@@ -453,7 +437,7 @@ describe('rdma-nic over gRPC: two NICs on one in-memory fabric, with pci-emu, th
     ]);
 
     await eventually('eight packed completions', () => watch.messages.reduce((n, m) => n + m.packedCqes.length / CQE_BYTES, 0) === 8);
-    const cqes = watch.messages.flatMap((m) => unpackCqes(m.packedCqes));
+    const cqes = watch.messages.flatMap((m) => decodeCqes(m.packedCqes));
     expect(cqes.map((c) => Number(c.wrId))).to.deep.equal([0, 1, 2, 3, 4, 5, 8, 9]);
     expect(cqes.every((c) => c.status === WcStatus.WC_STATUS_SUCCESS && c.opcode === WcOpcode.WC_OPCODE_RDMA_WRITE && c.qpNum === a.qpNum)).to.equal(true);
     expect(watch.messages.every((m) => m.completions.length === 0)).to.equal(true);
