@@ -21,9 +21,9 @@ const WORKING_SET = 64 * MiB;
 const SIZES = [4 * KiB, 64 * KiB, MiB, 8 * MiB];
 const ACCESS = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ;
 /** WQEs per post (one PostStream message), the last one signaled: perftest's --cq-mod. */
-const MAX_BATCH = 64;
+const MAX_BATCH = 256;
 /** WRs outstanding: perftest's --tx-depth... */
-const MAX_TX_DEPTH = 4096;
+const MAX_TX_DEPTH = 7168;
 /** ...and at most this many bytes in flight: less than a link's ring (64 MiB), so payloads never spill inline. */
 const MAX_BYTES_IN_FLIGHT = 48 * MiB;
 const HOST_IOVA = 0x1_0000_0000;
@@ -154,7 +154,7 @@ function key(buffer: { mr: { lkey: number }; iova: number }): { key: number; iov
 }
 
 async function connect(requester: RdmaHost, responder: RdmaHost, local: { key: number; iova: number }, remote: { key: number; iova: number }): Promise<Connection> {
-  const a = await requester.rcQp({ maxSendWr: MAX_TX_DEPTH * 2, cqe: 65535 });
+  const a = await requester.rcQp({ maxSendWr: 8192, cqe: 65535 });
   const b = await responder.rcQp();
   await requester.ctx.connectRc(a.qpNum, { gid: responder.gid, qpNum: b.qpNum }, { access: ACCESS });
   await responder.ctx.connectRc(b.qpNum, { gid: requester.gid, qpNum: a.qpNum }, { access: ACCESS });
