@@ -2,6 +2,8 @@ import { expect } from 'chai';
 import { IBV_SEND_FENCE, IBV_SEND_SIGNALED } from '../verbs/send-flags';
 import { QpState, WcStatus, WrOpcode } from '../verbs/enums';
 import { DeferredFabric } from '../testing/deferred-fabric';
+import { InMemoryFabric } from '../testing/in-memory-fabric';
+import { WireOp, type WireReply, type WireRequest } from './fabric';
 import { connectedPairOn, settle, type Side } from '../testing/two-nics';
 import type { SendWr } from '../qp/work-request';
 
@@ -23,6 +25,36 @@ function read(a: Side, b: Side, wrId: bigint, offset: number, length = 4, sendFl
 function statuses(side: Side): [bigint, number][] {
   return side.poll().map((wc) => [wc.wrId, wc.status]);
 }
+
+/** An in-memory fabric that notes the payload bytes each request carries. */
+class PayloadLog extends InMemoryFabric {
+  readonly carried: [number, number][] = [];
+
+  override request(dgid: string, dqpn: number, request: WireRequest, timeoutMs: number, reply: WireReply): void {
+    this.carried.push([request.op, request.payload.reduce((n, view) => n + view.length, 0)]);
+    super.request(dgid, dqpn, request, timeoutMs, reply);
+  }
+}
+
+describe('RC requests on the wire', () => {
+  it('carry the gathered SGEs only for SEND and RDMA_WRITE; READ and atomics carry just the length', () => {
+    const { a, b, fabric } = connectedPairOn(new PayloadLog());
+    b.nic.postRecv(b.qp.qpNum, [{ wrId: 9n, sgList: [{ addr: b.iova, length: 64, lkey: b.key }] }]);
+    a.nic.postSend(a.qp.qpNum, [
+      write(a, b, 1n, 0, 64),
+      read(a, b, 2n, 0, 4096),
+      { wrId: 3n, opcode: WrOpcode.SEND, sgList: [{ addr: a.iova, length: 16, lkey: a.key }], sendFlags: 0 },
+      { wrId: 4n, opcode: WrOpcode.ATOMIC_FETCH_AND_ADD, sgList: [{ addr: a.iova, length: 8, lkey: a.key }], sendFlags: 0, remoteAddr: b.iova, rkey: b.key, compareAdd: 1n },
+    ]);
+    expect(fabric.carried).to.deep.equal([
+      [WireOp.RDMA_WRITE, 64],
+      [WireOp.RDMA_READ, 0],
+      [WireOp.SEND, 16],
+      [WireOp.FETCH_ADD, 0],
+    ]);
+    expect(statuses(a).map(([, status]) => status)).to.deep.equal([WcStatus.SUCCESS, WcStatus.SUCCESS, WcStatus.SUCCESS, WcStatus.SUCCESS]);
+  });
+});
 
 describe('RC pipelining over a wire with latency', () => {
   it('puts many WRs on the wire at once and completes them in post order', () => {

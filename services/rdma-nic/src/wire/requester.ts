@@ -53,18 +53,25 @@ export function prepareSend(keys: KeyTable<MemoryRegion>, pd: ProtectionDomain, 
   return WcStatus.SUCCESS;
 }
 
-/** The request packet of a prepared WR. */
+const NO_PAYLOAD: readonly Uint8Array[] = [];
+
+/**
+ * The request packet of a prepared WR. Only SEND and RDMA_WRITE carry the
+ * gathered SGEs as payload; for READ and atomics the SGEs are where the
+ * answer lands, and the request carries only their length.
+ */
 export function wireRequest(gid: string, srcQpn: number, psn: number, wr: SendWr, local: readonly Uint8Array[]): WireRequest {
   const withImm = wr.opcode === WrOpcode.RDMA_WRITE_WITH_IMM || wr.opcode === WrOpcode.SEND_WITH_IMM;
+  const op = WIRE_OP[wr.opcode];
   return {
-    op: WIRE_OP[wr.opcode],
+    op,
     srcGid: gid,
     srcQpn,
     psn,
     remoteAddr: wr.remoteAddr ?? 0,
     rkey: wr.rkey ?? 0,
     length: totalLength(local),
-    payload: local,
+    payload: op === WireOp.SEND || op === WireOp.RDMA_WRITE ? local : NO_PAYLOAD,
     withImm,
     immData: withImm ? (wr.immData ?? 0) >>> 0 : 0,
     compareAdd: wr.compareAdd ?? 0n,
