@@ -20,6 +20,8 @@ export class PendingRequest {
   deadline: number;
   /** The link it went out on, once sent. */
   carrier: RequestCarrier | undefined;
+  /** A retransmission of this request that waits for this transmission's answer (see WireLink.sendRequest). */
+  successor: PendingRequest | undefined;
   readonly reply: WireReply;
   /** Its timeout queue; undefined for a request that waits forever. */
   readonly queue: Fifo<PendingRequest> | undefined;

@@ -194,6 +194,29 @@ describe('RemoteFabric: the wire between NIC processes', function () {
     expect(a.fabric.counters.inlineBytesSent).to.equal(0);
   });
 
+  it('a retransmission rides on a copy the peer has not answered yet, and goes out again once the peer dropped it', async () => {
+    const { a, b } = await pair();
+    await warmUp(a);
+    const before = b.endpoint.received;
+    // Dropped the first time (a QP not yet in RTR, say): the retransmission is sent again and answered.
+    let drops = 1;
+    b.endpoint.drop = () => drops-- > 0;
+    expect(await call(a.fabric, GID_B, request(WireOp.RDMA_READ, { psn: 7, length: 8 }), 50)).to.equal(undefined);
+    const again = await call(a.fabric, GID_B, request(WireOp.RDMA_READ, { psn: 7, length: 8 }), 500);
+    expect(again?.status).to.equal(WcStatus.SUCCESS);
+    expect(b.endpoint.received - before).to.equal(2);
+
+    // While the first copy is unanswered, a second transmission of the PSN adds nothing to the stream: one
+    // copy reaches the responder, and the answer goes to the transmission still waiting for it.
+    const counted = b.endpoint.received;
+    const first = call(a.fabric, GID_B, request(WireOp.RDMA_READ, { psn: 8, length: 8 }), 5000);
+    const second = call(a.fabric, GID_B, request(WireOp.RDMA_READ, { psn: 8, length: 8 }), 200);
+    const [one, two] = await Promise.all([first, second]);
+    expect(one?.status).to.equal(WcStatus.SUCCESS);
+    expect(two).to.equal(undefined);
+    expect(b.endpoint.received - counted).to.equal(1);
+  });
+
   it('reads the answers that came while its event loop was blocked before a timer declares the peer silent', async () => {
     const { a, b } = await pair();
     await warmUp(a);

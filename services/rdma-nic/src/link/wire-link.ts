@@ -119,6 +119,8 @@ export class WireLink implements RequestCarrier {
   readonly #builder = new FrameBuilder();
   /** Requests sent on this stream and not answered on it yet, oldest first. */
   readonly #inFlight = new Fifo<PendingRequest>();
+  /** The requests on this stream not answered yet, by (source QPN, PSN): what a retransmission rides on. */
+  readonly #unanswered = new Map<number, PendingRequest>();
   #nextSeq = 0;
   #flushQueued = false;
   /** The end-of-turn immediate, which resets #sliceBytes, is due. */
@@ -214,6 +216,17 @@ export class WireLink implements RequestCarrier {
    * connecting), sent inline without another copy.
    */
   sendRequest(dqpn: number, request: WireRequest, entry: PendingRequest, owned?: Buffer): void {
+    const key = unansweredKey(request.srcQpn, request.psn);
+    const first = this.#unanswered.get(key);
+    if (first !== undefined) {
+      // A retransmission of a PSN this stream carried and the peer has not answered: the stream is
+      // reliable, so that copy arrives. The retransmission takes its answer instead of queueing another
+      // copy behind it, which a slow responder (cold pages, a busy core) would only fall further behind on.
+      first.successor = entry;
+      entry.seq = first.seq;
+      entry.carrier = this;
+      return;
+    }
     const length = owned !== undefined ? owned.length : totalLength(request.payload);
     let placement: Placement = Placement.NONE;
     let locator = 0;
@@ -233,6 +246,7 @@ export class WireLink implements RequestCarrier {
     entry.carrier = this;
     this.#nextSeq = (this.#nextSeq + 1) >>> 0;
     this.#inFlight.push(entry);
+    this.#unanswered.set(key, entry);
     this.#builder.request(dqpn, entry.seq, request, placement, locator, length);
     this.#packetAdded();
   }
@@ -486,7 +500,10 @@ export class WireLink implements RequestCarrier {
       this.#host.logger?.error({ err: error, peer: this.#peerGid }, 'wire: the responder threw; request dropped');
     }
     if (ref.placement === Placement.RING) this.#rx?.release(ref.locator);
-    if (response !== undefined && this.#state === 'open') this.#respond(request.srcQpn, request.psn, view.getUint32(at + RequestField.SEQ, true), response);
+    // A request the responder drops still gets a link-level notice (never an answer): the requester's timer
+    // runs out as for a silent drop, but its retransmission then goes on the wire again rather than wait
+    // for an answer to this copy.
+    if (this.#state === 'open') this.#respond(request.srcQpn, request.psn, view.getUint32(at + RequestField.SEQ, true), response ?? DROPPED);
     return undefined;
   }
 
@@ -496,16 +513,22 @@ export class WireLink implements RequestCarrier {
     let entry = this.#inFlight.peek();
     while (entry !== undefined && seqBefore(entry.seq, seq)) {
       this.#inFlight.shift();
+      this.#unanswered.delete(unansweredKey(entry.srcQpn, entry.psn));
       entry = this.#inFlight.peek();
     }
     const ref = responsePayload(view, at);
     if (entry !== undefined && entry.seq === seq) {
       this.#inFlight.shift();
-      // A late answer to a request whose timer ran out, or one that does not match, is stale: dropped, as a requester drops an ACK for a PSN it no longer waits for.
-      if (!entry.done && entry.srcQpn === view.getUint32(at + ResponseField.DQPN, true) && entry.psn === view.getUint32(at + ResponseField.PSN, true)) {
+      this.#unanswered.delete(unansweredKey(entry.srcQpn, entry.psn));
+      // The answer goes to the latest transmission still waiting: the request, or the retransmission riding
+      // on it. One to a request whose timer ran out with nothing riding, or one that does not match, is
+      // stale: dropped, as a requester drops an ACK for a PSN it no longer waits for.
+      const waiting = entry.done ? entry.successor : entry;
+      const dropped = view.getInt32(at + ResponseField.STATUS, true) === DROPPED.status;
+      if (!dropped && waiting !== undefined && !waiting.done && entry.srcQpn === view.getUint32(at + ResponseField.DQPN, true) && entry.psn === view.getUint32(at + ResponseField.PSN, true)) {
         const data = this.#payload(ref, frame);
         if (data === undefined) return `response data (placement ${ref.placement}, ${ref.bytes} bytes) is not there`;
-        this.#host.pending.settle(entry, readResponse(view, at, ref.placement !== Placement.NONE ? data : undefined));
+        this.#host.pending.settle(waiting, readResponse(view, at, ref.placement !== Placement.NONE ? data : undefined));
       }
     }
     if (ref.placement === Placement.RING) this.#rx?.release(ref.locator);
@@ -591,6 +614,7 @@ export class WireLink implements RequestCarrier {
     this.#helloWaiter?.reject(errno('ECONNRESET', reason));
     this.#helloWaiter = undefined;
     this.#rxQueue.drain();
+    this.#unanswered.clear();
     this.#stream.end();
     for (const ring of [this.#tx?.memory, this.#rx?.memory]) if (ring !== undefined) this.#releases.push(ring.release());
     this.#tx = undefined;
@@ -609,4 +633,16 @@ function seqBefore(a: number, b: number): boolean {
 
 function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * The link's notice that the responder dropped a request (a status no
+ * WcStatus or RNR NAK takes): it frees the request's place on the stream
+ * and never reaches the requester's QP as an answer.
+ */
+const DROPPED: WireResponse = { status: -2 as WireResponse['status'] };
+
+/** (source QPN, PSN) as one number: both are 24 bits. */
+function unansweredKey(srcQpn: number, psn: number): number {
+  return srcQpn * 0x100_0000 + psn;
 }
