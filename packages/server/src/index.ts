@@ -3,3 +3,4 @@ export { startServer, type RunningServer, type ServiceRegistration, type StartSe
 export { ServerMetrics } from './metrics';
 export { shutdownOnSignals } from './signals';
 export { failStream, unary, serverStream, whenStreamEnds } from './handlers';
+export { retryUntil } from './retry';

@@ -2,7 +2,7 @@ import * as os from 'node:os';
 import { z } from 'zod';
 import { OwnerSession, RegistrySession } from '@p2p/dmabuf-client';
 import { errno, ErrnoError } from '@p2p/errno';
-import { loadServerConfig, type RunningServer } from '@p2p/server';
+import { loadServerConfig, retryUntil, type RunningServer } from '@p2p/server';
 import { resolveShmDir } from '@p2p/shm';
 import { errnoOf } from '@p2p/status';
 import pino from 'pino';
@@ -66,7 +66,7 @@ export async function startRdmaNic(env: NodeJS.ProcessEnv = process.env, deps: R
   const registryAddress = settings.DMABUF_REGISTRY_ADDRESS;
   const timeoutMs = settings.RDMA_NIC_CONNECT_TIMEOUT_MS;
 
-  const fn = await connect(timeoutMs, () => findNicFunction(settings.PCI_EMU_ADDRESS, settings.RDMA_NIC_BDF)).catch((error: unknown) => {
+  const fn = await retryUntil(timeoutMs, () => findNicFunction(settings.PCI_EMU_ADDRESS, settings.RDMA_NIC_BDF), unreachable).catch((error: unknown) => {
     throw peerError(error, `asking pci-emu at ${settings.PCI_EMU_ADDRESS} for ${settings.RDMA_NIC_BDF}`);
   });
   const name = `rdma-nic/${fn.bdf}`;
@@ -77,15 +77,18 @@ export async function startRdmaNic(env: NodeJS.ProcessEnv = process.env, deps: R
   };
   let device: RdmaDevice | undefined;
   try {
-    const owner = await connect(timeoutMs, () =>
-      OwnerSession.open(registryAddress, {
-        name,
-        shmDir,
-        ops: contextOwnerOps(() => {
-          if (device === undefined) throw errno('EAGAIN', `${name} is still starting`);
-          return device;
+    const owner = await retryUntil(
+      timeoutMs,
+      () =>
+        OwnerSession.open(registryAddress, {
+          name,
+          shmDir,
+          ops: contextOwnerOps(() => {
+            if (device === undefined) throw errno('EAGAIN', `${name} is still starting`);
+            return device;
+          }),
         }),
-      }),
+      unreachable,
     ).catch((error: unknown) => {
       const failure = peerError(error, `registering ${name} with the registry`);
       throw failure.errno === 'EBUSY' ? errno('EBUSY', `${fn.bdf} is claimed already: a live rdma-nic is registered as ${name}`) : failure;
@@ -148,19 +151,11 @@ function firstExternalIpv4(): string {
 }
 
 /**
- * Retries `open` while its peer cannot be reached (a failure with no errno,
- * or ETIMEDOUT) until `timeoutMs` passes: in compose, pci-emu and the
- * registry may still be starting. A refusal (ENODEV, EBUSY) fails at once.
+ * Whether a failure to reach a peer is worth retrying: it could not be
+ * reached (a failure with no errno, or ETIMEDOUT), as pci-emu and the
+ * registry may still be starting under compose. A refusal (ENODEV, EBUSY)
+ * is final.
  */
-async function connect<T>(timeoutMs: number, open: () => Promise<T>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await open();
-    } catch (error) {
-      const unreachable = error instanceof ErrnoError ? error.errno === 'ETIMEDOUT' : errnoOf(error) === undefined;
-      if (!unreachable || Date.now() >= deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 500));
-    }
-  }
+function unreachable(error: unknown): boolean {
+  return error instanceof ErrnoError ? error.errno === 'ETIMEDOUT' : errnoOf(error) === undefined;
 }

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { OwnerSession } from '@p2p/dmabuf-client';
 import { errno } from '@p2p/errno';
 import type { Logger } from 'pino';
-import { loadServerConfig, type RunningServer } from '@p2p/server';
+import { loadServerConfig, retryUntil, type RunningServer } from '@p2p/server';
 import { resolveShmDir } from '@p2p/shm';
 import { PciEmuPort } from './clients/pci-emu-port';
 import { RegistryPort } from './clients/registry-port';
@@ -38,7 +38,8 @@ export async function startVfioPci(env: NodeJS.ProcessEnv = process.env): Promis
 
   const pci = new PciEmuPort(settings.PCI_EMU_ADDRESS);
   let driver: VfioPci | undefined;
-  const owner = await connect(settings.VFIO_PCI_CONNECT_TIMEOUT_MS, () =>
+  // The registry may still be starting (compose): retry until the timeout.
+  const owner = await retryUntil(settings.VFIO_PCI_CONNECT_TIMEOUT_MS, () =>
     OwnerSession.open(settings.DMABUF_REGISTRY_ADDRESS, {
       name: 'vfio-pci',
       shmDir: resolveShmDir(env),
@@ -98,17 +99,4 @@ function watchHardware(pci: PciEmuPort, vfio: VfioPci, logger: Logger): () => vo
     stopped = true;
     stopCurrent();
   };
-}
-
-/** Retries `open` until it succeeds or `timeoutMs` passes: the registry may still be starting (compose). */
-async function connect<T>(timeoutMs: number, open: () => Promise<T>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await open();
-    } catch (error) {
-      if (Date.now() >= deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 500));
-    }
-  }
 }
