@@ -87,6 +87,8 @@ const SEND_OPCODE: Readonly<Record<WrOpcode, WcOpcode>> = {
 export class QueuePair implements WorkQueueOwner {
   #state: QpState = QpState.RESET;
   #attr: QpAttr = resetAttr();
+  /** The local ACK timeout of `timeout`, worked out once per modify rather than per transmission. */
+  #ackTimeoutMs = ackTimeoutMs(0);
   /** Posted send WRs not yet on the wire, with their send-queue sequence numbers. */
   #sq: { wr: SendWr; seq: number }[] = [];
   #sqHead = 0;
@@ -161,6 +163,7 @@ export class QueuePair implements WorkQueueOwner {
     }
     checkAttrValues(attr, mask, this.#state);
     applyAttr(this.#attr, attr, mask);
+    this.#ackTimeoutMs = ackTimeoutMs(this.#attr.timeout);
     const from = this.#state;
     if (next === QpState.RESET) {
       this.#reset();
@@ -441,7 +444,7 @@ export class QueuePair implements WorkQueueOwner {
 
   #transmit(entry: InFlight, local: readonly Uint8Array[]): void {
     const attempt = ++entry.attempt;
-    this.engine.transmit(this, entry.wr, entry.psn, local, ackTimeoutMs(this.#attr.timeout), (response) => this.#answer(entry, attempt, response));
+    this.engine.transmit(this, entry.wr, entry.psn, local, this.#ackTimeoutMs, (response) => this.#answer(entry, attempt, response));
   }
 
   /** An answer (or the transport timer running out) for one transmission of `entry`. */
@@ -611,6 +614,7 @@ export class QueuePair implements WorkQueueOwner {
   #reset(): void {
     this.#state = QpState.RESET;
     this.#attr = resetAttr();
+    this.#ackTimeoutMs = ackTimeoutMs(this.#attr.timeout);
     this.#dropSendQueues();
     this.#sq = [];
     this.#sqHead = 0;
