@@ -9,7 +9,7 @@ import type { MoveNotice } from './dmabuf-importer';
 import { OwnerSession } from './owner-session';
 import { RegistrySession } from './registry-session';
 import { SharedMemoryExporter } from './shared-memory-exporter';
-import { eventually, rejection } from '@p2p/testing';
+import { eventually, platformSecretsOf, rejection } from '@p2p/testing';
 import { type RegistryProcess, startRegistry } from './testing/registry-process';
 
 const SIZE = 64 * 1024;
@@ -29,9 +29,9 @@ describe('OwnerSession and importers against a dmabuf-registry process', functio
     registry = await startRegistry({ ackTimeoutMs: ACK_TIMEOUT_MS });
     store = new SegmentStore({ dir: registry.shmDir });
     exporter = new SharedMemoryExporter(store);
-    owner = await OwnerSession.open(registry.address, { name: 'test-exporter', shmDir: registry.shmDir, ops: exporter });
+    owner = await OwnerSession.open(registry.address, { credential: platformSecretsOf(registry.shmDir).platformToken, name: 'test-exporter', shmDir: registry.shmDir, ops: exporter });
     holder = await RegistrySession.open(registry.address, { name: 'spdk', shmDir: registry.shmDir });
-    nic = await RegistrySession.open(registry.address, { name: 'rdma-nic', shmDir: registry.shmDir });
+    nic = await RegistrySession.open(registry.address, { name: 'rdma-nic', shmDir: registry.shmDir, privilegedCredential: platformSecretsOf(registry.shmDir).platformToken });
   });
   after(async () => {
     await Promise.all([owner?.close(), holder?.close(), nic?.close()]);
@@ -50,7 +50,7 @@ describe('OwnerSession and importers against a dmabuf-registry process', functio
     expect(owner.incarnation).to.equal(holder.incarnation);
     expect((await holder.listProcesses()).owners).to.include('test-exporter');
     const duplicate = await rejection(
-      OwnerSession.open(registry!.address, { name: 'test-exporter', shmDir: registry!.shmDir, ops: exporter, openTimeoutMs: 3000 }),
+      OwnerSession.open(registry!.address, { credential: platformSecretsOf(registry!.shmDir).platformToken, name: 'test-exporter', shmDir: registry!.shmDir, ops: exporter, openTimeoutMs: 3000 }),
     );
     expect(errnoOf(duplicate), String(duplicate)).to.equal('EBUSY');
   });
@@ -91,7 +91,7 @@ describe('OwnerSession and importers against a dmabuf-registry process', functio
     expect(importer.views(0, 1, [])).to.equal(false);
     const error = await rejection(importer.read(0, 1));
     expect(error).to.be.instanceOf(ErrnoError).with.property('errno', 'ENODEV');
-    const buffer = (await holder.bufInfo()).find((b) => b.bufferId === bufferId)!;
+    const buffer = (await nic.bufInfo()).find((b) => b.bufferId === bufferId)!;
     expect(buffer.revoked).to.equal(true);
     expect(buffer.attachments.map((a) => a.mapped)).to.deep.equal([false]);
 
@@ -173,7 +173,7 @@ describe('OwnerSession and importers against a dmabuf-registry process', functio
     expect(fs.existsSync(path.join(registry!.shmDir, 'bar-b.0'))).to.equal(false);
     stale.write('SCRIBBLE');
     expect(moved.read(0, 8).toString()).to.equal('precious');
-    const buffer = (await holder.bufInfo()).find((b) => b.bufferId === bufferId)!;
+    const buffer = (await nic.bufInfo()).find((b) => b.bufferId === bufferId)!;
     expect(buffer.attachments.map((a) => a.attachmentId)).to.deep.equal([healthy.attachmentId]);
 
     // The importer that acked maps the new segments once the buffer is back.
@@ -194,13 +194,14 @@ describe('OwnerSession and importers against a dmabuf-registry process', functio
     expect(fs.existsSync(path.join(registry!.shmDir, 'bar-c.0'))).to.equal(true);
     await importer.detach();
     await eventually('the region to be destroyed', () => !fs.existsSync(path.join(registry!.shmDir, 'bar-c.0')));
-    expect((await holder.bufInfo()).some((b) => b.bufferId === bufferId)).to.equal(false);
+    expect((await nic.bufInfo()).some((b) => b.bufferId === bufferId)).to.equal(false);
     expect(() => exporter.memoryOf('bar-c')).to.throw(ErrnoError);
   });
 
   it('fails an op the exporter refuses with its errno, and an attach to a revoked buffer with ENODEV', async () => {
     const released: string[] = [];
     const refusing = await OwnerSession.open(registry!.address, {
+      credential: platformSecretsOf(registry!.shmDir).platformToken,
       name: 'refusing-exporter',
       shmDir: registry!.shmDir,
       ops: {

@@ -1,8 +1,11 @@
 import { type ClientDuplexStream, credentials, type StatusObject } from '@grpc/grpc-js';
+import { bearerInterceptor } from '@p2p/auth';
 import { errno, ErrnoError, isErrnoName } from '@p2p/errno';
+import { errnoOf } from '@p2p/status';
 import { dmabuf } from '@p2p/proto';
 import { resolveShmDir, shmIdentity } from '@p2p/shm';
 import { CHANNEL_OPTIONS, CLOSE_TIMEOUT_MS, DEFAULT_OPEN_TIMEOUT_MS } from './channel';
+import { CredentialCache } from './credential-cache';
 import { Emitter } from './emitter';
 import { O_RDWR } from './open-flags';
 import type { OwnerCallInfo, OwnerOps } from './owner-ops';
@@ -12,6 +15,8 @@ import { toU64, type U64 } from './u64';
 export interface OwnerSessionOptions {
   /** Unique among live owners ("vfio-pci"). */
   readonly name: string;
+  /** The platform's token: only services of the platform may own files. */
+  readonly credential: string;
   /** The directory of the owner's segment files; default resolveShmDir(). */
   readonly shmDir?: string;
   /** The exporter ops the registry calls. */
@@ -93,6 +98,11 @@ export class OwnerSession extends Emitter<OwnerSessionEvents> {
   readonly incarnation: string;
   readonly shmDir: string;
   readonly shmId: string;
+  /**
+   * Which process a caller's credential proves, asked of the registry once
+   * and remembered until the process exits (the registry tells every owner).
+   */
+  readonly credentials: CredentialCache;
   readonly #client: dmabuf.DmaBufRegistryServiceClient;
   readonly #stream: OwnerStream;
   readonly #ops: OwnerOps;
@@ -125,6 +135,7 @@ export class OwnerSession extends Emitter<OwnerSessionEvents> {
     this.#client = client;
     this.#stream = stream;
     this.#finished = finished;
+    this.credentials = new CredentialCache((credential) => this.#resolveCredential(credential));
   }
 
   /**
@@ -136,7 +147,10 @@ export class OwnerSession extends Emitter<OwnerSessionEvents> {
   static async open(address: string, options: OwnerSessionOptions): Promise<OwnerSession> {
     const shmDir = options.shmDir ?? resolveShmDir();
     const shmId = shmIdentity(shmDir);
-    const client = new dmabuf.DmaBufRegistryServiceClient(address, credentials.createInsecure(), CHANNEL_OPTIONS);
+    const client = new dmabuf.DmaBufRegistryServiceClient(address, credentials.createInsecure(), {
+      ...CHANNEL_OPTIONS,
+      interceptors: [bearerInterceptor(options.credential)],
+    });
     const stream = client.openOwnerSession();
     return openStream({
       stream,
@@ -257,6 +271,10 @@ export class OwnerSession extends Emitter<OwnerSessionEvents> {
     if (this.#state !== 'open') return;
     const response = message.response;
     if (response === undefined || response.$case === 'registered') return;
+    if (response.$case === 'processExited') {
+      this.credentials.processExited(response.value.pid);
+      return;
+    }
     if (response.$case === 'call') {
       void this.#serve(response.value);
       return;
@@ -326,7 +344,19 @@ export class OwnerSession extends Emitter<OwnerSessionEvents> {
     }
   }
 
+  /** ResolveCredential: the pid, or undefined where the registry says EPERM (no such live process). */
+  #resolveCredential(credential: string): Promise<number | undefined> {
+    return new Promise((resolve, reject) => {
+      this.#client.resolveCredential({ credential }, (error, response) => {
+        if (!error) resolve(response.pid);
+        else if (errnoOf(error) === 'EPERM') resolve(undefined);
+        else reject(new ErrnoError(errnoOf(error) ?? 'EIO', `resolving a credential at the registry: ${error.details}`));
+      });
+    });
+  }
+
   #streamFinished(status: StatusObject): void {
+    this.credentials.clear();
     if (this.#state === 'closing') {
       this.#state = 'closed';
       this.#client.close();

@@ -5,7 +5,7 @@ import { dmabuf } from '@p2p/proto';
 import { errnoOf } from '@p2p/status';
 import { O_RDONLY } from './open-flags';
 import { RegistrySession } from './registry-session';
-import { eventually, rejection } from '@p2p/testing';
+import { eventually, platformSecretsOf, rejection } from '@p2p/testing';
 import { type RegistryProcess, startRegistry } from './testing/registry-process';
 
 const SIZE = 64 * 1024;
@@ -23,8 +23,11 @@ describe('RegistrySession against a dmabuf-registry process', function () {
     await Promise.all(sessions.splice(0).map((session) => session.close()));
   });
 
-  async function open(name: string, shmDir = registry!.shmDir): Promise<RegistrySession> {
-    const session = await RegistrySession.open(registry!.address, { name, shmDir });
+  /** A process; `as` 'platform' or 'admin' makes it one that acts beyond itself (a NIC driver, a debugging tool). */
+  async function open(name: string, shmDir = registry!.shmDir, as?: 'platform' | 'admin'): Promise<RegistrySession> {
+    const secrets = platformSecretsOf(registry!.shmDir);
+    const privilegedCredential = as === 'platform' ? secrets.platformToken : as === 'admin' ? secrets.adminToken : undefined;
+    const session = await RegistrySession.open(registry!.address, { name, shmDir, privilegedCredential });
     sessions.push(session);
     return session;
   }
@@ -95,7 +98,8 @@ describe('RegistrySession against a dmabuf-registry process', function () {
     const outOfRange = await rejection(importer.read(SIZE - 1, 2));
     expect(outOfRange).to.be.instanceOf(ErrnoError).with.property('errno', 'ERANGE');
 
-    const buffer = (await session.bufInfo()).find((b) => b.bufferId === bufferId);
+    const debugfs = await open('bufinfo-reader', registry!.shmDir, 'admin');
+    const buffer = (await debugfs.bufInfo()).find((b) => b.bufferId === bufferId);
     expect(buffer?.attachments.map((a) => a.mapped)).to.deep.equal([true]);
     await importer.unmap();
     expect(importer.mapped).to.equal(false);
@@ -105,7 +109,7 @@ describe('RegistrySession against a dmabuf-registry process', function () {
     await importer.detach();
     expect(importer.state).to.equal('detached');
     expect(await rejection(importer.read(0, 1))).to.be.instanceOf(ErrnoError).with.property('errno', 'EBADF');
-    expect((await session.bufInfo()).find((b) => b.bufferId === bufferId)?.attachments).to.deep.equal([]);
+    expect((await debugfs.bufInfo()).find((b) => b.bufferId === bufferId)?.attachments).to.deep.equal([]);
   });
 
   it('maps from its own directory when its path to the same tmpfs differs from the owner\'s', async () => {
@@ -114,7 +118,7 @@ describe('RegistrySession against a dmabuf-registry process', function () {
     fs.symlinkSync(registry!.shmDir, alias);
     try {
       const holder = await open('holder');
-      const elsewhere = await open('other-container', alias);
+      const elsewhere = await open('other-container', alias, 'platform');
       expect(elsewhere.shmId).to.equal(holder.shmId);
       const { fd } = await holder.heapAllocate(SIZE);
       await holder.cpuWrite(fd, 0, Buffer.from('same memory'));
@@ -131,7 +135,7 @@ describe('RegistrySession against a dmabuf-registry process', function () {
     const elsewhere = fs.mkdtempSync('/dev/shm/p2p-dmabuf-client-other-');
     try {
       const holder = await open('holder');
-      const remote = await open('remote', elsewhere);
+      const remote = await open('remote', elsewhere, 'platform');
       expect(remote.shmId).to.not.equal(holder.shmId);
       const size = 3 * 1024 * 1024 + 4096;
       const { fd } = await holder.heapAllocate(size);

@@ -1,4 +1,5 @@
-import { type ClientDuplexStream, credentials, type StatusObject } from '@grpc/grpc-js';
+import { type ClientDuplexStream, credentials, type Interceptor, type StatusObject } from '@grpc/grpc-js';
+import { bearerInterceptor } from '@p2p/auth';
 import { errno, ErrnoError, isErrnoName } from '@p2p/errno';
 import { dmabuf } from '@p2p/proto';
 import { resolveShmDir, shmIdentity } from '@p2p/shm';
@@ -17,6 +18,13 @@ export interface RegistrySessionOptions {
   readonly shmDir?: string;
   /** How long to wait for SessionOpened; default 10 s, then ETIMEDOUT. */
   readonly openTimeoutMs?: number;
+  /**
+   * The platform's or the administrator's token, for a process that acts
+   * beyond itself: a NIC driver importing a dma-buf from a user's fd table
+   * (as the kernel does in the user's context), or a tool reading bufinfo.
+   * Its calls then carry this token instead of the session's own credential.
+   */
+  readonly privilegedCredential?: string;
 }
 
 export interface RegistrySessionEvents {
@@ -57,6 +65,14 @@ export class RegistrySession extends Emitter<RegistrySessionEvents> {
   readonly shmDir: string;
   /** The tmpfs identity of shmDir: equal to an owner's, the importer maps its segments directly. */
   readonly shmId: string;
+  /**
+   * Proves this process on every service: this session's own calls carry
+   * it, and `interceptor` adds it to the calls of any other client (vfio-pci,
+   * a NIC). Dead once the session ends.
+   */
+  readonly credential: string;
+  /** A client interceptor that sends `credential` (`authorization: Bearer ...`) on every call. */
+  readonly interceptor: Interceptor;
   readonly #client: dmabuf.DmaBufRegistryServiceClient;
   readonly #stream: SessionStream;
   readonly #routes = new Map<bigint, AttachmentHandlers>();
@@ -85,6 +101,8 @@ export class RegistrySession extends Emitter<RegistrySessionEvents> {
     this.shmId = shmId;
     this.pid = opened.pid;
     this.incarnation = opened.incarnation;
+    this.credential = opened.credential;
+    this.interceptor = bearerInterceptor(opened.credential);
     this.#client = client;
     this.#stream = stream;
     this.#finished = finished;
@@ -114,7 +132,12 @@ export class RegistrySession extends Emitter<RegistrySessionEvents> {
   static async open(address: string, options: RegistrySessionOptions): Promise<RegistrySession> {
     const shmDir = options.shmDir ?? resolveShmDir();
     const shmId = shmIdentity(shmDir);
-    const client = new dmabuf.DmaBufRegistryServiceClient(address, credentials.createInsecure(), CHANNEL_OPTIONS);
+    // The credential comes with SessionOpened; calls of this client carry it from then on.
+    let credential = options.privilegedCredential;
+    const client = new dmabuf.DmaBufRegistryServiceClient(address, credentials.createInsecure(), {
+      ...CHANNEL_OPTIONS,
+      interceptors: [bearerInterceptor(() => credential)],
+    });
     const stream = client.openSession();
     return openStream({
       stream,
@@ -124,6 +147,7 @@ export class RegistrySession extends Emitter<RegistrySessionEvents> {
       first: (message) => (message.response?.$case === 'opened' ? message.response.value : undefined),
       timeoutMs: options.openTimeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS,
       create: (opened, finished) => {
+        credential ??= opened.credential;
         const session = new RegistrySession(address, options.name, shmDir, shmId, client, stream, finished, opened);
         const sink: StreamSink<dmabuf.OpenSessionResponse> = {
           data: (message) => session.#dispatch(message),

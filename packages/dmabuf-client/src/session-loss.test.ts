@@ -5,7 +5,7 @@ import { SegmentStore, SharedMemory } from '@p2p/shm';
 import { OwnerSession } from './owner-session';
 import { RegistrySession } from './registry-session';
 import { SharedMemoryExporter } from './shared-memory-exporter';
-import { rejection } from '@p2p/testing';
+import { rejection, platformSecretsOf } from '@p2p/testing';
 import { type RegistryProcess, startRegistry } from './testing/registry-process';
 
 const SIZE = 64 * 1024;
@@ -28,7 +28,7 @@ describe('losing the registry', function () {
       const store = new SegmentStore({ dir: registry.shmDir });
       const exporter = new SharedMemoryExporter(store);
       exporter.addBuffer('bar', SharedMemory.create(store, 'bar', SIZE), 0n);
-      const owner = await OwnerSession.open(registry.address, { name: 'vfio-pci', shmDir: registry.shmDir, ops: exporter });
+      const owner = await OwnerSession.open(registry.address, { credential: platformSecretsOf(registry.shmDir).platformToken, name: 'vfio-pci', shmDir: registry.shmDir, ops: exporter });
       const exported = await owner.exportDmaBuf({ pid: session.pid, size: SIZE, handle: 'bar' });
       const heap = await session.heapAllocate(SIZE);
       const importers = await Promise.all([

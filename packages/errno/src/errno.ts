@@ -26,6 +26,7 @@ export const Errno = {
   ERANGE: 34,
   ENOSYS: 38,
   EOVERFLOW: 75,
+  EMSGSIZE: 90,
   EOPNOTSUPP: 95,
   ECONNRESET: 104,
   ENOTCONN: 107,

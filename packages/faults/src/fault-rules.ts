@@ -1,4 +1,5 @@
 import { errno, type ErrnoName, isErrnoName } from '@p2p/errno';
+import { compileMethodGlob, type MethodMatcher } from './method-glob';
 
 /** A rule as a client states it; `id` and `activations` are the server's. */
 export interface FaultRuleSpec {
@@ -22,6 +23,19 @@ export interface FaultDecision {
 }
 
 const MAX_DELAY_MS = 600_000;
+/** Longer than any real full method name, short enough to log and to match cheaply. */
+export const MAX_METHOD_PATTERN_LENGTH = 256;
+/** Rules per set; a client cannot grow the set, and the work of each call, without bound. */
+export const MAX_FAULT_RULES = 64;
+/** How much of a rejected input an error message quotes. */
+const QUOTE_LENGTH = 32;
+
+/**
+ * Services no rule may fault, whatever its pattern: a rule `*` that aborts
+ * everything must still let the client clear it, and must not make health
+ * checks (and the orchestrator restarting the process) or reflection fail.
+ */
+const EXEMPT_METHOD_PREFIXES = ['/p2p.fault.v1.FaultInjectionService/', '/grpc.health.v1.Health/', '/grpc.reflection.'];
 
 /**
  * The rules of one server. Semantics follow the xDS HTTP fault filter: each
@@ -30,7 +44,7 @@ const MAX_DELAY_MS = 600_000;
  * call it faults, and stops matching at `maxActivations`.
  */
 export class FaultRuleSet {
-  private readonly rules = new Map<string, { rule: FaultRule; matcher: RegExp }>();
+  private readonly rules = new Map<string, { rule: FaultRule; matcher: MethodMatcher }>();
   private nextId = 1;
 
   /** @param random a source in [0, 1); injectable so tests are deterministic. */
@@ -38,8 +52,9 @@ export class FaultRuleSet {
 
   add(spec: FaultRuleSpec): FaultRule {
     validate(spec);
+    if (this.rules.size >= MAX_FAULT_RULES) throw errno('ENOSPC', `the set holds ${MAX_FAULT_RULES} fault rules already; remove some first`);
     const rule: FaultRule = { ...spec, id: `fault-${this.nextId++}`, activations: 0 };
-    this.rules.set(rule.id, { rule, matcher: patternToRegExp(spec.methodPattern) });
+    this.rules.set(rule.id, { rule, matcher: compileMethodGlob(spec.methodPattern) });
     return { ...rule };
   }
 
@@ -48,7 +63,7 @@ export class FaultRuleSet {
   }
 
   remove(id: string): void {
-    if (!this.rules.delete(id)) throw errno('ENOENT', `no fault rule with id '${id}'`);
+    if (!this.rules.delete(id)) throw errno('ENOENT', `no fault rule with id ${quote(id)}`);
   }
 
   clear(): number {
@@ -60,8 +75,9 @@ export class FaultRuleSet {
   /** Rolls every matching rule for one call of `method` and returns the combined fault. */
   decide(method: string): FaultDecision {
     const decision: FaultDecision = { delayMs: 0 };
+    if (EXEMPT_METHOD_PREFIXES.some((prefix) => method.startsWith(prefix))) return decision;
     for (const { rule, matcher } of this.rules.values()) {
-      if (!matcher.test(method)) continue;
+      if (!matcher(method)) continue;
       if (rule.maxActivations > 0 && rule.activations >= rule.maxActivations) continue;
       const delayed = rule.delay !== undefined && this.roll(rule.delay.percentage);
       const aborted = rule.abort !== undefined && decision.abort === undefined && this.roll(rule.abort.percentage);
@@ -78,7 +94,7 @@ export class FaultRuleSet {
 }
 
 function validate(spec: FaultRuleSpec): void {
-  if (spec.methodPattern.length === 0) throw errno('EINVAL', 'method_pattern is empty');
+  checkMethodPattern(spec.methodPattern);
   if (!spec.delay && !spec.abort) throw errno('EINVAL', 'a fault rule needs a delay, an abort or both');
   if (spec.delay) {
     checkPercentage(spec.delay.percentage, 'delay.percentage');
@@ -88,7 +104,7 @@ function validate(spec: FaultRuleSpec): void {
   }
   if (spec.abort) {
     checkPercentage(spec.abort.percentage, 'abort.percentage');
-    if (!isErrnoName(spec.abort.errno)) throw errno('EINVAL', `abort.errno '${spec.abort.errno}' is not an errno name`);
+    if (!isErrnoName(spec.abort.errno)) throw errno('EINVAL', `abort.errno ${quote(spec.abort.errno)} is not an errno name`);
     if (spec.abort.grpcCode !== undefined && (spec.abort.grpcCode < 1 || spec.abort.grpcCode > 16)) {
       throw errno('EINVAL', 'abort.grpc_code must be a failing gRPC status code (1-16)');
     }
@@ -102,7 +118,22 @@ function checkPercentage(value: number, field: string): void {
   if (!(value >= 0 && value <= 100)) throw errno('EINVAL', `${field} must be within [0, 100]`);
 }
 
-function patternToRegExp(pattern: string): RegExp {
-  const escaped = pattern.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\/]/g, '\\$&'));
-  return new RegExp(`^${escaped.join('.*')}$`);
+/** A full method name is `/package.Service/Method`: visible ASCII, no spaces, starting with `/`. */
+function checkMethodPattern(pattern: string): void {
+  if (pattern.length === 0) throw errno('EINVAL', 'method_pattern is empty');
+  if (pattern.length > MAX_METHOD_PATTERN_LENGTH) {
+    throw errno('EINVAL', `method_pattern ${quote(pattern)} is ${pattern.length} characters long; at most ${MAX_METHOD_PATTERN_LENGTH} are allowed`);
+  }
+  if (!/^[\x21-\x7e]*$/.test(pattern)) {
+    throw errno('EINVAL', `method_pattern ${quote(pattern)} has a character outside printable ASCII`);
+  }
+  if (!pattern.startsWith('/') && !pattern.startsWith('*')) {
+    throw errno('EINVAL', `method_pattern ${quote(pattern)} must start with '/' or '*'`);
+  }
+}
+
+/** Quotes a short, escaped prefix of client input, so that an error message stays short and one line. */
+function quote(input: string): string {
+  const shown = JSON.stringify(input.slice(0, QUOTE_LENGTH)).replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return input.length > QUOTE_LENGTH ? `${shown}... (${input.length} characters)` : shown;
 }

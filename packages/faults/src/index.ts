@@ -1,3 +1,3 @@
 export { FaultRuleSet, type FaultRule, type FaultRuleSpec, type FaultDecision } from './fault-rules';
-export { faultInterceptor } from './fault-interceptor';
+export { faultInterceptor, type FaultInterceptorHooks } from './fault-interceptor';
 export { faultInjectionService } from './fault-service';

@@ -4,18 +4,25 @@ import * as path from 'node:path';
 import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
+import { type Access, accessInterceptor, Authenticator, newToken } from '@p2p/auth';
 import { faultInjectionService, faultInterceptor, FaultRuleSet } from '@p2p/faults';
 import { fault, PROTO_FILES, PROTO_ROOT } from '@p2p/proto';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import pino, { type Logger } from 'pino';
 import type { ServerConfig } from './config';
 import { ServerMetrics } from './metrics';
+import { withProtocMapEntryNames } from './reflection';
 
 export interface ServiceRegistration {
   /** Full service name as health checks and reflection know it, e.g. `p2p.pci.v1.PciEmuService`. */
   name: string;
   definition: ServiceDefinition;
   implementation: UntypedServiceImplementation;
+  /**
+   * Who may call a method of this service at all (default: anyone; the
+   * handlers then check which process a caller may act as).
+   */
+  access?: (method: string) => Access;
 }
 
 export interface StartServerOptions {
@@ -26,8 +33,8 @@ export interface StartServerOptions {
   /** The .proto files (relative to the proto root) that reflection serves. */
   protoFiles: string[];
   logger?: Logger;
-  /** Process-wide metrics (heap, event loop); on for one server per process. */
-  processMetrics?: boolean;
+  /** Tells who calls; without one, every caller is anonymous and privileged methods are refused. */
+  authenticator?: Authenticator;
 }
 
 export interface RunningServer {
@@ -38,6 +45,7 @@ export interface RunningServer {
   readonly faults: FaultRuleSet;
   readonly metrics: ServerMetrics;
   readonly logger: Logger;
+  readonly authenticator: Authenticator | undefined;
   /** Runs `hook` when shutdown begins (end server streams, close sessions). */
   onShutdown(hook: () => void | Promise<void>): void;
   /** NOT_SERVING, then drain in-flight calls, then force after the timeout. */
@@ -53,7 +61,21 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   const { config, name } = options;
   const logger = options.logger ?? pino({ level: config.logLevel, base: { service: name } });
   const faults = new FaultRuleSet();
-  const metrics = new ServerMetrics(name, options.processMetrics ?? false);
+  const metrics = new ServerMetrics(name);
+  const faultService = 'p2p.fault.v1.FaultInjectionService';
+  const services: ServiceRegistration[] = [
+    ...options.services,
+    {
+      name: faultService,
+      definition: fault.FaultInjectionServiceService,
+      implementation: faultInjectionService(faults),
+      access: () => 'admin',
+    },
+  ];
+  const accessOf = new Map<string, (method: string) => Access>();
+  for (const service of services) if (service.access) accessOf.set(`/${service.name}/`, service.access);
+  const access = (method: string): Access => accessOf.get(method.slice(0, method.lastIndexOf('/') + 1))?.(method) ?? 'any';
+  const authenticator = options.authenticator ?? new Authenticator({ adminToken: newToken(), platformToken: newToken() });
 
   const server = new Server({
     'grpc.max_receive_message_length': config.maxMessageBytes,
@@ -63,19 +85,18 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     'grpc.keepalive_permit_without_calls': 1,
     interceptors: [
       metrics.interceptor(),
-      faultInterceptor(faults, (method, delayMs, aborted) => {
-        if (delayMs > 0) metrics.faults.inc({ method, kind: 'delay' });
-        if (aborted) metrics.faults.inc({ method, kind: 'abort' });
-        logger.info({ method, delayMs, aborted }, 'fault injected');
+      accessInterceptor(authenticator, access),
+      faultInterceptor(faults, {
+        onFault: (method, delayMs, aborted) => {
+          if (delayMs > 0) metrics.faults.inc({ method, kind: 'delay' });
+          if (aborted) metrics.faults.inc({ method, kind: 'abort' });
+          logger.info({ method, delayMs, aborted }, 'fault injected');
+        },
+        onError: (method, err) => logger.error({ method, err }, 'fault injection failed; call let through'),
       }),
     ],
   });
 
-  const faultService = 'p2p.fault.v1.FaultInjectionService';
-  const services: ServiceRegistration[] = [
-    ...options.services,
-    { name: faultService, definition: fault.FaultInjectionServiceService, implementation: faultInjectionService(faults) },
-  ];
   for (const service of services) server.addService(service.definition, service.implementation);
 
   const health = new HealthImplementation({ '': 'SERVING', ...Object.fromEntries(services.map((s) => [s.name, 'SERVING' as const])) });
@@ -85,7 +106,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     [...new Set([...options.protoFiles, PROTO_FILES.fault])].map((file) => path.join(PROTO_ROOT, file)).concat(healthProtoPath),
     { includeDirs: [PROTO_ROOT], keepCase: true, longs: String, enums: String, defaults: true, oneofs: true },
   );
-  new ReflectionService(reflected).addToServer(server);
+  new ReflectionService(withProtocMapEntryNames(reflected)).addToServer(server);
 
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${config.host}:${config.port}`, ServerCredentials.createInsecure(), (error, bound) =>
@@ -126,5 +147,5 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     return stopping;
   };
 
-  return { name, port, metricsPort, faults, metrics, logger, onShutdown: (hook) => hooks.push(hook), shutdown };
+  return { name, port, metricsPort, faults, metrics, logger, authenticator: options.authenticator, onShutdown: (hook) => hooks.push(hook), shutdown };
 }

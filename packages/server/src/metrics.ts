@@ -9,9 +9,12 @@ export class ServerMetrics {
   private readonly seconds: Histogram<'method'>;
   readonly faults: Counter<'method' | 'kind'>;
 
-  constructor(service: string, withProcessMetrics: boolean) {
+  constructor(service: string) {
     this.registry.setDefaultLabels({ service });
-    if (withProcessMetrics) collectDefaultMetrics({ register: this.registry });
+    // prom-client's process metrics (resident memory, CPU, event-loop lag,
+    // heap) on every server: in `npm start` they describe the one process all
+    // services share, each under its own service label.
+    collectDefaultMetrics({ register: this.registry });
     this.handled = new Counter({
       name: 'grpc_server_handled_total',
       help: 'RPCs completed on the server, by method and status code',

@@ -14,8 +14,9 @@ export interface SegmentInfo {
 /**
  * The segment files in `dir`, sorted by name, with their apparent and
  * allocated sizes, for leak and sparseness checks. Only regular files with
- * valid segment names count. A file that is unlinked while being listed is
- * skipped.
+ * valid segment names count, so the hidden files of the directory (its
+ * identity, the services' claim sockets) never do. A file that is unlinked
+ * while being listed is skipped.
  *
  * Memory of an unlinked file that is still mapped is not counted here: tmpfs
  * frees it only when the mapping is collected (see Segment).

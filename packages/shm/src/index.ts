@@ -5,6 +5,7 @@
  * size or offset its 32-bit arguments would mangle.
  */
 export { resolveShmDir, DEFAULT_SHM_DIR, SHM_DIR_ENV } from './shm-dir';
+export { claimShmDir, type ShmDirClaim } from './shm-dir-claim';
 export { shmIdentity, SHM_IDENTITY_FILE } from './shm-identity';
 export { SegmentStore, type SegmentStoreOptions } from './segment-store';
 export { Segment, type SegmentHandle } from './segment';

@@ -17,14 +17,21 @@ export interface SegmentHandle {
 /**
  * One segment file, open read/write. Obtain it from SegmentStore.create/open.
  *
- * The whole file is mapped MAP_SHARED at offset 0 on the first view() or
- * write(), and the mapping is kept until resize() or close(). Files never
- * exceed the store's chunk size (at most 1 GiB), so one mapping always fits
- * mmap-io's 32-bit limits.
+ * The whole file is mapped MAP_SHARED at offset 0 on the first view(), and
+ * the mapping is kept until resize() or close(). Files never exceed the
+ * store's chunk size (at most 1 GiB), so one mapping always fits mmap-io's
+ * 32-bit limits.
  *
  * Reads go through pread rather than the mapping: on tmpfs a read fault on a
  * hole allocates a page, while pread of a hole returns zeros for free, so
  * reading untouched memory keeps the file sparse.
+ *
+ * write() goes through pwrite for the same reason in reverse: a store into a
+ * hole of the mapping must allocate a tmpfs page, and when the tmpfs is full
+ * the kernel can only answer that page fault with SIGBUS, which kills the
+ * process (shmem_fault() -> VM_FAULT_SIGBUS). pwrite allocates in
+ * shmem_write_begin() instead and returns ENOSPC. Stores through a view()
+ * still fault: on a full tmpfs they kill the writer with SIGBUS.
  *
  * Lifetime: mmap-io cannot munmap. close() closes the descriptor and drops the
  * segment's reference to the mapping; the mapping itself goes away when V8
@@ -104,12 +111,22 @@ export class Segment {
     }
   }
 
-  /** Copies data into the shared mapping at offset. */
+  /**
+   * Copies data into the segment at offset, through pwrite (see the class
+   * comment): a full tmpfs is ENOSPC, and as with write(2) the bytes before
+   * the failure may have landed.
+   */
   write(offset: number, data: Uint8Array): void {
-    this.#open('write');
+    const fd = this.#open('write');
     checkRange(offset, data.length, this.#size, `write to ${this.name}`);
-    if (data.length === 0) return;
-    this.view(offset, data.length).set(data);
+    let done = 0;
+    while (done < data.length) {
+      // A short count is how tmpfs reports the first page it could not allocate; the next call gets ENOSPC.
+      done += fsCall(
+        () => fs.writeSync(fd, data, done, data.length - done, offset + done),
+        `pwrite ${this.path} at ${offset + done}`,
+      );
+    }
   }
 
   /** Closes the descriptor and drops the mapping reference (see the class comment). */

@@ -27,7 +27,8 @@ interface Span {
  *
  * Files are sparse and a chunk is opened and mapped only when first touched,
  * so an untouched region costs neither memory nor descriptors. Reads use
- * pread and never allocate holes (see Segment).
+ * pread and never allocate holes; writes use pwrite, so a full tmpfs is
+ * ENOSPC (see Segment).
  *
  * Offsets are JS numbers, exact up to 2^53. After close() every access throws
  * EBADF; size stays readable and close() may be repeated.
@@ -108,7 +109,8 @@ export class SharedMemory {
 
   /**
    * The shared mappings of [offset, offset+length), one Buffer per extent:
-   * writing into them writes the region, with no copy in between.
+   * writing into them writes the region, with no copy in between, but a
+   * store into a hole of a full tmpfs raises SIGBUS (see Segment).
    */
   views(offset: number, length: number): Buffer[] {
     return this.#spans(offset, length, 'views').map((span) =>
@@ -129,12 +131,15 @@ export class SharedMemory {
     return out;
   }
 
-  /** Copies data into the region at offset, straight into the chunk mappings. */
+  /**
+   * Copies data into the region at offset, chunk by chunk via pwrite (see
+   * Segment.write): a full tmpfs is ENOSPC, never SIGBUS.
+   */
   write(offset: number, data: Uint8Array): void {
     let done = 0;
-    for (const view of this.views(offset, data.length)) {
-      view.set(data.subarray(done, done + view.length));
-      done += view.length;
+    for (const span of this.#spans(offset, data.length, 'write')) {
+      this.#segment(span.index).write(span.offset, data.subarray(done, done + span.length));
+      done += span.length;
     }
   }
 
@@ -144,7 +149,9 @@ export class SharedMemory {
    * mapping (or buffer), so bytes are copied exactly once and source holes
    * stay unallocated. Both ranges are checked before anything is copied.
    * Overlapping ranges of one region are refused with EINVAL, as memcpy
-   * leaves them undefined.
+   * leaves them undefined. A target on a full tmpfs fails with EFAULT, not
+   * SIGBUS: the page fault happens inside pread, where the kernel can fail
+   * the copy instead of signalling.
    */
   copyTo(offset: number, length: number, target: SharedMemory | Uint8Array, targetOffset: number): void {
     this.#checkOpen('copyTo');

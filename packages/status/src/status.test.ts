@@ -1,7 +1,7 @@
 import { status as Code } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { errno } from '@p2p/errno';
-import { errnoOf, grpcCodeFor, toServiceError, toStatus } from './status';
+import { errnoOf, grpcCodeFor, MAX_STATUS_MESSAGE, toServiceError, toStatus } from './status';
 
 describe('errno <-> gRPC status', () => {
   it('carries the errno name in the message, the trailer and google.rpc.ErrorInfo', () => {
@@ -25,9 +25,28 @@ describe('errno <-> gRPC status', () => {
     expect(grpcCodeFor('ETIMEDOUT')).to.equal(Code.DEADLINE_EXCEEDED);
   });
 
-  it('turns an unexpected exception into EIO and lets a fault override the code', () => {
-    expect(errnoOf(toServiceError(new TypeError('boom')))).to.equal('EIO');
+  it('turns an unexpected exception (a server bug) into INTERNAL carrying EIO', () => {
+    const error = toServiceError(new TypeError('boom'));
+    expect(error.code).to.equal(Code.INTERNAL);
+    expect(errnoOf(error)).to.equal('EIO');
+    expect(error.details).to.equal('EIO: internal error: boom');
+  });
+
+  it("gives a device's EIO a code of its own, not INTERNAL", () => {
+    expect(toStatus(errno('EIO', 'device failed the read')).code).to.equal(Code.DATA_LOSS);
+  });
+
+  it("lets a fault rule override the code", () => {
     expect(toStatus(errno('EIO', 'injected'), Code.UNAVAILABLE).code).to.equal(Code.UNAVAILABLE);
+  });
+
+  it('bounds the message and the details however long the input it quotes', () => {
+    const status = toStatus(errno('EINVAL', `bad name '${'x'.repeat(1_000_000)}'`));
+    expect(status.details.length).to.be.at.most(MAX_STATUS_MESSAGE);
+    expect(status.details).to.match(/^EINVAL: bad name 'x+\.\.\. \(truncated\)$/);
+    const trailers = status.metadata.get('grpc-status-details-bin')[0] as Buffer;
+    expect(trailers.length).to.be.below(2 * MAX_STATUS_MESSAGE + 200);
+    expect(errnoOf({ metadata: status.metadata })).to.equal('EINVAL');
   });
 
   it('finds no errno on errors that carry none', () => {

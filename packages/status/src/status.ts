@@ -34,6 +34,8 @@ const CODES: Partial<Record<ErrnoName, Code>> = {
   ENOMEM: Code.RESOURCE_EXHAUSTED,
   ENOSPC: Code.RESOURCE_EXHAUSTED,
   EMFILE: Code.RESOURCE_EXHAUSTED,
+  // The code grpc-js gives a message over the limit, so both read the same to a generic client.
+  EMSGSIZE: Code.RESOURCE_EXHAUSTED,
   EAGAIN: Code.UNAVAILABLE,
   ECONNRESET: Code.UNAVAILABLE,
   ECONNREFUSED: Code.UNAVAILABLE,
@@ -41,8 +43,17 @@ const CODES: Partial<Record<ErrnoName, Code>> = {
   ESHUTDOWN: Code.UNAVAILABLE,
   ETIMEDOUT: Code.DEADLINE_EXCEEDED,
   ECANCELED: Code.CANCELLED,
-  EIO: Code.INTERNAL,
+  // A device (or a peer standing in for one) failed the transfer. INTERNAL is
+  // kept for bugs in the server, so a client can tell the two apart.
+  EIO: Code.DATA_LOSS,
 };
+
+/**
+ * The most of a message a status carries. Messages quote what a caller sent;
+ * a 1 MB field echoed back would make trailers a stock client rejects before
+ * it ever reads the errno, so the tail is cut.
+ */
+export const MAX_STATUS_MESSAGE = 512;
 
 export function grpcCodeFor(name: ErrnoName): Code {
   return CODES[name] ?? Code.INVALID_ARGUMENT;
@@ -50,25 +61,31 @@ export function grpcCodeFor(name: ErrnoName): Code {
 
 /**
  * The status for a failed call. An ErrnoError keeps its errno; anything else
- * is a bug in the server and reaches the client as EIO with its message.
+ * is a bug in the server: INTERNAL, carrying EIO and the bug's message.
  */
 export function toStatus(error: unknown, overrideCode?: Code): StatusObject {
-  const failure = error instanceof ErrnoError ? error : new ErrnoError('EIO', error instanceof Error ? error.message : String(error));
-  const code = overrideCode ?? grpcCodeFor(failure.errno);
+  const bug = !(error instanceof ErrnoError);
+  const failure = bug ? new ErrnoError('EIO', `internal error: ${error instanceof Error ? error.message : String(error)}`) : error;
+  const code = overrideCode ?? (bug ? Code.INTERNAL : grpcCodeFor(failure.errno));
+  const message = bounded(failure.message);
   const metadata = new Metadata();
   metadata.set(ERRNO_METADATA_KEY, failure.errno);
   const info = rpcErrorDetails.ErrorInfo.encode({
     reason: failure.errno,
     domain: ERROR_DOMAIN,
-    metadata: { errno: String(errnoValue(failure.errno)), detail: failure.detail },
+    metadata: { errno: String(errnoValue(failure.errno)), detail: bounded(failure.detail) },
   }).finish();
   const details = rpcStatus.Status.encode({
     code,
-    message: failure.message,
+    message,
     details: [protobufAny.Any.fromPartial({ typeUrl: ERROR_INFO_TYPE_URL, value: Buffer.from(info) })],
   }).finish();
   metadata.set(STATUS_DETAILS_KEY, Buffer.from(details));
-  return { code, details: failure.message, metadata };
+  return { code, details: message, metadata };
+}
+
+function bounded(text: string): string {
+  return text.length <= MAX_STATUS_MESSAGE ? text : `${text.slice(0, MAX_STATUS_MESSAGE - 15)}... (truncated)`;
 }
 
 /** The same, shaped as the error object grpc-js callbacks take. */

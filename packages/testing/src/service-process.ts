@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
+import { ADMIN_TOKEN_ENV, PLATFORM_TOKEN_ENV } from '@p2p/auth';
 import { isServing } from './health';
 
 const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -31,6 +32,16 @@ export interface ServiceProcessOptions {
   nodeArgs?: string[];
 }
 
+/**
+ * This process's environment without the platform's tokens: a service under
+ * test takes them from its segment directory, where the test reads them too,
+ * unless the test gives them explicitly.
+ */
+function inheritedEnv(): NodeJS.ProcessEnv {
+  const { [ADMIN_TOKEN_ENV]: _admin, [PLATFORM_TOKEN_ENV]: _platform, ...rest } = process.env;
+  return rest;
+}
+
 /** A port nobody listens on right now. */
 export async function freePort(): Promise<number> {
   const server = net.createServer();
@@ -48,7 +59,7 @@ export async function freePort(): Promise<number> {
 export async function startServiceProcess(service: string, prefix: string, options: ServiceProcessOptions = {}): Promise<ServiceProcess> {
   const port = options.port ?? (await freePort());
   const child = spawn(process.execPath, [...(options.nodeArgs ?? []), serviceMain(service)], {
-    env: { ...process.env, [`${prefix}_HOST`]: '127.0.0.1', [`${prefix}_PORT`]: String(port), [`${prefix}_METRICS_PORT`]: '0', ...options.env },
+    env: { ...inheritedEnv(), [`${prefix}_HOST`]: '127.0.0.1', [`${prefix}_PORT`]: String(port), [`${prefix}_METRICS_PORT`]: '0', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: string[] = [];

@@ -8,5 +8,5 @@ export * from './abi/qp-attr-mask';
 export * from './abi/send-flags';
 export { WQE_BYTES, encodeWqe, encodeWqes, decodeWqes, type PackedSendWr, type UnpackedSendWr } from './abi/wqe';
 export { CQE_BYTES, IBV_WC_WITH_IMM, encodeCqes, decodeCqes, type PackedCompletion } from './abi/cqe';
-export { VerbsContext, type RcPeer, type RcOptions, type HostMr } from './client/context';
+export { VerbsContext, type ProcessIdentity, type RcPeer, type RcOptions, type HostMr } from './client/context';
 export { PostStream } from './client/post-stream';

@@ -20,6 +20,7 @@ import { SystemHeap, pageAlign, type SystemHeapOptions } from './heap/system-hea
 import type { FileOwner } from './owners/file-owner';
 import type { OwnerFailure, OwnerFailureReporter, OwnerRecord } from './owners/owner-record';
 import { OwnerTable } from './owners/owner-table';
+import { ProcessCredentials } from './processes/credentials';
 import type { ImporterNotifier } from './processes/process';
 import type { SegmentAccess } from './segments/segment-access';
 
@@ -76,6 +77,8 @@ export class Registry {
   readonly #moves: BufferMoves;
   readonly #cpu: CpuAccess;
   readonly #heap: { readonly owner: SystemHeap; readonly record: OwnerRecord } | undefined;
+  readonly #credentials = new ProcessCredentials();
+  readonly #exitListeners = new Set<(pid: number) => void>();
   #shuttingDown = false;
 
   constructor(options: RegistryOptions) {
@@ -108,13 +111,40 @@ export class Registry {
   }
 
   /**
-   * do_exit(): from the start the pid is gone (ESRCH) and the process's
+   * A process with its credential: what a session is. The credential is the
+   * only proof of being `pid` on any service, and dies with the process.
+   */
+  openSession(name: string, notifier?: ImporterNotifier): { pid: number; credential: string } {
+    const pid = this.openProcess(name, notifier);
+    return { pid, credential: this.#credentials.issue(pid) };
+  }
+
+  /** The live process a credential proves; undefined for a forged, dead or earlier incarnation's one. */
+  resolveCredential(credential: string): number | undefined {
+    return this.#credentials.resolve(credential);
+  }
+
+  /**
+   * Calls `listener` with the pid of every process that begins to exit, as
+   * its credential dies: services caching credentials drop it then.
+   * Returns the unsubscribe.
+   */
+  onProcessExit(listener: (pid: number) => void): () => void {
+    this.#exitListeners.add(listener);
+    return () => this.#exitListeners.delete(listener);
+  }
+
+  /**
+   * do_exit(): from the start the pid is gone (ESRCH), its credential proves
+   * nothing, and the process's
    * pending move_notify calls count as acked (a dead process does no DMA).
    * Then every fd is closed, lowest first; every attachment it imported is
    * detached; every fd in flight from or to it is dropped. PROCESS_EXIT last.
    */
   async exitProcess(pid: number): Promise<void> {
     const process = this.#files.beginExit(pid);
+    this.#credentials.revoke(pid);
+    for (const listener of this.#exitListeners) listener(pid);
     this.#moves.importerExited(pid);
     const closed = await this.#files.closeAll(process);
     const detached = await this.#core.detachAllOf(process);

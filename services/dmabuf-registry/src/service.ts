@@ -1,8 +1,9 @@
 import { randomInt, randomUUID } from 'node:crypto';
 import { z } from 'zod';
+import { loadPlatformSecrets } from '@p2p/auth';
 import { errno } from '@p2p/errno';
 import { loadServerConfig, type RunningServer } from '@p2p/server';
-import { resolveShmDir, SegmentStore, shmIdentity } from '@p2p/shm';
+import { claimShmDir, resolveShmDir, SegmentStore, shmIdentity } from '@p2p/shm';
 import { PciEmuP2pOracle } from './clients/pci-emu-p2p';
 import { Registry } from './registry';
 import { SegmentFileAccess } from './segments/segment-file-access';
@@ -24,7 +25,9 @@ const Settings = z.object({
  * dmabuf-registry as deployed. Each start is a new incarnation: fds, pids and
  * buffers of an earlier one are gone, so its heap segments are unlinked at
  * start (a mapping an importer still holds then points at an orphaned file,
- * and the client library drops such mappings when its session breaks).
+ * and the client library drops such mappings when its session breaks). One
+ * registry per segment directory: a second one fails with EBUSY before it
+ * touches any file.
  */
 export async function startDmabufRegistry(env: NodeJS.ProcessEnv = process.env): Promise<RunningServer> {
   const config = loadServerConfig('DMABUF_REGISTRY', DMABUF_REGISTRY_DEFAULTS, env);
@@ -32,26 +35,45 @@ export async function startDmabufRegistry(env: NodeJS.ProcessEnv = process.env):
   if (!parsed.success) throw errno('EINVAL', `bad configuration: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   const settings = parsed.data;
   const directory = resolveShmDir(env);
-  const store = new SegmentStore({ dir: directory });
-  const incarnation = randomUUID().slice(0, 8);
-  for (const segment of store.list()) {
-    if (segment.name.startsWith(`${HEAP_PREFIX}.`)) store.unlink(segment.name);
+  // The claim comes before the sweep: without it, the sweep would unlink the
+  // heap buffers of a registry still serving from this directory.
+  const claim = await claimShmDir(directory, 'dmabuf-registry');
+  let oracle: PciEmuP2pOracle | undefined;
+  try {
+    const store = new SegmentStore({ dir: directory });
+    const incarnation = randomUUID().slice(0, 8);
+    for (const segment of store.list()) {
+      if (segment.name.startsWith(`${HEAP_PREFIX}.`)) store.unlink(segment.name);
+    }
+    oracle = new PciEmuP2pOracle(settings.PCI_EMU_ADDRESS);
+    const registry = new Registry({
+      // pids are u32 on the wire; a random base per incarnation keeps an old
+      // incarnation's pids from naming a new process.
+      firstPid: randomInt(1, 2 ** 20) * 1000,
+      ackTimeoutMs: settings.DMABUF_REGISTRY_ACK_TIMEOUT_MS,
+      p2p: oracle,
+      segments: new SegmentFileAccess(),
+      heap: { store, directory, shmId: shmIdentity(directory), prefix: `${HEAP_PREFIX}.${incarnation}`, maxBytes: settings.DMABUF_REGISTRY_HEAP_MAX_BYTES },
+    });
+    const server = await startDmabufRegistryServer(
+      config,
+      registry,
+      { directory, incarnation, callTimeoutMs: settings.DMABUF_REGISTRY_OWNER_CALL_TIMEOUT_MS },
+      loadPlatformSecrets(directory, env),
+    );
+    server.onShutdown(async () => {
+      try {
+        await registry.shutdown();
+      } finally {
+        oracle?.close();
+        await claim.release();
+      }
+    });
+    server.logger.info({ incarnation, directory, ackTimeoutMs: settings.DMABUF_REGISTRY_ACK_TIMEOUT_MS }, 'registry incarnation');
+    return server;
+  } catch (error) {
+    oracle?.close();
+    await claim.release();
+    throw error;
   }
-  const oracle = new PciEmuP2pOracle(settings.PCI_EMU_ADDRESS);
-  const registry = new Registry({
-    // pids are u32 on the wire; a random base per incarnation keeps an old
-    // incarnation's pids from naming a new process.
-    firstPid: randomInt(1, 2 ** 20) * 1000,
-    ackTimeoutMs: settings.DMABUF_REGISTRY_ACK_TIMEOUT_MS,
-    p2p: oracle,
-    segments: new SegmentFileAccess(),
-    heap: { store, directory, shmId: shmIdentity(directory), prefix: `${HEAP_PREFIX}.${incarnation}`, maxBytes: settings.DMABUF_REGISTRY_HEAP_MAX_BYTES },
-  });
-  const server = await startDmabufRegistryServer(config, registry, { directory, incarnation, callTimeoutMs: settings.DMABUF_REGISTRY_OWNER_CALL_TIMEOUT_MS });
-  server.onShutdown(async () => {
-    await registry.shutdown();
-    oracle.close();
-  });
-  server.logger.info({ incarnation, directory, ackTimeoutMs: settings.DMABUF_REGISTRY_ACK_TIMEOUT_MS }, 'registry incarnation');
-  return server;
 }

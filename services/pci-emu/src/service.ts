@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { loadPlatformSecrets } from '@p2p/auth';
 import { loadServerConfig, type RunningServer } from '@p2p/server';
-import { resolveShmDir, SegmentStore } from '@p2p/shm';
+import { claimShmDir, resolveShmDir, SegmentStore } from '@p2p/shm';
 import { PciBus } from './bus/pci-bus';
 import { RelocatableMemory } from './relocatable-memory';
 import { startPciEmuServer } from './server';
@@ -15,30 +16,39 @@ export const PCI_EMU_DEFAULTS = { port: 50051, metricsPort: 9451 };
  * server. Segment names carry a per-start instance tag, so a restarted
  * pci-emu never hands out a file a stale mapping still points at; its
  * segments are unlinked when it shuts down, and those of an instance that
- * crashed are unlinked when the next one starts (one pci-emu per directory).
+ * crashed are unlinked when the next one starts. One pci-emu per directory:
+ * a second one fails with EBUSY before it touches any file.
  */
 export async function startPciEmu(env: NodeJS.ProcessEnv = process.env): Promise<RunningServer> {
   const config = loadServerConfig('PCI_EMU', PCI_EMU_DEFAULTS, env);
   const topology = env.PCI_EMU_TOPOLOGY ? loadTopologyFile(env.PCI_EMU_TOPOLOGY) : defaultTopology();
   const directory = resolveShmDir(env);
-  const store = new SegmentStore({ dir: directory });
-  // One pci-emu per segment directory: files of an earlier instance that
-  // died without unlinking them are its dead memory, so they go now.
-  for (const segment of store.list()) {
-    if (segment.name.startsWith('pci-emu.')) store.unlink(segment.name);
-  }
-  const instance = randomBytes(4).toString('hex');
+  // The claim comes before the sweep: without it, the sweep would unlink the
+  // BAR memory of a pci-emu still serving from this directory.
+  const claim = await claimShmDir(directory, 'pci-emu');
   const memories = new Map<string, RelocatableMemory>();
-  const bus = new PciBus(topology, (name, size) => {
-    const memory = new RelocatableMemory(store, `pci-emu.${instance}.${name}`, size);
-    memories.set(name, memory);
-    return memory;
-  });
-  const destroy = (): void => {
-    bus.close();
-    for (const memory of memories.values()) memory.destroy();
+  let bus: PciBus | undefined;
+  const destroy = async (): Promise<void> => {
+    try {
+      bus?.close();
+      for (const memory of memories.values()) memory.destroy();
+    } finally {
+      await claim.release();
+    }
   };
   try {
+    const store = new SegmentStore({ dir: directory });
+    // Files of an earlier instance that died without unlinking them are its
+    // dead memory, so they go now.
+    for (const segment of store.list()) {
+      if (segment.name.startsWith('pci-emu.')) store.unlink(segment.name);
+    }
+    const instance = randomBytes(4).toString('hex');
+    bus = new PciBus(topology, (name, size) => {
+      const memory = new RelocatableMemory(store, `pci-emu.${instance}.${name}`, size);
+      memories.set(name, memory);
+      return memory;
+    });
     const server = await startPciEmuServer(config, bus, {
       directory,
       extents: (name, offset, length) =>
@@ -47,11 +57,11 @@ export async function startPciEmu(env: NodeJS.ProcessEnv = process.env): Promise
           .extents(offset, length)
           .map((e) => ({ segment: e.segment, offset: BigInt(e.offset), length: BigInt(e.length) })),
       relocate: (name) => memories.get(name)!.relocate(),
-    });
+    }, loadPlatformSecrets(directory, env));
     server.onShutdown(destroy);
     return server;
   } catch (error) {
-    destroy();
+    await destroy();
     throw error;
   }
 }

@@ -1,5 +1,6 @@
 import * as os from 'node:os';
 import { z } from 'zod';
+import { Authenticator, loadPlatformSecrets } from '@p2p/auth';
 import { OwnerSession, RegistrySession } from '@p2p/dmabuf-client';
 import { errno, ErrnoError } from '@p2p/errno';
 import { loadServerConfig, retryUntil, type RunningServer } from '@p2p/server';
@@ -63,6 +64,7 @@ export async function startRdmaNic(env: NodeJS.ProcessEnv = process.env, deps: R
   const settings = parsed.data;
   const gid = gidFromIpv4(settings.RDMA_NIC_GID_ADDRESS === 'auto' ? firstExternalIpv4() : settings.RDMA_NIC_GID_ADDRESS);
   const shmDir = resolveShmDir(env);
+  const secrets = loadPlatformSecrets(shmDir, env);
   const registryAddress = settings.DMABUF_REGISTRY_ADDRESS;
   const timeoutMs = settings.RDMA_NIC_CONNECT_TIMEOUT_MS;
 
@@ -82,6 +84,7 @@ export async function startRdmaNic(env: NodeJS.ProcessEnv = process.env, deps: R
       () =>
         OwnerSession.open(registryAddress, {
           name,
+          credential: secrets.platformToken,
           shmDir,
           ops: contextOwnerOps(() => {
             if (device === undefined) throw errno('EAGAIN', `${name} is still starting`);
@@ -94,11 +97,12 @@ export async function startRdmaNic(env: NodeJS.ProcessEnv = process.env, deps: R
       throw failure.errno === 'EBUSY' ? errno('EBUSY', `${fn.bdf} is claimed already: a live rdma-nic is registered as ${name}`) : failure;
     });
     cleanups.push(() => owner.close());
-    const session = await RegistrySession.open(registryAddress, { name, shmDir }).catch((error: unknown) => {
+    // The NIC driver imports dma-bufs from its users' fd tables: the platform's right.
+    const session = await RegistrySession.open(registryAddress, { name, shmDir, privilegedCredential: secrets.platformToken }).catch((error: unknown) => {
       throw peerError(error, `opening the registry session of ${name}`);
     });
     cleanups.push(() => session.close());
-    const files = new RegistryFiles(registryAddress, owner);
+    const files = new RegistryFiles(registryAddress, owner, secrets.platformToken);
     cleanups.push(() => files.close());
 
     let fabric = deps.fabric;
@@ -120,7 +124,7 @@ export async function startRdmaNic(env: NodeJS.ProcessEnv = process.env, deps: R
     });
     device = running;
 
-    const server = await startRdmaNicServer(config, running, logger);
+    const server = await startRdmaNicServer(config, running, logger, new Authenticator(secrets, owner.credentials));
     if (wire !== undefined) registerWireMetrics(server.metrics.registry, () => wire.counters);
     const lost = (error: ErrnoError): void => {
       logger.error({ err: error }, 'the registry was lost: every context file and attachment is gone; shutting down');

@@ -26,11 +26,18 @@ const NICS: readonly NodeJS.ProcessEnv[] = [
 ];
 
 /**
+ * The embedded stack is one machine's: its servers listen on loopback unless
+ * the environment says otherwise (containers keep 0.0.0.0, their default).
+ */
+const LOOPBACK: NodeJS.ProcessEnv = Object.fromEntries(['PCI_EMU', 'DMABUF_REGISTRY', 'VFIO_PCI', 'RDMA_NIC'].map((prefix) => [`${prefix}_HOST`, '127.0.0.1']));
+
+/**
  * Starts every service in this process, each with its own port and
  * environment settings, as `docker compose up` starts them in containers.
  * A service that fails to start stops the ones already running.
  */
 export async function startStack(env: NodeJS.ProcessEnv = process.env): Promise<Stack> {
+  env = { ...LOOPBACK, ...env };
   const starters: Starter[] = [startPciEmu, startDmabufRegistry, startVfioPci, ...NICS.map((nic): Starter => (base) => startRdmaNic({ ...base, ...nic }))];
   const servers: RunningServer[] = [];
   const shutdown = async (reason?: string): Promise<void> => {

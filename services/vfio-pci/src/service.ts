@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
+import { Authenticator, loadPlatformSecrets } from '@p2p/auth';
 import { OwnerSession } from '@p2p/dmabuf-client';
 import { errno } from '@p2p/errno';
 import type { Logger } from 'pino';
@@ -36,27 +37,30 @@ export async function startVfioPci(env: NodeJS.ProcessEnv = process.env): Promis
   if (!parsed.success) throw errno('EINVAL', `bad configuration: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   const settings = parsed.data;
 
-  const pci = new PciEmuPort(settings.PCI_EMU_ADDRESS);
+  const shmDir = resolveShmDir(env);
+  const secrets = loadPlatformSecrets(shmDir, env);
+  const pci = new PciEmuPort(settings.PCI_EMU_ADDRESS, secrets.platformToken);
   let driver: VfioPci | undefined;
   // The registry may still be starting (compose): retry until the timeout.
   const owner = await retryUntil(settings.VFIO_PCI_CONNECT_TIMEOUT_MS, () =>
     OwnerSession.open(settings.DMABUF_REGISTRY_ADDRESS, {
       name: 'vfio-pci',
-      shmDir: resolveShmDir(env),
+      credential: secrets.platformToken,
+      shmDir,
       ops: vfioOwnerOps(() => {
         if (!driver) throw errno('EAGAIN', 'vfio-pci is still starting');
         return driver;
       }),
     }),
   );
-  const registry = new RegistryPort(settings.DMABUF_REGISTRY_ADDRESS, () => owner);
+  const registry = new RegistryPort(settings.DMABUF_REGISTRY_ADDRESS, () => owner, secrets.platformToken);
   const vfio = new VfioPci(pci, registry, {
     instance: `${randomBytes(4).toString('hex')}/`,
     variants: { dmaBufLayout: settings.VFIO_PCI_DMABUF_LAYOUT, allowPin: settings.VFIO_PCI_ALLOW_PIN, cpuMmap: settings.VFIO_PCI_CPU_MMAP },
   });
   driver = vfio;
 
-  const server = await startVfioPciServer(config, vfio);
+  const server = await startVfioPciServer(config, vfio, new Authenticator(secrets, owner.credentials));
   const stopWatching = watchHardware(pci, vfio, server.logger);
   owner.on('lost', () => {
     server.logger.error('the registry session was lost: every vfio file is gone; shutting down');

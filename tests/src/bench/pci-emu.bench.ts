@@ -1,11 +1,9 @@
 import * as fs from 'node:fs';
-import { credentials } from '@grpc/grpc-js';
 import { pci } from '@p2p/proto';
 import { SegmentStore } from '@p2p/shm';
 import type Table from 'cli-table3';
 import { rpc } from '../harness/rpc';
-import { startServiceProcess } from '@p2p/testing';
-import { tempShmDir } from '@p2p/testing';
+import { asAdmin, startServiceProcess, tempShmDir } from '@p2p/testing';
 import { copyRate, GB, percentile, rateWithDepth, timeEach } from './stats';
 
 const MiB = 1024 * 1024;
@@ -19,7 +17,8 @@ const MiB = 1024 * 1024;
 export async function benchPciEmu(rows: Table.Table, ratios: string[]): Promise<void> {
   const shmDir = tempShmDir();
   const service = await startServiceProcess('pci-emu', 'PCI_EMU', { env: { P2P_SHM_DIR: shmDir, LOG_LEVEL: 'warn' } });
-  const client = new pci.PciEmuServiceClient(service.address, credentials.createInsecure());
+  const admin = asAdmin(shmDir);
+  const client = new pci.PciEmuServiceClient(service.address, admin.credentials, admin.options);
   try {
     const { functions } = await rpc<pci.ListFunctionsResponse>((cb) => client.listFunctions({}, cb));
     const nvme = functions.find((f) => f.kind === pci.FunctionKind.FUNCTION_KIND_NVME)!;

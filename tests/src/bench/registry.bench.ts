@@ -3,7 +3,7 @@ import type Table from 'cli-table3';
 import { OwnerSession, RegistrySession, SharedMemoryExporter } from '@p2p/dmabuf-client';
 import { Registry, SegmentFileAccess, type FileOwner } from '@p2p/dmabuf-registry';
 import { SegmentStore, SharedMemory } from '@p2p/shm';
-import { startServiceProcess } from '@p2p/testing';
+import { startServiceProcess, platformSecretsOf } from '@p2p/testing';
 import { tempShmDir } from '@p2p/testing';
 import { percentile, timeEach } from './stats';
 
@@ -22,7 +22,7 @@ export async function benchRegistry(rows: Table.Table): Promise<void> {
   try {
     const store = new SegmentStore({ dir: shmDir });
     const exporter = new SharedMemoryExporter(store);
-    const owner = await OwnerSession.open(service.address, { name: 'bench-exporter', shmDir, ops: exporter });
+    const owner = await OwnerSession.open(service.address, { credential: platformSecretsOf(shmDir).platformToken, name: 'bench-exporter', shmDir, ops: exporter });
     const holder = await RegistrySession.open(service.address, { name: 'holder', shmDir });
     sessions.push(owner, holder);
 
@@ -51,7 +51,7 @@ export async function benchRegistry(rows: Table.Table): Promise<void> {
       const { bufferId, fd } = await owner.exportDmaBuf({ pid: holder.pid, size: BUFFER, handle, requirePeer2peer: true });
       const importers = await Promise.all(
         Array.from({ length: count }, async (_, i) => {
-          const nic = await RegistrySession.open(service.address, { name: `nic-${i}`, shmDir });
+          const nic = await RegistrySession.open(service.address, { name: `nic-${i}`, shmDir, privilegedCredential: platformSecretsOf(shmDir).platformToken });
           sessions.push(nic);
           return nic.importDmaBuf({ fd, holderPid: holder.pid, importerBdf: '0000:04:00.0' });
         }),

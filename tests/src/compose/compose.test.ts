@@ -20,10 +20,12 @@ import { credentials, loadPackageDefinition, Metadata } from '@grpc/grpc-js';
 import type { CallOptions, Client, ServiceClientConstructor, ServiceError } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
+import { bearerInterceptor, newToken } from '@p2p/auth';
 import { RegistrySession } from '@p2p/dmabuf-client';
 import { dmabuf, pci, vfio } from '@p2p/proto';
 import { DockerComposeEnvironment, Wait } from 'testcontainers';
 import { readAccelBar } from '../examples/read-accel-bar';
+import { rpc } from '../harness/rpc';
 import type { StartedDockerComposeEnvironment, StartedTestContainer } from 'testcontainers';
 
 // Ryuk, testcontainers' reaper, is an image from Docker Hub: none here. The
@@ -171,6 +173,7 @@ describe('docker-compose.yml: pci-emu, dmabuf-registry, vfio-pci and two rdma-ni
   this.timeout(240_000);
 
   let env: StartedDockerComposeEnvironment | undefined;
+  const secrets = { adminToken: newToken(), platformToken: newToken() };
   let container: StartedTestContainer;
   let grpcAddress: string;
   let registryAddress: string;
@@ -209,6 +212,9 @@ describe('docker-compose.yml: pci-emu, dmabuf-registry, vfio-pci and two rdma-ni
         RDMA_NIC_A_METRICS_PORT: '0',
         RDMA_NIC_B_PORT: '0',
         RDMA_NIC_B_METRICS_PORT: '0',
+        // The platform's secrets, chosen here: this process lives outside the containers' volume.
+        P2P_ADMIN_TOKEN: secrets.adminToken,
+        P2P_PLATFORM_TOKEN: secrets.platformToken,
       })
       // The image has no shell tools for the default listening-ports probe; the
       // compose healthcheck (the Prometheus endpoint) says when it is up.
@@ -256,7 +262,7 @@ describe('docker-compose.yml: pci-emu, dmabuf-registry, vfio-pci and two rdma-ni
   });
 
   it('lists the default topology: 2 NVMe, 1 accelerator and 2 NICs', async function () {
-    pciClient = new pci.PciEmuServiceClient(grpcAddress, credentials.createInsecure());
+    pciClient = new pci.PciEmuServiceClient(grpcAddress, credentials.createInsecure(), { interceptors: [bearerInterceptor(secrets.adminToken)] });
     await waitForReady(pciClient, 20_000);
     const functions = await listFunctions(pciClient);
 
@@ -274,6 +280,7 @@ describe('docker-compose.yml: pci-emu, dmabuf-registry, vfio-pci and two rdma-ni
     // segment directory has another identity, so maps offer TRANSPORT_STREAM.
     const localShm = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'p2p-compose-'));
     const session = await RegistrySession.open(registryAddress, { name: 'compose-test', shmDir: localShm });
+    const debugfs = new dmabuf.DmaBufRegistryServiceClient(registryAddress, credentials.createInsecure(), { interceptors: [bearerInterceptor(secrets.adminToken)] });
     try {
       const { fd } = await session.heapAllocate(8192);
       await session.cpuWrite(fd, 4096, Buffer.from('written by the CPU'));
@@ -285,8 +292,9 @@ describe('docker-compose.yml: pci-emu, dmabuf-registry, vfio-pci and two rdma-ni
       expect((await session.cpuRead(fd, 0, 23)).toString()).to.equal('written by the importer');
       await importer.detach();
       await session.closeFd(fd);
-      expect(await session.bufInfo()).to.deep.equal([]);
+      expect((await rpc<dmabuf.GetBufInfoResponse>((cb) => debugfs.getBufInfo({}, cb))).buffers).to.deep.equal([]);
     } finally {
+      debugfs.close();
       await session.close();
       fs.rmSync(localShm, { recursive: true, force: true });
     }
@@ -294,8 +302,8 @@ describe('docker-compose.yml: pci-emu, dmabuf-registry, vfio-pci and two rdma-ni
 
   it('exports an accelerator BAR range through vfio-pci in its container, revoked by a MEM-clear config write', async function () {
     const localShm = fs.mkdtempSync(path.join(os.tmpdir(), 'p2p-compose-'));
-    const session = await RegistrySession.open(registryAddress, { name: 'compose-spdk', shmDir: localShm });
-    const vfioClient = new vfio.VfioPciServiceClient(vfioAddress, credentials.createInsecure());
+    const session = await RegistrySession.open(registryAddress, { name: 'compose-spdk', shmDir: localShm, privilegedCredential: secrets.adminToken });
+    const vfioClient = new vfio.VfioPciServiceClient(vfioAddress, credentials.createInsecure(), { interceptors: [bearerInterceptor(secrets.adminToken)] });
     const call = <T>(start: (cb: (error: ServiceError | null, response: T) => void) => unknown): Promise<T> =>
       new Promise((resolve, reject) => start((error, response) => (error ? reject(error) : resolve(response))));
     try {
@@ -326,7 +334,15 @@ describe('docker-compose.yml: pci-emu, dmabuf-registry, vfio-pci and two rdma-ni
     // This process only makes calls: the NICs map the memory, in their containers, over the shared tmpfs.
     const localShm = fs.mkdtempSync(path.join(os.tmpdir(), 'p2p-compose-'));
     try {
-      const { received, expected } = await readAccelBar({ registry: registryAddress, vfioPci: vfioAddress, nicY: nicAddresses[0], nicX: nicAddresses[1], shmDir: localShm, length: 256 * 1024 });
+      const { received, expected } = await readAccelBar({
+        registry: registryAddress,
+        vfioPci: vfioAddress,
+        nicY: nicAddresses[0],
+        nicX: nicAddresses[1],
+        shmDir: localShm,
+        adminToken: secrets.adminToken,
+        length: 256 * 1024,
+      });
       expect(received.equals(expected)).to.equal(true);
     } finally {
       fs.rmSync(localShm, { recursive: true, force: true });

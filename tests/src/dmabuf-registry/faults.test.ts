@@ -7,7 +7,7 @@ import { dmabuf } from '@p2p/proto';
 import { SegmentStore, SharedMemory } from '@p2p/shm';
 import { expectErrno, rpc } from '../harness/rpc';
 import type { ServiceProcess } from '@p2p/testing';
-import { tempShmDir } from '@p2p/testing';
+import { tempShmDir, platformSecretsOf } from '@p2p/testing';
 import {
   CountingExporter,
   errnoName,
@@ -57,8 +57,8 @@ describe('dmabuf-registry under faults (separate processes on loopback)', functi
     sessions = [];
     shmDir = tempShmDir();
     registry = await startRegistry(shmDir, ACK_TIMEOUT_MS);
-    raw = rawClient(registry.address);
-    events = await EventLog.open(registry.address);
+    raw = rawClient(registry.address, shmDir);
+    events = await EventLog.open(registry.address, shmDir);
   });
 
   afterEach(async () => {
@@ -70,8 +70,10 @@ describe('dmabuf-registry under faults (separate processes on loopback)', functi
     fs.rmSync(shmDir, { recursive: true, force: true });
   });
 
-  async function open(name: string): Promise<RegistrySession> {
-    const session = await RegistrySession.open(registry.address, { name, shmDir });
+  /** A process; a `platform` one (a NIC driver) may import from other processes' fd tables. */
+  async function open(name: string, platform = false): Promise<RegistrySession> {
+    const privilegedCredential = platform ? platformSecretsOf(shmDir).platformToken : undefined;
+    const session = await RegistrySession.open(registry.address, { name, shmDir, privilegedCredential });
     sessions.push(session);
     return session;
   }
@@ -79,7 +81,7 @@ describe('dmabuf-registry under faults (separate processes on loopback)', functi
   async function openExporter(name: string): Promise<{ store: SegmentStore; exporter: CountingExporter; owner: OwnerSession }> {
     const store = new SegmentStore({ dir: shmDir });
     const exporter = new CountingExporter(store);
-    const owner = await OwnerSession.open(registry.address, { name, shmDir, ops: exporter });
+    const owner = await OwnerSession.open(registry.address, { credential: platformSecretsOf(shmDir).platformToken, name, shmDir, ops: exporter });
     sessions.push(owner);
     return { store, exporter, owner };
   }
@@ -97,8 +99,8 @@ describe('dmabuf-registry under faults (separate processes on loopback)', functi
     events.close();
     raw.close();
     registry = await start();
-    raw = rawClient(registry.address);
-    events = await EventLog.open(registry.address);
+    raw = rawClient(registry.address, shmDir);
+    events = await EventLog.open(registry.address, shmDir);
   }
 
   async function bufInfo(bufferId: bigint): Promise<dmabuf.BufInfo | undefined> {
@@ -325,7 +327,7 @@ describe('dmabuf-registry under faults (separate processes on loopback)', functi
   it('the registry killed (SIGKILL) and restarted on the same port and directory: sessions are lost and fail safe, old pids and heap segments are gone', async () => {
     const { store, exporter, owner } = await openExporter('vfio-pci');
     const holder = await open('holder');
-    const importerSession = await open('importer');
+    const importerSession = await open('importer', true);
     const { fd, bufferId } = await holder.heapAllocate(SIZE);
     await holder.cpuWrite(fd, 0, fill(0x77));
     const importer = await importerSession.importDmaBuf({ fd, holderPid: holder.pid, importerBdf: '' });

@@ -2,14 +2,14 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
-import { type ClientReadableStream, credentials } from '@grpc/grpc-js';
+import type { ClientReadableStream } from '@grpc/grpc-js';
 import { type OwnerCallInfo, SharedMemoryExporter } from '@p2p/dmabuf-client';
 import { ErrnoError, type ErrnoName } from '@p2p/errno';
 import { dmabuf } from '@p2p/proto';
 import { listSegmentFiles } from '@p2p/shm';
 import { errnoOf } from '@p2p/status';
 import { rpc } from '../harness/rpc';
-import { eventually, type ServiceProcess, startServiceProcess } from '@p2p/testing';
+import { asAdmin, eventually, type ServiceProcess, startServiceProcess } from '@p2p/testing';
 export { eventually, rejection } from '@p2p/testing';
 
 /** The registry's environment for a test: segment directory, ack deadline, quiet logs. */
@@ -22,8 +22,10 @@ export function startRegistry(shmDir: string, ackTimeoutMs: number, port?: numbe
   return startServiceProcess('dmabuf-registry', 'DMABUF_REGISTRY', { env: registryEnv(shmDir, ackTimeoutMs), port });
 }
 
-export function rawClient(address: string): dmabuf.DmaBufRegistryServiceClient {
-  return new dmabuf.DmaBufRegistryServiceClient(address, credentials.createInsecure());
+/** A client of the registry as the administrator of the platform on `shmDir`: it may name any process, and see every one. */
+export function rawClient(address: string, shmDir: string): dmabuf.DmaBufRegistryServiceClient {
+  const admin = asAdmin(shmDir);
+  return new dmabuf.DmaBufRegistryServiceClient(address, admin.credentials, admin.options);
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -189,16 +191,16 @@ export class EventLog {
   readonly #client: dmabuf.DmaBufRegistryServiceClient;
   readonly #stream: ClientReadableStream<dmabuf.WatchEventsResponse>;
 
-  private constructor(address: string) {
-    this.#client = rawClient(address);
+  private constructor(address: string, shmDir: string) {
+    this.#client = rawClient(address, shmDir);
     this.#stream = this.#client.watchEvents({});
     this.#stream.on('data', (event: dmabuf.WatchEventsResponse) => this.events.push(event));
     // The stream ends with the test or the registry; neither is a failure here.
     this.#stream.on('error', () => undefined);
   }
 
-  static async open(address: string): Promise<EventLog> {
-    const log = new EventLog(address);
+  static async open(address: string, shmDir: string): Promise<EventLog> {
+    const log = new EventLog(address, shmDir);
     await new Promise<void>((resolve, reject) => {
       log.#stream.once('metadata', () => resolve());
       log.#stream.once('error', reject);

@@ -5,7 +5,7 @@ import { OwnerSession, RegistrySession, SharedMemoryExporter } from '@p2p/dmabuf
 import { ErrnoError } from '@p2p/errno';
 import { dmabuf } from '@p2p/proto';
 import { SegmentStore, SharedMemory } from '@p2p/shm';
-import { rejection, startServiceProcess, tempShmDir } from '@p2p/testing';
+import { rejection, startServiceProcess, tempShmDir, platformSecretsOf } from '@p2p/testing';
 
 const ACCEL0 = '0000:07:00.0';
 const NIC0 = '0000:04:00.0';
@@ -28,7 +28,7 @@ describe('dmabuf-registry P2P eligibility from the pci-emu topology', function (
     const registry = await startServiceProcess('dmabuf-registry', 'DMABUF_REGISTRY', { env: { ...env, PCI_EMU_ADDRESS: pciEmu.address } });
     const store = new SegmentStore({ dir: shmDir });
     const exporter = new SharedMemoryExporter(store);
-    const owner = await OwnerSession.open(registry.address, { name: 'bar-exporter', shmDir, ops: exporter });
+    const owner = await OwnerSession.open(registry.address, { credential: platformSecretsOf(shmDir).platformToken, name: 'bar-exporter', shmDir, ops: exporter });
     const holder = await RegistrySession.open(registry.address, { name: 'spdk', shmDir });
     exporter.addBuffer('accel0-bar2', SharedMemory.create(store, 'bar-accel0', SIZE), BAR_BUS_ADDRESS);
     const { fd } = await owner.exportDmaBuf({ pid: holder.pid, size: SIZE, handle: 'accel0-bar2', providerBdf: ACCEL0, requirePeer2peer: true });

@@ -10,10 +10,19 @@
  * Addresses: DMABUF_REGISTRY_ADDRESS, VFIO_PCI_ADDRESS, RDMA_NIC_A_ADDRESS
  * (host Y's NIC) and RDMA_NIC_B_ADDRESS (host X's NIC); the defaults are
  * npm start's. P2P_SHM_DIR must name the segment directory the services use.
+ *
+ * Each process proves itself with its session's credential (RegistrySession
+ * adds it to every client made with `session.interceptor`). Binding accel0 to
+ * vfio-pci is the administrator's, as writing sysfs is root's: the example
+ * reads the administrator's token from P2P_ADMIN_TOKEN or, as npm start
+ * leaves it, from `.admin-token` in the segment directory.
  */
 import { credentials, type ServiceError } from '@grpc/grpc-js';
+import { bearerInterceptor, readAdminToken } from '@p2p/auth';
 import { RegistrySession } from '@p2p/dmabuf-client';
 import { rdma, vfio } from '@p2p/proto';
+import { resolveShmDir } from '@p2p/shm';
+import { errnoOf } from '@p2p/status';
 import { IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_REMOTE_READ, IBV_SEND_SIGNALED, VerbsContext } from '@p2p/verbs';
 
 const call = <T>(start: (cb: (error: ServiceError | null, response: T) => void) => unknown): Promise<T> =>
@@ -25,6 +34,8 @@ export interface ReadAccelBarOptions {
   readonly nicY: string;
   readonly nicX: string;
   readonly shmDir?: string;
+  /** The administrator's token; default P2P_ADMIN_TOKEN, else the platform's `.admin-token` in shmDir. */
+  readonly adminToken?: string;
   readonly length?: number;
 }
 
@@ -33,10 +44,16 @@ export async function readAccelBar(options: ReadAccelBarOptions): Promise<{ rece
   const length = options.length ?? 1 << 20;
   const hostX = await RegistrySession.open(options.registry, { name: 'host-x-app', shmDir: options.shmDir });
   const hostY = await RegistrySession.open(options.registry, { name: 'host-y-app', shmDir: options.shmDir });
-  const vfioPci = new vfio.VfioPciServiceClient(options.vfioPci, credentials.createInsecure());
+  const vfioPci = new vfio.VfioPciServiceClient(options.vfioPci, credentials.createInsecure(), { interceptors: [hostX.interceptor] });
+  const admin = new vfio.VfioPciServiceClient(options.vfioPci, credentials.createInsecure(), {
+    interceptors: [bearerInterceptor(options.adminToken ?? readAdminToken(options.shmDir ?? resolveShmDir()))],
+  });
   try {
-    // Host X: accel0 bound to vfio-pci, BAR2's first `length` bytes exported as a dma-buf...
-    await call((cb) => vfioPci.bind({ bdf: '0000:07:00.0', variants: undefined }, cb)).catch(() => undefined);
+    // The administrator binds accel0 to vfio-pci (EBUSY: it is bound already)...
+    await call((cb) => admin.bind({ bdf: '0000:07:00.0', variants: undefined }, cb)).catch((error: unknown) => {
+      if (errnoOf(error) !== 'EBUSY') throw error;
+    });
+    // ...host X opens it and exports BAR2's first `length` bytes as a dma-buf...
     const { fd: deviceFd } = await call<vfio.OpenDeviceResponse>((cb) => vfioPci.openDevice({ pid: hostX.pid, bdf: '0000:07:00.0' }, cb));
     const { fd: barFd } = await call<vfio.DeviceFeatureResponse>((cb) =>
       vfioPci.deviceFeature(
@@ -60,12 +77,12 @@ export async function readAccelBar(options: ReadAccelBarOptions): Promise<{ rece
     await call((cb) => vfioPci.regionWrite({ pid: hostX.pid, deviceFd, index: 2, offset: 0n, data: expected }, cb));
 
     // ...registered on nic1 with ibv_reg_dmabuf_mr(), remote read allowed.
-    const x = await VerbsContext.open(options.nicX, hostX.pid);
+    const x = await VerbsContext.open(options.nicX, hostX);
     const xPd = await x.allocPd();
     const barMr = await x.regDmabufMr(xPd, { fd: barFd, offset: 0, length, iova: 0, access: IBV_ACCESS_REMOTE_READ });
 
     // Host Y: its memory (a system-heap dma-buf) registered on nic0.
-    const y = await VerbsContext.open(options.nicY, hostY.pid);
+    const y = await VerbsContext.open(options.nicY, hostY);
     const yPd = await y.allocPd();
     const { fd: heapFd } = await hostY.heapAllocate(length);
     const yMr = await y.regMr(yPd, { heapFd, length, iova: 0x10_0000, access: IBV_ACCESS_LOCAL_WRITE });
@@ -106,6 +123,7 @@ export async function readAccelBar(options: ReadAccelBarOptions): Promise<{ rece
     return { received, expected };
   } finally {
     vfioPci.close();
+    admin.close();
     await hostX.close();
     await hostY.close();
   }

@@ -2,7 +2,8 @@ import * as fs from 'node:fs';
 import { credentials } from '@grpc/grpc-js';
 import { type DmaBufImporter, RegistrySession } from '@p2p/dmabuf-client';
 import { vfio } from '@p2p/proto';
-import { freePort, type ServiceProcess, startServiceProcess, tempShmDir } from '@p2p/testing';
+import { errnoOf } from '@p2p/status';
+import { asAdmin, freePort, type ServiceProcess, startServiceProcess, tempShmDir } from '@p2p/testing';
 import { type HostMr, VerbsContext } from '@p2p/verbs';
 import { rpc } from './rpc';
 
@@ -124,7 +125,7 @@ export class RdmaHost {
   static async open(name: string, registryAddress: string, nicAddress: string, shmDir: string): Promise<RdmaHost> {
     const session = await RegistrySession.open(registryAddress, { name, shmDir });
     try {
-      const ctx = await VerbsContext.open(nicAddress, session.pid);
+      const ctx = await VerbsContext.open(nicAddress, session);
       const { gid } = await ctx.queryPort(1);
       return new RdmaHost(session, ctx, Buffer.from(gid), await ctx.allocPd());
     } catch (error) {
@@ -147,9 +148,13 @@ export class RdmaHost {
    * offset + size) of BAR2 as a dma-buf and registers it with this host's NIC.
    */
   async barBuffer(vfioAddress: string, offset: number, size: number, iova: number, access: number): Promise<BarBuffer> {
-    const client = new vfio.VfioPciServiceClient(vfioAddress, credentials.createInsecure());
+    const client = new vfio.VfioPciServiceClient(vfioAddress, credentials.createInsecure(), { interceptors: [this.session.interceptor] });
+    const admin = asAdmin(this.session.shmDir);
+    const root = new vfio.VfioPciServiceClient(vfioAddress, admin.credentials, admin.options);
     try {
-      await rpc((cb) => client.bind({ bdf: ACCEL0, variants: undefined }, cb)).catch(() => undefined);
+      await rpc((cb) => root.bind({ bdf: ACCEL0, variants: undefined }, cb)).catch((error: unknown) => {
+        if (errnoOf(error) !== 'EBUSY') throw error;
+      });
       const deviceFd = (await rpc<vfio.OpenDeviceResponse>((cb) => client.openDevice({ pid: this.session.pid, bdf: ACCEL0 }, cb))).fd;
       const { fd } = await rpc<vfio.DeviceFeatureResponse>((cb) =>
         client.deviceFeature(
@@ -167,6 +172,7 @@ export class RdmaHost {
       return { deviceFd, fd, size, iova, mr };
     } finally {
       client.close();
+      root.close();
     }
   }
 

@@ -1,13 +1,12 @@
 import * as fs from 'node:fs';
 import * as http from 'node:http';
-import { type ClientReadableStream, credentials } from '@grpc/grpc-js';
+import type { ClientReadableStream } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { pci, fault } from '@p2p/proto';
 import { listSegmentFiles, SegmentStore } from '@p2p/shm';
 import { healthCheck, reflectedServices } from '../harness/generic-clients';
 import { expectErrno, rpc } from '../harness/rpc';
-import { type ServiceProcess, startServiceProcess } from '@p2p/testing';
-import { tempShmDir } from '@p2p/testing';
+import { asAdmin, type ServiceProcess, startServiceProcess, tempShmDir } from '@p2p/testing';
 
 const PCI_COMMAND = 0x04;
 const PCI_COMMAND_MEMORY = 0x2;
@@ -26,8 +25,10 @@ describe('pci-emu over gRPC (a separate process on loopback)', function () {
   before(async () => {
     shmDir = tempShmDir();
     service = await startServiceProcess('pci-emu', 'PCI_EMU', { env: { P2P_SHM_DIR: shmDir, LOG_LEVEL: 'info' } });
-    client = new pci.PciEmuServiceClient(service.address, credentials.createInsecure());
-    faults = new fault.FaultInjectionServiceClient(service.address, credentials.createInsecure());
+    // The hardware's raw access and its fault rules are the administrator's.
+    const admin = asAdmin(shmDir);
+    client = new pci.PciEmuServiceClient(service.address, admin.credentials, admin.options);
+    faults = new fault.FaultInjectionServiceClient(service.address, admin.credentials, admin.options);
     const { functions } = await rpc<pci.ListFunctionsResponse>((cb) => client.listFunctions({}, cb));
     nvme = functions.find((f) => f.kind === pci.FunctionKind.FUNCTION_KIND_NVME)!;
     accel = functions.find((f) => f.kind === pci.FunctionKind.FUNCTION_KIND_ACCEL)!;

@@ -6,6 +6,7 @@ import { expect } from 'chai';
 import { RegistrySession } from '@p2p/dmabuf-client';
 import { rdma, vfio } from '@p2p/proto';
 import { errnoOf } from '@p2p/status';
+import { platformSecretsOf } from '@p2p/testing';
 import { IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_REMOTE_READ, IBV_ACCESS_REMOTE_WRITE } from '@p2p/verbs';
 import { ACCEL0, type BarBuffer, type HostBuffer, type RdmaHost, RdmaStack } from '../harness/rdma-hosts';
 import { rpc } from '../harness/rpc';
@@ -215,7 +216,7 @@ describe('rdma-nic faults (every service its own process)', function () {
     const running = transfer.run();
     await whenCompleted(transfer, 40);
 
-    const vfioClient = new vfio.VfioPciServiceClient(stack.vfioPci.address, credentials.createInsecure());
+    const vfioClient = new vfio.VfioPciServiceClient(stack.vfioPci.address, credentials.createInsecure(), { interceptors: [x.session.interceptor] });
     // PCI_COMMAND with MEMORY cleared: vfio-pci revokes accel0's dma-bufs and returns once every importer stopped.
     const command = Buffer.alloc(2);
     command.writeUInt16LE(PCI_COMMAND_MASTER);
@@ -238,7 +239,11 @@ describe('rdma-nic faults (every service its own process)', function () {
     const owner = `rdma-nic/${nic.bdf}`;
     await nic.process.stop('SIGKILL');
 
-    const observer = await RegistrySession.open(stack.registry.address, { name: 'observer', shmDir: stack.shmDir });
+    const observer = await RegistrySession.open(stack.registry.address, {
+      name: 'observer',
+      shmDir: stack.shmDir,
+      privilegedCredential: platformSecretsOf(stack.shmDir).adminToken,
+    });
     try {
       const deadline = Date.now() + 5000;
       for (;;) {
@@ -271,7 +276,7 @@ describe('rdma-nic faults (every service its own process)', function () {
 /** accel0 BAR2's first `length` bytes, read from its segment files (what the device memory holds, whatever the decode state). */
 function barBytes(stack: RdmaStack, length: number): Buffer {
   const out = Buffer.alloc(length);
-  const extents = execFileSync(process.execPath, ['-e', barSegmentsScript(stack.pciEmu.address, length)], { encoding: 'utf8' });
+  const extents = execFileSync(process.execPath, ['-e', barSegmentsScript(stack.pciEmu.address, platformSecretsOf(stack.shmDir).adminToken, length)], { encoding: 'utf8' });
   let at = 0;
   for (const line of extents.trim().split('\n')) {
     const [dir, segment, offset, len] = line.split(' ');
@@ -287,11 +292,15 @@ function barBytes(stack: RdmaStack, length: number): Buffer {
 }
 
 /** GetBarSegments from a child process, synchronously (the snapshot must be taken at once). */
-function barSegmentsScript(address: string, length: number): string {
+function barSegmentsScript(address: string, adminToken: string, length: number): string {
   return `
 const grpc = require(${JSON.stringify(require.resolve('@grpc/grpc-js'))});
 const { pci } = require(${JSON.stringify(require.resolve('@p2p/proto'))});
-const c = new pci.PciEmuServiceClient(${JSON.stringify(address)}, grpc.credentials.createInsecure());
+const c = new pci.PciEmuServiceClient(${JSON.stringify(address)}, grpc.credentials.createInsecure(), {
+  interceptors: [(options, next) => new grpc.InterceptingCall(next(options), {
+    start: (metadata, listener, go) => { metadata.set('authorization', 'Bearer ' + ${JSON.stringify(adminToken)}); go(metadata, listener); },
+  })],
+});
 c.getBarSegments({ bdf: ${JSON.stringify(ACCEL0)}, bar: 2, offset: 0n, length: ${length}n }, (e, r) => {
   if (e) { console.error(e.message); process.exit(1); }
   for (const x of r.extents) console.log(r.directory + ' ' + x.segment + ' ' + x.offset + ' ' + x.length);

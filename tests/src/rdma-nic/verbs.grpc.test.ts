@@ -32,7 +32,7 @@ import {
 } from '@p2p/rdma-nic';
 import type { RunningServer } from '@p2p/server';
 import { errnoOf } from '@p2p/status';
-import { eventually, rejection, tempShmDir } from '@p2p/testing';
+import { asAdmin, eventually, platformSecretsOf, rejection, tempShmDir } from '@p2p/testing';
 import { startVfioPci } from '@p2p/vfio-pci';
 import { CQE_BYTES, decodeCqes } from '@p2p/verbs';
 import { expectErrno, rpc } from '../harness/rpc';
@@ -115,7 +115,7 @@ class Host {
 
   static async open(name: string, registry: string, nic: RunningServer, shmDir: string): Promise<Host> {
     const session = await RegistrySession.open(registry, { name, shmDir });
-    const client = new rdma.RdmaNicServiceClient(`127.0.0.1:${nic.port}`, credentials.createInsecure());
+    const client = new rdma.RdmaNicServiceClient(`127.0.0.1:${nic.port}`, credentials.createInsecure(), { interceptors: [session.interceptor] });
     const { fd } = await rpc<rdma.OpenDeviceResponse>((cb) => client.openDevice({ pid: session.pid }, cb));
     const { gid } = await rpc<rdma.QueryPortResponse>((cb) => client.queryPort({ pid: session.pid, contextFd: fd, portNum: 1 }, cb));
     return new Host(session, client, fd, gid);
@@ -223,6 +223,8 @@ describe('rdma-nic over gRPC: two NICs on one in-memory fabric, with pci-emu, th
   let servers: RunningServer[] = [];
   let registryAddress: string;
   let vfioClient: vfio.VfioPciServiceClient;
+  /** An administrator's process, reading /sys/kernel/debug/dma_buf/bufinfo. */
+  let debugfs: RegistrySession;
   let base: NodeJS.ProcessEnv;
   let nic0: RunningServer;
   let nic1: RunningServer;
@@ -250,7 +252,9 @@ describe('rdma-nic over gRPC: two NICs on one in-memory fabric, with pci-emu, th
     base = { ...quiet, PCI_EMU_ADDRESS: pciAddress, DMABUF_REGISTRY_ADDRESS: registryAddress };
     const vfioPci = await startVfioPci({ ...base, VFIO_PCI_HOST: '127.0.0.1', VFIO_PCI_PORT: '0', VFIO_PCI_METRICS_PORT: '-1' });
     servers.push(vfioPci);
-    vfioClient = new vfio.VfioPciServiceClient(`127.0.0.1:${vfioPci.port}`, credentials.createInsecure());
+    const admin = asAdmin(shmDir);
+    vfioClient = new vfio.VfioPciServiceClient(`127.0.0.1:${vfioPci.port}`, admin.credentials, admin.options);
+    debugfs = await RegistrySession.open(registryAddress, { name: 'bufinfo-reader', shmDir, privilegedCredential: platformSecretsOf(shmDir).adminToken });
     const fabric = new InMemoryFabric();
     nic0 = await startRdmaNic(nicEnv(NIC0, '127.0.0.2'), { fabric });
     servers.push(nic0);
@@ -261,6 +265,7 @@ describe('rdma-nic over gRPC: two NICs on one in-memory fabric, with pci-emu, th
   after(async () => {
     await Promise.all(hosts.map((host) => host.close().catch(() => undefined)));
     vfioClient?.close();
+    await debugfs?.close().catch(() => undefined);
     for (const server of servers.reverse()) await server.shutdown('test over');
     servers = [];
     fs.rmSync(shmDir, { recursive: true, force: true });
@@ -318,7 +323,11 @@ describe('rdma-nic over gRPC: two NICs on one in-memory fabric, with pci-emu, th
     await expectErrno(rpc((cb) => h.client.allocPd({ pid: h.session.pid, contextFd: heapFd }, cb)), 'EBADF');
     await expectErrno(rpc((cb) => h.client.allocPd({ pid: h.session.pid, contextFd: 999 }, cb)), 'EBADF');
     const atNic1 = await host('errno-nic1', nic1);
-    await expectErrno(rpc((cb) => h.client.allocPd({ pid: atNic1.session.pid, contextFd: atNic1.fd }, cb)), 'EBADF');
+    const nic1ProcessAtNic0 = new rdma.RdmaNicServiceClient(`127.0.0.1:${nic0.port}`, credentials.createInsecure(), { interceptors: [atNic1.session.interceptor] });
+    await expectErrno(rpc((cb) => nic1ProcessAtNic0.allocPd(atNic1.ctx, cb)), 'EBADF');
+    nic1ProcessAtNic0.close();
+    // Naming another process is EPERM, whatever it holds.
+    await expectErrno(rpc((cb) => h.client.allocPd(other.ctx, cb)), 'EPERM');
 
     // Handles are per context: the other context's PD does not exist for it.
     await expectErrno(rpc((cb) => other.client.deallocPd({ ...other.ctx, pdHandle: pd }, cb)), 'EINVAL');
@@ -335,7 +344,7 @@ describe('rdma-nic over gRPC: two NICs on one in-memory fabric, with pci-emu, th
     await expectErrno(rpc((cb) => h.client.regMr({ ...h.ctx, pdHandle: pd, heapFd, offset: BigInt(SIZE - 8), length: 4096n, iova: 0n, access: 0 }, cb)), 'EFAULT');
     // Nothing the failed registrations attached stays attached: the one MR's attachment is all.
     const heapId = (await h.session.resolveFd(heapFd)).fileId;
-    expect((await h.session.bufInfo()).find((b) => b.bufferId === heapId)?.attachments).to.have.length(1);
+    expect((await debugfs.bufInfo()).find((b) => b.bufferId === heapId)?.attachments).to.have.length(1);
 
     // A buffer the process opened read-only can be read by the NIC, not written (ib_umem_get()'s FOLL_WRITE).
     const { fd: readOnly } = await h.session.heapAllocate(SIZE, O_RDONLY);
@@ -484,7 +493,7 @@ describe('rdma-nic over gRPC: two NICs on one in-memory fabric, with pci-emu, th
     const mr = await rpc<rdma.RegDmabufMrResponse>((cb) =>
       owner.client.regDmabufMr({ ...owner.ctx, pdHandle: pd, offset: 0n, length: BigInt(SIZE), iova: BigInt(barIova), fd, access: ALL_ACCESS }, cb),
     );
-    const attachment = (await owner.session.bufInfo()).find((b) => b.providerBdf === ACCEL0)!.attachments.find((x) => x.importerBdf === NIC1);
+    const attachment = (await debugfs.bufInfo()).find((b) => b.providerBdf === ACCEL0)!.attachments.find((x) => x.importerBdf === NIC1);
     expect(attachment).to.include({ dynamic: true, peer2peer: true, mapped: true });
     const events = await StreamLog.open(owner.client.watchAsyncEvents(owner.ctx));
 
@@ -527,7 +536,7 @@ describe('rdma-nic over gRPC: two NICs on one in-memory fabric, with pci-emu, th
     const cq = await h.cq();
     const qpNum = await h.qp(pd, cq);
     const heapId = (await h.session.resolveFd(heapFd)).fileId;
-    const attachments = async (): Promise<number> => (await h.session.bufInfo()).find((b) => b.bufferId === heapId)?.attachments.length ?? -1;
+    const attachments = async (): Promise<number> => (await debugfs.bufInfo()).find((b) => b.bufferId === heapId)?.attachments.length ?? -1;
     expect(await attachments()).to.equal(1);
     const completions = await StreamLog.open(h.client.watchCompletions({ ...h.ctx, cqHandle: cq, packed: false }));
     const events = await StreamLog.open(h.client.watchAsyncEvents(h.ctx));

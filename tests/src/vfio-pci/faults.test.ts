@@ -2,12 +2,12 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
-import { type ClientReadableStream, credentials } from '@grpc/grpc-js';
+import type { ClientReadableStream } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { type DmaBufImporter, type MoveNotice, RegistrySession } from '@p2p/dmabuf-client';
 import { ErrnoError } from '@p2p/errno';
 import { dmabuf, fault, pci, vfio } from '@p2p/proto';
-import { eventually, freePort, rejection, type ServiceProcess, startServiceProcess, tempShmDir } from '@p2p/testing';
+import { asAdmin, eventually, freePort, platformSecretsOf, rejection, type ServiceProcess, startServiceProcess, tempShmDir } from '@p2p/testing';
 import { errnoName, EventLog, rawClient, registryState, segmentNames, sleep } from '../dmabuf-registry/fixtures';
 import { expectErrno, rpc } from '../harness/rpc';
 
@@ -206,10 +206,12 @@ describe('vfio-pci under faults (pci-emu, registry and vfio-pci as processes)', 
     }
     [pciEmu, registry] = started.map((result) => (result as PromiseFulfilledResult<ServiceProcess>).value) as [ServiceProcess, ServiceProcess];
     vfioPci = await startServiceProcess('vfio-pci', 'VFIO_PCI', { env: vfioEnv() });
-    client = new vfio.VfioPciServiceClient(vfioPci.address, credentials.createInsecure());
-    pciClient = new pci.PciEmuServiceClient(pciEmu.address, credentials.createInsecure());
-    raw = rawClient(registry.address);
-    events = await EventLog.open(registry.address);
+    // The test drives vfio-pci and the hardware as the administrator.
+    const admin = asAdmin(shmDir);
+    client = new vfio.VfioPciServiceClient(vfioPci.address, admin.credentials, admin.options);
+    pciClient = new pci.PciEmuServiceClient(pciEmu.address, admin.credentials, admin.options);
+    raw = rawClient(registry.address, shmDir);
+    events = await EventLog.open(registry.address, shmDir);
   });
 
   afterEach(async () => {
@@ -229,8 +231,10 @@ describe('vfio-pci under faults (pci-emu, registry and vfio-pci as processes)', 
 
   /* ---- helpers ---- */
 
+  /** A process; the NIC driver's ('rdma-nic') is the platform's, and imports from other processes' fd tables. */
   async function open(name: string): Promise<RegistrySession> {
-    const session = await RegistrySession.open(registry.address, { name, shmDir });
+    const privilegedCredential = name === 'rdma-nic' ? platformSecretsOf(shmDir).platformToken : undefined;
+    const session = await RegistrySession.open(registry.address, { name, shmDir, privilegedCredential });
     sessions.push(session);
     return session;
   }
@@ -278,7 +282,8 @@ describe('vfio-pci under faults (pci-emu, registry and vfio-pci as processes)', 
 
   /** The FaultInjectionService of a service; closed after the test. */
   function faultClient(service: ServiceProcess): fault.FaultInjectionServiceClient {
-    const faults = new fault.FaultInjectionServiceClient(service.address, credentials.createInsecure());
+    const admin = asAdmin(shmDir);
+    const faults = new fault.FaultInjectionServiceClient(service.address, admin.credentials, admin.options);
     closers.push(() => faults.close());
     return faults;
   }
@@ -414,7 +419,8 @@ describe('vfio-pci under faults (pci-emu, registry and vfio-pci as processes)', 
   async function restartPciEmu(pid: number, deviceFd: number): Promise<void> {
     pciEmu = await startServiceProcess('pci-emu', 'PCI_EMU', { env, port: pciEmu.port });
     pciClient.close();
-    pciClient = new pci.PciEmuServiceClient(pciEmu.address, credentials.createInsecure());
+    const admin = asAdmin(shmDir);
+    pciClient = new pci.PciEmuServiceClient(pciEmu.address, admin.credentials, admin.options);
     await eventually('vfio-pci to reach the restarted pci-emu', async () => (await outcome(configRead(pid, deviceFd, PCI_COMMAND, 2))) === 'ok', 15_000);
   }
 

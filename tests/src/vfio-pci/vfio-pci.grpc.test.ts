@@ -1,10 +1,9 @@
 import * as fs from 'node:fs';
-import { credentials } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { type DmaBufImporter, RegistrySession } from '@p2p/dmabuf-client';
 import { ErrnoError } from '@p2p/errno';
 import { dmabuf, pci, vfio } from '@p2p/proto';
-import { rejection, type ServiceProcess, startServiceProcess, tempShmDir } from '@p2p/testing';
+import { asAdmin, platformSecretsOf, rejection, type ServiceProcess, startServiceProcess, tempShmDir } from '@p2p/testing';
 import { expectErrno, rpc } from '../harness/rpc';
 
 const ACCEL0 = '0000:07:00.0';
@@ -40,10 +39,12 @@ describe('vfio-pci over gRPC (pci-emu, registry and vfio-pci as processes)', fun
     const registry = await startServiceProcess('dmabuf-registry', 'DMABUF_REGISTRY', { env: { ...env, PCI_EMU_ADDRESS: pciEmu.address } });
     const vfioPci = await startServiceProcess('vfio-pci', 'VFIO_PCI', { env: { ...env, PCI_EMU_ADDRESS: pciEmu.address, DMABUF_REGISTRY_ADDRESS: registry.address } });
     services = [vfioPci, registry, pciEmu];
-    client = new vfio.VfioPciServiceClient(vfioPci.address, credentials.createInsecure());
-    pciClient = new pci.PciEmuServiceClient(pciEmu.address, credentials.createInsecure());
+    // The test drives vfio-pci and the hardware as the administrator; the NIC is the platform's.
+    const admin = asAdmin(shmDir);
+    client = new vfio.VfioPciServiceClient(vfioPci.address, admin.credentials, admin.options);
+    pciClient = new pci.PciEmuServiceClient(pciEmu.address, admin.credentials, admin.options);
     spdk = await RegistrySession.open(registry.address, { name: 'spdk', shmDir });
-    nic = await RegistrySession.open(registry.address, { name: 'rdma-nic', shmDir });
+    nic = await RegistrySession.open(registry.address, { name: 'rdma-nic', shmDir, privilegedCredential: platformSecretsOf(shmDir).platformToken });
     await rpc((cb) => client.bind({ bdf: ACCEL0, variants: undefined }, cb));
     deviceFd = (await rpc<vfio.OpenDeviceResponse>((cb) => client.openDevice({ pid: spdk.pid, bdf: ACCEL0 }, cb))).fd;
   });
@@ -99,7 +100,7 @@ describe('vfio-pci over gRPC (pci-emu, registry and vfio-pci as processes)', fun
       [0, 64 * KiB],
       [1024 * KiB, 64 * KiB],
     ]);
-    const info = (await spdk.bufInfo()).find((b) => b.exporter === 'vfio-pci')!;
+    const info = (await nic.bufInfo()).find((b) => b.exporter === 'vfio-pci')!;
     expect(info.size).to.equal(128n * 1024n);
     expect(info.providerBdf).to.equal(ACCEL0);
 
@@ -123,7 +124,8 @@ describe('vfio-pci over gRPC (pci-emu, registry and vfio-pci as processes)', fun
 
   it('refuses importers that cannot do peer to peer', async () => {
     const { fd } = await exportRanges([[0, 4 * KiB]]);
-    const registry = new dmabuf.DmaBufRegistryServiceClient(services[1]!.address, credentials.createInsecure());
+    const admin = asAdmin(shmDir);
+    const registry = new dmabuf.DmaBufRegistryServiceClient(services[1]!.address, admin.credentials, admin.options);
     await expectErrno(rpc((cb) => registry.attach({ pid: spdk.pid, fd, importerPid: 0, importerBdf: NIC1, dynamic: false, peer2peer: true, shm: undefined }, cb)), 'EOPNOTSUPP');
     registry.close();
     const noP2p = await rejection(nic.importDmaBuf({ fd, holderPid: spdk.pid, importerBdf: NIC1, peer2peer: false }));
@@ -168,10 +170,10 @@ describe('vfio-pci over gRPC (pci-emu, registry and vfio-pci as processes)', fun
     const original = await command();
     await configWrite(PCI_COMMAND, u16(original & ~PCI_COMMAND_MEMORY));
     const { fd } = await exportRanges([[0, 4 * KiB]]);
-    const info = (await spdk.bufInfo()).find((b) => b.exporter === 'vfio-pci' && b.revoked);
+    const info = (await nic.bufInfo()).find((b) => b.exporter === 'vfio-pci' && b.revoked);
     expect(info, 'a revoked vfio buffer').to.not.equal(undefined);
     await configWrite(PCI_COMMAND, u16(original));
-    expect((await spdk.bufInfo()).find((b) => b.bufferId === info!.bufferId)!.revoked).to.equal(false);
+    expect((await nic.bufInfo()).find((b) => b.bufferId === info!.bufferId)!.revoked).to.equal(false);
     await spdk.closeFd(fd);
   });
 
@@ -187,9 +189,9 @@ describe('vfio-pci over gRPC (pci-emu, registry and vfio-pci as processes)', fun
       [[[0, 4 * KiB]], { payload: { $case: 'dmaBuf', value: { regionIndex: 4, openFlags: 2, flags: 0, dmaRanges: [{ offset: 0n, length: 4096n }] } } }, 'EINVAL'],
       [[[0, 4 * KiB]], { flags: GET | 0x7f }, 'ENOTTY'],
     ];
-    const before = (await spdk.bufInfo()).length;
+    const before = (await nic.bufInfo()).length;
     for (const [ranges, extra, errno] of cases) await expectErrno(exportRanges(ranges, extra), errno as 'EINVAL');
-    expect((await spdk.bufInfo()).length).to.equal(before);
+    expect((await nic.bufInfo()).length).to.equal(before);
   });
 
   it('revokes for good when the device is closed: the fd lives on, attach and map fail with ENODEV', async () => {
@@ -205,6 +207,6 @@ describe('vfio-pci over gRPC (pci-emu, registry and vfio-pci as processes)', fun
     // The device is free again: the NIC's process can take it.
     const fdOfNic = (await rpc<vfio.OpenDeviceResponse>((cb) => client.openDevice({ pid: nic.pid, bdf: ACCEL0 }, cb))).fd;
     await nic.closeFd(fdOfNic);
-    expect((await spdk.bufInfo()).filter((b) => b.exporter === 'vfio-pci'), 'no vfio buffer left').to.deep.equal([]);
+    expect((await nic.bufInfo()).filter((b) => b.exporter === 'vfio-pci'), 'no vfio buffer left').to.deep.equal([]);
   });
 });

@@ -1,4 +1,5 @@
 import { credentials } from '@grpc/grpc-js';
+import { bearerInterceptor } from '@p2p/auth';
 import { rdma } from '@p2p/proto';
 import { IBV_QP_ACCESS_FLAGS, IBV_QP_AV, IBV_QP_DEST_QPN, IBV_QP_MAX_DEST_RD_ATOMIC, IBV_QP_MAX_QP_RD_ATOMIC, IBV_QP_MIN_RNR_TIMER, IBV_QP_PATH_MTU, IBV_QP_PKEY_INDEX, IBV_QP_PORT, IBV_QP_RETRY_CNT, IBV_QP_RNR_RETRY, IBV_QP_RQ_PSN, IBV_QP_SQ_PSN, IBV_QP_STATE, IBV_QP_TIMEOUT } from '../abi/qp-attr-mask';
 import { PostStream } from './post-stream';
@@ -32,6 +33,12 @@ export interface HostMr {
   readonly rkey: number;
 }
 
+/** A registry process as the NIC sees it: its pid and the credential that proves it. */
+export interface ProcessIdentity {
+  readonly pid: number;
+  readonly credential: string;
+}
+
 /**
  * A verbs context (ibv_context) on one NIC over gRPC: every call carries
  * the process's pid and the context fd, as every ioctl on
@@ -46,10 +53,19 @@ export class VerbsContext {
     readonly ownsClient: boolean,
   ) {}
 
-  /** ibv_open_device() on the NIC at `address`, for the registry process `pid`. */
-  static async open(address: string | rdma.RdmaNicServiceClient, pid: number): Promise<VerbsContext> {
+  /**
+   * ibv_open_device() on the NIC at `address`, for a registry process: a
+   * RegistrySession (or anything with its pid and credential), whose
+   * credential then goes with every call of the new client. A client passed
+   * in is used as it is: it must carry the credential itself.
+   */
+  static async open(address: string | rdma.RdmaNicServiceClient, process: ProcessIdentity): Promise<VerbsContext> {
     const owns = typeof address === 'string';
-    const client = typeof address === 'string' ? new rdma.RdmaNicServiceClient(address, credentials.createInsecure()) : address;
+    const client =
+      typeof address === 'string'
+        ? new rdma.RdmaNicServiceClient(address, credentials.createInsecure(), { interceptors: [bearerInterceptor(process.credential)] })
+        : address;
+    const { pid } = process;
     try {
       const { fd } = await unary<rdma.OpenDeviceResponse>((cb) => client.openDevice({ pid }, cb));
       return new VerbsContext(client, pid, fd, owns);

@@ -28,6 +28,9 @@ export function ownerSessionHandler(registry: Registry, options: OwnerSessionOpt
     let nextCallId = 1n;
     const pending = new Map<bigint, { resolve: (reply: dmabuf.OwnerReply) => void; reject: (error: Error) => void; timer: NodeJS.Timeout }>();
     live.add(call);
+    // Credentials die with their process: owners caching them hear of every exit.
+    const unsubscribe = registry.onProcessExit((pid) => call.write({ response: { $case: 'processExited', value: { pid } } }));
+    whenStreamEnds(call, unsubscribe);
 
     const invoke = (op: dmabuf.OwnerOp, fields: Partial<dmabuf.OwnerCall>): Promise<dmabuf.OwnerReply> =>
       new Promise((resolve, reject) => {

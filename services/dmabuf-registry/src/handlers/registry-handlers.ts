@@ -1,7 +1,8 @@
-import type { ServerDuplexStream, ServerReadableStream, ServerWritableStream, sendUnaryData } from '@grpc/grpc-js';
+import type { Metadata, ServerDuplexStream, ServerReadableStream, ServerWritableStream, sendUnaryData } from '@grpc/grpc-js';
 import { errno } from '@p2p/errno';
 import { dmabuf } from '@p2p/proto';
-import { failStream, serverStream, unary } from '@p2p/server';
+import { type Authenticator, actingPid, type Caller, maySee } from '@p2p/auth';
+import { actingPidOf, callerOf, failStream, type MessageLimit, receivePaced, sendPaced, serverStream, unary } from '@p2p/server';
 import { toServiceError } from '@p2p/status';
 import type { Registry } from '../index';
 import { ownerSessionHandler, type OwnerSessionOptions } from './owner-session-handler';
@@ -15,35 +16,52 @@ export interface LiveStreams {
   watchers: Set<ServerWritableStream<dmabuf.WatchEventsRequest, dmabuf.WatchEventsResponse>>;
 }
 
-/** Chunk size of the streamed fallback. */
+/** Chunk size of the streamed fallback, unless the message limit is smaller. */
 const STREAM_CHUNK = 1024 * 1024;
 
 /**
  * DmaBufRegistryService: decode, call the registry, encode. Every rule lives
- * in the registry; a thrown ErrnoError becomes the status.
+ * in the registry; a thrown ErrnoError becomes the status. `limit` is the
+ * server's message limit: a CpuRead whose answer cannot fit it is refused
+ * before any work, and no ReadAttachment chunk is larger.
  */
-export function registryHandlers(registry: Registry, options: OwnerSessionOptions, live: LiveStreams): dmabuf.DmaBufRegistryServiceServer {
+export function registryHandlers(
+  registry: Registry,
+  options: OwnerSessionOptions,
+  live: LiveStreams,
+  limit: MessageLimit,
+  auth: Authenticator,
+): dmabuf.DmaBufRegistryServiceServer {
+  /** The pid a call acts in (see actingPid): the registry knows every credential, so this never waits. */
+  const as = (call: { metadata: Metadata }, pid: number, what: string): Promise<number> => Promise.resolve(actingPidOf(auth, call, pid, what));
   return {
     openSession: sessionHandler(registry, options.incarnation, live.sessions),
     openOwnerSession: ownerSessionHandler(registry, options, live.owners),
 
-    dupFd: unary((req: dmabuf.DupFdRequest) => ({ fd: registry.dup(req.pid, req.fd) })),
-    closeFd: unary(async (req: dmabuf.CloseFdRequest) => {
-      await registry.close(req.pid, req.fd);
+    dupFd: unary(async (req: dmabuf.DupFdRequest, call) => ({ fd: registry.dup(await as(call, req.pid, 'DupFd'), req.fd) })),
+    closeFd: unary(async (req: dmabuf.CloseFdRequest, call) => {
+      await registry.close(await as(call, req.pid, 'CloseFd'), req.fd);
       return {};
     }),
-    sendFd: unary((req: dmabuf.SendFdRequest) => ({ token: registry.sendFd(req.pid, req.fd, req.toPid) })),
-    receiveFd: unary((req: dmabuf.ReceiveFdRequest) => ({ fd: registry.receiveFd(req.pid, req.token) })),
-    resolveFd: unary((req: dmabuf.ResolveFdRequest) => {
-      const file = registry.resolveFd(req.pid, req.fd);
+    sendFd: unary(async (req: dmabuf.SendFdRequest, call) => ({ token: registry.sendFd(await as(call, req.pid, 'SendFd'), req.fd, req.toPid) })),
+    receiveFd: unary(async (req: dmabuf.ReceiveFdRequest, call) => ({ fd: registry.receiveFd(await as(call, req.pid, 'ReceiveFd'), req.token) })),
+    resolveCredential: unary((req: dmabuf.ResolveCredentialRequest) => {
+      const pid = registry.resolveCredential(req.credential);
+      if (pid === undefined) throw errno('EPERM', 'the credential proves no live process of this registry incarnation');
+      return { pid, incarnation: options.incarnation };
+    }),
+    resolveFd: unary(async (req: dmabuf.ResolveFdRequest, call) => {
+      const file = registry.resolveFd(await as(call, req.pid, 'ResolveFd'), req.fd);
       return { kind: fileKindToWire(file.kind), fileId: BigInt(file.fileId), owner: file.owner, handle: file.handle, openFlags: file.openFlags };
     }),
 
-    attach: unary(async (req: dmabuf.AttachRequest) => {
+    attach: unary(async (req: dmabuf.AttachRequest, call) => {
+      const caller = await callerOf(auth, call);
+      const pid = actingPid(caller, req.pid, 'Attach');
       const attached = await registry.attach({
-        pid: req.pid,
+        pid,
         fd: req.fd,
-        importerPid: req.importerPid === 0 ? req.pid : req.importerPid,
+        importerPid: importerPidOf(caller, pid, req.importerPid),
         importerBdf: req.importerBdf,
         dynamic: req.dynamic,
         peer2peer: req.peer2peer,
@@ -51,20 +69,20 @@ export function registryHandlers(registry: Registry, options: OwnerSessionOption
       });
       return { attachmentId: BigInt(attached.attachmentId), bufferId: BigInt(attached.bufferId), size: BigInt(attached.size) };
     }),
-    detach: unary(async (req: dmabuf.DetachRequest) => {
-      await registry.detach(req.pid, toNumber(req.attachmentId, 'attachment_id'));
+    detach: unary(async (req: dmabuf.DetachRequest, call) => {
+      await registry.detach(await as(call, req.pid, 'Detach'), toNumber(req.attachmentId, 'attachment_id'));
       return {};
     }),
-    pinAttachment: unary(async (req: dmabuf.PinAttachmentRequest) => {
-      await registry.pin(req.pid, toNumber(req.attachmentId, 'attachment_id'));
+    pinAttachment: unary(async (req: dmabuf.PinAttachmentRequest, call) => {
+      await registry.pin(await as(call, req.pid, 'PinAttachment'), toNumber(req.attachmentId, 'attachment_id'));
       return {};
     }),
-    unpinAttachment: unary(async (req: dmabuf.UnpinAttachmentRequest) => {
-      await registry.unpin(req.pid, toNumber(req.attachmentId, 'attachment_id'));
+    unpinAttachment: unary(async (req: dmabuf.UnpinAttachmentRequest, call) => {
+      await registry.unpin(await as(call, req.pid, 'UnpinAttachment'), toNumber(req.attachmentId, 'attachment_id'));
       return {};
     }),
-    mapAttachment: unary(async (req: dmabuf.MapAttachmentRequest) => {
-      const mapping = await registry.map(req.pid, toNumber(req.attachmentId, 'attachment_id'));
+    mapAttachment: unary(async (req: dmabuf.MapAttachmentRequest, call) => {
+      const mapping = await registry.map(await as(call, req.pid, 'MapAttachment'), toNumber(req.attachmentId, 'attachment_id'));
       return {
         transport: transportToWire(mapping.transport),
         directory: mapping.directory,
@@ -73,37 +91,35 @@ export function registryHandlers(registry: Registry, options: OwnerSessionOption
         generation: BigInt(mapping.generation),
       };
     }),
-    unmapAttachment: unary(async (req: dmabuf.UnmapAttachmentRequest) => {
-      await registry.unmap(req.pid, toNumber(req.attachmentId, 'attachment_id'));
+    unmapAttachment: unary(async (req: dmabuf.UnmapAttachmentRequest, call) => {
+      await registry.unmap(await as(call, req.pid, 'UnmapAttachment'), toNumber(req.attachmentId, 'attachment_id'));
       return {};
     }),
-    ackMoveNotify: unary((req: dmabuf.AckMoveNotifyRequest) => {
-      registry.ack(req.pid, toNumber(req.notificationId, 'notification_id'));
+    ackMoveNotify: unary(async (req: dmabuf.AckMoveNotifyRequest, call) => {
+      registry.ack(await as(call, req.pid, 'AckMoveNotify'), toNumber(req.notificationId, 'notification_id'));
       return {};
     }),
 
     readAttachment: (call: ServerWritableStream<dmabuf.ReadAttachmentRequest, dmabuf.ReadAttachmentResponse>) => {
-      const { pid, attachmentId, offset, length } = call.request;
-      try {
-        const start = toNumber(offset, 'offset');
-        const total = toNumber(length, 'length');
-        for (let at = 0; at < total; at += STREAM_CHUNK) {
-          const data = registry.readAttachment(pid, toNumber(attachmentId, 'attachment_id'), start + at, Math.min(STREAM_CHUNK, total - at));
-          call.write({ data });
-        }
-        call.end();
-      } catch (error) {
-        failStream(call, error);
-      }
+      as(call, call.request.pid, 'ReadAttachment')
+        .then((pid) => attachmentChunks(registry, pid, call.request, Math.min(STREAM_CHUNK, limit.payloadBytes)))
+        .then(
+          (chunks) => void sendPaced(call, chunks),
+          (error: unknown) => failStream(call, error),
+        );
     },
     writeAttachment: (call: ServerReadableStream<dmabuf.WriteAttachmentRequest, dmabuf.WriteAttachmentResponse>, callback: sendUnaryData<dmabuf.WriteAttachmentResponse>) => {
       let target: { pid: number; attachmentId: number; offset: number } | undefined;
       let written = 0;
       let failed = false;
-      call.on('data', (chunk: dmabuf.WriteAttachmentRequest) => {
+      receivePaced(call, (chunk: dmabuf.WriteAttachmentRequest) => {
         if (failed) return;
         try {
-          target ??= { pid: chunk.pid, attachmentId: toNumber(chunk.attachmentId, 'attachment_id'), offset: toNumber(chunk.offset, 'offset') };
+          target ??= {
+            pid: actingPid(callerNow(auth, call), chunk.pid, 'WriteAttachment'),
+            attachmentId: toNumber(chunk.attachmentId, 'attachment_id'),
+            offset: toNumber(chunk.offset, 'offset'),
+          };
           registry.writeAttachment(target.pid, target.attachmentId, target.offset + written, chunk.data);
           written += chunk.data.length;
         } catch (error) {
@@ -118,28 +134,35 @@ export function registryHandlers(registry: Registry, options: OwnerSessionOption
       });
     },
 
-    heapAllocate: unary((req: dmabuf.HeapAllocateRequest) => {
-      const allocated = registry.heapAllocate(req.pid, toNumber(req.size, 'size'), req.openFlags);
+    heapAllocate: unary(async (req: dmabuf.HeapAllocateRequest, call) => {
+      const allocated = registry.heapAllocate(await as(call, req.pid, 'HeapAllocate'), toNumber(req.size, 'size'), req.openFlags);
       return { fd: allocated.fd, bufferId: BigInt(allocated.bufferId) };
     }),
-    cpuRead: unary(async (req: dmabuf.CpuReadRequest) => ({ data: await registry.cpuRead(req.pid, req.fd, toNumber(req.offset, 'offset'), toNumber(req.length, 'length')) })),
-    cpuWrite: unary(async (req: dmabuf.CpuWriteRequest) => {
-      await registry.cpuWrite(req.pid, req.fd, toNumber(req.offset, 'offset'), req.data);
+    cpuRead: unary(async (req: dmabuf.CpuReadRequest, call) => {
+      const pid = await as(call, req.pid, 'CpuRead');
+      limit.checkAnswer(req.length, 'CpuRead', 'map the buffer with MmapFd, read it in pieces, or attach and use ReadAttachment');
+      return { data: await registry.cpuRead(pid, req.fd, toNumber(req.offset, 'offset'), toNumber(req.length, 'length')) };
+    }),
+    cpuWrite: unary(async (req: dmabuf.CpuWriteRequest, call) => {
+      await registry.cpuWrite(await as(call, req.pid, 'CpuWrite'), req.fd, toNumber(req.offset, 'offset'), req.data);
       return {};
     }),
-    mmapFd: unary(async (req: dmabuf.MmapFdRequest) => {
-      const mapped = await registry.mmap(req.pid, req.fd, toNumber(req.offset, 'offset'), toNumber(req.length, 'length'));
+    mmapFd: unary(async (req: dmabuf.MmapFdRequest, call) => {
+      const mapped = await registry.mmap(await as(call, req.pid, 'MmapFd'), req.fd, toNumber(req.offset, 'offset'), toNumber(req.length, 'length'));
       return { directory: mapped.directory, extents: mapped.extents.map(extentToWire) };
     }),
 
     getBufInfo: unary(() => ({ buffers: registry.bufInfo().map(bufInfoToWire) })),
-    listProcesses: unary(() => {
+    // Every process is listed, as /proc lists every pid; its fds only to
+    // itself and to the administrator and platform, as /proc/<pid>/fd.
+    listProcesses: unary(async (_req: dmabuf.ListProcessesRequest, call) => {
+      const caller = await callerOf(auth, call);
       const { processes, owners } = registry.processes();
       return {
         processes: processes.map((p) => ({
           pid: p.pid,
           name: p.name,
-          fds: p.fds.map((f) => ({ fd: f.fd, kind: fileKindToWire(f.kind), fileId: BigInt(f.fileId), owner: f.owner })),
+          fds: maySee(caller, p.pid) ? p.fds.map((f) => ({ fd: f.fd, kind: fileKindToWire(f.kind), fileId: BigInt(f.fileId), owner: f.owner })) : [],
         })),
         owners: [...owners],
       };
@@ -153,4 +176,39 @@ export function registryHandlers(registry: Registry, options: OwnerSessionOption
       };
     }),
   };
+}
+
+/**
+ * ReadAttachment's messages, each chunk read when it is due to go out, so a
+ * revoke or fence mid-stream ends the call with its errno. The whole range
+ * is checked first, before any byte goes out: a read of no bytes at its end
+ * fails as a read of its last byte would (not mapped, revoked, past the end
+ * of the buffer).
+ */
+function attachmentChunks(registry: Registry, pid: number, request: dmabuf.ReadAttachmentRequest, step: number): Iterator<dmabuf.ReadAttachmentResponse> {
+  const id = toNumber(request.attachmentId, 'attachment_id');
+  const start = toNumber(request.offset, 'offset');
+  const total = toNumber(request.length, 'length');
+  registry.readAttachment(pid, id, start + total, 0);
+  return (function* () {
+    for (let at = 0; at < total; at += step) yield { data: registry.readAttachment(pid, id, start + at, Math.min(step, total - at)) };
+  })();
+}
+
+/**
+ * Who gets move_notify for an attachment. A process imports for itself; the
+ * platform (a NIC driver attaching in a user's fd table) names its own
+ * importing process.
+ */
+function importerPidOf(caller: Caller, pid: number, importerPid: number): number {
+  if (importerPid === 0 || importerPid === pid) return pid;
+  if (caller.kind === 'process') throw errno('EPERM', `Attach: importer pid ${importerPid} is not the caller (pid ${pid})`);
+  return importerPid;
+}
+
+/** The caller of a registry call, known at once: the registry resolves credentials itself. */
+function callerNow(auth: Authenticator, call: { metadata: Metadata }): Caller {
+  const caller = callerOf(auth, call);
+  if (caller instanceof Promise) throw errno('EIO', 'the registry resolves its own credentials synchronously');
+  return caller;
 }

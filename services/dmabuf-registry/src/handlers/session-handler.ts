@@ -4,6 +4,9 @@ import type { dmabuf } from '@p2p/proto';
 import { failStream, whenStreamEnds } from '@p2p/server';
 import type { Registry } from '../index';
 
+/** Longer than any comm (TASK_COMM_LEN is 16), short enough for every listing. */
+const MAX_PROCESS_NAME = 64;
+
 type SessionStream = ServerDuplexStream<dmabuf.OpenSessionRequest, dmabuf.OpenSessionResponse>;
 
 /**
@@ -31,6 +34,13 @@ export function sessionHandler(registry: Registry, incarnation: string, live: Se
     // A client half-close is a clean exit: close our side too.
     call.on('end', () => call.end());
     call.on('data', (request: dmabuf.OpenSessionRequest) => {
+      try {
+        receive(request);
+      } catch (error) {
+        failStream(call, error);
+      }
+    });
+    const receive = (request: dmabuf.OpenSessionRequest): void => {
       const r = request.request;
       if (pid !== undefined) {
         if (r?.$case === 'ack') acknowledge(pid, r.value.notificationId);
@@ -40,7 +50,9 @@ export function sessionHandler(registry: Registry, incarnation: string, live: Se
         failStream(call, errno('EINVAL', 'the first message of a session must be hello'));
         return;
       }
-      pid = registry.openProcess(r.value.name || 'anonymous', {
+      const name = r.value.name || 'anonymous';
+      if (name.length > MAX_PROCESS_NAME) throw errno('EINVAL', `a process name has at most ${MAX_PROCESS_NAME} characters (this one ${name.length})`);
+      const opened = registry.openSession(name, {
         moveNotify: (notice) =>
           call.write({
             response: {
@@ -56,7 +68,8 @@ export function sessionHandler(registry: Registry, incarnation: string, live: Se
         fenced: (notice) =>
           call.write({ response: { $case: 'fenced', value: { attachmentId: BigInt(notice.attachmentId), bufferId: BigInt(notice.bufferId) } } }),
       });
-      call.write({ response: { $case: 'opened', value: { pid, incarnation } } });
-    });
+      pid = opened.pid;
+      call.write({ response: { $case: 'opened', value: { pid, incarnation, credential: opened.credential } } });
+    };
   };
 }

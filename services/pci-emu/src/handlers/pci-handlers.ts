@@ -1,7 +1,7 @@
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import { errno } from '@p2p/errno';
 import { pci } from '@p2p/proto';
-import { serverStream, unary } from '@p2p/server';
+import { type MessageLimit, serverStream, unary } from '@p2p/server';
 import type { BarInfo } from '../bus/function-info';
 import type { PciBus } from '../bus/pci-bus';
 import { canonicalBdf } from '../topology/bdf';
@@ -18,8 +18,15 @@ export interface BarSegments {
 /**
  * The PciEmuService handlers: decode the request, call the bus, encode the
  * result. Every rule lives in the bus; a thrown ErrnoError becomes the status.
+ * `limit` is the server's message limit: a BulkRead whose answer cannot fit
+ * it is refused before the bus reads a byte.
  */
-export function pciEmuHandlers(bus: PciBus, segments: BarSegments, streams: Set<ServerWritableStream<unknown, unknown>>): pci.PciEmuServiceServer {
+export function pciEmuHandlers(
+  bus: PciBus,
+  segments: BarSegments,
+  streams: Set<ServerWritableStream<unknown, unknown>>,
+  limit: MessageLimit,
+): pci.PciEmuServiceServer {
   return {
     getTopology: unary(() => topologyToWire(bus.topology, bus.listFunctions())),
     listFunctions: unary(() => ({ functions: bus.listFunctions().map(functionToWire) })),
@@ -40,7 +47,10 @@ export function pciEmuHandlers(bus: PciBus, segments: BarSegments, streams: Set<
       return { value: BigInt(result.value), decoded: result.decoded };
     }),
     mmioWrite: unary((req: pci.MmioWriteRequest) => bus.mmioWrite(req.bdf, req.bar, toNumber(req.offset, 'offset'), req.width, req.value)),
-    bulkRead: unary((req: pci.BulkReadRequest) => bus.bulkRead(req.bdf, req.bar, toNumber(req.offset, 'offset'), toNumber(req.length, 'length'))),
+    bulkRead: unary((req: pci.BulkReadRequest) => {
+      limit.checkAnswer(req.length, 'BulkRead', 'map the BAR with GetBarSegments, or read it in pieces');
+      return bus.bulkRead(req.bdf, req.bar, toNumber(req.offset, 'offset'), toNumber(req.length, 'length'));
+    }),
     bulkWrite: unary((req: pci.BulkWriteRequest) => bus.bulkWrite(req.bdf, req.bar, toNumber(req.offset, 'offset'), req.data)),
     getBarSegments: unary((req: pci.GetBarSegmentsRequest) => {
       const bar = memoryBar(bus, req.bdf, req.bar);

@@ -1,5 +1,6 @@
 import type { handleUnaryCall, ServiceError } from '@grpc/grpc-js';
 import type { ErrnoError } from '@p2p/errno';
+import type { CallWithMetadata } from '@p2p/server';
 import { toServiceError } from '@p2p/status';
 import type { PostResult } from '../qp/work-request';
 
@@ -18,9 +19,9 @@ export function postFailure(error: unknown, posted: number): ServiceError {
 }
 
 /** A unary post: `{ posted }`, or the errno status with the p2p-posted trailer. */
-export function postCall<Req>(post: (request: Req) => Promise<PostResult>): handleUnaryCall<Req, { posted: number }> {
+export function postCall<Req>(post: (request: Req, call: CallWithMetadata) => Promise<PostResult>): handleUnaryCall<Req, { posted: number }> {
   return (call, callback) => {
-    post(call.request).then(
+    post(call.request, call).then(
       (result) => (result.error === undefined ? callback(null, { posted: result.posted }) : callback(postFailure(result.error, result.posted))),
       (error: unknown) => callback(postFailure(error, 0)),
     );

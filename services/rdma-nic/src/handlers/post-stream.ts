@@ -2,9 +2,9 @@ import type { handleBidiStreamingCall } from '@grpc/grpc-js';
 import { errno, ErrnoError } from '@p2p/errno';
 import type { rdma } from '@p2p/proto';
 import { decodeWqes, type DecodedSendWrs } from '../codec/wqe';
-import type { RdmaDevice } from '../context/rdma-device';
 import type { VerbsContext } from '../context/verbs-context';
 import type { OpenStreams } from './open-streams';
+import type { VerbsCallers } from './verbs-callers';
 import { postDecoded } from './post-result';
 import { sendWrsFromWire } from './wire-verbs';
 
@@ -29,22 +29,25 @@ function failed(seq: bigint, posted: number, error: unknown): Response {
  * process's doorbell page stays mapped after its lookup: posting does not
  * enter the kernel.
  */
-export function postStream(device: RdmaDevice, streams: OpenStreams): handleBidiStreamingCall<Request, Response> {
+export function postStream(callers: VerbsCallers, streams: OpenStreams): handleBidiStreamingCall<Request, Response> {
   return (call) => {
     let open = true;
-    let queue: Promise<void> = Promise.resolve();
+    // The stream's caller is proven once, when it opens.
+    const caller = Promise.resolve(callers.caller(call));
+    let queue: Promise<void> = caller.then(() => undefined, () => undefined);
     let cached: { readonly pid: number; readonly fd: number; readonly context: VerbsContext } | undefined;
 
-    const contextOf = async (pid: number, fd: number): Promise<VerbsContext> => {
+    const contextOf = async (request: Request): Promise<VerbsContext> => {
+      const { pid, contextFd: fd } = request;
       if (cached !== undefined && cached.pid === pid && cached.fd === fd && !cached.context.released) return cached.context;
-      const context = await device.context(pid, fd);
+      const context = await callers.contextAs(await caller, request, 'PostStream');
       cached = { pid, fd, context };
       return context;
     };
 
     const answer = async (request: Request): Promise<Response> => {
       try {
-        const context = await contextOf(request.pid, request.contextFd);
+        const context = await contextOf(request);
         const result = postDecoded((wrs) => context.postSend(request.qpNum, wrs), decode(request));
         return result.error === undefined ? { seq: request.seq, posted: result.posted, errno: '', message: '' } : failed(request.seq, result.posted, result.error);
       } catch (error) {

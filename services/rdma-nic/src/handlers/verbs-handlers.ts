@@ -4,6 +4,7 @@ import { portAttr } from '../context/device-attr';
 import type { RdmaDevice } from '../context/rdma-device';
 import { gidBytes } from '../link';
 import type { OpenStreams } from './open-streams';
+import type { VerbsCallers } from './verbs-callers';
 import { postCall, postDecoded } from './post-result';
 import { postStream } from './post-stream';
 import { watchAsyncEvents } from './watch-async-events';
@@ -14,72 +15,71 @@ import { qpAttrFromWire, qpAttrToWire, recvWrsFromWire, sendWrsFromWire, u64Arg,
  * RdmaNicService: find the caller's context, decode, call it, encode.
  * Every rule and every errno lives in the context and the NIC.
  */
-export function rdmaHandlers(device: RdmaDevice, streams: OpenStreams): rdma.RdmaNicServiceServer {
-  const context = (request: { pid: number; contextFd: number }) => device.context(request.pid, request.contextFd);
+export function rdmaHandlers(device: RdmaDevice, streams: OpenStreams, callers: VerbsCallers): rdma.RdmaNicServiceServer {
   return {
-    openDevice: unary(async (req: rdma.OpenDeviceRequest) => ({ fd: await device.openDevice(req.pid) })),
-    queryDevice: unary(async (req: rdma.QueryDeviceRequest) => {
-      await context(req);
+    openDevice: unary(async (req: rdma.OpenDeviceRequest, call) => ({ fd: await device.openDevice(await callers.pid(call, req.pid, 'OpenDevice')) })),
+    queryDevice: unary(async (req: rdma.QueryDeviceRequest, call) => {
+      await callers.context(call, req, 'QueryDevice');
       return device.attr;
     }),
-    queryPort: unary(async (req: rdma.QueryPortRequest) => {
-      await context(req);
+    queryPort: unary(async (req: rdma.QueryPortRequest, call) => {
+      await callers.context(call, req, 'QueryPort');
       const port = portAttr(req.portNum);
       return { ...port, state: port.state as rdma.PortState, gid: gidBytes(device.nic.gid) };
     }),
-    allocPd: unary(async (req: rdma.AllocPdRequest) => ({ pdHandle: (await context(req)).allocPd() })),
-    deallocPd: unary(async (req: rdma.DeallocPdRequest) => {
-      (await context(req)).deallocPd(req.pdHandle);
+    allocPd: unary(async (req: rdma.AllocPdRequest, call) => ({ pdHandle: (await callers.context(call, req, 'AllocPd')).allocPd() })),
+    deallocPd: unary(async (req: rdma.DeallocPdRequest, call) => {
+      (await callers.context(call, req, 'DeallocPd')).deallocPd(req.pdHandle);
       return {};
     }),
-    regMr: unary(async (req: rdma.RegMrRequest) => {
-      const ctx = await context(req);
-      const mr = await ctx.regMr(req.pid, req.pdHandle, req.heapFd, u64Arg(req.offset, 'offset'), u64Arg(req.length, 'length'), u64Arg(req.iova, 'iova'), req.access);
+    regMr: unary(async (req: rdma.RegMrRequest, call) => {
+      const ctx = await callers.context(call, req, 'RegMr');
+      const mr = await ctx.regMr(await callers.pid(call, req.pid, 'RegMr'), req.pdHandle, req.heapFd, u64Arg(req.offset, 'offset'), u64Arg(req.length, 'length'), u64Arg(req.iova, 'iova'), req.access);
       return { mrHandle: mr.handle, lkey: mr.lkey, rkey: mr.rkey };
     }),
-    regDmabufMr: unary(async (req: rdma.RegDmabufMrRequest) => {
-      const ctx = await context(req);
-      const mr = await ctx.regDmabufMr(req.pid, req.pdHandle, req.fd, u64Arg(req.offset, 'offset'), u64Arg(req.length, 'length'), u64Arg(req.iova, 'iova'), req.access);
+    regDmabufMr: unary(async (req: rdma.RegDmabufMrRequest, call) => {
+      const ctx = await callers.context(call, req, 'RegDmabufMr');
+      const mr = await ctx.regDmabufMr(await callers.pid(call, req.pid, 'RegDmabufMr'), req.pdHandle, req.fd, u64Arg(req.offset, 'offset'), u64Arg(req.length, 'length'), u64Arg(req.iova, 'iova'), req.access);
       return { mrHandle: mr.handle, lkey: mr.lkey, rkey: mr.rkey };
     }),
-    deregMr: unary(async (req: rdma.DeregMrRequest) => {
-      await (await context(req)).deregMr(req.mrHandle);
+    deregMr: unary(async (req: rdma.DeregMrRequest, call) => {
+      await (await callers.context(call, req, 'DeregMr')).deregMr(req.mrHandle);
       return {};
     }),
-    createCq: unary(async (req: rdma.CreateCqRequest) => {
-      const cq = (await context(req)).createCq(req.cqe);
+    createCq: unary(async (req: rdma.CreateCqRequest, call) => {
+      const cq = (await callers.context(call, req, 'CreateCq')).createCq(req.cqe);
       return { cqHandle: cq.handle, cqe: cq.cqe };
     }),
-    destroyCq: unary(async (req: rdma.DestroyCqRequest) => {
-      (await context(req)).destroyCq(req.cqHandle);
+    destroyCq: unary(async (req: rdma.DestroyCqRequest, call) => {
+      (await callers.context(call, req, 'DestroyCq')).destroyCq(req.cqHandle);
       return {};
     }),
-    pollCq: unary(async (req: rdma.PollCqRequest) => ({ completions: (await context(req)).pollCq(req.cqHandle, req.maxEntries).map(wcToWire) })),
-    watchCompletions: watchCompletions(device, streams),
-    createQp: unary(async (req: rdma.CreateQpRequest) => {
+    pollCq: unary(async (req: rdma.PollCqRequest, call) => ({ completions: (await callers.context(call, req, 'PollCq')).pollCq(req.cqHandle, req.maxEntries).map(wcToWire) })),
+    watchCompletions: watchCompletions(callers, streams),
+    createQp: unary(async (req: rdma.CreateQpRequest, call) => {
       const cap = req.cap ?? { maxSendWr: 0, maxRecvWr: 0, maxSendSge: 0, maxRecvSge: 0 };
-      const qp = (await context(req)).createQp(req.pdHandle, req.sendCqHandle, req.recvCqHandle, cap, req.sqSigAll);
+      const qp = (await callers.context(call, req, 'CreateQp')).createQp(req.pdHandle, req.sendCqHandle, req.recvCqHandle, cap, req.sqSigAll);
       return { qpNum: qp.qpNum, cap: { ...qp.cap } };
     }),
-    modifyQp: unary(async (req: rdma.ModifyQpRequest) => {
-      const ctx = await context(req);
+    modifyQp: unary(async (req: rdma.ModifyQpRequest, call) => {
+      const ctx = await callers.context(call, req, 'ModifyQp');
       ctx.modifyQp(req.qpNum, qpAttrFromWire(req.attr, req.attrMask), req.attrMask);
       return {};
     }),
-    queryQp: unary(async (req: rdma.QueryQpRequest) => ({ attr: qpAttrToWire((await context(req)).queryQp(req.qpNum)) })),
-    destroyQp: unary(async (req: rdma.DestroyQpRequest) => {
-      (await context(req)).destroyQp(req.qpNum);
+    queryQp: unary(async (req: rdma.QueryQpRequest, call) => ({ attr: qpAttrToWire((await callers.context(call, req, 'QueryQp')).queryQp(req.qpNum)) })),
+    destroyQp: unary(async (req: rdma.DestroyQpRequest, call) => {
+      (await callers.context(call, req, 'DestroyQp')).destroyQp(req.qpNum);
       return {};
     }),
-    postSend: postCall(async (req: rdma.PostSendRequest) => {
-      const ctx = await context(req);
+    postSend: postCall(async (req: rdma.PostSendRequest, call) => {
+      const ctx = await callers.context(call, req, 'PostSend');
       return postDecoded((wrs) => ctx.postSend(req.qpNum, wrs), sendWrsFromWire(req.wrs));
     }),
-    postRecv: postCall(async (req: rdma.PostRecvRequest) => {
-      const ctx = await context(req);
+    postRecv: postCall(async (req: rdma.PostRecvRequest, call) => {
+      const ctx = await callers.context(call, req, 'PostRecv');
       return postDecoded((wrs) => ctx.postRecv(req.qpNum, wrs), recvWrsFromWire(req.wrs));
     }),
-    postStream: postStream(device, streams),
-    watchAsyncEvents: watchAsyncEvents(device, streams),
+    postStream: postStream(callers, streams),
+    watchAsyncEvents: watchAsyncEvents(callers, streams),
   };
 }

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import { expect } from 'chai';
 import { RegistrySession } from '@p2p/dmabuf-client';
-import { eventually, freePort, tempShmDir } from '@p2p/testing';
+import { eventually, freePort, tempShmDir, platformSecretsOf } from '@p2p/testing';
 import { WcStatus } from '../verbs/enums';
 import { RNR_NAK, WireOp, type WireRequest, type WireResponse } from '../wire/fabric';
 import { RemoteFabric } from './remote-fabric';
@@ -39,8 +39,10 @@ describe('RemoteFabric: the wire between NIC processes', function () {
 
   before(async () => {
     registry = await startRegistryInProcess();
-    sessionA = await RegistrySession.open(registry.address, { name: 'nic-a', shmDir: registry.shmDir });
-    sessionB = await RegistrySession.open(registry.address, { name: 'nic-b', shmDir: registry.shmDir });
+    // The NICs' own sessions: the platform's, as the rdma-nic service opens them.
+    const privilegedCredential = platformSecretsOf(registry.shmDir).platformToken;
+    sessionA = await RegistrySession.open(registry.address, { name: 'nic-a', shmDir: registry.shmDir, privilegedCredential });
+    sessionB = await RegistrySession.open(registry.address, { name: 'nic-b', shmDir: registry.shmDir, privilegedCredential });
   });
   after(async () => {
     await Promise.all([sessionA?.close(), sessionB?.close()]);
@@ -308,7 +310,11 @@ describe('RemoteFabric: the wire between NIC processes', function () {
   it('falls back to inline payloads, byte-exact both ways, when the NICs share no tmpfs', async () => {
     const dir = tempShmDir('p2p-rdma-wire-other-');
     extraDirs.push(dir);
-    const elsewhere = await RegistrySession.open(registry.address, { name: 'nic-b-elsewhere', shmDir: dir });
+    const elsewhere = await RegistrySession.open(registry.address, {
+      name: 'nic-b-elsewhere',
+      shmDir: dir,
+      privilegedCredential: platformSecretsOf(registry.shmDir).platformToken,
+    });
     extraSessions.push(elsewhere);
     const { a, b } = await pair({ sessionB: elsewhere });
     const source = randomBytes(MiB + 4096);

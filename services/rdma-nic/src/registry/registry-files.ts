@@ -1,5 +1,6 @@
 import { credentials } from '@grpc/grpc-js';
 import type { OwnerSession } from '@p2p/dmabuf-client';
+import { bearerInterceptor } from '@p2p/auth';
 import { dmabuf } from '@p2p/proto';
 import type { ContextFilePort } from '../context/ports';
 import { registryCall } from './registry-call';
@@ -14,8 +15,9 @@ export class RegistryFiles implements ContextFilePort {
   readonly #client: dmabuf.DmaBufRegistryServiceClient;
   readonly #owner: OwnerSession;
 
-  constructor(address: string, owner: OwnerSession) {
-    this.#client = new dmabuf.DmaBufRegistryServiceClient(address, credentials.createInsecure());
+  /** @param platformToken resolving another process's fd is the platform's to do. */
+  constructor(address: string, owner: OwnerSession, platformToken: string) {
+    this.#client = new dmabuf.DmaBufRegistryServiceClient(address, credentials.createInsecure(), { interceptors: [bearerInterceptor(platformToken)] });
     this.#owner = owner;
   }
 

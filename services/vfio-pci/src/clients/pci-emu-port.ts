@@ -1,4 +1,5 @@
 import { type ClientReadableStream, credentials } from '@grpc/grpc-js';
+import { bearerInterceptor } from '@p2p/auth';
 import { pci } from '@p2p/proto';
 import type { BarExtent, BarKind, ConfigWidth, MmioWidth, PciFunctionInfo, PciPort, PowerState } from '../ports/pci-port';
 import { call } from './grpc-call';
@@ -14,8 +15,9 @@ const BAR_KINDS: Partial<Record<pci.BarKind, BarKind>> = {
 export class PciEmuPort implements PciPort {
   readonly client: pci.PciEmuServiceClient;
 
-  constructor(address: string) {
-    this.client = new pci.PciEmuServiceClient(address, credentials.createInsecure());
+  /** @param platformToken pci-emu's raw access is the platform's: proven on every call. */
+  constructor(address: string, platformToken: string) {
+    this.client = new pci.PciEmuServiceClient(address, credentials.createInsecure(), { interceptors: [bearerInterceptor(platformToken)] });
   }
 
   async listFunctions(): Promise<readonly string[]> {
@@ -66,7 +68,9 @@ export class PciEmuPort implements PciPort {
   }
 
   async bulkWrite(bdf: string, bar: number, offset: number, data: Uint8Array): Promise<void> {
-    await call('pci-emu BulkWrite', (cb) => this.client.bulkWrite({ bdf, bar, offset: BigInt(offset), data: Buffer.from(data) }, cb));
+    // A view of the caller's bytes: Buffer.from(data) would copy them.
+    const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    await call('pci-emu BulkWrite', (cb) => this.client.bulkWrite({ bdf, bar, offset: BigInt(offset), data: bytes }, cb));
   }
 
   async functionLevelReset(bdf: string): Promise<void> {

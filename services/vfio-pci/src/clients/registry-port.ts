@@ -1,5 +1,6 @@
 import { credentials } from '@grpc/grpc-js';
 import type { OwnerSession } from '@p2p/dmabuf-client';
+import { bearerInterceptor } from '@p2p/auth';
 import { dmabuf } from '@p2p/proto';
 import type { CreatedFile, DmaBufPort, ExportDmaBufRequest, ExportedDmaBuf, MoveResult, ResolvedFile } from '../ports/dma-buf-port';
 import { call } from './grpc-call';
@@ -15,8 +16,9 @@ export class RegistryPort implements DmaBufPort {
   constructor(
     address: string,
     private readonly owner: () => OwnerSession,
+    platformToken: string,
   ) {
-    this.client = new dmabuf.DmaBufRegistryServiceClient(address, credentials.createInsecure());
+    this.client = new dmabuf.DmaBufRegistryServiceClient(address, credentials.createInsecure(), { interceptors: [bearerInterceptor(platformToken)] });
   }
 
   exportDmaBuf(request: ExportDmaBufRequest): Promise<ExportedDmaBuf> {

@@ -29,6 +29,30 @@ async function barAccess(core: VfioPciCore, index: number, offset: bigint, count
   return { bar, offset: Number(offset), length: Math.min(count, Number(bar.size - offset)) };
 }
 
+/**
+ * The most one pci-emu BulkRead or BulkWrite carries. A region access goes
+ * in pieces, as vfio_pci_core_do_io_rw() loops over one, so what it may move
+ * is bounded by this service's message limit only, not by pci-emu's nor by
+ * the 4 MiB a grpc-js client accepts by default.
+ */
+export const BULK_CHUNK_BYTES = 1024 * 1024;
+
+/** Memory BAR or ROM bytes, BULK_CHUNK_BYTES per BulkRead. */
+async function readMemory(core: VfioPciCore, access: BarAccess): Promise<Uint8Array> {
+  const pieces: Uint8Array[] = [];
+  for (let done = 0; done < access.length; done += BULK_CHUNK_BYTES) {
+    pieces.push(await core.pci.bulkRead(core.bdf, access.bar.index, access.offset + done, Math.min(BULK_CHUNK_BYTES, access.length - done)));
+  }
+  return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
+}
+
+/** Memory BAR bytes, BULK_CHUNK_BYTES per BulkWrite; each piece is a view of `data`, not a copy. */
+async function writeMemory(core: VfioPciCore, access: BarAccess, data: Uint8Array): Promise<void> {
+  for (let done = 0; done < access.length; done += BULK_CHUNK_BYTES) {
+    await core.pci.bulkWrite(core.bdf, access.bar.index, access.offset + done, data.subarray(done, Math.min(done + BULK_CHUNK_BYTES, access.length)));
+  }
+}
+
 /** vfio_pci_core_do_io_rw(): the widest naturally aligned access that fits (no 8-byte port I/O). */
 function ioWidth(offset: number, remaining: number, io: boolean): MmioWidth {
   if (!io && remaining >= 8 && offset % 8 === 0) return 8;
@@ -42,7 +66,7 @@ async function readRom(core: VfioPciCore, access: BarAccess): Promise<Uint8Array
   const romAddress = await core.pci.configRead(core.bdf, PCI_ROM_ADDRESS, 4);
   await core.pci.configWrite(core.bdf, PCI_ROM_ADDRESS, 4, (romAddress | PCI_ROM_ADDRESS_ENABLE) >>> 0);
   try {
-    return await core.pci.bulkRead(core.bdf, access.bar.index, access.offset, access.length);
+    return await readMemory(core, access);
   } finally {
     await core.pci.configWrite(core.bdf, PCI_ROM_ADDRESS, 4, romAddress);
   }
@@ -76,7 +100,7 @@ export async function barRegionRead(core: VfioPciCore, index: number, offset: bi
     const access = await barAccess(core, index, offset, count);
     switch (access.bar.kind) {
       case 'memory':
-        return core.pci.bulkRead(core.bdf, index, access.offset, access.length);
+        return readMemory(core, access);
       case 'rom':
         return readRom(core, access);
       default:
@@ -90,7 +114,7 @@ export async function barRegionWrite(core: VfioPciCore, index: number, offset: b
   return core.memoryLock.run(async () => {
     const access = await barAccess(core, index, offset, data.length);
     if (access.bar.kind === 'memory') {
-      await core.pci.bulkWrite(core.bdf, index, access.offset, data.subarray(0, access.length));
+      await writeMemory(core, access, data);
     } else {
       await writeRegisters(core, access, data);
     }

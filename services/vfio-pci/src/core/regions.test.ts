@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { DEFAULT_FUNCTIONS, expectErrno, harness, MiB, NVME, PID, type Harness } from '../testing/harness';
+import { BULK_CHUNK_BYTES } from './bar-rw';
 import {
   VFIO_PCI_CONFIG_REGION_INDEX as CONFIG,
   VFIO_PCI_ROM_REGION_INDEX as ROM,
@@ -97,6 +98,19 @@ describe('device and region info, region access', () => {
       expect([...(await h.vfio.regionRead(PID, h.fd, 2, end - 4n, 8))]).to.deep.equal([0, 0, 1, 2]);
       await expectErrno(h.vfio.regionRead(PID, h.fd, 2, end, 1), 'EINVAL', 'past');
       await expectErrno(h.vfio.regionRead(PID, h.fd, 3, 0n, 1), 'EINVAL', 'no BAR 3');
+    });
+
+    it('memory BAR: an access larger than one BulkWrite goes to pci-emu in pieces and arrives whole', async () => {
+      const h = await setup();
+      const data = Buffer.alloc(2 * BULK_CHUNK_BYTES + 16, 0x7e);
+      const mark = h.log.length;
+      expect(await h.vfio.regionWrite(PID, h.fd, 2, 0x10n, data)).to.equal(data.length);
+      expect(h.since(mark)).to.deep.equal([
+        `bulk-write ${NVME} bar2 0x10+${BULK_CHUNK_BYTES}`,
+        `bulk-write ${NVME} bar2 0x${(0x10 + BULK_CHUNK_BYTES).toString(16)}+${BULK_CHUNK_BYTES}`,
+        `bulk-write ${NVME} bar2 0x${(0x10 + 2 * BULK_CHUNK_BYTES).toString(16)}+16`,
+      ]);
+      expect(Buffer.from(await h.vfio.regionRead(PID, h.fd, 2, 0x10n, data.length)).equals(data)).to.equal(true);
     });
 
     it('memory space needs decode (EIO); port I/O does not', async () => {

@@ -15,6 +15,7 @@ import * as readline from 'node:readline';
 import { OwnerSession, SharedMemoryExporter } from '@p2p/dmabuf-client';
 import { ErrnoError } from '@p2p/errno';
 import { SegmentStore, SharedMemory } from '@p2p/shm';
+import { platformSecretsOf } from '@p2p/testing';
 
 function say(message: object): void {
   process.stdout.write(`${JSON.stringify(message, (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value))}\n`);
@@ -31,7 +32,7 @@ async function main(): Promise<void> {
   if (address === undefined || shmDir === undefined || name === undefined) throw new Error('usage: exporter.js <address> <shm dir> <owner name>');
   const store = new SegmentStore({ dir: shmDir });
   const exporter = new SharedMemoryExporter(store);
-  const owner = await OwnerSession.open(address, { name, shmDir, ops: exporter });
+  const owner = await OwnerSession.open(address, { credential: platformSecretsOf(shmDir).platformToken, name, shmDir, ops: exporter });
 
   const run = async (words: string[]): Promise<object> => {
     const [command, handle, size, pid, byte] = words;

@@ -46,7 +46,7 @@ async function main(): Promise<void> {
   const session = await RegistrySession.open(registryAddress, { name, shmDir });
   session.on('error', (error) => process.stderr.write(`session error: ${String(error)}\n`));
   session.on('lost', (error) => process.stderr.write(`session lost: ${error.message}\n`));
-  const client = new vfio.VfioPciServiceClient(vfioAddress, credentials.createInsecure());
+  const client = new vfio.VfioPciServiceClient(vfioAddress, credentials.createInsecure(), { interceptors: [session.interceptor] });
   const { fd: deviceFd } = await unary<vfio.OpenDeviceResponse>((cb) => client.openDevice({ pid: session.pid, bdf }, cb));
 
   const run = async (words: string[]): Promise<object> => {

@@ -411,6 +411,12 @@ export interface SessionOpened {
   pid: number;
   /** Changes on every registry start: fds of an earlier incarnation are gone. */
   incarnation: string;
+  /**
+   * Proves this process on every service: sent as the `authorization`
+   * metadata (`Bearer <credential>`). Unguessable, and dead once this session
+   * or this registry incarnation ends.
+   */
+  credential: string;
 }
 
 /**
@@ -474,6 +480,15 @@ export interface ReceiveFdResponse {
 export interface ResolveFdRequest {
   pid: number;
   fd: number;
+}
+
+export interface ResolveCredentialRequest {
+  credential: string;
+}
+
+export interface ResolveCredentialResponse {
+  pid: number;
+  incarnation: string;
 }
 
 export interface ResolveFdResponse {
@@ -564,7 +579,14 @@ export interface OpenOwnerSessionResponse {
     | //
     /** A request of this stream failed. */
     { $case: "failed"; value: OwnerRequestFailed }
+    | //
+    /** A process exited: its credential is dead (drop it from any cache). */
+    { $case: "processExited"; value: ProcessExited }
     | undefined;
+}
+
+export interface ProcessExited {
+  pid: number;
 }
 
 export interface OwnerRegistered {
@@ -1401,7 +1423,7 @@ export const AckRejected: MessageFns<AckRejected> = {
 };
 
 function createBaseSessionOpened(): SessionOpened {
-  return { pid: 0, incarnation: "" };
+  return { pid: 0, incarnation: "", credential: "" };
 }
 
 export const SessionOpened: MessageFns<SessionOpened> = {
@@ -1411,6 +1433,9 @@ export const SessionOpened: MessageFns<SessionOpened> = {
     }
     if (message.incarnation !== "") {
       writer.uint32(18).string(message.incarnation);
+    }
+    if (message.credential !== "") {
+      writer.uint32(26).string(message.credential);
     }
     return writer;
   },
@@ -1444,6 +1469,14 @@ export const SessionOpened: MessageFns<SessionOpened> = {
             message.incarnation = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.credential = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1460,6 +1493,7 @@ export const SessionOpened: MessageFns<SessionOpened> = {
     return {
       pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
       incarnation: isSet(object.incarnation) ? globalThis.String(object.incarnation) : "",
+      credential: isSet(object.credential) ? globalThis.String(object.credential) : "",
     };
   },
 
@@ -1471,6 +1505,9 @@ export const SessionOpened: MessageFns<SessionOpened> = {
     if (message.incarnation !== "") {
       obj.incarnation = message.incarnation;
     }
+    if (message.credential !== "") {
+      obj.credential = message.credential;
+    }
     return obj;
   },
 
@@ -1481,6 +1518,7 @@ export const SessionOpened: MessageFns<SessionOpened> = {
     const message = createBaseSessionOpened();
     message.pid = object.pid ?? 0;
     message.incarnation = object.incarnation ?? "";
+    message.credential = object.credential ?? "";
     return message;
   },
 };
@@ -2426,6 +2464,158 @@ export const ResolveFdRequest: MessageFns<ResolveFdRequest> = {
     const message = createBaseResolveFdRequest();
     message.pid = object.pid ?? 0;
     message.fd = object.fd ?? 0;
+    return message;
+  },
+};
+
+function createBaseResolveCredentialRequest(): ResolveCredentialRequest {
+  return { credential: "" };
+}
+
+export const ResolveCredentialRequest: MessageFns<ResolveCredentialRequest> = {
+  encode(message: ResolveCredentialRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.credential !== "") {
+      writer.uint32(10).string(message.credential);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResolveCredentialRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResolveCredentialRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.credential = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResolveCredentialRequest {
+    return { credential: isSet(object.credential) ? globalThis.String(object.credential) : "" };
+  },
+
+  toJSON(message: ResolveCredentialRequest): unknown {
+    const obj: any = {};
+    if (message.credential !== "") {
+      obj.credential = message.credential;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ResolveCredentialRequest>): ResolveCredentialRequest {
+    return ResolveCredentialRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ResolveCredentialRequest>): ResolveCredentialRequest {
+    const message = createBaseResolveCredentialRequest();
+    message.credential = object.credential ?? "";
+    return message;
+  },
+};
+
+function createBaseResolveCredentialResponse(): ResolveCredentialResponse {
+  return { pid: 0, incarnation: "" };
+}
+
+export const ResolveCredentialResponse: MessageFns<ResolveCredentialResponse> = {
+  encode(message: ResolveCredentialResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pid !== 0) {
+      writer.uint32(8).uint32(message.pid);
+    }
+    if (message.incarnation !== "") {
+      writer.uint32(18).string(message.incarnation);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResolveCredentialResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResolveCredentialResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pid = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.incarnation = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResolveCredentialResponse {
+    return {
+      pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
+      incarnation: isSet(object.incarnation) ? globalThis.String(object.incarnation) : "",
+    };
+  },
+
+  toJSON(message: ResolveCredentialResponse): unknown {
+    const obj: any = {};
+    if (message.pid !== 0) {
+      obj.pid = Math.round(message.pid);
+    }
+    if (message.incarnation !== "") {
+      obj.incarnation = message.incarnation;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ResolveCredentialResponse>): ResolveCredentialResponse {
+    return ResolveCredentialResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ResolveCredentialResponse>): ResolveCredentialResponse {
+    const message = createBaseResolveCredentialResponse();
+    message.pid = object.pid ?? 0;
+    message.incarnation = object.incarnation ?? "";
     return message;
   },
 };
@@ -3479,6 +3669,9 @@ export const OpenOwnerSessionResponse: MessageFns<OpenOwnerSessionResponse> = {
       case "failed":
         OwnerRequestFailed.encode(message.response.value, writer.uint32(50).fork()).join();
         break;
+      case "processExited":
+        ProcessExited.encode(message.response.value, writer.uint32(58).fork()).join();
+        break;
     }
     return writer;
   },
@@ -3544,6 +3737,14 @@ export const OpenOwnerSessionResponse: MessageFns<OpenOwnerSessionResponse> = {
             message.response = { $case: "failed", value: OwnerRequestFailed.decode(reader, reader.uint32()) };
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.response = { $case: "processExited", value: ProcessExited.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3572,6 +3773,10 @@ export const OpenOwnerSessionResponse: MessageFns<OpenOwnerSessionResponse> = {
         ? { $case: "call", value: OwnerCall.fromJSON(object.call) }
         : isSet(object.failed)
         ? { $case: "failed", value: OwnerRequestFailed.fromJSON(object.failed) }
+        : isSet(object.processExited)
+        ? { $case: "processExited", value: ProcessExited.fromJSON(object.processExited) }
+        : isSet(object.process_exited)
+        ? { $case: "processExited", value: ProcessExited.fromJSON(object.process_exited) }
         : undefined,
     };
   },
@@ -3590,6 +3795,8 @@ export const OpenOwnerSessionResponse: MessageFns<OpenOwnerSessionResponse> = {
       obj.call = OwnerCall.toJSON(message.response.value);
     } else if (message.response?.$case === "failed") {
       obj.failed = OwnerRequestFailed.toJSON(message.response.value);
+    } else if (message.response?.$case === "processExited") {
+      obj.processExited = ProcessExited.toJSON(message.response.value);
     }
     return obj;
   },
@@ -3636,7 +3843,80 @@ export const OpenOwnerSessionResponse: MessageFns<OpenOwnerSessionResponse> = {
         }
         break;
       }
+      case "processExited": {
+        if (object.response?.value !== undefined && object.response?.value !== null) {
+          message.response = { $case: "processExited", value: ProcessExited.fromPartial(object.response.value) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseProcessExited(): ProcessExited {
+  return { pid: 0 };
+}
+
+export const ProcessExited: MessageFns<ProcessExited> = {
+  encode(message: ProcessExited, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pid !== 0) {
+      writer.uint32(8).uint32(message.pid);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ProcessExited {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseProcessExited();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pid = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ProcessExited {
+    return { pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0 };
+  },
+
+  toJSON(message: ProcessExited): unknown {
+    const obj: any = {};
+    if (message.pid !== 0) {
+      obj.pid = Math.round(message.pid);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ProcessExited>): ProcessExited {
+    return ProcessExited.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ProcessExited>): ProcessExited {
+    const message = createBaseProcessExited();
+    message.pid = object.pid ?? 0;
     return message;
   },
 };
@@ -8172,6 +8452,21 @@ export const DmaBufRegistryServiceService = {
     responseDeserialize: (value: Buffer): ResolveFdResponse => ResolveFdResponse.decode(value),
   },
   /**
+   * Which live process a session credential proves (platform services only:
+   * they cache the answer until the owner session reports the process's exit).
+   */
+  resolveCredential: {
+    path: "/p2p.dmabuf.v1.DmaBufRegistryService/ResolveCredential" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ResolveCredentialRequest): Buffer =>
+      Buffer.from(ResolveCredentialRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ResolveCredentialRequest => ResolveCredentialRequest.decode(value),
+    responseSerialize: (value: ResolveCredentialResponse): Buffer =>
+      Buffer.from(ResolveCredentialResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ResolveCredentialResponse => ResolveCredentialResponse.decode(value),
+  },
+  /**
    * A service that owns files: creates them in processes' fd tables, exports
    * dma-bufs, answers the exporter ops and releases. Its end revokes its
    * dma-bufs for good.
@@ -8368,6 +8663,11 @@ export interface DmaBufRegistryServiceServer extends UntypedServiceImplementatio
   /** What an fd refers to (for owners: check that a caller holds a file of theirs). */
   resolveFd: handleUnaryCall<ResolveFdRequest, ResolveFdResponse>;
   /**
+   * Which live process a session credential proves (platform services only:
+   * they cache the answer until the owner session reports the process's exit).
+   */
+  resolveCredential: handleUnaryCall<ResolveCredentialRequest, ResolveCredentialResponse>;
+  /**
    * A service that owns files: creates them in processes' fd tables, exports
    * dma-bufs, answers the exporter ops and releases. Its end revokes its
    * dma-bufs for good.
@@ -8486,6 +8786,25 @@ export interface DmaBufRegistryServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ResolveFdResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Which live process a session credential proves (platform services only:
+   * they cache the answer until the owner session reports the process's exit).
+   */
+  resolveCredential(
+    request: ResolveCredentialRequest,
+    callback: (error: ServiceError | null, response: ResolveCredentialResponse) => void,
+  ): ClientUnaryCall;
+  resolveCredential(
+    request: ResolveCredentialRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ResolveCredentialResponse) => void,
+  ): ClientUnaryCall;
+  resolveCredential(
+    request: ResolveCredentialRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ResolveCredentialResponse) => void,
   ): ClientUnaryCall;
   /**
    * A service that owns files: creates them in processes' fd tables, exports
