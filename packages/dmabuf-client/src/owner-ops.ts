@@ -16,6 +16,9 @@ export interface OwnerCallInfo {
   readonly dynamic: boolean;
   /** For map: how the importer reaches the memory, as the registry decided it (pci_p2pdma_map_type). */
   readonly mapType: dmabuf.DmaMapType;
+  /** For fdClosed: the process and the fd it closed; 0 otherwise. */
+  readonly pid: number;
+  readonly fd: number;
   /**
    * The owner's handle for the file (ExportDmaBuf.handle, CreateFile.handle):
    * the one the call carries, else the one this owner session recorded when
@@ -47,6 +50,15 @@ export interface OwnerOps {
   unpin?(call: OwnerCallInfo): void | Promise<void>;
   /** The last reference to the file is gone: dma_buf_ops.release, or a file's ->release. */
   release(call: OwnerCallInfo): void | Promise<void>;
+  /**
+   * For owners that remember which of their files an fd names (a cache of
+   * ResolveFd): call.pid closed call.fd, and the file (call.fileId) lives on
+   * elsewhere; the close of its last reference is release instead. Having
+   * this op asks the registry for these calls (RegisterOwner
+   * notify_fd_closed); the close returns to its caller only after it
+   * resolved, and the number names no other file before that.
+   */
+  fdClosed?(call: OwnerCallInfo): void | Promise<void>;
   /**
    * An importer did not ack a move_notify in time: move the memory to fresh
    * segments, so its stale mapping writes nowhere anybody reads.

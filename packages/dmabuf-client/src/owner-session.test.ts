@@ -236,4 +236,39 @@ describe('OwnerSession and importers against a dmabuf-registry process', functio
       await refusing.close();
     }
   });
+
+  it('tells an owner with fdClosed of a close its file outlives, and CloseFd returns only after its answer', async () => {
+    const closed: string[] = [];
+    const caching = await OwnerSession.open(registry!.address, {
+      credential: platformSecretsOf(registry!.shmDir).platformToken,
+      name: 'caching-owner',
+      shmDir: registry!.shmDir,
+      ops: {
+        map: () => [],
+        release: () => undefined,
+        fence: () => undefined,
+        fdClosed: async (call) => {
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          closed.push(`${call.pid}:${call.fd} ${call.fileId} ${call.handle}`);
+        },
+      },
+    });
+    try {
+      const file = await caching.createFile(holder.pid, 'dev-1');
+      const dup = await holder.dupFd(file.fd);
+      await holder.closeFd(dup);
+      expect(closed).to.deep.equal([`${holder.pid}:${dup} ${file.fileId} dev-1`]);
+      await holder.closeFd(file.fd);
+    } finally {
+      await caching.close();
+    }
+  });
+
+  it('closes an fd of an owner without fdClosed as before', async () => {
+    const file = await owner.createFile(holder.pid, 'plain-1');
+    const dup = await holder.dupFd(file.fd);
+    await holder.closeFd(dup);
+    await holder.closeFd(file.fd);
+    expect(errnoOf(await rejection(holder.resolveFd(file.fd)))).to.equal('EBADF');
+  });
 });

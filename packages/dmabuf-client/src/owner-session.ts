@@ -1,5 +1,5 @@
-import { type ClientDuplexStream, credentials, type StatusObject } from '@grpc/grpc-js';
-import { bearerInterceptor } from '@p2p/auth';
+import { type ClientDuplexStream, type StatusObject } from '@grpc/grpc-js';
+import { bearerInterceptor, channelCredentials, loadTlsConfig, type TlsConfig } from '@p2p/auth';
 import { errno, ErrnoError, isErrnoName } from '@p2p/errno';
 import { errnoOf } from '@p2p/status';
 import { dmabuf } from '@p2p/proto';
@@ -17,6 +17,8 @@ export interface OwnerSessionOptions {
   readonly name: string;
   /** The platform's token: only services of the platform may own files. */
   readonly credential: string;
+  /** TLS to the registry; default what P2P_TLS_* configure (plaintext when unset). */
+  readonly tls?: TlsConfig;
   /** The directory of the owner's segment files; default resolveShmDir(). */
   readonly shmDir?: string;
   /** The exporter ops the registry calls. */
@@ -147,14 +149,14 @@ export class OwnerSession extends Emitter<OwnerSessionEvents> {
   static async open(address: string, options: OwnerSessionOptions): Promise<OwnerSession> {
     const shmDir = options.shmDir ?? resolveShmDir();
     const shmId = shmIdentity(shmDir);
-    const client = new dmabuf.DmaBufRegistryServiceClient(address, credentials.createInsecure(), {
+    const client = new dmabuf.DmaBufRegistryServiceClient(address, channelCredentials(options.tls ?? loadTlsConfig()), {
       ...CHANNEL_OPTIONS,
       interceptors: [bearerInterceptor(options.credential)],
     });
     const stream = client.openOwnerSession();
     return openStream({
       stream,
-      greeting: { request: { $case: 'register', value: { name: options.name, shm: { id: shmId } } } },
+      greeting: { request: { $case: 'register', value: { name: options.name, shm: { id: shmId }, notifyFdClosed: options.ops.fdClosed !== undefined } } },
       peer: `the registry at ${address}`,
       expected: 'OwnerRegistered',
       first: (message) => (message.response?.$case === 'registered' ? message.response.value : undefined),
@@ -297,6 +299,8 @@ export class OwnerSession extends Emitter<OwnerSessionEvents> {
       importerPid: call.importerPid,
       dynamic: call.dynamic,
       mapType: call.mapType,
+      pid: call.pid,
+      fd: call.fd,
       handle: call.handle !== '' ? call.handle : this.#handles.get(call.fileId),
     };
     let reply: dmabuf.OwnerReply;
@@ -338,6 +342,9 @@ export class OwnerSession extends Emitter<OwnerSessionEvents> {
         return [];
       case dmabuf.OwnerOp.OWNER_OP_FENCE:
         await ops.fence(call);
+        return [];
+      case dmabuf.OwnerOp.OWNER_OP_FD_CLOSED:
+        await ops.fdClosed?.(call);
         return [];
       default:
         throw errno('EOPNOTSUPP', `owner op ${call.op} is unknown to this client`);

@@ -1,5 +1,5 @@
-import { type ClientDuplexStream, credentials, type Interceptor, type StatusObject } from '@grpc/grpc-js';
-import { bearerInterceptor } from '@p2p/auth';
+import { type ClientDuplexStream, type Interceptor, type StatusObject } from '@grpc/grpc-js';
+import { bearerInterceptor, channelCredentials, loadTlsConfig, type TlsConfig } from '@p2p/auth';
 import { errno, ErrnoError, isErrnoName } from '@p2p/errno';
 import { dmabuf } from '@p2p/proto';
 import { resolveShmDir, shmIdentity } from '@p2p/shm';
@@ -25,6 +25,8 @@ export interface RegistrySessionOptions {
    * Its calls then carry this token instead of the session's own credential.
    */
   readonly privilegedCredential?: string;
+  /** TLS to the registry; default what P2P_TLS_* configure (plaintext when unset). */
+  readonly tls?: TlsConfig;
 }
 
 export interface RegistrySessionEvents {
@@ -134,7 +136,7 @@ export class RegistrySession extends Emitter<RegistrySessionEvents> {
     const shmId = shmIdentity(shmDir);
     // The credential comes with SessionOpened; calls of this client carry it from then on.
     let credential = options.privilegedCredential;
-    const client = new dmabuf.DmaBufRegistryServiceClient(address, credentials.createInsecure(), {
+    const client = new dmabuf.DmaBufRegistryServiceClient(address, channelCredentials(options.tls ?? loadTlsConfig()), {
       ...CHANNEL_OPTIONS,
       interceptors: [bearerInterceptor(() => credential)],
     });

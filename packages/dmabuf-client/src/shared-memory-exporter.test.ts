@@ -9,7 +9,7 @@ import { SharedMemoryExporter } from './shared-memory-exporter';
 import { useTempShmDir } from '@p2p/testing';
 
 function call(op: dmabuf.OwnerOp, handle: string | undefined): OwnerCallInfo {
-  return { callId: 1n, op, fileId: 7n, attachmentId: 3n, importerBdf: '', peer2peer: true, importerPid: 0, dynamic: true, mapType: dmabuf.DmaMapType.DMA_MAP_TYPE_HOST_MEMORY, handle };
+  return { callId: 1n, op, fileId: 7n, attachmentId: 3n, importerBdf: '', peer2peer: true, importerPid: 0, dynamic: true, mapType: dmabuf.DmaMapType.DMA_MAP_TYPE_HOST_MEMORY, pid: 0, fd: 0, handle };
 }
 
 describe('SharedMemoryExporter', () => {

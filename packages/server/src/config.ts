@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { loadTlsConfig, type TlsConfig } from '@p2p/auth';
 import { errno } from '@p2p/errno';
 
 /** Settings every server has; each is read from `<PREFIX>_<NAME>` (e.g. PCI_EMU_PORT). */
@@ -12,6 +13,8 @@ export interface ServerConfig {
   maxMessageBytes: number;
   keepaliveTimeMs: number;
   keepaliveTimeoutMs: number;
+  /** P2P_TLS_*: the server's certificate (TLS), and the CA its clients must be signed by (mutual TLS). */
+  tls: TlsConfig;
 }
 
 const port = z.coerce.number().int().min(0).max(65535);
@@ -55,5 +58,6 @@ export function loadServerConfig(
     maxMessageBytes: c.MAX_MESSAGE_BYTES,
     keepaliveTimeMs: c.KEEPALIVE_TIME_MS,
     keepaliveTimeoutMs: c.KEEPALIVE_TIMEOUT_MS,
+    tls: loadTlsConfig(env),
   };
 }

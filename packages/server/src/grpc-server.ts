@@ -1,15 +1,16 @@
 import type * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
-import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { Server, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
-import { type Access, accessInterceptor, Authenticator, newToken } from '@p2p/auth';
+import { type Access, accessInterceptor, Authenticator, newToken, serverCredentials, servesTls } from '@p2p/auth';
 import { faultInjectionService, faultInterceptor, FaultRuleSet } from '@p2p/faults';
 import { fault, PROTO_FILES, PROTO_ROOT } from '@p2p/proto';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import pino, { type Logger } from 'pino';
 import type { ServerConfig } from './config';
+import { malformedRequestInterceptor, tolerantDecoding } from './malformed-request';
 import { ServerMetrics } from './metrics';
 import { withProtocMapEntryNames } from './reflection';
 
@@ -86,6 +87,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     interceptors: [
       metrics.interceptor(),
       accessInterceptor(authenticator, access),
+      malformedRequestInterceptor(),
       faultInterceptor(faults, {
         onFault: (method, delayMs, aborted) => {
           if (delayMs > 0) metrics.faults.inc({ method, kind: 'delay' });
@@ -97,7 +99,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     ],
   });
 
-  for (const service of services) server.addService(service.definition, service.implementation);
+  for (const service of services) server.addService(tolerantDecoding(service.definition), service.implementation);
 
   const health = new HealthImplementation({ '': 'SERVING', ...Object.fromEntries(services.map((s) => [s.name, 'SERVING' as const])) });
   health.addToServer(server);
@@ -109,7 +111,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   new ReflectionService(withProtocMapEntryNames(reflected)).addToServer(server);
 
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${config.host}:${config.port}`, ServerCredentials.createInsecure(), (error, bound) =>
+    server.bindAsync(`${config.host}:${config.port}`, serverCredentials(config.tls), (error, bound) =>
       error ? reject(error) : resolve(bound),
     );
   });
@@ -119,7 +121,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     metricsServer = await metrics.listen(config.host, config.metricsPort);
   }
   const metricsPort = metricsServer ? (metricsServer.address() as AddressInfo).port : -1;
-  logger.info({ port, metricsPort }, `${name} serving`);
+  logger.info({ port, metricsPort, tls: servesTls(config.tls) ? (config.tls.ca ? 'mutual' : 'server') : 'off' }, `${name} serving`);
 
   const hooks: Array<() => void | Promise<void>> = [];
   let stopping: Promise<void> | undefined;

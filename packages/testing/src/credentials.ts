@@ -1,6 +1,5 @@
 import type { ChannelCredentials, ClientOptions } from '@grpc/grpc-js';
-import { credentials } from '@grpc/grpc-js';
-import { bearerInterceptor, loadPlatformSecrets, type PlatformSecrets } from '@p2p/auth';
+import { bearerInterceptor, channelCredentials, loadPlatformSecrets, loadTlsConfig, type PlatformSecrets, type TlsConfig } from '@p2p/auth';
 
 /**
  * The secrets of the platform whose segment directory is `shmDir`: the
@@ -27,7 +26,10 @@ export function asPlatform(shmDir: string): ClientArgs {
   return asToken(platformSecretsOf(shmDir).platformToken);
 }
 
-/** A client that sends `token` on every call; undefined for an anonymous one. */
-export function asToken(token: string | undefined): ClientArgs {
-  return { credentials: credentials.createInsecure(), options: token === undefined ? {} : { interceptors: [bearerInterceptor(token)] } };
+/**
+ * A client that sends `token` on every call (undefined: an anonymous one),
+ * over TLS when `tls` (default: P2P_TLS_* of this process) names a CA.
+ */
+export function asToken(token: string | undefined, tls: TlsConfig = loadTlsConfig()): ClientArgs {
+  return { credentials: channelCredentials(tls), options: token === undefined ? {} : { interceptors: [bearerInterceptor(token)] } };
 }

@@ -1,4 +1,5 @@
-import { Client, credentials } from '@grpc/grpc-js';
+import { Client } from '@grpc/grpc-js';
+import { channelCredentials, PLAINTEXT, type TlsConfig } from '@p2p/auth';
 
 const SERVING = Buffer.from([0x08, 0x01]);
 
@@ -7,8 +8,8 @@ const SERVING = Buffer.from([0x08, 0x01]);
  * SERVING. The messages are tiny enough to encode by hand: the request is
  * empty, and SERVING is field 1 (varint) = 1, the bytes 08 01.
  */
-export function isServing(address: string, deadlineMs = 1000): Promise<boolean> {
-  const client = new Client(address, credentials.createInsecure());
+export function isServing(address: string, deadlineMs = 1000, tls: TlsConfig = PLAINTEXT): Promise<boolean> {
+  const client = new Client(address, channelCredentials(tls));
   return new Promise<boolean>((resolve) => {
     client.makeUnaryRequest<Buffer, Buffer>(
       '/grpc.health.v1.Health/Check',

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
-import { ADMIN_TOKEN_ENV, PLATFORM_TOKEN_ENV } from '@p2p/auth';
+import { ADMIN_TOKEN_ENV, loadTlsConfig, PLATFORM_TOKEN_ENV } from '@p2p/auth';
 import { isServing } from './health';
 
 const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -72,7 +72,9 @@ export async function startServiceProcess(service: string, prefix: string, optio
     return exited;
   };
   const deadline = Date.now() + 15_000;
-  while (!(await isServing(address))) {
+  // A service under TLS is checked with its own certificate (also a client's), as its peers reach it.
+  const tls = loadTlsConfig({ ...inheritedEnv(), ...options.env });
+  while (!(await isServing(address, 1000, tls))) {
     if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${service} exited before serving on ${address}:\n${logs.join('\n')}`);
     if (Date.now() > deadline) {
       await stop('SIGKILL');

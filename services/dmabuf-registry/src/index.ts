@@ -22,6 +22,7 @@ export type {
   FileOwner,
   OwnerExtent,
   OwnedFileRef,
+  ClosedFd,
   OwnerAttachmentRef,
   OwnerAttach,
   OwnerMap,

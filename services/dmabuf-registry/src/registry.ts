@@ -161,7 +161,11 @@ export class Registry {
     return this.#files.dup(pid, fd);
   }
 
-  /** close(2): EBADF if not held (a double close included); resolves after the release if this was the last reference. */
+  /**
+   * close(2): EBADF if not held (a double close included); resolves after
+   * the release if this was the last reference, else after the owner's
+   * fdClosed (if it has one).
+   */
   async close(pid: number, fd: number): Promise<void> {
     await this.#files.close(pid, fd);
   }
@@ -275,7 +279,9 @@ export class Registry {
   /**
    * dma_heap_ioctl_allocate() on /dev/dma_heap/system: EINVAL for fd flags
    * outside O_ACCMODE|O_CLOEXEC, non-zero heap flags, or a size that
-   * PAGE_ALIGNs to 0; ENOMEM past the heap's cap; ENODEV with no heap.
+   * PAGE_ALIGNs to 0; ENOMEM past the heap's cap or past the caller's
+   * per-process limit (the buffer is charged to the caller until its
+   * release); ENODEV with no heap.
    */
   heapAllocate(pid: number, size: number, openFlags: number, heapFlags = 0): ExportResult {
     if (this.#heap === undefined) throw errno('ENODEV', 'no system heap is configured');
@@ -286,7 +292,7 @@ export class Registry {
     const aligned = pageAlign(size);
     if (aligned === 0) throw errno('EINVAL', 'DMA_HEAP_IOCTL_ALLOC: size 0');
     // The buffer's segments are named after its id, so they are made just before the file gets it.
-    const handle = this.#heap.owner.allocate(this.#files.nextFileId(), aligned);
+    const handle = this.#heap.owner.allocate(this.#files.nextFileId(), aligned, process.pid);
     return this.#core.export(this.#heap.record, {
       pid: process.pid,
       size: aligned,

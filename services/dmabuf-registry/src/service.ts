@@ -14,12 +14,34 @@ export const DMABUF_REGISTRY_DEFAULTS = { port: 50053, metricsPort: 9453 };
 /** Prefix of the system heap's segment files; the incarnation follows it. */
 const HEAP_PREFIX = 'dmabuf-heap';
 
-const Settings = z.object({
-  DMABUF_REGISTRY_ACK_TIMEOUT_MS: z.coerce.number().int().min(1).max(60_000).default(1000),
-  DMABUF_REGISTRY_OWNER_CALL_TIMEOUT_MS: z.coerce.number().int().min(1).max(60_000).default(5000),
-  DMABUF_REGISTRY_HEAP_MAX_BYTES: z.coerce.number().int().min(4096).default(8 * 1024 ** 3),
-  PCI_EMU_ADDRESS: z.string().min(1).default('127.0.0.1:50051'),
-});
+/** What one process's heap buffers may hold when DMABUF_REGISTRY_HEAP_PROCESS_MAX_BYTES is unset (or the heap's cap, if lower). */
+const DEFAULT_HEAP_PROCESS_MAX_BYTES = 2 * 1024 ** 3;
+
+const Settings = z
+  .object({
+    DMABUF_REGISTRY_ACK_TIMEOUT_MS: z.coerce.number().int().min(1).max(60_000).default(1000),
+    DMABUF_REGISTRY_OWNER_CALL_TIMEOUT_MS: z.coerce.number().int().min(1).max(60_000).default(5000),
+    DMABUF_REGISTRY_HEAP_MAX_BYTES: z.coerce.number().int().min(4096).default(8 * 1024 ** 3),
+    DMABUF_REGISTRY_HEAP_PROCESS_MAX_BYTES: z.coerce.number().int().min(4096).optional(),
+    PCI_EMU_ADDRESS: z.string().min(1).default('127.0.0.1:50051'),
+  })
+  .refine((s) => s.DMABUF_REGISTRY_HEAP_PROCESS_MAX_BYTES === undefined || s.DMABUF_REGISTRY_HEAP_PROCESS_MAX_BYTES <= s.DMABUF_REGISTRY_HEAP_MAX_BYTES, {
+    path: ['DMABUF_REGISTRY_HEAP_PROCESS_MAX_BYTES'],
+    message: 'must not exceed DMABUF_REGISTRY_HEAP_MAX_BYTES',
+  })
+  .transform((s) => ({
+    ...s,
+    DMABUF_REGISTRY_HEAP_PROCESS_MAX_BYTES: s.DMABUF_REGISTRY_HEAP_PROCESS_MAX_BYTES ?? Math.min(DEFAULT_HEAP_PROCESS_MAX_BYTES, s.DMABUF_REGISTRY_HEAP_MAX_BYTES),
+  }));
+
+export type RegistrySettings = z.output<typeof Settings>;
+
+/** The registry's own settings from the environment: EINVAL naming each bad variable. */
+export function loadRegistrySettings(env: NodeJS.ProcessEnv): RegistrySettings {
+  const parsed = Settings.safeParse(env);
+  if (!parsed.success) throw errno('EINVAL', `bad configuration: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  return parsed.data;
+}
 
 /**
  * dmabuf-registry as deployed. Each start is a new incarnation: fds, pids and
@@ -31,9 +53,7 @@ const Settings = z.object({
  */
 export async function startDmabufRegistry(env: NodeJS.ProcessEnv = process.env): Promise<RunningServer> {
   const config = loadServerConfig('DMABUF_REGISTRY', DMABUF_REGISTRY_DEFAULTS, env);
-  const parsed = Settings.safeParse(env);
-  if (!parsed.success) throw errno('EINVAL', `bad configuration: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
-  const settings = parsed.data;
+  const settings = loadRegistrySettings(env);
   const directory = resolveShmDir(env);
   // The claim comes before the sweep: without it, the sweep would unlink the
   // heap buffers of a registry still serving from this directory.
@@ -45,7 +65,7 @@ export async function startDmabufRegistry(env: NodeJS.ProcessEnv = process.env):
     for (const segment of store.list()) {
       if (segment.name.startsWith(`${HEAP_PREFIX}.`)) store.unlink(segment.name);
     }
-    oracle = new PciEmuP2pOracle(settings.PCI_EMU_ADDRESS);
+    oracle = new PciEmuP2pOracle(settings.PCI_EMU_ADDRESS, config.tls);
     const registry = new Registry({
       // pids are u32 on the wire; a random base per incarnation keeps an old
       // incarnation's pids from naming a new process.
@@ -53,7 +73,14 @@ export async function startDmabufRegistry(env: NodeJS.ProcessEnv = process.env):
       ackTimeoutMs: settings.DMABUF_REGISTRY_ACK_TIMEOUT_MS,
       p2p: oracle,
       segments: new SegmentFileAccess(),
-      heap: { store, directory, shmId: shmIdentity(directory), prefix: `${HEAP_PREFIX}.${incarnation}`, maxBytes: settings.DMABUF_REGISTRY_HEAP_MAX_BYTES },
+      heap: {
+        store,
+        directory,
+        shmId: shmIdentity(directory),
+        prefix: `${HEAP_PREFIX}.${incarnation}`,
+        maxBytes: settings.DMABUF_REGISTRY_HEAP_MAX_BYTES,
+        processMaxBytes: settings.DMABUF_REGISTRY_HEAP_PROCESS_MAX_BYTES,
+      },
     });
     const server = await startDmabufRegistryServer(
       config,

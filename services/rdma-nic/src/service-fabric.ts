@@ -1,3 +1,4 @@
+import type { TlsConfig } from '@p2p/auth';
 import type { RegistrySession } from '@p2p/dmabuf-client';
 import type { Logger } from 'pino';
 import { RemoteFabric } from './link/remote-fabric';
@@ -16,6 +17,7 @@ export interface LinkFabricOptions {
   readonly registry: RegistrySession;
   readonly ringBytes: number;
   readonly logger: Logger;
+  readonly tls: TlsConfig;
 }
 
 /** The NIC-to-NIC wire (RdmaWireService on the GID's address), for a NIC whose fabric is not injected. */

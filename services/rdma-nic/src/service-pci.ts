@@ -1,4 +1,5 @@
-import { credentials, type ServiceError } from '@grpc/grpc-js';
+import type { ServiceError } from '@grpc/grpc-js';
+import { channelCredentials, type TlsConfig } from '@p2p/auth';
 import { errno } from '@p2p/errno';
 import { pci } from '@p2p/proto';
 import { errnoOf } from '@p2p/status';
@@ -10,8 +11,8 @@ import type { NicFunction } from './context/device-attr';
  * device it knows, as mlx5_core's PCI id table). A pci-emu that cannot be
  * reached rejects with the gRPC error itself, for the caller to retry.
  */
-export function findNicFunction(address: string, bdf: string): Promise<NicFunction> {
-  const client = new pci.PciEmuServiceClient(address, credentials.createInsecure());
+export function findNicFunction(address: string, bdf: string, tls: TlsConfig): Promise<NicFunction> {
+  const client = new pci.PciEmuServiceClient(address, channelCredentials(tls));
   return new Promise<NicFunction>((resolve, reject) => {
     client.getFunction({ bdf }, (error: ServiceError | null, response: pci.GetFunctionResponse) => {
       client.close();

@@ -68,7 +68,7 @@ export async function startRdmaNic(env: NodeJS.ProcessEnv = process.env, deps: R
   const registryAddress = settings.DMABUF_REGISTRY_ADDRESS;
   const timeoutMs = settings.RDMA_NIC_CONNECT_TIMEOUT_MS;
 
-  const fn = await retryUntil(timeoutMs, () => findNicFunction(settings.PCI_EMU_ADDRESS, settings.RDMA_NIC_BDF), unreachable).catch((error: unknown) => {
+  const fn = await retryUntil(timeoutMs, () => findNicFunction(settings.PCI_EMU_ADDRESS, settings.RDMA_NIC_BDF, config.tls), unreachable).catch((error: unknown) => {
     throw peerError(error, `asking pci-emu at ${settings.PCI_EMU_ADDRESS} for ${settings.RDMA_NIC_BDF}`);
   });
   const name = `rdma-nic/${fn.bdf}`;
@@ -85,6 +85,7 @@ export async function startRdmaNic(env: NodeJS.ProcessEnv = process.env, deps: R
         OwnerSession.open(registryAddress, {
           name,
           credential: secrets.platformToken,
+          tls: config.tls,
           shmDir,
           ops: contextOwnerOps(() => {
             if (device === undefined) throw errno('EAGAIN', `${name} is still starting`);
@@ -98,17 +99,17 @@ export async function startRdmaNic(env: NodeJS.ProcessEnv = process.env, deps: R
     });
     cleanups.push(() => owner.close());
     // The NIC driver imports dma-bufs from its users' fd tables: the platform's right.
-    const session = await RegistrySession.open(registryAddress, { name, shmDir, privilegedCredential: secrets.platformToken }).catch((error: unknown) => {
+    const session = await RegistrySession.open(registryAddress, { name, shmDir, privilegedCredential: secrets.platformToken, tls: config.tls }).catch((error: unknown) => {
       throw peerError(error, `opening the registry session of ${name}`);
     });
     cleanups.push(() => session.close());
-    const files = new RegistryFiles(registryAddress, owner, secrets.platformToken);
+    const files = new RegistryFiles(registryAddress, owner, secrets.platformToken, config.tls);
     cleanups.push(() => files.close());
 
     let fabric = deps.fabric;
     let wire: RemoteFabric | undefined;
     if (fabric === undefined) {
-      const link = await startLinkFabric({ gid, wirePort: settings.RDMA_NIC_WIRE_PORT, registry: session, ringBytes: settings.RDMA_NIC_RING_BYTES, logger });
+      const link = await startLinkFabric({ gid, wirePort: settings.RDMA_NIC_WIRE_PORT, registry: session, ringBytes: settings.RDMA_NIC_RING_BYTES, logger, tls: config.tls });
       cleanups.push(() => link.close());
       fabric = link;
       wire = link;

@@ -7,7 +7,8 @@ import type { VfioPci } from './vfio-pci';
 /**
  * struct dma_buf_ops of vfio's dma-bufs (vfio_pci_dmabuf_ops), and the
  * release of its device files, as the registry calls them over the owner
- * session: every op is addressed by the handle the file was created with.
+ * session: every op is addressed by the handle the file was created with,
+ * but fdClosed, which names the closed (pid, fd).
  */
 export function vfioOwnerOps(vfio: () => VfioPci): OwnerOps {
   const handleOf = (call: OwnerCallInfo): string => {
@@ -24,5 +25,6 @@ export function vfioOwnerOps(vfio: () => VfioPci): OwnerOps {
     cpuMap: async (call) => toWire(await vfio().cpuMap(handleOf(call))),
     fence: (call) => vfio().fence(handleOf(call)),
     release: (call) => vfio().release(handleOf(call)),
+    fdClosed: (call) => vfio().fdClosed(call.pid, call.fd),
   };
 }

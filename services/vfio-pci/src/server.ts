@@ -6,8 +6,12 @@ import type { VfioPci } from './vfio-pci';
 
 const SERVICE = 'p2p.vfio.v1.VfioPciService';
 
-/** Binding a driver to a device is root's (writing sysfs's bind and driver_override). */
-const PRIVILEGED = new Set(['Bind', 'Unbind'].map((m) => `/${SERVICE}/${m}`));
+/**
+ * Binding a driver to a device is root's (writing sysfs's bind and
+ * driver_override): the administrator's, not the platform's, whose services
+ * act in a process's context but never choose which driver owns a device.
+ */
+const ADMIN_ONLY = new Set(['Bind', 'Unbind'].map((m) => `/${SERVICE}/${m}`));
 
 /** Serves one vfio-pci driver model over gRPC. */
 export function startVfioPciServer(config: ServerConfig, vfio: VfioPci, authenticator: Authenticator): Promise<RunningServer> {
@@ -19,7 +23,7 @@ export function startVfioPciServer(config: ServerConfig, vfio: VfioPci, authenti
         name: SERVICE,
         definition: wire.VfioPciServiceService,
         implementation: vfioHandlers(vfio, MessageLimit.of(config), authenticator),
-        access: (method) => (PRIVILEGED.has(method) ? 'privileged' : 'any'),
+        access: (method) => (ADMIN_ONLY.has(method) ? 'admin' : 'any'),
       },
     ],
     protoFiles: [PROTO_FILES.vfio],

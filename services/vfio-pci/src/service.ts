@@ -39,13 +39,14 @@ export async function startVfioPci(env: NodeJS.ProcessEnv = process.env): Promis
 
   const shmDir = resolveShmDir(env);
   const secrets = loadPlatformSecrets(shmDir, env);
-  const pci = new PciEmuPort(settings.PCI_EMU_ADDRESS, secrets.platformToken);
+  const pci = new PciEmuPort(settings.PCI_EMU_ADDRESS, secrets.platformToken, config.tls);
   let driver: VfioPci | undefined;
   // The registry may still be starting (compose): retry until the timeout.
   const owner = await retryUntil(settings.VFIO_PCI_CONNECT_TIMEOUT_MS, () =>
     OwnerSession.open(settings.DMABUF_REGISTRY_ADDRESS, {
       name: 'vfio-pci',
       credential: secrets.platformToken,
+      tls: config.tls,
       shmDir,
       ops: vfioOwnerOps(() => {
         if (!driver) throw errno('EAGAIN', 'vfio-pci is still starting');
@@ -53,7 +54,7 @@ export async function startVfioPci(env: NodeJS.ProcessEnv = process.env): Promis
       }),
     }),
   );
-  const registry = new RegistryPort(settings.DMABUF_REGISTRY_ADDRESS, () => owner, secrets.platformToken);
+  const registry = new RegistryPort(settings.DMABUF_REGISTRY_ADDRESS, () => owner, secrets.platformToken, config.tls);
   const vfio = new VfioPci(pci, registry, {
     instance: `${randomBytes(4).toString('hex')}/`,
     variants: { dmaBufLayout: settings.VFIO_PCI_DMABUF_LAYOUT, allowPin: settings.VFIO_PCI_ALLOW_PIN, cpuMmap: settings.VFIO_PCI_CPU_MMAP },

@@ -19,6 +19,7 @@ import {
 } from './dma-buf/exporter-ops';
 import type { VfioDmaBuf } from './dma-buf/vfio-dma-buf';
 import { parseFeatureCall } from './feature/device-feature';
+import { FdCache } from './files/fd-cache';
 import type { DmaBufPort } from './ports/dma-buf-port';
 import type { PciPort } from './ports/pci-port';
 import { O_RDWR } from './uapi/fcntl';
@@ -95,9 +96,11 @@ const DMA_BUF_HANDLE = 'vfio-dmabuf';
  * device files, the device ioctls and region access, and the exporter side of
  * the dma-bufs they export. Every failure is an ErrnoError and leaves the
  * state as it was. Device files and dma-bufs are files in the registry: an ioctl
- * names its device by (pid, fd), resolved through the DmaBufPort, and the
- * registry calls back into the exporter ops (attach, pin, unpin, map, cpuMap,
- * fence, release) with the handle the file was made with.
+ * names its device by (pid, fd), resolved through the DmaBufPort once and
+ * then remembered until the registry says the fd was closed (fdClosed) or
+ * the file released, and the registry calls back into the exporter ops
+ * (attach, pin, unpin, map, cpuMap, fence, release) with the handle the file
+ * was made with.
  */
 export class VfioPci {
   readonly ownerName: string;
@@ -110,6 +113,8 @@ export class VfioPci {
   readonly #binding = new Set<string>();
   /** Device files by handle. */
   readonly #files = new Map<string, VfioPciCore>();
+  /** Which device file each (pid, fd) names, as the registry resolved it. */
+  readonly #fds = new FdCache();
   /** dma-bufs by handle, from export to release. */
   readonly #buffers = new Map<string, VfioDmaBuf>();
   #nextHandle = 1;
@@ -294,6 +299,7 @@ export class VfioPci {
     const core = this.#files.get(handle);
     if (core !== undefined) {
       this.#files.delete(handle);
+      this.#fds.released(handle);
       await core.close();
       this.#dropIfGone(core);
       return;
@@ -301,6 +307,15 @@ export class VfioPci {
     const buffer = this.#buffer(handle);
     buffer.release();
     this.#buffers.delete(handle);
+  }
+
+  /**
+   * `pid` closed `fd`, which named one of this owner's files that lives on
+   * elsewhere: forget what the fd named before the close returns, so the
+   * number never reaches a device once it names another file.
+   */
+  fdClosed(pid: number, fd: number): void {
+    this.#fds.fdClosed(pid, fd);
   }
 
   /* ---- introspection ---- */
@@ -354,14 +369,24 @@ export class VfioPci {
     }
   }
 
-  /** The device behind (pid, fd): EBADF from the registry if pid does not hold fd, `notDevice` if it is not a vfio device file. */
+  /**
+   * The device behind (pid, fd): EBADF from the registry if pid does not
+   * hold fd, `notDevice` if it is not a vfio device file. Only the first
+   * ioctl on an fd asks the registry; a device file's answer is remembered.
+   */
   async #deviceAt(pid: number, fd: number, notDevice: ErrnoName = 'ENOTTY'): Promise<VfioPciCore> {
-    const file = await this.#dmaBufs.resolveFd(pid, fd);
-    const core = file.owner === this.ownerName ? this.#files.get(file.handle) : undefined;
+    const remembered = this.#fds.get(pid, fd);
+    const core = remembered !== undefined ? this.#files.get(remembered) : await this.#resolveDevice(pid, fd);
     if (core === undefined) {
       throw errno(notDevice, `fd ${fd} of pid ${pid} is not a vfio device file`);
     }
     return core;
+  }
+
+  async #resolveDevice(pid: number, fd: number): Promise<VfioPciCore | undefined> {
+    const own = (file: { owner: string; handle: string }): boolean => file.owner === this.ownerName && this.#files.has(file.handle);
+    const file = await this.#fds.resolve(pid, fd, () => this.#dmaBufs.resolveFd(pid, fd), own);
+    return own(file) ? this.#files.get(file.handle) : undefined;
   }
 
   #buffer(handle: string): VfioDmaBuf {

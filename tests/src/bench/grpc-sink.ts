@@ -3,12 +3,22 @@ import { type ChildProcess } from 'node:child_process';
 import * as grpc from '@grpc/grpc-js';
 
 /**
- * The gRPC byte-stream baseline: a client-streaming method of raw bytes
- * (no protobuf), served by another process, as a service would carry bulk
- * data if it had no shared memory.
+ * The gRPC baselines, served by another process: a client-streaming method of
+ * raw bytes (no protobuf), as a service would carry bulk data if it had no
+ * shared memory, and a bare unary call with an empty handler, what any
+ * grpc-js unary RPC costs at least.
  */
 const identity = (buffer: Buffer): Buffer => buffer;
 const SINK: grpc.ServiceDefinition = {
+  ping: {
+    path: '/bench.Sink/Ping',
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: identity,
+    requestDeserialize: identity,
+    responseSerialize: identity,
+    responseDeserialize: identity,
+  },
   write: {
     path: '/bench.Sink/Write',
     requestStream: true,
@@ -64,9 +74,22 @@ export async function streamRate(address: string, message: number, total: number
   }
 }
 
+/** A bare grpc-js unary call to the sink: no interceptors, no protobuf, an empty handler. */
+export function bareUnary(address: string): { call: () => Promise<void>; close: () => void } {
+  const Client = grpc.makeGenericClientConstructor(SINK, 'Sink');
+  const client = new Client(address, grpc.credentials.createInsecure());
+  const ping = (client as unknown as { ping: (request: Buffer, cb: (e: Error | null) => void) => void }).ping.bind(client);
+  const empty = Buffer.alloc(0);
+  return {
+    call: () => new Promise<void>((resolve, reject) => ping(empty, (error) => (error ? reject(error) : resolve()))),
+    close: () => client.close(),
+  };
+}
+
 function serve(): void {
   const server = new grpc.Server({ 'grpc.max_receive_message_length': MAX_MESSAGE });
   server.addService(SINK, {
+    ping: (_call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => callback(null, Buffer.alloc(0)),
     write: (call: grpc.ServerReadableStream<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
       call.on('data', () => undefined);
       call.on('end', () => callback(null, Buffer.alloc(0)));

@@ -21,6 +21,23 @@ export async function timeEach(iterations: number, op: (i: number) => Promise<un
   return samples.sort((a, b) => a - b);
 }
 
+/**
+ * Times `ops` call for call in turn, `iterations` rounds after `warmup`
+ * untimed ones, so that every op sees the same load on a shared machine.
+ * Returns each op's latencies in microseconds, sorted.
+ */
+export async function timeInTurn(iterations: number, warmup: number, ...ops: Array<() => Promise<unknown>>): Promise<number[][]> {
+  const samples = ops.map((): number[] => []);
+  for (let i = 0; i < warmup + iterations; i++) {
+    for (const [index, op] of ops.entries()) {
+      const start = process.hrtime.bigint();
+      await op();
+      if (i >= warmup) samples[index]!.push(Number(process.hrtime.bigint() - start) / 1e3);
+    }
+  }
+  return samples.map((sample) => sample.sort((a, b) => a - b));
+}
+
 /** Runs `total` calls of `op` keeping `depth` in flight; returns calls per second. */
 export async function rateWithDepth(total: number, depth: number, op: (i: number) => Promise<unknown>): Promise<number> {
   let next = 0;

@@ -5,7 +5,8 @@ import { type DmaBufImporter, RegistrySession } from '@p2p/dmabuf-client';
 import { dmabuf, vfio } from '@p2p/proto';
 import { asAdmin, platformSecretsOf, type ServiceProcess, startServiceProcess, tempShmDir } from '@p2p/testing';
 import { rpc } from '../harness/rpc';
-import { percentile, timeEach } from './stats';
+import { bareUnary, startSink } from './grpc-sink';
+import { percentile, timeInTurn } from './stats';
 
 const ACCEL0 = '0000:07:00.0';
 const NIC1 = '0000:09:00.0';
@@ -24,7 +25,8 @@ const RANGE = 64 * 1024;
  * BAR range and the close that releases it, and the time a PCI_COMMAND write
  * clearing MEM takes to return with N dynamic importers mapped (it returns
  * only once each acked its move_notify), all beside one vfio-pci unary RPC
- * measured in the same run.
+ * measured in the same run; that RPC beside a bare grpc-js unary call to
+ * another process.
  */
 export async function benchVfioPci(rows: Table.Table): Promise<void> {
   const shmDir = tempShmDir();
@@ -32,6 +34,8 @@ export async function benchVfioPci(rows: Table.Table): Promise<void> {
   const services: ServiceProcess[] = [];
   const sessions: RegistrySession[] = [];
   let client: vfio.VfioPciServiceClient | undefined;
+  const sink = await startSink();
+  const bare = bareUnary(sink.address);
   try {
     const pciEmu = await startServiceProcess('pci-emu', 'PCI_EMU', { env });
     services.unshift(pciEmu);
@@ -50,13 +54,18 @@ export async function benchVfioPci(rows: Table.Table): Promise<void> {
     root.close();
     const deviceFd = (await rpc<vfio.OpenDeviceResponse>((cb) => vfioClient.openDevice({ pid: spdk.pid, bdf: ACCEL0 }, cb))).fd;
 
-    // The baseline: one unary round trip to the same vfio-pci (it resolves the fd at the registry: one hop on).
+    // The baselines, timed in turn so both see the same load: a bare grpc-js unary call with an
+    // empty handler in another process, and one unary round trip to vfio-pci (an ioctl on the device fd).
     const deviceInfo = (): Promise<vfio.GetDeviceInfoResponse> => rpc((cb) => vfioClient.getDeviceInfo({ pid: spdk.pid, deviceFd }, cb));
-    await timeEach(100, deviceInfo);
-    const rpcs = await timeEach(500, deviceInfo);
+    const [bares = [], rpcs = []] = await timeInTurn(1000, 200, bare.call, deviceInfo);
     const rpcP50 = percentile(rpcs, 50);
     const rpcP99 = percentile(rpcs, 99);
-    rows.push(['vfio-pci unary RPC round trip (GetDeviceInfo, baseline)', `p50 ${ms(rpcP50)}`, `p99 ${ms(rpcP99)}`]);
+    rows.push(['bare grpc-js unary round trip (empty handler, another process)', `p50 ${ms(percentile(bares, 50))}`, `p99 ${ms(percentile(bares, 99))}`]);
+    rows.push([
+      'vfio-pci unary RPC round trip (GetDeviceInfo, baseline)',
+      `p50 ${ms(rpcP50)}`,
+      `p99 ${ms(rpcP99)} (${(rpcP50 / percentile(bares, 50)).toFixed(2)}x, ${(rpcP99 / percentile(bares, 99)).toFixed(2)}x bare grpc-js)`,
+    ]);
     const versus = (sorted: number[]): string =>
       `p99 ${ms(percentile(sorted, 99))} (${(percentile(sorted, 50) / rpcP50).toFixed(1)}x, ${(percentile(sorted, 99) / rpcP99).toFixed(1)}x one RPC)`;
 
@@ -153,6 +162,8 @@ export async function benchVfioPci(rows: Table.Table): Promise<void> {
   } finally {
     for (const session of sessions.reverse()) await session.close().catch(() => undefined);
     client?.close();
+    bare.close();
+    sink.stop();
     for (const service of services) await service.stop();
     fs.rmSync(shmDir, { recursive: true, force: true });
   }

@@ -20,7 +20,7 @@ import { credentials, loadPackageDefinition, Metadata } from '@grpc/grpc-js';
 import type { CallOptions, Client, ServiceClientConstructor, ServiceError } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
-import { bearerInterceptor, newToken } from '@p2p/auth';
+import { bearerInterceptor, channelCredentials, loadTlsConfig, newToken, type TlsConfig } from '@p2p/auth';
 import { RegistrySession } from '@p2p/dmabuf-client';
 import { dmabuf, pci, vfio } from '@p2p/proto';
 import { DockerComposeEnvironment, Wait } from 'testcontainers';
@@ -371,5 +371,91 @@ describe('docker-compose.yml: pci-emu, dmabuf-registry, vfio-pci and two rdma-ni
     expect(seen.fstype).to.equal('tmpfs');
     expect(seen.uid).to.equal(1000);
     expect(seen.owner).to.equal(1000);
+  });
+});
+
+describe('docker-compose.tls.yml: the same containers over mutual TLS', function () {
+  this.timeout(240_000);
+  let env: StartedDockerComposeEnvironment | undefined;
+  let certs: string | undefined;
+  let tls: TlsConfig;
+  const secrets = { adminToken: newToken(), platformToken: newToken() };
+  const address = (service: string, port: number): string => {
+    const c = serviceContainer(env!, service);
+    return `${c.getHost()}:${c.getMappedPort(port)}`;
+  };
+
+  before(async function () {
+    const unavailable = await dockerUnavailable();
+    const compose = unavailable === undefined ? await composeExecutable() : undefined;
+    if (compose === undefined) {
+      console.warn(`      ${unavailable ?? 'no docker compose'}: compose TLS test skipped`);
+      this.skip();
+    }
+    const root = repoRoot();
+    certs = fs.mkdtempSync(path.join(os.tmpdir(), 'p2p-compose-certs-'));
+    fs.chmodSync(certs, 0o755);
+    // The services run as uid 1000; a root test run hands them their key.
+    const made = await run('bash', [path.join(root, 'deploy/scripts/make-dev-certs.sh'), certs], 60_000);
+    if (!made.ok) {
+      console.warn(`      cannot make certificates (${made.stderr.trim()}): compose TLS test skipped`);
+      this.skip();
+    }
+    fs.chmodSync(path.join(certs, 'service.key'), 0o644);
+    tls = loadTlsConfig({ P2P_TLS_CA: path.join(certs, 'ca.crt'), P2P_TLS_CERT: path.join(certs, 'client.crt'), P2P_TLS_KEY: path.join(certs, 'client.key') });
+    const ports = Object.fromEntries(
+      ['PCI_EMU', 'DMABUF_REGISTRY', 'VFIO_PCI', 'RDMA_NIC_A', 'RDMA_NIC_B'].flatMap((p) => [
+        [`${p}_PORT`, '0'],
+        [`${p}_METRICS_PORT`, '0'],
+      ]),
+    );
+    let environment = new DockerComposeEnvironment(root, ['docker-compose.yml', 'docker-compose.tls.yml'])
+      .withBuild()
+      .withEnvironment({ BASE_IMAGE: await baseImage(root), P2P_TLS_DIR: certs, P2P_ADMIN_TOKEN: secrets.adminToken, P2P_PLATFORM_TOKEN: secrets.platformToken, ...ports })
+      .withDefaultWaitStrategy(Wait.forHealthCheck())
+      .withStartupTimeout(120_000);
+    if (compose!.executable !== undefined) environment = environment.withClientOptions({ executable: compose!.executable });
+    env = await environment.up(SERVICES);
+  });
+
+  after(async function () {
+    this.timeout(120_000);
+    await env?.down();
+    if (certs !== undefined) fs.rmSync(certs, { recursive: true, force: true });
+  });
+
+  it('answers a client with a certificate the CA signed, and refuses a plaintext one', async () => {
+    const pciAddress = address('pci-emu', PCI_EMU_GRPC_PORT);
+    // Published on the host's loopback: the certificate names localhost too.
+    const secure = new pci.PciEmuServiceClient(pciAddress, channelCredentials(tls));
+    await waitForReady(secure, 20_000);
+    expect(await listFunctions(secure)).to.have.lengthOf(5);
+    secure.close();
+    const plain = new pci.PciEmuServiceClient(pciAddress, credentials.createInsecure());
+    const refused = await listFunctions(plain).then(
+      () => undefined,
+      (error: ServiceError) => error,
+    );
+    plain.close();
+    expect(refused?.code).to.equal(14 /* UNAVAILABLE */);
+  });
+
+  it("runs the README example over mutual TLS, container to container (the NICs' wire included)", async () => {
+    const localShm = fs.mkdtempSync(path.join(os.tmpdir(), 'p2p-compose-'));
+    try {
+      const { received, expected } = await readAccelBar({
+        registry: address('dmabuf-registry', REGISTRY_GRPC_PORT),
+        vfioPci: address('vfio-pci', VFIO_GRPC_PORT),
+        nicY: address('rdma-nic-a', RDMA_NIC_GRPC_PORT),
+        nicX: address('rdma-nic-b', RDMA_NIC_GRPC_PORT),
+        shmDir: localShm,
+        adminToken: secrets.adminToken,
+        tls,
+        length: 256 * 1024,
+      });
+      expect(received.equals(expected)).to.equal(true);
+    } finally {
+      fs.rmSync(localShm, { recursive: true, force: true });
+    }
   });
 });

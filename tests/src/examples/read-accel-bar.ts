@@ -15,10 +15,11 @@
  * adds it to every client made with `session.interceptor`). Binding accel0 to
  * vfio-pci is the administrator's, as writing sysfs is root's: the example
  * reads the administrator's token from P2P_ADMIN_TOKEN or, as npm start
- * leaves it, from `.admin-token` in the segment directory.
+ * leaves it, from `.admin-token` in the segment directory. With P2P_TLS_CA
+ * (and P2P_TLS_CERT/P2P_TLS_KEY for mutual TLS) set, every call goes over TLS.
  */
-import { credentials, type ServiceError } from '@grpc/grpc-js';
-import { bearerInterceptor, readAdminToken } from '@p2p/auth';
+import type { ServiceError } from '@grpc/grpc-js';
+import { bearerInterceptor, channelCredentials, loadTlsConfig, readAdminToken, type TlsConfig } from '@p2p/auth';
 import { RegistrySession } from '@p2p/dmabuf-client';
 import { rdma, vfio } from '@p2p/proto';
 import { resolveShmDir } from '@p2p/shm';
@@ -36,16 +37,19 @@ export interface ReadAccelBarOptions {
   readonly shmDir?: string;
   /** The administrator's token; default P2P_ADMIN_TOKEN, else the platform's `.admin-token` in shmDir. */
   readonly adminToken?: string;
+  /** TLS to every service; default P2P_TLS_* (plaintext when unset). */
+  readonly tls?: TlsConfig;
   readonly length?: number;
 }
 
 /** Runs the example; resolves to the bytes host Y received and what accel0 held. */
 export async function readAccelBar(options: ReadAccelBarOptions): Promise<{ received: Buffer; expected: Buffer }> {
   const length = options.length ?? 1 << 20;
-  const hostX = await RegistrySession.open(options.registry, { name: 'host-x-app', shmDir: options.shmDir });
-  const hostY = await RegistrySession.open(options.registry, { name: 'host-y-app', shmDir: options.shmDir });
-  const vfioPci = new vfio.VfioPciServiceClient(options.vfioPci, credentials.createInsecure(), { interceptors: [hostX.interceptor] });
-  const admin = new vfio.VfioPciServiceClient(options.vfioPci, credentials.createInsecure(), {
+  const tls = options.tls ?? loadTlsConfig();
+  const hostX = await RegistrySession.open(options.registry, { name: 'host-x-app', shmDir: options.shmDir, tls });
+  const hostY = await RegistrySession.open(options.registry, { name: 'host-y-app', shmDir: options.shmDir, tls });
+  const vfioPci = new vfio.VfioPciServiceClient(options.vfioPci, channelCredentials(tls), { interceptors: [hostX.interceptor] });
+  const admin = new vfio.VfioPciServiceClient(options.vfioPci, channelCredentials(tls), {
     interceptors: [bearerInterceptor(options.adminToken ?? readAdminToken(options.shmDir ?? resolveShmDir()))],
   });
   try {
@@ -77,12 +81,12 @@ export async function readAccelBar(options: ReadAccelBarOptions): Promise<{ rece
     await call((cb) => vfioPci.regionWrite({ pid: hostX.pid, deviceFd, index: 2, offset: 0n, data: expected }, cb));
 
     // ...registered on nic1 with ibv_reg_dmabuf_mr(), remote read allowed.
-    const x = await VerbsContext.open(options.nicX, hostX);
+    const x = await VerbsContext.open(options.nicX, hostX, tls);
     const xPd = await x.allocPd();
     const barMr = await x.regDmabufMr(xPd, { fd: barFd, offset: 0, length, iova: 0, access: IBV_ACCESS_REMOTE_READ });
 
     // Host Y: its memory (a system-heap dma-buf) registered on nic0.
-    const y = await VerbsContext.open(options.nicY, hostY);
+    const y = await VerbsContext.open(options.nicY, hostY, tls);
     const yPd = await y.allocPd();
     const { fd: heapFd } = await hostY.heapAllocate(length);
     const yMr = await y.regMr(yPd, { heapFd, length, iova: 0x10_0000, access: IBV_ACCESS_LOCAL_WRITE });

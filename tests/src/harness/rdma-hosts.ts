@@ -40,9 +40,10 @@ export class RdmaStack {
     private readonly nicEnv: NodeJS.ProcessEnv,
   ) {}
 
-  static async start(options: { nicEnv?: NodeJS.ProcessEnv; nicNodeArgs?: string[] } = {}): Promise<RdmaStack> {
+  /** `env` goes to every service (P2P_TLS_*, say); `nicEnv` to the NICs only. */
+  static async start(options: { env?: NodeJS.ProcessEnv; nicEnv?: NodeJS.ProcessEnv; nicNodeArgs?: string[] } = {}): Promise<RdmaStack> {
     const shmDir = tempShmDir();
-    const env = { P2P_SHM_DIR: shmDir, LOG_LEVEL: 'warn' };
+    const env = { P2P_SHM_DIR: shmDir, LOG_LEVEL: 'warn', ...options.env };
     const started: ServiceProcess[] = [];
     try {
       const pciEmu = await startServiceProcess('pci-emu', 'PCI_EMU', { env });

@@ -150,7 +150,7 @@ describe('trust: forged calls on every service (every service its own process)',
         await expectErrno(new Promise((_, reject) => events.on('error', reject)), 'EACCES');
         const owner = registry.openOwnerSession();
         const refused = new Promise<unknown>((resolve) => owner.on('error', resolve));
-        owner.write({ request: { $case: 'register', value: { name: 'vfio-pci-impostor', shm: undefined } } });
+        owner.write({ request: { $case: 'register', value: dmabuf.RegisterOwner.fromPartial({ name: 'vfio-pci-impostor' }) } });
         await expectErrno(refused.then((error) => Promise.reject(error)), 'EACCES');
       }
       const platform = client(dmabuf.DmaBufRegistryServiceClient, stack.registry.address, [bearerInterceptor(platformSecretsOf(stack.shmDir).platformToken)]);

@@ -1,5 +1,4 @@
-import { credentials } from '@grpc/grpc-js';
-import { bearerInterceptor } from '@p2p/auth';
+import { bearerInterceptor, channelCredentials, loadTlsConfig, type TlsConfig } from '@p2p/auth';
 import { rdma } from '@p2p/proto';
 import { IBV_QP_ACCESS_FLAGS, IBV_QP_AV, IBV_QP_DEST_QPN, IBV_QP_MAX_DEST_RD_ATOMIC, IBV_QP_MAX_QP_RD_ATOMIC, IBV_QP_MIN_RNR_TIMER, IBV_QP_PATH_MTU, IBV_QP_PKEY_INDEX, IBV_QP_PORT, IBV_QP_RETRY_CNT, IBV_QP_RNR_RETRY, IBV_QP_RQ_PSN, IBV_QP_SQ_PSN, IBV_QP_STATE, IBV_QP_TIMEOUT } from '../abi/qp-attr-mask';
 import { PostStream } from './post-stream';
@@ -59,11 +58,11 @@ export class VerbsContext {
    * credential then goes with every call of the new client. A client passed
    * in is used as it is: it must carry the credential itself.
    */
-  static async open(address: string | rdma.RdmaNicServiceClient, process: ProcessIdentity): Promise<VerbsContext> {
+  static async open(address: string | rdma.RdmaNicServiceClient, process: ProcessIdentity, tls: TlsConfig = loadTlsConfig()): Promise<VerbsContext> {
     const owns = typeof address === 'string';
     const client =
       typeof address === 'string'
-        ? new rdma.RdmaNicServiceClient(address, credentials.createInsecure(), { interceptors: [bearerInterceptor(process.credential)] })
+        ? new rdma.RdmaNicServiceClient(address, channelCredentials(tls), { interceptors: [bearerInterceptor(process.credential)] })
         : address;
     const { pid } = process;
     try {

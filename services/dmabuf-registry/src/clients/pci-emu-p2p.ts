@@ -1,4 +1,5 @@
-import { credentials, Metadata } from '@grpc/grpc-js';
+import { Metadata } from '@grpc/grpc-js';
+import { channelCredentials, type TlsConfig } from '@p2p/auth';
 import { errno } from '@p2p/errno';
 import { pci } from '@p2p/proto';
 import { errnoOf } from '@p2p/status';
@@ -14,8 +15,8 @@ export class PciEmuP2pOracle {
   private readonly client: pci.PciEmuServiceClient;
   private readonly cache = new Map<string, P2pMapType>();
 
-  constructor(address: string, private readonly deadlineMs = 2000) {
-    this.client = new pci.PciEmuServiceClient(address, credentials.createInsecure());
+  constructor(address: string, tls: TlsConfig, private readonly deadlineMs = 2000) {
+    this.client = new pci.PciEmuServiceClient(address, channelCredentials(tls));
   }
 
   mapType(providerBdf: string, clientBdf: string): Promise<P2pMapType> {

@@ -17,6 +17,8 @@ describe('FdTable', () => {
     for (let i = 0; i < 6; i++) table.install(file(i));
     table.remove(7);
     table.remove(4);
+    table.putUnused(7);
+    table.putUnused(4);
     expect(table.install(file(10))).to.equal(4);
     expect(table.install(file(11))).to.equal(7);
     expect(table.install(file(12))).to.equal(9);
@@ -30,10 +32,22 @@ describe('FdTable', () => {
     table.install(b);
     expect(table.remove(3)).to.equal(a);
     expect(table.remove(3)).to.equal(undefined);
+    table.putUnused(3);
     table.install(a);
     expect(table.entries().map(([fd, f]) => [fd, f.fileId])).to.deep.equal([
       [3, 1],
       [4, 2],
     ]);
+  });
+
+  it('keeps a removed fd’s number taken until its close is done', () => {
+    const table = new FdTable();
+    table.install(file(1));
+    table.install(file(2));
+    table.remove(3);
+    expect(table.get(3)).to.equal(undefined);
+    expect(table.install(file(3))).to.equal(5);
+    table.putUnused(3);
+    expect(table.install(file(4))).to.equal(3);
   });
 });

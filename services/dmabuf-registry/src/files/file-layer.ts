@@ -90,11 +90,20 @@ export class FileLayer {
     return this.process(pid).fds.install(file);
   }
 
-  /** close_fd(): EBADF if not held (a second close of the same fd included). */
+  /**
+   * close_fd(): EBADF if not held (a second close of the same fd included).
+   * Resolves once the file's owner heard of it (see #closed); until then the
+   * fd is EBADF but its number is not handed out again.
+   */
   async close(pid: number, fd: number): Promise<void> {
-    const file = this.process(pid).fds.remove(fd);
+    const table = this.process(pid).fds;
+    const file = table.remove(fd);
     if (file === undefined) throw errno('EBADF', `pid ${pid} holds no fd ${fd}`);
-    await this.put(file);
+    try {
+      await this.#closed(pid, fd, file);
+    } finally {
+      table.putUnused(fd);
+    }
   }
 
   /** SCM_RIGHTS: the token holds its own reference, so closing the sender's fd keeps the file alive. */
@@ -130,14 +139,28 @@ export class FileLayer {
     return process;
   }
 
-  /** exit_files(): closes every fd of an exiting process, lowest first, each release awaited in turn. */
+  /**
+   * exit_files(): closes every fd of an exiting process, lowest first, each
+   * one's release or fdClosed awaited in turn, so every owner has forgotten
+   * the process's fds before the exit completes.
+   */
   async closeAll(process: Process): Promise<number> {
     const entries = process.fds.entries();
     for (const [fd, file] of entries) {
       process.fds.remove(fd);
-      await this.put(file);
+      await this.#closed(process.pid, fd, file);
     }
     return entries.length;
+  }
+
+  /**
+   * filp_close() of an fd taken out of its table: the last reference
+   * releases the file; otherwise an owner that remembers fds (fdClosed) is
+   * told that this one no longer names its file.
+   */
+  async #closed(pid: number, fd: number, file: RegistryFile): Promise<void> {
+    if (file.put()) await this.#release(file);
+    else await file.owner.fdClosed({ pid, fd, fileId: file.fileId, handle: file.handle });
   }
 
   /** Drops every fd in flight from or to `pid`, as the sockets carrying them are torn down. */

@@ -2,7 +2,7 @@ import type { ServerDuplexStream } from '@grpc/grpc-js';
 import { errno, ErrnoError, isErrnoName } from '@p2p/errno';
 import { dmabuf } from '@p2p/proto';
 import { failStream, whenStreamEnds } from '@p2p/server';
-import type { FileOwner, OwnerAttachmentRef, OwnerExtent, Registry } from '../index';
+import type { ClosedFd, FileOwner, OwnerAttachmentRef, OwnerExtent, Registry } from '../index';
 import { extentFromWire, mapTypeToWire } from './wire';
 
 type OwnerStream = ServerDuplexStream<dmabuf.OpenOwnerSessionRequest, dmabuf.OpenOwnerSessionResponse>;
@@ -18,9 +18,10 @@ export interface OwnerSessionOptions {
 /**
  * OpenOwnerSession: a service that owns files. Its requests (create a file,
  * export a dma-buf, move one) are answered on the stream in any order,
- * correlated by request_id; the registry's calls into it (the exporter ops and
- * release) go out as OwnerCall and come back as OwnerReply. The stream's end
- * is the owner's death: its dma-bufs are revoked for good.
+ * correlated by request_id; the registry's calls into it (the exporter ops,
+ * release, and fd closes for an owner that asked for them) go out as
+ * OwnerCall and come back as OwnerReply. The stream's end is the owner's
+ * death: its dma-bufs are revoked for good.
  */
 export function ownerSessionHandler(registry: Registry, options: OwnerSessionOptions, live: Set<OwnerStream>) {
   return (call: OwnerStream): void => {
@@ -84,6 +85,14 @@ export function ownerSessionHandler(registry: Registry, options: OwnerSessionOpt
         await checked(dmabuf.OwnerOp.OWNER_OP_FENCE, { fileId: BigInt(bufferId) });
       },
       cpuExtents: async (bufferId) => extents(await checked(dmabuf.OwnerOp.OWNER_OP_CPU_MAP, { fileId: BigInt(bufferId) })),
+      // Only an owner that remembers fds asked for their closes: the others pay no round trip per close.
+      ...(registered.notifyFdClosed
+        ? {
+            fdClosed: async (closed: ClosedFd) => {
+              await checked(dmabuf.OwnerOp.OWNER_OP_FD_CLOSED, { pid: closed.pid, fd: closed.fd, fileId: BigInt(closed.fileId), handle: closed.handle });
+            },
+          }
+        : {}),
     });
 
     const fail = (requestId: bigint, error: unknown): void => {

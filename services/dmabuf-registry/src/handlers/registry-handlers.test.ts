@@ -183,6 +183,44 @@ describe('registry handlers: bulk transfers under the message limit', () => {
   });
 });
 
+describe('registry handlers: a refused ReadAttachment', () => {
+  let server: RunningServer;
+  let address: string;
+  let secrets: { adminToken: string; platformToken: string };
+
+  before(async () => {
+    const config = loadServerConfig('TEST', { port: 0, metricsPort: -1 }, { TEST_HOST: '127.0.0.1', LOG_LEVEL: 'silent' });
+    secrets = { adminToken: newToken(), platformToken: newToken() };
+    server = await startDmabufRegistryServer(config, harness().registry, { directory: '/fake', incarnation: 'test', callTimeoutMs: 1000 }, secrets);
+    address = `127.0.0.1:${server.port}`;
+  });
+
+  after(async () => {
+    await server.shutdown('test done');
+  });
+
+  /** How a ReadAttachment of attachment 1 as `token` (none: anonymous), acting in `pid`, ends. */
+  const refusal = (token: string | undefined, pid: number): Promise<ServiceError> => {
+    const client = new dmabuf.DmaBufRegistryServiceClient(address, credentials.createInsecure(), { interceptors: token === undefined ? [] : [bearerInterceptor(token)] });
+    const stream = client.readAttachment({ pid, attachmentId: 1n, offset: 0n, length: 8n });
+    stream.on('data', () => undefined);
+    return new Promise<ServiceError>((resolve) => stream.once('error', resolve)).finally(() => client.close());
+  };
+
+  it('ends with EPERM (PERMISSION_DENIED) for an anonymous caller, not UNKNOWN', async () => {
+    const error = await refusal(undefined, 1);
+    expect(error.code).to.equal(Code.PERMISSION_DENIED);
+    expect(errnoOf(error)).to.equal('EPERM');
+    expect(error.details).to.include('ReadAttachment');
+  });
+
+  it('ends with EINVAL for the administrator naming pid 0, not UNKNOWN', async () => {
+    const error = await refusal(secrets.adminToken, 0);
+    expect(error.code).to.equal(Code.INVALID_ARGUMENT);
+    expect(errnoOf(error)).to.equal('EINVAL');
+  });
+});
+
 const PERIOD = Buffer.from(Array.from({ length: 251 }, (_, i) => i));
 
 /** `length` bytes whose byte i is i mod 251: a prime period, so no two chunks of a stream look alike. */

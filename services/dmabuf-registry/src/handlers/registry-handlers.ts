@@ -32,8 +32,13 @@ export function registryHandlers(
   limit: MessageLimit,
   auth: Authenticator,
 ): dmabuf.DmaBufRegistryServiceServer {
-  /** The pid a call acts in (see actingPid): the registry knows every credential, so this never waits. */
-  const as = (call: { metadata: Metadata }, pid: number, what: string): Promise<number> => Promise.resolve(actingPidOf(auth, call, pid, what));
+  /**
+   * The pid a call acts in (see actingPid): the registry knows every
+   * credential, so this never waits. A refusal rejects rather than throws,
+   * so a stream handler that chains on it (ReadAttachment) ends with the
+   * errno instead of throwing into grpc-js, which answers UNKNOWN.
+   */
+  const as = async (call: { metadata: Metadata }, pid: number, what: string): Promise<number> => actingPidOf(auth, call, pid, what);
   return {
     openSession: sessionHandler(registry, options.incarnation, live.sessions),
     openOwnerSession: ownerSessionHandler(registry, options, live.owners),

@@ -13,12 +13,12 @@ describe('Registry: the system heap', () => {
   const dir = useTempShmDir();
   const chunk = 4 * PAGE_SIZE;
 
-  function heapRegistry(maxBytes = 64 * PAGE_SIZE): { registry: Registry; store: SegmentStore } {
+  function heapRegistry(maxBytes = 64 * PAGE_SIZE, processMaxBytes?: number): { registry: Registry; store: SegmentStore } {
     const store = new SegmentStore({ dir: dir(), chunkSize: chunk });
     const registry = new Registry({
       p2p: new FakeOracle(),
       segments: new SegmentFileAccess(),
-      heap: { store, directory: dir(), shmId: 'tmpfs-test', prefix: 'heap', maxBytes },
+      heap: { store, directory: dir(), shmId: 'tmpfs-test', prefix: 'heap', maxBytes, ...(processMaxBytes !== undefined ? { processMaxBytes } : {}) },
     });
     return { registry, store };
   }
@@ -151,5 +151,110 @@ describe('Registry: the system heap', () => {
     registry.heapAllocate(pid, 5 * PAGE_SIZE, O_RDWR);
     await registry.exitProcess(pid);
     expect(store.list()).to.deep.equal([]);
+  });
+
+  describe('per-process limit (a buffer is charged to its allocator until released)', () => {
+    const limit = 4 * PAGE_SIZE;
+
+    it('is ENOMEM past the limit, naming the limit and what the pid has charged', () => {
+      const { registry, store } = heapRegistry(64 * PAGE_SIZE, limit);
+      const pid = registry.openProcess('greedy');
+      registry.heapAllocate(pid, 3 * PAGE_SIZE, O_RDWR);
+      const error = expectErrno(() => registry.heapAllocate(pid, 2 * PAGE_SIZE, O_RDWR), 'ENOMEM');
+      expect(error.message).to.contain(`per-process limit of ${limit}`).and.to.contain(`pid ${pid} has ${3 * PAGE_SIZE} charged`);
+      expect(store.list()).to.have.length(1);
+    });
+
+    it('allows allocations up to exactly the limit', () => {
+      const { registry } = heapRegistry(64 * PAGE_SIZE, limit);
+      const pid = registry.openProcess('app');
+      registry.heapAllocate(pid, 3 * PAGE_SIZE, O_RDWR);
+      expect(registry.heapAllocate(pid, PAGE_SIZE, O_RDWR).fd).to.equal(4);
+    });
+
+    it('leaves other processes their whole limit while one is at its own', () => {
+      const { registry } = heapRegistry(64 * PAGE_SIZE, limit);
+      const greedy = registry.openProcess('greedy');
+      const other = registry.openProcess('other');
+      registry.heapAllocate(greedy, limit, O_RDWR);
+      expectErrno(() => registry.heapAllocate(greedy, PAGE_SIZE, O_RDWR), 'ENOMEM');
+      expect(registry.heapAllocate(other, limit, O_RDWR).fd).to.equal(3);
+    });
+
+    it('still applies the heap’s cap below a process’s limit', () => {
+      const { registry } = heapRegistry(6 * PAGE_SIZE, limit);
+      const a = registry.openProcess('a');
+      const b = registry.openProcess('b');
+      registry.heapAllocate(a, limit, O_RDWR);
+      const error = expectErrno(() => registry.heapAllocate(b, 3 * PAGE_SIZE, O_RDWR), 'ENOMEM');
+      expect(error.message).to.contain(`cap of ${6 * PAGE_SIZE}`);
+    });
+
+    it('gives the allocator room back when its buffer is released', async () => {
+      const { registry } = heapRegistry(64 * PAGE_SIZE, limit);
+      const pid = registry.openProcess('app');
+      const { fd } = registry.heapAllocate(pid, limit, O_RDWR);
+      await registry.close(pid, fd);
+      expect(registry.heapAllocate(pid, limit, O_RDWR).fd).to.equal(3);
+    });
+
+    it('keeps the charge on the allocator after it sent the buffer away and closed its fd', async () => {
+      const { registry } = heapRegistry(64 * PAGE_SIZE, limit);
+      const allocator = registry.openProcess('allocator');
+      const receiver = registry.openProcess('receiver');
+      const { fd } = registry.heapAllocate(allocator, limit, O_RDWR);
+      registry.receiveFd(receiver, registry.sendFd(allocator, fd, receiver));
+      await registry.close(allocator, fd);
+      expectErrno(() => registry.heapAllocate(allocator, PAGE_SIZE, O_RDWR), 'ENOMEM');
+    });
+
+    it('charges nothing to a process that received a buffer', () => {
+      const { registry } = heapRegistry(64 * PAGE_SIZE, limit);
+      const allocator = registry.openProcess('allocator');
+      const receiver = registry.openProcess('receiver');
+      const { fd } = registry.heapAllocate(allocator, limit, O_RDWR);
+      registry.receiveFd(receiver, registry.sendFd(allocator, fd, receiver));
+      expect(registry.heapAllocate(receiver, limit, O_RDWR).fd).to.equal(4);
+    });
+
+    it('uncharges the allocator when the receiver closes the last fd', async () => {
+      const { registry } = heapRegistry(64 * PAGE_SIZE, limit);
+      const allocator = registry.openProcess('allocator');
+      const receiver = registry.openProcess('receiver');
+      const { fd } = registry.heapAllocate(allocator, limit, O_RDWR);
+      const received = registry.receiveFd(receiver, registry.sendFd(allocator, fd, receiver));
+      await registry.close(allocator, fd);
+      await registry.close(receiver, received);
+      expect(registry.heapAllocate(allocator, limit, O_RDWR).fd).to.equal(3);
+    });
+
+    it('keeps the charge while an attachment holds the buffer after every fd is closed', async () => {
+      const { registry } = heapRegistry(64 * PAGE_SIZE, limit);
+      const pid = registry.openProcess('app');
+      const { fd } = registry.heapAllocate(pid, limit, O_RDWR);
+      const { attachmentId } = await registry.attach({ pid, fd, dynamic: false, peer2peer: false });
+      await registry.close(pid, fd);
+      expectErrno(() => registry.heapAllocate(pid, PAGE_SIZE, O_RDWR), 'ENOMEM');
+      await registry.detach(pid, attachmentId);
+      expect(registry.heapAllocate(pid, limit, O_RDWR).fd).to.equal(3);
+    });
+
+    it('keeps an exited allocator’s buffer charged against the heap while another process holds it', async () => {
+      const { registry } = heapRegistry(2 * limit, limit);
+      const allocator = registry.openProcess('allocator');
+      const holder = registry.openProcess('holder');
+      const { fd } = registry.heapAllocate(allocator, limit, O_RDWR);
+      const held = registry.receiveFd(holder, registry.sendFd(allocator, fd, holder));
+      await registry.exitProcess(allocator);
+      registry.heapAllocate(holder, limit, O_RDWR);
+      const late = registry.openProcess('late');
+      expectErrno(() => registry.heapAllocate(late, PAGE_SIZE, O_RDWR), 'ENOMEM');
+      await registry.close(holder, held);
+      expect(registry.heapAllocate(late, limit, O_RDWR).fd).to.equal(3);
+    });
+
+    it('refuses a limit above the heap’s cap with EINVAL', () => {
+      expectErrno(() => heapRegistry(4 * PAGE_SIZE, 5 * PAGE_SIZE), 'EINVAL');
+    });
   });
 });

@@ -18,6 +18,14 @@ export interface OwnedFileRef {
   readonly handle: string;
 }
 
+/** An fd of one of the owner's files that a process closed while the file lives on. */
+export interface ClosedFd {
+  readonly pid: number;
+  readonly fd: number;
+  readonly fileId: number;
+  readonly handle: string;
+}
+
 /**
  * One attachment to one of the owner's dma-bufs (`bufferId` is the file id of
  * the dma-buf's file), with what the importer said when it attached.
@@ -65,6 +73,16 @@ export interface FileOwner {
   readonly directory: string;
   /** The last reference is gone (dma_buf_ops.release, or a file's ->release). Called once per file. */
   release(file: OwnedFileRef): Promise<void>;
+  /**
+   * Optional, for owners that remember which of their files an fd names (a
+   * cache of resolveFd): `pid` closed `fd` and the file lives on (another
+   * fd, an fd in flight or an attachment holds it; the close of the last
+   * reference is release() instead, and says the same). The close, and an
+   * exiting process's close of each fd, returns only after this, and the
+   * number is not handed out again before: the owner never serves a number
+   * that already names another file. Void, like release.
+   */
+  fdClosed?(closed: ClosedFd): Promise<void>;
   attach(request: OwnerAttach): Promise<void>;
   detach(attachment: OwnerAttachmentRef): Promise<void>;
   /** The whole buffer, in order: the lengths add up to its size. */

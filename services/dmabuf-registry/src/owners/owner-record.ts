@@ -1,7 +1,7 @@
-import type { FileOwner } from './file-owner';
+import type { ClosedFd, FileOwner } from './file-owner';
 
 /** The exporter ops the kernel declares void: their failure cannot fail the operation that made them. */
-export type VoidOwnerOp = 'release' | 'detach' | 'unmap' | 'unpin' | 'fence';
+export type VoidOwnerOp = 'release' | 'fdClosed' | 'detach' | 'unmap' | 'unpin' | 'fence';
 
 /** An owner op that rejected after the registry had already changed its state. */
 export interface OwnerFailure {
@@ -36,6 +36,14 @@ export class OwnerRecord {
   /** The owner service died: nothing is sent to it any more. */
   markGone(): void {
     this.#alive = false;
+  }
+
+  /** Tells an owner that remembers fds (one with fdClosed) that one of them was closed. */
+  async fdClosed(closed: ClosedFd): Promise<void> {
+    if (this.owner.fdClosed === undefined) return;
+    await this.voidCall('fdClosed', async (owner) => {
+      await owner.fdClosed?.(closed);
+    });
   }
 
   /**

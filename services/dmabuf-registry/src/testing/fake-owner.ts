@@ -1,11 +1,11 @@
 import type { ErrnoError } from '@p2p/errno';
 import type { ExportRequest, ExportResult } from '../dma-buf/dma-buf-core';
 import { O_CLOEXEC, O_RDWR } from '../files/open-flags';
-import type { FileOwner, OwnedFileRef, OwnerAttach, OwnerAttachmentRef, OwnerExtent, OwnerMap } from '../owners/file-owner';
+import type { ClosedFd, FileOwner, OwnedFileRef, OwnerAttach, OwnerAttachmentRef, OwnerExtent, OwnerMap } from '../owners/file-owner';
 import type { Registry } from '../registry';
 import type { MemorySegments } from './memory-segments';
 
-export type FakeOwnerOp = 'release' | 'attach' | 'detach' | 'map' | 'unmap' | 'pin' | 'unpin' | 'fence' | 'cpuExtents';
+export type FakeOwnerOp = 'release' | 'fdClosed' | 'attach' | 'detach' | 'map' | 'unmap' | 'pin' | 'unpin' | 'fence' | 'cpuExtents';
 
 /**
  * An exporter for tests: logs every call as "op id" (the file id for
@@ -13,6 +13,7 @@ export type FakeOwnerOp = 'release' | 'attach' | 'detach' | 'map' | 'unmap' | 'p
  * as one segment `<name>-<bufferId>-g<generation>` in MemorySegments, and
  * moves that segment to the next generation on fence. `failNext` makes the
  * next call of an op reject; `hold` makes calls of an op wait for a gate.
+ * With `remembersFds` it has fdClosed, logged as "fdClosed pid:fd".
  */
 export class FakeOwner implements FileOwner {
   readonly calls: string[] = [];
@@ -23,13 +24,16 @@ export class FakeOwner implements FileOwner {
   readonly #gates = new Map<FakeOwnerOp, Promise<void>>();
   lastMap: OwnerMap | undefined;
   lastAttach: OwnerAttach | undefined;
+  readonly fdClosed?: (closed: ClosedFd) => Promise<void>;
 
   constructor(
     readonly name: string,
     readonly segments: MemorySegments,
     readonly shmId = 'tmpfs-a',
+    options: { readonly remembersFds?: boolean } = {},
   ) {
     this.directory = `/fake/${name}`;
+    if (options.remembersFds === true) this.fdClosed = (closed) => this.#call('fdClosed', `${closed.pid}:${closed.fd}`);
   }
 
   /** Exports a dma-buf through the registry with BAR-like defaults (vfio's). */
@@ -115,7 +119,7 @@ export class FakeOwner implements FileOwner {
     return [{ segment: this.segmentOf(bufferId), segmentOffset: 0, length: size, dmaAddress: 0xe000_0000n + BigInt(bufferId) * 0x10_0000n }];
   }
 
-  async #call(op: FakeOwnerOp, id: number): Promise<void> {
+  async #call(op: FakeOwnerOp, id: number | string): Promise<void> {
     this.calls.push(`${op} ${id}`);
     await this.#gates.get(op);
     const failure = this.failNext.get(op);

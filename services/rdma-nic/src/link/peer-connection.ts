@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { credentials } from '@grpc/grpc-js';
+import { channelCredentials, tlsTargetName } from '@p2p/auth';
 import { rdma } from '@p2p/proto';
 import { totalLength } from '../memory/copy';
 import type { WireRequest } from '../wire/fabric';
@@ -31,6 +31,9 @@ interface QueuedRequest {
  * per RECONNECT_MIN_MS, backing off to RECONNECT_MAX_MS, and only while
  * something waits to be sent.
  */
+/** The name every NIC's certificate carries for the wire (a GID's address is assigned at run time). */
+export const WIRE_TLS_NAME = 'rdma-nic';
+
 export class PeerConnection {
   readonly gid: string;
   readonly #host: LinkHost;
@@ -100,7 +103,11 @@ export class PeerConnection {
 
   #connect(): void {
     this.#nextAttemptAt = performance.now() + this.#backoffMs;
-    this.#client ??= new rdma.RdmaWireServiceClient(this.#address, credentials.createInsecure(), WIRE_CHANNEL_OPTIONS);
+    // Peers are dialled by their GID's IP address; their certificate names the wire.
+    this.#client ??= new rdma.RdmaWireServiceClient(this.#address, channelCredentials(this.#host.tls), {
+      ...WIRE_CHANNEL_OPTIONS,
+      ...tlsTargetName(this.#host.tls, WIRE_TLS_NAME),
+    });
     const link = WireLink.connect(this.#host, this.#client, this.gid, {
       opened: () => this.#opened(link),
       closed: (_link, reason) => this.#linkClosed(link, reason),

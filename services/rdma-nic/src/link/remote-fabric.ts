@@ -1,4 +1,5 @@
-import { Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js';
+import { Server, type ServerDuplexStream } from '@grpc/grpc-js';
+import { PLAINTEXT, serverCredentials, type TlsConfig } from '@p2p/auth';
 import type { RegistrySession } from '@p2p/dmabuf-client';
 import { errno } from '@p2p/errno';
 import { rdma } from '@p2p/proto';
@@ -30,6 +31,8 @@ export interface RemoteFabricOptions {
   /** Bytes of each payload ring, a power of two in [64 KiB, 1 GiB]; default DEFAULT_RING_BYTES. Each link has two. */
   readonly ringBytes?: number;
   readonly logger?: Logger;
+  /** TLS for the wire (P2P_TLS_*): its server and its connections to peers; default plaintext. */
+  readonly tls?: TlsConfig;
 }
 
 /** The host a fabric shares with its links, with the endpoint that attach() sets. */
@@ -79,6 +82,7 @@ export class RemoteFabric implements Fabric {
       counters: this.#counters,
       pending: new PendingRequests((error) => logger?.error({ err: error }, 'wire: a reply callback threw')),
       logger,
+      tls: options.tls ?? PLAINTEXT,
       endpoint: undefined,
     };
     this.#server = new Server(WIRE_CHANNEL_OPTIONS);
@@ -94,7 +98,7 @@ export class RemoteFabric implements Fabric {
     const fabric = new RemoteFabric(options, gid, ringBytes);
     const address = `${gidHost(gid)}:${options.wirePort ?? DEFAULT_WIRE_PORT}`;
     fabric.#port = await new Promise<number>((resolve, reject) => {
-      fabric.#server.bindAsync(address, ServerCredentials.createInsecure(), (error, port) =>
+      fabric.#server.bindAsync(address, serverCredentials(fabric.#host.tls), (error, port) =>
         error !== null ? reject(errno('EBUSY', `cannot serve the wire on ${address}: ${error.message}`)) : resolve(port),
       );
     });

@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import type { ClientDuplexStream, ServerDuplexStream } from '@grpc/grpc-js';
+import type { TlsConfig } from '@p2p/auth';
 import type { RegistrySession } from '@p2p/dmabuf-client';
 import { errno } from '@p2p/errno';
 import type { rdma } from '@p2p/proto';
@@ -41,6 +42,8 @@ export interface LinkHost {
   readonly counters: WireCounters;
   readonly pending: PendingRequests;
   readonly logger: Logger | undefined;
+  /** TLS of the wire's connections (plaintext when unconfigured). */
+  readonly tls: TlsConfig;
   /** The NIC that answers requests; none yet: requests are dropped. */
   readonly endpoint: FabricEndpoint | undefined;
 }

@@ -1,6 +1,5 @@
-import { credentials } from '@grpc/grpc-js';
 import type { OwnerSession } from '@p2p/dmabuf-client';
-import { bearerInterceptor } from '@p2p/auth';
+import { bearerInterceptor, channelCredentials, type TlsConfig } from '@p2p/auth';
 import { dmabuf } from '@p2p/proto';
 import type { ContextFilePort } from '../context/ports';
 import { registryCall } from './registry-call';
@@ -16,8 +15,8 @@ export class RegistryFiles implements ContextFilePort {
   readonly #owner: OwnerSession;
 
   /** @param platformToken resolving another process's fd is the platform's to do. */
-  constructor(address: string, owner: OwnerSession, platformToken: string) {
-    this.#client = new dmabuf.DmaBufRegistryServiceClient(address, credentials.createInsecure(), { interceptors: [bearerInterceptor(platformToken)] });
+  constructor(address: string, owner: OwnerSession, platformToken: string, tls: TlsConfig) {
+    this.#client = new dmabuf.DmaBufRegistryServiceClient(address, channelCredentials(tls), { interceptors: [bearerInterceptor(platformToken)] });
     this.#owner = owner;
   }
 

@@ -1,5 +1,5 @@
-import { type ClientReadableStream, credentials } from '@grpc/grpc-js';
-import { bearerInterceptor } from '@p2p/auth';
+import type { ClientReadableStream } from '@grpc/grpc-js';
+import { bearerInterceptor, channelCredentials, type TlsConfig } from '@p2p/auth';
 import { pci } from '@p2p/proto';
 import type { BarExtent, BarKind, ConfigWidth, MmioWidth, PciFunctionInfo, PciPort, PowerState } from '../ports/pci-port';
 import { call } from './grpc-call';
@@ -16,8 +16,8 @@ export class PciEmuPort implements PciPort {
   readonly client: pci.PciEmuServiceClient;
 
   /** @param platformToken pci-emu's raw access is the platform's: proven on every call. */
-  constructor(address: string, platformToken: string) {
-    this.client = new pci.PciEmuServiceClient(address, credentials.createInsecure(), { interceptors: [bearerInterceptor(platformToken)] });
+  constructor(address: string, platformToken: string, tls: TlsConfig) {
+    this.client = new pci.PciEmuServiceClient(address, channelCredentials(tls), { interceptors: [bearerInterceptor(platformToken)] });
   }
 
   async listFunctions(): Promise<readonly string[]> {

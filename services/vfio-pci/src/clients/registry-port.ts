@@ -1,6 +1,5 @@
-import { credentials } from '@grpc/grpc-js';
 import type { OwnerSession } from '@p2p/dmabuf-client';
-import { bearerInterceptor } from '@p2p/auth';
+import { bearerInterceptor, channelCredentials, type TlsConfig } from '@p2p/auth';
 import { dmabuf } from '@p2p/proto';
 import type { CreatedFile, DmaBufPort, ExportDmaBufRequest, ExportedDmaBuf, MoveResult, ResolvedFile } from '../ports/dma-buf-port';
 import { call } from './grpc-call';
@@ -17,8 +16,9 @@ export class RegistryPort implements DmaBufPort {
     address: string,
     private readonly owner: () => OwnerSession,
     platformToken: string,
+    tls: TlsConfig,
   ) {
-    this.client = new dmabuf.DmaBufRegistryServiceClient(address, credentials.createInsecure(), { interceptors: [bearerInterceptor(platformToken)] });
+    this.client = new dmabuf.DmaBufRegistryServiceClient(address, channelCredentials(tls), { interceptors: [bearerInterceptor(platformToken)] });
   }
 
   exportDmaBuf(request: ExportDmaBufRequest): Promise<ExportedDmaBuf> {

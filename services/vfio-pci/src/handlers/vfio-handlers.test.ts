@@ -5,7 +5,7 @@ import { vfio as wire } from '@p2p/proto';
 import { loadServerConfig, MessageLimit, type RunningServer } from '@p2p/server';
 import { errnoOf } from '@p2p/status';
 import { startVfioPciServer } from '../server';
-import { harness, type Harness, PID } from '../testing/harness';
+import { harness, type Harness, NVME, PID } from '../testing/harness';
 
 const MAX_MESSAGE_BYTES = 64 * 1024;
 /** NVMe BAR2 of the harness: 4 MiB of memory. */
@@ -74,5 +74,55 @@ describe('vfio-pci handlers: RegionRead under the message limit', () => {
     );
     expect(written.written).to.equal(data.length);
     expect((await regionRead(limit.payloadBytes)).data.equals(data)).to.equal(true);
+  });
+});
+
+describe("vfio-pci handlers: binding is the administrator's", () => {
+  const secrets = { adminToken: newToken(), platformToken: newToken() };
+  let h: Harness;
+  let server: RunningServer;
+  let address: string;
+  const clients: wire.VfioPciServiceClient[] = [];
+
+  beforeEach(async () => {
+    h = harness();
+    const config = loadServerConfig('TEST', { port: 0, metricsPort: -1 }, { TEST_HOST: '127.0.0.1', LOG_LEVEL: 'silent' });
+    server = await startVfioPciServer(config, h.vfio, new Authenticator(secrets));
+    address = `127.0.0.1:${server.port}`;
+  });
+
+  afterEach(async () => {
+    for (const client of clients.splice(0)) client.close();
+    await server.shutdown('test done');
+  });
+
+  const as = (token: string): wire.VfioPciServiceClient => {
+    const client = new wire.VfioPciServiceClient(address, credentials.createInsecure(), { interceptors: [bearerInterceptor(token)] });
+    clients.push(client);
+    return client;
+  };
+  const call = (start: (cb: (error: ServiceError | null) => void) => unknown): Promise<ServiceError | null> => new Promise((resolve) => start(resolve));
+  const bound = (): string[] => h.vfio.devices().map((d) => d.bdf);
+
+  it('refuses Bind with the platform token (EACCES), and the function stays unbound', async () => {
+    const error = await call((cb) => as(secrets.platformToken).bind({ bdf: NVME, variants: undefined }, cb));
+    expect(error?.code).to.equal(Code.PERMISSION_DENIED);
+    expect(errnoOf(error)).to.equal('EACCES');
+    expect(bound()).to.deep.equal([]);
+  });
+
+  it('refuses Unbind with the platform token (EACCES), and the function stays bound', async () => {
+    await h.vfio.bind(NVME, {});
+    const error = await call((cb) => as(secrets.platformToken).unbind({ bdf: NVME }, cb));
+    expect(errnoOf(error)).to.equal('EACCES');
+    expect(bound()).to.deep.equal([NVME]);
+  });
+
+  it('binds and unbinds with the administrator token', async () => {
+    const admin = as(secrets.adminToken);
+    expect(await call((cb) => admin.bind({ bdf: NVME, variants: undefined }, cb))).to.equal(null);
+    expect(bound()).to.deep.equal([NVME]);
+    expect(await call((cb) => admin.unbind({ bdf: NVME }, cb))).to.equal(null);
+    expect(bound()).to.deep.equal([]);
   });
 });

@@ -16,28 +16,37 @@ export interface FakeBuffer {
   forgotten: boolean;
 }
 
-/** What the registry calls back into when a file's last fd goes (vfio-pci's release op). */
-export interface ReleaseTarget {
+/**
+ * What the registry calls back into when an fd of one of vfio-pci's files
+ * closes: release for the file's last fd, else fdClosed.
+ */
+export interface OwnerTarget {
   release(handle: string): Promise<void>;
+  fdClosed(pid: number, fd: number): void;
 }
 
 /**
  * A DmaBufPort standing in for dmabuf-registry: per-process fd tables (lowest
- * free fd from 3), dma-bufs with a revoked bit, and release called when a
- * file's last fd is closed. Every export and move is appended to `log`
+ * free fd from 3, never overwritten), dma-bufs with a revoked bit, release
+ * called when a file's last fd is closed and fdClosed for vfio-pci's other
+ * closes, before the close returns. Every export and move is appended to `log`
  * (shared with FakePci); `holdMoves()` makes moves wait (the importers have
- * not acked yet) and `holdExports()` delays export answers, `failNextMove` and `failNextCreate` make the next move or
- * file creation reject.
+ * not acked yet), `holdExports()` delays export answers and `holdResolves()`
+ * ResolveFd answers, `failNextMove` and `failNextCreate` make the next move or
+ * file creation reject. `resolves` counts ResolveFd calls.
  */
 export class FakeRegistry implements DmaBufPort {
   readonly buffers = new Map<bigint, FakeBuffer>();
   readonly #tables = new Map<number, Map<number, FakeFile>>();
   #nextFileId = 1n;
+  readonly #exited = new Set<number>();
   #gate: Promise<void> | undefined;
   #exportGate: Promise<void> | undefined;
+  #resolveGate: Promise<void> | undefined;
   failNextMove: ErrnoError | undefined;
   failNextCreate: ErrnoError | undefined;
-  owner: ReleaseTarget | undefined;
+  owner: OwnerTarget | undefined;
+  resolves = 0;
   /** Moves that made a change, per buffer: what the registry would notify. */
   readonly notified = new Map<bigint, number>();
 
@@ -65,6 +74,16 @@ export class FakeRegistry implements DmaBufPort {
     };
   }
 
+  /** ResolveFd looks the fd up at once, then answers only when the returned function is called. */
+  holdResolves(): () => void {
+    let open!: () => void;
+    this.#resolveGate = new Promise<void>((resolve) => (open = resolve));
+    return () => {
+      this.#resolveGate = undefined;
+      open();
+    };
+  }
+
   /** A file of another owner (an rdma-nic context, say) in pid's table. */
   foreignFile(pid: number): number {
     return this.#install(pid, { fileId: this.#nextFileId++, owner: 'rdma-nic', handle: 'ctx-1', refs: 0 });
@@ -75,7 +94,12 @@ export class FakeRegistry implements DmaBufPort {
     return this.#install(toPid, this.#file(fromPid, fd));
   }
 
-  /** close(2): the last fd of a file releases it. */
+  /** dup(2): the same file at the lowest free fd. */
+  dupFd(pid: number, fd: number): number {
+    return this.#install(pid, this.#file(pid, fd));
+  }
+
+  /** close(2): the last fd of a file releases it; vfio-pci hears of any other close of its files' fds. */
   async closeFd(pid: number, fd: number): Promise<void> {
     const file = this.#file(pid, fd);
     this.#tables.get(pid)!.delete(fd);
@@ -85,7 +109,16 @@ export class FakeRegistry implements DmaBufPort {
       }
       this.log.push(`release ${file.handle}`);
       await this.owner?.release(file.handle);
+    } else if (file.owner === 'vfio-pci') {
+      this.owner?.fdClosed(pid, fd);
     }
+  }
+
+  /** do_exit(): every fd closed, lowest first; the pid is ESRCH from then on. */
+  async exitProcess(pid: number): Promise<void> {
+    const fds = [...(this.#tables.get(pid)?.keys() ?? [])].sort((a, b) => a - b);
+    for (const fd of fds) await this.closeFd(pid, fd);
+    this.#exited.add(pid);
   }
 
   /** The dma-buf behind fd. */
@@ -133,7 +166,9 @@ export class FakeRegistry implements DmaBufPort {
   }
 
   async resolveFd(pid: number, fd: number): Promise<ResolvedFile> {
+    this.resolves++;
     const file = this.#file(pid, fd);
+    await this.#resolveGate;
     return { owner: file.owner, handle: file.handle };
   }
 
@@ -153,6 +188,7 @@ export class FakeRegistry implements DmaBufPort {
   }
 
   #file(pid: number, fd: number): FakeFile {
+    if (this.#exited.has(pid)) throw errno('ESRCH', `no process with pid ${pid}`);
     const file = this.#tables.get(pid)?.get(fd);
     if (file === undefined) throw errno('EBADF', `pid ${pid} has no fd ${fd}`);
     return file;

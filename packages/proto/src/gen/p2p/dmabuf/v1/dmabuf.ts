@@ -96,6 +96,16 @@ export enum OwnerOp {
    * of a buffer exported with cpu_access; asked afresh on every access.
    */
   OWNER_OP_CPU_MAP = 9,
+  /**
+   * OWNER_OP_FD_CLOSED - Process pid closed fd, which named this file (file_id, handle), and the
+   * file lives on (another fd, an fd in flight or an attachment holds it;
+   * the close of the last reference is OWNER_OP_RELEASE instead). Only to
+   * owners that registered with notify_fd_closed. The close, and the exit of
+   * a process closing its fds, returns only after the reply: the owner must
+   * forget what it remembered of (pid, fd) before the number can name
+   * another file. The reply's errno is reported, never the caller's.
+   */
+  OWNER_OP_FD_CLOSED = 10,
   UNRECOGNIZED = -1,
 }
 
@@ -131,6 +141,9 @@ export function ownerOpFromJSON(object: any): OwnerOp {
     case 9:
     case "OWNER_OP_CPU_MAP":
       return OwnerOp.OWNER_OP_CPU_MAP;
+    case 10:
+    case "OWNER_OP_FD_CLOSED":
+      return OwnerOp.OWNER_OP_FD_CLOSED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -160,6 +173,8 @@ export function ownerOpToJSON(object: OwnerOp): string {
       return "OWNER_OP_FENCE";
     case OwnerOp.OWNER_OP_CPU_MAP:
       return "OWNER_OP_CPU_MAP";
+    case OwnerOp.OWNER_OP_FD_CLOSED:
+      return "OWNER_OP_FD_CLOSED";
     case OwnerOp.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -515,7 +530,15 @@ export interface RegisterOwner {
   /** Unique among live owners ("vfio-pci"). */
   name: string;
   /** The tmpfs the owner's segments live in. */
-  shm?: ShmIdentity | undefined;
+  shm?:
+    | ShmIdentity
+    | undefined;
+  /**
+   * The owner remembers which of its files an fd names (a cache of
+   * ResolveFd): send it OWNER_OP_FD_CLOSED for every close of an fd of its
+   * files that the file outlives. Owners that do not set it are never sent one.
+   */
+  notifyFdClosed: boolean;
 }
 
 /** Install a new file of this owner in a process's fd table. */
@@ -633,6 +656,9 @@ export interface OwnerCall {
   /** For ATTACH: the importing process, and whether it is dynamic. */
   importerPid: number;
   dynamic: boolean;
+  /** For FD_CLOSED: the process and the fd it closed. */
+  pid: number;
+  fd: number;
 }
 
 /** A piece of the buffer, as an sg_table entry names pages. */
@@ -2927,7 +2953,7 @@ export const OpenOwnerSessionRequest: MessageFns<OpenOwnerSessionRequest> = {
 };
 
 function createBaseRegisterOwner(): RegisterOwner {
-  return { name: "", shm: undefined };
+  return { name: "", shm: undefined, notifyFdClosed: false };
 }
 
 export const RegisterOwner: MessageFns<RegisterOwner> = {
@@ -2937,6 +2963,9 @@ export const RegisterOwner: MessageFns<RegisterOwner> = {
     }
     if (message.shm !== undefined) {
       ShmIdentity.encode(message.shm, writer.uint32(18).fork()).join();
+    }
+    if (message.notifyFdClosed !== false) {
+      writer.uint32(24).bool(message.notifyFdClosed);
     }
     return writer;
   },
@@ -2970,6 +2999,14 @@ export const RegisterOwner: MessageFns<RegisterOwner> = {
             message.shm = ShmIdentity.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.notifyFdClosed = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2986,6 +3023,11 @@ export const RegisterOwner: MessageFns<RegisterOwner> = {
     return {
       name: isSet(object.name) ? globalThis.String(object.name) : "",
       shm: isSet(object.shm) ? ShmIdentity.fromJSON(object.shm) : undefined,
+      notifyFdClosed: isSet(object.notifyFdClosed)
+        ? globalThis.Boolean(object.notifyFdClosed)
+        : isSet(object.notify_fd_closed)
+        ? globalThis.Boolean(object.notify_fd_closed)
+        : false,
     };
   },
 
@@ -2997,6 +3039,9 @@ export const RegisterOwner: MessageFns<RegisterOwner> = {
     if (message.shm !== undefined) {
       obj.shm = ShmIdentity.toJSON(message.shm);
     }
+    if (message.notifyFdClosed !== false) {
+      obj.notifyFdClosed = message.notifyFdClosed;
+    }
     return obj;
   },
 
@@ -3007,6 +3052,7 @@ export const RegisterOwner: MessageFns<RegisterOwner> = {
     const message = createBaseRegisterOwner();
     message.name = object.name ?? "";
     message.shm = (object.shm !== undefined && object.shm !== null) ? ShmIdentity.fromPartial(object.shm) : undefined;
+    message.notifyFdClosed = object.notifyFdClosed ?? false;
     return message;
   },
 };
@@ -4465,6 +4511,8 @@ function createBaseOwnerCall(): OwnerCall {
     mapType: 0,
     importerPid: 0,
     dynamic: false,
+    pid: 0,
+    fd: 0,
   };
 }
 
@@ -4508,6 +4556,12 @@ export const OwnerCall: MessageFns<OwnerCall> = {
     }
     if (message.dynamic !== false) {
       writer.uint32(80).bool(message.dynamic);
+    }
+    if (message.pid !== 0) {
+      writer.uint32(88).uint32(message.pid);
+    }
+    if (message.fd !== 0) {
+      writer.uint32(96).int32(message.fd);
     }
     return writer;
   },
@@ -4605,6 +4659,22 @@ export const OwnerCall: MessageFns<OwnerCall> = {
             message.dynamic = reader.bool();
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.pid = reader.uint32();
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.fd = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4645,6 +4715,8 @@ export const OwnerCall: MessageFns<OwnerCall> = {
         ? globalThis.Number(object.importer_pid)
         : 0,
       dynamic: isSet(object.dynamic) ? globalThis.Boolean(object.dynamic) : false,
+      pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
+      fd: isSet(object.fd) ? globalThis.Number(object.fd) : 0,
     };
   },
 
@@ -4680,6 +4752,12 @@ export const OwnerCall: MessageFns<OwnerCall> = {
     if (message.dynamic !== false) {
       obj.dynamic = message.dynamic;
     }
+    if (message.pid !== 0) {
+      obj.pid = Math.round(message.pid);
+    }
+    if (message.fd !== 0) {
+      obj.fd = Math.round(message.fd);
+    }
     return obj;
   },
 
@@ -4700,6 +4778,8 @@ export const OwnerCall: MessageFns<OwnerCall> = {
     message.mapType = object.mapType ?? 0;
     message.importerPid = object.importerPid ?? 0;
     message.dynamic = object.dynamic ?? false;
+    message.pid = object.pid ?? 0;
+    message.fd = object.fd ?? 0;
     return message;
   },
 };
