@@ -1,10 +1,12 @@
 import * as fs from 'node:fs';
+import { checkServerIdentity } from 'node:tls';
 import { type ChannelCredentials, type ChannelOptions, credentials, ServerCredentials } from '@grpc/grpc-js';
 import { errno } from '@p2p/errno';
 
 export const TLS_CERT_ENV = 'P2P_TLS_CERT';
 export const TLS_KEY_ENV = 'P2P_TLS_KEY';
 export const TLS_CA_ENV = 'P2P_TLS_CA';
+export const TLS_SERVER_NAME_ENV = 'P2P_TLS_SERVER_NAME';
 
 /**
  * TLS as the environment configures it, for one process's servers and
@@ -14,12 +16,17 @@ export const TLS_CA_ENV = 'P2P_TLS_CA';
  * - P2P_TLS_CA (a PEM file): the CA that signs the stack's certificates.
  *   Clients verify servers against it; servers then require and verify a
  *   client certificate (mutual TLS).
+ * - P2P_TLS_SERVER_NAME: the name clients check the server's certificate
+ *   against, instead of the host they dial. For addresses no certificate can
+ *   name in advance: a port docker publishes on whatever address the engine
+ *   is reached at, a pod IP.
  * None set: plaintext, as before.
  */
 export interface TlsConfig {
   readonly cert?: Buffer;
   readonly key?: Buffer;
   readonly ca?: Buffer;
+  readonly serverName?: string;
 }
 
 export const PLAINTEXT: TlsConfig = {};
@@ -39,7 +46,8 @@ export function loadTlsConfig(env: NodeJS.ProcessEnv = process.env): TlsConfig {
   const cert = read(TLS_CERT_ENV);
   const key = read(TLS_KEY_ENV);
   if ((cert === undefined) !== (key === undefined)) throw errno('EINVAL', `${TLS_CERT_ENV} and ${TLS_KEY_ENV} go together`);
-  return { cert, key, ca: read(TLS_CA_ENV) };
+  const serverName = env[TLS_SERVER_NAME_ENV];
+  return { cert, key, ca: read(TLS_CA_ENV), ...(serverName ? { serverName } : {}) };
 }
 
 /** Whether servers serve TLS (they hold a certificate). */
@@ -64,11 +72,14 @@ export function serverCredentials(tls: TlsConfig): ServerCredentials {
 /**
  * A client's channel credentials: TLS verified against the CA (presenting
  * this process's certificate, if any) when a CA is configured, else
- * plaintext.
+ * plaintext. With a serverName, the certificate must name it (whatever host
+ * was dialled); the CA check stays.
  */
 export function channelCredentials(tls: TlsConfig): ChannelCredentials {
   if (tls.ca === undefined) return credentials.createInsecure();
-  return credentials.createSsl(tls.ca, tls.key ?? null, tls.cert ?? null);
+  const serverName = tls.serverName;
+  const verify = serverName === undefined ? {} : { checkServerIdentity: (_host: string, cert: Parameters<typeof checkServerIdentity>[1]) => checkServerIdentity(serverName, cert) };
+  return credentials.createSsl(tls.ca, tls.key ?? null, tls.cert ?? null, verify);
 }
 
 /**

@@ -402,7 +402,15 @@ describe('docker-compose.tls.yml: the same containers over mutual TLS', function
       this.skip();
     }
     fs.chmodSync(path.join(certs, 'service.key'), 0o644);
-    tls = loadTlsConfig({ P2P_TLS_CA: path.join(certs, 'ca.crt'), P2P_TLS_CERT: path.join(certs, 'client.crt'), P2P_TLS_KEY: path.join(certs, 'client.key') });
+    // Docker publishes the ports on whatever address the engine is reached
+    // at (loopback here, a bridge gateway when the tests run in a container):
+    // the client checks the certificate against a service's name instead.
+    tls = loadTlsConfig({
+      P2P_TLS_CA: path.join(certs, 'ca.crt'),
+      P2P_TLS_CERT: path.join(certs, 'client.crt'),
+      P2P_TLS_KEY: path.join(certs, 'client.key'),
+      P2P_TLS_SERVER_NAME: 'pci-emu',
+    });
     const ports = Object.fromEntries(
       ['PCI_EMU', 'DMABUF_REGISTRY', 'VFIO_PCI', 'RDMA_NIC_A', 'RDMA_NIC_B'].flatMap((p) => [
         [`${p}_PORT`, '0'],
@@ -426,7 +434,6 @@ describe('docker-compose.tls.yml: the same containers over mutual TLS', function
 
   it('answers a client with a certificate the CA signed, and refuses a plaintext one', async () => {
     const pciAddress = address('pci-emu', PCI_EMU_GRPC_PORT);
-    // Published on the host's loopback: the certificate names localhost too.
     const secure = new pci.PciEmuServiceClient(pciAddress, channelCredentials(tls));
     await waitForReady(secure, 20_000);
     expect(await listFunctions(secure)).to.have.lengthOf(5);

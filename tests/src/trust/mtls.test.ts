@@ -68,6 +68,15 @@ describe('mutual TLS (every service its own process)', function () {
     for (const address of addresses()) expect(await check(address, channelCredentials(tls)), address).to.equal('SERVING');
   });
 
+  it('checks the server certificate against P2P_TLS_SERVER_NAME instead of the host dialled', async () => {
+    const named = (serverName: string): TlsConfig => ({ ...tls, serverName });
+    for (const address of addresses()) {
+      expect(await check(address, channelCredentials(named('dmabuf-registry'))), address).to.equal('SERVING');
+      const refused = await check(address, channelCredentials(named('elsewhere.example')));
+      expect((refused as ServiceError).code, address).to.be.oneOf([14 /* UNAVAILABLE */, 4 /* DEADLINE_EXCEEDED */]);
+    }
+  });
+
   it('refuses a plaintext client, a client without a certificate and one whose certificate another CA signed', async () => {
     const other = fs.mkdtempSync(path.join(os.tmpdir(), 'p2p-other-ca-'));
     try {
