@@ -18,6 +18,7 @@ export {
 export type { OwnerOps, OwnerCallInfo } from './owner-ops';
 export { SharedMemoryExporter } from './shared-memory-exporter';
 export { CredentialCache } from './credential-cache';
+export { FdCache, type CachedFile } from './fd-cache';
 export { Emitter, type EventMap } from './emitter';
 export { WRITE_CHUNK_BYTES } from './attachment-stream';
 export { O_RDONLY, O_WRONLY, O_RDWR, O_NONBLOCK, O_CLOEXEC } from './open-flags';

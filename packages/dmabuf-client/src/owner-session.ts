@@ -1,8 +1,8 @@
 import { type ClientDuplexStream, type StatusObject } from '@grpc/grpc-js';
 import { bearerInterceptor, channelCredentials, loadTlsConfig, type TlsConfig } from '@p2p/auth';
 import { errno, ErrnoError, isErrnoName } from '@p2p/errno';
-import { errnoOf } from '@p2p/status';
 import { dmabuf } from '@p2p/proto';
+import { connectPeer, type Peer } from '@p2p/rpc';
 import { resolveShmDir, shmIdentity } from '@p2p/shm';
 import { CHANNEL_OPTIONS, CLOSE_TIMEOUT_MS, DEFAULT_OPEN_TIMEOUT_MS } from './channel';
 import { CredentialCache } from './credential-cache';
@@ -105,7 +105,8 @@ export class OwnerSession extends Emitter<OwnerSessionEvents> {
    * and remembered until the process exits (the registry tells every owner).
    */
   readonly credentials: CredentialCache;
-  readonly #client: dmabuf.DmaBufRegistryServiceClient;
+  /** The registry's unary methods, with the platform's credential. */
+  readonly #registry: Peer<typeof dmabuf.DmaBufRegistryServiceDefinition>;
   readonly #stream: OwnerStream;
   readonly #ops: OwnerOps;
   readonly #finished: Promise<void>;
@@ -122,7 +123,7 @@ export class OwnerSession extends Emitter<OwnerSessionEvents> {
     options: OwnerSessionOptions,
     shmDir: string,
     shmId: string,
-    client: dmabuf.DmaBufRegistryServiceClient,
+    registry: Peer<typeof dmabuf.DmaBufRegistryServiceDefinition>,
     stream: OwnerStream,
     finished: Promise<void>,
     registered: dmabuf.OwnerRegistered,
@@ -134,7 +135,7 @@ export class OwnerSession extends Emitter<OwnerSessionEvents> {
     this.shmId = shmId;
     this.incarnation = registered.incarnation;
     this.#ops = options.ops;
-    this.#client = client;
+    this.#registry = registry;
     this.#stream = stream;
     this.#finished = finished;
     this.credentials = new CredentialCache((credential) => this.#resolveCredential(credential));
@@ -149,8 +150,11 @@ export class OwnerSession extends Emitter<OwnerSessionEvents> {
   static async open(address: string, options: OwnerSessionOptions): Promise<OwnerSession> {
     const shmDir = options.shmDir ?? resolveShmDir();
     const shmId = shmIdentity(shmDir);
-    const client = new dmabuf.DmaBufRegistryServiceClient(address, channelCredentials(options.tls ?? loadTlsConfig()), {
-      ...CHANNEL_OPTIONS,
+    const tls = options.tls ?? loadTlsConfig();
+    const registry = connectPeer(dmabuf.DmaBufRegistryServiceDefinition, address, { name: 'dmabuf-registry', tls, token: options.credential, channelOptions: CHANNEL_OPTIONS });
+    // The session stream shares the unary calls' channel and credential.
+    const client = new dmabuf.DmaBufRegistryServiceClient(address, channelCredentials(tls), {
+      channelOverride: registry.channel,
       interceptors: [bearerInterceptor(options.credential)],
     });
     const stream = client.openOwnerSession();
@@ -162,7 +166,7 @@ export class OwnerSession extends Emitter<OwnerSessionEvents> {
       first: (message) => (message.response?.$case === 'registered' ? message.response.value : undefined),
       timeoutMs: options.openTimeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS,
       create: (registered, finished) => {
-        const session = new OwnerSession(address, options, shmDir, shmId, client, stream, finished, registered);
+        const session = new OwnerSession(address, options, shmDir, shmId, registry, stream, finished, registered);
         const sink: StreamSink<dmabuf.OpenOwnerSessionResponse> = {
           data: (message) => session.#dispatch(message),
           error: (error) => (session.#streamError = error),
@@ -170,7 +174,7 @@ export class OwnerSession extends Emitter<OwnerSessionEvents> {
         };
         return { session, sink };
       },
-      abandon: () => client.close(),
+      abandon: () => registry.close(),
     });
   }
 
@@ -226,6 +230,16 @@ export class OwnerSession extends Emitter<OwnerSessionEvents> {
       (requestId) => ({ $case: 'move', value: { requestId, bufferId, revoked, permanent } }),
       (answer) => (answer.$case === 'moved' ? { notified: answer.value.notified, fenced: answer.value.fenced } : undefined),
     );
+  }
+
+  /**
+   * What `pid`'s `fd` refers to (ResolveFd, asked every time): EBADF if pid
+   * holds no such fd. An owner remembers the answers for its own files in an
+   * FdCache, fed by its fdClosed and release ops.
+   */
+  resolveFd(pid: number, fd: number): Promise<dmabuf.ResolveFdResponse> {
+    this.#check();
+    return this.#registry.client.resolveFd({ pid, fd });
   }
 
   /**
@@ -352,21 +366,20 @@ export class OwnerSession extends Emitter<OwnerSessionEvents> {
   }
 
   /** ResolveCredential: the pid, or undefined where the registry says EPERM (no such live process). */
-  #resolveCredential(credential: string): Promise<number | undefined> {
-    return new Promise((resolve, reject) => {
-      this.#client.resolveCredential({ credential }, (error, response) => {
-        if (!error) resolve(response.pid);
-        else if (errnoOf(error) === 'EPERM') resolve(undefined);
-        else reject(new ErrnoError(errnoOf(error) ?? 'EIO', `resolving a credential at the registry: ${error.details}`));
-      });
-    });
+  async #resolveCredential(credential: string): Promise<number | undefined> {
+    try {
+      return (await this.#registry.client.resolveCredential({ credential })).pid;
+    } catch (error) {
+      if (error instanceof ErrnoError && error.errno === 'EPERM') return undefined;
+      throw error;
+    }
   }
 
   #streamFinished(status: StatusObject): void {
     this.credentials.clear();
     if (this.#state === 'closing') {
       this.#state = 'closed';
-      this.#client.close();
+      this.#registry.close();
       return;
     }
     const cause = this.#streamError?.message ?? `the registry ended the stream (${status.details || 'OK'})`;
@@ -375,7 +388,7 @@ export class OwnerSession extends Emitter<OwnerSessionEvents> {
       `owner session "${this.name}" was lost (incarnation ${this.incarnation}): ${cause}. ` +
         'The registry revoked its dma-bufs for good; the owner must register again',
     );
-    this.#client.close();
+    this.#registry.close();
     this.emit('lost', errno('ESHUTDOWN', this.#endedDetail));
   }
 

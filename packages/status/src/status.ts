@@ -95,12 +95,17 @@ export function toServiceError(error: unknown, overrideCode?: Code): ServiceErro
 }
 
 /**
- * The errno a client-side error carries: from the rich details when present,
- * else from the plain trailer; undefined for a status with no errno (for
- * instance UNAVAILABLE from a dead connection).
+ * The errno an error carries: an ErrnoError's own; for a grpc-js
+ * ServiceError, from the rich details when present, else from the plain
+ * trailer; for a nice-grpc RichClientError, from its decoded details.
+ * Undefined for a status with no errno (for instance UNAVAILABLE from a dead
+ * connection).
  */
 export function errnoOf(error: unknown): ErrnoName | undefined {
-  if (typeof error !== 'object' || error === null || !('metadata' in error)) return undefined;
+  if (error instanceof ErrnoError) return error.errno;
+  if (typeof error !== 'object' || error === null) return undefined;
+  if ('extra' in error && Array.isArray(error.extra)) return errnoOfDetails(error.extra as readonly unknown[]);
+  if (!('metadata' in error)) return undefined;
   const metadata = (error as { metadata?: unknown }).metadata;
   if (!(metadata instanceof Metadata)) return undefined;
   const [details] = metadata.get(STATUS_DETAILS_KEY);
@@ -114,4 +119,13 @@ export function errnoOf(error: unknown): ErrnoName | undefined {
   }
   const [plain] = metadata.get(ERRNO_METADATA_KEY);
   return typeof plain === 'string' && isErrnoName(plain) ? plain : undefined;
+}
+
+/** The errno among decoded status details (nice-grpc-error-details' RichClientError.extra): our domain's ErrorInfo reason. */
+function errnoOfDetails(details: readonly unknown[]): ErrnoName | undefined {
+  for (const detail of details) {
+    const info = detail as { $type?: string; domain?: string; reason?: string };
+    if (info.$type === 'google.rpc.ErrorInfo' && info.domain === ERROR_DOMAIN && info.reason !== undefined && isErrnoName(info.reason)) return info.reason;
+  }
+  return undefined;
 }

@@ -5,7 +5,7 @@ import { OwnerSession, RegistrySession } from '@p2p/dmabuf-client';
 import { errno, ErrnoError } from '@p2p/errno';
 import { loadServerConfig, retryUntil, type RunningServer } from '@p2p/server';
 import { resolveShmDir } from '@p2p/shm';
-import { errnoOf } from '@p2p/status';
+import { peerUnreachable } from '@p2p/rpc';
 import pino from 'pino';
 import { gidFromIpv4 } from './codec/gid';
 import { deviceAttr } from './context/device-attr';
@@ -13,7 +13,7 @@ import { RdmaDevice } from './context/rdma-device';
 import { Nic } from './nic';
 import { contextOwnerOps } from './registry/context-owner-ops';
 import { MemoryImports } from './registry/memory-imports';
-import { peerError } from './registry/registry-call';
+import { peerError } from './registry/peer-error';
 import { RegistryFiles } from './registry/registry-files';
 import { startRdmaNicServer } from './server';
 import type { RemoteFabric } from './link/remote-fabric';
@@ -103,8 +103,7 @@ export async function startRdmaNic(env: NodeJS.ProcessEnv = process.env, deps: R
       throw peerError(error, `opening the registry session of ${name}`);
     });
     cleanups.push(() => session.close());
-    const files = new RegistryFiles(registryAddress, owner, secrets.platformToken, config.tls);
-    cleanups.push(() => files.close());
+    const files = new RegistryFiles(owner);
 
     let fabric = deps.fabric;
     let wire: RemoteFabric | undefined;
@@ -162,5 +161,5 @@ function firstExternalIpv4(): string {
  * is final.
  */
 function unreachable(error: unknown): boolean {
-  return error instanceof ErrnoError ? error.errno === 'ETIMEDOUT' : errnoOf(error) === undefined;
+  return peerUnreachable(error) || (error instanceof ErrnoError && error.errno === 'ETIMEDOUT');
 }

@@ -54,7 +54,7 @@ export async function startVfioPci(env: NodeJS.ProcessEnv = process.env): Promis
       }),
     }),
   );
-  const registry = new RegistryPort(settings.DMABUF_REGISTRY_ADDRESS, () => owner, secrets.platformToken, config.tls);
+  const registry = new RegistryPort(() => owner);
   const vfio = new VfioPci(pci, registry, {
     instance: `${randomBytes(4).toString('hex')}/`,
     variants: { dmaBufLayout: settings.VFIO_PCI_DMABUF_LAYOUT, allowPin: settings.VFIO_PCI_ALLOW_PIN, cpuMmap: settings.VFIO_PCI_CPU_MMAP },
@@ -70,7 +70,6 @@ export async function startVfioPci(env: NodeJS.ProcessEnv = process.env): Promis
   server.onShutdown(async () => {
     stopWatching();
     await owner.close().catch(() => undefined);
-    registry.close();
     pci.close();
   });
   return server;

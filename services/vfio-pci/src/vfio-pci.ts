@@ -1,3 +1,4 @@
+import { FdCache } from '@p2p/dmabuf-client';
 import { errno, type ErrnoName } from '@p2p/errno';
 import { canonicalBdf, busOf } from './bdf';
 import { probeConfigLayout } from './core/config-layout';
@@ -19,7 +20,6 @@ import {
 } from './dma-buf/exporter-ops';
 import type { VfioDmaBuf } from './dma-buf/vfio-dma-buf';
 import { parseFeatureCall } from './feature/device-feature';
-import { FdCache } from './files/fd-cache';
 import type { DmaBufPort } from './ports/dma-buf-port';
 import type { PciPort } from './ports/pci-port';
 import { O_RDWR } from './uapi/fcntl';

@@ -11,23 +11,20 @@
  * (host Y's NIC) and RDMA_NIC_B_ADDRESS (host X's NIC); the defaults are
  * npm start's. P2P_SHM_DIR must name the segment directory the services use.
  *
- * Each process proves itself with its session's credential (RegistrySession
- * adds it to every client made with `session.interceptor`). Binding accel0 to
+ * Each process proves itself with its session's credential (`session.credential`,
+ * sent as `authorization: Bearer` by every client @p2p/rpc's connectPeer makes). Binding accel0 to
  * vfio-pci is the administrator's, as writing sysfs is root's: the example
  * reads the administrator's token from P2P_ADMIN_TOKEN or, as npm start
  * leaves it, from `.admin-token` in the segment directory. With P2P_TLS_CA
  * (and P2P_TLS_CERT/P2P_TLS_KEY for mutual TLS) set, every call goes over TLS.
  */
-import type { ServiceError } from '@grpc/grpc-js';
-import { bearerInterceptor, channelCredentials, loadTlsConfig, readAdminToken, type TlsConfig } from '@p2p/auth';
+import { loadTlsConfig, readAdminToken, type TlsConfig } from '@p2p/auth';
 import { RegistrySession } from '@p2p/dmabuf-client';
 import { rdma, vfio } from '@p2p/proto';
+import { connectPeer } from '@p2p/rpc';
 import { resolveShmDir } from '@p2p/shm';
 import { errnoOf } from '@p2p/status';
 import { IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_REMOTE_READ, IBV_SEND_SIGNALED, VerbsContext } from '@p2p/verbs';
-
-const call = <T>(start: (cb: (error: ServiceError | null, response: T) => void) => unknown): Promise<T> =>
-  new Promise((resolve, reject) => start((error, response) => (error ? reject(error) : resolve(response))));
 
 export interface ReadAccelBarOptions {
   readonly registry: string;
@@ -48,37 +45,34 @@ export async function readAccelBar(options: ReadAccelBarOptions): Promise<{ rece
   const tls = options.tls ?? loadTlsConfig();
   const hostX = await RegistrySession.open(options.registry, { name: 'host-x-app', shmDir: options.shmDir, tls });
   const hostY = await RegistrySession.open(options.registry, { name: 'host-y-app', shmDir: options.shmDir, tls });
-  const vfioPci = new vfio.VfioPciServiceClient(options.vfioPci, channelCredentials(tls), { interceptors: [hostX.interceptor] });
-  const admin = new vfio.VfioPciServiceClient(options.vfioPci, channelCredentials(tls), {
-    interceptors: [bearerInterceptor(options.adminToken ?? readAdminToken(options.shmDir ?? resolveShmDir()))],
+  const vfioPci = connectPeer(vfio.VfioPciServiceDefinition, options.vfioPci, { name: 'vfio-pci', tls, token: hostX.credential });
+  const admin = connectPeer(vfio.VfioPciServiceDefinition, options.vfioPci, {
+    name: 'vfio-pci',
+    tls,
+    token: options.adminToken ?? readAdminToken(options.shmDir ?? resolveShmDir()),
   });
   try {
     // The administrator binds accel0 to vfio-pci (EBUSY: it is bound already)...
-    await call((cb) => admin.bind({ bdf: '0000:07:00.0', variants: undefined }, cb)).catch((error: unknown) => {
+    await admin.client.bind({ bdf: '0000:07:00.0', variants: undefined }).catch((error: unknown) => {
       if (errnoOf(error) !== 'EBUSY') throw error;
     });
     // ...host X opens it and exports BAR2's first `length` bytes as a dma-buf...
-    const { fd: deviceFd } = await call<vfio.OpenDeviceResponse>((cb) => vfioPci.openDevice({ pid: hostX.pid, bdf: '0000:07:00.0' }, cb));
-    const { fd: barFd } = await call<vfio.DeviceFeatureResponse>((cb) =>
-      vfioPci.deviceFeature(
-        {
-          pid: hostX.pid,
-          deviceFd,
-          argsz: 0,
-          flags: (1 << 16) | 11, // VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_BUF
-          payload: { $case: 'dmaBuf', value: { regionIndex: 2, openFlags: 2, flags: 0, dmaRanges: [{ offset: 0n, length: BigInt(length) }] } },
-        },
-        cb,
-      ),
-    );
+    const { fd: deviceFd } = await vfioPci.client.openDevice({ pid: hostX.pid, bdf: '0000:07:00.0' });
+    const { fd: barFd } = await vfioPci.client.deviceFeature({
+      pid: hostX.pid,
+      deviceFd,
+      argsz: 0,
+      flags: (1 << 16) | 11, // VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_BUF
+      payload: { $case: 'dmaBuf', value: { regionIndex: 2, openFlags: 2, flags: 0, dmaRanges: [{ offset: 0n, length: BigInt(length) }] } },
+    });
     // The driver enables memory decode and bus mastering (pci_enable_device + pci_set_master)...
     const command = Buffer.alloc(2);
     command.writeUInt16LE(0x6); // PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER
-    await call((cb) => vfioPci.regionWrite({ pid: hostX.pid, deviceFd, index: 7, offset: 4n, data: command }, cb));
+    await vfioPci.client.regionWrite({ pid: hostX.pid, deviceFd, index: 7, offset: 4n, data: command });
     // ...and the device holds something (its own work; here a write through the BAR region).
     const expected = Buffer.alloc(length);
     for (let i = 0; i < length; i += 4) expected.writeUInt32LE((i * 2654435761) >>> 0, i);
-    await call((cb) => vfioPci.regionWrite({ pid: hostX.pid, deviceFd, index: 2, offset: 0n, data: expected }, cb));
+    await vfioPci.client.regionWrite({ pid: hostX.pid, deviceFd, index: 2, offset: 0n, data: expected });
 
     // ...registered on nic1 with ibv_reg_dmabuf_mr(), remote read allowed.
     const x = await VerbsContext.open(options.nicX, hostX, tls);

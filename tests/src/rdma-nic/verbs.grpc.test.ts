@@ -222,6 +222,7 @@ describe('rdma-nic over gRPC: two NICs on one in-memory fabric, with pci-emu, th
   let shmDir: string;
   let servers: RunningServer[] = [];
   let registryAddress: string;
+  let registryServer: RunningServer;
   let vfioClient: vfio.VfioPciServiceClient;
   /** An administrator's process, reading /sys/kernel/debug/dma_buf/bufinfo. */
   let debugfs: RegistrySession;
@@ -248,6 +249,7 @@ describe('rdma-nic over gRPC: two NICs on one in-memory fabric, with pci-emu, th
     const pciAddress = `127.0.0.1:${pciEmu.port}`;
     const registry = await startDmabufRegistry({ ...quiet, PCI_EMU_ADDRESS: pciAddress, DMABUF_REGISTRY_HOST: '127.0.0.1', DMABUF_REGISTRY_PORT: '0', DMABUF_REGISTRY_METRICS_PORT: '-1' });
     servers.push(registry);
+    registryServer = registry;
     registryAddress = `127.0.0.1:${registry.port}`;
     base = { ...quiet, PCI_EMU_ADDRESS: pciAddress, DMABUF_REGISTRY_ADDRESS: registryAddress };
     const vfioPci = await startVfioPci({ ...base, VFIO_PCI_HOST: '127.0.0.1', VFIO_PCI_PORT: '0', VFIO_PCI_METRICS_PORT: '-1' });
@@ -547,6 +549,32 @@ describe('rdma-nic over gRPC: two NICs on one in-memory fabric, with pci-emu, th
     expect(await attachments()).to.equal(0);
     await expectErrno(h.queryQp(qpNum), 'EBADF');
     await expectErrno(rpc((cb) => h.client.deregMr({ ...h.ctx, mrHandle: mr.mrHandle }, cb)), 'EBADF');
+  });
+
+  it('asks the registry about a context fd once, not on every verb, and forgets the number when it is closed', async () => {
+    const resolves = async (): Promise<number> => {
+      const handled = await registryServer.metrics.registry.getSingleMetric('grpc_server_handled_total')!.get();
+      return handled.values.filter((v) => String(v.labels.method).endsWith('/ResolveFd')).reduce((sum, v) => sum + v.value, 0);
+    };
+    const h = await host('fd-cache', nic0);
+    const allocPd = (contextFd: number): Promise<rdma.AllocPdResponse> => rpc((cb) => h.client.allocPd({ pid: h.session.pid, contextFd }, cb));
+    await allocPd(h.fd);
+    const before = await resolves();
+    for (let i = 0; i < 20; i++) await allocPd(h.fd);
+    expect(await resolves(), 'ResolveFd calls for 20 verbs on a known fd').to.equal(before);
+
+    const dup = await h.session.dupFd(h.fd);
+    await allocPd(dup);
+    await allocPd(dup);
+    expect(await resolves(), 'ResolveFd calls for a dup').to.equal(before + 1);
+
+    // Closed: the number names nothing, then a heap buffer (the lowest free fd); the dup keeps the context.
+    await h.session.closeFd(h.fd);
+    await expectErrno(allocPd(h.fd), 'EBADF');
+    const { fd: heapFd } = await h.session.heapAllocate(4096);
+    expect(heapFd).to.equal(h.fd);
+    await expectErrno(allocPd(h.fd), 'EBADF');
+    expect((await allocPd(dup)).pdHandle).to.be.greaterThan(0);
   });
 
   it('will not start on a function another NIC claimed (EBUSY) or on one that is not a NIC (ENODEV)', async () => {

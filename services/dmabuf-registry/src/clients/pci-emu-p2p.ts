@@ -1,49 +1,35 @@
-import { Metadata } from '@grpc/grpc-js';
-import { channelCredentials, type TlsConfig } from '@p2p/auth';
-import { errno } from '@p2p/errno';
+import type { TlsConfig } from '@p2p/auth';
 import { pci } from '@p2p/proto';
-import { errnoOf } from '@p2p/status';
+import { connectPeer, type Peer } from '@p2p/rpc';
 
 export type P2pMapType = 'BUS_ADDR' | 'THRU_HOST_BRIDGE' | 'NOT_SUPPORTED';
 
 /**
  * pci_p2pdma_map_type() answered by pci-emu's topology. The topology does not
  * change while pci-emu runs, so answers are cached per (provider, client)
- * pair, as the kernel caches them in the p2pdma map_types xarray.
+ * pair, as the kernel caches them in the p2pdma map_types xarray. pci-emu's
+ * errno is kept; one that cannot be reached in time is EIO (ETIMEDOUT past
+ * the deadline).
  */
 export class PciEmuP2pOracle {
-  private readonly client: pci.PciEmuServiceClient;
-  private readonly cache = new Map<string, P2pMapType>();
+  readonly #peer: Peer<typeof pci.PciEmuServiceDefinition>;
+  readonly #cache = new Map<string, P2pMapType>();
 
-  constructor(address: string, tls: TlsConfig, private readonly deadlineMs = 2000) {
-    this.client = new pci.PciEmuServiceClient(address, channelCredentials(tls));
+  constructor(address: string, tls: TlsConfig, deadlineMs = 2000) {
+    this.#peer = connectPeer(pci.PciEmuServiceDefinition, address, { name: 'pci-emu', tls, deadlineMs });
   }
 
-  mapType(providerBdf: string, clientBdf: string): Promise<P2pMapType> {
+  async mapType(providerBdf: string, clientBdf: string): Promise<P2pMapType> {
     const key = `${providerBdf}>${clientBdf}`;
-    const cached = this.cache.get(key);
-    if (cached) return Promise.resolve(cached);
-    return new Promise((resolve, reject) => {
-      this.client.getP2PDistance(
-        { providerBdf, clientBdf },
-        new Metadata(),
-        { deadline: Date.now() + this.deadlineMs },
-        (error, response) => {
-          if (error) {
-            const name = errnoOf(error);
-            reject(name ? errno(name, `pci-emu: ${error.details}`) : errno('EIO', `pci-emu unreachable for the P2P distance of ${key}: ${error.details}`));
-            return;
-          }
-          const type = toMapType(response.mapType);
-          this.cache.set(key, type);
-          resolve(type);
-        },
-      );
-    });
+    const cached = this.#cache.get(key);
+    if (cached) return cached;
+    const type = toMapType((await this.#peer.client.getP2pDistance({ providerBdf, clientBdf })).mapType);
+    this.#cache.set(key, type);
+    return type;
   }
 
   close(): void {
-    this.client.close();
+    this.#peer.close();
   }
 }
 

@@ -18,14 +18,18 @@ export interface MemoryImportPort {
   dmaBuf(pid: number, fd: number, onMoveNotify: () => void): Promise<ImportedMemory<DmaBufMemory>>;
 }
 
+/** A file as the registry resolved an fd: whether it is one of this NIC's, and its owner's handle for it. */
+export interface ResolvedContextFile {
+  readonly owner: string;
+  readonly handle: string;
+  /** Owned by this NIC (a context file, if the NIC still has the handle). */
+  readonly ours: boolean;
+}
+
 /** The verbs-context files of this NIC in the registry (/dev/infiniband/uverbsN opened by a process). */
 export interface ContextFilePort {
   /** Installs a new context file with `handle` in pid's fd table; resolves to the fd. */
   create(pid: number, handle: string): Promise<number>;
-  /**
-   * The handle of the file behind pid's fd when it is a context file of this
-   * NIC, else undefined; rejects with the registry's errno (EBADF for an fd
-   * pid does not hold).
-   */
-  resolve(pid: number, fd: number): Promise<string | undefined>;
+  /** What pid's fd refers to; rejects with the registry's errno (EBADF for an fd pid does not hold). */
+  resolve(pid: number, fd: number): Promise<ResolvedContextFile>;
 }

@@ -5,7 +5,7 @@ import type { DmaBufMemory, MemoryWindow } from '../memory/memory';
 import { IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_MW_BIND, IBV_ACCESS_REMOTE_ATOMIC, IBV_ACCESS_REMOTE_WRITE } from '../verbs/access-flags';
 import type { ImportedMemory, MemoryImportPort } from '../context/ports';
 import { ImporterDmaBuf, ImporterWindow } from './importer-memory';
-import { peerError } from './registry-call';
+import { peerError } from './peer-error';
 import type { RegistryFiles } from './registry-files';
 
 /** The registry's owner name for system-heap buffers (dmabuf-registry's SYSTEM_HEAP). */

@@ -1,8 +1,6 @@
 import type { OwnerSession } from '@p2p/dmabuf-client';
-import { bearerInterceptor, channelCredentials, type TlsConfig } from '@p2p/auth';
 import { dmabuf } from '@p2p/proto';
-import type { ContextFilePort } from '../context/ports';
-import { registryCall } from './registry-call';
+import type { ContextFilePort, ResolvedContextFile } from '../context/ports';
 
 /**
  * The registry as the NIC's file layer: context files are created through
@@ -11,12 +9,9 @@ import { registryCall } from './registry-call';
  * fdget() on the caller's fd.
  */
 export class RegistryFiles implements ContextFilePort {
-  readonly #client: dmabuf.DmaBufRegistryServiceClient;
   readonly #owner: OwnerSession;
 
-  /** @param platformToken resolving another process's fd is the platform's to do. */
-  constructor(address: string, owner: OwnerSession, platformToken: string, tls: TlsConfig) {
-    this.#client = new dmabuf.DmaBufRegistryServiceClient(address, channelCredentials(tls), { interceptors: [bearerInterceptor(platformToken)] });
+  constructor(owner: OwnerSession) {
     this.#owner = owner;
   }
 
@@ -24,17 +19,13 @@ export class RegistryFiles implements ContextFilePort {
     return (await this.#owner.createFile(pid, handle)).fd;
   }
 
-  async resolve(pid: number, fd: number): Promise<string | undefined> {
+  async resolve(pid: number, fd: number): Promise<ResolvedContextFile> {
     const file = await this.resolveFd(pid, fd);
-    return file.kind === dmabuf.FileKind.FILE_KIND_OWNED && file.owner === this.#owner.name ? file.handle : undefined;
+    return { owner: file.owner, handle: file.handle, ours: file.kind === dmabuf.FileKind.FILE_KIND_OWNED && file.owner === this.#owner.name };
   }
 
   /** What pid's fd refers to. */
   resolveFd(pid: number, fd: number): Promise<dmabuf.ResolveFdResponse> {
-    return registryCall(`ResolveFd of fd ${fd} in pid ${pid}`, (cb) => this.#client.resolveFd({ pid, fd }, cb));
-  }
-
-  close(): void {
-    this.#client.close();
+    return this.#owner.resolveFd(pid, fd);
   }
 }

@@ -1,8 +1,7 @@
-import type { ClientReadableStream } from '@grpc/grpc-js';
-import { bearerInterceptor, channelCredentials, type TlsConfig } from '@p2p/auth';
+import type { TlsConfig } from '@p2p/auth';
 import { pci } from '@p2p/proto';
+import { connectPeer, type Peer } from '@p2p/rpc';
 import type { BarExtent, BarKind, ConfigWidth, MmioWidth, PciFunctionInfo, PciPort, PowerState } from '../ports/pci-port';
-import { call } from './grpc-call';
 
 const BAR_KINDS: Partial<Record<pci.BarKind, BarKind>> = {
   [pci.BarKind.BAR_KIND_REGISTERS]: 'registers',
@@ -13,20 +12,24 @@ const BAR_KINDS: Partial<Record<pci.BarKind, BarKind>> = {
 
 /** The PCI core's view of pci-emu: what vfio-pci does to the hardware, over gRPC. */
 export class PciEmuPort implements PciPort {
-  readonly client: pci.PciEmuServiceClient;
+  readonly #peer: Peer<typeof pci.PciEmuServiceDefinition>;
 
   /** @param platformToken pci-emu's raw access is the platform's: proven on every call. */
   constructor(address: string, platformToken: string, tls: TlsConfig) {
-    this.client = new pci.PciEmuServiceClient(address, channelCredentials(tls), { interceptors: [bearerInterceptor(platformToken)] });
+    this.#peer = connectPeer(pci.PciEmuServiceDefinition, address, { name: 'pci-emu', tls, token: platformToken });
+  }
+
+  get #pci(): Peer<typeof pci.PciEmuServiceDefinition>['client'] {
+    return this.#peer.client;
   }
 
   async listFunctions(): Promise<readonly string[]> {
-    const { functions } = await call<pci.ListFunctionsResponse>('pci-emu ListFunctions', (cb) => this.client.listFunctions({}, cb));
+    const { functions } = await this.#pci.listFunctions({});
     return functions.map((f) => f.bdf);
   }
 
   async functionInfo(bdf: string): Promise<PciFunctionInfo> {
-    const { function: fn } = await call<pci.GetFunctionResponse>(`pci-emu GetFunction ${bdf}`, (cb) => this.client.getFunction({ bdf }, cb));
+    const { function: fn } = await this.#pci.getFunction({ bdf });
     if (!fn) throw new Error(`pci-emu returned no function for ${bdf}`);
     return {
       bdf: fn.bdf,
@@ -45,79 +48,71 @@ export class PciEmuPort implements PciPort {
   }
 
   async configRead(bdf: string, offset: number, width: ConfigWidth): Promise<number> {
-    return (await call<pci.ConfigReadResponse>('pci-emu ConfigRead', (cb) => this.client.configRead({ bdf, offset, width }, cb))).value;
+    return (await this.#pci.configRead({ bdf, offset, width })).value;
   }
 
   async configWrite(bdf: string, offset: number, width: ConfigWidth, value: number): Promise<void> {
-    await call('pci-emu ConfigWrite', (cb) => this.client.configWrite({ bdf, offset, width, value, hardware: true }, cb));
+    await this.#pci.configWrite({ bdf, offset, width, value, hardware: true });
   }
 
   async mmioRead(bdf: string, bar: number, offset: number, width: MmioWidth): Promise<bigint> {
-    return (await call<pci.MmioReadResponse>('pci-emu MmioRead', (cb) => this.client.mmioRead({ bdf, bar, offset: BigInt(offset), width }, cb))).value;
+    return (await this.#pci.mmioRead({ bdf, bar, offset: BigInt(offset), width })).value;
   }
 
   async mmioWrite(bdf: string, bar: number, offset: number, width: MmioWidth, value: bigint): Promise<void> {
-    await call('pci-emu MmioWrite', (cb) => this.client.mmioWrite({ bdf, bar, offset: BigInt(offset), width, value }, cb));
+    await this.#pci.mmioWrite({ bdf, bar, offset: BigInt(offset), width, value });
   }
 
   async bulkRead(bdf: string, bar: number, offset: number, length: number): Promise<Uint8Array> {
-    const response = await call<pci.BulkReadResponse>('pci-emu BulkRead', (cb) =>
-      this.client.bulkRead({ bdf, bar, offset: BigInt(offset), length: BigInt(length) }, cb),
-    );
+    const response = await this.#pci.bulkRead({ bdf, bar, offset: BigInt(offset), length: BigInt(length) });
     return response.data;
   }
 
   async bulkWrite(bdf: string, bar: number, offset: number, data: Uint8Array): Promise<void> {
     // A view of the caller's bytes: Buffer.from(data) would copy them.
     const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    await call('pci-emu BulkWrite', (cb) => this.client.bulkWrite({ bdf, bar, offset: BigInt(offset), data: bytes }, cb));
+    await this.#pci.bulkWrite({ bdf, bar, offset: BigInt(offset), data: bytes });
   }
 
   async functionLevelReset(bdf: string): Promise<void> {
-    await call('pci-emu FunctionLevelReset', (cb) => this.client.functionLevelReset({ bdf }, cb));
+    await this.#pci.functionLevelReset({ bdf });
   }
 
   async resetFunction(bdf: string): Promise<void> {
-    await call('pci-emu ResetFunction', (cb) => this.client.resetFunction({ bdf }, cb));
+    await this.#pci.resetFunction({ bdf });
   }
 
   async setPowerState(bdf: string, state: PowerState): Promise<void> {
     const wire = state === 'D3hot' ? pci.PowerState.POWER_STATE_D3HOT : pci.PowerState.POWER_STATE_D0;
-    await call('pci-emu SetPowerState', (cb) => this.client.setPowerState({ bdf, state: wire }, cb));
+    await this.#pci.setPowerState({ bdf, state: wire });
   }
 
   async barExtents(bdf: string, bar: number, offset: number, length: number): Promise<readonly BarExtent[]> {
-    const response = await call<pci.GetBarSegmentsResponse>('pci-emu GetBarSegments', (cb) =>
-      this.client.getBarSegments({ bdf, bar, offset: BigInt(offset), length: BigInt(length) }, cb),
-    );
+    const response = await this.#pci.getBarSegments({ bdf, bar, offset: BigInt(offset), length: BigInt(length) });
     return response.extents.map((e) => ({ segment: e.segment, segmentOffset: Number(e.offset), length: Number(e.length) }));
   }
 
   async relocateBar(bdf: string, bar: number): Promise<void> {
-    await call('pci-emu RelocateBar', (cb) => this.client.relocateBar({ bdf, bar }, cb));
+    await this.#pci.relocateBar({ bdf, bar });
   }
 
   /** pci-emu's hot-unplug events, for vfio_pci_remove()'s revoke; `onEnd` runs once, unless cancelled. */
   watchUnplugs(onUnplug: (bdf: string) => void, onEnd: (error?: Error) => void): () => void {
-    const stream: ClientReadableStream<pci.WatchEventsResponse> = this.client.watchEvents({ bdfs: [] });
-    stream.on('data', (event: pci.WatchEventsResponse) => {
-      if (event.event?.$case === 'unplugged') onUnplug(event.bdf);
-    });
-    let ended = false;
-    const end = (error?: Error): void => {
-      if (ended) return;
-      ended = true;
-      onEnd(error);
-    };
-    stream.on('error', (error: Error) => end(error));
-    stream.on('end', () => end());
-    return () => {
-      ended = true;
-      stream.cancel();
-    };
+    const cancel = new AbortController();
+    void (async () => {
+      try {
+        for await (const event of this.#pci.watchEvents({ bdfs: [] }, { signal: cancel.signal })) {
+          if (event.event?.$case === 'unplugged') onUnplug(event.bdf);
+        }
+        if (!cancel.signal.aborted) onEnd();
+      } catch (error) {
+        if (!cancel.signal.aborted) onEnd(error instanceof Error ? error : new Error(String(error)));
+      }
+    })();
+    return () => cancel.abort();
   }
 
   close(): void {
-    this.client.close();
+    this.#peer.close();
   }
 }

@@ -1,8 +1,5 @@
 import type { OwnerSession } from '@p2p/dmabuf-client';
-import { bearerInterceptor, channelCredentials, type TlsConfig } from '@p2p/auth';
-import { dmabuf } from '@p2p/proto';
 import type { CreatedFile, DmaBufPort, ExportDmaBufRequest, ExportedDmaBuf, MoveResult, ResolvedFile } from '../ports/dma-buf-port';
-import { call } from './grpc-call';
 
 /**
  * The registry as vfio-pci's file layer: files and dma-bufs are created and
@@ -10,16 +7,7 @@ import { call } from './grpc-call';
  * which fails with EBADF for an fd the caller does not hold.
  */
 export class RegistryPort implements DmaBufPort {
-  private readonly client: dmabuf.DmaBufRegistryServiceClient;
-
-  constructor(
-    address: string,
-    private readonly owner: () => OwnerSession,
-    platformToken: string,
-    tls: TlsConfig,
-  ) {
-    this.client = new dmabuf.DmaBufRegistryServiceClient(address, channelCredentials(tls), { interceptors: [bearerInterceptor(platformToken)] });
-  }
+  constructor(private readonly owner: () => OwnerSession) {}
 
   exportDmaBuf(request: ExportDmaBufRequest): Promise<ExportedDmaBuf> {
     return this.owner().exportDmaBuf(request);
@@ -35,11 +23,7 @@ export class RegistryPort implements DmaBufPort {
   }
 
   async resolveFd(pid: number, fd: number): Promise<ResolvedFile> {
-    const resolved = await call<dmabuf.ResolveFdResponse>('registry ResolveFd', (cb) => this.client.resolveFd({ pid, fd }, cb));
+    const resolved = await this.owner().resolveFd(pid, fd);
     return { owner: resolved.owner, handle: resolved.handle };
-  }
-
-  close(): void {
-    this.client.close();
   }
 }

@@ -8467,6 +8467,229 @@ export const WatchEventsResponse: MessageFns<WatchEventsResponse> = {
   },
 };
 
+export type DmaBufRegistryServiceDefinition = typeof DmaBufRegistryServiceDefinition;
+export const DmaBufRegistryServiceDefinition = {
+  name: "DmaBufRegistryService",
+  fullName: "p2p.dmabuf.v1.DmaBufRegistryService",
+  methods: {
+    /**
+     * A process. First request: Hello. First response: SessionOpened with the
+     * pid. Later responses: move_notify and fence notices for this process's
+     * attachments. The stream's end is process exit.
+     */
+    openSession: {
+      name: "OpenSession",
+      requestType: OpenSessionRequest as typeof OpenSessionRequest,
+      requestStream: true,
+      responseType: OpenSessionResponse as typeof OpenSessionResponse,
+      responseStream: true,
+      options: {},
+    },
+    /** fd tables. An fd used by a process that does not hold it is EBADF. */
+    dupFd: {
+      name: "DupFd",
+      requestType: DupFdRequest as typeof DupFdRequest,
+      requestStream: false,
+      responseType: DupFdResponse as typeof DupFdResponse,
+      responseStream: false,
+      options: {},
+    },
+    closeFd: {
+      name: "CloseFd",
+      requestType: CloseFdRequest as typeof CloseFdRequest,
+      requestStream: false,
+      responseType: CloseFdResponse as typeof CloseFdResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** SCM_RIGHTS: a one-time token carrying a copy of an fd to one process. */
+    sendFd: {
+      name: "SendFd",
+      requestType: SendFdRequest as typeof SendFdRequest,
+      requestStream: false,
+      responseType: SendFdResponse as typeof SendFdResponse,
+      responseStream: false,
+      options: {},
+    },
+    receiveFd: {
+      name: "ReceiveFd",
+      requestType: ReceiveFdRequest as typeof ReceiveFdRequest,
+      requestStream: false,
+      responseType: ReceiveFdResponse as typeof ReceiveFdResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** What an fd refers to (for owners: check that a caller holds a file of theirs). */
+    resolveFd: {
+      name: "ResolveFd",
+      requestType: ResolveFdRequest as typeof ResolveFdRequest,
+      requestStream: false,
+      responseType: ResolveFdResponse as typeof ResolveFdResponse,
+      responseStream: false,
+      options: { idempotencyLevel: "NO_SIDE_EFFECTS" },
+    },
+    /**
+     * Which live process a session credential proves (platform services only:
+     * they cache the answer until the owner session reports the process's exit).
+     */
+    resolveCredential: {
+      name: "ResolveCredential",
+      requestType: ResolveCredentialRequest as typeof ResolveCredentialRequest,
+      requestStream: false,
+      responseType: ResolveCredentialResponse as typeof ResolveCredentialResponse,
+      responseStream: false,
+      options: { idempotencyLevel: "NO_SIDE_EFFECTS" },
+    },
+    /**
+     * A service that owns files: creates them in processes' fd tables, exports
+     * dma-bufs, answers the exporter ops and releases. Its end revokes its
+     * dma-bufs for good.
+     */
+    openOwnerSession: {
+      name: "OpenOwnerSession",
+      requestType: OpenOwnerSessionRequest as typeof OpenOwnerSessionRequest,
+      requestStream: true,
+      responseType: OpenOwnerSessionResponse as typeof OpenOwnerSessionResponse,
+      responseStream: true,
+      options: {},
+    },
+    /** Importer side (dma_buf_attach / dma_buf_dynamic_attach and friends). */
+    attach: {
+      name: "Attach",
+      requestType: AttachRequest as typeof AttachRequest,
+      requestStream: false,
+      responseType: AttachResponse as typeof AttachResponse,
+      responseStream: false,
+      options: {},
+    },
+    detach: {
+      name: "Detach",
+      requestType: DetachRequest as typeof DetachRequest,
+      requestStream: false,
+      responseType: DetachResponse as typeof DetachResponse,
+      responseStream: false,
+      options: {},
+    },
+    pinAttachment: {
+      name: "PinAttachment",
+      requestType: PinAttachmentRequest as typeof PinAttachmentRequest,
+      requestStream: false,
+      responseType: PinAttachmentResponse as typeof PinAttachmentResponse,
+      responseStream: false,
+      options: {},
+    },
+    unpinAttachment: {
+      name: "UnpinAttachment",
+      requestType: UnpinAttachmentRequest as typeof UnpinAttachmentRequest,
+      requestStream: false,
+      responseType: UnpinAttachmentResponse as typeof UnpinAttachmentResponse,
+      responseStream: false,
+      options: {},
+    },
+    mapAttachment: {
+      name: "MapAttachment",
+      requestType: MapAttachmentRequest as typeof MapAttachmentRequest,
+      requestStream: false,
+      responseType: MapAttachmentResponse as typeof MapAttachmentResponse,
+      responseStream: false,
+      options: {},
+    },
+    unmapAttachment: {
+      name: "UnmapAttachment",
+      requestType: UnmapAttachmentRequest as typeof UnmapAttachmentRequest,
+      requestStream: false,
+      responseType: UnmapAttachmentResponse as typeof UnmapAttachmentResponse,
+      responseStream: false,
+      options: {},
+    },
+    ackMoveNotify: {
+      name: "AckMoveNotify",
+      requestType: AckMoveNotifyRequest as typeof AckMoveNotifyRequest,
+      requestStream: false,
+      responseType: AckMoveNotifyResponse as typeof AckMoveNotifyResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** The streamed fallback for importers that share no tmpfs with the memory. */
+    readAttachment: {
+      name: "ReadAttachment",
+      requestType: ReadAttachmentRequest as typeof ReadAttachmentRequest,
+      requestStream: false,
+      responseType: ReadAttachmentResponse as typeof ReadAttachmentResponse,
+      responseStream: true,
+      options: {},
+    },
+    writeAttachment: {
+      name: "WriteAttachment",
+      requestType: WriteAttachmentRequest as typeof WriteAttachmentRequest,
+      requestStream: true,
+      responseType: WriteAttachmentResponse as typeof WriteAttachmentResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** /dev/dma_heap/system: a host-memory dma-buf in the caller's fd table. */
+    heapAllocate: {
+      name: "HeapAllocate",
+      requestType: HeapAllocateRequest as typeof HeapAllocateRequest,
+      requestStream: false,
+      responseType: HeapAllocateResponse as typeof HeapAllocateResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** CPU access for debugging: on for heap buffers, per exporter otherwise. */
+    cpuRead: {
+      name: "CpuRead",
+      requestType: CpuReadRequest as typeof CpuReadRequest,
+      requestStream: false,
+      responseType: CpuReadResponse as typeof CpuReadResponse,
+      responseStream: false,
+      options: {},
+    },
+    cpuWrite: {
+      name: "CpuWrite",
+      requestType: CpuWriteRequest as typeof CpuWriteRequest,
+      requestStream: false,
+      responseType: CpuWriteResponse as typeof CpuWriteResponse,
+      responseStream: false,
+      options: {},
+    },
+    mmapFd: {
+      name: "MmapFd",
+      requestType: MmapFdRequest as typeof MmapFdRequest,
+      requestStream: false,
+      responseType: MmapFdResponse as typeof MmapFdResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** /sys/kernel/debug/dma_buf/bufinfo, and the processes with their fds. */
+    getBufInfo: {
+      name: "GetBufInfo",
+      requestType: GetBufInfoRequest as typeof GetBufInfoRequest,
+      requestStream: false,
+      responseType: GetBufInfoResponse as typeof GetBufInfoResponse,
+      responseStream: false,
+      options: { idempotencyLevel: "NO_SIDE_EFFECTS" },
+    },
+    listProcesses: {
+      name: "ListProcesses",
+      requestType: ListProcessesRequest as typeof ListProcessesRequest,
+      requestStream: false,
+      responseType: ListProcessesResponse as typeof ListProcessesResponse,
+      responseStream: false,
+      options: { idempotencyLevel: "NO_SIDE_EFFECTS" },
+    },
+    /** export, attach, map, unmap, detach, move_notify, ack, fence, release, ... */
+    watchEvents: {
+      name: "WatchEvents",
+      requestType: WatchEventsRequest as typeof WatchEventsRequest,
+      requestStream: false,
+      responseType: WatchEventsResponse as typeof WatchEventsResponse,
+      responseStream: true,
+      options: {},
+    },
+  },
+} as const;
+
 export type DmaBufRegistryServiceService = typeof DmaBufRegistryServiceService;
 export const DmaBufRegistryServiceService = {
   /**

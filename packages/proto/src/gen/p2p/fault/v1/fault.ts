@@ -937,6 +937,46 @@ export const ClearFaultRulesResponse: MessageFns<ClearFaultRulesResponse> = {
   },
 };
 
+export type FaultInjectionServiceDefinition = typeof FaultInjectionServiceDefinition;
+export const FaultInjectionServiceDefinition = {
+  name: "FaultInjectionService",
+  fullName: "p2p.fault.v1.FaultInjectionService",
+  methods: {
+    addFaultRule: {
+      name: "AddFaultRule",
+      requestType: AddFaultRuleRequest as typeof AddFaultRuleRequest,
+      requestStream: false,
+      responseType: AddFaultRuleResponse as typeof AddFaultRuleResponse,
+      responseStream: false,
+      options: {},
+    },
+    listFaultRules: {
+      name: "ListFaultRules",
+      requestType: ListFaultRulesRequest as typeof ListFaultRulesRequest,
+      requestStream: false,
+      responseType: ListFaultRulesResponse as typeof ListFaultRulesResponse,
+      responseStream: false,
+      options: { idempotencyLevel: "NO_SIDE_EFFECTS" },
+    },
+    removeFaultRule: {
+      name: "RemoveFaultRule",
+      requestType: RemoveFaultRuleRequest as typeof RemoveFaultRuleRequest,
+      requestStream: false,
+      responseType: RemoveFaultRuleResponse as typeof RemoveFaultRuleResponse,
+      responseStream: false,
+      options: {},
+    },
+    clearFaultRules: {
+      name: "ClearFaultRules",
+      requestType: ClearFaultRulesRequest as typeof ClearFaultRulesRequest,
+      requestStream: false,
+      responseType: ClearFaultRulesResponse as typeof ClearFaultRulesResponse,
+      responseStream: false,
+      options: {},
+    },
+  },
+} as const;
+
 export type FaultInjectionServiceService = typeof FaultInjectionServiceService;
 export const FaultInjectionServiceService = {
   addFaultRule: {

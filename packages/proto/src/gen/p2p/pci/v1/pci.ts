@@ -4978,6 +4978,181 @@ export const WatchEventsResponse: MessageFns<WatchEventsResponse> = {
   },
 };
 
+export type PciEmuServiceDefinition = typeof PciEmuServiceDefinition;
+export const PciEmuServiceDefinition = {
+  name: "PciEmuService",
+  fullName: "p2p.pci.v1.PciEmuService",
+  methods: {
+    /** The whole topology: host bridges, root ports, switches (with ACS) and functions. */
+    getTopology: {
+      name: "GetTopology",
+      requestType: GetTopologyRequest as typeof GetTopologyRequest,
+      requestStream: false,
+      responseType: GetTopologyResponse as typeof GetTopologyResponse,
+      responseStream: false,
+      options: { idempotencyLevel: "NO_SIDE_EFFECTS" },
+    },
+    listFunctions: {
+      name: "ListFunctions",
+      requestType: ListFunctionsRequest as typeof ListFunctionsRequest,
+      requestStream: false,
+      responseType: ListFunctionsResponse as typeof ListFunctionsResponse,
+      responseStream: false,
+      options: { idempotencyLevel: "NO_SIDE_EFFECTS" },
+    },
+    /** One function. Unknown BDF -> ENODEV. */
+    getFunction: {
+      name: "GetFunction",
+      requestType: GetFunctionRequest as typeof GetFunctionRequest,
+      requestStream: false,
+      responseType: GetFunctionResponse as typeof GetFunctionResponse,
+      responseStream: false,
+      options: { idempotencyLevel: "NO_SIDE_EFFECTS" },
+    },
+    /** How a DMA from `client` would reach memory of `provider` (drivers/pci/p2pdma.c). */
+    getP2pDistance: {
+      name: "GetP2pDistance",
+      requestType: GetP2pDistanceRequest as typeof GetP2pDistanceRequest,
+      requestStream: false,
+      responseType: GetP2pDistanceResponse as typeof GetP2pDistanceResponse,
+      responseStream: false,
+      options: { idempotencyLevel: "NO_SIDE_EFFECTS" },
+    },
+    /** Config space (4 KiB, type-0 header). width is 1, 2 or 4 bytes, naturally aligned. */
+    configRead: {
+      name: "ConfigRead",
+      requestType: ConfigReadRequest as typeof ConfigReadRequest,
+      requestStream: false,
+      responseType: ConfigReadResponse as typeof ConfigReadResponse,
+      responseStream: false,
+      options: { idempotencyLevel: "NO_SIDE_EFFECTS" },
+    },
+    /** Strict write: a write that would change a read-only bit fails with EPERM. */
+    configWrite: {
+      name: "ConfigWrite",
+      requestType: ConfigWriteRequest as typeof ConfigWriteRequest,
+      requestStream: false,
+      responseType: ConfigWriteResponse as typeof ConfigWriteResponse,
+      responseStream: false,
+      options: {},
+    },
+    /**
+     * MMIO of 1, 2, 4 or 8 bytes. With PCI_COMMAND_MEMORY clear or outside D0,
+     * reads return all ones and writes are dropped (reported, not an error).
+     */
+    mmioRead: {
+      name: "MmioRead",
+      requestType: MmioReadRequest as typeof MmioReadRequest,
+      requestStream: false,
+      responseType: MmioReadResponse as typeof MmioReadResponse,
+      responseStream: false,
+      options: {},
+    },
+    mmioWrite: {
+      name: "MmioWrite",
+      requestType: MmioWriteRequest as typeof MmioWriteRequest,
+      requestStream: false,
+      responseType: MmioWriteResponse as typeof MmioWriteResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** Bulk access through gRPC: the slow path, bounded by the message size limit. */
+    bulkRead: {
+      name: "BulkRead",
+      requestType: BulkReadRequest as typeof BulkReadRequest,
+      requestStream: false,
+      responseType: BulkReadResponse as typeof BulkReadResponse,
+      responseStream: false,
+      options: {},
+    },
+    bulkWrite: {
+      name: "BulkWrite",
+      requestType: BulkWriteRequest as typeof BulkWriteRequest,
+      requestStream: false,
+      responseType: BulkWriteResponse as typeof BulkWriteResponse,
+      responseStream: false,
+      options: {},
+    },
+    /**
+     * The shared-memory segments that back a BAR range: the fast path. Map them
+     * MAP_SHARED from the segment directory and read or write in place.
+     */
+    getBarSegments: {
+      name: "GetBarSegments",
+      requestType: GetBarSegmentsRequest as typeof GetBarSegmentsRequest,
+      requestStream: false,
+      responseType: GetBarSegmentsResponse as typeof GetBarSegmentsResponse,
+      responseStream: false,
+      options: { idempotencyLevel: "NO_SIDE_EFFECTS" },
+    },
+    /**
+     * Moves a memory BAR's bytes to fresh segment files and unlinks the old
+     * ones, so a mapping of the old files no longer reaches the BAR: how
+     * vfio-pci fences an importer that did not stop DMA in time.
+     */
+    relocateBar: {
+      name: "RelocateBar",
+      requestType: RelocateBarRequest as typeof RelocateBarRequest,
+      requestStream: false,
+      responseType: RelocateBarResponse as typeof RelocateBarResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** Function-level reset (what PCI_EXP_DEVCTL_BCR_FLR initiates). */
+    functionLevelReset: {
+      name: "FunctionLevelReset",
+      requestType: FunctionLevelResetRequest as typeof FunctionLevelResetRequest,
+      requestStream: false,
+      responseType: FunctionLevelResetResponse as typeof FunctionLevelResetResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** Conventional reset: every register and config field back to its default. */
+    resetFunction: {
+      name: "ResetFunction",
+      requestType: ResetFunctionRequest as typeof ResetFunctionRequest,
+      requestStream: false,
+      responseType: ResetFunctionResponse as typeof ResetFunctionResponse,
+      responseStream: false,
+      options: {},
+    },
+    setPowerState: {
+      name: "SetPowerState",
+      requestType: SetPowerStateRequest as typeof SetPowerStateRequest,
+      requestStream: false,
+      responseType: SetPowerStateResponse as typeof SetPowerStateResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** Surprise hot-unplug: every later access fails with ENODEV until re-plug. */
+    unplug: {
+      name: "Unplug",
+      requestType: UnplugRequest as typeof UnplugRequest,
+      requestStream: false,
+      responseType: UnplugResponse as typeof UnplugResponse,
+      responseStream: false,
+      options: {},
+    },
+    replug: {
+      name: "Replug",
+      requestType: ReplugRequest as typeof ReplugRequest,
+      requestStream: false,
+      responseType: ReplugResponse as typeof ReplugResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** Decode changes, resets, power changes, unplug and re-plug, in order. */
+    watchEvents: {
+      name: "WatchEvents",
+      requestType: WatchEventsRequest as typeof WatchEventsRequest,
+      requestStream: false,
+      responseType: WatchEventsResponse as typeof WatchEventsResponse,
+      responseStream: true,
+      options: {},
+    },
+  },
+} as const;
+
 export type PciEmuServiceService = typeof PciEmuServiceService;
 export const PciEmuServiceService = {
   /** The whole topology: host bridges, root ports, switches (with ACS) and functions. */

@@ -6981,6 +6981,177 @@ export const WireHello: MessageFns<WireHello> = {
   },
 };
 
+export type RdmaNicServiceDefinition = typeof RdmaNicServiceDefinition;
+export const RdmaNicServiceDefinition = {
+  name: "RdmaNicService",
+  fullName: "p2p.rdma.v1.RdmaNicService",
+  methods: {
+    openDevice: {
+      name: "OpenDevice",
+      requestType: OpenDeviceRequest as typeof OpenDeviceRequest,
+      requestStream: false,
+      responseType: OpenDeviceResponse as typeof OpenDeviceResponse,
+      responseStream: false,
+      options: {},
+    },
+    queryDevice: {
+      name: "QueryDevice",
+      requestType: QueryDeviceRequest as typeof QueryDeviceRequest,
+      requestStream: false,
+      responseType: QueryDeviceResponse as typeof QueryDeviceResponse,
+      responseStream: false,
+      options: { idempotencyLevel: "NO_SIDE_EFFECTS" },
+    },
+    queryPort: {
+      name: "QueryPort",
+      requestType: QueryPortRequest as typeof QueryPortRequest,
+      requestStream: false,
+      responseType: QueryPortResponse as typeof QueryPortResponse,
+      responseStream: false,
+      options: { idempotencyLevel: "NO_SIDE_EFFECTS" },
+    },
+    allocPd: {
+      name: "AllocPd",
+      requestType: AllocPdRequest as typeof AllocPdRequest,
+      requestStream: false,
+      responseType: AllocPdResponse as typeof AllocPdResponse,
+      responseStream: false,
+      options: {},
+    },
+    deallocPd: {
+      name: "DeallocPd",
+      requestType: DeallocPdRequest as typeof DeallocPdRequest,
+      requestStream: false,
+      responseType: DeallocPdResponse as typeof DeallocPdResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** ibv_reg_mr on a system-heap dma-buf. */
+    regMr: {
+      name: "RegMr",
+      requestType: RegMrRequest as typeof RegMrRequest,
+      requestStream: false,
+      responseType: RegMrResponse as typeof RegMrResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** ibv_reg_dmabuf_mr. */
+    regDmabufMr: {
+      name: "RegDmabufMr",
+      requestType: RegDmabufMrRequest as typeof RegDmabufMrRequest,
+      requestStream: false,
+      responseType: RegDmabufMrResponse as typeof RegDmabufMrResponse,
+      responseStream: false,
+      options: {},
+    },
+    deregMr: {
+      name: "DeregMr",
+      requestType: DeregMrRequest as typeof DeregMrRequest,
+      requestStream: false,
+      responseType: DeregMrResponse as typeof DeregMrResponse,
+      responseStream: false,
+      options: {},
+    },
+    createCq: {
+      name: "CreateCq",
+      requestType: CreateCqRequest as typeof CreateCqRequest,
+      requestStream: false,
+      responseType: CreateCqResponse as typeof CreateCqResponse,
+      responseStream: false,
+      options: {},
+    },
+    destroyCq: {
+      name: "DestroyCq",
+      requestType: DestroyCqRequest as typeof DestroyCqRequest,
+      requestStream: false,
+      responseType: DestroyCqResponse as typeof DestroyCqResponse,
+      responseStream: false,
+      options: {},
+    },
+    pollCq: {
+      name: "PollCq",
+      requestType: PollCqRequest as typeof PollCqRequest,
+      requestStream: false,
+      responseType: PollCqResponse as typeof PollCqResponse,
+      responseStream: false,
+      options: {},
+    },
+    watchCompletions: {
+      name: "WatchCompletions",
+      requestType: WatchCompletionsRequest as typeof WatchCompletionsRequest,
+      requestStream: false,
+      responseType: WatchCompletionsResponse as typeof WatchCompletionsResponse,
+      responseStream: true,
+      options: {},
+    },
+    createQp: {
+      name: "CreateQp",
+      requestType: CreateQpRequest as typeof CreateQpRequest,
+      requestStream: false,
+      responseType: CreateQpResponse as typeof CreateQpResponse,
+      responseStream: false,
+      options: {},
+    },
+    modifyQp: {
+      name: "ModifyQp",
+      requestType: ModifyQpRequest as typeof ModifyQpRequest,
+      requestStream: false,
+      responseType: ModifyQpResponse as typeof ModifyQpResponse,
+      responseStream: false,
+      options: {},
+    },
+    queryQp: {
+      name: "QueryQp",
+      requestType: QueryQpRequest as typeof QueryQpRequest,
+      requestStream: false,
+      responseType: QueryQpResponse as typeof QueryQpResponse,
+      responseStream: false,
+      options: { idempotencyLevel: "NO_SIDE_EFFECTS" },
+    },
+    destroyQp: {
+      name: "DestroyQp",
+      requestType: DestroyQpRequest as typeof DestroyQpRequest,
+      requestStream: false,
+      responseType: DestroyQpResponse as typeof DestroyQpResponse,
+      responseStream: false,
+      options: {},
+    },
+    postSend: {
+      name: "PostSend",
+      requestType: PostSendRequest as typeof PostSendRequest,
+      requestStream: false,
+      responseType: PostSendResponse as typeof PostSendResponse,
+      responseStream: false,
+      options: {},
+    },
+    postRecv: {
+      name: "PostRecv",
+      requestType: PostRecvRequest as typeof PostRecvRequest,
+      requestStream: false,
+      responseType: PostRecvResponse as typeof PostRecvResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** Work requests on a stream, for message rate. */
+    postStream: {
+      name: "PostStream",
+      requestType: PostStreamRequest as typeof PostStreamRequest,
+      requestStream: true,
+      responseType: PostStreamResponse as typeof PostStreamResponse,
+      responseStream: true,
+      options: {},
+    },
+    watchAsyncEvents: {
+      name: "WatchAsyncEvents",
+      requestType: WatchAsyncEventsRequest as typeof WatchAsyncEventsRequest,
+      requestStream: false,
+      responseType: WatchAsyncEventsResponse as typeof WatchAsyncEventsResponse,
+      responseStream: true,
+      options: {},
+    },
+  },
+} as const;
+
 export type RdmaNicServiceService = typeof RdmaNicServiceService;
 export const RdmaNicServiceService = {
   openDevice: {
@@ -7491,6 +7662,28 @@ export const RdmaNicServiceClient = makeGenericClientConstructor(
   service: typeof RdmaNicServiceService;
   serviceName: string;
 };
+
+/**
+ * The link between two NICs: IBA transport headers in binary on a gRPC
+ * stream, payload in a shared-memory ring negotiated through dmabuf-registry
+ * (a system-heap dma-buf), or inline when the NICs share no tmpfs. Served
+ * on the NIC's GID address (RoCEv2: the GID is the IP address).
+ */
+export type RdmaWireServiceDefinition = typeof RdmaWireServiceDefinition;
+export const RdmaWireServiceDefinition = {
+  name: "RdmaWireService",
+  fullName: "p2p.rdma.v1.RdmaWireService",
+  methods: {
+    connect: {
+      name: "Connect",
+      requestType: ConnectRequest as typeof ConnectRequest,
+      requestStream: true,
+      responseType: ConnectResponse as typeof ConnectResponse,
+      responseStream: true,
+      options: {},
+    },
+  },
+} as const;
 
 /**
  * The link between two NICs: IBA transport headers in binary on a gRPC

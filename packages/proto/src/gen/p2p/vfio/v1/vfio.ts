@@ -3050,6 +3050,111 @@ export const DeviceFeatureResponse: MessageFns<DeviceFeatureResponse> = {
   },
 };
 
+export type VfioPciServiceDefinition = typeof VfioPciServiceDefinition;
+export const VfioPciServiceDefinition = {
+  name: "VfioPciService",
+  fullName: "p2p.vfio.v1.VfioPciService",
+  methods: {
+    /** driver_override + bind. EBUSY if bound already. */
+    bind: {
+      name: "Bind",
+      requestType: BindRequest as typeof BindRequest,
+      requestStream: false,
+      responseType: BindResponse as typeof BindResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** EBUSY while the device is open. */
+    unbind: {
+      name: "Unbind",
+      requestType: UnbindRequest as typeof UnbindRequest,
+      requestStream: false,
+      responseType: UnbindResponse as typeof UnbindResponse,
+      responseStream: false,
+      options: {},
+    },
+    listDevices: {
+      name: "ListDevices",
+      requestType: ListDevicesRequest as typeof ListDevicesRequest,
+      requestStream: false,
+      responseType: ListDevicesResponse as typeof ListDevicesResponse,
+      responseStream: false,
+      options: { idempotencyLevel: "NO_SIDE_EFFECTS" },
+    },
+    /** An fd in the caller's fd table; another process's open -> EBUSY. */
+    openDevice: {
+      name: "OpenDevice",
+      requestType: OpenDeviceRequest as typeof OpenDeviceRequest,
+      requestStream: false,
+      responseType: OpenDeviceResponse as typeof OpenDeviceResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** VFIO_DEVICE_GET_INFO. */
+    getDeviceInfo: {
+      name: "GetDeviceInfo",
+      requestType: GetDeviceInfoRequest as typeof GetDeviceInfoRequest,
+      requestStream: false,
+      responseType: GetDeviceInfoResponse as typeof GetDeviceInfoResponse,
+      responseStream: false,
+      options: { idempotencyLevel: "NO_SIDE_EFFECTS" },
+    },
+    /** VFIO_DEVICE_GET_REGION_INFO. */
+    getRegionInfo: {
+      name: "GetRegionInfo",
+      requestType: GetRegionInfoRequest as typeof GetRegionInfoRequest,
+      requestStream: false,
+      responseType: GetRegionInfoResponse as typeof GetRegionInfoResponse,
+      responseStream: false,
+      options: { idempotencyLevel: "NO_SIDE_EFFECTS" },
+    },
+    /** pread/pwrite on the device fd at VFIO_PCI_INDEX_TO_OFFSET(index) + offset. */
+    regionRead: {
+      name: "RegionRead",
+      requestType: RegionReadRequest as typeof RegionReadRequest,
+      requestStream: false,
+      responseType: RegionReadResponse as typeof RegionReadResponse,
+      responseStream: false,
+      options: {},
+    },
+    regionWrite: {
+      name: "RegionWrite",
+      requestType: RegionWriteRequest as typeof RegionWriteRequest,
+      requestStream: false,
+      responseType: RegionWriteResponse as typeof RegionWriteResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** VFIO_DEVICE_RESET. */
+    reset: {
+      name: "Reset",
+      requestType: ResetRequest as typeof ResetRequest,
+      requestStream: false,
+      responseType: ResetResponse as typeof ResetResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** VFIO_DEVICE_PCI_HOT_RESET. */
+    hotReset: {
+      name: "HotReset",
+      requestType: HotResetRequest as typeof HotResetRequest,
+      requestStream: false,
+      responseType: HotResetResponse as typeof HotResetResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** VFIO_DEVICE_FEATURE: flags = feature | GET | SET | PROBE. */
+    deviceFeature: {
+      name: "DeviceFeature",
+      requestType: DeviceFeatureRequest as typeof DeviceFeatureRequest,
+      requestStream: false,
+      responseType: DeviceFeatureResponse as typeof DeviceFeatureResponse,
+      responseStream: false,
+      options: {},
+    },
+  },
+} as const;
+
 export type VfioPciServiceService = typeof VfioPciServiceService;
 export const VfioPciServiceService = {
   /** driver_override + bind. EBUSY if bound already. */

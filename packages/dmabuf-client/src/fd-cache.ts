@@ -10,8 +10,11 @@ interface Lookup {
 }
 
 /**
- * Which of this driver's files each (pid, fd) names, remembered after the
- * registry resolved it once, so an ioctl pays no round trip to the registry.
+ * An owner's memory of which of its files each (pid, fd) names, remembered
+ * after the registry resolved it once, so an ioctl (vfio-pci) or a verb
+ * (rdma-nic) pays no round trip to the registry. The owner feeds it the
+ * registry's calls: fdClosed (so the owner must have that op, which asks the
+ * registry for them) and release.
  *
  * What a number names changes only when the process closes it: the registry
  * never overwrites an fd (dup, receive and create take the lowest free

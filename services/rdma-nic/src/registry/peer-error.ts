@@ -13,10 +13,3 @@ export function peerError(error: unknown, what: string): ErrnoError {
   const detail = error instanceof Error ? ((error as Partial<ServiceError>).details ?? error.message) : String(error);
   return new ErrnoError(errnoOf(error) ?? 'EIO', `${what}: ${detail}`);
 }
-
-/** A unary call on the registry's client as a promise, failing with peerError(). */
-export function registryCall<Res>(what: string, start: (callback: (error: ServiceError | null, response: Res) => void) => unknown): Promise<Res> {
-  return new Promise((resolve, reject) => {
-    start((error, response) => (error ? reject(peerError(error, what)) : resolve(response)));
-  });
-}
