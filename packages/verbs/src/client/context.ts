@@ -1,8 +1,8 @@
 import { bearerInterceptor, channelCredentials, loadTlsConfig, type TlsConfig } from '@p2p/auth';
 import { rdma } from '@p2p/proto';
+import { connectPeer, type Peer } from '@p2p/rpc';
 import { IBV_QP_ACCESS_FLAGS, IBV_QP_AV, IBV_QP_DEST_QPN, IBV_QP_MAX_DEST_RD_ATOMIC, IBV_QP_MAX_QP_RD_ATOMIC, IBV_QP_MIN_RNR_TIMER, IBV_QP_PATH_MTU, IBV_QP_PKEY_INDEX, IBV_QP_PORT, IBV_QP_RETRY_CNT, IBV_QP_RNR_RETRY, IBV_QP_RQ_PSN, IBV_QP_SQ_PSN, IBV_QP_STATE, IBV_QP_TIMEOUT } from '../abi/qp-attr-mask';
 import { PostStream } from './post-stream';
-import { unary } from './unary';
 
 /** What an RC QP needs to know of its peer: exchanged out of band, as applications do over TCP or rdma_cm. */
 export interface RcPeer {
@@ -38,40 +38,52 @@ export interface ProcessIdentity {
   readonly credential: string;
 }
 
+type NicClient = Peer<typeof rdma.RdmaNicServiceDefinition>['client'];
+
 /**
  * A verbs context (ibv_context) on one NIC over gRPC: every call carries
  * the process's pid and the context fd, as every ioctl on
- * /dev/infiniband/uverbsN carries its file. Methods resolve to the answer
- * and reject with the gRPC error, whose errno errnoOf() reads.
+ * /dev/infiniband/uverbsN carries its file, and the process's credential.
+ * Methods resolve to the answer and reject with the NIC's errno (a
+ * PeerError: an ErrnoError naming the verb). The streams (PostStream and the
+ * watches) go through `client`, on the same channel.
  */
 export class VerbsContext {
+  readonly #peer: Peer<typeof rdma.RdmaNicServiceDefinition>;
+
   private constructor(
+    peer: Peer<typeof rdma.RdmaNicServiceDefinition>,
+    /** The NIC's grpc-js client, for the streams: it carries the credential too. */
     readonly client: rdma.RdmaNicServiceClient,
     readonly pid: number,
     readonly fd: number,
-    readonly ownsClient: boolean,
-  ) {}
+  ) {
+    this.#peer = peer;
+  }
 
   /**
    * ibv_open_device() on the NIC at `address`, for a registry process: a
    * RegistrySession (or anything with its pid and credential), whose
-   * credential then goes with every call of the new client. A client passed
-   * in is used as it is: it must carry the credential itself.
+   * credential then goes with every call.
    */
-  static async open(address: string | rdma.RdmaNicServiceClient, process: ProcessIdentity, tls: TlsConfig = loadTlsConfig()): Promise<VerbsContext> {
-    const owns = typeof address === 'string';
-    const client =
-      typeof address === 'string'
-        ? new rdma.RdmaNicServiceClient(address, channelCredentials(tls), { interceptors: [bearerInterceptor(process.credential)] })
-        : address;
+  static async open(address: string, process: ProcessIdentity, tls: TlsConfig = loadTlsConfig()): Promise<VerbsContext> {
+    const peer = connectPeer(rdma.RdmaNicServiceDefinition, address, { name: 'rdma-nic', tls, token: process.credential });
+    const client = new rdma.RdmaNicServiceClient(address, channelCredentials(tls), {
+      channelOverride: peer.channel,
+      interceptors: [bearerInterceptor(process.credential)],
+    });
     const { pid } = process;
     try {
-      const { fd } = await unary<rdma.OpenDeviceResponse>((cb) => client.openDevice({ pid }, cb));
-      return new VerbsContext(client, pid, fd, owns);
+      const { fd } = await peer.client.openDevice({ pid });
+      return new VerbsContext(peer, client, pid, fd);
     } catch (error) {
-      if (owns) client.close();
+      peer.close();
       throw error;
     }
+  }
+
+  get #nic(): NicClient {
+    return this.#peer.client;
   }
 
   get #ctx(): { pid: number; contextFd: number } {
@@ -79,71 +91,61 @@ export class VerbsContext {
   }
 
   queryDevice(): Promise<rdma.QueryDeviceResponse> {
-    return unary((cb) => this.client.queryDevice(this.#ctx, cb));
+    return this.#nic.queryDevice(this.#ctx);
   }
 
   queryPort(portNum = 1): Promise<rdma.QueryPortResponse> {
-    return unary((cb) => this.client.queryPort({ ...this.#ctx, portNum }, cb));
+    return this.#nic.queryPort({ ...this.#ctx, portNum });
   }
 
   async allocPd(): Promise<number> {
-    return (await unary<rdma.AllocPdResponse>((cb) => this.client.allocPd(this.#ctx, cb))).pdHandle;
+    return (await this.#nic.allocPd(this.#ctx)).pdHandle;
   }
 
   async deallocPd(pdHandle: number): Promise<void> {
-    await unary((cb) => this.client.deallocPd({ ...this.#ctx, pdHandle }, cb));
+    await this.#nic.deallocPd({ ...this.#ctx, pdHandle });
   }
 
   /** ibv_reg_mr_iova() on [offset, offset + length) of the system-heap dma-buf heapFd. */
   regMr(pdHandle: number, mr: { heapFd: number; offset?: number; length: number; iova: number; access: number }): Promise<HostMr> {
-    return unary((cb) =>
-      this.client.regMr(
-        { ...this.#ctx, pdHandle, heapFd: mr.heapFd, offset: BigInt(mr.offset ?? 0), length: BigInt(mr.length), iova: BigInt(mr.iova), access: mr.access },
-        cb,
-      ),
-    );
+    return this.#nic.regMr({ ...this.#ctx, pdHandle, heapFd: mr.heapFd, offset: BigInt(mr.offset ?? 0), length: BigInt(mr.length), iova: BigInt(mr.iova), access: mr.access });
   }
 
   /** ibv_reg_dmabuf_mr(). */
   regDmabufMr(pdHandle: number, mr: { fd: number; offset: number; length: number; iova: number; access: number }): Promise<HostMr> {
-    return unary((cb) =>
-      this.client.regDmabufMr(
-        { ...this.#ctx, pdHandle, fd: mr.fd, offset: BigInt(mr.offset), length: BigInt(mr.length), iova: BigInt(mr.iova), access: mr.access },
-        cb,
-      ),
-    );
+    return this.#nic.regDmabufMr({ ...this.#ctx, pdHandle, fd: mr.fd, offset: BigInt(mr.offset), length: BigInt(mr.length), iova: BigInt(mr.iova), access: mr.access });
   }
 
   async deregMr(mrHandle: number): Promise<void> {
-    await unary((cb) => this.client.deregMr({ ...this.#ctx, mrHandle }, cb));
+    await this.#nic.deregMr({ ...this.#ctx, mrHandle });
   }
 
   createCq(cqe: number): Promise<rdma.CreateCqResponse> {
-    return unary((cb) => this.client.createCq({ ...this.#ctx, cqe }, cb));
+    return this.#nic.createCq({ ...this.#ctx, cqe });
   }
 
   async destroyCq(cqHandle: number): Promise<void> {
-    await unary((cb) => this.client.destroyCq({ ...this.#ctx, cqHandle }, cb));
+    await this.#nic.destroyCq({ ...this.#ctx, cqHandle });
   }
 
   async pollCq(cqHandle: number, maxEntries: number): Promise<rdma.WorkCompletion[]> {
-    return (await unary<rdma.PollCqResponse>((cb) => this.client.pollCq({ ...this.#ctx, cqHandle, maxEntries }, cb))).completions;
+    return (await this.#nic.pollCq({ ...this.#ctx, cqHandle, maxEntries })).completions;
   }
 
   createQp(qp: { pdHandle: number; sendCqHandle: number; recvCqHandle: number; cap: rdma.QpCap; sqSigAll?: boolean }): Promise<rdma.CreateQpResponse> {
-    return unary((cb) => this.client.createQp({ ...this.#ctx, ...qp, sqSigAll: qp.sqSigAll ?? false }, cb));
+    return this.#nic.createQp({ ...this.#ctx, ...qp, sqSigAll: qp.sqSigAll ?? false });
   }
 
   async modifyQp(qpNum: number, attr: Partial<rdma.QpAttr>, attrMask: number): Promise<void> {
-    await unary((cb) => this.client.modifyQp({ ...this.#ctx, qpNum, attr: rdma.QpAttr.fromPartial(attr), attrMask }, cb));
+    await this.#nic.modifyQp({ ...this.#ctx, qpNum, attr: rdma.QpAttr.fromPartial(attr), attrMask });
   }
 
   async queryQp(qpNum: number): Promise<rdma.QpAttr> {
-    return (await unary<rdma.QueryQpResponse>((cb) => this.client.queryQp({ ...this.#ctx, qpNum }, cb))).attr!;
+    return (await this.#nic.queryQp({ ...this.#ctx, qpNum })).attr!;
   }
 
   async destroyQp(qpNum: number): Promise<void> {
-    await unary((cb) => this.client.destroyQp({ ...this.#ctx, qpNum }, cb));
+    await this.#nic.destroyQp({ ...this.#ctx, qpNum });
   }
 
   /** RESET -> INIT -> RTR -> RTS towards `peer`, with the attributes each transition requires. */
@@ -182,11 +184,11 @@ export class VerbsContext {
 
   /** ibv_post_send(); a bad WR rejects with its errno (the ones before it were posted). */
   async postSend(qpNum: number, wrs: rdma.SendWr[]): Promise<number> {
-    return (await unary<rdma.PostSendResponse>((cb) => this.client.postSend({ ...this.#ctx, qpNum, wrs }, cb))).posted;
+    return (await this.#nic.postSend({ ...this.#ctx, qpNum, wrs })).posted;
   }
 
   async postRecv(qpNum: number, wrs: rdma.RecvWr[]): Promise<number> {
-    return (await unary<rdma.PostRecvResponse>((cb) => this.client.postRecv({ ...this.#ctx, qpNum, wrs }, cb))).posted;
+    return (await this.#nic.postRecv({ ...this.#ctx, qpNum, wrs })).posted;
   }
 
   /** A stream for posting packed WQEs to one QP at message rate. */
@@ -214,8 +216,8 @@ export class VerbsContext {
     return () => call.cancel();
   }
 
-  /** Closes the gRPC channel if this context opened it. The context file itself is closed through the registry (close(fd)). */
+  /** Closes the gRPC channel. The context file itself is closed through the registry (close(fd)). */
   close(): void {
-    if (this.ownsClient) this.client.close();
+    this.#peer.close();
   }
 }
