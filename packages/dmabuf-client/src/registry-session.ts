@@ -2,6 +2,7 @@ import { type ClientDuplexStream, type Interceptor, type StatusObject } from '@g
 import { bearerInterceptor, channelCredentials, loadTlsConfig, type TlsConfig } from '@p2p/auth';
 import { errno, ErrnoError, isErrnoName } from '@p2p/errno';
 import { dmabuf } from '@p2p/proto';
+import { connectPeer, type Peer } from '@p2p/rpc';
 import { resolveShmDir, shmIdentity } from '@p2p/shm';
 import { CHANNEL_OPTIONS, CLOSE_TIMEOUT_MS, DEFAULT_OPEN_TIMEOUT_MS } from './channel';
 import { DmaBufImporter, type ImportDmaBufOptions } from './dmabuf-importer';
@@ -46,8 +47,9 @@ type SessionStream = ClientDuplexStream<dmabuf.OpenSessionRequest, dmabuf.OpenSe
  * table live as long as the stream, and its importers' move_notify and fence
  * notices arrive on it.
  *
- * Every unary RPC is a promise method with this session's pid filled in; a
- * failed call rejects with the gRPC error itself (errnoOf() reads its errno).
+ * Every unary RPC is a promise method with this session's pid filled in,
+ * made through @p2p/rpc (credential, deadline); a failed call rejects with
+ * the registry's errno (a PeerError, an ErrnoError naming the method).
  *
  * Losing the stream (the registry died or restarted, the connection broke,
  * keepalive gave up) is the process's exit as far as the registry is
@@ -75,7 +77,8 @@ export class RegistrySession extends Emitter<RegistrySessionEvents> {
   readonly credential: string;
   /** A client interceptor that sends `credential` (`authorization: Bearer ...`) on every call. */
   readonly interceptor: Interceptor;
-  readonly #client: dmabuf.DmaBufRegistryServiceClient;
+  /** The registry's unary methods; the stream and the importers' calls share its channel. */
+  readonly #registry: Peer<typeof dmabuf.DmaBufRegistryServiceDefinition>;
   readonly #stream: SessionStream;
   readonly #routes = new Map<bigint, AttachmentHandlers>();
   readonly #port: SessionPort;
@@ -91,6 +94,7 @@ export class RegistrySession extends Emitter<RegistrySessionEvents> {
     name: string,
     shmDir: string,
     shmId: string,
+    registry: Peer<typeof dmabuf.DmaBufRegistryServiceDefinition>,
     client: dmabuf.DmaBufRegistryServiceClient,
     stream: SessionStream,
     finished: Promise<void>,
@@ -105,7 +109,7 @@ export class RegistrySession extends Emitter<RegistrySessionEvents> {
     this.incarnation = opened.incarnation;
     this.credential = opened.credential;
     this.interceptor = bearerInterceptor(opened.credential);
-    this.#client = client;
+    this.#registry = registry;
     this.#stream = stream;
     this.#finished = finished;
     this.#port = {
@@ -113,7 +117,7 @@ export class RegistrySession extends Emitter<RegistrySessionEvents> {
       shmDir,
       client,
       usable: () => this.#state === 'open',
-      call: (start) => this.#call(start),
+      call: (start) => this.#callback(start),
       check: () => this.#check(),
       route: (attachmentId, handlers) => {
         this.#routes.set(attachmentId, handlers);
@@ -136,8 +140,10 @@ export class RegistrySession extends Emitter<RegistrySessionEvents> {
     const shmId = shmIdentity(shmDir);
     // The credential comes with SessionOpened; calls of this client carry it from then on.
     let credential = options.privilegedCredential;
-    const client = new dmabuf.DmaBufRegistryServiceClient(address, channelCredentials(options.tls ?? loadTlsConfig()), {
-      ...CHANNEL_OPTIONS,
+    const tls = options.tls ?? loadTlsConfig();
+    const registry = connectPeer(dmabuf.DmaBufRegistryServiceDefinition, address, { name: 'dmabuf-registry', tls, token: () => credential, channelOptions: CHANNEL_OPTIONS });
+    const client = new dmabuf.DmaBufRegistryServiceClient(address, channelCredentials(tls), {
+      channelOverride: registry.channel,
       interceptors: [bearerInterceptor(() => credential)],
     });
     const stream = client.openSession();
@@ -150,7 +156,7 @@ export class RegistrySession extends Emitter<RegistrySessionEvents> {
       timeoutMs: options.openTimeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS,
       create: (opened, finished) => {
         credential ??= opened.credential;
-        const session = new RegistrySession(address, options.name, shmDir, shmId, client, stream, finished, opened);
+        const session = new RegistrySession(address, options.name, shmDir, shmId, registry, client, stream, finished, opened);
         const sink: StreamSink<dmabuf.OpenSessionResponse> = {
           data: (message) => session.#dispatch(message),
           error: (error) => (session.#streamError = error),
@@ -158,7 +164,7 @@ export class RegistrySession extends Emitter<RegistrySessionEvents> {
         };
         return { session, sink };
       },
-      abandon: () => client.close(),
+      abandon: () => registry.close(),
     });
   }
 
@@ -168,62 +174,62 @@ export class RegistrySession extends Emitter<RegistrySessionEvents> {
 
   /** dup(2). */
   async dupFd(fd: number): Promise<number> {
-    return (await this.#call<dmabuf.DupFdResponse>((cb) => this.#client.dupFd({ pid: this.pid, fd }, cb))).fd;
+    return (await this.#call(() => this.#registry.client.dupFd({ pid: this.pid, fd }))).fd;
   }
 
   /** close(2); the last reference's release goes to the file's owner. */
   async closeFd(fd: number): Promise<void> {
-    await this.#call<dmabuf.CloseFdResponse>((cb) => this.#client.closeFd({ pid: this.pid, fd }, cb));
+    await this.#call(() => this.#registry.client.closeFd({ pid: this.pid, fd }));
   }
 
   /** SCM_RIGHTS, sending side: a one-time token that only `toPid` can redeem with receiveFd(). */
   async sendFd(fd: number, toPid: number): Promise<string> {
-    return (await this.#call<dmabuf.SendFdResponse>((cb) => this.#client.sendFd({ pid: this.pid, fd, toPid }, cb))).token;
+    return (await this.#call(() => this.#registry.client.sendFd({ pid: this.pid, fd, toPid }))).token;
   }
 
   /** SCM_RIGHTS, receiving side: installs the sent file in this process's table. */
   async receiveFd(token: string): Promise<number> {
-    return (await this.#call<dmabuf.ReceiveFdResponse>((cb) => this.#client.receiveFd({ pid: this.pid, token }, cb))).fd;
+    return (await this.#call(() => this.#registry.client.receiveFd({ pid: this.pid, token }))).fd;
   }
 
   /** What an fd refers to: kind, file id, owner, the owner's handle and the open flags. */
   resolveFd(fd: number): Promise<dmabuf.ResolveFdResponse> {
-    return this.#call((cb) => this.#client.resolveFd({ pid: this.pid, fd }, cb));
+    return this.#call(() => this.#registry.client.resolveFd({ pid: this.pid, fd }));
   }
 
   /** DMA_HEAP_IOCTL_ALLOC on /dev/dma_heap/system: a host-memory dma-buf in this process's table. */
   async heapAllocate(size: U64, openFlags: number = O_RDWR): Promise<{ fd: number; bufferId: bigint }> {
     const request = { pid: this.pid, size: toU64(size, 'size'), openFlags };
-    const { fd, bufferId } = await this.#call<dmabuf.HeapAllocateResponse>((cb) => this.#client.heapAllocate(request, cb));
+    const { fd, bufferId } = await this.#call(() => this.#registry.client.heapAllocate(request));
     return { fd, bufferId };
   }
 
   /** CPU read of a dma-buf (the debugging path, not the importer's). */
   async cpuRead(fd: number, offset: U64, length: U64): Promise<Buffer> {
     const request = { pid: this.pid, fd, offset: toU64(offset, 'offset'), length: toU64(length, 'length') };
-    return (await this.#call<dmabuf.CpuReadResponse>((cb) => this.#client.cpuRead(request, cb))).data;
+    return (await this.#call(() => this.#registry.client.cpuRead(request))).data;
   }
 
   /** CPU write into a dma-buf. */
   async cpuWrite(fd: number, offset: U64, data: Uint8Array): Promise<void> {
     const request = { pid: this.pid, fd, offset: toU64(offset, 'offset'), data: Buffer.from(data.buffer, data.byteOffset, data.byteLength) };
-    await this.#call<dmabuf.CpuWriteResponse>((cb) => this.#client.cpuWrite(request, cb));
+    await this.#call(() => this.#registry.client.cpuWrite(request));
   }
 
   /** dma_buf_mmap(): the segments behind [offset, offset + length), in the owner's directory. */
   mmapFd(fd: number, offset: U64, length: U64): Promise<dmabuf.MmapFdResponse> {
     const request = { pid: this.pid, fd, offset: toU64(offset, 'offset'), length: toU64(length, 'length') };
-    return this.#call((cb) => this.#client.mmapFd(request, cb));
+    return this.#call(() => this.#registry.client.mmapFd(request));
   }
 
   /** /sys/kernel/debug/dma_buf/bufinfo. */
   async bufInfo(): Promise<dmabuf.BufInfo[]> {
-    return (await this.#call<dmabuf.GetBufInfoResponse>((cb) => this.#client.getBufInfo({}, cb))).buffers;
+    return (await this.#call(() => this.#registry.client.getBufInfo({}))).buffers;
   }
 
   /** The live processes with their fds, and the live owners. */
   listProcesses(): Promise<dmabuf.ListProcessesResponse> {
-    return this.#call((cb) => this.#client.listProcesses({}, cb));
+    return this.#call(() => this.#registry.client.listProcesses({}));
   }
 
   /**
@@ -241,7 +247,7 @@ export class RegistrySession extends Emitter<RegistrySessionEvents> {
       peer2peer: options.peer2peer ?? true,
       shm: { id: this.shmId },
     };
-    const attached = await this.#call<dmabuf.AttachResponse>((cb) => this.#client.attach(request, cb));
+    const attached = await this.#call(() => this.#registry.client.attach(request));
     return new DmaBufImporter(this.#port, attached, options);
   }
 
@@ -292,7 +298,7 @@ export class RegistrySession extends Emitter<RegistrySessionEvents> {
   #streamFinished(status: StatusObject): void {
     if (this.#state === 'closing') {
       this.#state = 'closed';
-      this.#client.close();
+      this.#registry.close();
       return;
     }
     const cause = this.#streamError?.message ?? `the registry ended the stream (${status.details || 'OK'})`;
@@ -301,7 +307,7 @@ export class RegistrySession extends Emitter<RegistrySessionEvents> {
       `registry session "${this.name}" (pid ${this.pid}) was lost (incarnation ${this.incarnation}): ${cause}. ` +
         'The registry has closed its fds, attachments and mappings; the process must open a new session',
     );
-    this.#client.close();
+    this.#registry.close();
     this.emit('lost', errno('ESHUTDOWN', this.#endedDetail));
   }
 
@@ -318,7 +324,21 @@ export class RegistrySession extends Emitter<RegistrySessionEvents> {
     if (this.#state !== 'open') throw errno('ESHUTDOWN', this.#endedDetail);
   }
 
-  #call<Res>(start: UnaryStart<Res>): Promise<Res> {
+  /** A unary call while the session is open; an answer that arrives after it ended is not acted on (ESHUTDOWN). */
+  async #call<Res>(call: () => Promise<Res>): Promise<Res> {
+    this.#check();
+    let response: Res;
+    try {
+      response = await call();
+    } catch (error) {
+      this.#check();
+      throw error;
+    }
+    this.#check();
+    return response;
+  }
+
+  #callback<Res>(start: UnaryStart<Res>): Promise<Res> {
     return new Promise((resolve, reject) => {
       this.#check();
       start((error, response) => {
