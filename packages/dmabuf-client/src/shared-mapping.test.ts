@@ -50,6 +50,17 @@ describe('SharedMapping', () => {
     mapping.close();
   });
 
+  it('maps only the pages its extents name, not the whole segment file', () => {
+    const store = new SegmentStore({ dir: dir(), chunkSize: 64 * PAGE_SIZE });
+    store.create('big', 64 * PAGE_SIZE).close();
+    const extent = { segment: 'big', segmentOffset: BigInt(10 * PAGE_SIZE), length: BigInt(PAGE_SIZE), dmaAddress: 0n };
+    const mapping = SharedMapping.open(store, [extent], PAGE_SIZE);
+    const views: Uint8Array[] = [];
+    mapping.views(0, PAGE_SIZE, views);
+    expect(views.map((v) => v.buffer.byteLength)).to.deep.equal([PAGE_SIZE]);
+    mapping.close();
+  });
+
   it('refuses extents that do not cover the buffer with EIO, and a missing segment with ENOENT', () => {
     const { store, extents } = twoPieces();
     expect(() => SharedMapping.open(store, extents, 3 * PAGE_SIZE)).to.throw(ErrnoError).with.property('errno', 'EIO');

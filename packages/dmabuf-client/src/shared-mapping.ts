@@ -11,9 +11,11 @@ interface Piece {
 
 /**
  * An importer's CPU mapping of a dma-buf: the extents' segment files opened
- * from this process's own segment directory and mapped MAP_SHARED, one Buffer
- * view per extent, in buffer order. Copies in and out are one memcpy per
- * extent touched, straight between the caller's buffer and the views.
+ * from this process's own segment directory and the pages of each extent
+ * mapped MAP_SHARED (Segment.window: just those pages, not the whole file, as
+ * a device maps only what the sg_table names), one Buffer view per extent, in
+ * buffer order. Copies in and out are one memcpy per extent touched, straight
+ * between the caller's buffer and the views.
  *
  * close() drops every view: the importer's equivalent of unmapping its
  * sg_table in ib_umem_dmabuf_unmap_pages(). mmap-io cannot munmap, so the
@@ -47,7 +49,7 @@ export class SharedMapping {
           segment = store.open(extent.segment);
           segments.set(extent.segment, segment);
         }
-        pieces.push({ offset, view: segment.view(toSafeNumber(extent.segmentOffset, `offset in ${extent.segment}`), length) });
+        pieces.push({ offset, view: segment.window(toSafeNumber(extent.segmentOffset, `offset in ${extent.segment}`), length) });
         offset += length;
       }
       if (offset !== size) throw errno('EIO', `the mapping's extents cover ${offset} bytes of a ${size}-byte buffer`);

@@ -36,6 +36,27 @@ describe('Segment', () => {
     segment.close();
   });
 
+  it('window() is a live mapping of only the pages the range is on', () => {
+    const segment = store.create('s', 8 * PAGE_SIZE);
+    const window = segment.window(3 * PAGE_SIZE - 2, 4);
+    expect(window.length).to.equal(4);
+    expect(window.buffer.byteLength).to.equal(2 * PAGE_SIZE);
+    window.write('live');
+    expect(segment.read(3 * PAGE_SIZE - 2, 4).toString()).to.equal('live');
+    segment.write(3 * PAGE_SIZE - 2, Buffer.from('LIVE'));
+    expect(window.toString()).to.equal('LIVE');
+    segment.close();
+  });
+
+  it('window() stops at the end of a file that ends inside a page, and refuses a range past it with ERANGE', () => {
+    const segment = store.create('s', PAGE_SIZE + 10);
+    const window = segment.window(PAGE_SIZE + 2, 8);
+    expect(window.buffer.byteLength).to.equal(10);
+    expect(() => segment.window(PAGE_SIZE + 2, 9)).to.throw(ErrnoError).with.property('errno', 'ERANGE');
+    expect(segment.window(PAGE_SIZE + 10, 0).length).to.equal(0);
+    segment.close();
+  });
+
   it('shares writes between two opens of the same file', () => {
     const a = store.create('s', 8 * PAGE_SIZE);
     const b = store.open('s');
@@ -142,6 +163,7 @@ describe('Segment', () => {
     segment.close();
     expect(segment.closed).to.equal(true);
     expect(() => segment.view(0, 1)).to.throw(ErrnoError).with.property('errno', 'EBADF');
+    expect(() => segment.window(0, 1)).to.throw(ErrnoError).with.property('errno', 'EBADF');
     expect(() => segment.read(0, 1)).to.throw(ErrnoError).with.property('errno', 'EBADF');
     expect(() => segment.readInto(0, new Uint8Array(1))).to.throw(ErrnoError).with.property('errno', 'EBADF');
     expect(() => segment.write(0, Buffer.from('x'))).to.throw(ErrnoError).with.property('errno', 'EBADF');

@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import { errno } from '@p2p/errno';
 import { fsCall } from './fs-errno';
 import { mapShared } from './guarded-map';
+import { PAGE_SIZE } from './limits';
 import { checkRange, checkSize } from './range';
 
 /** What a SegmentStore hands a Segment when it has opened the file. */
@@ -18,9 +19,9 @@ export interface SegmentHandle {
  * One segment file, open read/write. Obtain it from SegmentStore.create/open.
  *
  * The whole file is mapped MAP_SHARED at offset 0 on the first view(), and
- * the mapping is kept until resize() or close(). Files never exceed the
- * store's chunk size (at most 1 GiB), so one mapping always fits mmap-io's
- * 32-bit limits.
+ * the mapping is kept until resize() or close(); window() maps just the pages
+ * of one range, for its caller alone. Files never exceed the store's chunk
+ * size (at most 1 GiB), so one mapping always fits mmap-io's 32-bit limits.
  *
  * Reads go through pread rather than the mapping: on tmpfs a read fault on a
  * hole allocates a page, while pread of a hole returns zeros for free, so
@@ -82,6 +83,24 @@ export class Segment {
     if (length === 0) return Buffer.alloc(0);
     this.#mapping ??= mapShared(fd, this.#size, 0);
     return this.#mapping.subarray(offset, offset + length);
+  }
+
+  /**
+   * The bytes [offset, offset+length) through a mapping of their own that
+   * covers only the pages they are on and that the segment does not keep:
+   * for an importer, which maps what a buffer's extents name, afresh on every
+   * fault. V8 counts a mapping's whole length as external memory, so mapping
+   * the whole file (up to 1 GiB) for each fault of a small buffer would start
+   * a garbage collection on nearly every fault. The mapping goes when V8
+   * collects the returned Buffer.
+   */
+  window(offset: number, length: number): Buffer {
+    const fd = this.#open('window');
+    checkRange(offset, length, this.#size, `window of ${this.name}`);
+    if (length === 0) return Buffer.alloc(0);
+    const start = offset - (offset % PAGE_SIZE);
+    const end = Math.min(this.#size, Math.ceil((offset + length) / PAGE_SIZE) * PAGE_SIZE);
+    return mapShared(fd, end - start, start).subarray(offset - start, offset - start + length);
   }
 
   /** A private copy of [offset, offset+length). */
