@@ -1,11 +1,14 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { credentials } from '@grpc/grpc-js';
 import { expect } from 'chai';
+import { bearerInterceptor } from '@p2p/auth';
 import { ErrnoError } from '@p2p/errno';
 import { dmabuf } from '@p2p/proto';
 import { errnoOf } from '@p2p/status';
-import { SegmentStore, SharedMemory } from '@p2p/shm';
+import { SegmentStore, SharedMemory, shmIdentity } from '@p2p/shm';
 import type { MoveNotice } from './dmabuf-importer';
+import type { OwnerCallInfo } from './owner-ops';
 import { OwnerSession } from './owner-session';
 import { RegistrySession } from './registry-session';
 import { SharedMemoryExporter } from './shared-memory-exporter';
@@ -270,5 +273,51 @@ describe('OwnerSession and importers against a dmabuf-registry process', functio
     await holder.closeFd(dup);
     await holder.closeFd(file.fd);
     expect(errnoOf(await rejection(holder.resolveFd(file.fd)))).to.equal('EBADF');
+  });
+
+  it('never sends the optional ops an owner declares absent, and refuses declaring a mandatory one absent (EINVAL)', async () => {
+    const client = new dmabuf.DmaBufRegistryServiceClient(registry!.address, credentials.createInsecure(), {
+      interceptors: [bearerInterceptor(platformSecretsOf(registry!.shmDir).platformToken)],
+    });
+    const shm = { id: shmIdentity(registry!.shmDir) };
+    const { OWNER_OP_ATTACH, OWNER_OP_DETACH, OWNER_OP_PIN, OWNER_OP_UNPIN, OWNER_OP_UNMAP, OWNER_OP_MAP } = dmabuf.OwnerOp;
+    try {
+      const refused = client.openOwnerSession();
+      const failure = new Promise<unknown>((resolve) => refused.on('error', resolve).on('data', () => undefined));
+      refused.write({ request: { $case: 'register', value: { name: 'no-map', shm, notifyFdClosed: false, absentOps: [OWNER_OP_MAP] } } });
+      expect(errnoOf(await failure)).to.equal('EINVAL');
+
+      // A lean owner: only map (and release) reach it; an import maps, unmaps and detaches.
+      const memory = SharedMemory.create(store, 'lean-1', SIZE);
+      exporter.addBuffer('lean-1', memory, DMA_BASE);
+      const lean = client.openOwnerSession();
+      const calls: dmabuf.OwnerOp[] = [];
+      let exported: (value: dmabuf.DmaBufExported) => void = () => undefined;
+      const answered = new Promise<dmabuf.DmaBufExported>((resolve) => (exported = resolve));
+      lean.on('error', () => undefined).on('data', (message: dmabuf.OpenOwnerSessionResponse) => {
+        const response = message.response;
+        if (response?.$case === 'exported') exported(response.value);
+        if (response?.$case !== 'call') return;
+        const call = response.value;
+        calls.push(call.op);
+        void (async () => {
+          const extents = call.op === OWNER_OP_MAP ? [...(await exporter.map({ handle: 'lean-1' } as OwnerCallInfo))] : [];
+          lean.write({ request: { $case: 'reply', value: { callId: call.callId, errno: '', detail: '', extents } } });
+        })();
+      });
+      lean.write({ request: { $case: 'register', value: { name: 'lean', shm, notifyFdClosed: false, absentOps: [OWNER_OP_ATTACH, OWNER_OP_DETACH, OWNER_OP_PIN, OWNER_OP_UNPIN, OWNER_OP_UNMAP] } } });
+      const exportRequest = { pid: holder.pid, size: BigInt(SIZE), openFlags: 2, revoked: false, cpuAccess: false, providerBdf: '', allowPin: false, requirePeer2peer: false, handle: 'lean-1' };
+      lean.write({ request: { $case: 'export', value: { requestId: 1n, ...exportRequest } } });
+      const { fd } = await answered;
+      const importer = await nic.importDmaBuf({ fd, holderPid: holder.pid, importerBdf: '0000:02:00.0' });
+      await importer.map();
+      await importer.unmap();
+      await importer.detach();
+      expect(calls).to.deep.equal([OWNER_OP_MAP]);
+      await holder.closeFd(fd);
+      lean.end();
+    } finally {
+      client.close();
+    }
   });
 });

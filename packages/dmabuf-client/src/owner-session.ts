@@ -160,7 +160,12 @@ export class OwnerSession extends Emitter<OwnerSessionEvents> {
     const stream = client.openOwnerSession();
     return openStream({
       stream,
-      greeting: { request: { $case: 'register', value: { name: options.name, shm: { id: shmId }, notifyFdClosed: options.ops.fdClosed !== undefined } } },
+      greeting: {
+        request: {
+          $case: 'register',
+          value: { name: options.name, shm: { id: shmId }, notifyFdClosed: options.ops.fdClosed !== undefined, absentOps: absentOps(options.ops) },
+        },
+      },
       peer: `the registry at ${address}`,
       expected: 'OwnerRegistered',
       first: (message) => (message.response?.$case === 'registered' ? message.response.value : undefined),
@@ -230,6 +235,16 @@ export class OwnerSession extends Emitter<OwnerSessionEvents> {
       (requestId) => ({ $case: 'move', value: { requestId, bufferId, revoked, permanent } }),
       (answer) => (answer.$case === 'moved' ? { notified: answer.value.notified, fenced: answer.value.fenced } : undefined),
     );
+  }
+
+  /**
+   * Several moves at once (every buffer of a device on a revoke): every
+   * request goes out before any answer is awaited, so the importers of all
+   * the buffers are told concurrently and the revoke takes about as long as
+   * its slowest buffer. Settles with each move's outcome, in order.
+   */
+  moveAll(moves: ReadonlyArray<{ bufferId: bigint; revoked: boolean; permanent?: boolean }>): Promise<Array<PromiseSettledResult<MoveResult>>> {
+    return Promise.allSettled(moves.map((m) => this.move(m.bufferId, m.revoked, m.permanent ?? false)));
   }
 
   /**
@@ -403,4 +418,16 @@ export class OwnerSession extends Emitter<OwnerSessionEvents> {
   #check(): void {
     if (this.#state !== 'open') throw errno('ESHUTDOWN', this.#endedDetail);
   }
+}
+
+/** The optional ops `ops` leaves out: the registry skips them rather than make a round trip that does nothing. */
+function absentOps(ops: OwnerOps): dmabuf.OwnerOp[] {
+  const optional: Array<[keyof OwnerOps, dmabuf.OwnerOp]> = [
+    ['attach', dmabuf.OwnerOp.OWNER_OP_ATTACH],
+    ['detach', dmabuf.OwnerOp.OWNER_OP_DETACH],
+    ['pin', dmabuf.OwnerOp.OWNER_OP_PIN],
+    ['unpin', dmabuf.OwnerOp.OWNER_OP_UNPIN],
+    ['unmap', dmabuf.OwnerOp.OWNER_OP_UNMAP],
+  ];
+  return optional.filter(([name]) => ops[name] === undefined).map(([, op]) => op);
 }

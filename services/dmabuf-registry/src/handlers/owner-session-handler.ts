@@ -2,7 +2,7 @@ import type { ServerDuplexStream } from '@grpc/grpc-js';
 import { errno, ErrnoError, isErrnoName } from '@p2p/errno';
 import { dmabuf } from '@p2p/proto';
 import { failStream, whenStreamEnds } from '@p2p/server';
-import type { ClosedFd, FileOwner, OwnerAttachmentRef, OwnerExtent, Registry } from '../index';
+import type { ClosedFd, FileOwner, OwnerAttach, OwnerAttachmentRef, OwnerExtent, Registry } from '../index';
 import { extentFromWire, mapTypeToWire } from './wire';
 
 type OwnerStream = ServerDuplexStream<dmabuf.OpenOwnerSessionRequest, dmabuf.OpenOwnerSessionResponse>;
@@ -66,34 +66,39 @@ export function ownerSessionHandler(registry: Registry, options: OwnerSessionOpt
       await checked(op, ref(a));
     };
 
-    const owner = (registered: dmabuf.RegisterOwner): FileOwner => ({
-      name: registered.name,
-      shmId: registered.shm?.id ?? '',
-      directory: options.directory,
-      attach: async (a) => {
-        await checked(dmabuf.OwnerOp.OWNER_OP_ATTACH, { ...ref(a), importerPid: a.importerPid, dynamic: a.dynamic });
-      },
-      detach: voidOp(dmabuf.OwnerOp.OWNER_OP_DETACH),
-      unmap: voidOp(dmabuf.OwnerOp.OWNER_OP_UNMAP),
-      pin: voidOp(dmabuf.OwnerOp.OWNER_OP_PIN),
-      unpin: voidOp(dmabuf.OwnerOp.OWNER_OP_UNPIN),
-      map: async (a) => extents(await checked(dmabuf.OwnerOp.OWNER_OP_MAP, { ...ref(a), mapType: mapTypeToWire(a.mapType) })),
-      release: async (file) => {
-        await checked(dmabuf.OwnerOp.OWNER_OP_RELEASE, { fileId: BigInt(file.fileId), handle: file.handle });
-      },
-      fence: async (bufferId) => {
-        await checked(dmabuf.OwnerOp.OWNER_OP_FENCE, { fileId: BigInt(bufferId) });
-      },
-      cpuExtents: async (bufferId) => extents(await checked(dmabuf.OwnerOp.OWNER_OP_CPU_MAP, { fileId: BigInt(bufferId) })),
-      // Only an owner that remembers fds asked for their closes: the others pay no round trip per close.
-      ...(registered.notifyFdClosed
-        ? {
-            fdClosed: async (closed: ClosedFd) => {
-              await checked(dmabuf.OwnerOp.OWNER_OP_FD_CLOSED, { pid: closed.pid, fd: closed.fd, fileId: BigInt(closed.fileId), handle: closed.handle });
-            },
-          }
-        : {}),
-    });
+    const owner = (registered: dmabuf.RegisterOwner): FileOwner => {
+      const absent = absentOps(registered.absentOps);
+      /** An op the owner does not implement succeeds at once, as the dma-buf core skips a NULL op. */
+      const optional = <A>(op: dmabuf.OwnerOp, call: (a: A) => Promise<void>): ((a: A) => Promise<void>) => (absent.has(op) ? async () => undefined : call);
+      return {
+        name: registered.name,
+        shmId: registered.shm?.id ?? '',
+        directory: options.directory,
+        attach: optional<OwnerAttach>(dmabuf.OwnerOp.OWNER_OP_ATTACH, async (a) => {
+          await checked(dmabuf.OwnerOp.OWNER_OP_ATTACH, { ...ref(a), importerPid: a.importerPid, dynamic: a.dynamic });
+        }),
+        detach: optional(dmabuf.OwnerOp.OWNER_OP_DETACH, voidOp(dmabuf.OwnerOp.OWNER_OP_DETACH)),
+        unmap: optional(dmabuf.OwnerOp.OWNER_OP_UNMAP, voidOp(dmabuf.OwnerOp.OWNER_OP_UNMAP)),
+        pin: optional(dmabuf.OwnerOp.OWNER_OP_PIN, voidOp(dmabuf.OwnerOp.OWNER_OP_PIN)),
+        unpin: optional(dmabuf.OwnerOp.OWNER_OP_UNPIN, voidOp(dmabuf.OwnerOp.OWNER_OP_UNPIN)),
+        map: async (a) => extents(await checked(dmabuf.OwnerOp.OWNER_OP_MAP, { ...ref(a), mapType: mapTypeToWire(a.mapType) })),
+        release: async (file) => {
+          await checked(dmabuf.OwnerOp.OWNER_OP_RELEASE, { fileId: BigInt(file.fileId), handle: file.handle });
+        },
+        fence: async (bufferId) => {
+          await checked(dmabuf.OwnerOp.OWNER_OP_FENCE, { fileId: BigInt(bufferId) });
+        },
+        cpuExtents: async (bufferId) => extents(await checked(dmabuf.OwnerOp.OWNER_OP_CPU_MAP, { fileId: BigInt(bufferId) })),
+        // Only an owner that remembers fds asked for their closes: the others pay no round trip per close.
+        ...(registered.notifyFdClosed
+          ? {
+              fdClosed: async (closed: ClosedFd) => {
+                await checked(dmabuf.OwnerOp.OWNER_OP_FD_CLOSED, { pid: closed.pid, fd: closed.fd, fileId: BigInt(closed.fileId), handle: closed.handle });
+              },
+            }
+          : {}),
+      };
+    };
 
     const fail = (requestId: bigint, error: unknown): void => {
       const e = error instanceof ErrnoError ? error : new ErrnoError('EIO', error instanceof Error ? error.message : String(error));
@@ -167,4 +172,20 @@ export function ownerSessionHandler(registry: Registry, options: OwnerSessionOpt
 function toSize(size: bigint): number {
   if (size > BigInt(Number.MAX_SAFE_INTEGER)) throw errno('EINVAL', `size ${size} is too large`);
   return Number(size);
+}
+
+/** The optional ops an owner may leave out. */
+const OPTIONAL_OPS: ReadonlySet<dmabuf.OwnerOp> = new Set([
+  dmabuf.OwnerOp.OWNER_OP_ATTACH,
+  dmabuf.OwnerOp.OWNER_OP_DETACH,
+  dmabuf.OwnerOp.OWNER_OP_PIN,
+  dmabuf.OwnerOp.OWNER_OP_UNPIN,
+  dmabuf.OwnerOp.OWNER_OP_UNMAP,
+]);
+
+/** RegisterOwner.absent_ops, checked: EINVAL for an op that is not optional (map, release, fence...). */
+function absentOps(ops: readonly dmabuf.OwnerOp[]): ReadonlySet<dmabuf.OwnerOp> {
+  const bad = ops.find((op) => !OPTIONAL_OPS.has(op));
+  if (bad !== undefined) throw errno('EINVAL', `absent_ops names ${dmabuf.OwnerOp[bad] ?? bad}, which an owner must implement`);
+  return new Set(ops);
 }

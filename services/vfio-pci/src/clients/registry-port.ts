@@ -1,5 +1,5 @@
 import type { OwnerSession } from '@p2p/dmabuf-client';
-import type { CreatedFile, DmaBufPort, ExportDmaBufRequest, ExportedDmaBuf, MoveResult, ResolvedFile } from '../ports/dma-buf-port';
+import type { BufferMove, CreatedFile, DmaBufPort, ExportDmaBufRequest, ExportedDmaBuf, MoveResult, ResolvedFile } from '../ports/dma-buf-port';
 
 /**
  * The registry as vfio-pci's file layer: files and dma-bufs are created and
@@ -15,6 +15,10 @@ export class RegistryPort implements DmaBufPort {
 
   move(bufferId: bigint, revoked: boolean, permanent: boolean): Promise<MoveResult> {
     return this.owner().move(bufferId, revoked, permanent);
+  }
+
+  moveAll(moves: readonly BufferMove[]): Promise<Array<PromiseSettledResult<MoveResult>>> {
+    return this.owner().moveAll(moves);
   }
 
   async createFile(pid: number, handle: string, openFlags: number): Promise<CreatedFile> {

@@ -9,44 +9,44 @@ function fileGone(error: unknown): boolean {
 
 /**
  * vfio_pci_dma_buf_move(): every buffer still on the device's list whose
- * revoked bit differs from `revoked` is flipped and its importers are told
- * (one move each, in list order, each awaited until its importers have
- * quiesced). A buffer whose bit already matches is left alone: a call that
- * changes nothing notifies no one. A buffer released meanwhile is skipped.
- * A move the registry refuses otherwise fails the caller; that buffer's bit
- * is put back, those already moved stay moved.
+ * revoked bit differs from `revoked` is flipped and its importers are told.
+ * The kernel walks the list one buffer at a time; here every buffer's move
+ * is under way at once (the importers of all are told concurrently) and the
+ * call returns when all have quiesced: the same guarantee to whoever waits
+ * on it, in the time of the slowest buffer rather than the sum. A buffer
+ * whose bit already matches is left alone: a call that changes nothing
+ * notifies no one. A buffer released meanwhile is skipped. A move the
+ * registry refuses otherwise fails the caller with the first such error;
+ * that buffer's bit is put back, the others stay moved.
  */
 export async function moveDmaBufs(list: ReadonlySet<VfioDmaBuf>, port: DmaBufPort, revoked: boolean): Promise<void> {
-  for (const buffer of [...list]) {
-    if (!list.has(buffer) || buffer.revoked === revoked) continue;
-    buffer.revoked = revoked;
-    try {
-      await port.move(buffer.bufferId!, revoked, false);
-    } catch (error) {
-      if (fileGone(error) || !list.has(buffer)) continue;
-      buffer.revoked = !revoked;
-      throw error;
-    }
-  }
+  const moving = [...list].filter((buffer) => buffer.revoked !== revoked);
+  if (moving.length === 0) return;
+  for (const buffer of moving) buffer.revoked = revoked;
+  const outcomes = await port.moveAll(moving.map((buffer) => ({ bufferId: buffer.bufferId!, revoked, permanent: false })));
+  let failure: unknown;
+  outcomes.forEach((outcome, i) => {
+    const buffer = moving[i]!;
+    if (outcome.status === 'fulfilled' || fileGone(outcome.reason) || !list.has(buffer)) return;
+    buffer.revoked = !revoked;
+    failure ??= outcome.reason;
+  });
+  if (failure !== undefined) throw failure;
 }
 
 /**
  * vfio_pci_dma_buf_cleanup(), at the last close of the device (and when it
  * goes away): every buffer still on the list leaves it, forgets the device and
- * is revoked for good, with a move_notify whatever its bit was. The fds live
- * on; attach and map fail with ENODEV from now on. Every buffer is handled
- * even if a move fails; the first failure is thrown at the end.
+ * is revoked for good, with a move_notify whatever its bit was; all at once,
+ * as above. The fds live on; attach and map fail with ENODEV from now on.
+ * Every buffer is handled even if a move fails; the first failure is thrown
+ * at the end.
  */
 export async function cleanupDmaBufs(list: ReadonlySet<VfioDmaBuf>, port: DmaBufPort): Promise<void> {
-  let failure: unknown;
-  for (const buffer of [...list]) {
-    if (!list.has(buffer)) continue;
-    buffer.forget();
-    try {
-      await port.move(buffer.bufferId!, true, true);
-    } catch (error) {
-      if (!fileGone(error)) failure ??= error;
-    }
-  }
-  if (failure !== undefined) throw failure;
+  const leaving = [...list];
+  if (leaving.length === 0) return;
+  for (const buffer of leaving) buffer.forget();
+  const outcomes = await port.moveAll(leaving.map((buffer) => ({ bufferId: buffer.bufferId!, revoked: true, permanent: true })));
+  const failed = outcomes.find((outcome) => outcome.status === 'rejected' && !fileGone(outcome.reason));
+  if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
 }

@@ -39,6 +39,13 @@ export interface CreatedFile {
   readonly fd: number;
 }
 
+/** One buffer's move in moveAll(). */
+export interface BufferMove {
+  readonly bufferId: bigint;
+  readonly revoked: boolean;
+  readonly permanent: boolean;
+}
+
 /** The file behind an fd: the service that owns it and that owner's handle for it. */
 export interface ResolvedFile {
   readonly owner: string;
@@ -53,6 +60,12 @@ export interface DmaBufPort {
    * buffer for good. ENOENT for a buffer whose file is already gone.
    */
   move(bufferId: bigint, revoked: boolean, permanent: boolean): Promise<MoveResult>;
+  /**
+   * Several moves at once (every buffer of a device): all are under way
+   * before any is awaited, so every buffer's importers are told
+   * concurrently. Settles with each move's outcome, in order.
+   */
+  moveAll(moves: readonly BufferMove[]): Promise<Array<PromiseSettledResult<MoveResult>>>;
   /** A new file of this owner in the fd table of `pid`. */
   createFile(pid: number, handle: string, openFlags: number): Promise<CreatedFile>;
   /** EBADF unless `pid` holds `fd`. */

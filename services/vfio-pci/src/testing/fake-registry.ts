@@ -1,5 +1,5 @@
 import { errno, type ErrnoError } from '@p2p/errno';
-import type { CreatedFile, DmaBufPort, ExportDmaBufRequest, ExportedDmaBuf, MoveResult, ResolvedFile } from '../ports/dma-buf-port';
+import type { BufferMove, CreatedFile, DmaBufPort, ExportDmaBufRequest, ExportedDmaBuf, MoveResult, ResolvedFile } from '../ports/dma-buf-port';
 
 interface FakeFile {
   readonly fileId: bigint;
@@ -155,6 +155,10 @@ export class FakeRegistry implements DmaBufPort {
     if (changed) this.notified.set(bufferId, (this.notified.get(bufferId) ?? 0) + 1);
     this.log.push(`moved ${bufferId}`);
     return { notified: changed ? 1 : 0, fenced: 0 };
+  }
+
+  moveAll(moves: readonly BufferMove[]): Promise<Array<PromiseSettledResult<MoveResult>>> {
+    return Promise.allSettled(moves.map((m) => this.move(m.bufferId, m.revoked, m.permanent)));
   }
 
   async createFile(pid: number, handle: string): Promise<CreatedFile> {

@@ -539,6 +539,13 @@ export interface RegisterOwner {
    * files that the file outlives. Owners that do not set it are never sent one.
    */
   notifyFdClosed: boolean;
+  /**
+   * The optional exporter ops this owner does not implement (NULL in its
+   * dma_buf_ops): ATTACH, DETACH, PIN, UNPIN and UNMAP may be named. The
+   * registry skips them, as the dma-buf core skips NULL ops, and saves the
+   * round trip. Naming any other op is EINVAL.
+   */
+  absentOps: OwnerOp[];
 }
 
 /** Install a new file of this owner in a process's fd table. */
@@ -2953,7 +2960,7 @@ export const OpenOwnerSessionRequest: MessageFns<OpenOwnerSessionRequest> = {
 };
 
 function createBaseRegisterOwner(): RegisterOwner {
-  return { name: "", shm: undefined, notifyFdClosed: false };
+  return { name: "", shm: undefined, notifyFdClosed: false, absentOps: [] };
 }
 
 export const RegisterOwner: MessageFns<RegisterOwner> = {
@@ -2966,6 +2973,13 @@ export const RegisterOwner: MessageFns<RegisterOwner> = {
     }
     if (message.notifyFdClosed !== false) {
       writer.uint32(24).bool(message.notifyFdClosed);
+    }
+    if (message.absentOps.length !== 0) {
+      writer.uint32(34).fork();
+      for (const v of message.absentOps) {
+        writer.int32(v);
+      }
+      writer.join();
     }
     return writer;
   },
@@ -3007,6 +3021,24 @@ export const RegisterOwner: MessageFns<RegisterOwner> = {
             message.notifyFdClosed = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag === 32) {
+              message.absentOps.push(reader.int32() as any);
+
+              continue;
+            }
+
+            if (tag === 34) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.absentOps.push(reader.int32() as any);
+              }
+
+              continue;
+            }
+
+            break;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3028,6 +3060,11 @@ export const RegisterOwner: MessageFns<RegisterOwner> = {
         : isSet(object.notify_fd_closed)
         ? globalThis.Boolean(object.notify_fd_closed)
         : false,
+      absentOps: globalThis.Array.isArray(object?.absentOps)
+        ? object.absentOps.map((e: any) => ownerOpFromJSON(e))
+        : globalThis.Array.isArray(object?.absent_ops)
+        ? object.absent_ops.map((e: any) => ownerOpFromJSON(e))
+        : [],
     };
   },
 
@@ -3042,6 +3079,9 @@ export const RegisterOwner: MessageFns<RegisterOwner> = {
     if (message.notifyFdClosed !== false) {
       obj.notifyFdClosed = message.notifyFdClosed;
     }
+    if (message.absentOps?.length) {
+      obj.absentOps = message.absentOps.map((e) => ownerOpToJSON(e));
+    }
     return obj;
   },
 
@@ -3053,6 +3093,7 @@ export const RegisterOwner: MessageFns<RegisterOwner> = {
     message.name = object.name ?? "";
     message.shm = (object.shm !== undefined && object.shm !== null) ? ShmIdentity.fromPartial(object.shm) : undefined;
     message.notifyFdClosed = object.notifyFdClosed ?? false;
+    message.absentOps = object.absentOps?.map((e) => e) || [];
     return message;
   },
 };
