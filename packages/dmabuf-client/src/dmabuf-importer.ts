@@ -3,7 +3,7 @@ import { dmabuf } from '@p2p/proto';
 import { checkRange, SegmentStore } from '@p2p/shm';
 import { readAttachmentInto, type StreamTarget, writeAttachmentFrom } from './attachment-stream';
 import { asErrnoError } from './errors';
-import type { SessionPort, UnaryStart } from './session-port';
+import type { SessionPort } from './session-port';
 import { SharedMapping } from './shared-mapping';
 import { toSafeNumber } from './u64';
 
@@ -213,7 +213,7 @@ export class DmaBufImporter {
     this.#invalidate();
     this.#unroute();
     if (wasFenced) return;
-    await this.#call('detach', (callback) => this.#port.client.detach({ pid: this.#port.pid, attachmentId: this.attachmentId }, callback));
+    await this.#call('detach', () => this.#port.registry.detach({ pid: this.#port.pid, attachmentId: this.attachmentId }));
   }
 
   /**
@@ -222,21 +222,19 @@ export class DmaBufImporter {
    */
   async pin(): Promise<void> {
     this.#check();
-    await this.#call('pin', (callback) => this.#port.client.pinAttachment({ pid: this.#port.pid, attachmentId: this.attachmentId }, callback));
+    await this.#call('pin', () => this.#port.registry.pinAttachment({ pid: this.#port.pid, attachmentId: this.attachmentId }));
   }
 
   /** dma_buf_unpin(): undoes one pin(). EINVAL if not pinned. */
   async unpin(): Promise<void> {
     this.#check();
-    await this.#call('unpin', (callback) => this.#port.client.unpinAttachment({ pid: this.#port.pid, attachmentId: this.attachmentId }, callback));
+    await this.#call('unpin', () => this.#port.registry.unpinAttachment({ pid: this.#port.pid, attachmentId: this.attachmentId }));
   }
 
   /** AckMoveNotify: the mapping of `notice` is gone. Done by the importer itself unless autoAck is false. */
   async ackMoveNotify(notice: MoveNotice): Promise<void> {
     this.#check();
-    await this.#call('ack move_notify', (callback) =>
-      this.#port.client.ackMoveNotify({ pid: this.#port.pid, notificationId: notice.notificationId }, callback),
-    );
+    await this.#call('ack move_notify', () => this.#port.registry.ackMoveNotify({ pid: this.#port.pid, notificationId: notice.notificationId }));
   }
 
   /**
@@ -276,7 +274,7 @@ export class DmaBufImporter {
    */
   async #mapAttachment(): Promise<dmabuf.MapAttachmentResponse> {
     const map = (): Promise<dmabuf.MapAttachmentResponse> =>
-      this.#call('map', (callback) => this.#port.client.mapAttachment({ pid: this.#port.pid, attachmentId: this.attachmentId }, callback));
+      this.#call('map', () => this.#port.registry.mapAttachment({ pid: this.#port.pid, attachmentId: this.attachmentId }));
     try {
       return await map();
     } catch (error) {
@@ -287,7 +285,7 @@ export class DmaBufImporter {
   }
 
   async #unmapInRegistry(): Promise<void> {
-    await this.#call('unmap', (callback) => this.#port.client.unmapAttachment({ pid: this.#port.pid, attachmentId: this.attachmentId }, callback));
+    await this.#call('unmap', () => this.#port.registry.unmapAttachment({ pid: this.#port.pid, attachmentId: this.attachmentId }));
   }
 
   #install(response: dmabuf.MapAttachmentResponse): Mapping {
@@ -352,9 +350,9 @@ export class DmaBufImporter {
     if (this.#ended !== undefined) throw this.#ended;
   }
 
-  async #call<Res>(what: string, start: UnaryStart<Res>): Promise<Res> {
+  async #call<Res>(what: string, call: () => Promise<Res>): Promise<Res> {
     try {
-      return await this.#port.call<Res>(start);
+      return await this.#port.call<Res>(call);
     } catch (error) {
       throw asErrnoError(error, `${what} of attachment ${this.attachmentId}`);
     }

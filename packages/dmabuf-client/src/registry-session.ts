@@ -8,7 +8,7 @@ import { CHANNEL_OPTIONS, CLOSE_TIMEOUT_MS, DEFAULT_OPEN_TIMEOUT_MS } from './ch
 import { DmaBufImporter, type ImportDmaBufOptions } from './dmabuf-importer';
 import { Emitter } from './emitter';
 import { O_RDWR } from './open-flags';
-import type { AttachmentHandlers, SessionPort, UnaryStart } from './session-port';
+import type { AttachmentHandlers, SessionPort } from './session-port';
 import { openStream, type StreamSink } from './stream-opener';
 import { toU64, type U64 } from './u64';
 
@@ -117,7 +117,8 @@ export class RegistrySession extends Emitter<RegistrySessionEvents> {
       shmDir,
       client,
       usable: () => this.#state === 'open',
-      call: (start) => this.#callback(start),
+      registry: registry.client,
+      call: (call) => this.#call(call),
       check: () => this.#check(),
       route: (attachmentId, handlers) => {
         this.#routes.set(attachmentId, handlers);
@@ -336,17 +337,5 @@ export class RegistrySession extends Emitter<RegistrySessionEvents> {
     }
     this.#check();
     return response;
-  }
-
-  #callback<Res>(start: UnaryStart<Res>): Promise<Res> {
-    return new Promise((resolve, reject) => {
-      this.#check();
-      start((error, response) => {
-        // An answer that arrives after the session ended is not acted on.
-        if (this.#state !== 'open') reject(errno('ESHUTDOWN', this.#endedDetail));
-        else if (error) reject(error);
-        else resolve(response);
-      });
-    });
   }
 }

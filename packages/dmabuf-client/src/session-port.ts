@@ -1,5 +1,5 @@
-import type { ServiceError } from '@grpc/grpc-js';
 import type { dmabuf } from '@p2p/proto';
+import type { Peer } from '@p2p/rpc';
 
 /** What a session routes to one attachment's importer. */
 export interface AttachmentHandlers {
@@ -9,8 +9,8 @@ export interface AttachmentHandlers {
   sessionEnded(): void;
 }
 
-/** A callback-style unary call, started with its completion callback. */
-export type UnaryStart<Res> = (callback: (error: ServiceError | null, response: Res) => void) => unknown;
+/** The registry's unary methods, through @p2p/rpc: credential, deadline, the registry's errno. */
+export type RegistryClient = Peer<typeof dmabuf.DmaBufRegistryServiceDefinition>['client'];
 
 /**
  * The part of a RegistrySession its importers use; kept out of the public API
@@ -19,15 +19,18 @@ export type UnaryStart<Res> = (callback: (error: ServiceError | null, response: 
 export interface SessionPort {
   readonly pid: number;
   readonly shmDir: string;
+  /** The registry's unary methods. */
+  readonly registry: RegistryClient;
+  /** The same channel as a grpc-js client, for the attachment streams (ReadAttachment, WriteAttachment). */
   readonly client: dmabuf.DmaBufRegistryServiceClient;
   /** False once the session was lost or closed. */
   usable(): boolean;
   /**
    * Runs a unary call. Rejects with ESHUTDOWN if the session is unusable when
    * the call starts or when its answer arrives (an answer that arrives after
-   * the session was lost must not be acted on), else with the gRPC error.
+   * the session was lost must not be acted on), else with the call's error.
    */
-  call<Res>(start: UnaryStart<Res>): Promise<Res>;
+  call<Res>(call: () => Promise<Res>): Promise<Res>;
   /** Throws ESHUTDOWN if the session was lost or closed. */
   check(): void;
   /** Routes the notices of `attachmentId` to `handlers` until the returned function is called. */
