@@ -1,4 +1,4 @@
-/** @p2p/pci-emu domain: emulated PCIe topology, config space, devices and the bus that owns them. */
+/** @p2p/pci-emu domain: emulated PCIe topology, config space, devices, the bus that owns them and the IOMMU their DMA goes through. */
 
 // Topology
 export { parseBdf, formatBdf, canonicalBdf, type Bdf } from './topology/bdf';
@@ -36,8 +36,46 @@ export type { BarMemory, BarMemoryFactory } from './devices/bar-memory';
 export { HeapBarMemory, heapBarMemoryFactory } from './devices/heap-bar-memory';
 export type { BarKind } from './devices/device-model';
 
+export {
+  DMA_SRC_IOVA,
+  DMA_DST_IOVA,
+  DMA_LEN,
+  DMA_DOORBELL,
+  DMA_STATUS,
+  DMA_ERROR,
+  DMA_FAULT_IOVA,
+  DMA_ENGINE_BASE,
+  DMA_ENGINE_END,
+  DMA_DOORBELL_START,
+  DMA_MAX_LENGTH,
+  DMA_STATUS_IDLE,
+  DMA_STATUS_BUSY,
+  DMA_STATUS_DONE,
+  DMA_STATUS_ERROR,
+  DMA_ERRORS,
+  type DmaErrorName,
+  type DmaOutcome,
+  type DmaRequest,
+  type DmaPort,
+} from './devices/dma-engine';
+
+// IOMMU
+export {
+  Iommu,
+  MAX_IOMMU_DOMAINS,
+  MAX_DOMAIN_MAPPINGS,
+  MAX_HOST_EXTENTS,
+  type DmaAccess,
+  type IommuDomainInfo,
+  type IommuPiece,
+} from './iommu/iommu';
+export { IOMMU_PAGE_SIZE, IOMMU_READ, IOMMU_WRITE, IOVA_APERTURE_END, MSI_WINDOW } from './iommu/iova';
+export { IommuFault, type IommuFaultReason, type IommuFaultRecord } from './iommu/iommu-fault';
+export { HostSegmentCache, type HostMemory, type HostSegment, type HostSegmentCacheOptions } from './iommu/host-memory';
+export type { HostExtent, IommuMapping, MappingTarget } from './iommu/iommu-mapping';
+
 // Bus
-export { PciBus, type MmioReadResult, type BulkReadResult, type WriteResult } from './bus/pci-bus';
+export { PciBus, type PciBusOptions, type MmioReadResult, type BulkReadResult, type WriteResult } from './bus/pci-bus';
 export type { ConfigWriteMode } from './bus/pci-function';
 export type { FunctionInfo, BarInfo } from './bus/function-info';
 export { MAX_BULK_LENGTH, type MmioWidth } from './bus/mmio-access';

@@ -36,6 +36,16 @@ export class RelocatableMemory implements BarMemory {
     this.#current.write(offset, data);
   }
 
+  /** pread from the current files straight into `target`. */
+  readInto(offset: number, target: Uint8Array): void {
+    this.#current.copyTo(offset, target.length, target, 0);
+  }
+
+  /** Views of the current files: after a relocation, views taken before it reach the orphaned old files. */
+  views(offset: number, length: number): Buffer[] {
+    return this.#current.views(offset, length);
+  }
+
   extents(offset: number, length: number): ReturnType<SharedMemory['extents']> {
     return this.#current.extents(offset, length);
   }

@@ -4,14 +4,16 @@ import { pci, PROTO_FILES } from '@p2p/proto';
 import { MessageLimit, type RunningServer, type ServerConfig, startServer } from '@p2p/server';
 import type { PciBus } from './bus/pci-bus';
 import { type BarSegments, pciEmuHandlers } from './handlers/pci-handlers';
+import { registerPlatformMetrics } from './platform-metrics';
 
 const SERVICE = 'p2p.pci.v1.PciEmuService';
 
 /**
  * What anyone may ask of the platform: its shape, as `lspci -t` shows it.
  * Everything else is the hardware itself (MMIO, bulk, config space, segments,
- * relocation, resets, power, hot-plug, its event stream): the platform's
- * (vfio-pci, the NICs as bus masters, the registry) and the administrator's.
+ * relocation, resets, power, hot-plug, the IOMMU, its event stream): the
+ * platform's (vfio-pci, the NICs as bus masters, the registry) and the
+ * administrator's.
  */
 const PUBLIC = new Set(['GetTopology', 'ListFunctions', 'GetFunction', 'GetP2pDistance'].map((m) => `/${SERVICE}/${m}`));
 
@@ -33,7 +35,9 @@ export async function startPciEmuServer(config: ServerConfig, bus: PciBus, segme
     // pci-emu knows no processes: a caller is the administrator, the platform or anonymous.
     authenticator: new Authenticator(secrets),
   });
+  const stopMetrics = registerPlatformMetrics(server.metrics.registry, bus);
   server.onShutdown(() => {
+    stopMetrics();
     for (const stream of streams) stream.end();
   });
   return server;

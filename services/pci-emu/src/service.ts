@@ -3,6 +3,7 @@ import { loadPlatformSecrets } from '@p2p/auth';
 import { loadServerConfig, type RunningServer } from '@p2p/server';
 import { claimShmDir, resolveShmDir, SegmentStore } from '@p2p/shm';
 import { PciBus } from './bus/pci-bus';
+import { HostSegmentCache } from './iommu/host-memory';
 import { RelocatableMemory } from './relocatable-memory';
 import { startPciEmuServer } from './server';
 import { defaultTopology } from './topology/default-topology';
@@ -44,11 +45,18 @@ export async function startPciEmu(env: NodeJS.ProcessEnv = process.env): Promise
       if (segment.name.startsWith('pci-emu.')) store.unlink(segment.name);
     }
     const instance = randomBytes(4).toString('hex');
-    bus = new PciBus(topology, (name, size) => {
-      const memory = new RelocatableMemory(store, `pci-emu.${instance}.${name}`, size);
-      memories.set(name, memory);
-      return memory;
-    });
+    // Host memory is the directory's other segments (the registry's heap):
+    // a BAR's own files would bypass its decode and relocation.
+    const hostMemory = new HostSegmentCache(store, { refuse: (name) => name.startsWith('pci-emu.') });
+    bus = new PciBus(
+      topology,
+      (name, size) => {
+        const memory = new RelocatableMemory(store, `pci-emu.${instance}.${name}`, size);
+        memories.set(name, memory);
+        return memory;
+      },
+      { hostMemory },
+    );
     const server = await startPciEmuServer(config, bus, {
       directory,
       extents: (name, offset, length) =>

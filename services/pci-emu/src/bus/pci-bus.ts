@@ -2,10 +2,14 @@ import { errno } from '@p2p/errno';
 import { PCI_COMMAND, PCI_COMMAND_MEMORY } from '../config-space/pci-regs';
 import type { BarMemory, BarMemoryFactory } from '../devices/bar-memory';
 import { createDevice } from '../devices/create-device';
+import type { DmaPort } from '../devices/dma-engine';
+import { type HostMemory, NO_HOST_MEMORY } from '../iommu/host-memory';
+import { Iommu } from '../iommu/iommu';
 import { canonicalBdf } from '../topology/bdf';
 import { p2pDistance, type P2pDistance } from '../topology/p2p-distance';
 import type { Topology } from '../topology/topology';
 import { enumerateBarAddresses, isMultiFunction } from './enumerate';
+import { type DmaPlatform, dmaTransfer } from './dma-transfer';
 import type { FunctionInfo } from './function-info';
 import { PciEventHub, type PciEventBody, type PciEventListener, type PowerState } from './pci-events';
 import { PciFunction, type ConfigWriteMode } from './pci-function';
@@ -32,40 +36,60 @@ function memoryName(bdf: string, index: number): string {
   return `${bdf.replace(/:/g, '-')}-bar${index}`;
 }
 
+export interface PciBusOptions {
+  /**
+   * Set PCI_COMMAND_MEMORY on every function at start, as platform firmware
+   * does once it has assigned the BARs (default true). Resets still clear
+   * it, as hardware does.
+   */
+  readonly firmwareEnablesMemory?: boolean;
+  /** Host memory the IOMMU may map (default: none, host mappings fail with EOPNOTSUPP). */
+  readonly hostMemory?: HostMemory;
+}
+
 /**
  * The emulated PCI subsystem: every endpoint function of a topology, with
  * BAR memory from `createBarMemory` and bus addresses assigned as firmware
- * enumeration would. All operations are synchronous; failures throw
- * ErrnoError (unknown BDF or unplugged: ENODEV; bad argument: EINVAL; strict
- * write to a read-only field: EPERM) and leave the state unchanged. Events
- * are delivered to listeners synchronously, after the operation's change.
+ * enumeration would, and the IOMMU every function's DMA goes through. All
+ * operations are synchronous; failures throw ErrnoError (unknown BDF or
+ * unplugged: ENODEV; bad argument: EINVAL; strict write to a read-only
+ * field: EPERM) and leave the state unchanged. Events are delivered to
+ * listeners synchronously, after the operation's change.
  */
 export class PciBus {
   readonly #functions = new Map<string, PciFunction>();
   readonly #memories: BarMemory[] = [];
   readonly #events = new PciEventHub();
+  /** The platform IOMMU: domains, mappings, and the translation of every DMA. */
+  readonly iommu: Iommu;
 
-  /**
-   * @param options.firmwareEnablesMemory set PCI_COMMAND_MEMORY on every
-   *   function at start, as platform firmware does once it has assigned the
-   *   BARs (default true). Resets still clear it, as hardware does.
-   */
   constructor(
     readonly topology: Topology,
     createBarMemory: BarMemoryFactory,
-    options: { firmwareEnablesMemory?: boolean } = {},
+    options: PciBusOptions = {},
   ) {
+    this.iommu = new Iommu({
+      topology,
+      getFunction: (bdf) => this.getFunction(bdf),
+      hostMemory: options.hostMemory ?? NO_HOST_MEMORY,
+      post: (event) => this.#events.post(event),
+      batch: (operation) => this.#events.batch(operation),
+    });
     try {
       const devices = topology.functions.map((spec) =>
-        createDevice(spec, (index, size) => {
-          const name = memoryName(spec.bdf, index);
-          const memory = createBarMemory(name, size);
-          this.#memories.push(memory);
-          if (memory.size !== size) {
-            throw errno('EINVAL', `BAR memory ${name} has ${memory.size} bytes, not ${size}`);
-          }
-          return { memory, memoryName: name };
-        }),
+        createDevice(
+          spec,
+          (index, size) => {
+            const name = memoryName(spec.bdf, index);
+            const memory = createBarMemory(name, size);
+            this.#memories.push(memory);
+            if (memory.size !== size) {
+              throw errno('EINVAL', `BAR memory ${name} has ${memory.size} bytes, not ${size}`);
+            }
+            return { memory, memoryName: name };
+          },
+          this.#dmaPort(spec.bdf),
+        ),
       );
       const addresses = enumerateBarAddresses(topology, devices);
       topology.functions.forEach((spec, i) => {
@@ -166,8 +190,9 @@ export class PciBus {
     return this.#events.subscribe(listener);
   }
 
-  /** Closes every BAR memory. */
+  /** Closes every BAR memory and drops every IOMMU domain and host segment. */
   close(): void {
+    this.iommu.close();
     for (const memory of this.#memories.splice(0)) {
       memory.close();
     }
@@ -194,10 +219,30 @@ export class PciBus {
 
   /** Runs one operation, then delivers the events it caused. */
   #run<T>(bdf: string, operation: (fn: PciFunction) => T): T {
-    try {
-      return operation(this.#lookup(bdf));
-    } finally {
-      this.#events.flush();
-    }
+    return this.#events.batch(() => operation(this.#lookup(bdf)));
+  }
+
+  /** The bus-master port of function `bdf`'s device: its DMA goes through the IOMMU, and each transfer is an event. */
+  #dmaPort(bdf: string): DmaPort {
+    const platform: DmaPlatform = {
+      iommu: this.iommu,
+      busMaster: (requester) => this.#lookup(requester).busMaster,
+      barWindow: (provider, bar, offset, length) => this.#lookup(provider).dmaWindow(bar, offset, length),
+      receivedMasterAbort: (requester) => this.#lookup(requester).receivedMasterAbort(),
+    };
+    return {
+      transfer: (request) => dmaTransfer(bdf, request, platform),
+      completed: (request, outcome) =>
+        this.#events.post({
+          type: 'dma-completed',
+          bdf,
+          status: outcome.error === 'NONE' ? 'DONE' : 'ERROR',
+          error: outcome.error,
+          bytes: outcome.bytes,
+          srcIova: request.src,
+          dstIova: request.dst,
+          faultIova: outcome.faultIova,
+        }),
+    };
   }
 }

@@ -1,4 +1,6 @@
 import { OrderedEventHub, type Unnumbered } from '@p2p/events';
+import type { DmaErrorName } from '../devices/dma-engine';
+import type { IommuFaultRecord } from '../iommu/iommu-fault';
 
 /** Power states a function can be put in: PMC advertises neither D1 nor D2. */
 export type PowerState = 'D0' | 'D3hot';
@@ -30,6 +32,31 @@ export type PciEvent = EventHeader &
     | { readonly type: 'power-changed'; readonly from: PowerState; readonly to: PowerState }
     | { readonly type: 'unplugged' }
     | { readonly type: 'replugged' }
+    /** A DMA the IOMMU refused; `bdf` is the requester. */
+    | ({ readonly type: 'iommu-fault' } & Omit<IommuFaultRecord, 'bdf'>)
+    /** Domain events: `bdf` is empty and `devices` are the functions attached at the time. */
+    | { readonly type: 'iommu-mapped'; readonly domainId: number; readonly iova: number; readonly length: number; readonly prot: number; readonly devices: readonly string[] }
+    | {
+        readonly type: 'iommu-unmapped';
+        readonly domainId: number;
+        readonly iova: number;
+        readonly length: number;
+        /** Bytes that were mapped in [iova, iova + length). */
+        readonly unmapped: number;
+        readonly devices: readonly string[];
+      }
+    /** A DMA-engine transfer finished; `bdf` is the engine's function. */
+    | {
+        readonly type: 'dma-completed';
+        readonly status: 'DONE' | 'ERROR';
+        readonly error: DmaErrorName;
+        /** Bytes written to the destination. */
+        readonly bytes: number;
+        readonly srcIova: bigint;
+        readonly dstIova: bigint;
+        /** The IOVA of an IOMMU fault or master abort, else 0. */
+        readonly faultIova: bigint;
+      }
   );
 
 /** An event before the hub numbers it. */
@@ -39,6 +66,20 @@ export type PciEventListener = (event: PciEvent) => void;
 
 /**
  * The bus's events: an operation posts the events it causes and they are
- * delivered, in one global order, once it has finished (flush).
+ * delivered, in one global order, once it has finished. Operations nest (an
+ * MMIO write that starts a DMA that faults in the IOMMU): delivery waits for
+ * the outermost one, so no listener sees the platform mid-operation.
  */
-export class PciEventHub extends OrderedEventHub<PciEvent> {}
+export class PciEventHub extends OrderedEventHub<PciEvent> {
+  #depth = 0;
+
+  /** Runs one operation, then delivers the events it (and every operation nested in it) posted. */
+  batch<T>(operation: () => T): T {
+    this.#depth++;
+    try {
+      return operation();
+    } finally {
+      if (--this.#depth === 0) this.flush();
+    }
+  }
+}

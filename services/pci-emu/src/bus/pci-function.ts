@@ -20,6 +20,8 @@ import {
   PCI_ROM_ADDRESS,
   PCI_ROM_ADDRESS_ENABLE,
   PCI_ROM_RESOURCE,
+  PCI_STATUS,
+  PCI_STATUS_REC_MASTER_ABORT,
 } from '../config-space/pci-regs';
 import { PM_STATE_D0, PM_STATE_D3HOT } from '../config-space/pm-capability';
 import type { BarMemory } from '../devices/bar-memory';
@@ -143,6 +145,11 @@ export class PciFunction {
 
   get present(): boolean {
     return this.#present;
+  }
+
+  /** Effective bus mastering: PCI_COMMAND_MASTER, in D0, present. */
+  get busMaster(): boolean {
+    return this.#snapshot().master;
   }
 
   info(): FunctionInfo {
@@ -293,6 +300,28 @@ export class PciFunction {
     }
     this.#writeBytes(target, offset, data);
     return { decoded: true };
+  }
+
+  /* ---- DMA ---- */
+
+  /**
+   * The memory a peer's DMA reaches in memory BAR `index`, or undefined when
+   * the function does not claim the request: unplugged, or not claimed by
+   * #claims() (decode off or not D0, logged as an Unsupported Request).
+   */
+  dmaWindow(index: number, offset: number, length: number): BarMemory | undefined {
+    if (!this.#present) return undefined;
+    const target = this.#target(index);
+    if (target.kind !== 'memory') {
+      throw errno('EINVAL', `${this.bdf}: BAR ${index} is ${target.kind}, not memory: no DMA reaches it`);
+    }
+    this.#checkAccess(target, offset, length, 1);
+    return this.#claims(target) ? target.memory : undefined;
+  }
+
+  /** The requester's side of an Unsupported Request completion: PCI_STATUS_REC_MASTER_ABORT (RW1C). */
+  receivedMasterAbort(): void {
+    this.#config.setBits(PCI_STATUS, 2, PCI_STATUS_REC_MASTER_ABORT);
   }
 
   /* ---- internals ---- */

@@ -1,6 +1,8 @@
 import type { FunctionSpecOf } from '../topology/topology-schema';
 import type { BarMemoryAllocator, DeviceBar } from './device-model';
 import type { DeviceDefaults } from './device-defaults';
+import { DMA_ENGINE_BASE, DMA_ENGINE_END, DmaEngine, type DmaPort } from './dma-engine';
+import type { RegisterOps } from './register-ops';
 import { ScratchRegisters } from './scratch-registers';
 
 const REGISTER_BAR_SIZE = 64 * 1024;
@@ -13,12 +15,41 @@ export const ACCEL_DEFAULTS: DeviceDefaults = {
   romSize: 0,
 };
 
+/** BAR0: the DMA engine's block at DMA_ENGINE_BASE, plain scratch registers everywhere else. */
+class AccelRegisters implements RegisterOps {
+  readonly #scratch = new ScratchRegisters(REGISTER_BAR_SIZE);
+  readonly #engine: DmaEngine;
+
+  constructor(dma: DmaPort) {
+    this.#engine = new DmaEngine(dma);
+  }
+
+  read(offset: number): number {
+    return this.#owner(offset).read(offset);
+  }
+
+  write(offset: number, value: number, mask: number): void {
+    this.#owner(offset).write(offset, value, mask);
+  }
+
+  reset(): void {
+    this.#scratch.reset();
+    this.#engine.reset();
+  }
+
+  #owner(offset: number): RegisterOps {
+    return offset >= DMA_ENGINE_BASE && offset < DMA_ENGINE_END ? this.#engine : this.#scratch;
+  }
+}
+
 /**
- * BAR0: 64 KiB of plain registers. BAR2: device memory (default 16 GiB,
- * up to 64 GiB), 64-bit prefetchable, the memory a GPU-style exporter hands
- * out through dma-buf. Backed sparsely, so untouched memory costs nothing.
+ * BAR0: 64 KiB of registers, the DMA engine's among them (dma-engine.ts),
+ * which moves bytes as this function through `dma`. BAR2: device memory
+ * (default 16 GiB, up to 64 GiB), 64-bit prefetchable, the memory a
+ * GPU-style exporter hands out through dma-buf. Backed sparsely, so
+ * untouched memory costs nothing.
  */
-export function accelBars(spec: FunctionSpecOf<'accel'>, allocate: BarMemoryAllocator): DeviceBar[] {
+export function accelBars(spec: FunctionSpecOf<'accel'>, allocate: BarMemoryAllocator, dma: DmaPort): DeviceBar[] {
   return [
     {
       index: 0,
@@ -27,7 +58,7 @@ export function accelBars(spec: FunctionSpecOf<'accel'>, allocate: BarMemoryAllo
       prefetchable: false,
       space: 'memory',
       kind: 'registers',
-      registers: new ScratchRegisters(REGISTER_BAR_SIZE),
+      registers: new AccelRegisters(dma),
     },
     {
       index: MEMORY_BAR,

@@ -10,6 +10,14 @@ export interface BarMemory {
   /** A copy of `length` bytes at `offset`; never-written bytes read 0. */
   read(offset: number, length: number): Buffer;
   write(offset: number, data: Uint8Array): void;
+  /**
+   * Copies target.length bytes at `offset` into `target`: a DMA's source,
+   * read once and straight into the destination, without mapping (so holes
+   * stay holes).
+   */
+  readInto(offset: number, target: Uint8Array): void;
+  /** The memory itself as Buffers covering [offset, offset + length) in order: a DMA's destination. */
+  views(offset: number, length: number): Buffer[];
   /** Releases the storage; the bus calls it once, from PciBus.close(). */
   close(): void;
 }

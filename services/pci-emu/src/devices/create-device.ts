@@ -2,6 +2,7 @@ import type { FunctionKind, FunctionSpec } from '../topology/topology-schema';
 import { accelBars, ACCEL_DEFAULTS } from './accel';
 import type { DeviceDefaults } from './device-defaults';
 import type { BarMemoryAllocator, DeviceBar, DeviceModel } from './device-model';
+import type { DmaPort } from './dma-engine';
 import { buildExpansionRom } from './expansion-rom';
 import { genericBars, GENERIC_DEFAULTS } from './generic';
 import { nicBars, NIC_DEFAULTS } from './nic';
@@ -14,12 +15,12 @@ const DEFAULTS: Readonly<Record<FunctionKind, DeviceDefaults>> = {
   generic: GENERIC_DEFAULTS,
 };
 
-function barsOf(spec: FunctionSpec, allocate: BarMemoryAllocator): DeviceBar[] {
+function barsOf(spec: FunctionSpec, allocate: BarMemoryAllocator, dma: DmaPort): DeviceBar[] {
   switch (spec.kind) {
     case 'nvme':
       return nvmeBars(spec, allocate);
     case 'accel':
-      return accelBars(spec, allocate);
+      return accelBars(spec, allocate, dma);
     case 'nic':
       return nicBars();
     case 'generic':
@@ -27,8 +28,12 @@ function barsOf(spec: FunctionSpec, allocate: BarMemoryAllocator): DeviceBar[] {
   }
 }
 
-/** Builds the device model of a topology function, its kind's defaults overridden by the file's ids/romSize. */
-export function createDevice(spec: FunctionSpec, allocate: BarMemoryAllocator): DeviceModel {
+/**
+ * Builds the device model of a topology function, its kind's defaults
+ * overridden by the file's ids/romSize. `dma` is the function's bus-master
+ * port, for devices that DMA (the accelerator's engine).
+ */
+export function createDevice(spec: FunctionSpec, allocate: BarMemoryAllocator, dma: DmaPort): DeviceModel {
   const defaults = DEFAULTS[spec.kind];
   const overrides = Object.fromEntries(Object.entries(spec.ids ?? {}).filter(([, value]) => value !== undefined));
   const ids = { ...defaults.ids, ...overrides };
@@ -37,7 +42,7 @@ export function createDevice(spec: FunctionSpec, allocate: BarMemoryAllocator): 
     kind: spec.kind,
     ids,
     linkWidth: defaults.linkWidth,
-    bars: barsOf(spec, allocate),
+    bars: barsOf(spec, allocate, dma),
     rom: romSize === 0 ? undefined : buildExpansionRom(ids, romSize),
   };
 }

@@ -36,13 +36,27 @@ export class HeapBarMemory implements BarMemory {
   write(offset: number, data: Uint8Array): void {
     this.#check(offset, data.length);
     this.#forEachSpan(offset, data.length, (index, chunkOffset, dataOffset, spanLength) => {
-      let chunk = this.#chunks.get(index);
-      if (!chunk) {
-        chunk = Buffer.alloc(CHUNK_SIZE);
-        this.#chunks.set(index, chunk);
-      }
-      chunk.set(data.subarray(dataOffset, dataOffset + spanLength), chunkOffset);
+      this.#chunk(index).set(data.subarray(dataOffset, dataOffset + spanLength), chunkOffset);
     });
+  }
+
+  readInto(offset: number, target: Uint8Array): void {
+    this.#check(offset, target.length);
+    this.#forEachSpan(offset, target.length, (index, chunkOffset, position, spanLength) => {
+      const chunk = this.#chunks.get(index);
+      if (chunk) chunk.copy(target, position, chunkOffset, chunkOffset + spanLength);
+      else target.fill(0, position, position + spanLength);
+    });
+  }
+
+  /** Allocates the chunks it covers: a view is memory that may be written. */
+  views(offset: number, length: number): Buffer[] {
+    this.#check(offset, length);
+    const views: Buffer[] = [];
+    this.#forEachSpan(offset, length, (index, chunkOffset, _position, spanLength) => {
+      views.push(this.#chunk(index).subarray(chunkOffset, chunkOffset + spanLength));
+    });
+    return views;
   }
 
   close(): void {
@@ -57,6 +71,15 @@ export class HeapBarMemory implements BarMemory {
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.size) {
       throw errno('EINVAL', `range ${offset}+${length} is outside BAR memory of ${this.size} bytes`);
     }
+  }
+
+  #chunk(index: number): Buffer {
+    let chunk = this.#chunks.get(index);
+    if (!chunk) {
+      chunk = Buffer.alloc(CHUNK_SIZE);
+      this.#chunks.set(index, chunk);
+    }
+    return chunk;
   }
 
   #forEachSpan(offset: number, length: number, visit: (index: number, chunkOffset: number, position: number, spanLength: number) => void): void {

@@ -30,6 +30,8 @@ describe('pci-emu handlers: BulkRead under the message limit', () => {
         return memory.read(offset, length);
       },
       write: (offset, data) => memory.write(offset, data),
+      readInto: (offset, target) => memory.readInto(offset, target),
+      views: (offset, length) => memory.views(offset, length),
       close: () => memory.close(),
     };
   };

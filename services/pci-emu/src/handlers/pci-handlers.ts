@@ -5,7 +5,9 @@ import { type MessageLimit, serverStream, unary } from '@p2p/server';
 import type { BarInfo } from '../bus/function-info';
 import type { PciBus } from '../bus/pci-bus';
 import { canonicalBdf } from '../topology/bdf';
-import { eventToWire, functionToWire, mapTypeToWire, powerFromWire, powerToWire, toNumber, topologyToWire } from './wire';
+import { iommuHandlers } from './iommu-handlers';
+import { toNumber } from './u64';
+import { eventConcerns, eventToWire, functionToWire, mapTypeToWire, powerFromWire, powerToWire, topologyToWire } from './wire';
 
 /** Where the segments of a memory BAR are, for GetBarSegments. */
 export interface BarSegments {
@@ -83,13 +85,15 @@ export function pciEmuHandlers(
       const generic = call as unknown as ServerWritableStream<unknown, unknown>;
       streams.add(generic);
       const unsubscribe = bus.onEvent((event) => {
-        if (wanted.size === 0 || wanted.has(event.bdf)) call.write(eventToWire(event));
+        if (eventConcerns(event, wanted)) call.write(eventToWire(event));
       });
       return () => {
         unsubscribe();
         streams.delete(generic);
       };
     }),
+
+    ...iommuHandlers(bus),
   };
 }
 

@@ -4,12 +4,7 @@ import type { BarInfo, FunctionInfo } from '../bus/function-info';
 import type { DecodeReason, PciEvent, PowerState, ResetKind } from '../bus/pci-events';
 import type { P2pMapType } from '../topology/p2p-distance';
 import type { Topology } from '../topology/topology';
-
-/** A 64-bit wire offset or length as a JS number; past 2^53 no BAR can reach it. */
-export function toNumber(value: bigint, field: string): number {
-  if (value > BigInt(Number.MAX_SAFE_INTEGER)) throw errno('EOVERFLOW', `${field} ${value} is beyond any BAR`);
-  return Number(value);
-}
+import { dmaErrorToWire, dmaStatusToWire, faultReasonToWire } from './iommu-wire';
 
 const KINDS: Record<FunctionInfo['kind'], pci.FunctionKind> = {
   nvme: pci.FunctionKind.FUNCTION_KIND_NVME,
@@ -116,5 +111,50 @@ export function eventToWire(event: PciEvent): pci.WatchEventsResponse {
       return { ...header, event: { $case: 'unplugged', value: {} } };
     case 'replugged':
       return { ...header, event: { $case: 'replugged', value: {} } };
+    case 'iommu-fault':
+      return {
+        ...header,
+        event: { $case: 'iommuFault', value: { domainId: event.domainId, iova: event.iova, write: event.write, reason: faultReasonToWire(event.reason) } },
+      };
+    case 'iommu-mapped':
+      return {
+        ...header,
+        event: {
+          $case: 'iommuMapped',
+          value: { domainId: event.domainId, iova: BigInt(event.iova), length: BigInt(event.length), prot: event.prot, bdfs: [...event.devices] },
+        },
+      };
+    case 'iommu-unmapped':
+      return {
+        ...header,
+        event: {
+          $case: 'iommuUnmapped',
+          value: { domainId: event.domainId, iova: BigInt(event.iova), length: BigInt(event.length), unmapped: BigInt(event.unmapped), bdfs: [...event.devices] },
+        },
+      };
+    case 'dma-completed':
+      return {
+        ...header,
+        event: {
+          $case: 'dmaCompleted',
+          value: {
+            status: dmaStatusToWire(event.status),
+            error: dmaErrorToWire(event.error),
+            bytes: BigInt(event.bytes),
+            srcIova: event.srcIova,
+            dstIova: event.dstIova,
+            faultIova: event.faultIova,
+          },
+        },
+      };
   }
+}
+
+/**
+ * Whether a watch of `wanted` functions (empty: all) sees `event`: one of
+ * them is its function, or, for a domain event, attached to the domain.
+ */
+export function eventConcerns(event: PciEvent, wanted: ReadonlySet<string>): boolean {
+  if (wanted.size === 0 || wanted.has(event.bdf)) return true;
+  return 'devices' in event && event.devices.some((bdf) => wanted.has(bdf));
 }

@@ -24,7 +24,10 @@ import {
 /**
  * pci-emu: PCI functions on an emulated PCIe topology. Config space, BARs
  * backed by shared-memory segments, memory decode, power states, resets and
- * hot-unplug. Every failed call carries an errno name (see README, "Errors").
+ * hot-unplug; the platform IOMMU every function's DMA goes through, and the
+ * accelerator's DMA engine (registers in its BAR0 at 0x100, see
+ * services/pci-emu/src/devices/dma-engine.ts). Every failed call carries an
+ * errno name (see README, "Errors").
  */
 
 export enum FunctionKind {
@@ -314,6 +317,175 @@ export function decodeReasonToJSON(object: DecodeReason): string {
   }
 }
 
+/** Why the IOMMU refused a DMA. */
+export enum IommuFaultReason {
+  IOMMU_FAULT_REASON_UNSPECIFIED = 0,
+  /** IOMMU_FAULT_REASON_NO_DOMAIN - The requester is attached to no domain (blocked). */
+  IOMMU_FAULT_REASON_NO_DOMAIN = 1,
+  /** IOMMU_FAULT_REASON_NOT_MAPPED - No mapping at the IOVA. */
+  IOMMU_FAULT_REASON_NOT_MAPPED = 2,
+  /** IOMMU_FAULT_REASON_PERMISSION - A write through a mapping without IOMMU_WRITE, or a read without IOMMU_READ. */
+  IOMMU_FAULT_REASON_PERMISSION = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function iommuFaultReasonFromJSON(object: any): IommuFaultReason {
+  switch (object) {
+    case 0:
+    case "IOMMU_FAULT_REASON_UNSPECIFIED":
+      return IommuFaultReason.IOMMU_FAULT_REASON_UNSPECIFIED;
+    case 1:
+    case "IOMMU_FAULT_REASON_NO_DOMAIN":
+      return IommuFaultReason.IOMMU_FAULT_REASON_NO_DOMAIN;
+    case 2:
+    case "IOMMU_FAULT_REASON_NOT_MAPPED":
+      return IommuFaultReason.IOMMU_FAULT_REASON_NOT_MAPPED;
+    case 3:
+    case "IOMMU_FAULT_REASON_PERMISSION":
+      return IommuFaultReason.IOMMU_FAULT_REASON_PERMISSION;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return IommuFaultReason.UNRECOGNIZED;
+  }
+}
+
+export function iommuFaultReasonToJSON(object: IommuFaultReason): string {
+  switch (object) {
+    case IommuFaultReason.IOMMU_FAULT_REASON_UNSPECIFIED:
+      return "IOMMU_FAULT_REASON_UNSPECIFIED";
+    case IommuFaultReason.IOMMU_FAULT_REASON_NO_DOMAIN:
+      return "IOMMU_FAULT_REASON_NO_DOMAIN";
+    case IommuFaultReason.IOMMU_FAULT_REASON_NOT_MAPPED:
+      return "IOMMU_FAULT_REASON_NOT_MAPPED";
+    case IommuFaultReason.IOMMU_FAULT_REASON_PERMISSION:
+      return "IOMMU_FAULT_REASON_PERMISSION";
+    case IommuFaultReason.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/**
+ * The accelerator DMA engine's STATUS register, with its numbers (IDLE is 0;
+ * BUSY, 1, is never read: a transfer completes within the doorbell write).
+ */
+export enum DmaStatus {
+  DMA_STATUS_UNSPECIFIED = 0,
+  DMA_STATUS_DONE = 2,
+  DMA_STATUS_ERROR = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function dmaStatusFromJSON(object: any): DmaStatus {
+  switch (object) {
+    case 0:
+    case "DMA_STATUS_UNSPECIFIED":
+      return DmaStatus.DMA_STATUS_UNSPECIFIED;
+    case 2:
+    case "DMA_STATUS_DONE":
+      return DmaStatus.DMA_STATUS_DONE;
+    case 3:
+    case "DMA_STATUS_ERROR":
+      return DmaStatus.DMA_STATUS_ERROR;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return DmaStatus.UNRECOGNIZED;
+  }
+}
+
+export function dmaStatusToJSON(object: DmaStatus): string {
+  switch (object) {
+    case DmaStatus.DMA_STATUS_UNSPECIFIED:
+      return "DMA_STATUS_UNSPECIFIED";
+    case DmaStatus.DMA_STATUS_DONE:
+      return "DMA_STATUS_DONE";
+    case DmaStatus.DMA_STATUS_ERROR:
+      return "DMA_STATUS_ERROR";
+    case DmaStatus.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** The accelerator DMA engine's ERROR register; 0 (unspecified) is no error. */
+export enum DmaError {
+  DMA_ERROR_UNSPECIFIED = 0,
+  /** DMA_ERROR_IOMMU_FAULT_READ - The source has no readable translation (IommuFault with write false). */
+  DMA_ERROR_IOMMU_FAULT_READ = 1,
+  /** DMA_ERROR_IOMMU_FAULT_WRITE - The destination has no writable translation. */
+  DMA_ERROR_IOMMU_FAULT_WRITE = 2,
+  /** DMA_ERROR_BAD_LENGTH - LEN is 0 or above the engine's maximum (64 MiB). */
+  DMA_ERROR_BAD_LENGTH = 3,
+  /**
+   * DMA_ERROR_MASTER_ABORT - A BAR the transfer reaches did not claim it (memory decode off, D3hot,
+   * unplugged): the Unsupported Request a conventional requester logs as
+   * Received Master Abort.
+   */
+  DMA_ERROR_MASTER_ABORT = 4,
+  /** DMA_ERROR_NO_BUS_MASTER - PCI_COMMAND.MASTER is clear: the engine may not issue requests. */
+  DMA_ERROR_NO_BUS_MASTER = 5,
+  /**
+   * DMA_ERROR_DATA - Host memory failed during the copy (a segment truncated or a full tmpfs):
+   * the bytes before the failure may have landed.
+   */
+  DMA_ERROR_DATA = 6,
+  UNRECOGNIZED = -1,
+}
+
+export function dmaErrorFromJSON(object: any): DmaError {
+  switch (object) {
+    case 0:
+    case "DMA_ERROR_UNSPECIFIED":
+      return DmaError.DMA_ERROR_UNSPECIFIED;
+    case 1:
+    case "DMA_ERROR_IOMMU_FAULT_READ":
+      return DmaError.DMA_ERROR_IOMMU_FAULT_READ;
+    case 2:
+    case "DMA_ERROR_IOMMU_FAULT_WRITE":
+      return DmaError.DMA_ERROR_IOMMU_FAULT_WRITE;
+    case 3:
+    case "DMA_ERROR_BAD_LENGTH":
+      return DmaError.DMA_ERROR_BAD_LENGTH;
+    case 4:
+    case "DMA_ERROR_MASTER_ABORT":
+      return DmaError.DMA_ERROR_MASTER_ABORT;
+    case 5:
+    case "DMA_ERROR_NO_BUS_MASTER":
+      return DmaError.DMA_ERROR_NO_BUS_MASTER;
+    case 6:
+    case "DMA_ERROR_DATA":
+      return DmaError.DMA_ERROR_DATA;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return DmaError.UNRECOGNIZED;
+  }
+}
+
+export function dmaErrorToJSON(object: DmaError): string {
+  switch (object) {
+    case DmaError.DMA_ERROR_UNSPECIFIED:
+      return "DMA_ERROR_UNSPECIFIED";
+    case DmaError.DMA_ERROR_IOMMU_FAULT_READ:
+      return "DMA_ERROR_IOMMU_FAULT_READ";
+    case DmaError.DMA_ERROR_IOMMU_FAULT_WRITE:
+      return "DMA_ERROR_IOMMU_FAULT_WRITE";
+    case DmaError.DMA_ERROR_BAD_LENGTH:
+      return "DMA_ERROR_BAD_LENGTH";
+    case DmaError.DMA_ERROR_MASTER_ABORT:
+      return "DMA_ERROR_MASTER_ABORT";
+    case DmaError.DMA_ERROR_NO_BUS_MASTER:
+      return "DMA_ERROR_NO_BUS_MASTER";
+    case DmaError.DMA_ERROR_DATA:
+      return "DMA_ERROR_DATA";
+    case DmaError.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export interface Bar {
   /** 0-5, or 6 for the expansion ROM. */
   index: number;
@@ -575,9 +747,57 @@ export interface Unplugged {
 export interface Replugged {
 }
 
+/** A DMA the IOMMU refused; `bdf` of the event is the requester. */
+export interface IommuFault {
+  /** 0 when the requester has no domain. */
+  domainId: number;
+  /** The first IOVA of the access that has no valid translation. */
+  iova: bigint;
+  write: boolean;
+  reason: IommuFaultReason;
+}
+
+/**
+ * A domain event: its `bdf` is empty, and a watch filtered by functions sees
+ * it when one of `bdfs` (the functions attached at the time) is among them.
+ */
+export interface IommuMapped {
+  domainId: number;
+  iova: bigint;
+  length: bigint;
+  prot: number;
+  bdfs: string[];
+}
+
+/**
+ * An unmap that cleared mapped pages (IommuUnmap, or DestroyIommuDomain of a
+ * domain with mappings, which reports the whole aperture).
+ */
+export interface IommuUnmapped {
+  domainId: number;
+  iova: bigint;
+  length: bigint;
+  /** Bytes that were mapped in [iova, iova + length). */
+  unmapped: bigint;
+  bdfs: string[];
+}
+
+/** One DMA-engine transfer, finished; `bdf` of the event is the engine's function. */
+export interface DmaCompleted {
+  status: DmaStatus;
+  error: DmaError;
+  /** Bytes written to the destination. */
+  bytes: bigint;
+  srcIova: bigint;
+  dstIova: bigint;
+  /** For IOMMU faults and master aborts: the IOVA that failed. */
+  faultIova: bigint;
+}
+
 export interface WatchEventsResponse {
   /** Monotonic per server: a gap means events were missed. */
   sequence: bigint;
+  /** The function; empty for a domain event (IommuMapped, IommuUnmapped). */
   bdf: string;
   event?:
     | { $case: "decodeChanged"; value: DecodeChanged }
@@ -585,7 +805,114 @@ export interface WatchEventsResponse {
     | { $case: "powerChanged"; value: PowerChanged }
     | { $case: "unplugged"; value: Unplugged }
     | { $case: "replugged"; value: Replugged }
+    | { $case: "iommuFault"; value: IommuFault }
+    | { $case: "iommuMapped"; value: IommuMapped }
+    | { $case: "iommuUnmapped"; value: IommuUnmapped }
+    | { $case: "dmaCompleted"; value: DmaCompleted }
     | undefined;
+}
+
+export interface CreateIommuDomainRequest {
+}
+
+export interface CreateIommuDomainResponse {
+  /** From 1; never reused while the server runs. */
+  domainId: number;
+}
+
+export interface DestroyIommuDomainRequest {
+  domainId: number;
+}
+
+export interface DestroyIommuDomainResponse {
+}
+
+export interface AttachIommuDomainRequest {
+  domainId: number;
+  bdf: string;
+}
+
+export interface AttachIommuDomainResponse {
+}
+
+export interface DetachIommuDomainRequest {
+  domainId: number;
+  bdf: string;
+}
+
+export interface DetachIommuDomainResponse {
+}
+
+/**
+ * Host memory: segment files in the segment directory (the registry's system
+ * heap), laid end to end from the mapping's first IOVA. At most 4096 extents
+ * (E2BIG); each a valid segment name (EINVAL; pci-emu's own BAR segments are
+ * refused: map a BAR as a BAR), page-aligned offset and non-zero page-aligned
+ * length (EINVAL), lengths adding up to the mapping's (EINVAL), a file that
+ * exists (ENOENT) and holds the extent (EINVAL).
+ */
+export interface IommuHostTarget {
+  extents: SegmentExtent[];
+}
+
+/**
+ * A peer's memory BAR from `offset` (P2P). Unknown or unplugged function ->
+ * ENODEV; not a memory BAR -> EINVAL; offset not page aligned or the range
+ * past the BAR -> EINVAL; a function attached to the domain that cannot reach
+ * the BAR (pci_p2pdma_distance() NOT_SUPPORTED) -> EINVAL.
+ */
+export interface IommuBarTarget {
+  bdf: string;
+  bar: number;
+  offset: bigint;
+}
+
+export interface IommuMapRequest {
+  domainId: number;
+  iova: bigint;
+  length: bigint;
+  /** IOMMU_READ (1) | IOMMU_WRITE (2), as include/linux/iommu.h. */
+  prot: number;
+  target?: { $case: "host"; value: IommuHostTarget } | { $case: "bar"; value: IommuBarTarget } | undefined;
+}
+
+export interface IommuMapResponse {
+}
+
+export interface IommuUnmapRequest {
+  domainId: number;
+  iova: bigint;
+  length: bigint;
+}
+
+export interface IommuUnmapResponse {
+  /** Bytes that were mapped in the range and are not any more. */
+  unmapped: bigint;
+}
+
+export interface ListIommuDomainsRequest {
+  /** Only this domain (ENOENT if unknown); 0 means every domain. */
+  domainId: number;
+}
+
+export interface IommuMapping {
+  iova: bigint;
+  length: bigint;
+  prot: number;
+  target?: { $case: "host"; value: IommuHostTarget } | { $case: "bar"; value: IommuBarTarget } | undefined;
+}
+
+export interface IommuDomain {
+  domainId: number;
+  /** Attached functions. */
+  bdfs: string[];
+  /** By IOVA. */
+  mappings: IommuMapping[];
+  mappedBytes: bigint;
+}
+
+export interface ListIommuDomainsResponse {
+  domains: IommuDomain[];
 }
 
 function createBaseBar(): Bar {
@@ -4775,6 +5102,584 @@ export const Replugged: MessageFns<Replugged> = {
   },
 };
 
+function createBaseIommuFault(): IommuFault {
+  return { domainId: 0, iova: 0n, write: false, reason: 0 };
+}
+
+export const IommuFault: MessageFns<IommuFault> = {
+  encode(message: IommuFault, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.domainId !== 0) {
+      writer.uint32(8).uint32(message.domainId);
+    }
+    if (message.iova !== 0n) {
+      if (BigInt.asUintN(64, message.iova) !== message.iova) {
+        throw new globalThis.Error("value provided for field message.iova of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.iova);
+    }
+    if (message.write !== false) {
+      writer.uint32(24).bool(message.write);
+    }
+    if (message.reason !== 0) {
+      writer.uint32(32).int32(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IommuFault {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIommuFault();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.domainId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.iova = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.write = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.reason = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): IommuFault {
+    return {
+      domainId: isSet(object.domainId)
+        ? globalThis.Number(object.domainId)
+        : isSet(object.domain_id)
+        ? globalThis.Number(object.domain_id)
+        : 0,
+      iova: isSet(object.iova) ? BigInt(object.iova) : 0n,
+      write: isSet(object.write) ? globalThis.Boolean(object.write) : false,
+      reason: isSet(object.reason) ? iommuFaultReasonFromJSON(object.reason) : 0,
+    };
+  },
+
+  toJSON(message: IommuFault): unknown {
+    const obj: any = {};
+    if (message.domainId !== 0) {
+      obj.domainId = Math.round(message.domainId);
+    }
+    if (message.iova !== 0n) {
+      obj.iova = message.iova.toString();
+    }
+    if (message.write !== false) {
+      obj.write = message.write;
+    }
+    if (message.reason !== 0) {
+      obj.reason = iommuFaultReasonToJSON(message.reason);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<IommuFault>): IommuFault {
+    return IommuFault.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<IommuFault>): IommuFault {
+    const message = createBaseIommuFault();
+    message.domainId = object.domainId ?? 0;
+    message.iova = (object.iova !== undefined && object.iova !== null) ? BigInt(object.iova) : 0n;
+    message.write = object.write ?? false;
+    message.reason = object.reason ?? 0;
+    return message;
+  },
+};
+
+function createBaseIommuMapped(): IommuMapped {
+  return { domainId: 0, iova: 0n, length: 0n, prot: 0, bdfs: [] };
+}
+
+export const IommuMapped: MessageFns<IommuMapped> = {
+  encode(message: IommuMapped, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.domainId !== 0) {
+      writer.uint32(8).uint32(message.domainId);
+    }
+    if (message.iova !== 0n) {
+      if (BigInt.asUintN(64, message.iova) !== message.iova) {
+        throw new globalThis.Error("value provided for field message.iova of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.iova);
+    }
+    if (message.length !== 0n) {
+      if (BigInt.asUintN(64, message.length) !== message.length) {
+        throw new globalThis.Error("value provided for field message.length of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.length);
+    }
+    if (message.prot !== 0) {
+      writer.uint32(32).uint32(message.prot);
+    }
+    for (const v of message.bdfs) {
+      writer.uint32(42).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IommuMapped {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIommuMapped();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.domainId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.iova = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.length = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.prot = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.bdfs.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): IommuMapped {
+    return {
+      domainId: isSet(object.domainId)
+        ? globalThis.Number(object.domainId)
+        : isSet(object.domain_id)
+        ? globalThis.Number(object.domain_id)
+        : 0,
+      iova: isSet(object.iova) ? BigInt(object.iova) : 0n,
+      length: isSet(object.length) ? BigInt(object.length) : 0n,
+      prot: isSet(object.prot) ? globalThis.Number(object.prot) : 0,
+      bdfs: globalThis.Array.isArray(object?.bdfs) ? object.bdfs.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: IommuMapped): unknown {
+    const obj: any = {};
+    if (message.domainId !== 0) {
+      obj.domainId = Math.round(message.domainId);
+    }
+    if (message.iova !== 0n) {
+      obj.iova = message.iova.toString();
+    }
+    if (message.length !== 0n) {
+      obj.length = message.length.toString();
+    }
+    if (message.prot !== 0) {
+      obj.prot = Math.round(message.prot);
+    }
+    if (message.bdfs?.length) {
+      obj.bdfs = message.bdfs;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<IommuMapped>): IommuMapped {
+    return IommuMapped.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<IommuMapped>): IommuMapped {
+    const message = createBaseIommuMapped();
+    message.domainId = object.domainId ?? 0;
+    message.iova = (object.iova !== undefined && object.iova !== null) ? BigInt(object.iova) : 0n;
+    message.length = (object.length !== undefined && object.length !== null) ? BigInt(object.length) : 0n;
+    message.prot = object.prot ?? 0;
+    message.bdfs = object.bdfs?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseIommuUnmapped(): IommuUnmapped {
+  return { domainId: 0, iova: 0n, length: 0n, unmapped: 0n, bdfs: [] };
+}
+
+export const IommuUnmapped: MessageFns<IommuUnmapped> = {
+  encode(message: IommuUnmapped, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.domainId !== 0) {
+      writer.uint32(8).uint32(message.domainId);
+    }
+    if (message.iova !== 0n) {
+      if (BigInt.asUintN(64, message.iova) !== message.iova) {
+        throw new globalThis.Error("value provided for field message.iova of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.iova);
+    }
+    if (message.length !== 0n) {
+      if (BigInt.asUintN(64, message.length) !== message.length) {
+        throw new globalThis.Error("value provided for field message.length of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.length);
+    }
+    if (message.unmapped !== 0n) {
+      if (BigInt.asUintN(64, message.unmapped) !== message.unmapped) {
+        throw new globalThis.Error("value provided for field message.unmapped of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.unmapped);
+    }
+    for (const v of message.bdfs) {
+      writer.uint32(42).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IommuUnmapped {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIommuUnmapped();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.domainId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.iova = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.length = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.unmapped = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.bdfs.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): IommuUnmapped {
+    return {
+      domainId: isSet(object.domainId)
+        ? globalThis.Number(object.domainId)
+        : isSet(object.domain_id)
+        ? globalThis.Number(object.domain_id)
+        : 0,
+      iova: isSet(object.iova) ? BigInt(object.iova) : 0n,
+      length: isSet(object.length) ? BigInt(object.length) : 0n,
+      unmapped: isSet(object.unmapped) ? BigInt(object.unmapped) : 0n,
+      bdfs: globalThis.Array.isArray(object?.bdfs) ? object.bdfs.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: IommuUnmapped): unknown {
+    const obj: any = {};
+    if (message.domainId !== 0) {
+      obj.domainId = Math.round(message.domainId);
+    }
+    if (message.iova !== 0n) {
+      obj.iova = message.iova.toString();
+    }
+    if (message.length !== 0n) {
+      obj.length = message.length.toString();
+    }
+    if (message.unmapped !== 0n) {
+      obj.unmapped = message.unmapped.toString();
+    }
+    if (message.bdfs?.length) {
+      obj.bdfs = message.bdfs;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<IommuUnmapped>): IommuUnmapped {
+    return IommuUnmapped.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<IommuUnmapped>): IommuUnmapped {
+    const message = createBaseIommuUnmapped();
+    message.domainId = object.domainId ?? 0;
+    message.iova = (object.iova !== undefined && object.iova !== null) ? BigInt(object.iova) : 0n;
+    message.length = (object.length !== undefined && object.length !== null) ? BigInt(object.length) : 0n;
+    message.unmapped = (object.unmapped !== undefined && object.unmapped !== null) ? BigInt(object.unmapped) : 0n;
+    message.bdfs = object.bdfs?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseDmaCompleted(): DmaCompleted {
+  return { status: 0, error: 0, bytes: 0n, srcIova: 0n, dstIova: 0n, faultIova: 0n };
+}
+
+export const DmaCompleted: MessageFns<DmaCompleted> = {
+  encode(message: DmaCompleted, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.status !== 0) {
+      writer.uint32(8).int32(message.status);
+    }
+    if (message.error !== 0) {
+      writer.uint32(16).int32(message.error);
+    }
+    if (message.bytes !== 0n) {
+      if (BigInt.asUintN(64, message.bytes) !== message.bytes) {
+        throw new globalThis.Error("value provided for field message.bytes of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.bytes);
+    }
+    if (message.srcIova !== 0n) {
+      if (BigInt.asUintN(64, message.srcIova) !== message.srcIova) {
+        throw new globalThis.Error("value provided for field message.srcIova of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.srcIova);
+    }
+    if (message.dstIova !== 0n) {
+      if (BigInt.asUintN(64, message.dstIova) !== message.dstIova) {
+        throw new globalThis.Error("value provided for field message.dstIova of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.dstIova);
+    }
+    if (message.faultIova !== 0n) {
+      if (BigInt.asUintN(64, message.faultIova) !== message.faultIova) {
+        throw new globalThis.Error("value provided for field message.faultIova of type uint64 too large");
+      }
+      writer.uint32(48).uint64(message.faultIova);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DmaCompleted {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDmaCompleted();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.error = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.bytes = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.srcIova = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.dstIova = reader.uint64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.faultIova = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DmaCompleted {
+    return {
+      status: isSet(object.status) ? dmaStatusFromJSON(object.status) : 0,
+      error: isSet(object.error) ? dmaErrorFromJSON(object.error) : 0,
+      bytes: isSet(object.bytes) ? BigInt(object.bytes) : 0n,
+      srcIova: isSet(object.srcIova) ? BigInt(object.srcIova) : isSet(object.src_iova) ? BigInt(object.src_iova) : 0n,
+      dstIova: isSet(object.dstIova) ? BigInt(object.dstIova) : isSet(object.dst_iova) ? BigInt(object.dst_iova) : 0n,
+      faultIova: isSet(object.faultIova)
+        ? BigInt(object.faultIova)
+        : isSet(object.fault_iova)
+        ? BigInt(object.fault_iova)
+        : 0n,
+    };
+  },
+
+  toJSON(message: DmaCompleted): unknown {
+    const obj: any = {};
+    if (message.status !== 0) {
+      obj.status = dmaStatusToJSON(message.status);
+    }
+    if (message.error !== 0) {
+      obj.error = dmaErrorToJSON(message.error);
+    }
+    if (message.bytes !== 0n) {
+      obj.bytes = message.bytes.toString();
+    }
+    if (message.srcIova !== 0n) {
+      obj.srcIova = message.srcIova.toString();
+    }
+    if (message.dstIova !== 0n) {
+      obj.dstIova = message.dstIova.toString();
+    }
+    if (message.faultIova !== 0n) {
+      obj.faultIova = message.faultIova.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DmaCompleted>): DmaCompleted {
+    return DmaCompleted.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DmaCompleted>): DmaCompleted {
+    const message = createBaseDmaCompleted();
+    message.status = object.status ?? 0;
+    message.error = object.error ?? 0;
+    message.bytes = (object.bytes !== undefined && object.bytes !== null) ? BigInt(object.bytes) : 0n;
+    message.srcIova = (object.srcIova !== undefined && object.srcIova !== null) ? BigInt(object.srcIova) : 0n;
+    message.dstIova = (object.dstIova !== undefined && object.dstIova !== null) ? BigInt(object.dstIova) : 0n;
+    message.faultIova = (object.faultIova !== undefined && object.faultIova !== null) ? BigInt(object.faultIova) : 0n;
+    return message;
+  },
+};
+
 function createBaseWatchEventsResponse(): WatchEventsResponse {
   return { sequence: 0n, bdf: "", event: undefined };
 }
@@ -4805,6 +5710,18 @@ export const WatchEventsResponse: MessageFns<WatchEventsResponse> = {
         break;
       case "replugged":
         Replugged.encode(message.event.value, writer.uint32(58).fork()).join();
+        break;
+      case "iommuFault":
+        IommuFault.encode(message.event.value, writer.uint32(66).fork()).join();
+        break;
+      case "iommuMapped":
+        IommuMapped.encode(message.event.value, writer.uint32(74).fork()).join();
+        break;
+      case "iommuUnmapped":
+        IommuUnmapped.encode(message.event.value, writer.uint32(82).fork()).join();
+        break;
+      case "dmaCompleted":
+        DmaCompleted.encode(message.event.value, writer.uint32(90).fork()).join();
         break;
     }
     return writer;
@@ -4879,6 +5796,38 @@ export const WatchEventsResponse: MessageFns<WatchEventsResponse> = {
             message.event = { $case: "replugged", value: Replugged.decode(reader, reader.uint32()) };
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.event = { $case: "iommuFault", value: IommuFault.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.event = { $case: "iommuMapped", value: IommuMapped.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.event = { $case: "iommuUnmapped", value: IommuUnmapped.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.event = { $case: "dmaCompleted", value: DmaCompleted.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4909,6 +5858,22 @@ export const WatchEventsResponse: MessageFns<WatchEventsResponse> = {
         ? { $case: "unplugged", value: Unplugged.fromJSON(object.unplugged) }
         : isSet(object.replugged)
         ? { $case: "replugged", value: Replugged.fromJSON(object.replugged) }
+        : isSet(object.iommuFault)
+        ? { $case: "iommuFault", value: IommuFault.fromJSON(object.iommuFault) }
+        : isSet(object.iommu_fault)
+        ? { $case: "iommuFault", value: IommuFault.fromJSON(object.iommu_fault) }
+        : isSet(object.iommuMapped)
+        ? { $case: "iommuMapped", value: IommuMapped.fromJSON(object.iommuMapped) }
+        : isSet(object.iommu_mapped)
+        ? { $case: "iommuMapped", value: IommuMapped.fromJSON(object.iommu_mapped) }
+        : isSet(object.iommuUnmapped)
+        ? { $case: "iommuUnmapped", value: IommuUnmapped.fromJSON(object.iommuUnmapped) }
+        : isSet(object.iommu_unmapped)
+        ? { $case: "iommuUnmapped", value: IommuUnmapped.fromJSON(object.iommu_unmapped) }
+        : isSet(object.dmaCompleted)
+        ? { $case: "dmaCompleted", value: DmaCompleted.fromJSON(object.dmaCompleted) }
+        : isSet(object.dma_completed)
+        ? { $case: "dmaCompleted", value: DmaCompleted.fromJSON(object.dma_completed) }
         : undefined,
     };
   },
@@ -4931,6 +5896,14 @@ export const WatchEventsResponse: MessageFns<WatchEventsResponse> = {
       obj.unplugged = Unplugged.toJSON(message.event.value);
     } else if (message.event?.$case === "replugged") {
       obj.replugged = Replugged.toJSON(message.event.value);
+    } else if (message.event?.$case === "iommuFault") {
+      obj.iommuFault = IommuFault.toJSON(message.event.value);
+    } else if (message.event?.$case === "iommuMapped") {
+      obj.iommuMapped = IommuMapped.toJSON(message.event.value);
+    } else if (message.event?.$case === "iommuUnmapped") {
+      obj.iommuUnmapped = IommuUnmapped.toJSON(message.event.value);
+    } else if (message.event?.$case === "dmaCompleted") {
+      obj.dmaCompleted = DmaCompleted.toJSON(message.event.value);
     }
     return obj;
   },
@@ -4973,7 +5946,1575 @@ export const WatchEventsResponse: MessageFns<WatchEventsResponse> = {
         }
         break;
       }
+      case "iommuFault": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "iommuFault", value: IommuFault.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "iommuMapped": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "iommuMapped", value: IommuMapped.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "iommuUnmapped": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "iommuUnmapped", value: IommuUnmapped.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "dmaCompleted": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "dmaCompleted", value: DmaCompleted.fromPartial(object.event.value) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseCreateIommuDomainRequest(): CreateIommuDomainRequest {
+  return {};
+}
+
+export const CreateIommuDomainRequest: MessageFns<CreateIommuDomainRequest> = {
+  encode(_: CreateIommuDomainRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateIommuDomainRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateIommuDomainRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): CreateIommuDomainRequest {
+    return {};
+  },
+
+  toJSON(_: CreateIommuDomainRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<CreateIommuDomainRequest>): CreateIommuDomainRequest {
+    return CreateIommuDomainRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<CreateIommuDomainRequest>): CreateIommuDomainRequest {
+    const message = createBaseCreateIommuDomainRequest();
+    return message;
+  },
+};
+
+function createBaseCreateIommuDomainResponse(): CreateIommuDomainResponse {
+  return { domainId: 0 };
+}
+
+export const CreateIommuDomainResponse: MessageFns<CreateIommuDomainResponse> = {
+  encode(message: CreateIommuDomainResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.domainId !== 0) {
+      writer.uint32(8).uint32(message.domainId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateIommuDomainResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateIommuDomainResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.domainId = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateIommuDomainResponse {
+    return {
+      domainId: isSet(object.domainId)
+        ? globalThis.Number(object.domainId)
+        : isSet(object.domain_id)
+        ? globalThis.Number(object.domain_id)
+        : 0,
+    };
+  },
+
+  toJSON(message: CreateIommuDomainResponse): unknown {
+    const obj: any = {};
+    if (message.domainId !== 0) {
+      obj.domainId = Math.round(message.domainId);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CreateIommuDomainResponse>): CreateIommuDomainResponse {
+    return CreateIommuDomainResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CreateIommuDomainResponse>): CreateIommuDomainResponse {
+    const message = createBaseCreateIommuDomainResponse();
+    message.domainId = object.domainId ?? 0;
+    return message;
+  },
+};
+
+function createBaseDestroyIommuDomainRequest(): DestroyIommuDomainRequest {
+  return { domainId: 0 };
+}
+
+export const DestroyIommuDomainRequest: MessageFns<DestroyIommuDomainRequest> = {
+  encode(message: DestroyIommuDomainRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.domainId !== 0) {
+      writer.uint32(8).uint32(message.domainId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DestroyIommuDomainRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDestroyIommuDomainRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.domainId = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DestroyIommuDomainRequest {
+    return {
+      domainId: isSet(object.domainId)
+        ? globalThis.Number(object.domainId)
+        : isSet(object.domain_id)
+        ? globalThis.Number(object.domain_id)
+        : 0,
+    };
+  },
+
+  toJSON(message: DestroyIommuDomainRequest): unknown {
+    const obj: any = {};
+    if (message.domainId !== 0) {
+      obj.domainId = Math.round(message.domainId);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DestroyIommuDomainRequest>): DestroyIommuDomainRequest {
+    return DestroyIommuDomainRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DestroyIommuDomainRequest>): DestroyIommuDomainRequest {
+    const message = createBaseDestroyIommuDomainRequest();
+    message.domainId = object.domainId ?? 0;
+    return message;
+  },
+};
+
+function createBaseDestroyIommuDomainResponse(): DestroyIommuDomainResponse {
+  return {};
+}
+
+export const DestroyIommuDomainResponse: MessageFns<DestroyIommuDomainResponse> = {
+  encode(_: DestroyIommuDomainResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DestroyIommuDomainResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDestroyIommuDomainResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): DestroyIommuDomainResponse {
+    return {};
+  },
+
+  toJSON(_: DestroyIommuDomainResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<DestroyIommuDomainResponse>): DestroyIommuDomainResponse {
+    return DestroyIommuDomainResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<DestroyIommuDomainResponse>): DestroyIommuDomainResponse {
+    const message = createBaseDestroyIommuDomainResponse();
+    return message;
+  },
+};
+
+function createBaseAttachIommuDomainRequest(): AttachIommuDomainRequest {
+  return { domainId: 0, bdf: "" };
+}
+
+export const AttachIommuDomainRequest: MessageFns<AttachIommuDomainRequest> = {
+  encode(message: AttachIommuDomainRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.domainId !== 0) {
+      writer.uint32(8).uint32(message.domainId);
+    }
+    if (message.bdf !== "") {
+      writer.uint32(18).string(message.bdf);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AttachIommuDomainRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAttachIommuDomainRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.domainId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.bdf = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AttachIommuDomainRequest {
+    return {
+      domainId: isSet(object.domainId)
+        ? globalThis.Number(object.domainId)
+        : isSet(object.domain_id)
+        ? globalThis.Number(object.domain_id)
+        : 0,
+      bdf: isSet(object.bdf) ? globalThis.String(object.bdf) : "",
+    };
+  },
+
+  toJSON(message: AttachIommuDomainRequest): unknown {
+    const obj: any = {};
+    if (message.domainId !== 0) {
+      obj.domainId = Math.round(message.domainId);
+    }
+    if (message.bdf !== "") {
+      obj.bdf = message.bdf;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AttachIommuDomainRequest>): AttachIommuDomainRequest {
+    return AttachIommuDomainRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AttachIommuDomainRequest>): AttachIommuDomainRequest {
+    const message = createBaseAttachIommuDomainRequest();
+    message.domainId = object.domainId ?? 0;
+    message.bdf = object.bdf ?? "";
+    return message;
+  },
+};
+
+function createBaseAttachIommuDomainResponse(): AttachIommuDomainResponse {
+  return {};
+}
+
+export const AttachIommuDomainResponse: MessageFns<AttachIommuDomainResponse> = {
+  encode(_: AttachIommuDomainResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AttachIommuDomainResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAttachIommuDomainResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): AttachIommuDomainResponse {
+    return {};
+  },
+
+  toJSON(_: AttachIommuDomainResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<AttachIommuDomainResponse>): AttachIommuDomainResponse {
+    return AttachIommuDomainResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<AttachIommuDomainResponse>): AttachIommuDomainResponse {
+    const message = createBaseAttachIommuDomainResponse();
+    return message;
+  },
+};
+
+function createBaseDetachIommuDomainRequest(): DetachIommuDomainRequest {
+  return { domainId: 0, bdf: "" };
+}
+
+export const DetachIommuDomainRequest: MessageFns<DetachIommuDomainRequest> = {
+  encode(message: DetachIommuDomainRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.domainId !== 0) {
+      writer.uint32(8).uint32(message.domainId);
+    }
+    if (message.bdf !== "") {
+      writer.uint32(18).string(message.bdf);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DetachIommuDomainRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDetachIommuDomainRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.domainId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.bdf = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DetachIommuDomainRequest {
+    return {
+      domainId: isSet(object.domainId)
+        ? globalThis.Number(object.domainId)
+        : isSet(object.domain_id)
+        ? globalThis.Number(object.domain_id)
+        : 0,
+      bdf: isSet(object.bdf) ? globalThis.String(object.bdf) : "",
+    };
+  },
+
+  toJSON(message: DetachIommuDomainRequest): unknown {
+    const obj: any = {};
+    if (message.domainId !== 0) {
+      obj.domainId = Math.round(message.domainId);
+    }
+    if (message.bdf !== "") {
+      obj.bdf = message.bdf;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DetachIommuDomainRequest>): DetachIommuDomainRequest {
+    return DetachIommuDomainRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DetachIommuDomainRequest>): DetachIommuDomainRequest {
+    const message = createBaseDetachIommuDomainRequest();
+    message.domainId = object.domainId ?? 0;
+    message.bdf = object.bdf ?? "";
+    return message;
+  },
+};
+
+function createBaseDetachIommuDomainResponse(): DetachIommuDomainResponse {
+  return {};
+}
+
+export const DetachIommuDomainResponse: MessageFns<DetachIommuDomainResponse> = {
+  encode(_: DetachIommuDomainResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DetachIommuDomainResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDetachIommuDomainResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): DetachIommuDomainResponse {
+    return {};
+  },
+
+  toJSON(_: DetachIommuDomainResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<DetachIommuDomainResponse>): DetachIommuDomainResponse {
+    return DetachIommuDomainResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<DetachIommuDomainResponse>): DetachIommuDomainResponse {
+    const message = createBaseDetachIommuDomainResponse();
+    return message;
+  },
+};
+
+function createBaseIommuHostTarget(): IommuHostTarget {
+  return { extents: [] };
+}
+
+export const IommuHostTarget: MessageFns<IommuHostTarget> = {
+  encode(message: IommuHostTarget, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.extents) {
+      SegmentExtent.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IommuHostTarget {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIommuHostTarget();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.extents.push(SegmentExtent.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): IommuHostTarget {
+    return {
+      extents: globalThis.Array.isArray(object?.extents)
+        ? object.extents.map((e: any) => SegmentExtent.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: IommuHostTarget): unknown {
+    const obj: any = {};
+    if (message.extents?.length) {
+      obj.extents = message.extents.map((e) => SegmentExtent.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<IommuHostTarget>): IommuHostTarget {
+    return IommuHostTarget.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<IommuHostTarget>): IommuHostTarget {
+    const message = createBaseIommuHostTarget();
+    message.extents = object.extents?.map((e) => SegmentExtent.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseIommuBarTarget(): IommuBarTarget {
+  return { bdf: "", bar: 0, offset: 0n };
+}
+
+export const IommuBarTarget: MessageFns<IommuBarTarget> = {
+  encode(message: IommuBarTarget, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.bdf !== "") {
+      writer.uint32(10).string(message.bdf);
+    }
+    if (message.bar !== 0) {
+      writer.uint32(16).uint32(message.bar);
+    }
+    if (message.offset !== 0n) {
+      if (BigInt.asUintN(64, message.offset) !== message.offset) {
+        throw new globalThis.Error("value provided for field message.offset of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.offset);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IommuBarTarget {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIommuBarTarget();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.bdf = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.bar = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.offset = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): IommuBarTarget {
+    return {
+      bdf: isSet(object.bdf) ? globalThis.String(object.bdf) : "",
+      bar: isSet(object.bar) ? globalThis.Number(object.bar) : 0,
+      offset: isSet(object.offset) ? BigInt(object.offset) : 0n,
+    };
+  },
+
+  toJSON(message: IommuBarTarget): unknown {
+    const obj: any = {};
+    if (message.bdf !== "") {
+      obj.bdf = message.bdf;
+    }
+    if (message.bar !== 0) {
+      obj.bar = Math.round(message.bar);
+    }
+    if (message.offset !== 0n) {
+      obj.offset = message.offset.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<IommuBarTarget>): IommuBarTarget {
+    return IommuBarTarget.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<IommuBarTarget>): IommuBarTarget {
+    const message = createBaseIommuBarTarget();
+    message.bdf = object.bdf ?? "";
+    message.bar = object.bar ?? 0;
+    message.offset = (object.offset !== undefined && object.offset !== null) ? BigInt(object.offset) : 0n;
+    return message;
+  },
+};
+
+function createBaseIommuMapRequest(): IommuMapRequest {
+  return { domainId: 0, iova: 0n, length: 0n, prot: 0, target: undefined };
+}
+
+export const IommuMapRequest: MessageFns<IommuMapRequest> = {
+  encode(message: IommuMapRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.domainId !== 0) {
+      writer.uint32(8).uint32(message.domainId);
+    }
+    if (message.iova !== 0n) {
+      if (BigInt.asUintN(64, message.iova) !== message.iova) {
+        throw new globalThis.Error("value provided for field message.iova of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.iova);
+    }
+    if (message.length !== 0n) {
+      if (BigInt.asUintN(64, message.length) !== message.length) {
+        throw new globalThis.Error("value provided for field message.length of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.length);
+    }
+    if (message.prot !== 0) {
+      writer.uint32(32).uint32(message.prot);
+    }
+    switch (message.target?.$case) {
+      case "host":
+        IommuHostTarget.encode(message.target.value, writer.uint32(42).fork()).join();
+        break;
+      case "bar":
+        IommuBarTarget.encode(message.target.value, writer.uint32(50).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IommuMapRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIommuMapRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.domainId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.iova = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.length = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.prot = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.target = { $case: "host", value: IommuHostTarget.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.target = { $case: "bar", value: IommuBarTarget.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): IommuMapRequest {
+    return {
+      domainId: isSet(object.domainId)
+        ? globalThis.Number(object.domainId)
+        : isSet(object.domain_id)
+        ? globalThis.Number(object.domain_id)
+        : 0,
+      iova: isSet(object.iova) ? BigInt(object.iova) : 0n,
+      length: isSet(object.length) ? BigInt(object.length) : 0n,
+      prot: isSet(object.prot) ? globalThis.Number(object.prot) : 0,
+      target: isSet(object.host)
+        ? { $case: "host", value: IommuHostTarget.fromJSON(object.host) }
+        : isSet(object.bar)
+        ? { $case: "bar", value: IommuBarTarget.fromJSON(object.bar) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: IommuMapRequest): unknown {
+    const obj: any = {};
+    if (message.domainId !== 0) {
+      obj.domainId = Math.round(message.domainId);
+    }
+    if (message.iova !== 0n) {
+      obj.iova = message.iova.toString();
+    }
+    if (message.length !== 0n) {
+      obj.length = message.length.toString();
+    }
+    if (message.prot !== 0) {
+      obj.prot = Math.round(message.prot);
+    }
+    if (message.target?.$case === "host") {
+      obj.host = IommuHostTarget.toJSON(message.target.value);
+    } else if (message.target?.$case === "bar") {
+      obj.bar = IommuBarTarget.toJSON(message.target.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<IommuMapRequest>): IommuMapRequest {
+    return IommuMapRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<IommuMapRequest>): IommuMapRequest {
+    const message = createBaseIommuMapRequest();
+    message.domainId = object.domainId ?? 0;
+    message.iova = (object.iova !== undefined && object.iova !== null) ? BigInt(object.iova) : 0n;
+    message.length = (object.length !== undefined && object.length !== null) ? BigInt(object.length) : 0n;
+    message.prot = object.prot ?? 0;
+    switch (object.target?.$case) {
+      case "host": {
+        if (object.target?.value !== undefined && object.target?.value !== null) {
+          message.target = { $case: "host", value: IommuHostTarget.fromPartial(object.target.value) };
+        }
+        break;
+      }
+      case "bar": {
+        if (object.target?.value !== undefined && object.target?.value !== null) {
+          message.target = { $case: "bar", value: IommuBarTarget.fromPartial(object.target.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseIommuMapResponse(): IommuMapResponse {
+  return {};
+}
+
+export const IommuMapResponse: MessageFns<IommuMapResponse> = {
+  encode(_: IommuMapResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IommuMapResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIommuMapResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): IommuMapResponse {
+    return {};
+  },
+
+  toJSON(_: IommuMapResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<IommuMapResponse>): IommuMapResponse {
+    return IommuMapResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<IommuMapResponse>): IommuMapResponse {
+    const message = createBaseIommuMapResponse();
+    return message;
+  },
+};
+
+function createBaseIommuUnmapRequest(): IommuUnmapRequest {
+  return { domainId: 0, iova: 0n, length: 0n };
+}
+
+export const IommuUnmapRequest: MessageFns<IommuUnmapRequest> = {
+  encode(message: IommuUnmapRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.domainId !== 0) {
+      writer.uint32(8).uint32(message.domainId);
+    }
+    if (message.iova !== 0n) {
+      if (BigInt.asUintN(64, message.iova) !== message.iova) {
+        throw new globalThis.Error("value provided for field message.iova of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.iova);
+    }
+    if (message.length !== 0n) {
+      if (BigInt.asUintN(64, message.length) !== message.length) {
+        throw new globalThis.Error("value provided for field message.length of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.length);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IommuUnmapRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIommuUnmapRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.domainId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.iova = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.length = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): IommuUnmapRequest {
+    return {
+      domainId: isSet(object.domainId)
+        ? globalThis.Number(object.domainId)
+        : isSet(object.domain_id)
+        ? globalThis.Number(object.domain_id)
+        : 0,
+      iova: isSet(object.iova) ? BigInt(object.iova) : 0n,
+      length: isSet(object.length) ? BigInt(object.length) : 0n,
+    };
+  },
+
+  toJSON(message: IommuUnmapRequest): unknown {
+    const obj: any = {};
+    if (message.domainId !== 0) {
+      obj.domainId = Math.round(message.domainId);
+    }
+    if (message.iova !== 0n) {
+      obj.iova = message.iova.toString();
+    }
+    if (message.length !== 0n) {
+      obj.length = message.length.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<IommuUnmapRequest>): IommuUnmapRequest {
+    return IommuUnmapRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<IommuUnmapRequest>): IommuUnmapRequest {
+    const message = createBaseIommuUnmapRequest();
+    message.domainId = object.domainId ?? 0;
+    message.iova = (object.iova !== undefined && object.iova !== null) ? BigInt(object.iova) : 0n;
+    message.length = (object.length !== undefined && object.length !== null) ? BigInt(object.length) : 0n;
+    return message;
+  },
+};
+
+function createBaseIommuUnmapResponse(): IommuUnmapResponse {
+  return { unmapped: 0n };
+}
+
+export const IommuUnmapResponse: MessageFns<IommuUnmapResponse> = {
+  encode(message: IommuUnmapResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.unmapped !== 0n) {
+      if (BigInt.asUintN(64, message.unmapped) !== message.unmapped) {
+        throw new globalThis.Error("value provided for field message.unmapped of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.unmapped);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IommuUnmapResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIommuUnmapResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.unmapped = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): IommuUnmapResponse {
+    return { unmapped: isSet(object.unmapped) ? BigInt(object.unmapped) : 0n };
+  },
+
+  toJSON(message: IommuUnmapResponse): unknown {
+    const obj: any = {};
+    if (message.unmapped !== 0n) {
+      obj.unmapped = message.unmapped.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<IommuUnmapResponse>): IommuUnmapResponse {
+    return IommuUnmapResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<IommuUnmapResponse>): IommuUnmapResponse {
+    const message = createBaseIommuUnmapResponse();
+    message.unmapped = (object.unmapped !== undefined && object.unmapped !== null) ? BigInt(object.unmapped) : 0n;
+    return message;
+  },
+};
+
+function createBaseListIommuDomainsRequest(): ListIommuDomainsRequest {
+  return { domainId: 0 };
+}
+
+export const ListIommuDomainsRequest: MessageFns<ListIommuDomainsRequest> = {
+  encode(message: ListIommuDomainsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.domainId !== 0) {
+      writer.uint32(8).uint32(message.domainId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListIommuDomainsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListIommuDomainsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.domainId = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListIommuDomainsRequest {
+    return {
+      domainId: isSet(object.domainId)
+        ? globalThis.Number(object.domainId)
+        : isSet(object.domain_id)
+        ? globalThis.Number(object.domain_id)
+        : 0,
+    };
+  },
+
+  toJSON(message: ListIommuDomainsRequest): unknown {
+    const obj: any = {};
+    if (message.domainId !== 0) {
+      obj.domainId = Math.round(message.domainId);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListIommuDomainsRequest>): ListIommuDomainsRequest {
+    return ListIommuDomainsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListIommuDomainsRequest>): ListIommuDomainsRequest {
+    const message = createBaseListIommuDomainsRequest();
+    message.domainId = object.domainId ?? 0;
+    return message;
+  },
+};
+
+function createBaseIommuMapping(): IommuMapping {
+  return { iova: 0n, length: 0n, prot: 0, target: undefined };
+}
+
+export const IommuMapping: MessageFns<IommuMapping> = {
+  encode(message: IommuMapping, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.iova !== 0n) {
+      if (BigInt.asUintN(64, message.iova) !== message.iova) {
+        throw new globalThis.Error("value provided for field message.iova of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.iova);
+    }
+    if (message.length !== 0n) {
+      if (BigInt.asUintN(64, message.length) !== message.length) {
+        throw new globalThis.Error("value provided for field message.length of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.length);
+    }
+    if (message.prot !== 0) {
+      writer.uint32(24).uint32(message.prot);
+    }
+    switch (message.target?.$case) {
+      case "host":
+        IommuHostTarget.encode(message.target.value, writer.uint32(34).fork()).join();
+        break;
+      case "bar":
+        IommuBarTarget.encode(message.target.value, writer.uint32(42).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IommuMapping {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIommuMapping();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.iova = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.length = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.prot = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.target = { $case: "host", value: IommuHostTarget.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.target = { $case: "bar", value: IommuBarTarget.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): IommuMapping {
+    return {
+      iova: isSet(object.iova) ? BigInt(object.iova) : 0n,
+      length: isSet(object.length) ? BigInt(object.length) : 0n,
+      prot: isSet(object.prot) ? globalThis.Number(object.prot) : 0,
+      target: isSet(object.host)
+        ? { $case: "host", value: IommuHostTarget.fromJSON(object.host) }
+        : isSet(object.bar)
+        ? { $case: "bar", value: IommuBarTarget.fromJSON(object.bar) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: IommuMapping): unknown {
+    const obj: any = {};
+    if (message.iova !== 0n) {
+      obj.iova = message.iova.toString();
+    }
+    if (message.length !== 0n) {
+      obj.length = message.length.toString();
+    }
+    if (message.prot !== 0) {
+      obj.prot = Math.round(message.prot);
+    }
+    if (message.target?.$case === "host") {
+      obj.host = IommuHostTarget.toJSON(message.target.value);
+    } else if (message.target?.$case === "bar") {
+      obj.bar = IommuBarTarget.toJSON(message.target.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<IommuMapping>): IommuMapping {
+    return IommuMapping.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<IommuMapping>): IommuMapping {
+    const message = createBaseIommuMapping();
+    message.iova = (object.iova !== undefined && object.iova !== null) ? BigInt(object.iova) : 0n;
+    message.length = (object.length !== undefined && object.length !== null) ? BigInt(object.length) : 0n;
+    message.prot = object.prot ?? 0;
+    switch (object.target?.$case) {
+      case "host": {
+        if (object.target?.value !== undefined && object.target?.value !== null) {
+          message.target = { $case: "host", value: IommuHostTarget.fromPartial(object.target.value) };
+        }
+        break;
+      }
+      case "bar": {
+        if (object.target?.value !== undefined && object.target?.value !== null) {
+          message.target = { $case: "bar", value: IommuBarTarget.fromPartial(object.target.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseIommuDomain(): IommuDomain {
+  return { domainId: 0, bdfs: [], mappings: [], mappedBytes: 0n };
+}
+
+export const IommuDomain: MessageFns<IommuDomain> = {
+  encode(message: IommuDomain, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.domainId !== 0) {
+      writer.uint32(8).uint32(message.domainId);
+    }
+    for (const v of message.bdfs) {
+      writer.uint32(18).string(v!);
+    }
+    for (const v of message.mappings) {
+      IommuMapping.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.mappedBytes !== 0n) {
+      if (BigInt.asUintN(64, message.mappedBytes) !== message.mappedBytes) {
+        throw new globalThis.Error("value provided for field message.mappedBytes of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.mappedBytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IommuDomain {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIommuDomain();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.domainId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.bdfs.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.mappings.push(IommuMapping.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.mappedBytes = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): IommuDomain {
+    return {
+      domainId: isSet(object.domainId)
+        ? globalThis.Number(object.domainId)
+        : isSet(object.domain_id)
+        ? globalThis.Number(object.domain_id)
+        : 0,
+      bdfs: globalThis.Array.isArray(object?.bdfs) ? object.bdfs.map((e: any) => globalThis.String(e)) : [],
+      mappings: globalThis.Array.isArray(object?.mappings)
+        ? object.mappings.map((e: any) => IommuMapping.fromJSON(e))
+        : [],
+      mappedBytes: isSet(object.mappedBytes)
+        ? BigInt(object.mappedBytes)
+        : isSet(object.mapped_bytes)
+        ? BigInt(object.mapped_bytes)
+        : 0n,
+    };
+  },
+
+  toJSON(message: IommuDomain): unknown {
+    const obj: any = {};
+    if (message.domainId !== 0) {
+      obj.domainId = Math.round(message.domainId);
+    }
+    if (message.bdfs?.length) {
+      obj.bdfs = message.bdfs;
+    }
+    if (message.mappings?.length) {
+      obj.mappings = message.mappings.map((e) => IommuMapping.toJSON(e));
+    }
+    if (message.mappedBytes !== 0n) {
+      obj.mappedBytes = message.mappedBytes.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<IommuDomain>): IommuDomain {
+    return IommuDomain.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<IommuDomain>): IommuDomain {
+    const message = createBaseIommuDomain();
+    message.domainId = object.domainId ?? 0;
+    message.bdfs = object.bdfs?.map((e) => e) || [];
+    message.mappings = object.mappings?.map((e) => IommuMapping.fromPartial(e)) || [];
+    message.mappedBytes = (object.mappedBytes !== undefined && object.mappedBytes !== null)
+      ? BigInt(object.mappedBytes)
+      : 0n;
+    return message;
+  },
+};
+
+function createBaseListIommuDomainsResponse(): ListIommuDomainsResponse {
+  return { domains: [] };
+}
+
+export const ListIommuDomainsResponse: MessageFns<ListIommuDomainsResponse> = {
+  encode(message: ListIommuDomainsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.domains) {
+      IommuDomain.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListIommuDomainsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListIommuDomainsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.domains.push(IommuDomain.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListIommuDomainsResponse {
+    return {
+      domains: globalThis.Array.isArray(object?.domains) ? object.domains.map((e: any) => IommuDomain.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ListIommuDomainsResponse): unknown {
+    const obj: any = {};
+    if (message.domains?.length) {
+      obj.domains = message.domains.map((e) => IommuDomain.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListIommuDomainsResponse>): ListIommuDomainsResponse {
+    return ListIommuDomainsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListIommuDomainsResponse>): ListIommuDomainsResponse {
+    const message = createBaseListIommuDomainsResponse();
+    message.domains = object.domains?.map((e) => IommuDomain.fromPartial(e)) || [];
     return message;
   },
 };
@@ -5141,7 +7682,10 @@ export const PciEmuServiceDefinition = {
       responseStream: false,
       options: {},
     },
-    /** Decode changes, resets, power changes, unplug and re-plug, in order. */
+    /**
+     * Decode changes, resets, power changes, unplug and re-plug, IOMMU faults,
+     * maps and unmaps, and DMA-engine completions, in order.
+     */
     watchEvents: {
       name: "WatchEvents",
       requestType: WatchEventsRequest as typeof WatchEventsRequest,
@@ -5149,6 +7693,97 @@ export const PciEmuServiceDefinition = {
       responseType: WatchEventsResponse as typeof WatchEventsResponse,
       responseStream: true,
       options: {},
+    },
+    /**
+     * A new, empty domain (iommu_paging_domain_alloc()). More than 256 live
+     * domains -> ENOSPC.
+     */
+    createIommuDomain: {
+      name: "CreateIommuDomain",
+      requestType: CreateIommuDomainRequest as typeof CreateIommuDomainRequest,
+      requestStream: false,
+      responseType: CreateIommuDomainResponse as typeof CreateIommuDomainResponse,
+      responseStream: false,
+      options: {},
+    },
+    /**
+     * Frees a domain and every mapping in it. Unknown domain -> ENOENT; a
+     * function still attached -> EBUSY.
+     */
+    destroyIommuDomain: {
+      name: "DestroyIommuDomain",
+      requestType: DestroyIommuDomainRequest as typeof DestroyIommuDomainRequest,
+      requestStream: false,
+      responseType: DestroyIommuDomainResponse as typeof DestroyIommuDomainResponse,
+      responseStream: false,
+      options: {},
+    },
+    /**
+     * iommu_attach_group(): the function's DMA translates through the domain.
+     * Unknown domain -> ENOENT; malformed BDF -> EINVAL; unknown or unplugged
+     * function -> ENODEV; already attached to a domain
+     * (this one included) -> EBUSY; the domain maps a BAR this function cannot
+     * reach peer-to-peer -> EINVAL.
+     */
+    attachIommuDomain: {
+      name: "AttachIommuDomain",
+      requestType: AttachIommuDomainRequest as typeof AttachIommuDomainRequest,
+      requestStream: false,
+      responseType: AttachIommuDomainResponse as typeof AttachIommuDomainResponse,
+      responseStream: false,
+      options: {},
+    },
+    /**
+     * iommu_detach_group(): the function is left blocked. Unknown domain ->
+     * ENOENT; not attached to this domain -> EINVAL.
+     */
+    detachIommuDomain: {
+      name: "DetachIommuDomain",
+      requestType: DetachIommuDomainRequest as typeof DetachIommuDomainRequest,
+      requestStream: false,
+      responseType: DetachIommuDomainResponse as typeof DetachIommuDomainResponse,
+      responseStream: false,
+      options: {},
+    },
+    /**
+     * iommu_map(): [iova, iova + length) to host memory or to a peer's memory
+     * BAR. No target EINVAL, a target offset or length past 2^53 EOVERFLOW;
+     * then, in order: unknown domain ENOENT; prot bits other than
+     * IOMMU_READ|IOMMU_WRITE EOPNOTSUPP, neither EINVAL; length 0 or iova or
+     * length not page aligned EINVAL; iova + length past 2^64 EOVERFLOW;
+     * outside the aperture or across the MSI window EINVAL; overlapping a
+     * mapping EEXIST; 65536 mappings in the domain already ENOSPC; then the
+     * target's own checks (see IommuHostTarget and IommuBarTarget).
+     */
+    iommuMap: {
+      name: "IommuMap",
+      requestType: IommuMapRequest as typeof IommuMapRequest,
+      requestStream: false,
+      responseType: IommuMapResponse as typeof IommuMapResponse,
+      responseStream: false,
+      options: {},
+    },
+    /**
+     * iommu_unmap(): clears every mapped page in the range, splitting a
+     * mapping the range cuts; returns the bytes that were mapped (0 if none).
+     * Length 0 or not page aligned EINVAL, past 2^64 EOVERFLOW.
+     */
+    iommuUnmap: {
+      name: "IommuUnmap",
+      requestType: IommuUnmapRequest as typeof IommuUnmapRequest,
+      requestStream: false,
+      responseType: IommuUnmapResponse as typeof IommuUnmapResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** Domains with their attached functions and mappings. */
+    listIommuDomains: {
+      name: "ListIommuDomains",
+      requestType: ListIommuDomainsRequest as typeof ListIommuDomainsRequest,
+      requestStream: false,
+      responseType: ListIommuDomainsResponse as typeof ListIommuDomainsResponse,
+      responseStream: false,
+      options: { idempotencyLevel: "NO_SIDE_EFFECTS" },
     },
   },
 } as const;
@@ -5339,7 +7974,10 @@ export const PciEmuServiceService = {
     responseSerialize: (value: ReplugResponse): Buffer => Buffer.from(ReplugResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ReplugResponse => ReplugResponse.decode(value),
   },
-  /** Decode changes, resets, power changes, unplug and re-plug, in order. */
+  /**
+   * Decode changes, resets, power changes, unplug and re-plug, IOMMU faults,
+   * maps and unmaps, and DMA-engine completions, in order.
+   */
   watchEvents: {
     path: "/p2p.pci.v1.PciEmuService/WatchEvents" as const,
     requestStream: false as const,
@@ -5348,6 +7986,114 @@ export const PciEmuServiceService = {
     requestDeserialize: (value: Buffer): WatchEventsRequest => WatchEventsRequest.decode(value),
     responseSerialize: (value: WatchEventsResponse): Buffer => Buffer.from(WatchEventsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): WatchEventsResponse => WatchEventsResponse.decode(value),
+  },
+  /**
+   * A new, empty domain (iommu_paging_domain_alloc()). More than 256 live
+   * domains -> ENOSPC.
+   */
+  createIommuDomain: {
+    path: "/p2p.pci.v1.PciEmuService/CreateIommuDomain" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CreateIommuDomainRequest): Buffer =>
+      Buffer.from(CreateIommuDomainRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CreateIommuDomainRequest => CreateIommuDomainRequest.decode(value),
+    responseSerialize: (value: CreateIommuDomainResponse): Buffer =>
+      Buffer.from(CreateIommuDomainResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CreateIommuDomainResponse => CreateIommuDomainResponse.decode(value),
+  },
+  /**
+   * Frees a domain and every mapping in it. Unknown domain -> ENOENT; a
+   * function still attached -> EBUSY.
+   */
+  destroyIommuDomain: {
+    path: "/p2p.pci.v1.PciEmuService/DestroyIommuDomain" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DestroyIommuDomainRequest): Buffer =>
+      Buffer.from(DestroyIommuDomainRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DestroyIommuDomainRequest => DestroyIommuDomainRequest.decode(value),
+    responseSerialize: (value: DestroyIommuDomainResponse): Buffer =>
+      Buffer.from(DestroyIommuDomainResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DestroyIommuDomainResponse => DestroyIommuDomainResponse.decode(value),
+  },
+  /**
+   * iommu_attach_group(): the function's DMA translates through the domain.
+   * Unknown domain -> ENOENT; malformed BDF -> EINVAL; unknown or unplugged
+   * function -> ENODEV; already attached to a domain
+   * (this one included) -> EBUSY; the domain maps a BAR this function cannot
+   * reach peer-to-peer -> EINVAL.
+   */
+  attachIommuDomain: {
+    path: "/p2p.pci.v1.PciEmuService/AttachIommuDomain" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AttachIommuDomainRequest): Buffer =>
+      Buffer.from(AttachIommuDomainRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AttachIommuDomainRequest => AttachIommuDomainRequest.decode(value),
+    responseSerialize: (value: AttachIommuDomainResponse): Buffer =>
+      Buffer.from(AttachIommuDomainResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AttachIommuDomainResponse => AttachIommuDomainResponse.decode(value),
+  },
+  /**
+   * iommu_detach_group(): the function is left blocked. Unknown domain ->
+   * ENOENT; not attached to this domain -> EINVAL.
+   */
+  detachIommuDomain: {
+    path: "/p2p.pci.v1.PciEmuService/DetachIommuDomain" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DetachIommuDomainRequest): Buffer =>
+      Buffer.from(DetachIommuDomainRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DetachIommuDomainRequest => DetachIommuDomainRequest.decode(value),
+    responseSerialize: (value: DetachIommuDomainResponse): Buffer =>
+      Buffer.from(DetachIommuDomainResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DetachIommuDomainResponse => DetachIommuDomainResponse.decode(value),
+  },
+  /**
+   * iommu_map(): [iova, iova + length) to host memory or to a peer's memory
+   * BAR. No target EINVAL, a target offset or length past 2^53 EOVERFLOW;
+   * then, in order: unknown domain ENOENT; prot bits other than
+   * IOMMU_READ|IOMMU_WRITE EOPNOTSUPP, neither EINVAL; length 0 or iova or
+   * length not page aligned EINVAL; iova + length past 2^64 EOVERFLOW;
+   * outside the aperture or across the MSI window EINVAL; overlapping a
+   * mapping EEXIST; 65536 mappings in the domain already ENOSPC; then the
+   * target's own checks (see IommuHostTarget and IommuBarTarget).
+   */
+  iommuMap: {
+    path: "/p2p.pci.v1.PciEmuService/IommuMap" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: IommuMapRequest): Buffer => Buffer.from(IommuMapRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): IommuMapRequest => IommuMapRequest.decode(value),
+    responseSerialize: (value: IommuMapResponse): Buffer => Buffer.from(IommuMapResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): IommuMapResponse => IommuMapResponse.decode(value),
+  },
+  /**
+   * iommu_unmap(): clears every mapped page in the range, splitting a
+   * mapping the range cuts; returns the bytes that were mapped (0 if none).
+   * Length 0 or not page aligned EINVAL, past 2^64 EOVERFLOW.
+   */
+  iommuUnmap: {
+    path: "/p2p.pci.v1.PciEmuService/IommuUnmap" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: IommuUnmapRequest): Buffer => Buffer.from(IommuUnmapRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): IommuUnmapRequest => IommuUnmapRequest.decode(value),
+    responseSerialize: (value: IommuUnmapResponse): Buffer => Buffer.from(IommuUnmapResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): IommuUnmapResponse => IommuUnmapResponse.decode(value),
+  },
+  /** Domains with their attached functions and mappings. */
+  listIommuDomains: {
+    path: "/p2p.pci.v1.PciEmuService/ListIommuDomains" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListIommuDomainsRequest): Buffer =>
+      Buffer.from(ListIommuDomainsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListIommuDomainsRequest => ListIommuDomainsRequest.decode(value),
+    responseSerialize: (value: ListIommuDomainsResponse): Buffer =>
+      Buffer.from(ListIommuDomainsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListIommuDomainsResponse => ListIommuDomainsResponse.decode(value),
   },
 } as const;
 
@@ -5391,8 +8137,53 @@ export interface PciEmuServiceServer extends UntypedServiceImplementation {
   /** Surprise hot-unplug: every later access fails with ENODEV until re-plug. */
   unplug: handleUnaryCall<UnplugRequest, UnplugResponse>;
   replug: handleUnaryCall<ReplugRequest, ReplugResponse>;
-  /** Decode changes, resets, power changes, unplug and re-plug, in order. */
+  /**
+   * Decode changes, resets, power changes, unplug and re-plug, IOMMU faults,
+   * maps and unmaps, and DMA-engine completions, in order.
+   */
   watchEvents: handleServerStreamingCall<WatchEventsRequest, WatchEventsResponse>;
+  /**
+   * A new, empty domain (iommu_paging_domain_alloc()). More than 256 live
+   * domains -> ENOSPC.
+   */
+  createIommuDomain: handleUnaryCall<CreateIommuDomainRequest, CreateIommuDomainResponse>;
+  /**
+   * Frees a domain and every mapping in it. Unknown domain -> ENOENT; a
+   * function still attached -> EBUSY.
+   */
+  destroyIommuDomain: handleUnaryCall<DestroyIommuDomainRequest, DestroyIommuDomainResponse>;
+  /**
+   * iommu_attach_group(): the function's DMA translates through the domain.
+   * Unknown domain -> ENOENT; malformed BDF -> EINVAL; unknown or unplugged
+   * function -> ENODEV; already attached to a domain
+   * (this one included) -> EBUSY; the domain maps a BAR this function cannot
+   * reach peer-to-peer -> EINVAL.
+   */
+  attachIommuDomain: handleUnaryCall<AttachIommuDomainRequest, AttachIommuDomainResponse>;
+  /**
+   * iommu_detach_group(): the function is left blocked. Unknown domain ->
+   * ENOENT; not attached to this domain -> EINVAL.
+   */
+  detachIommuDomain: handleUnaryCall<DetachIommuDomainRequest, DetachIommuDomainResponse>;
+  /**
+   * iommu_map(): [iova, iova + length) to host memory or to a peer's memory
+   * BAR. No target EINVAL, a target offset or length past 2^53 EOVERFLOW;
+   * then, in order: unknown domain ENOENT; prot bits other than
+   * IOMMU_READ|IOMMU_WRITE EOPNOTSUPP, neither EINVAL; length 0 or iova or
+   * length not page aligned EINVAL; iova + length past 2^64 EOVERFLOW;
+   * outside the aperture or across the MSI window EINVAL; overlapping a
+   * mapping EEXIST; 65536 mappings in the domain already ENOSPC; then the
+   * target's own checks (see IommuHostTarget and IommuBarTarget).
+   */
+  iommuMap: handleUnaryCall<IommuMapRequest, IommuMapResponse>;
+  /**
+   * iommu_unmap(): clears every mapped page in the range, splitting a
+   * mapping the range cuts; returns the bytes that were mapped (0 if none).
+   * Length 0 or not page aligned EINVAL, past 2^64 EOVERFLOW.
+   */
+  iommuUnmap: handleUnaryCall<IommuUnmapRequest, IommuUnmapResponse>;
+  /** Domains with their attached functions and mappings. */
+  listIommuDomains: handleUnaryCall<ListIommuDomainsRequest, ListIommuDomainsResponse>;
 }
 
 export interface PciEmuServiceClient extends Client {
@@ -5673,13 +8464,156 @@ export interface PciEmuServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ReplugResponse) => void,
   ): ClientUnaryCall;
-  /** Decode changes, resets, power changes, unplug and re-plug, in order. */
+  /**
+   * Decode changes, resets, power changes, unplug and re-plug, IOMMU faults,
+   * maps and unmaps, and DMA-engine completions, in order.
+   */
   watchEvents(request: WatchEventsRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchEventsResponse>;
   watchEvents(
     request: WatchEventsRequest,
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<WatchEventsResponse>;
+  /**
+   * A new, empty domain (iommu_paging_domain_alloc()). More than 256 live
+   * domains -> ENOSPC.
+   */
+  createIommuDomain(
+    request: CreateIommuDomainRequest,
+    callback: (error: ServiceError | null, response: CreateIommuDomainResponse) => void,
+  ): ClientUnaryCall;
+  createIommuDomain(
+    request: CreateIommuDomainRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CreateIommuDomainResponse) => void,
+  ): ClientUnaryCall;
+  createIommuDomain(
+    request: CreateIommuDomainRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CreateIommuDomainResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Frees a domain and every mapping in it. Unknown domain -> ENOENT; a
+   * function still attached -> EBUSY.
+   */
+  destroyIommuDomain(
+    request: DestroyIommuDomainRequest,
+    callback: (error: ServiceError | null, response: DestroyIommuDomainResponse) => void,
+  ): ClientUnaryCall;
+  destroyIommuDomain(
+    request: DestroyIommuDomainRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DestroyIommuDomainResponse) => void,
+  ): ClientUnaryCall;
+  destroyIommuDomain(
+    request: DestroyIommuDomainRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DestroyIommuDomainResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * iommu_attach_group(): the function's DMA translates through the domain.
+   * Unknown domain -> ENOENT; malformed BDF -> EINVAL; unknown or unplugged
+   * function -> ENODEV; already attached to a domain
+   * (this one included) -> EBUSY; the domain maps a BAR this function cannot
+   * reach peer-to-peer -> EINVAL.
+   */
+  attachIommuDomain(
+    request: AttachIommuDomainRequest,
+    callback: (error: ServiceError | null, response: AttachIommuDomainResponse) => void,
+  ): ClientUnaryCall;
+  attachIommuDomain(
+    request: AttachIommuDomainRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AttachIommuDomainResponse) => void,
+  ): ClientUnaryCall;
+  attachIommuDomain(
+    request: AttachIommuDomainRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AttachIommuDomainResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * iommu_detach_group(): the function is left blocked. Unknown domain ->
+   * ENOENT; not attached to this domain -> EINVAL.
+   */
+  detachIommuDomain(
+    request: DetachIommuDomainRequest,
+    callback: (error: ServiceError | null, response: DetachIommuDomainResponse) => void,
+  ): ClientUnaryCall;
+  detachIommuDomain(
+    request: DetachIommuDomainRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DetachIommuDomainResponse) => void,
+  ): ClientUnaryCall;
+  detachIommuDomain(
+    request: DetachIommuDomainRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DetachIommuDomainResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * iommu_map(): [iova, iova + length) to host memory or to a peer's memory
+   * BAR. No target EINVAL, a target offset or length past 2^53 EOVERFLOW;
+   * then, in order: unknown domain ENOENT; prot bits other than
+   * IOMMU_READ|IOMMU_WRITE EOPNOTSUPP, neither EINVAL; length 0 or iova or
+   * length not page aligned EINVAL; iova + length past 2^64 EOVERFLOW;
+   * outside the aperture or across the MSI window EINVAL; overlapping a
+   * mapping EEXIST; 65536 mappings in the domain already ENOSPC; then the
+   * target's own checks (see IommuHostTarget and IommuBarTarget).
+   */
+  iommuMap(
+    request: IommuMapRequest,
+    callback: (error: ServiceError | null, response: IommuMapResponse) => void,
+  ): ClientUnaryCall;
+  iommuMap(
+    request: IommuMapRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: IommuMapResponse) => void,
+  ): ClientUnaryCall;
+  iommuMap(
+    request: IommuMapRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: IommuMapResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * iommu_unmap(): clears every mapped page in the range, splitting a
+   * mapping the range cuts; returns the bytes that were mapped (0 if none).
+   * Length 0 or not page aligned EINVAL, past 2^64 EOVERFLOW.
+   */
+  iommuUnmap(
+    request: IommuUnmapRequest,
+    callback: (error: ServiceError | null, response: IommuUnmapResponse) => void,
+  ): ClientUnaryCall;
+  iommuUnmap(
+    request: IommuUnmapRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: IommuUnmapResponse) => void,
+  ): ClientUnaryCall;
+  iommuUnmap(
+    request: IommuUnmapRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: IommuUnmapResponse) => void,
+  ): ClientUnaryCall;
+  /** Domains with their attached functions and mappings. */
+  listIommuDomains(
+    request: ListIommuDomainsRequest,
+    callback: (error: ServiceError | null, response: ListIommuDomainsResponse) => void,
+  ): ClientUnaryCall;
+  listIommuDomains(
+    request: ListIommuDomainsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListIommuDomainsResponse) => void,
+  ): ClientUnaryCall;
+  listIommuDomains(
+    request: ListIommuDomainsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListIommuDomainsResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const PciEmuServiceClient = makeGenericClientConstructor(

@@ -1,0 +1,127 @@
+import { ErrnoError } from '@p2p/errno';
+import type { BarMemory } from '../devices/bar-memory';
+import type { DmaOutcome, DmaRequest } from '../devices/dma-engine';
+import { IommuFault } from '../iommu/iommu-fault';
+import type { Iommu, IommuPiece } from '../iommu/iommu';
+
+/** What a bus-master transfer needs of the platform. */
+export interface DmaPlatform {
+  readonly iommu: Iommu;
+  /** Effective PCI_COMMAND_MASTER of the requester: set, in D0, present. */
+  busMaster(bdf: string): boolean;
+  /**
+   * The memory behind [offset, offset + length) of a BAR, if its function
+   * claims the request; undefined if it does not (decode off, D3hot,
+   * unplugged), which the function logs as an Unsupported Request.
+   */
+  barWindow(bdf: string, bar: number, offset: number, length: number): BarMemory | undefined;
+  /** Sets PCI_STATUS_REC_MASTER_ABORT in the requester's config space. */
+  receivedMasterAbort(bdf: string): void;
+}
+
+/** A source piece: read once, straight into the destination. */
+interface Source {
+  readonly length: number;
+  readInto(offset: number, target: Uint8Array): void;
+}
+
+const failed = (error: DmaOutcome['error'], faultIova = 0n, bytes = 0): DmaOutcome => ({ error, bytes, faultIova });
+
+/**
+ * One DMA by `requester`: bus mastering first, then the whole of both ranges
+ * through the IOMMU (read on the source, write on the destination) and to
+ * the memory behind them, and only then the copy, so an IOMMU fault or a
+ * master abort moves no byte.
+ *
+ * The copy is one pass: each source piece is pread straight into the
+ * destination's shared mapping. Never reading the source through a mapping
+ * keeps its holes unallocated (a DMA out of untouched device memory costs no
+ * tmpfs page), and a destination page the kernel cannot provide (a full
+ * tmpfs, a file its owner truncated) fails the pread with EFAULT instead of
+ * killing pci-emu with SIGBUS. Such a failure is reported as DATA after the
+ * bytes before it landed. Overlapping source and destination memory gives
+ * undefined contents, as memcpy does.
+ */
+export function dmaTransfer(requester: string, request: DmaRequest, platform: DmaPlatform): DmaOutcome {
+  if (!platform.busMaster(requester)) return failed('NO_BUS_MASTER');
+  let from: IommuPiece[];
+  let to: IommuPiece[];
+  try {
+    from = platform.iommu.translate(requester, request.src, request.length, 'read');
+  } catch (error) {
+    if (error instanceof IommuFault) return failed('IOMMU_FAULT_READ', error.fault.iova);
+    throw error;
+  }
+  try {
+    to = platform.iommu.translate(requester, request.dst, request.length, 'write');
+  } catch (error) {
+    if (error instanceof IommuFault) return failed('IOMMU_FAULT_WRITE', error.fault.iova);
+    throw error;
+  }
+  const sources: Source[] = [];
+  const targets: Buffer[] = [];
+  for (const piece of from) {
+    const source = sourceOf(piece, platform);
+    if (source === undefined) return masterAbort(requester, piece, platform);
+    sources.push(source);
+  }
+  for (const piece of to) {
+    let views: Buffer[] | undefined;
+    try {
+      views = targetsOf(piece, platform);
+    } catch (error) {
+      if (error instanceof ErrnoError) return failed('DATA');
+      throw error;
+    }
+    if (views === undefined) return masterAbort(requester, piece, platform);
+    targets.push(...views);
+  }
+  return copy(sources, targets);
+}
+
+/** The destination's mapped memory; undefined if a BAR does not claim the request. */
+function targetsOf(piece: IommuPiece, platform: DmaPlatform): Buffer[] | undefined {
+  if (piece.kind === 'host') return [piece.segment.view(piece.offset, piece.length)];
+  return platform.barWindow(piece.bdf, piece.bar, piece.offset, piece.length)?.views(piece.offset, piece.length);
+}
+
+function sourceOf(piece: IommuPiece, platform: DmaPlatform): Source | undefined {
+  if (piece.kind === 'host') {
+    return { length: piece.length, readInto: (offset, target) => piece.segment.readInto(piece.offset + offset, target) };
+  }
+  const memory = platform.barWindow(piece.bdf, piece.bar, piece.offset, piece.length);
+  return memory && { length: piece.length, readInto: (offset, target) => memory.readInto(piece.offset + offset, target) };
+}
+
+/** A BAR that did not claim the request: the completer answered Unsupported Request. */
+function masterAbort(requester: string, piece: IommuPiece, platform: DmaPlatform): DmaOutcome {
+  platform.receivedMasterAbort(requester);
+  return failed('MASTER_ABORT', BigInt(piece.iova));
+}
+
+/** Fills each target from the sources in order; the bytes before a failing piece stay written. */
+function copy(sources: readonly Source[], targets: readonly Buffer[]): DmaOutcome {
+  let source = 0;
+  let sourceOffset = 0;
+  let done = 0;
+  try {
+    for (const target of targets) {
+      for (let at = 0; at < target.length; ) {
+        const piece = sources[source]!;
+        const length = Math.min(piece.length - sourceOffset, target.length - at);
+        piece.readInto(sourceOffset, target.subarray(at, at + length));
+        at += length;
+        done += length;
+        sourceOffset += length;
+        if (sourceOffset === piece.length) {
+          source++;
+          sourceOffset = 0;
+        }
+      }
+    }
+  } catch (error) {
+    if (error instanceof ErrnoError) return failed('DATA', 0n, done);
+    throw error;
+  }
+  return { error: 'NONE', bytes: done, faultIova: 0n };
+}
