@@ -11,6 +11,9 @@ export interface CredentialResolver {
   resolve(credential: string): number | undefined | Promise<number | undefined>;
 }
 
+/** Process credentials an Authenticator remembers as proven; past it the oldest is digested again. */
+const PROVEN_CAPACITY = 16_384;
+
 /**
  * Tells who a call comes from: the administrator's and the platform's tokens
  * are checked here, anything else is a process credential for `processes`.
@@ -21,6 +24,15 @@ export interface CredentialResolver {
 export class Authenticator {
   readonly #admin: Buffer;
   readonly #platform: Buffer;
+  /**
+   * Tokens `processes` proved to be a live process's credential. Each was
+   * digested and found to be neither secret on its way in, and the secrets
+   * never change, so a token found here skips the digest: the hot path of
+   * every process's calls. Whether a token is found tells its presenter
+   * nothing about the secrets, which are never in the set; only whether its
+   * own token is a credential, which the answer to its call says anyway.
+   */
+  readonly #proven = new Set<string>();
 
   constructor(
     secrets: PlatformSecrets,
@@ -33,19 +45,34 @@ export class Authenticator {
   callerOf(metadata: Metadata): Caller | Promise<Caller> {
     const token = bearerOf(metadata);
     if (token === undefined) return ANONYMOUS;
-    // One digest per call, compared in constant time with the secrets' own.
-    const digest = tokenDigest(token);
-    if (timingSafeEqual(digest, this.#admin)) return ADMIN;
-    if (timingSafeEqual(digest, this.#platform)) return PLATFORM;
+    if (!this.#proven.has(token)) {
+      // One digest per call that may carry a secret, compared in constant time with the secrets' own.
+      const digest = tokenDigest(token);
+      if (timingSafeEqual(digest, this.#admin)) return ADMIN;
+      if (timingSafeEqual(digest, this.#platform)) return PLATFORM;
+    }
     if (!this.processes) return ANONYMOUS;
     const pid = this.processes.resolve(token);
-    return pid instanceof Promise ? pid.then(processCaller) : processCaller(pid);
+    return pid instanceof Promise ? pid.then((resolved) => this.#processCaller(token, resolved)) : this.#processCaller(token, pid);
   }
-}
 
-function processCaller(pid: number | undefined): Caller {
-  if (pid === undefined) throw errno('EPERM', 'the credential proves no live process of this registry incarnation');
-  return { kind: 'process', pid };
+  #processCaller(token: string, pid: number | undefined): Caller {
+    if (pid === undefined) {
+      // Forged, foreign or dead: one proven before has outlived its process.
+      this.#proven.delete(token);
+      throw errno('EPERM', 'the credential proves no live process of this registry incarnation');
+    }
+    if (!this.#proven.has(token)) this.#remember(token);
+    return { kind: 'process', pid };
+  }
+
+  #remember(token: string): void {
+    if (this.#proven.size >= PROVEN_CAPACITY) {
+      const [oldest] = this.#proven;
+      if (oldest !== undefined) this.#proven.delete(oldest);
+    }
+    this.#proven.add(token);
+  }
 }
 
 /** Who may call a method at all; finer rules (which pid) are the handlers'. */
@@ -57,17 +84,17 @@ export type Access = 'any' | 'privileged' | 'admin';
  * the role it needs.
  */
 export function accessInterceptor(auth: Authenticator, access: (method: string) => Access): ServerInterceptor {
-  return (methodDescriptor, call) =>
-    new ServerInterceptingCall(call, {
+  return (methodDescriptor, call) => {
+    const method = methodDescriptor.path;
+    const needed = access(method);
+    // Open to anyone: the call goes on as it is, without a layer of its own.
+    // (grpc-js types an interceptor's result as its ServerInterceptingCall
+    // class, but calls only the methods of the interface `call` has.)
+    if (needed === 'any') return call as ServerInterceptingCall;
+    return new ServerInterceptingCall(call, {
       start: (next) => {
         const listener = new ServerListenerBuilder()
           .withOnReceiveMetadata((metadata, proceed) => {
-            const method = methodDescriptor.path;
-            const needed = access(method);
-            if (needed === 'any') {
-              proceed(metadata);
-              return;
-            }
             const allowed = (caller: Caller): boolean => {
               try {
                 if (needed === 'admin') requireAdmin(caller, method);
@@ -100,4 +127,5 @@ export function accessInterceptor(auth: Authenticator, access: (method: string) 
         next(listener);
       },
     });
+  };
 }

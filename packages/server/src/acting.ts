@@ -24,3 +24,14 @@ export function actingPidOf(auth: Authenticator, call: CallWithMetadata, pid: nu
   const caller = auth.callerOf(call.metadata);
   return caller instanceof Promise ? caller.then((c) => actingPid(c, pid, what)) : actingPid(caller, pid, what);
 }
+
+/**
+ * Runs `fn` in the pid `call` acts in (see actingPidOf), and answers what
+ * it answers: at once when the server can tell who calls, once the registry
+ * has said otherwise. An async handler awaiting the pid would wait for the
+ * microtask queue even when it is known.
+ */
+export function withActingPid<T>(auth: Authenticator, call: CallWithMetadata, pid: number, what: string, fn: (pid: number) => T | Promise<T>): T | Promise<T> {
+  const acting = actingPidOf(auth, call, pid, what);
+  return acting instanceof Promise ? acting.then(fn) : fn(acting);
+}

@@ -6,4 +6,4 @@ export { failStream, unary, serverStream, whenStreamEnds } from './handlers';
 export { retryUntil } from './retry';
 export { ENVELOPE_HEADROOM_BYTES, MessageLimit } from './message-limit';
 export { receivePaced, sendPaced } from './paced-stream';
-export { type CallWithMetadata, actingPidOf, callerOf } from './acting';
+export { type CallWithMetadata, actingPidOf, callerOf, withActingPid } from './acting';

@@ -1,6 +1,7 @@
-import { type MethodDefinition, ServerInterceptingCall, type ServerInterceptor, ServerListenerBuilder, type ServiceDefinition } from '@grpc/grpc-js';
+import type { MethodDefinition, ServerInterceptor, ServiceDefinition } from '@grpc/grpc-js';
 import { errno } from '@p2p/errno';
 import { toStatus } from '@p2p/status';
+import { type CallListener, type NextCall, PassThroughCall } from './pass-through-call';
 
 /** What a request decodes to when its bytes are no message of the method's request type. */
 class MalformedRequest {
@@ -37,20 +38,36 @@ export function tolerantDecoding(definition: ServiceDefinition): ServiceDefiniti
  * with EINVAL, before a handler sees it. Pairs with tolerantDecoding().
  */
 export function malformedRequestInterceptor(): ServerInterceptor {
-  return (methodDescriptor, call) =>
-    new ServerInterceptingCall(call, {
-      start: (next) => {
-        next(
-          new ServerListenerBuilder()
-            .withOnReceiveMessage((message, proceed) => {
-              if (message instanceof MalformedRequest) {
-                call.sendStatus(toStatus(errno('EINVAL', `the request is not a ${methodDescriptor.path} message: ${message.reason}`)));
-              } else {
-                proceed(message);
-              }
-            })
-            .build(),
-        );
+  return (methodDescriptor, call) => new CheckedCall(call, methodDescriptor.path);
+}
+
+/** A call whose messages reach the handler only while each decoded; the first that did not ends the call. */
+class CheckedCall extends PassThroughCall {
+  constructor(
+    next: NextCall,
+    private readonly method: string,
+  ) {
+    super(next);
+  }
+
+  override start(listener: CallListener): void {
+    let refused = false;
+    this.next.start({
+      onReceiveMetadata: (metadata) => listener.onReceiveMetadata(metadata),
+      onReceiveMessage: (message: unknown) => {
+        if (refused) return;
+        if (message instanceof MalformedRequest) {
+          // Nothing more reaches the handler, not even the half-close: it would answer a request it never saw.
+          refused = true;
+          this.next.sendStatus(toStatus(errno('EINVAL', `the request is not a ${this.method} message: ${message.reason}`)));
+          return;
+        }
+        listener.onReceiveMessage(message);
       },
+      onReceiveHalfClose: () => {
+        if (!refused) listener.onReceiveHalfClose();
+      },
+      onCancel: () => listener.onCancel(),
     });
+  }
 }

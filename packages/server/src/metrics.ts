@@ -1,12 +1,14 @@
 import * as http from 'node:http';
-import { type ServerInterceptor, ServerInterceptingCall, status as Code } from '@grpc/grpc-js';
-import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import type { ServerInterceptor } from '@grpc/grpc-js';
+import { Counter, collectDefaultMetrics, Registry } from 'prom-client';
+import { MeteredCall } from './metered-call';
+import { MethodTally, registerHandledTotal, registerHandlingSeconds } from './method-tally';
 
 /** One server's Prometheus registry: RPC counts and latencies by method and code. */
 export class ServerMetrics {
   readonly registry = new Registry();
-  private readonly handled: Counter<'method' | 'code'>;
-  private readonly seconds: Histogram<'method'>;
+  /** By full method path: grpc_server_handled_total and grpc_server_handling_seconds. */
+  readonly #tallies = new Map<string, MethodTally>();
   readonly faults: Counter<'method' | 'kind'>;
 
   constructor(service: string) {
@@ -15,19 +17,8 @@ export class ServerMetrics {
     // heap) on every server: in `npm start` they describe the one process all
     // services share, each under its own service label.
     collectDefaultMetrics({ register: this.registry });
-    this.handled = new Counter({
-      name: 'grpc_server_handled_total',
-      help: 'RPCs completed on the server, by method and status code',
-      labelNames: ['method', 'code'],
-      registers: [this.registry],
-    });
-    this.seconds = new Histogram({
-      name: 'grpc_server_handling_seconds',
-      help: 'Time from call start to status, by method',
-      labelNames: ['method'],
-      buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
-      registers: [this.registry],
-    });
+    registerHandledTotal(this.registry, this.#tallies);
+    registerHandlingSeconds(this.registry, this.#tallies);
     this.faults = new Counter({
       name: 'p2p_faults_injected_total',
       help: 'Calls delayed or aborted by fault rules',
@@ -38,17 +29,17 @@ export class ServerMetrics {
 
   /** Records every call's status and duration, whichever handler ends it. */
   interceptor(): ServerInterceptor {
-    return (methodDescriptor, call) => {
-      const started = process.hrtime.bigint();
-      return new ServerInterceptingCall(call, {
-        sendStatus: (status, next) => {
-          const method = methodDescriptor.path;
-          this.handled.inc({ method, code: Code[status.code] ?? String(status.code) });
-          this.seconds.observe({ method }, Number(process.hrtime.bigint() - started) / 1e9);
-          next(status);
-        },
-      });
-    };
+    return (methodDescriptor, call) => new MeteredCall(call, this.#tallyOf(methodDescriptor.path));
+  }
+
+  /** Only methods the server serves get here (grpc-js answers any other path itself), so the map stays that small. */
+  #tallyOf(method: string): MethodTally {
+    let tally = this.#tallies.get(method);
+    if (tally === undefined) {
+      tally = new MethodTally(method);
+      this.#tallies.set(method, tally);
+    }
+    return tally;
   }
 
   /** Serves GET /metrics on `port` (0 picks a free one); resolves to the bound port. */

@@ -1,6 +1,6 @@
 import { vfio as wire } from '@p2p/proto';
 import type { Authenticator } from '@p2p/auth';
-import { actingPidOf, type CallWithMetadata, type MessageLimit, unary } from '@p2p/server';
+import { type CallWithMetadata, type MessageLimit, unary, withActingPid } from '@p2p/server';
 import type { DeviceFeatureRequest } from '../vfio-pci';
 import type { VfioPci } from '../vfio-pci';
 import type { VfioPciVariants } from '../variants';
@@ -12,8 +12,8 @@ import type { VfioPciVariants } from '../variants';
  * device is touched.
  */
 export function vfioHandlers(vfio: VfioPci, limit: MessageLimit, auth: Authenticator): wire.VfioPciServiceServer {
-  /** The process a call acts in: the caller's own, proven by its credential (see actingPid). */
-  const as = (call: CallWithMetadata, pid: number, what: string): number | Promise<number> => actingPidOf(auth, call, pid, what);
+  /** Runs `fn` in the process a call acts in: the caller's own, proven by its credential (see actingPid). */
+  const as = <T>(call: CallWithMetadata, pid: number, what: string, fn: (pid: number) => T | Promise<T>): T | Promise<T> => withActingPid(auth, call, pid, what, fn);
   return {
     bind: unary(async (req: wire.BindRequest) => {
       await vfio.bind(req.bdf, variantsFromWire(req.variants));
@@ -44,29 +44,38 @@ export function vfioHandlers(vfio: VfioPci, limit: MessageLimit, auth: Authentic
         pins: b.pins,
       })),
     })),
-    openDevice: unary(async (req: wire.OpenDeviceRequest, call) => ({ fd: await vfio.openDevice(await as(call, req.pid, 'OpenDevice'), req.bdf) })),
-    getDeviceInfo: unary(async (req: wire.GetDeviceInfoRequest, call) => vfio.deviceInfo(await as(call, req.pid, 'GetDeviceInfo'), req.deviceFd)),
-    getRegionInfo: unary(async (req: wire.GetRegionInfoRequest, call) => {
-      const info = await vfio.regionInfo(await as(call, req.pid, 'GetRegionInfo'), req.deviceFd, req.index);
-      return { ...info, sparseMmapAreas: info.sparseMmapAreas.map((a) => ({ offset: a.offset, size: a.size })) };
-    }),
-    regionRead: unary(async (req: wire.RegionReadRequest, call) => {
-      const pid = await as(call, req.pid, 'RegionRead');
-      limit.checkAnswer(req.count, 'RegionRead', 'export the range as a dma-buf (VFIO_DEVICE_FEATURE_DMA_BUF) and MmapFd it, or read it in pieces');
-      const data = await vfio.regionRead(pid, req.deviceFd, req.index, req.offset, req.count);
-      // Wrapped, not copied: encoding the answer copies the bytes anyway.
-      return { data: Buffer.from(data.buffer, data.byteOffset, data.byteLength) };
-    }),
-    regionWrite: unary(async (req: wire.RegionWriteRequest, call) => ({ written: await vfio.regionWrite(await as(call, req.pid, 'RegionWrite'), req.deviceFd, req.index, req.offset, req.data) })),
-    reset: unary(async (req: wire.ResetRequest, call) => {
-      await vfio.reset(await as(call, req.pid, 'Reset'), req.deviceFd);
-      return {};
-    }),
-    hotReset: unary(async (req: wire.HotResetRequest, call) => {
-      await vfio.hotReset(await as(call, req.pid, 'HotReset'), req.deviceFd, req.deviceFds);
-      return {};
-    }),
-    deviceFeature: unary(async (req: wire.DeviceFeatureRequest, call) => vfio.deviceFeature(await as(call, req.pid, 'DeviceFeature'), req.deviceFd, featureFromWire(req))),
+    openDevice: unary((req: wire.OpenDeviceRequest, call) => as(call, req.pid, 'OpenDevice', async (pid) => ({ fd: await vfio.openDevice(pid, req.bdf) }))),
+    getDeviceInfo: unary((req: wire.GetDeviceInfoRequest, call) => as(call, req.pid, 'GetDeviceInfo', (pid) => vfio.deviceInfo(pid, req.deviceFd))),
+    getRegionInfo: unary((req: wire.GetRegionInfoRequest, call) =>
+      as(call, req.pid, 'GetRegionInfo', async (pid) => {
+        const info = await vfio.regionInfo(pid, req.deviceFd, req.index);
+        return { ...info, sparseMmapAreas: info.sparseMmapAreas.map((a) => ({ offset: a.offset, size: a.size })) };
+      }),
+    ),
+    regionRead: unary((req: wire.RegionReadRequest, call) =>
+      as(call, req.pid, 'RegionRead', async (pid) => {
+        limit.checkAnswer(req.count, 'RegionRead', 'export the range as a dma-buf (VFIO_DEVICE_FEATURE_DMA_BUF) and MmapFd it, or read it in pieces');
+        const data = await vfio.regionRead(pid, req.deviceFd, req.index, req.offset, req.count);
+        // Wrapped, not copied: encoding the answer copies the bytes anyway.
+        return { data: Buffer.from(data.buffer, data.byteOffset, data.byteLength) };
+      }),
+    ),
+    regionWrite: unary((req: wire.RegionWriteRequest, call) =>
+      as(call, req.pid, 'RegionWrite', async (pid) => ({ written: await vfio.regionWrite(pid, req.deviceFd, req.index, req.offset, req.data) })),
+    ),
+    reset: unary((req: wire.ResetRequest, call) =>
+      as(call, req.pid, 'Reset', async (pid) => {
+        await vfio.reset(pid, req.deviceFd);
+        return {};
+      }),
+    ),
+    hotReset: unary((req: wire.HotResetRequest, call) =>
+      as(call, req.pid, 'HotReset', async (pid) => {
+        await vfio.hotReset(pid, req.deviceFd, req.deviceFds);
+        return {};
+      }),
+    ),
+    deviceFeature: unary((req: wire.DeviceFeatureRequest, call) => as(call, req.pid, 'DeviceFeature', (pid) => vfio.deviceFeature(pid, req.deviceFd, featureFromWire(req)))),
   };
 }
 
