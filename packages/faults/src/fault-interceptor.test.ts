@@ -30,7 +30,12 @@ const echoService: ServiceDefinition = {
 const EchoClient = makeClientConstructor(echoService, 'test.v1.Echo');
 
 /** A rule set that fails the way an unforeseen bug would. */
+/** A set with a rule whose decision throws. */
 class BrokenRuleSet extends FaultRuleSet {
+  override get size(): number {
+    return 1;
+  }
+
   override decide(): FaultDecision {
     throw new Error('decide broke');
   }

@@ -58,6 +58,11 @@ export class FaultRuleSet {
     return { ...rule };
   }
 
+  /** How many rules the set holds. */
+  get size(): number {
+    return this.rules.size;
+  }
+
   list(): FaultRule[] {
     return [...this.rules.values()].map(({ rule }) => ({ ...rule }));
   }

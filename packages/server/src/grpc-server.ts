@@ -1,7 +1,7 @@
 import type * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
-import { Server, type ServerInterceptingCall, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { Server, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { type Access, accessInterceptor, Authenticator, newToken, serverCredentials, servesTls } from '@p2p/auth';
@@ -102,10 +102,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       metrics.interceptor(),
       accessInterceptor(authenticator, access),
       malformedRequestInterceptor(),
-      // A call that starts with no rule in the set, as nearly all do, skips
-      // the layer (returned as it is: grpc-js calls only the interface
-      // methods of an interceptor's result, whatever its types say).
-      (methodDescriptor, call) => (faults.list().length === 0 ? (call as ServerInterceptingCall) : faulting(methodDescriptor, call)),
+      faulting,
     ],
   });
 
