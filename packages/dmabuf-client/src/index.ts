@@ -1,10 +1,20 @@
 /**
  * The client library of dmabuf-registry: a process's session (fd calls,
- * heap buffers, CPU access), dynamic dma-buf importers that map lazily and
+ * heap buffers, CPU access, mmap and munmap, and for platform services
+ * pin_user_pages), dynamic dma-buf importers that map lazily and
  * honour move_notify, ack and fence as ib_umem_dmabuf does, owner sessions
  * for exporting services, and an exporter backed by shared-memory regions.
  */
-export { RegistrySession, type RegistrySessionOptions, type RegistrySessionEvents, type SessionState } from './registry-session';
+export {
+  RegistrySession,
+  type RegistrySessionOptions,
+  type RegistrySessionEvents,
+  type SessionState,
+  type MmapOptions,
+  PROT_NONE,
+  PROT_READ,
+  PROT_WRITE,
+} from './registry-session';
 export { DmaBufImporter, type ImportDmaBufOptions, type MoveNotice, type MappingInfo, type ImporterState } from './dmabuf-importer';
 export {
   OwnerSession,

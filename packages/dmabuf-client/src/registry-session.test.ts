@@ -3,8 +3,11 @@ import { expect } from 'chai';
 import { ErrnoError } from '@p2p/errno';
 import { dmabuf } from '@p2p/proto';
 import { errnoOf } from '@p2p/status';
+import { PAGE_SIZE, SegmentStore, SharedMemory } from '@p2p/shm';
 import { O_RDONLY } from './open-flags';
-import { RegistrySession } from './registry-session';
+import { OwnerSession } from './owner-session';
+import { PROT_READ, PROT_WRITE, RegistrySession } from './registry-session';
+import { SharedMemoryExporter } from './shared-memory-exporter';
 import { eventually, platformSecretsOf, rejection } from '@p2p/testing';
 import { type RegistryProcess, startRegistry } from './testing/registry-process';
 
@@ -175,5 +178,122 @@ describe('RegistrySession against a dmabuf-registry process', function () {
     await eventually('the closed process to leave the listing', async () =>
       (await observer.listProcesses()).processes.every((p) => p.pid !== session.pid),
     );
+  });
+
+  describe('address spaces and user page pins', () => {
+    /** Where top-down placement starts (mmap_base). */
+    const MMAP_BASE = 0x7f00_0000_0000n;
+    const P = BigInt(PAGE_SIZE);
+
+    /** The heap segment files of buffer `bufferId` in the registry's directory. */
+    const segmentsOf = (bufferId: bigint): string[] => fs.readdirSync(registry!.shmDir).filter((name) => name.startsWith('dmabuf-heap.') && name.includes(`.${bufferId}.`));
+
+    /** A process with a heap buffer of `pages` pages mapped whole, and a platform service's session to pin it. */
+    async function guest(pages = 4) {
+      const qemu = await open('qemu');
+      const vfio = await open('vfio-pci', registry!.shmDir, 'platform');
+      const { fd, bufferId } = await qemu.heapAllocate(BigInt(pages) * P);
+      const { addr } = await qemu.mmapFd(fd, 0, BigInt(pages) * P);
+      const buffer = async (): Promise<dmabuf.BufInfo | undefined> => (await vfio.bufInfo()).find((b) => b.bufferId === bufferId);
+      return { qemu, vfio, fd, bufferId, addr, buffer };
+    }
+
+    it('mmapFd gives each VMA its address: page aligned, top-down below mmap_base, with its protection', async () => {
+      const session = await open('mapper');
+      const { fd, bufferId } = await session.heapAllocate(SIZE);
+      const first = await session.mmapFd(fd, 0, SIZE);
+      const second = await session.mmapFd(fd, 0, 100, { prot: PROT_READ });
+      expect(first.addr).to.equal(MMAP_BASE - BigInt(SIZE));
+      expect(second.addr).to.equal(first.addr - P);
+      expect([first.prot, second.prot]).to.deep.equal([PROT_READ | PROT_WRITE, PROT_READ]);
+      expect(first.extents.reduce((sum, e) => sum + e.length, 0n)).to.equal(BigInt(SIZE));
+      expect(await session.maps()).to.deep.equal([
+        { addr: second.addr, length: P, bufferId, offset: 0n, prot: PROT_READ, deviceMemory: false },
+        { addr: first.addr, length: BigInt(SIZE), bufferId, offset: 0n, prot: PROT_READ | PROT_WRITE, deviceMemory: false },
+      ]);
+    });
+
+    it('munmap splits a VMA, MAP_FIXED fills the hole, and mmapFd keeps its errnos (PROT_WRITE on O_RDONLY: EACCES)', async () => {
+      const { qemu, fd, addr } = await guest(4);
+      await qemu.munmap(addr + P, P);
+      expect((await qemu.maps()).map((v) => [v.addr - addr, v.length, v.offset])).to.deep.equal([
+        [0n, P, 0n],
+        [2n * P, 2n * P, 2n * P],
+      ]);
+      expect((await qemu.mmapFd(fd, 3n * P, P, { addr: addr + P, fixed: true, prot: PROT_READ })).addr).to.equal(addr + P);
+      expect((await qemu.maps()).map((v) => [v.addr - addr, v.offset, v.prot])).to.deep.equal([
+        [0n, 0n, PROT_READ | PROT_WRITE],
+        [P, 3n * P, PROT_READ],
+        [2n * P, 2n * P, PROT_READ | PROT_WRITE],
+      ]);
+      await qemu.munmap(0x4000_0000, P);
+      expect(errnoOf(await rejection(qemu.munmap(addr + 1n, P)))).to.equal('EINVAL');
+      const readOnly = await qemu.heapAllocate(SIZE, O_RDONLY);
+      expect(errnoOf(await rejection(qemu.mmapFd(readOnly.fd, 0, SIZE, { prot: PROT_READ | PROT_WRITE })))).to.equal('EACCES');
+      expect(errnoOf(await rejection(qemu.mmapFd(fd, 1, P)))).to.equal('EINVAL');
+    });
+
+    it('pins the host memory behind a range for the platform, and only for it (EACCES)', async () => {
+      const { qemu, vfio, bufferId, addr, buffer } = await guest(4);
+      const pinned = await vfio.pinUserPages(qemu.pid, addr + P, 2n * P, true);
+      expect(pinned.directory).to.equal(registry!.shmDir);
+      expect(pinned.shm?.id).to.equal(qemu.shmId);
+      expect(pinned.extents).to.have.length(1);
+      expect(segmentsOf(bufferId)).to.include(pinned.extents[0]!.segment);
+      expect([pinned.extents[0]!.segmentOffset, pinned.extents[0]!.length]).to.deep.equal([P, 2n * P]);
+      expect((await buffer())?.userPins).to.equal(1);
+      expect((await vfio.listProcesses()).processes.find((p) => p.pid === vfio.pid)?.pinCount).to.equal(1);
+      const refused = await rejection(qemu.pinUserPages(qemu.pid, addr, P, false));
+      expect(errnoOf(refused)).to.equal('EACCES');
+    });
+
+    it('is EFAULT for pages with no mapping and for device memory', async () => {
+      const { qemu, vfio, addr } = await guest(1);
+      expect(errnoOf(await rejection(vfio.pinUserPages(qemu.pid, addr - P, 2n * P, false)))).to.equal('EFAULT');
+      const store = new SegmentStore({ dir: registry!.shmDir });
+      const exporter = new SharedMemoryExporter(store);
+      const owner = await OwnerSession.open(registry!.address, { credential: platformSecretsOf(registry!.shmDir).platformToken, name: 'bar-exporter', shmDir: registry!.shmDir, ops: exporter });
+      try {
+        exporter.addBuffer('bar', SharedMemory.create(store, 'bar-exporter-bar', PAGE_SIZE), 0xf000_0000n);
+        const bar = await owner.exportDmaBuf({ pid: qemu.pid, size: PAGE_SIZE, handle: 'bar', cpuAccess: true, providerBdf: '0000:03:00.0', requirePeer2peer: true });
+        const mapped = await qemu.mmapFd(bar.fd, 0, PAGE_SIZE);
+        expect((await qemu.maps()).find((v) => v.addr === mapped.addr)?.deviceMemory).to.equal(true);
+        const error = await rejection(vfio.pinUserPages(qemu.pid, mapped.addr, P, false));
+        expect(errnoOf(error)).to.equal('EFAULT');
+        expect(error).to.be.instanceOf(ErrnoError).with.property('detail').that.contains('device memory');
+        await qemu.munmap(mapped.addr, P);
+        await qemu.closeFd(bar.fd);
+      } finally {
+        await owner.close();
+      }
+    });
+
+    it('keeps pinned pages through munmap, close and exit of the process; unpinning frees them, segments included', async () => {
+      const { qemu, vfio, fd, bufferId, addr, buffer } = await guest(2);
+      const { pinId } = await vfio.pinUserPages(qemu.pid, addr, 2n * P, true);
+      await qemu.munmap(addr, 2n * P);
+      await qemu.closeFd(fd);
+      await qemu.close();
+      await eventually('the process to exit', async () => (await vfio.listProcesses()).processes.every((p) => p.pid !== qemu.pid));
+      expect(await buffer()).to.include({ userPins: 1, refcount: 1 });
+      expect(segmentsOf(bufferId)).to.have.length(1);
+      await vfio.unpinUserPages(pinId);
+      expect(await buffer()).to.equal(undefined);
+      expect(segmentsOf(bufferId)).to.deep.equal([]);
+      expect(errnoOf(await rejection(vfio.unpinUserPages(pinId)))).to.equal('ENOENT');
+    });
+
+    it('releases the pins of a pinning session that ends, leaking no segment', async () => {
+      const { qemu, vfio, fd, bufferId, addr, buffer } = await guest(2);
+      await vfio.pinUserPages(qemu.pid, addr, P, false);
+      await vfio.pinUserPages(qemu.pid, addr + P, P, false);
+      await qemu.munmap(addr, 2n * P);
+      await qemu.closeFd(fd);
+      expect(await buffer()).to.include({ userPins: 2 });
+      await vfio.close();
+      const observer = await open('observer', registry!.shmDir, 'admin');
+      await eventually('the pinned buffer to be released', async () => (await observer.bufInfo()).every((b) => b.bufferId !== bufferId));
+      expect(segmentsOf(bufferId)).to.deep.equal([]);
+    });
   });
 });

@@ -30,6 +30,21 @@ export interface RegistrySessionOptions {
   readonly tls?: TlsConfig;
 }
 
+/* mmap(2) protection (include/uapi/asm-generic/mman-common.h), for mmapFd() and maps(). */
+export const PROT_NONE = 0;
+export const PROT_READ = 1;
+export const PROT_WRITE = 2;
+
+/** Where mmapFd() puts the mapping, and with what protection. */
+export interface MmapOptions {
+  /** PROT_READ | PROT_WRITE (PROT_NONE is 0). Default: PROT_READ, and PROT_WRITE if the fd is open O_RDWR. */
+  readonly prot?: number;
+  /** A hint: taken if the range is free. With `fixed`, the address itself. */
+  readonly addr?: U64;
+  /** MAP_FIXED: exactly at `addr`, replacing what is mapped there. */
+  readonly fixed?: boolean;
+}
+
 export interface RegistrySessionEvents {
   /** The session broke without close(): the registry sees the process as exited. Mappings are already dropped. */
   lost: (error: ErrnoError) => void;
@@ -217,10 +232,55 @@ export class RegistrySession extends Emitter<RegistrySessionEvents> {
     await this.#call(() => this.#registry.client.cpuWrite(request));
   }
 
-  /** dma_buf_mmap(): the segments behind [offset, offset + length), in the owner's directory. */
-  mmapFd(fd: number, offset: U64, length: U64): Promise<dmabuf.MmapFdResponse> {
-    const request = { pid: this.pid, fd, offset: toU64(offset, 'offset'), length: toU64(length, 'length') };
+  /**
+   * mmap(2) of a dma-buf fd into this process's address space: the address
+   * of the new VMA (page aligned; without options placed top-down below
+   * 0x7f0000000000), the protection granted, and the segments behind
+   * [offset, offset + length) in the owner's directory. The VMA holds the
+   * buffer until munmap() or the end of the session, also after closeFd().
+   */
+  mmapFd(fd: number, offset: U64, length: U64, options: MmapOptions = {}): Promise<dmabuf.MmapFdResponse> {
+    const request: dmabuf.MmapFdRequest = {
+      pid: this.pid,
+      fd,
+      offset: toU64(offset, 'offset'),
+      length: toU64(length, 'length'),
+      ...(options.prot !== undefined ? { prot: options.prot } : {}),
+      ...(options.addr !== undefined ? { addr: toU64(options.addr, 'addr') } : {}),
+      ...(options.fixed !== undefined ? { fixed: options.fixed } : {}),
+    };
     return this.#call(() => this.#registry.client.mmapFd(request));
+  }
+
+  /** munmap(2): unmaps [addr, addr + length) of this process's address space, splitting a VMA the range cuts. */
+  async munmap(addr: U64, length: U64): Promise<void> {
+    const request = { pid: this.pid, addr: toU64(addr, 'addr'), length: toU64(length, 'length') };
+    await this.#call(() => this.#registry.client.munmap(request));
+  }
+
+  /** /proc/self/maps: this process's VMAs, lowest address first. */
+  async maps(): Promise<dmabuf.Vma[]> {
+    return (await this.#call(() => this.#registry.client.getProcessMaps({ pid: this.pid }))).vmas;
+  }
+
+  /**
+   * pin_user_pages(FOLL_LONGTERM) of [addr, addr + length) of process `pid`
+   * (whole pages), for a platform service: a session opened with the
+   * platform's or the administrator's privilegedCredential (EACCES
+   * otherwise). Returns the pin's id and the host memory behind the range;
+   * the pages stay whatever `pid` does until unpinUserPages() or the end of
+   * this session. Unmapped pages, device memory and a write to a read-only
+   * mapping are EFAULT.
+   */
+  pinUserPages(pid: number, addr: U64, length: U64, write: boolean): Promise<dmabuf.PinUserPagesResponse> {
+    const request = { pid, addr: toU64(addr, 'addr'), length: toU64(length, 'length'), write, pinnerPid: this.pid };
+    return this.#call(() => this.#registry.client.pinUserPages(request));
+  }
+
+  /** unpin_user_pages(): ENOENT for a pin this session does not hold. */
+  async unpinUserPages(pinId: U64): Promise<void> {
+    const request = { pinnerPid: this.pid, pinId: toU64(pinId, 'pin_id') };
+    await this.#call(() => this.#registry.client.unpinUserPages(request));
   }
 
   /** /sys/kernel/debug/dma_buf/bufinfo. */

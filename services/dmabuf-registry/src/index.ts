@@ -1,6 +1,6 @@
-/** @p2p/dmabuf-registry domain: processes and fd tables, the dma-buf core, move_notify and fencing, the system heap. */
+/** @p2p/dmabuf-registry domain: processes with fd tables and address spaces, the dma-buf core, move_notify and fencing, user page pins, the system heap. */
 
-export { Registry, DEFAULT_ACK_TIMEOUT_MS, type RegistryOptions, type CreatedFile, type ProcessListing } from './registry';
+export { Registry, DEFAULT_ACK_TIMEOUT_MS, type RegistryOptions, type CreatedFile, type ProcessListing, type ListedProcess } from './registry';
 
 // Processes and files
 export type { ImporterNotifier, MoveNotice, FenceNotice } from './processes/process';
@@ -39,9 +39,15 @@ export type {
 } from './dma-buf/dma-buf-core';
 export type { Transport, AttachmentMapping } from './dma-buf/attachment';
 export type { MoveRequest, MoveResult } from './dma-buf/buffer-moves';
-export type { CpuMapping } from './dma-buf/cpu-access';
 export type { BufInfo, AttachmentInfo } from './dma-buf/buf-info';
 export type { P2pOracle, P2pMapType, DmaMapType } from './dma-buf/p2p-oracle';
+
+// Address spaces and user page pins
+export type { MmapOptions, Mapping, VmaInfo } from './mm/memory-manager';
+export type { PinRequest, PinnedPages, UserPageExtent } from './mm/user-page-pins';
+export { DEFAULT_MAX_PIN_PAGES } from './mm/user-page-pins';
+export { PROT_NONE, PROT_READ, PROT_WRITE } from './mm/prot';
+export { MMAP_BASE, MMAP_MIN_ADDR, TASK_SIZE, DEFAULT_MAX_MAP_COUNT } from './mm/layout';
 
 // Segments
 export type { SegmentAccess } from './segments/segment-access';

@@ -1,7 +1,7 @@
 import { errno } from '@p2p/errno';
 import type { BufInfo } from './dma-buf/buf-info';
 import { BufferMoves, type MoveRequest, type MoveResult } from './dma-buf/buffer-moves';
-import { CpuAccess, type CpuMapping } from './dma-buf/cpu-access';
+import { CpuAccess } from './dma-buf/cpu-access';
 import { DmaBuf } from './dma-buf/dma-buf';
 import {
   DmaBufCore,
@@ -16,7 +16,10 @@ import { RegistryEvents, type RegistryEventListener } from './events/registry-ev
 import { FileLayer, type ProcessInfo, type ResolvedFd } from './files/file-layer';
 import { DMA_HEAP_VALID_FD_FLAGS, checkOpenFlags } from './files/open-flags';
 import { RegistryFile } from './files/registry-file';
-import { SystemHeap, pageAlign, type SystemHeapOptions } from './heap/system-heap';
+import { SystemHeap, type SystemHeapOptions } from './heap/system-heap';
+import { DEFAULT_MAX_MAP_COUNT, pageAlign } from './mm/layout';
+import { MemoryManager, type Mapping, type MmapOptions, type VmaInfo } from './mm/memory-manager';
+import { DEFAULT_MAX_PIN_PAGES, UserPagePins, type PinRequest, type PinnedPages } from './mm/user-page-pins';
 import type { FileOwner } from './owners/file-owner';
 import type { OwnerFailure, OwnerFailureReporter, OwnerRecord } from './owners/owner-record';
 import { OwnerTable } from './owners/owner-table';
@@ -44,6 +47,10 @@ export interface RegistryOptions {
    * fence) go: they cannot fail the operation. Default: a process warning.
    */
   readonly onOwnerError?: OwnerFailureReporter;
+  /** vm.max_map_count: the most VMAs one process may have; default 65530, the kernel's. */
+  readonly maxMapCount?: number;
+  /** The most pages one pinUserPages() call pins; default 262144 (1 GiB of 4 KiB pages). */
+  readonly maxPinPages?: number;
 }
 
 export const DEFAULT_ACK_TIMEOUT_MS = 1000;
@@ -53,16 +60,24 @@ export interface CreatedFile {
   readonly fd: number;
 }
 
+/** A process as the listing shows it: its fds, and how many VMAs it has and pins it holds. */
+export interface ListedProcess extends ProcessInfo {
+  readonly vmaCount: number;
+  /** pinUserPages() pins this process holds as the pinning service. */
+  readonly pinCount: number;
+}
+
 export interface ProcessListing {
-  readonly processes: ProcessInfo[];
+  readonly processes: ListedProcess[];
   /** Live owners by name, the system heap included. */
   readonly owners: string[];
 }
 
 /**
- * The file layer and dma-buf core of one machine: processes with fd tables,
- * refcounted files released through their owners, dma-bufs with their
- * attachments, move_notify fan-out with fencing, and the system heap.
+ * The file layer and dma-buf core of one machine: processes with fd tables
+ * and address spaces, refcounted files released through their owners,
+ * dma-bufs with their attachments, move_notify fan-out with fencing, user
+ * page pins for platform services, and the system heap.
  *
  * Every failure throws ErrnoError and leaves the registry as it was: ESRCH
  * for an unknown pid, EBADF for an fd the process does not hold, EINVAL for
@@ -76,21 +91,24 @@ export class Registry {
   readonly #core: DmaBufCore;
   readonly #moves: BufferMoves;
   readonly #cpu: CpuAccess;
+  readonly #mm: MemoryManager;
+  readonly #pins: UserPagePins;
   readonly #heap: { readonly owner: SystemHeap; readonly record: OwnerRecord } | undefined;
   readonly #credentials = new ProcessCredentials();
   readonly #exitListeners = new Set<(pid: number) => void>();
   #shuttingDown = false;
 
   constructor(options: RegistryOptions) {
-    const ackTimeoutMs = options.ackTimeoutMs ?? DEFAULT_ACK_TIMEOUT_MS;
-    if (!Number.isSafeInteger(ackTimeoutMs) || ackTimeoutMs <= 0) {
-      throw errno('EINVAL', `ackTimeoutMs ${ackTimeoutMs} is not a positive integer`);
-    }
+    const ackTimeoutMs = positive(options.ackTimeoutMs ?? DEFAULT_ACK_TIMEOUT_MS, 'ackTimeoutMs');
+    const maxMapCount = positive(options.maxMapCount ?? DEFAULT_MAX_MAP_COUNT, 'maxMapCount');
+    const maxPinPages = positive(options.maxPinPages ?? DEFAULT_MAX_PIN_PAGES, 'maxPinPages');
     this.#owners = new OwnerTable(options.onOwnerError ?? warnOwnerFailure);
     this.#files = new FileLayer((file) => this.#release(file), options.firstPid ?? 1);
     this.#core = new DmaBufCore(this.#files, this.#events, options.p2p, options.segments);
     this.#moves = new BufferMoves(this.#core, this.#files, this.#events, ackTimeoutMs);
     this.#cpu = new CpuAccess(this.#files, options.segments);
+    this.#mm = new MemoryManager(this.#files, this.#cpu, this.#events, maxMapCount);
+    this.#pins = new UserPagePins(this.#files, this.#mm, this.#cpu, this.#events, maxPinPages);
     if (options.heap !== undefined) {
       const owner = new SystemHeap(options.heap);
       this.#heap = { owner, record: this.#owners.register(owner) };
@@ -138,21 +156,26 @@ export class Registry {
    * do_exit(): from the start the pid is gone (ESRCH), its credential proves
    * nothing, and the process's
    * pending move_notify calls count as acked (a dead process does no DMA).
-   * Then every fd is closed, lowest first; every attachment it imported is
+   * Then its address space goes (exit_mm(): every VMA's reference is
+   * dropped); every fd is closed, lowest first; every user page pin it holds
+   * as a pinning service is released; every attachment it imported is
    * detached; every fd in flight from or to it is dropped. PROCESS_EXIT last.
+   * Pins others hold on its pages stay.
    */
   async exitProcess(pid: number): Promise<void> {
     const process = this.#files.beginExit(pid);
     this.#credentials.revoke(pid);
     for (const listener of this.#exitListeners) listener(pid);
     this.#moves.importerExited(pid);
+    const unmapped = await this.#mm.exitMm(pid);
     const closed = await this.#files.closeAll(process);
+    const unpinned = await this.#pins.pinnerExited(pid);
     const detached = await this.#core.detachAllOf(process);
     const dropped = await this.#files.dropTransfersOf(pid);
     this.#events.emit({
       kind: 'PROCESS_EXIT',
       pid,
-      detail: `${process.name}: closed ${closed} fd(s), detached ${detached} attachment(s), dropped ${dropped} fd(s) in flight`,
+      detail: `${process.name}: unmapped ${unmapped} VMA(s), closed ${closed} fd(s), released ${unpinned} pin(s), detached ${detached} attachment(s), dropped ${dropped} fd(s) in flight`,
     });
   }
 
@@ -315,8 +338,40 @@ export class Registry {
     await this.#cpu.write(pid, fd, offset, data);
   }
 
-  async mmap(pid: number, fd: number, offset: number, length: number): Promise<CpuMapping> {
-    return this.#cpu.mmap(pid, fd, offset, length);
+  /* ---- address spaces ---- */
+
+  /**
+   * mmap(2) of a dma-buf fd into the process's address space (see
+   * MemoryManager.mmap for the rules): the VMA's address and protection,
+   * and the segments behind [offset, offset + length). The VMA holds the
+   * buffer until it is unmapped, also after the fd is closed.
+   */
+  async mmap(pid: number, fd: number, offset: number, length: number, options: MmapOptions = {}): Promise<Mapping> {
+    return this.#mm.mmap(pid, fd, offset, length, options);
+  }
+
+  /** munmap(2): EINVAL for an unaligned address, length 0 or a range past user space; holes are skipped. */
+  async munmap(pid: number, addr: number, length: number): Promise<void> {
+    await this.#mm.munmap(pid, addr, length);
+  }
+
+  /** /proc/<pid>/maps: the process's VMAs, lowest address first. */
+  maps(pid: number): VmaInfo[] {
+    return this.#mm.maps(pid);
+  }
+
+  /**
+   * pin_user_pages(FOLL_LONGTERM) for a platform service whose own process
+   * is `request.pinnerPid` (see UserPagePins.pin for the rules): the host
+   * memory behind the range, held until unpinUserPages() or the pinner's exit.
+   */
+  async pinUserPages(request: PinRequest): Promise<PinnedPages> {
+    return this.#pins.pin(request);
+  }
+
+  /** unpin_user_pages(): ENOENT for a pin `pinnerPid` does not hold. */
+  async unpinUserPages(pinnerPid: number, pinId: number): Promise<void> {
+    await this.#pins.unpin(pinnerPid, pinId);
   }
 
   /* ---- seeing it ---- */
@@ -327,7 +382,12 @@ export class Registry {
   }
 
   processes(): ProcessListing {
-    return { processes: this.#files.processes(), owners: this.#owners.names() };
+    const processes = this.#files.processes().map((process) => ({
+      ...process,
+      vmaCount: this.#mm.vmaCount(process.pid),
+      pinCount: this.#pins.heldBy(process.pid),
+    }));
+    return { processes, owners: this.#owners.names() };
   }
 
   /**
@@ -361,6 +421,11 @@ export class Registry {
       throw errno('EPERM', `the system heap cannot ${what}`);
     }
   }
+}
+
+function positive(value: number, name: string): number {
+  if (!Number.isSafeInteger(value) || value <= 0) throw errno('EINVAL', `${name} ${value} is not a positive integer`);
+  return value;
 }
 
 function warnOwnerFailure(failure: OwnerFailure): void {

@@ -9,9 +9,12 @@ const SERVICE = 'p2p.dmabuf.v1.DmaBufRegistryService';
 
 /**
  * The platform's side of the registry: owning files (vfio-pci, the NICs),
- * resolving credentials, and the views debugfs and tracing give root.
+ * resolving credentials, pinning processes' pages (vfio's DMA mapping), and
+ * the views debugfs and tracing give root.
  */
-const PRIVILEGED = new Set(['OpenOwnerSession', 'ResolveCredential', 'GetBufInfo', 'WatchEvents'].map((m) => `/${SERVICE}/${m}`));
+const PRIVILEGED = new Set(
+  ['OpenOwnerSession', 'ResolveCredential', 'PinUserPages', 'UnpinUserPages', 'GetBufInfo', 'WatchEvents'].map((m) => `/${SERVICE}/${m}`),
+);
 
 /**
  * Serves one registry over gRPC. On shutdown the registry's own streams end

@@ -28,6 +28,16 @@ describe('dmabuf-registry settings', () => {
     expect(error.message).to.contain('DMABUF_REGISTRY_HEAP_PROCESS_MAX_BYTES: must not exceed DMABUF_REGISTRY_HEAP_MAX_BYTES');
   });
 
+  it('allows 65530 VMAs per process and pins at most 262144 pages per call by default', () => {
+    const settings = loadRegistrySettings({});
+    expect([settings.DMABUF_REGISTRY_MAX_MAP_COUNT, settings.DMABUF_REGISTRY_MAX_PIN_PAGES]).to.deep.equal([65530, 262144]);
+  });
+
+  it('refuses a VMA limit or a pin limit below 1 with EINVAL naming the variable', () => {
+    expect(expectErrno(() => loadRegistrySettings({ DMABUF_REGISTRY_MAX_MAP_COUNT: '0' }), 'EINVAL').message).to.contain('DMABUF_REGISTRY_MAX_MAP_COUNT');
+    expect(expectErrno(() => loadRegistrySettings({ DMABUF_REGISTRY_MAX_PIN_PAGES: '0' }), 'EINVAL').message).to.contain('DMABUF_REGISTRY_MAX_PIN_PAGES');
+  });
+
   it('refuses a per-process limit that is not an integer of at least a page with EINVAL', () => {
     expectErrno(() => loadRegistrySettings({ DMABUF_REGISTRY_HEAP_PROCESS_MAX_BYTES: '1.5' }), 'EINVAL');
     expectErrno(() => loadRegistrySettings({ DMABUF_REGISTRY_HEAP_PROCESS_MAX_BYTES: '100' }), 'EINVAL');

@@ -5,6 +5,8 @@ import { errno } from '@p2p/errno';
 import { loadServerConfig, type RunningServer } from '@p2p/server';
 import { claimShmDir, resolveShmDir, SegmentStore, shmIdentity } from '@p2p/shm';
 import { PciEmuP2pOracle } from './clients/pci-emu-p2p';
+import { DEFAULT_MAX_MAP_COUNT } from './mm/layout';
+import { DEFAULT_MAX_PIN_PAGES } from './mm/user-page-pins';
 import { Registry } from './registry';
 import { SegmentFileAccess } from './segments/segment-file-access';
 import { startDmabufRegistryServer } from './server';
@@ -23,6 +25,8 @@ const Settings = z
     DMABUF_REGISTRY_OWNER_CALL_TIMEOUT_MS: z.coerce.number().int().min(1).max(60_000).default(5000),
     DMABUF_REGISTRY_HEAP_MAX_BYTES: z.coerce.number().int().min(4096).default(8 * 1024 ** 3),
     DMABUF_REGISTRY_HEAP_PROCESS_MAX_BYTES: z.coerce.number().int().min(4096).optional(),
+    DMABUF_REGISTRY_MAX_MAP_COUNT: z.coerce.number().int().min(1).max(2 ** 31 - 1).default(DEFAULT_MAX_MAP_COUNT),
+    DMABUF_REGISTRY_MAX_PIN_PAGES: z.coerce.number().int().min(1).max(2 ** 31 - 1).default(DEFAULT_MAX_PIN_PAGES),
     PCI_EMU_ADDRESS: z.string().min(1).default('127.0.0.1:50051'),
   })
   .refine((s) => s.DMABUF_REGISTRY_HEAP_PROCESS_MAX_BYTES === undefined || s.DMABUF_REGISTRY_HEAP_PROCESS_MAX_BYTES <= s.DMABUF_REGISTRY_HEAP_MAX_BYTES, {
@@ -71,6 +75,8 @@ export async function startDmabufRegistry(env: NodeJS.ProcessEnv = process.env):
       // incarnation's pids from naming a new process.
       firstPid: randomInt(1, 2 ** 20) * 1000,
       ackTimeoutMs: settings.DMABUF_REGISTRY_ACK_TIMEOUT_MS,
+      maxMapCount: settings.DMABUF_REGISTRY_MAX_MAP_COUNT,
+      maxPinPages: settings.DMABUF_REGISTRY_MAX_PIN_PAGES,
       p2p: oracle,
       segments: new SegmentFileAccess(),
       heap: {

@@ -15,7 +15,7 @@ export interface BufInfo {
   readonly bufferId: number;
   readonly size: number;
   readonly exporter: string;
-  /** file_count(): fds, fds in flight, attachments, and moves in progress. */
+  /** file_count(): fds, fds in flight, attachments, VMAs, user page pins, and moves in progress. */
   readonly refcount: number;
   readonly openFlags: number;
   readonly revoked: boolean;
@@ -24,6 +24,8 @@ export interface BufInfo {
   readonly providerBdf: string;
   readonly cpuAccess: boolean;
   readonly attachments: AttachmentInfo[];
+  /** pin_user_pages() pins on its pages (PinUserPages). */
+  readonly userPins: number;
 }
 
 export function bufInfo(buffer: DmaBuf): BufInfo {
@@ -46,5 +48,6 @@ export function bufInfo(buffer: DmaBuf): BufInfo {
       mapped: attachment.mapping !== undefined,
       pinned: attachment.pins > 0,
     })),
+    userPins: buffer.userPins,
   };
 }

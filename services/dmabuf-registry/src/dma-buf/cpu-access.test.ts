@@ -1,5 +1,8 @@
 import { expect } from 'chai';
+import { PAGE_SIZE } from '@p2p/shm';
 import { O_RDWR, O_WRONLY } from '../files/open-flags';
+import { MMAP_BASE } from '../mm/layout';
+import { PROT_READ, PROT_WRITE } from '../mm/prot';
 import { NIC, expectRejects, harness } from '../testing/harness';
 
 describe('Registry: CPU access to an exporter’s buffers', () => {
@@ -17,9 +20,10 @@ describe('Registry: CPU access to an exporter’s buffers', () => {
     expect(owner.calls).to.include(`fence ${bufferId}`);
     expect((await registry.cpuRead(pid, fd, 8, 8)).toString()).to.equal('bar data');
     expect(await registry.mmap(pid, fd, 0, 64)).to.deep.equal({
+      addr: MMAP_BASE - PAGE_SIZE,
+      prot: PROT_READ | PROT_WRITE,
       directory: '/fake/vfio-pci',
       extents: [{ segment: owner.segmentOf(bufferId), segmentOffset: 0, length: 64, dmaAddress: 0xe000_0000n + BigInt(bufferId) * 0x10_0000n }],
-      writable: true,
     });
     expect(owner.calls.filter((c) => c.startsWith('cpuExtents'))).to.have.length(4);
   });

@@ -2,17 +2,16 @@ import { errno } from '@p2p/errno';
 import { PAGE_SIZE } from '@p2p/shm';
 import type { FileLayer } from '../files/file-layer';
 import { openedForReading, openedForWriting } from '../files/open-flags';
+import { PROT_WRITE } from '../mm/prot';
 import type { OwnerExtent } from '../owners/file-owner';
-import { checkBufferRange, checkExtents, sliceExtents } from '../segments/extents';
+import { checkBufferRange, checkExtents } from '../segments/extents';
 import type { SegmentAccess } from '../segments/segment-access';
 import { type DmaBuf, dmaBufAt } from './dma-buf';
 
-/** A CPU mapping of part of a buffer: map these pieces of the owner's segment files. */
-export interface CpuMapping {
+/** Where a buffer's bytes are now: pieces of the owner's segment files, in its directory. */
+export interface BufferExtents {
   readonly directory: string;
   readonly extents: OwnerExtent[];
-  /** PROT_WRITE was granted: the fd is open for writing. */
-  readonly writable: boolean;
 }
 
 /**
@@ -54,22 +53,28 @@ export class CpuAccess {
   }
 
   /**
-   * mmap(fd, offset, length, PROT_READ | PROT_WRITE if the fd allows it,
-   * MAP_SHARED): the offset must be page aligned and the range non-empty and
-   * within the buffer (EINVAL).
+   * The file's side of mmap(2) of a dma-buf fd (MAP_SHARED) and of
+   * dma_buf_mmap_internal(): the checks above, where PROT_WRITE also needs
+   * the fd open for writing (with reading, O_RDWR), then EINVAL for an
+   * offset that is not page aligned, a range past the buffer, or length 0.
+   * Returns the buffer without taking a reference.
    */
-  async mmap(pid: number, fd: number, offset: number, length: number): Promise<CpuMapping> {
-    const buffer = this.#buffer(pid, fd, 'mmap', { read: true, write: false });
+  mmapTarget(pid: number, fd: number, offset: number, length: number, prot: number): DmaBuf {
+    const buffer = this.#buffer(pid, fd, 'mmap', { read: true, write: (prot & PROT_WRITE) !== 0 });
     if (Number.isSafeInteger(offset) && offset % PAGE_SIZE !== 0) {
       throw errno('EINVAL', `mmap: offset ${offset} is not a multiple of the page size ${PAGE_SIZE}`);
     }
     checkBufferRange(offset, length, buffer.size, 'mmap');
     if (length === 0) throw errno('EINVAL', 'mmap: length 0');
-    return this.#withExtents(buffer, 'mmap', (directory, extents) => ({
-      directory,
-      extents: sliceExtents(extents, offset, length),
-      writable: openedForWriting(buffer.openFlags),
-    }));
+    return buffer;
+  }
+
+  /**
+   * Where the whole buffer's bytes are now, asked of the exporter under the
+   * reservation lock: ENODEV while revoked or orphaned.
+   */
+  async extentsOf(buffer: DmaBuf, what: string): Promise<BufferExtents> {
+    return this.#withExtents(buffer, what, (directory, extents) => ({ directory, extents }));
   }
 
   #buffer(pid: number, fd: number, what: string, needs: { read: boolean; write: boolean }): DmaBuf {

@@ -34,6 +34,7 @@ describe('Registry: attach, pin, map and the streamed fallback', () => {
           providerBdf: PROVIDER,
           cpuAccess: false,
           attachments: [{ attachmentId: 1, importerPid: nic, importerBdf: NIC, dynamic: true, peer2peer: true, mapped: false, pinned: false }],
+          userPins: 0,
         },
       ]);
       expect(h.events.at(-1)).to.include({ kind: 'ATTACH', bufferId, attachmentId: 1, pid: nic });

@@ -32,6 +32,8 @@ export class DmaBuf extends RegistryFile {
   readonly providerBdf: string;
   readonly allowPin: boolean;
   readonly requirePeer2peer: boolean;
+  /** pin_user_pages() pins on this buffer's pages; each also holds a reference to it. */
+  userPins = 0;
   #revoked: boolean;
   #forgotten = false;
 

@@ -14,7 +14,11 @@ export type RegistryEventKind =
   | 'UNREVOKE'
   | 'PIN'
   | 'UNPIN'
-  | 'PROCESS_EXIT';
+  | 'PROCESS_EXIT'
+  | 'MMAP'
+  | 'MUNMAP'
+  | 'PIN_USER_PAGES'
+  | 'UNPIN_USER_PAGES';
 
 export interface RegistryEvent {
   /** Position in the registry's single event order, from 1. */

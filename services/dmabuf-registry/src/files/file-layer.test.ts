@@ -147,6 +147,8 @@ describe('Registry: processes, fds and file references', () => {
             { fd: 3, kind: 'owned', fileId: file.fileId, owner: 'vfio-pci' },
             { fd: 4, kind: 'dma-buf', fileId: buf.bufferId, owner: 'vfio-pci' },
           ],
+          vmaCount: 0,
+          pinCount: 0,
         },
       ],
       owners: ['vfio-pci'],

@@ -221,6 +221,74 @@ describe('registry handlers: a refused ReadAttachment', () => {
   });
 });
 
+describe('registry handlers: address spaces and user page pins', () => {
+  let h: Harness;
+  let server: RunningServer;
+  let secrets: { adminToken: string; platformToken: string };
+  const clients: dmabuf.DmaBufRegistryServiceClient[] = [];
+
+  beforeEach(async () => {
+    h = harness();
+    const config = loadServerConfig('TEST', { port: 0, metricsPort: -1 }, { TEST_HOST: '127.0.0.1', LOG_LEVEL: 'silent' });
+    secrets = { adminToken: newToken(), platformToken: newToken() };
+    server = await startDmabufRegistryServer(config, h.registry, { directory: '/fake', incarnation: 'test', callTimeoutMs: 1000 }, secrets);
+  });
+
+  afterEach(async () => {
+    for (const client of clients.splice(0)) client.close();
+    await server.shutdown('test done');
+  });
+
+  const as = (token: string): dmabuf.DmaBufRegistryServiceClient => {
+    const client = new dmabuf.DmaBufRegistryServiceClient(`127.0.0.1:${server.port}`, credentials.createInsecure(), { interceptors: [bearerInterceptor(token)] });
+    clients.push(client);
+    return client;
+  };
+  const unary = <Res>(start: (callback: (error: ServiceError | null, response: Res) => void) => unknown): Promise<Res> =>
+    new Promise((resolve, reject) => start((error, response) => (error ? reject(error) : resolve(response))));
+  const errnoOfCall = async (call: Promise<unknown>): Promise<string | undefined> => {
+    try {
+      await call;
+    } catch (error) {
+      return errnoOf(error);
+    }
+    return expect.fail('the call succeeded');
+  };
+  /** A process with a host-memory buffer of one page mapped, as its own client. */
+  const mapped = async () => {
+    const { pid, credential } = h.registry.openSession('qemu');
+    const { fd } = h.owner.export(h.registry, pid, { cpuAccess: true, providerBdf: '', size: 4096 });
+    const client = as(credential);
+    const { addr, prot } = await unary<dmabuf.MmapFdResponse>((cb) => client.mmapFd({ pid, fd, offset: 0n, length: 4096n }, cb));
+    return { pid, client, addr, prot };
+  };
+
+  it('answers MmapFd with the address and the protection, PROT_READ | PROT_WRITE for an O_RDWR fd without prot', async () => {
+    const { addr, prot } = await mapped();
+    expect(addr > 0n && addr % 4096n === 0n).to.equal(true);
+    expect(prot).to.equal(3);
+  });
+
+  it('refuses PinUserPages and UnpinUserPages to a process with EACCES', async () => {
+    const { pid, client, addr } = await mapped();
+    expect(await errnoOfCall(unary((cb) => client.pinUserPages({ pid, addr, length: 4096n, write: false, pinnerPid: pid }, cb)))).to.equal('EACCES');
+    expect(await errnoOfCall(unary((cb) => client.unpinUserPages({ pinnerPid: pid, pinId: 1n }, cb)))).to.equal('EACCES');
+  });
+
+  it('is EINVAL for the platform pinning without naming its own process (pinner_pid 0)', async () => {
+    const { pid, addr } = await mapped();
+    const platform = as(secrets.platformToken);
+    expect(await errnoOfCall(unary((cb) => platform.pinUserPages({ pid, addr, length: 4096n, write: false, pinnerPid: 0 }, cb)))).to.equal('EINVAL');
+  });
+
+  it('is EPERM for a process reading or unmapping another process’s address space', async () => {
+    const { pid, addr } = await mapped();
+    const other = as(h.registry.openSession('other').credential);
+    expect(await errnoOfCall(unary((cb) => other.getProcessMaps({ pid }, cb)))).to.equal('EPERM');
+    expect(await errnoOfCall(unary((cb) => other.munmap({ pid, addr, length: 4096n }, cb)))).to.equal('EPERM');
+  });
+});
+
 const PERIOD = Buffer.from(Array.from({ length: 251 }, (_, i) => i));
 
 /** `length` bytes whose byte i is i mod 251: a prime period, so no two chunks of a stream look alike. */

@@ -7,7 +7,7 @@ import { toServiceError } from '@p2p/status';
 import type { Registry } from '../index';
 import { ownerSessionHandler, type OwnerSessionOptions } from './owner-session-handler';
 import { sessionHandler } from './session-handler';
-import { bufInfoToWire, eventToWire, extentToWire, fileKindToWire, mapTypeToWire, toNumber, transportToWire } from './wire';
+import { bufInfoToWire, eventToWire, extentToWire, fileKindToWire, mapTypeToWire, toNumber, transportToWire, userPageExtentToWire, vmaToWire } from './wire';
 
 /** Streams a server keeps open; ended on shutdown so the drain completes. */
 export interface LiveStreams {
@@ -152,23 +152,59 @@ export function registryHandlers(
       await registry.cpuWrite(await as(call, req.pid, 'CpuWrite'), req.fd, toNumber(req.offset, 'offset'), req.data);
       return {};
     }),
+
     mmapFd: unary(async (req: dmabuf.MmapFdRequest, call) => {
-      const mapped = await registry.mmap(await as(call, req.pid, 'MmapFd'), req.fd, toNumber(req.offset, 'offset'), toNumber(req.length, 'length'));
-      return { directory: mapped.directory, extents: mapped.extents.map(extentToWire) };
+      const pid = await as(call, req.pid, 'MmapFd');
+      const mapped = await registry.mmap(pid, req.fd, toNumber(req.offset, 'offset'), toNumber(req.length, 'length'), {
+        ...(req.prot !== undefined ? { prot: req.prot } : {}),
+        ...(req.addr !== undefined ? { addr: toNumber(req.addr, 'addr') } : {}),
+        fixed: req.fixed === true,
+      });
+      return { directory: mapped.directory, extents: mapped.extents.map(extentToWire), addr: BigInt(mapped.addr), prot: mapped.prot };
+    }),
+    munmap: unary(async (req: dmabuf.MunmapRequest, call) => {
+      await registry.munmap(await as(call, req.pid, 'Munmap'), toNumber(req.addr, 'addr'), toNumber(req.length, 'length'));
+      return {};
+    }),
+    getProcessMaps: unary(async (req: dmabuf.GetProcessMapsRequest, call) => ({
+      vmas: registry.maps(await as(call, req.pid, 'GetProcessMaps')).map(vmaToWire),
+    })),
+    // Privileged (see server.ts): the platform names both the process whose
+    // pages it pins and its own process, whose session owns the pin.
+    pinUserPages: unary(async (req: dmabuf.PinUserPagesRequest, call) => {
+      const caller = await callerOf(auth, call);
+      const pinned = await registry.pinUserPages({
+        pid: actingPid(caller, req.pid, 'PinUserPages'),
+        addr: toNumber(req.addr, 'addr'),
+        length: toNumber(req.length, 'length'),
+        write: req.write,
+        pinnerPid: actingPid(caller, req.pinnerPid, 'PinUserPages (pinner_pid)'),
+      });
+      return { pinId: BigInt(pinned.pinId), directory: pinned.directory, shm: { id: pinned.shmId }, extents: pinned.extents.map(userPageExtentToWire) };
+    }),
+    unpinUserPages: unary(async (req: dmabuf.UnpinUserPagesRequest, call) => {
+      await registry.unpinUserPages(await as(call, req.pinnerPid, 'UnpinUserPages'), toNumber(req.pinId, 'pin_id'));
+      return {};
     }),
 
     getBufInfo: unary(() => ({ buffers: registry.bufInfo().map(bufInfoToWire) })),
-    // Every process is listed, as /proc lists every pid; its fds only to
-    // itself and to the administrator and platform, as /proc/<pid>/fd.
+    // Every process is listed, as /proc lists every pid; its fds, VMA and
+    // pin counts only to itself and to the administrator and platform, as
+    // /proc/<pid>/fd.
     listProcesses: unary(async (_req: dmabuf.ListProcessesRequest, call) => {
       const caller = await callerOf(auth, call);
       const { processes, owners } = registry.processes();
       return {
-        processes: processes.map((p) => ({
-          pid: p.pid,
-          name: p.name,
-          fds: maySee(caller, p.pid) ? p.fds.map((f) => ({ fd: f.fd, kind: fileKindToWire(f.kind), fileId: BigInt(f.fileId), owner: f.owner })) : [],
-        })),
+        processes: processes.map((p) => {
+          const visible = maySee(caller, p.pid);
+          return {
+            pid: p.pid,
+            name: p.name,
+            fds: visible ? p.fds.map((f) => ({ fd: f.fd, kind: fileKindToWire(f.kind), fileId: BigInt(f.fileId), owner: f.owner })) : [],
+            vmaCount: visible ? p.vmaCount : 0,
+            pinCount: visible ? p.pinCount : 0,
+          };
+        }),
         owners: [...owners],
       };
     }),

@@ -1,6 +1,6 @@
 import { errno } from '@p2p/errno';
 import { dmabuf } from '@p2p/proto';
-import type { BufInfo, DmaMapType, FileKind, OwnerExtent, RegistryEvent, Transport } from '../index';
+import type { BufInfo, DmaMapType, FileKind, OwnerExtent, RegistryEvent, Transport, UserPageExtent, VmaInfo } from '../index';
 
 /** A 64-bit wire number as a JS number; ids and offsets past 2^53 cannot exist here. */
 export function toNumber(value: bigint, field: string): number {
@@ -54,7 +54,23 @@ export function bufInfoToWire(info: BufInfo): dmabuf.BufInfo {
       mapped: a.mapped,
       pinned: a.pinned,
     })),
+    userPins: info.userPins,
   };
+}
+
+export function vmaToWire(vma: VmaInfo): dmabuf.Vma {
+  return {
+    addr: BigInt(vma.addr),
+    length: BigInt(vma.length),
+    bufferId: BigInt(vma.bufferId),
+    offset: BigInt(vma.offset),
+    prot: vma.prot,
+    deviceMemory: vma.deviceMemory,
+  };
+}
+
+export function userPageExtentToWire(extent: UserPageExtent): dmabuf.UserPageExtent {
+  return { segment: extent.segment, segmentOffset: BigInt(extent.segmentOffset), length: BigInt(extent.length) };
 }
 
 export function eventToWire(event: RegistryEvent): dmabuf.WatchEventsResponse {

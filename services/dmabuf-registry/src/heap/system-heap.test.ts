@@ -1,6 +1,8 @@
 import { expect } from 'chai';
 import { PAGE_SIZE, SegmentStore } from '@p2p/shm';
 import { O_CLOEXEC, O_NONBLOCK, O_RDONLY, O_RDWR } from '../files/open-flags';
+import { MMAP_BASE } from '../mm/layout';
+import { PROT_READ, PROT_WRITE } from '../mm/prot';
 import { Registry } from '../registry';
 import { SegmentFileAccess } from '../segments/segment-file-access';
 import { FakeOwner } from '../testing/fake-owner';
@@ -107,9 +109,10 @@ describe('Registry: the system heap', () => {
 
     const mapped = await registry.mmap(pid, fd, chunk, PAGE_SIZE);
     expect(mapped).to.deep.equal({
+      addr: MMAP_BASE - PAGE_SIZE,
+      prot: PROT_READ | PROT_WRITE,
       directory: dir(),
       extents: [{ segment: 'heap.1.1', segmentOffset: 0, length: PAGE_SIZE, dmaAddress: 0x1_0000_0000n + BigInt(chunk) }],
-      writable: true,
     });
   });
 
@@ -119,11 +122,15 @@ describe('Registry: the system heap', () => {
     const { fd } = registry.heapAllocate(pid, PAGE_SIZE, O_RDONLY);
     await expectRejects(registry.cpuWrite(pid, fd, 0, Buffer.from('x')), 'EACCES');
     expect(await registry.cpuRead(pid, fd, 0, 4)).to.deep.equal(Buffer.alloc(4));
-    expect((await registry.mmap(pid, fd, 0, PAGE_SIZE)).writable).to.equal(false);
+    const mapped = await registry.mmap(pid, fd, 0, PAGE_SIZE);
+    expect(mapped.prot).to.equal(PROT_READ);
     await expectRejects(registry.cpuRead(pid, fd, PAGE_SIZE - 1, 2), 'EINVAL');
     await expectRejects(registry.mmap(pid, fd, 1, 10), 'EINVAL');
     await expectRejects(registry.mmap(pid, fd, 0, 0), 'EINVAL');
     await expectRejects(registry.mmap(pid, fd, 0, PAGE_SIZE + 1), 'EINVAL');
+    // The fd, and the VMA of the one mmap that succeeded; the refused ones hold nothing.
+    expect(registry.bufInfo()[0]!.refcount).to.equal(2);
+    await registry.munmap(pid, mapped.addr, PAGE_SIZE);
     expect(registry.bufInfo()[0]!.refcount).to.equal(1);
   });
 

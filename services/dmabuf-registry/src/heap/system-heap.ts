@@ -1,5 +1,5 @@
 import { errno } from '@p2p/errno';
-import { GiB, PAGE_SIZE, SharedMemory, type SegmentStore, validateSegmentName } from '@p2p/shm';
+import { GiB, SharedMemory, type SegmentStore, validateSegmentName } from '@p2p/shm';
 import type { FileOwner, OwnedFileRef, OwnerAttachmentRef, OwnerExtent } from '../owners/file-owner';
 
 export const SYSTEM_HEAP = 'system-heap';
@@ -33,11 +33,6 @@ interface HeapBuffer {
   readonly iova: bigint;
   /** The process the buffer is charged to: the one that allocated it. */
   readonly chargedPid: number;
-}
-
-/** PAGE_ALIGN(): rounds up to a whole number of pages. */
-export function pageAlign(size: number): number {
-  return Math.ceil(size / PAGE_SIZE) * PAGE_SIZE;
 }
 
 /**

@@ -285,6 +285,10 @@ export enum EventKind {
   EVENT_KIND_PIN = 12,
   EVENT_KIND_UNPIN = 13,
   EVENT_KIND_PROCESS_EXIT = 14,
+  EVENT_KIND_MMAP = 15,
+  EVENT_KIND_MUNMAP = 16,
+  EVENT_KIND_PIN_USER_PAGES = 17,
+  EVENT_KIND_UNPIN_USER_PAGES = 18,
   UNRECOGNIZED = -1,
 }
 
@@ -335,6 +339,18 @@ export function eventKindFromJSON(object: any): EventKind {
     case 14:
     case "EVENT_KIND_PROCESS_EXIT":
       return EventKind.EVENT_KIND_PROCESS_EXIT;
+    case 15:
+    case "EVENT_KIND_MMAP":
+      return EventKind.EVENT_KIND_MMAP;
+    case 16:
+    case "EVENT_KIND_MUNMAP":
+      return EventKind.EVENT_KIND_MUNMAP;
+    case 17:
+    case "EVENT_KIND_PIN_USER_PAGES":
+      return EventKind.EVENT_KIND_PIN_USER_PAGES;
+    case 18:
+    case "EVENT_KIND_UNPIN_USER_PAGES":
+      return EventKind.EVENT_KIND_UNPIN_USER_PAGES;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -374,6 +390,14 @@ export function eventKindToJSON(object: EventKind): string {
       return "EVENT_KIND_UNPIN";
     case EventKind.EVENT_KIND_PROCESS_EXIT:
       return "EVENT_KIND_PROCESS_EXIT";
+    case EventKind.EVENT_KIND_MMAP:
+      return "EVENT_KIND_MMAP";
+    case EventKind.EVENT_KIND_MUNMAP:
+      return "EVENT_KIND_MUNMAP";
+    case EventKind.EVENT_KIND_PIN_USER_PAGES:
+      return "EVENT_KIND_PIN_USER_PAGES";
+    case EventKind.EVENT_KIND_UNPIN_USER_PAGES:
+      return "EVENT_KIND_UNPIN_USER_PAGES";
     case EventKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -809,16 +833,146 @@ export interface CpuWriteRequest {
 export interface CpuWriteResponse {
 }
 
+/**
+ * mmap(addr, length, prot, MAP_SHARED | (fixed ? MAP_FIXED : 0), fd, offset).
+ * Checks in order: prot bits other than PROT_READ|PROT_WRITE -> EINVAL; fd
+ * not held -> EBADF; not a dma-buf -> EINVAL; fd not open for reading ->
+ * EACCES; PROT_WRITE and the fd not open O_RDWR -> EACCES; no CPU access
+ * (no ->mmap) -> EINVAL; offset not page aligned, the range past the buffer,
+ * length 0 -> EINVAL; fixed and addr not page aligned -> EINVAL, below
+ * mmap_min_addr (0x10000) -> EPERM, past TASK_SIZE -> ENOMEM; no room, or
+ * one VMA more than max_map_count -> ENOMEM; revoked -> ENODEV.
+ */
 export interface MmapFdRequest {
   pid: number;
   fd: number;
   offset: bigint;
   length: bigint;
+  /**
+   * PROT_READ (1) | PROT_WRITE (2); 0 is PROT_NONE. Unset: PROT_READ, and
+   * PROT_WRITE too if the fd is open O_RDWR.
+   */
+  prot?:
+    | number
+    | undefined;
+  /**
+   * Without `fixed`, a hint: the mapping goes there (rounded up to a page)
+   * if the range is free, else where it would without one. Unset or 0: no
+   * hint, the highest free range below 0x7f0000000000 (mmap_base).
+   */
+  addr?:
+    | bigint
+    | undefined;
+  /** MAP_FIXED: exactly at addr, replacing whatever was mapped there. */
+  fixed?: boolean | undefined;
 }
 
 export interface MmapFdResponse {
+  /** The directory the segments are in, as the memory's owner sees it. */
   directory: string;
+  /** The segments behind [offset, offset + length) of the buffer. */
   extents: Extent[];
+  /** Where the VMA starts: page aligned, it spans length rounded up to pages. */
+  addr: bigint;
+  /** The protection granted (what the request's prot, or its default, gave). */
+  prot: number;
+}
+
+/**
+ * munmap(2): addr not page aligned, length 0 or the range past TASK_SIZE ->
+ * EINVAL. Pages with no mapping are skipped (a range with none succeeds); a
+ * VMA partly in the range is cut, one with the range inside it split in two
+ * (ENOMEM if that would pass max_map_count).
+ */
+export interface MunmapRequest {
+  pid: number;
+  addr: bigint;
+  length: bigint;
+}
+
+export interface MunmapResponse {
+}
+
+export interface GetProcessMapsRequest {
+  pid: number;
+}
+
+/** A VMA: a line of /proc/<pid>/maps. */
+export interface Vma {
+  addr: bigint;
+  length: bigint;
+  /** The dma-buf mapped (vma->vm_file), and the offset in it of addr. */
+  bufferId: bigint;
+  offset: bigint;
+  prot: number;
+  /**
+   * VM_IO | VM_PFNMAP: a PCI BAR's memory, which get_user_pages refuses.
+   * Otherwise host memory (system heap pages).
+   */
+  deviceMemory: boolean;
+}
+
+export interface GetProcessMapsResponse {
+  /** Lowest address first. */
+  vmas: Vma[];
+}
+
+/**
+ * Pins every page of [addr, addr + length) of process pid, as
+ * pin_user_pages(FOLL_LONGTERM | (write ? FOLL_WRITE : 0)). Checks in order:
+ * pid or pinner_pid 0 -> EINVAL, not a live process -> ESRCH; addr or length not page
+ * aligned, length 0 or the range past TASK_SIZE -> EINVAL; more pages than
+ * the registry pins per call -> EINVAL; then, page by page: no VMA -> EFAULT;
+ * a VM_IO|VM_PFNMAP VMA (device memory) -> EFAULT; write and no PROT_WRITE,
+ * or a read and no PROT_READ -> EFAULT; a page past the end of its buffer, a
+ * revoked buffer, pages in another tmpfs than the pin's first -> EFAULT.
+ * All or nothing: a failed call pins nothing.
+ */
+export interface PinUserPagesRequest {
+  /** The process whose address space is walked. */
+  pid: number;
+  addr: bigint;
+  length: bigint;
+  /** FOLL_WRITE: the device will write the pages. */
+  write: boolean;
+  /**
+   * The pinning service's own session (its pid): the pin is its, and the end
+   * of that session unpins it.
+   */
+  pinnerPid: number;
+}
+
+/** Host memory: `length` bytes at `segment_offset` of segment file `segment`. */
+export interface UserPageExtent {
+  segment: string;
+  segmentOffset: bigint;
+  length: bigint;
+}
+
+export interface PinUserPagesResponse {
+  pinId: bigint;
+  /** The directory the segments are in, and its tmpfs. */
+  directory: string;
+  shm?:
+    | ShmIdentity
+    | undefined;
+  /**
+   * The pages of [addr, addr + length) in order, adjacent pieces of one
+   * segment merged.
+   */
+  extents: UserPageExtent[];
+}
+
+/**
+ * unpin_user_pages(): a pin that is not pinner_pid's (unknown, unpinned,
+ * another session's) -> ENOENT.
+ */
+export interface UnpinUserPagesRequest {
+  pinnerPid: number;
+  pinId: bigint;
+}
+
+export interface UnpinUserPagesResponse {
 }
 
 export interface GetBufInfoRequest {
@@ -845,6 +999,8 @@ export interface BufInfo {
   orphaned: boolean;
   attachments: AttachmentInfo[];
   providerBdf: string;
+  /** PinUserPages pins holding the buffer's pages (each holds a reference). */
+  userPins: number;
 }
 
 export interface GetBufInfoResponse {
@@ -865,6 +1021,12 @@ export interface ProcessInfo {
   pid: number;
   name: string;
   fds: FdInfo[];
+  /**
+   * Its VMAs (GetProcessMaps lists them), and the PinUserPages pins its
+   * session holds; shown to those who see its fds.
+   */
+  vmaCount: number;
+  pinCount: number;
 }
 
 export interface ListProcessesResponse {
@@ -7183,7 +7345,7 @@ export const CpuWriteResponse: MessageFns<CpuWriteResponse> = {
 };
 
 function createBaseMmapFdRequest(): MmapFdRequest {
-  return { pid: 0, fd: 0, offset: 0n, length: 0n };
+  return { pid: 0, fd: 0, offset: 0n, length: 0n, prot: undefined, addr: undefined, fixed: undefined };
 }
 
 export const MmapFdRequest: MessageFns<MmapFdRequest> = {
@@ -7205,6 +7367,18 @@ export const MmapFdRequest: MessageFns<MmapFdRequest> = {
         throw new globalThis.Error("value provided for field message.length of type uint64 too large");
       }
       writer.uint32(32).uint64(message.length);
+    }
+    if (message.prot !== undefined) {
+      writer.uint32(40).uint32(message.prot);
+    }
+    if (message.addr !== undefined) {
+      if (BigInt.asUintN(64, message.addr) !== message.addr) {
+        throw new globalThis.Error("value provided for field message.addr of type uint64 too large");
+      }
+      writer.uint32(48).uint64(message.addr);
+    }
+    if (message.fixed !== undefined) {
+      writer.uint32(56).bool(message.fixed);
     }
     return writer;
   },
@@ -7254,6 +7428,30 @@ export const MmapFdRequest: MessageFns<MmapFdRequest> = {
             message.length = reader.uint64() as bigint;
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.prot = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.addr = reader.uint64() as bigint;
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.fixed = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7272,6 +7470,9 @@ export const MmapFdRequest: MessageFns<MmapFdRequest> = {
       fd: isSet(object.fd) ? globalThis.Number(object.fd) : 0,
       offset: isSet(object.offset) ? BigInt(object.offset) : 0n,
       length: isSet(object.length) ? BigInt(object.length) : 0n,
+      prot: isSet(object.prot) ? globalThis.Number(object.prot) : undefined,
+      addr: isSet(object.addr) ? BigInt(object.addr) : undefined,
+      fixed: isSet(object.fixed) ? globalThis.Boolean(object.fixed) : undefined,
     };
   },
 
@@ -7289,6 +7490,15 @@ export const MmapFdRequest: MessageFns<MmapFdRequest> = {
     if (message.length !== 0n) {
       obj.length = message.length.toString();
     }
+    if (message.prot !== undefined) {
+      obj.prot = Math.round(message.prot);
+    }
+    if (message.addr !== undefined) {
+      obj.addr = message.addr.toString();
+    }
+    if (message.fixed !== undefined) {
+      obj.fixed = message.fixed;
+    }
     return obj;
   },
 
@@ -7301,12 +7511,15 @@ export const MmapFdRequest: MessageFns<MmapFdRequest> = {
     message.fd = object.fd ?? 0;
     message.offset = (object.offset !== undefined && object.offset !== null) ? BigInt(object.offset) : 0n;
     message.length = (object.length !== undefined && object.length !== null) ? BigInt(object.length) : 0n;
+    message.prot = object.prot ?? undefined;
+    message.addr = (object.addr !== undefined && object.addr !== null) ? BigInt(object.addr) : undefined;
+    message.fixed = object.fixed ?? undefined;
     return message;
   },
 };
 
 function createBaseMmapFdResponse(): MmapFdResponse {
-  return { directory: "", extents: [] };
+  return { directory: "", extents: [], addr: 0n, prot: 0 };
 }
 
 export const MmapFdResponse: MessageFns<MmapFdResponse> = {
@@ -7316,6 +7529,15 @@ export const MmapFdResponse: MessageFns<MmapFdResponse> = {
     }
     for (const v of message.extents) {
       Extent.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.addr !== 0n) {
+      if (BigInt.asUintN(64, message.addr) !== message.addr) {
+        throw new globalThis.Error("value provided for field message.addr of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.addr);
+    }
+    if (message.prot !== 0) {
+      writer.uint32(32).uint32(message.prot);
     }
     return writer;
   },
@@ -7349,6 +7571,22 @@ export const MmapFdResponse: MessageFns<MmapFdResponse> = {
             message.extents.push(Extent.decode(reader, reader.uint32()));
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.addr = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.prot = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7365,6 +7603,8 @@ export const MmapFdResponse: MessageFns<MmapFdResponse> = {
     return {
       directory: isSet(object.directory) ? globalThis.String(object.directory) : "",
       extents: globalThis.Array.isArray(object?.extents) ? object.extents.map((e: any) => Extent.fromJSON(e)) : [],
+      addr: isSet(object.addr) ? BigInt(object.addr) : 0n,
+      prot: isSet(object.prot) ? globalThis.Number(object.prot) : 0,
     };
   },
 
@@ -7376,6 +7616,12 @@ export const MmapFdResponse: MessageFns<MmapFdResponse> = {
     if (message.extents?.length) {
       obj.extents = message.extents.map((e) => Extent.toJSON(e));
     }
+    if (message.addr !== 0n) {
+      obj.addr = message.addr.toString();
+    }
+    if (message.prot !== 0) {
+      obj.prot = Math.round(message.prot);
+    }
     return obj;
   },
 
@@ -7386,6 +7632,992 @@ export const MmapFdResponse: MessageFns<MmapFdResponse> = {
     const message = createBaseMmapFdResponse();
     message.directory = object.directory ?? "";
     message.extents = object.extents?.map((e) => Extent.fromPartial(e)) || [];
+    message.addr = (object.addr !== undefined && object.addr !== null) ? BigInt(object.addr) : 0n;
+    message.prot = object.prot ?? 0;
+    return message;
+  },
+};
+
+function createBaseMunmapRequest(): MunmapRequest {
+  return { pid: 0, addr: 0n, length: 0n };
+}
+
+export const MunmapRequest: MessageFns<MunmapRequest> = {
+  encode(message: MunmapRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pid !== 0) {
+      writer.uint32(8).uint32(message.pid);
+    }
+    if (message.addr !== 0n) {
+      if (BigInt.asUintN(64, message.addr) !== message.addr) {
+        throw new globalThis.Error("value provided for field message.addr of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.addr);
+    }
+    if (message.length !== 0n) {
+      if (BigInt.asUintN(64, message.length) !== message.length) {
+        throw new globalThis.Error("value provided for field message.length of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.length);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MunmapRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMunmapRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pid = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.addr = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.length = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MunmapRequest {
+    return {
+      pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
+      addr: isSet(object.addr) ? BigInt(object.addr) : 0n,
+      length: isSet(object.length) ? BigInt(object.length) : 0n,
+    };
+  },
+
+  toJSON(message: MunmapRequest): unknown {
+    const obj: any = {};
+    if (message.pid !== 0) {
+      obj.pid = Math.round(message.pid);
+    }
+    if (message.addr !== 0n) {
+      obj.addr = message.addr.toString();
+    }
+    if (message.length !== 0n) {
+      obj.length = message.length.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<MunmapRequest>): MunmapRequest {
+    return MunmapRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<MunmapRequest>): MunmapRequest {
+    const message = createBaseMunmapRequest();
+    message.pid = object.pid ?? 0;
+    message.addr = (object.addr !== undefined && object.addr !== null) ? BigInt(object.addr) : 0n;
+    message.length = (object.length !== undefined && object.length !== null) ? BigInt(object.length) : 0n;
+    return message;
+  },
+};
+
+function createBaseMunmapResponse(): MunmapResponse {
+  return {};
+}
+
+export const MunmapResponse: MessageFns<MunmapResponse> = {
+  encode(_: MunmapResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MunmapResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMunmapResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): MunmapResponse {
+    return {};
+  },
+
+  toJSON(_: MunmapResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<MunmapResponse>): MunmapResponse {
+    return MunmapResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<MunmapResponse>): MunmapResponse {
+    const message = createBaseMunmapResponse();
+    return message;
+  },
+};
+
+function createBaseGetProcessMapsRequest(): GetProcessMapsRequest {
+  return { pid: 0 };
+}
+
+export const GetProcessMapsRequest: MessageFns<GetProcessMapsRequest> = {
+  encode(message: GetProcessMapsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pid !== 0) {
+      writer.uint32(8).uint32(message.pid);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetProcessMapsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetProcessMapsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pid = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetProcessMapsRequest {
+    return { pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0 };
+  },
+
+  toJSON(message: GetProcessMapsRequest): unknown {
+    const obj: any = {};
+    if (message.pid !== 0) {
+      obj.pid = Math.round(message.pid);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetProcessMapsRequest>): GetProcessMapsRequest {
+    return GetProcessMapsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetProcessMapsRequest>): GetProcessMapsRequest {
+    const message = createBaseGetProcessMapsRequest();
+    message.pid = object.pid ?? 0;
+    return message;
+  },
+};
+
+function createBaseVma(): Vma {
+  return { addr: 0n, length: 0n, bufferId: 0n, offset: 0n, prot: 0, deviceMemory: false };
+}
+
+export const Vma: MessageFns<Vma> = {
+  encode(message: Vma, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.addr !== 0n) {
+      if (BigInt.asUintN(64, message.addr) !== message.addr) {
+        throw new globalThis.Error("value provided for field message.addr of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.addr);
+    }
+    if (message.length !== 0n) {
+      if (BigInt.asUintN(64, message.length) !== message.length) {
+        throw new globalThis.Error("value provided for field message.length of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.length);
+    }
+    if (message.bufferId !== 0n) {
+      if (BigInt.asUintN(64, message.bufferId) !== message.bufferId) {
+        throw new globalThis.Error("value provided for field message.bufferId of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.bufferId);
+    }
+    if (message.offset !== 0n) {
+      if (BigInt.asUintN(64, message.offset) !== message.offset) {
+        throw new globalThis.Error("value provided for field message.offset of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.offset);
+    }
+    if (message.prot !== 0) {
+      writer.uint32(40).uint32(message.prot);
+    }
+    if (message.deviceMemory !== false) {
+      writer.uint32(48).bool(message.deviceMemory);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Vma {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVma();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.addr = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.length = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.bufferId = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.offset = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.prot = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.deviceMemory = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Vma {
+    return {
+      addr: isSet(object.addr) ? BigInt(object.addr) : 0n,
+      length: isSet(object.length) ? BigInt(object.length) : 0n,
+      bufferId: isSet(object.bufferId)
+        ? BigInt(object.bufferId)
+        : isSet(object.buffer_id)
+        ? BigInt(object.buffer_id)
+        : 0n,
+      offset: isSet(object.offset) ? BigInt(object.offset) : 0n,
+      prot: isSet(object.prot) ? globalThis.Number(object.prot) : 0,
+      deviceMemory: isSet(object.deviceMemory)
+        ? globalThis.Boolean(object.deviceMemory)
+        : isSet(object.device_memory)
+        ? globalThis.Boolean(object.device_memory)
+        : false,
+    };
+  },
+
+  toJSON(message: Vma): unknown {
+    const obj: any = {};
+    if (message.addr !== 0n) {
+      obj.addr = message.addr.toString();
+    }
+    if (message.length !== 0n) {
+      obj.length = message.length.toString();
+    }
+    if (message.bufferId !== 0n) {
+      obj.bufferId = message.bufferId.toString();
+    }
+    if (message.offset !== 0n) {
+      obj.offset = message.offset.toString();
+    }
+    if (message.prot !== 0) {
+      obj.prot = Math.round(message.prot);
+    }
+    if (message.deviceMemory !== false) {
+      obj.deviceMemory = message.deviceMemory;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Vma>): Vma {
+    return Vma.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Vma>): Vma {
+    const message = createBaseVma();
+    message.addr = (object.addr !== undefined && object.addr !== null) ? BigInt(object.addr) : 0n;
+    message.length = (object.length !== undefined && object.length !== null) ? BigInt(object.length) : 0n;
+    message.bufferId = (object.bufferId !== undefined && object.bufferId !== null) ? BigInt(object.bufferId) : 0n;
+    message.offset = (object.offset !== undefined && object.offset !== null) ? BigInt(object.offset) : 0n;
+    message.prot = object.prot ?? 0;
+    message.deviceMemory = object.deviceMemory ?? false;
+    return message;
+  },
+};
+
+function createBaseGetProcessMapsResponse(): GetProcessMapsResponse {
+  return { vmas: [] };
+}
+
+export const GetProcessMapsResponse: MessageFns<GetProcessMapsResponse> = {
+  encode(message: GetProcessMapsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.vmas) {
+      Vma.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetProcessMapsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetProcessMapsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.vmas.push(Vma.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetProcessMapsResponse {
+    return { vmas: globalThis.Array.isArray(object?.vmas) ? object.vmas.map((e: any) => Vma.fromJSON(e)) : [] };
+  },
+
+  toJSON(message: GetProcessMapsResponse): unknown {
+    const obj: any = {};
+    if (message.vmas?.length) {
+      obj.vmas = message.vmas.map((e) => Vma.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetProcessMapsResponse>): GetProcessMapsResponse {
+    return GetProcessMapsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetProcessMapsResponse>): GetProcessMapsResponse {
+    const message = createBaseGetProcessMapsResponse();
+    message.vmas = object.vmas?.map((e) => Vma.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBasePinUserPagesRequest(): PinUserPagesRequest {
+  return { pid: 0, addr: 0n, length: 0n, write: false, pinnerPid: 0 };
+}
+
+export const PinUserPagesRequest: MessageFns<PinUserPagesRequest> = {
+  encode(message: PinUserPagesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pid !== 0) {
+      writer.uint32(8).uint32(message.pid);
+    }
+    if (message.addr !== 0n) {
+      if (BigInt.asUintN(64, message.addr) !== message.addr) {
+        throw new globalThis.Error("value provided for field message.addr of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.addr);
+    }
+    if (message.length !== 0n) {
+      if (BigInt.asUintN(64, message.length) !== message.length) {
+        throw new globalThis.Error("value provided for field message.length of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.length);
+    }
+    if (message.write !== false) {
+      writer.uint32(32).bool(message.write);
+    }
+    if (message.pinnerPid !== 0) {
+      writer.uint32(40).uint32(message.pinnerPid);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PinUserPagesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePinUserPagesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pid = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.addr = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.length = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.write = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.pinnerPid = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PinUserPagesRequest {
+    return {
+      pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
+      addr: isSet(object.addr) ? BigInt(object.addr) : 0n,
+      length: isSet(object.length) ? BigInt(object.length) : 0n,
+      write: isSet(object.write) ? globalThis.Boolean(object.write) : false,
+      pinnerPid: isSet(object.pinnerPid)
+        ? globalThis.Number(object.pinnerPid)
+        : isSet(object.pinner_pid)
+        ? globalThis.Number(object.pinner_pid)
+        : 0,
+    };
+  },
+
+  toJSON(message: PinUserPagesRequest): unknown {
+    const obj: any = {};
+    if (message.pid !== 0) {
+      obj.pid = Math.round(message.pid);
+    }
+    if (message.addr !== 0n) {
+      obj.addr = message.addr.toString();
+    }
+    if (message.length !== 0n) {
+      obj.length = message.length.toString();
+    }
+    if (message.write !== false) {
+      obj.write = message.write;
+    }
+    if (message.pinnerPid !== 0) {
+      obj.pinnerPid = Math.round(message.pinnerPid);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PinUserPagesRequest>): PinUserPagesRequest {
+    return PinUserPagesRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PinUserPagesRequest>): PinUserPagesRequest {
+    const message = createBasePinUserPagesRequest();
+    message.pid = object.pid ?? 0;
+    message.addr = (object.addr !== undefined && object.addr !== null) ? BigInt(object.addr) : 0n;
+    message.length = (object.length !== undefined && object.length !== null) ? BigInt(object.length) : 0n;
+    message.write = object.write ?? false;
+    message.pinnerPid = object.pinnerPid ?? 0;
+    return message;
+  },
+};
+
+function createBaseUserPageExtent(): UserPageExtent {
+  return { segment: "", segmentOffset: 0n, length: 0n };
+}
+
+export const UserPageExtent: MessageFns<UserPageExtent> = {
+  encode(message: UserPageExtent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.segment !== "") {
+      writer.uint32(10).string(message.segment);
+    }
+    if (message.segmentOffset !== 0n) {
+      if (BigInt.asUintN(64, message.segmentOffset) !== message.segmentOffset) {
+        throw new globalThis.Error("value provided for field message.segmentOffset of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.segmentOffset);
+    }
+    if (message.length !== 0n) {
+      if (BigInt.asUintN(64, message.length) !== message.length) {
+        throw new globalThis.Error("value provided for field message.length of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.length);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UserPageExtent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUserPageExtent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.segment = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.segmentOffset = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.length = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UserPageExtent {
+    return {
+      segment: isSet(object.segment) ? globalThis.String(object.segment) : "",
+      segmentOffset: isSet(object.segmentOffset)
+        ? BigInt(object.segmentOffset)
+        : isSet(object.segment_offset)
+        ? BigInt(object.segment_offset)
+        : 0n,
+      length: isSet(object.length) ? BigInt(object.length) : 0n,
+    };
+  },
+
+  toJSON(message: UserPageExtent): unknown {
+    const obj: any = {};
+    if (message.segment !== "") {
+      obj.segment = message.segment;
+    }
+    if (message.segmentOffset !== 0n) {
+      obj.segmentOffset = message.segmentOffset.toString();
+    }
+    if (message.length !== 0n) {
+      obj.length = message.length.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<UserPageExtent>): UserPageExtent {
+    return UserPageExtent.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<UserPageExtent>): UserPageExtent {
+    const message = createBaseUserPageExtent();
+    message.segment = object.segment ?? "";
+    message.segmentOffset = (object.segmentOffset !== undefined && object.segmentOffset !== null)
+      ? BigInt(object.segmentOffset)
+      : 0n;
+    message.length = (object.length !== undefined && object.length !== null) ? BigInt(object.length) : 0n;
+    return message;
+  },
+};
+
+function createBasePinUserPagesResponse(): PinUserPagesResponse {
+  return { pinId: 0n, directory: "", shm: undefined, extents: [] };
+}
+
+export const PinUserPagesResponse: MessageFns<PinUserPagesResponse> = {
+  encode(message: PinUserPagesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pinId !== 0n) {
+      if (BigInt.asUintN(64, message.pinId) !== message.pinId) {
+        throw new globalThis.Error("value provided for field message.pinId of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.pinId);
+    }
+    if (message.directory !== "") {
+      writer.uint32(18).string(message.directory);
+    }
+    if (message.shm !== undefined) {
+      ShmIdentity.encode(message.shm, writer.uint32(26).fork()).join();
+    }
+    for (const v of message.extents) {
+      UserPageExtent.encode(v!, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PinUserPagesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePinUserPagesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pinId = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.directory = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.shm = ShmIdentity.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.extents.push(UserPageExtent.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PinUserPagesResponse {
+    return {
+      pinId: isSet(object.pinId) ? BigInt(object.pinId) : isSet(object.pin_id) ? BigInt(object.pin_id) : 0n,
+      directory: isSet(object.directory) ? globalThis.String(object.directory) : "",
+      shm: isSet(object.shm) ? ShmIdentity.fromJSON(object.shm) : undefined,
+      extents: globalThis.Array.isArray(object?.extents)
+        ? object.extents.map((e: any) => UserPageExtent.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: PinUserPagesResponse): unknown {
+    const obj: any = {};
+    if (message.pinId !== 0n) {
+      obj.pinId = message.pinId.toString();
+    }
+    if (message.directory !== "") {
+      obj.directory = message.directory;
+    }
+    if (message.shm !== undefined) {
+      obj.shm = ShmIdentity.toJSON(message.shm);
+    }
+    if (message.extents?.length) {
+      obj.extents = message.extents.map((e) => UserPageExtent.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PinUserPagesResponse>): PinUserPagesResponse {
+    return PinUserPagesResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PinUserPagesResponse>): PinUserPagesResponse {
+    const message = createBasePinUserPagesResponse();
+    message.pinId = (object.pinId !== undefined && object.pinId !== null) ? BigInt(object.pinId) : 0n;
+    message.directory = object.directory ?? "";
+    message.shm = (object.shm !== undefined && object.shm !== null) ? ShmIdentity.fromPartial(object.shm) : undefined;
+    message.extents = object.extents?.map((e) => UserPageExtent.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseUnpinUserPagesRequest(): UnpinUserPagesRequest {
+  return { pinnerPid: 0, pinId: 0n };
+}
+
+export const UnpinUserPagesRequest: MessageFns<UnpinUserPagesRequest> = {
+  encode(message: UnpinUserPagesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pinnerPid !== 0) {
+      writer.uint32(8).uint32(message.pinnerPid);
+    }
+    if (message.pinId !== 0n) {
+      if (BigInt.asUintN(64, message.pinId) !== message.pinId) {
+        throw new globalThis.Error("value provided for field message.pinId of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.pinId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UnpinUserPagesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUnpinUserPagesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pinnerPid = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pinId = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UnpinUserPagesRequest {
+    return {
+      pinnerPid: isSet(object.pinnerPid)
+        ? globalThis.Number(object.pinnerPid)
+        : isSet(object.pinner_pid)
+        ? globalThis.Number(object.pinner_pid)
+        : 0,
+      pinId: isSet(object.pinId) ? BigInt(object.pinId) : isSet(object.pin_id) ? BigInt(object.pin_id) : 0n,
+    };
+  },
+
+  toJSON(message: UnpinUserPagesRequest): unknown {
+    const obj: any = {};
+    if (message.pinnerPid !== 0) {
+      obj.pinnerPid = Math.round(message.pinnerPid);
+    }
+    if (message.pinId !== 0n) {
+      obj.pinId = message.pinId.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<UnpinUserPagesRequest>): UnpinUserPagesRequest {
+    return UnpinUserPagesRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<UnpinUserPagesRequest>): UnpinUserPagesRequest {
+    const message = createBaseUnpinUserPagesRequest();
+    message.pinnerPid = object.pinnerPid ?? 0;
+    message.pinId = (object.pinId !== undefined && object.pinId !== null) ? BigInt(object.pinId) : 0n;
+    return message;
+  },
+};
+
+function createBaseUnpinUserPagesResponse(): UnpinUserPagesResponse {
+  return {};
+}
+
+export const UnpinUserPagesResponse: MessageFns<UnpinUserPagesResponse> = {
+  encode(_: UnpinUserPagesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UnpinUserPagesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUnpinUserPagesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): UnpinUserPagesResponse {
+    return {};
+  },
+
+  toJSON(_: UnpinUserPagesResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<UnpinUserPagesResponse>): UnpinUserPagesResponse {
+    return UnpinUserPagesResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<UnpinUserPagesResponse>): UnpinUserPagesResponse {
+    const message = createBaseUnpinUserPagesResponse();
     return message;
   },
 };
@@ -7643,6 +8875,7 @@ function createBaseBufInfo(): BufInfo {
     orphaned: false,
     attachments: [],
     providerBdf: "",
+    userPins: 0,
   };
 }
 
@@ -7680,6 +8913,9 @@ export const BufInfo: MessageFns<BufInfo> = {
     }
     if (message.providerBdf !== "") {
       writer.uint32(74).string(message.providerBdf);
+    }
+    if (message.userPins !== 0) {
+      writer.uint32(80).uint32(message.userPins);
     }
     return writer;
   },
@@ -7769,6 +9005,14 @@ export const BufInfo: MessageFns<BufInfo> = {
             message.providerBdf = reader.string();
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.userPins = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7806,6 +9050,11 @@ export const BufInfo: MessageFns<BufInfo> = {
         : isSet(object.provider_bdf)
         ? globalThis.String(object.provider_bdf)
         : "",
+      userPins: isSet(object.userPins)
+        ? globalThis.Number(object.userPins)
+        : isSet(object.user_pins)
+        ? globalThis.Number(object.user_pins)
+        : 0,
     };
   },
 
@@ -7838,6 +9087,9 @@ export const BufInfo: MessageFns<BufInfo> = {
     if (message.providerBdf !== "") {
       obj.providerBdf = message.providerBdf;
     }
+    if (message.userPins !== 0) {
+      obj.userPins = Math.round(message.userPins);
+    }
     return obj;
   },
 
@@ -7855,6 +9107,7 @@ export const BufInfo: MessageFns<BufInfo> = {
     message.orphaned = object.orphaned ?? false;
     message.attachments = object.attachments?.map((e) => AttachmentInfo.fromPartial(e)) || [];
     message.providerBdf = object.providerBdf ?? "";
+    message.userPins = object.userPins ?? 0;
     return message;
   },
 };
@@ -8101,7 +9354,7 @@ export const FdInfo: MessageFns<FdInfo> = {
 };
 
 function createBaseProcessInfo(): ProcessInfo {
-  return { pid: 0, name: "", fds: [] };
+  return { pid: 0, name: "", fds: [], vmaCount: 0, pinCount: 0 };
 }
 
 export const ProcessInfo: MessageFns<ProcessInfo> = {
@@ -8114,6 +9367,12 @@ export const ProcessInfo: MessageFns<ProcessInfo> = {
     }
     for (const v of message.fds) {
       FdInfo.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.vmaCount !== 0) {
+      writer.uint32(32).uint32(message.vmaCount);
+    }
+    if (message.pinCount !== 0) {
+      writer.uint32(40).uint32(message.pinCount);
     }
     return writer;
   },
@@ -8155,6 +9414,22 @@ export const ProcessInfo: MessageFns<ProcessInfo> = {
             message.fds.push(FdInfo.decode(reader, reader.uint32()));
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.vmaCount = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.pinCount = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -8172,6 +9447,16 @@ export const ProcessInfo: MessageFns<ProcessInfo> = {
       pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
       name: isSet(object.name) ? globalThis.String(object.name) : "",
       fds: globalThis.Array.isArray(object?.fds) ? object.fds.map((e: any) => FdInfo.fromJSON(e)) : [],
+      vmaCount: isSet(object.vmaCount)
+        ? globalThis.Number(object.vmaCount)
+        : isSet(object.vma_count)
+        ? globalThis.Number(object.vma_count)
+        : 0,
+      pinCount: isSet(object.pinCount)
+        ? globalThis.Number(object.pinCount)
+        : isSet(object.pin_count)
+        ? globalThis.Number(object.pin_count)
+        : 0,
     };
   },
 
@@ -8186,6 +9471,12 @@ export const ProcessInfo: MessageFns<ProcessInfo> = {
     if (message.fds?.length) {
       obj.fds = message.fds.map((e) => FdInfo.toJSON(e));
     }
+    if (message.vmaCount !== 0) {
+      obj.vmaCount = Math.round(message.vmaCount);
+    }
+    if (message.pinCount !== 0) {
+      obj.pinCount = Math.round(message.pinCount);
+    }
     return obj;
   },
 
@@ -8197,6 +9488,8 @@ export const ProcessInfo: MessageFns<ProcessInfo> = {
     message.pid = object.pid ?? 0;
     message.name = object.name ?? "";
     message.fds = object.fds?.map((e) => FdInfo.fromPartial(e)) || [];
+    message.vmaCount = object.vmaCount ?? 0;
+    message.pinCount = object.pinCount ?? 0;
     return message;
   },
 };
@@ -8694,11 +9987,56 @@ export const DmaBufRegistryServiceDefinition = {
       responseStream: false,
       options: {},
     },
+    /**
+     * The process's address space (its mm): mmap(2) of a dma-buf fd, which
+     * gives the address of the new VMA and the segments behind it; munmap(2);
+     * and /proc/<pid>/maps. A VMA holds its buffer (vma->vm_file) until it is
+     * unmapped, also after close(fd); process exit unmaps everything.
+     */
     mmapFd: {
       name: "MmapFd",
       requestType: MmapFdRequest as typeof MmapFdRequest,
       requestStream: false,
       responseType: MmapFdResponse as typeof MmapFdResponse,
+      responseStream: false,
+      options: {},
+    },
+    munmap: {
+      name: "Munmap",
+      requestType: MunmapRequest as typeof MunmapRequest,
+      requestStream: false,
+      responseType: MunmapResponse as typeof MunmapResponse,
+      responseStream: false,
+      options: {},
+    },
+    getProcessMaps: {
+      name: "GetProcessMaps",
+      requestType: GetProcessMapsRequest as typeof GetProcessMapsRequest,
+      requestStream: false,
+      responseType: GetProcessMapsResponse as typeof GetProcessMapsResponse,
+      responseStream: false,
+      options: { idempotencyLevel: "NO_SIDE_EFFECTS" },
+    },
+    /**
+     * pin_user_pages(FOLL_LONGTERM) for platform services (vfio's DMA mapping
+     * ioctls take a process's virtual address): the host memory behind a range
+     * of a process's address space, held until UnpinUserPages or the end of
+     * the pinning service's own session, whatever the process does meanwhile
+     * (munmap, close, exit). The platform's and the administrator's only.
+     */
+    pinUserPages: {
+      name: "PinUserPages",
+      requestType: PinUserPagesRequest as typeof PinUserPagesRequest,
+      requestStream: false,
+      responseType: PinUserPagesResponse as typeof PinUserPagesResponse,
+      responseStream: false,
+      options: {},
+    },
+    unpinUserPages: {
+      name: "UnpinUserPages",
+      requestType: UnpinUserPagesRequest as typeof UnpinUserPagesRequest,
+      requestStream: false,
+      responseType: UnpinUserPagesResponse as typeof UnpinUserPagesResponse,
       responseStream: false,
       options: {},
     },
@@ -8950,6 +10288,12 @@ export const DmaBufRegistryServiceService = {
     responseSerialize: (value: CpuWriteResponse): Buffer => Buffer.from(CpuWriteResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CpuWriteResponse => CpuWriteResponse.decode(value),
   },
+  /**
+   * The process's address space (its mm): mmap(2) of a dma-buf fd, which
+   * gives the address of the new VMA and the segments behind it; munmap(2);
+   * and /proc/<pid>/maps. A VMA holds its buffer (vma->vm_file) until it is
+   * unmapped, also after close(fd); process exit unmaps everything.
+   */
   mmapFd: {
     path: "/p2p.dmabuf.v1.DmaBufRegistryService/MmapFd" as const,
     requestStream: false as const,
@@ -8958,6 +10302,54 @@ export const DmaBufRegistryServiceService = {
     requestDeserialize: (value: Buffer): MmapFdRequest => MmapFdRequest.decode(value),
     responseSerialize: (value: MmapFdResponse): Buffer => Buffer.from(MmapFdResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): MmapFdResponse => MmapFdResponse.decode(value),
+  },
+  munmap: {
+    path: "/p2p.dmabuf.v1.DmaBufRegistryService/Munmap" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: MunmapRequest): Buffer => Buffer.from(MunmapRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): MunmapRequest => MunmapRequest.decode(value),
+    responseSerialize: (value: MunmapResponse): Buffer => Buffer.from(MunmapResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): MunmapResponse => MunmapResponse.decode(value),
+  },
+  getProcessMaps: {
+    path: "/p2p.dmabuf.v1.DmaBufRegistryService/GetProcessMaps" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetProcessMapsRequest): Buffer =>
+      Buffer.from(GetProcessMapsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetProcessMapsRequest => GetProcessMapsRequest.decode(value),
+    responseSerialize: (value: GetProcessMapsResponse): Buffer =>
+      Buffer.from(GetProcessMapsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetProcessMapsResponse => GetProcessMapsResponse.decode(value),
+  },
+  /**
+   * pin_user_pages(FOLL_LONGTERM) for platform services (vfio's DMA mapping
+   * ioctls take a process's virtual address): the host memory behind a range
+   * of a process's address space, held until UnpinUserPages or the end of
+   * the pinning service's own session, whatever the process does meanwhile
+   * (munmap, close, exit). The platform's and the administrator's only.
+   */
+  pinUserPages: {
+    path: "/p2p.dmabuf.v1.DmaBufRegistryService/PinUserPages" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PinUserPagesRequest): Buffer => Buffer.from(PinUserPagesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PinUserPagesRequest => PinUserPagesRequest.decode(value),
+    responseSerialize: (value: PinUserPagesResponse): Buffer =>
+      Buffer.from(PinUserPagesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PinUserPagesResponse => PinUserPagesResponse.decode(value),
+  },
+  unpinUserPages: {
+    path: "/p2p.dmabuf.v1.DmaBufRegistryService/UnpinUserPages" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UnpinUserPagesRequest): Buffer =>
+      Buffer.from(UnpinUserPagesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UnpinUserPagesRequest => UnpinUserPagesRequest.decode(value),
+    responseSerialize: (value: UnpinUserPagesResponse): Buffer =>
+      Buffer.from(UnpinUserPagesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): UnpinUserPagesResponse => UnpinUserPagesResponse.decode(value),
   },
   /** /sys/kernel/debug/dma_buf/bufinfo, and the processes with their fds. */
   getBufInfo: {
@@ -9033,7 +10425,24 @@ export interface DmaBufRegistryServiceServer extends UntypedServiceImplementatio
   /** CPU access for debugging: on for heap buffers, per exporter otherwise. */
   cpuRead: handleUnaryCall<CpuReadRequest, CpuReadResponse>;
   cpuWrite: handleUnaryCall<CpuWriteRequest, CpuWriteResponse>;
+  /**
+   * The process's address space (its mm): mmap(2) of a dma-buf fd, which
+   * gives the address of the new VMA and the segments behind it; munmap(2);
+   * and /proc/<pid>/maps. A VMA holds its buffer (vma->vm_file) until it is
+   * unmapped, also after close(fd); process exit unmaps everything.
+   */
   mmapFd: handleUnaryCall<MmapFdRequest, MmapFdResponse>;
+  munmap: handleUnaryCall<MunmapRequest, MunmapResponse>;
+  getProcessMaps: handleUnaryCall<GetProcessMapsRequest, GetProcessMapsResponse>;
+  /**
+   * pin_user_pages(FOLL_LONGTERM) for platform services (vfio's DMA mapping
+   * ioctls take a process's virtual address): the host memory behind a range
+   * of a process's address space, held until UnpinUserPages or the end of
+   * the pinning service's own session, whatever the process does meanwhile
+   * (munmap, close, exit). The platform's and the administrator's only.
+   */
+  pinUserPages: handleUnaryCall<PinUserPagesRequest, PinUserPagesResponse>;
+  unpinUserPages: handleUnaryCall<UnpinUserPagesRequest, UnpinUserPagesResponse>;
   /** /sys/kernel/debug/dma_buf/bufinfo, and the processes with their fds. */
   getBufInfo: handleUnaryCall<GetBufInfoRequest, GetBufInfoResponse>;
   listProcesses: handleUnaryCall<ListProcessesRequest, ListProcessesResponse>;
@@ -9342,6 +10751,12 @@ export interface DmaBufRegistryServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CpuWriteResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * The process's address space (its mm): mmap(2) of a dma-buf fd, which
+   * gives the address of the new VMA and the segments behind it; munmap(2);
+   * and /proc/<pid>/maps. A VMA holds its buffer (vma->vm_file) until it is
+   * unmapped, also after close(fd); process exit unmaps everything.
+   */
   mmapFd(
     request: MmapFdRequest,
     callback: (error: ServiceError | null, response: MmapFdResponse) => void,
@@ -9356,6 +10771,73 @@ export interface DmaBufRegistryServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: MmapFdResponse) => void,
+  ): ClientUnaryCall;
+  munmap(
+    request: MunmapRequest,
+    callback: (error: ServiceError | null, response: MunmapResponse) => void,
+  ): ClientUnaryCall;
+  munmap(
+    request: MunmapRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: MunmapResponse) => void,
+  ): ClientUnaryCall;
+  munmap(
+    request: MunmapRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: MunmapResponse) => void,
+  ): ClientUnaryCall;
+  getProcessMaps(
+    request: GetProcessMapsRequest,
+    callback: (error: ServiceError | null, response: GetProcessMapsResponse) => void,
+  ): ClientUnaryCall;
+  getProcessMaps(
+    request: GetProcessMapsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetProcessMapsResponse) => void,
+  ): ClientUnaryCall;
+  getProcessMaps(
+    request: GetProcessMapsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetProcessMapsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * pin_user_pages(FOLL_LONGTERM) for platform services (vfio's DMA mapping
+   * ioctls take a process's virtual address): the host memory behind a range
+   * of a process's address space, held until UnpinUserPages or the end of
+   * the pinning service's own session, whatever the process does meanwhile
+   * (munmap, close, exit). The platform's and the administrator's only.
+   */
+  pinUserPages(
+    request: PinUserPagesRequest,
+    callback: (error: ServiceError | null, response: PinUserPagesResponse) => void,
+  ): ClientUnaryCall;
+  pinUserPages(
+    request: PinUserPagesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PinUserPagesResponse) => void,
+  ): ClientUnaryCall;
+  pinUserPages(
+    request: PinUserPagesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PinUserPagesResponse) => void,
+  ): ClientUnaryCall;
+  unpinUserPages(
+    request: UnpinUserPagesRequest,
+    callback: (error: ServiceError | null, response: UnpinUserPagesResponse) => void,
+  ): ClientUnaryCall;
+  unpinUserPages(
+    request: UnpinUserPagesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: UnpinUserPagesResponse) => void,
+  ): ClientUnaryCall;
+  unpinUserPages(
+    request: UnpinUserPagesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UnpinUserPagesResponse) => void,
   ): ClientUnaryCall;
   /** /sys/kernel/debug/dma_buf/bufinfo, and the processes with their fds. */
   getBufInfo(
