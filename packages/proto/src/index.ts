@@ -2,6 +2,7 @@ import * as path from 'node:path';
 
 export * as pci from './gen/p2p/pci/v1/pci';
 export * as vfio from './gen/p2p/vfio/v1/vfio';
+export * as iommufd from './gen/p2p/vfio/v1/iommufd';
 export * as dmabuf from './gen/p2p/dmabuf/v1/dmabuf';
 export * as rdma from './gen/p2p/rdma/v1/rdma';
 export * as fault from './gen/p2p/fault/v1/fault';
@@ -16,6 +17,7 @@ export const PROTO_ROOT = path.resolve(__dirname, '..', '..', '..', 'proto');
 export const PROTO_FILES = {
   pci: 'p2p/pci/v1/pci.proto',
   vfio: 'p2p/vfio/v1/vfio.proto',
+  iommufd: 'p2p/vfio/v1/iommufd.proto',
   dmabuf: 'p2p/dmabuf/v1/dmabuf.proto',
   rdma: 'p2p/rdma/v1/rdma.proto',
   fault: 'p2p/fault/v1/fault.proto',

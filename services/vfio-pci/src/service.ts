@@ -6,8 +6,10 @@ import { errno } from '@p2p/errno';
 import type { Logger } from 'pino';
 import { loadServerConfig, retryUntil, type RunningServer } from '@p2p/server';
 import { resolveShmDir } from '@p2p/shm';
+import { PciEmuIommuPort } from './clients/pci-emu-iommu-port';
 import { PciEmuPort } from './clients/pci-emu-port';
 import { RegistryPort } from './clients/registry-port';
+import { UnmappedUserMemory } from './clients/unmapped-user-memory';
 import { vfioOwnerOps } from './owner-ops';
 import { startVfioPciServer } from './server';
 import { VfioPci } from './vfio-pci';
@@ -40,6 +42,7 @@ export async function startVfioPci(env: NodeJS.ProcessEnv = process.env): Promis
   const shmDir = resolveShmDir(env);
   const secrets = loadPlatformSecrets(shmDir, env);
   const pci = new PciEmuPort(settings.PCI_EMU_ADDRESS, secrets.platformToken, config.tls);
+  const iommu = new PciEmuIommuPort(settings.PCI_EMU_ADDRESS, secrets.platformToken, config.tls);
   let driver: VfioPci | undefined;
   // The registry may still be starting (compose): retry until the timeout.
   const owner = await retryUntil(settings.VFIO_PCI_CONNECT_TIMEOUT_MS, () =>
@@ -55,7 +58,7 @@ export async function startVfioPci(env: NodeJS.ProcessEnv = process.env): Promis
     }),
   );
   const registry = new RegistryPort(() => owner);
-  const vfio = new VfioPci(pci, registry, {
+  const vfio = new VfioPci(pci, registry, { iommu, userMemory: new UnmappedUserMemory() }, {
     instance: `${randomBytes(4).toString('hex')}/`,
     variants: { dmaBufLayout: settings.VFIO_PCI_DMABUF_LAYOUT, allowPin: settings.VFIO_PCI_ALLOW_PIN, cpuMmap: settings.VFIO_PCI_CPU_MMAP },
   });
@@ -71,6 +74,7 @@ export async function startVfioPci(env: NodeJS.ProcessEnv = process.env): Promis
     stopWatching();
     await owner.close().catch(() => undefined);
     pci.close();
+    iommu.close();
   });
   return server;
 }

@@ -20,7 +20,10 @@ import {
 } from './dma-buf/exporter-ops';
 import type { VfioDmaBuf } from './dma-buf/vfio-dma-buf';
 import { parseFeatureCall } from './feature/device-feature';
-import type { DmaBufPort } from './ports/dma-buf-port';
+import type { DeviceFile, OpenFile } from './iommufd/files';
+import { type AttachPtCmd, type BindIommufdCmd, Iommufd } from './iommufd/iommufd';
+import type { IommufdPorts } from './iommufd/iommufd-ctx';
+import type { DmaBufPort, ResolvedFile } from './ports/dma-buf-port';
 import type { PciPort } from './ports/pci-port';
 import { O_RDWR } from './uapi/fcntl';
 import { VFIO_DEVICE_FEATURE_MINSZ } from './uapi/vfio';
@@ -100,7 +103,8 @@ const DMA_BUF_HANDLE = 'vfio-dmabuf';
  * then remembered until the registry says the fd was closed (fdClosed) or
  * the file released, and the registry calls back into the exporter ops
  * (attach, pin, unpin, map, cpuMap, fence, release) with the handle the file
- * was made with.
+ * was made with. The DMA mapping uAPI (iommufd, and the type1 container on
+ * top of it) is `iommufd`; its files are this driver's files too.
  */
 export class VfioPci {
   readonly ownerName: string;
@@ -119,10 +123,20 @@ export class VfioPci {
   readonly #buffers = new Map<string, VfioDmaBuf>();
   #nextHandle = 1;
   readonly #instance: string;
+  /** /dev/iommu and /dev/vfio/vfio: the DMA mapping uAPI. */
+  readonly iommufd: Iommufd;
 
-  constructor(pci: PciPort, dmaBufs: DmaBufPort, options: VfioPciOptions = {}) {
+  constructor(pci: PciPort, dmaBufs: DmaBufPort, iommufd: IommufdPorts, options: VfioPciOptions = {}) {
     this.ownerName = options.ownerName ?? 'vfio-pci';
     this.#instance = options.instance ?? '';
+    this.iommufd = new Iommufd(
+      iommufd,
+      {
+        createFile: async (pid, handle) => (await dmaBufs.createFile(pid, handle, O_RDWR)).fd,
+        fileAt: (pid, fd) => this.#fileAt(pid, fd),
+      },
+      this.#instance,
+    );
     this.defaults = { ...DEFAULT_VARIANTS, ...options.variants };
     this.#pci = pci;
     this.#dmaBufs = dmaBufs;
@@ -257,6 +271,30 @@ export class VfioPci {
     return { fd: (await deviceFeature(core, pid, call)) ?? NO_FD };
   }
 
+  /**
+   * VFIO_DEVICE_BIND_IOMMUFD on a device file: returns out_devid. A legacy
+   * device file (OpenDevice) works without it; binding is what the DMA
+   * mapping ioctls need (see Iommufd).
+   */
+  async bindIommufd(pid: number, fd: number, cmd: BindIommufdCmd): Promise<number> {
+    return this.iommufd.bindIommufd(pid, await this.#deviceFileAt(pid, fd), cmd);
+  }
+
+  /** VFIO_DEVICE_ATTACH_IOMMUFD_PT: returns the HWPT id. */
+  async attachIommufdPt(pid: number, fd: number, cmd: AttachPtCmd): Promise<number> {
+    return this.iommufd.attachIommufdPt(await this.#deviceFileAt(pid, fd), cmd);
+  }
+
+  /** VFIO_DEVICE_DETACH_IOMMUFD_PT. */
+  async detachIommufdPt(pid: number, fd: number, flags: number): Promise<void> {
+    await this.iommufd.detachIommufdPt(await this.#deviceFileAt(pid, fd), flags);
+  }
+
+  /** VFIO_GROUP_SET_CONTAINER for the group of the device at `fd` (see Iommufd.setContainer). */
+  async setContainer(pid: number, fd: number, containerFd: number): Promise<void> {
+    await this.iommufd.setContainer(pid, await this.#deviceFileAt(pid, fd), containerFd);
+  }
+
   /* ---- the registry's calls into the owner ---- */
 
   /** dma_buf_ops.attach. */
@@ -292,19 +330,31 @@ export class VfioPci {
   /**
    * The last reference to one of this owner's files is gone: a device file
    * (vfio_device_fops_release(); the last one closes the device, revoking its
-   * buffers for good) or a dma-buf (vfio_pci_dma_buf_release(): off its
-   * device's list). ENOENT for a handle this owner does not know.
+   * buffers for good, then its iommufd binding goes), an iommufd (its objects
+   * go, now or once no device is bound to it) or a dma-buf
+   * (vfio_pci_dma_buf_release(): off its device's list). ENOENT for a handle
+   * this owner does not know.
    */
   async release(handle: string): Promise<void> {
     const core = this.#files.get(handle);
     if (core !== undefined) {
       this.#files.delete(handle);
       this.#fds.released(handle);
-      await core.close();
-      this.#dropIfGone(core);
+      try {
+        await core.close();
+      } finally {
+        await this.iommufd.deviceFileReleased(handle);
+        this.#dropIfGone(core);
+      }
+      return;
+    }
+    if (this.iommufd.owns(handle)) {
+      this.#fds.released(handle);
+      await this.iommufd.release(handle);
       return;
     }
     const buffer = this.#buffer(handle);
+    this.#fds.released(handle);
     buffer.release();
     this.#buffers.delete(handle);
   }
@@ -371,22 +421,47 @@ export class VfioPci {
 
   /**
    * The device behind (pid, fd): EBADF from the registry if pid does not
-   * hold fd, `notDevice` if it is not a vfio device file. Only the first
-   * ioctl on an fd asks the registry; a device file's answer is remembered.
+   * hold fd, `notDevice` if it is not a vfio device file.
    */
   async #deviceAt(pid: number, fd: number, notDevice: ErrnoName = 'ENOTTY'): Promise<VfioPciCore> {
-    const remembered = this.#fds.get(pid, fd);
-    const core = remembered !== undefined ? this.#files.get(remembered) : await this.#resolveDevice(pid, fd);
-    if (core === undefined) {
-      throw errno(notDevice, `fd ${fd} of pid ${pid} is not a vfio device file`);
-    }
-    return core;
+    return (await this.#deviceFileAt(pid, fd, notDevice)).device;
   }
 
-  async #resolveDevice(pid: number, fd: number): Promise<VfioPciCore | undefined> {
-    const own = (file: { owner: string; handle: string }): boolean => file.owner === this.ownerName && this.#files.has(file.handle);
-    const file = await this.#fds.resolve(pid, fd, () => this.#dmaBufs.resolveFd(pid, fd), own);
-    return own(file) ? this.#files.get(file.handle) : undefined;
+  async #deviceFileAt(pid: number, fd: number, notDevice: ErrnoName = 'ENOTTY'): Promise<DeviceFile & { readonly device: VfioPciCore }> {
+    const file = await this.#fileAt(pid, fd);
+    const core = file.kind === 'vfio-device' ? this.#files.get(file.file.handle) : undefined;
+    if (file.kind !== 'vfio-device' || core === undefined) {
+      throw errno(notDevice, `fd ${fd} of pid ${pid} is not a vfio device file`);
+    }
+    return { handle: file.file.handle, device: core };
+  }
+
+  /**
+   * What (pid, fd) names: EBADF from the registry if pid does not hold fd.
+   * Only the first call on an fd asks the registry; the answer for one of
+   * this driver's live files (a device, an iommufd, a dma-buf) is
+   * remembered until the fd is closed or the file released.
+   */
+  async #fileAt(pid: number, fd: number): Promise<OpenFile> {
+    const remembered = this.#fds.get(pid, fd);
+    const known = remembered === undefined ? undefined : this.#ownFile(remembered);
+    if (known !== undefined) return known;
+    const ours = (file: ResolvedFile): boolean => file.owner === this.ownerName && this.#ownFile(file.handle) !== undefined;
+    const file = await this.#fds.resolve(pid, fd, () => this.#dmaBufs.resolveFd(pid, fd), ours);
+    if (file.owner === this.ownerName) {
+      const own = this.#ownFile(file.handle);
+      if (own !== undefined) return own;
+    }
+    if (file.kind !== 'dma-buf') return { kind: 'file' };
+    return file.owner === this.ownerName ? { kind: 'vfio-dma-buf', buffer: undefined } : { kind: 'dma-buf' };
+  }
+
+  #ownFile(handle: string): OpenFile | undefined {
+    const core = this.#files.get(handle);
+    if (core !== undefined) return { kind: 'vfio-device', file: { handle, device: core } };
+    if (this.iommufd.owns(handle)) return { kind: 'iommufd', handle };
+    const buffer = this.#buffers.get(handle);
+    return buffer === undefined ? undefined : { kind: 'vfio-dma-buf', buffer };
   }
 
   #buffer(handle: string): VfioDmaBuf {

@@ -1,6 +1,5 @@
 import * as fs from 'node:fs';
 import * as http from 'node:http';
-import type { ClientReadableStream } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import {
   DMA_DOORBELL_START,
@@ -23,6 +22,7 @@ import type { RunningServer } from '@p2p/server';
 import { SegmentStore } from '@p2p/shm';
 import { asPlatform, asToken, tempShmDir } from '@p2p/testing';
 import { expectErrno, rpc } from '../harness/rpc';
+import { watchPciEvents } from '../harness/pci-events';
 
 const ACCEL0 = '0000:07:00.0';
 const NVME1 = '0000:08:00.0';
@@ -105,7 +105,7 @@ describe('pci-emu IOMMU and DMA engine over gRPC (a server on a temporary segmen
 
   it('moves bytes host -> peer CMB -> host with the DMA engine, and reports maps and transfers as events', async () => {
     const domainId = await accelInDomain();
-    const events = await watch(client, [ACCEL0]);
+    const events = await watchPciEvents(client, [ACCEL0]);
     await map({ domainId, iova: HOST_IOVA, length: BigInt(4 * PAGE), target: hostTarget(0, 4 * PAGE) });
     await map({ domainId, iova: CMB_IOVA, length: BigInt(4 * PAGE), target: cmbTarget });
 
@@ -154,7 +154,7 @@ describe('pci-emu IOMMU and DMA engine over gRPC (a server on a temporary segmen
   it('faults a DMA to an unmapped IOVA: STATUS ERROR with FAULT_IOVA, an IommuFault event and a counted fault', async () => {
     const domainId = await accelInDomain();
     await map({ domainId, iova: HOST_IOVA, length: BigInt(4 * PAGE), target: hostTarget(0, 4 * PAGE) });
-    const events = await watch(client, [ACCEL0]);
+    const events = await watchPciEvents(client, [ACCEL0]);
     expect(await dma(HOST_IOVA, CMB_IOVA, PAGE)).to.deep.equal([BigInt(DMA_STATUS_ERROR), BigInt(DMA_ERRORS.IOMMU_FAULT_WRITE), CMB_IOVA]);
     const seen = await events.take(2);
     expect(seen.map((e) => e.event)).to.deep.equal([
@@ -216,21 +216,4 @@ function scrape(port: number): Promise<string> {
       })
       .on('error', reject);
   });
-}
-
-/** A WatchEvents stream, live once its headers arrived; `take(n)` waits for n events and ends it. */
-async function watch(client: pci.PciEmuServiceClient, bdfs: string[]): Promise<{ take(n: number): Promise<pci.WatchEventsResponse[]> }> {
-  const stream: ClientReadableStream<pci.WatchEventsResponse> = client.watchEvents({ bdfs });
-  await new Promise((resolve) => stream.once('metadata', resolve));
-  const seen: pci.WatchEventsResponse[] = [];
-  stream.on('data', (event: pci.WatchEventsResponse) => seen.push(event));
-  stream.on('error', () => undefined);
-  return {
-    take: async (n) => {
-      const deadline = Date.now() + 5000;
-      while (seen.length < n && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
-      stream.cancel();
-      return seen.slice(0, n);
-    },
-  };
 }

@@ -1,12 +1,12 @@
 import * as fs from 'node:fs';
 import * as http from 'node:http';
-import type { ClientReadableStream } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { pci, fault } from '@p2p/proto';
 import { listSegmentFiles, SegmentStore } from '@p2p/shm';
 import { healthCheck, reflectedServices } from '../harness/generic-clients';
 import { expectErrno, rpc } from '../harness/rpc';
 import { asAdmin, type ServiceProcess, startServiceProcess, tempShmDir } from '@p2p/testing';
+import { watchPciEvents } from '../harness/pci-events';
 
 const PCI_COMMAND = 0x04;
 const PCI_COMMAND_MEMORY = 0x2;
@@ -78,7 +78,7 @@ describe('pci-emu over gRPC (a separate process on loopback)', function () {
   });
 
   it('returns all ones and drops writes while PCI_COMMAND.MEM is clear, and reports the decode change as an event', async () => {
-    const events = await watch(client, [accel.bdf]);
+    const events = await watchPciEvents(client, [accel.bdf]);
     const bar = accel.bars.find((b) => b.kind === pci.BarKind.BAR_KIND_MEMORY)!;
     await rpc((cb) => client.mmioWrite({ bdf: accel.bdf, bar: bar.index, offset: 0n, width: 8, value: 0x1122334455667788n }, cb));
     const command = await configRead(accel.bdf, PCI_COMMAND, 2);
@@ -128,7 +128,7 @@ describe('pci-emu over gRPC (a separate process on loopback)', function () {
   });
 
   it('goes to D3hot and back: decode off in D3hot, a power-on reset on the way back, events in order', async () => {
-    const events = await watch(client, [nvme.bdf]);
+    const events = await watchPciEvents(client, [nvme.bdf]);
     const previous = await rpc<pci.SetPowerStateResponse>((cb) => client.setPowerState({ bdf: nvme.bdf, state: pci.PowerState.POWER_STATE_D3HOT }, cb));
     expect(previous.previous).to.equal(pci.PowerState.POWER_STATE_D0);
     expect((await mmioRead(nvme.bdf, 0, 0, 4)).decoded).to.equal(false);
@@ -212,24 +212,4 @@ function portOf(service: ServiceProcess, key: string): number {
     }
   }
   throw new Error(`no ${key} in the service's logs`);
-}
-
-/**
- * Collects events of a WatchEvents stream once it is live (its headers
- * arrived); `take(n)` waits for n and ends the stream.
- */
-async function watch(client: pci.PciEmuServiceClient, bdfs: string[]): Promise<{ take(n: number): Promise<pci.WatchEventsResponse[]> }> {
-  const stream: ClientReadableStream<pci.WatchEventsResponse> = client.watchEvents({ bdfs });
-  await new Promise((resolve) => stream.once('metadata', resolve));
-  const seen: pci.WatchEventsResponse[] = [];
-  stream.on('data', (event: pci.WatchEventsResponse) => seen.push(event));
-  stream.on('error', () => undefined);
-  return {
-    take: async (n) => {
-      const deadline = Date.now() + 5000;
-      while (seen.length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-      stream.cancel();
-      return seen.slice(0, n);
-    },
-  };
 }

@@ -1,4 +1,5 @@
 import type { OwnerSession } from '@p2p/dmabuf-client';
+import { dmabuf } from '@p2p/proto';
 import type { BufferMove, CreatedFile, DmaBufPort, ExportDmaBufRequest, ExportedDmaBuf, MoveResult, ResolvedFile } from '../ports/dma-buf-port';
 
 /**
@@ -28,6 +29,6 @@ export class RegistryPort implements DmaBufPort {
 
   async resolveFd(pid: number, fd: number): Promise<ResolvedFile> {
     const resolved = await this.owner().resolveFd(pid, fd);
-    return { owner: resolved.owner, handle: resolved.handle };
+    return { owner: resolved.owner, handle: resolved.handle, kind: resolved.kind === dmabuf.FileKind.FILE_KIND_DMA_BUF ? 'dma-buf' : 'owned' };
   }
 }

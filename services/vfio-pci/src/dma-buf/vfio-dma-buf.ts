@@ -1,4 +1,5 @@
 import type { PciBar } from '../ports/pci-port';
+import type { InProcessImporter } from './in-process-importer';
 import type { PhysVec } from './phys-vec';
 
 /**
@@ -6,7 +7,8 @@ import type { PhysVec } from './phys-vec';
  * to end, and the revoked bit vfio_pci_dma_buf_move() flips. While its
  * device has it on its list (priv->vdev set) moves reach it;
  * vfio_pci_dma_buf_cleanup() takes it off and makes it forget the device for
- * good, release takes it off when its file goes.
+ * good, release takes it off when its file goes and no in-process importer
+ * (iommufd) holds it any more.
  */
 export class VfioDmaBuf {
   #bufferId: bigint | undefined;
@@ -16,6 +18,8 @@ export class VfioDmaBuf {
   revoked: boolean;
   /** dma_buf_pin() calls not yet undone (the pin variant). */
   pins = 0;
+  /** Importers inside vfio-pci (iommufd's MAP_FILE areas), each holding a reference to the buffer. */
+  readonly #importers = new Set<InProcessImporter>();
 
   constructor(
     readonly handle: string,
@@ -48,9 +52,34 @@ export class VfioDmaBuf {
     list.add(this);
   }
 
-  /** vfio_pci_dma_buf_release(): list_del_init(), if cleanup has not done it already. */
+  get importers(): ReadonlySet<InProcessImporter> {
+    return this.#importers;
+  }
+
+  /** dma_buf_get() + dma_buf_dynamic_attach() by an in-process importer: it holds the buffer until detachImporter(). */
+  attachImporter(importer: InProcessImporter): void {
+    this.#importers.add(importer);
+  }
+
+  /** dma_buf_detach() + dma_buf_put(): the importer's reference may have been the last. */
+  detachImporter(importer: InProcessImporter): void {
+    this.#importers.delete(importer);
+    if (this.#released) this.#unlist();
+  }
+
+  /**
+   * The buffer's file is gone. vfio_pci_dma_buf_release() runs on the last
+   * reference, and an in-process importer holds one: until it lets go the
+   * buffer stays on its device's list, so a revoke still reaches it.
+   */
   release(): void {
     this.#released = true;
+    this.#unlist();
+  }
+
+  /** list_del_init(), once nothing holds the buffer, if cleanup has not done it already. */
+  #unlist(): void {
+    if (this.#importers.size > 0) return;
     this.#list?.delete(this);
     this.#list = undefined;
   }

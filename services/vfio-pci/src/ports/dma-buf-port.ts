@@ -46,10 +46,11 @@ export interface BufferMove {
   readonly permanent: boolean;
 }
 
-/** The file behind an fd: the service that owns it and that owner's handle for it. */
+/** The file behind an fd: the service that owns it, that owner's handle for it, and whether it is a dma-buf. */
 export interface ResolvedFile {
   readonly owner: string;
   readonly handle: string;
+  readonly kind: 'dma-buf' | 'owned';
 }
 
 export interface DmaBufPort {

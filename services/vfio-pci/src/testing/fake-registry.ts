@@ -5,6 +5,7 @@ interface FakeFile {
   readonly fileId: bigint;
   readonly owner: string;
   readonly handle: string;
+  readonly kind: 'dma-buf' | 'owned';
   /** fds referring to it, across processes. */
   refs: number;
 }
@@ -86,7 +87,12 @@ export class FakeRegistry implements DmaBufPort {
 
   /** A file of another owner (an rdma-nic context, say) in pid's table. */
   foreignFile(pid: number): number {
-    return this.#install(pid, { fileId: this.#nextFileId++, owner: 'rdma-nic', handle: 'ctx-1', refs: 0 });
+    return this.#install(pid, { fileId: this.#nextFileId++, owner: 'rdma-nic', handle: 'ctx-1', kind: 'owned', refs: 0 });
+  }
+
+  /** A dma-buf of another exporter (the system heap) in pid's table. */
+  foreignDmaBuf(pid: number): number {
+    return this.#install(pid, { fileId: this.#nextFileId++, owner: 'system-heap', handle: 'heap-1', kind: 'dma-buf', refs: 0 });
   }
 
   /** SCM_RIGHTS: the same file in another process's table. */
@@ -132,7 +138,7 @@ export class FakeRegistry implements DmaBufPort {
   async exportDmaBuf(request: ExportDmaBufRequest): Promise<ExportedDmaBuf> {
     if ((request.openFlags & 3) === 3) throw errno('EINVAL', 'access mode 3');
     const fileId = this.#nextFileId++;
-    const fd = this.#install(request.pid, { fileId, owner: 'vfio-pci', handle: request.handle, refs: 0 });
+    const fd = this.#install(request.pid, { fileId, owner: 'vfio-pci', handle: request.handle, kind: 'dma-buf', refs: 0 });
     this.buffers.set(fileId, { request, bufferId: fileId, revoked: request.revoked, forgotten: false });
     this.log.push(`export ${fileId} ${request.revoked ? 'revoked' : 'live'}`);
     await this.#exportGate;
@@ -166,14 +172,14 @@ export class FakeRegistry implements DmaBufPort {
     this.failNextCreate = undefined;
     if (failure !== undefined) throw failure;
     const fileId = this.#nextFileId++;
-    return { fileId, fd: this.#install(pid, { fileId, owner: 'vfio-pci', handle, refs: 0 }) };
+    return { fileId, fd: this.#install(pid, { fileId, owner: 'vfio-pci', handle, kind: 'owned', refs: 0 }) };
   }
 
   async resolveFd(pid: number, fd: number): Promise<ResolvedFile> {
     this.resolves++;
     const file = this.#file(pid, fd);
     await this.#resolveGate;
-    return { owner: file.owner, handle: file.handle };
+    return { owner: file.owner, handle: file.handle, kind: file.kind };
   }
 
   /* ---- internals ---- */

@@ -6,8 +6,10 @@ import { O_RDWR } from '../uapi/fcntl';
 import { VFIO_DEVICE_FEATURE_DMA_BUF, VFIO_DEVICE_FEATURE_GET } from '../uapi/vfio';
 import type { VfioPciVariants } from '../variants';
 import { VfioPci } from '../vfio-pci';
+import { FakeIommu } from './fake-iommu';
 import { FakePci, type FakeFunctionSpec } from './fake-pci';
 import { FakeRegistry } from './fake-registry';
+import { FakeUserMemory } from './fake-user-memory';
 
 export const MiB = 0x10_0000n;
 export const PAGE = 0x1000n;
@@ -47,6 +49,8 @@ export interface Harness {
   readonly log: string[];
   readonly pci: FakePci;
   readonly registry: FakeRegistry;
+  readonly iommu: FakeIommu;
+  readonly memory: FakeUserMemory;
   readonly vfio: VfioPci;
   /** Binds and opens `bdf` for `pid`; returns the device fd. */
   open(bdf?: string, pid?: number, variants?: Partial<VfioPciVariants>): Promise<number>;
@@ -60,12 +64,16 @@ export function harness(options: { variants?: Partial<VfioPciVariants>; function
   const log: string[] = [];
   const pci = new FakePci(log, options.functions ?? DEFAULT_FUNCTIONS);
   const registry = new FakeRegistry(log);
-  const vfio = new VfioPci(pci, registry, { variants: options.variants ?? {} });
+  const iommu = new FakeIommu(log);
+  const memory = new FakeUserMemory(log);
+  const vfio = new VfioPci(pci, registry, { iommu, userMemory: memory }, { variants: options.variants ?? {} });
   registry.owner = vfio;
   return {
     log,
     pci,
     registry,
+    iommu,
+    memory,
     vfio,
     async open(bdf = NVME, pid = PID, variants = {}) {
       await vfio.bind(bdf, variants);

@@ -68,3 +68,53 @@ export const VFIO_REGION_DMA_RANGE_SIZE = 16;
  * 'single' layout): u32 region_index, u32 open_flags, u64 offset, u64 length.
  */
 export const VFIO_DMA_BUF_SINGLE_FEATURE_SIZE = 24;
+
+/* VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_DETACH_IOMMUFD_PT flags. */
+export const VFIO_DEVICE_BIND_FLAG_TOKEN = 1 << 0;
+export const VFIO_DEVICE_ATTACH_PASID = 1 << 0;
+export const VFIO_DEVICE_DETACH_PASID = 1 << 0;
+
+/** VFIO_GET_API_VERSION's answer. */
+export const VFIO_API_VERSION = 0;
+
+/* VFIO_CHECK_EXTENSION / VFIO_SET_IOMMU arguments. */
+export const VFIO_TYPE1_IOMMU = 1;
+export const VFIO_SPAPR_TCE_IOMMU = 2;
+export const VFIO_TYPE1v2_IOMMU = 3;
+export const VFIO_DMA_CC_IOMMU = 4;
+export const VFIO_EEH = 5;
+/** __VFIO_RESERVED_TYPE1_NESTING_IOMMU. */
+export const VFIO_RESERVED_TYPE1_NESTING_IOMMU = 6;
+export const VFIO_SPAPR_TCE_v2_IOMMU = 7;
+export const VFIO_NOIOMMU_IOMMU = 8;
+export const VFIO_UNMAP_ALL = 9;
+export const VFIO_UPDATE_VADDR = 10;
+
+/* struct vfio_iommu_type1_dma_map.flags. */
+export const VFIO_DMA_MAP_FLAG_READ = 1 << 0;
+export const VFIO_DMA_MAP_FLAG_WRITE = 1 << 1;
+export const VFIO_DMA_MAP_FLAG_VADDR = 1 << 2;
+/** sizeof(struct vfio_iommu_type1_dma_map): argsz, flags, vaddr, iova, size. */
+export const VFIO_DMA_MAP_MINSZ = 32;
+
+/* struct vfio_iommu_type1_dma_unmap.flags. */
+export const VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP = 1 << 0;
+export const VFIO_DMA_UNMAP_FLAG_ALL = 1 << 1;
+export const VFIO_DMA_UNMAP_FLAG_VADDR = 1 << 2;
+/** offsetofend(struct vfio_iommu_type1_dma_unmap, size). */
+export const VFIO_DMA_UNMAP_MINSZ = 24;
+
+/* struct vfio_iommu_type1_info. */
+export const VFIO_IOMMU_INFO_PGSIZES = 1 << 0;
+export const VFIO_IOMMU_INFO_CAPS = 1 << 1;
+/** offsetofend(struct vfio_iommu_type1_info, iova_pgsizes). */
+export const VFIO_IOMMU_INFO_MINSZ = 16;
+/** sizeof(struct vfio_iommu_type1_info): where the capability chain starts. */
+export const VFIO_IOMMU_INFO_SIZE = 24;
+/** struct vfio_iommu_type1_info_cap_iova_range: header, nr_iovas, reserved, then 16 bytes a range. */
+export const VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE = 1;
+export const VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE_HEADER_SIZE = 16;
+export const VFIO_IOVA_RANGE_SIZE = 16;
+/** struct vfio_iommu_type1_info_dma_avail: header, avail (12 bytes). */
+export const VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL = 3;
+export const VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL_SIZE = 12;

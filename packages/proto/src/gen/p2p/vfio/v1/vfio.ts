@@ -24,7 +24,9 @@ import {
  * it; a process opens a device (a file in the registry, one owner process at
  * a time) and drives it by (pid, device fd): regions, config space
  * (virtualised), resets, device features, and VFIO_DEVICE_FEATURE_DMA_BUF,
- * which exports BAR ranges as dma-bufs revoked with the device's state.
+ * which exports BAR ranges as dma-bufs revoked with the device's state. DMA
+ * mapping is iommufd (iommufd.proto) and the device ioctls that join it
+ * (VfioDeviceIommufdService).
  */
 
 /** The seed thread's variants, per device. */
@@ -207,6 +209,55 @@ export interface HotResetRequest {
 }
 
 export interface HotResetResponse {
+}
+
+export interface BindIommufdRequest {
+  pid: number;
+  deviceFd: number;
+  /** VFIO_DEVICE_BIND_FLAG_TOKEN (1). */
+  flags: number;
+  iommufd: number;
+}
+
+export interface BindIommufdResponse {
+  /** The device's object id in the iommufd. */
+  outDevid: number;
+}
+
+export interface AttachIommufdPtRequest {
+  pid: number;
+  deviceFd: number;
+  /** VFIO_DEVICE_ATTACH_PASID (1). */
+  flags: number;
+  /** An IOAS or HWPT id. */
+  ptId: number;
+  pasid: number;
+}
+
+export interface AttachIommufdPtResponse {
+  /** The HWPT the device is attached to. */
+  ptId: number;
+}
+
+export interface DetachIommufdPtRequest {
+  pid: number;
+  deviceFd: number;
+  /** VFIO_DEVICE_DETACH_PASID (1). */
+  flags: number;
+  pasid: number;
+}
+
+export interface DetachIommufdPtResponse {
+}
+
+export interface SetContainerRequest {
+  pid: number;
+  deviceFd: number;
+  /** An iommufd: OpenVfioContainer's (or OpenIommufd's) fd. */
+  containerFd: number;
+}
+
+export interface SetContainerResponse {
 }
 
 /** One struct vfio_region_dma_range. */
@@ -2572,6 +2623,748 @@ export const HotResetResponse: MessageFns<HotResetResponse> = {
   },
 };
 
+function createBaseBindIommufdRequest(): BindIommufdRequest {
+  return { pid: 0, deviceFd: 0, flags: 0, iommufd: 0 };
+}
+
+export const BindIommufdRequest: MessageFns<BindIommufdRequest> = {
+  encode(message: BindIommufdRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pid !== 0) {
+      writer.uint32(8).uint32(message.pid);
+    }
+    if (message.deviceFd !== 0) {
+      writer.uint32(16).int32(message.deviceFd);
+    }
+    if (message.flags !== 0) {
+      writer.uint32(24).uint32(message.flags);
+    }
+    if (message.iommufd !== 0) {
+      writer.uint32(32).int32(message.iommufd);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BindIommufdRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBindIommufdRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pid = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.deviceFd = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.flags = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.iommufd = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BindIommufdRequest {
+    return {
+      pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
+      deviceFd: isSet(object.deviceFd)
+        ? globalThis.Number(object.deviceFd)
+        : isSet(object.device_fd)
+        ? globalThis.Number(object.device_fd)
+        : 0,
+      flags: isSet(object.flags) ? globalThis.Number(object.flags) : 0,
+      iommufd: isSet(object.iommufd) ? globalThis.Number(object.iommufd) : 0,
+    };
+  },
+
+  toJSON(message: BindIommufdRequest): unknown {
+    const obj: any = {};
+    if (message.pid !== 0) {
+      obj.pid = Math.round(message.pid);
+    }
+    if (message.deviceFd !== 0) {
+      obj.deviceFd = Math.round(message.deviceFd);
+    }
+    if (message.flags !== 0) {
+      obj.flags = Math.round(message.flags);
+    }
+    if (message.iommufd !== 0) {
+      obj.iommufd = Math.round(message.iommufd);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<BindIommufdRequest>): BindIommufdRequest {
+    return BindIommufdRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<BindIommufdRequest>): BindIommufdRequest {
+    const message = createBaseBindIommufdRequest();
+    message.pid = object.pid ?? 0;
+    message.deviceFd = object.deviceFd ?? 0;
+    message.flags = object.flags ?? 0;
+    message.iommufd = object.iommufd ?? 0;
+    return message;
+  },
+};
+
+function createBaseBindIommufdResponse(): BindIommufdResponse {
+  return { outDevid: 0 };
+}
+
+export const BindIommufdResponse: MessageFns<BindIommufdResponse> = {
+  encode(message: BindIommufdResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.outDevid !== 0) {
+      writer.uint32(8).uint32(message.outDevid);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BindIommufdResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBindIommufdResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.outDevid = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BindIommufdResponse {
+    return {
+      outDevid: isSet(object.outDevid)
+        ? globalThis.Number(object.outDevid)
+        : isSet(object.out_devid)
+        ? globalThis.Number(object.out_devid)
+        : 0,
+    };
+  },
+
+  toJSON(message: BindIommufdResponse): unknown {
+    const obj: any = {};
+    if (message.outDevid !== 0) {
+      obj.outDevid = Math.round(message.outDevid);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<BindIommufdResponse>): BindIommufdResponse {
+    return BindIommufdResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<BindIommufdResponse>): BindIommufdResponse {
+    const message = createBaseBindIommufdResponse();
+    message.outDevid = object.outDevid ?? 0;
+    return message;
+  },
+};
+
+function createBaseAttachIommufdPtRequest(): AttachIommufdPtRequest {
+  return { pid: 0, deviceFd: 0, flags: 0, ptId: 0, pasid: 0 };
+}
+
+export const AttachIommufdPtRequest: MessageFns<AttachIommufdPtRequest> = {
+  encode(message: AttachIommufdPtRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pid !== 0) {
+      writer.uint32(8).uint32(message.pid);
+    }
+    if (message.deviceFd !== 0) {
+      writer.uint32(16).int32(message.deviceFd);
+    }
+    if (message.flags !== 0) {
+      writer.uint32(24).uint32(message.flags);
+    }
+    if (message.ptId !== 0) {
+      writer.uint32(32).uint32(message.ptId);
+    }
+    if (message.pasid !== 0) {
+      writer.uint32(40).uint32(message.pasid);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AttachIommufdPtRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAttachIommufdPtRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pid = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.deviceFd = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.flags = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.ptId = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.pasid = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AttachIommufdPtRequest {
+    return {
+      pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
+      deviceFd: isSet(object.deviceFd)
+        ? globalThis.Number(object.deviceFd)
+        : isSet(object.device_fd)
+        ? globalThis.Number(object.device_fd)
+        : 0,
+      flags: isSet(object.flags) ? globalThis.Number(object.flags) : 0,
+      ptId: isSet(object.ptId)
+        ? globalThis.Number(object.ptId)
+        : isSet(object.pt_id)
+        ? globalThis.Number(object.pt_id)
+        : 0,
+      pasid: isSet(object.pasid) ? globalThis.Number(object.pasid) : 0,
+    };
+  },
+
+  toJSON(message: AttachIommufdPtRequest): unknown {
+    const obj: any = {};
+    if (message.pid !== 0) {
+      obj.pid = Math.round(message.pid);
+    }
+    if (message.deviceFd !== 0) {
+      obj.deviceFd = Math.round(message.deviceFd);
+    }
+    if (message.flags !== 0) {
+      obj.flags = Math.round(message.flags);
+    }
+    if (message.ptId !== 0) {
+      obj.ptId = Math.round(message.ptId);
+    }
+    if (message.pasid !== 0) {
+      obj.pasid = Math.round(message.pasid);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AttachIommufdPtRequest>): AttachIommufdPtRequest {
+    return AttachIommufdPtRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AttachIommufdPtRequest>): AttachIommufdPtRequest {
+    const message = createBaseAttachIommufdPtRequest();
+    message.pid = object.pid ?? 0;
+    message.deviceFd = object.deviceFd ?? 0;
+    message.flags = object.flags ?? 0;
+    message.ptId = object.ptId ?? 0;
+    message.pasid = object.pasid ?? 0;
+    return message;
+  },
+};
+
+function createBaseAttachIommufdPtResponse(): AttachIommufdPtResponse {
+  return { ptId: 0 };
+}
+
+export const AttachIommufdPtResponse: MessageFns<AttachIommufdPtResponse> = {
+  encode(message: AttachIommufdPtResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ptId !== 0) {
+      writer.uint32(8).uint32(message.ptId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AttachIommufdPtResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAttachIommufdPtResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.ptId = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AttachIommufdPtResponse {
+    return {
+      ptId: isSet(object.ptId)
+        ? globalThis.Number(object.ptId)
+        : isSet(object.pt_id)
+        ? globalThis.Number(object.pt_id)
+        : 0,
+    };
+  },
+
+  toJSON(message: AttachIommufdPtResponse): unknown {
+    const obj: any = {};
+    if (message.ptId !== 0) {
+      obj.ptId = Math.round(message.ptId);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AttachIommufdPtResponse>): AttachIommufdPtResponse {
+    return AttachIommufdPtResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AttachIommufdPtResponse>): AttachIommufdPtResponse {
+    const message = createBaseAttachIommufdPtResponse();
+    message.ptId = object.ptId ?? 0;
+    return message;
+  },
+};
+
+function createBaseDetachIommufdPtRequest(): DetachIommufdPtRequest {
+  return { pid: 0, deviceFd: 0, flags: 0, pasid: 0 };
+}
+
+export const DetachIommufdPtRequest: MessageFns<DetachIommufdPtRequest> = {
+  encode(message: DetachIommufdPtRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pid !== 0) {
+      writer.uint32(8).uint32(message.pid);
+    }
+    if (message.deviceFd !== 0) {
+      writer.uint32(16).int32(message.deviceFd);
+    }
+    if (message.flags !== 0) {
+      writer.uint32(24).uint32(message.flags);
+    }
+    if (message.pasid !== 0) {
+      writer.uint32(32).uint32(message.pasid);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DetachIommufdPtRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDetachIommufdPtRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pid = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.deviceFd = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.flags = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.pasid = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DetachIommufdPtRequest {
+    return {
+      pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
+      deviceFd: isSet(object.deviceFd)
+        ? globalThis.Number(object.deviceFd)
+        : isSet(object.device_fd)
+        ? globalThis.Number(object.device_fd)
+        : 0,
+      flags: isSet(object.flags) ? globalThis.Number(object.flags) : 0,
+      pasid: isSet(object.pasid) ? globalThis.Number(object.pasid) : 0,
+    };
+  },
+
+  toJSON(message: DetachIommufdPtRequest): unknown {
+    const obj: any = {};
+    if (message.pid !== 0) {
+      obj.pid = Math.round(message.pid);
+    }
+    if (message.deviceFd !== 0) {
+      obj.deviceFd = Math.round(message.deviceFd);
+    }
+    if (message.flags !== 0) {
+      obj.flags = Math.round(message.flags);
+    }
+    if (message.pasid !== 0) {
+      obj.pasid = Math.round(message.pasid);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DetachIommufdPtRequest>): DetachIommufdPtRequest {
+    return DetachIommufdPtRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DetachIommufdPtRequest>): DetachIommufdPtRequest {
+    const message = createBaseDetachIommufdPtRequest();
+    message.pid = object.pid ?? 0;
+    message.deviceFd = object.deviceFd ?? 0;
+    message.flags = object.flags ?? 0;
+    message.pasid = object.pasid ?? 0;
+    return message;
+  },
+};
+
+function createBaseDetachIommufdPtResponse(): DetachIommufdPtResponse {
+  return {};
+}
+
+export const DetachIommufdPtResponse: MessageFns<DetachIommufdPtResponse> = {
+  encode(_: DetachIommufdPtResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DetachIommufdPtResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDetachIommufdPtResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): DetachIommufdPtResponse {
+    return {};
+  },
+
+  toJSON(_: DetachIommufdPtResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<DetachIommufdPtResponse>): DetachIommufdPtResponse {
+    return DetachIommufdPtResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<DetachIommufdPtResponse>): DetachIommufdPtResponse {
+    const message = createBaseDetachIommufdPtResponse();
+    return message;
+  },
+};
+
+function createBaseSetContainerRequest(): SetContainerRequest {
+  return { pid: 0, deviceFd: 0, containerFd: 0 };
+}
+
+export const SetContainerRequest: MessageFns<SetContainerRequest> = {
+  encode(message: SetContainerRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pid !== 0) {
+      writer.uint32(8).uint32(message.pid);
+    }
+    if (message.deviceFd !== 0) {
+      writer.uint32(16).int32(message.deviceFd);
+    }
+    if (message.containerFd !== 0) {
+      writer.uint32(24).int32(message.containerFd);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetContainerRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetContainerRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pid = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.deviceFd = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.containerFd = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetContainerRequest {
+    return {
+      pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
+      deviceFd: isSet(object.deviceFd)
+        ? globalThis.Number(object.deviceFd)
+        : isSet(object.device_fd)
+        ? globalThis.Number(object.device_fd)
+        : 0,
+      containerFd: isSet(object.containerFd)
+        ? globalThis.Number(object.containerFd)
+        : isSet(object.container_fd)
+        ? globalThis.Number(object.container_fd)
+        : 0,
+    };
+  },
+
+  toJSON(message: SetContainerRequest): unknown {
+    const obj: any = {};
+    if (message.pid !== 0) {
+      obj.pid = Math.round(message.pid);
+    }
+    if (message.deviceFd !== 0) {
+      obj.deviceFd = Math.round(message.deviceFd);
+    }
+    if (message.containerFd !== 0) {
+      obj.containerFd = Math.round(message.containerFd);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SetContainerRequest>): SetContainerRequest {
+    return SetContainerRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SetContainerRequest>): SetContainerRequest {
+    const message = createBaseSetContainerRequest();
+    message.pid = object.pid ?? 0;
+    message.deviceFd = object.deviceFd ?? 0;
+    message.containerFd = object.containerFd ?? 0;
+    return message;
+  },
+};
+
+function createBaseSetContainerResponse(): SetContainerResponse {
+  return {};
+}
+
+export const SetContainerResponse: MessageFns<SetContainerResponse> = {
+  encode(_: SetContainerResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetContainerResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetContainerResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): SetContainerResponse {
+    return {};
+  },
+
+  toJSON(_: SetContainerResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<SetContainerResponse>): SetContainerResponse {
+    return SetContainerResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<SetContainerResponse>): SetContainerResponse {
+    const message = createBaseSetContainerResponse();
+    return message;
+  },
+};
+
 function createBaseDmaRange(): DmaRange {
   return { offset: 0n, length: 0n };
 }
@@ -3473,6 +4266,306 @@ export const VfioPciServiceClient = makeGenericClientConstructor(
 ) as unknown as {
   new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): VfioPciServiceClient;
   service: typeof VfioPciServiceService;
+  serviceName: string;
+};
+
+/**
+ * The device fd's iommufd ioctls (vfio/device_cdev.c), and the group's
+ * container (vfio/group.c). Device files from OpenDevice keep working for
+ * regions, config space and features without any of these; the DMA mapping
+ * ioctls need a bind first. A function's DMA belongs to one iommufd at a
+ * time: bound through one of its device files, or in a container through its
+ * group, never both.
+ */
+export type VfioDeviceIommufdServiceDefinition = typeof VfioDeviceIommufdServiceDefinition;
+export const VfioDeviceIommufdServiceDefinition = {
+  name: "VfioDeviceIommufdService",
+  fullName: "p2p.vfio.v1.VfioDeviceIommufdService",
+  methods: {
+    /**
+     * VFIO_DEVICE_BIND_IOMMUFD. A negative iommufd or unknown flags ->
+     * EINVAL; a file that joined a container through its group -> EINVAL;
+     * the group in a container through another file -> EBUSY; bound already
+     * -> EINVAL; the VF token flag -> EINVAL; an fd not held -> EBADF; not an
+     * iommufd -> EBADFD (EBADF in this model); the device bound through
+     * another file -> EINVAL; the function gone -> ENODEV. Attaches nothing.
+     */
+    bindIommufd: {
+      name: "BindIommufd",
+      requestType: BindIommufdRequest as typeof BindIommufdRequest,
+      requestStream: false,
+      responseType: BindIommufdResponse as typeof BindIommufdResponse,
+      responseStream: false,
+      options: {},
+    },
+    /**
+     * VFIO_DEVICE_ATTACH_IOMMUFD_PT to an IOAS (into an automatic domain) or a
+     * HWPT. Not bound -> EINVAL; a group-path file -> ENOTTY; unknown flags ->
+     * EINVAL; PASID -> EOPNOTSUPP; unknown id -> ENOENT; another type ->
+     * EINVAL; reserved regions meeting the IOAS's areas -> EADDRINUSE (EBUSY
+     * in this model); pinning what the IOAS maps -> EFAULT. Again: replaces.
+     */
+    attachIommufdPt: {
+      name: "AttachIommufdPt",
+      requestType: AttachIommufdPtRequest as typeof AttachIommufdPtRequest,
+      requestStream: false,
+      responseType: AttachIommufdPtResponse as typeof AttachIommufdPtResponse,
+      responseStream: false,
+      options: {},
+    },
+    /**
+     * VFIO_DEVICE_DETACH_IOMMUFD_PT: the function's DMA is blocked again; the
+     * IOAS keeps its mappings. Nothing attached: success.
+     */
+    detachIommufdPt: {
+      name: "DetachIommufdPt",
+      requestType: DetachIommufdPtRequest as typeof DetachIommufdPtRequest,
+      requestStream: false,
+      responseType: DetachIommufdPtResponse as typeof DetachIommufdPtResponse,
+      responseStream: false,
+      options: {},
+    },
+    /**
+     * VFIO_GROUP_SET_CONTAINER on the group of the device behind device_fd
+     * (one function per group here), then what VFIO_GROUP_GET_DEVICE_FD does
+     * to the device: bound to the container's iommufd and attached to its
+     * compat IOAS (made if there is none). The device bound through a device
+     * file -> EBUSY; an fd not held -> EBADF; the group in a container
+     * already -> EINVAL; the function gone -> ENODEV; not an iommufd ->
+     * EBADFD (EBADF in this model); then attach's errors. It lasts until the
+     * device file is closed.
+     */
+    setContainer: {
+      name: "SetContainer",
+      requestType: SetContainerRequest as typeof SetContainerRequest,
+      requestStream: false,
+      responseType: SetContainerResponse as typeof SetContainerResponse,
+      responseStream: false,
+      options: {},
+    },
+  },
+} as const;
+
+/**
+ * The device fd's iommufd ioctls (vfio/device_cdev.c), and the group's
+ * container (vfio/group.c). Device files from OpenDevice keep working for
+ * regions, config space and features without any of these; the DMA mapping
+ * ioctls need a bind first. A function's DMA belongs to one iommufd at a
+ * time: bound through one of its device files, or in a container through its
+ * group, never both.
+ */
+export type VfioDeviceIommufdServiceService = typeof VfioDeviceIommufdServiceService;
+export const VfioDeviceIommufdServiceService = {
+  /**
+   * VFIO_DEVICE_BIND_IOMMUFD. A negative iommufd or unknown flags ->
+   * EINVAL; a file that joined a container through its group -> EINVAL;
+   * the group in a container through another file -> EBUSY; bound already
+   * -> EINVAL; the VF token flag -> EINVAL; an fd not held -> EBADF; not an
+   * iommufd -> EBADFD (EBADF in this model); the device bound through
+   * another file -> EINVAL; the function gone -> ENODEV. Attaches nothing.
+   */
+  bindIommufd: {
+    path: "/p2p.vfio.v1.VfioDeviceIommufdService/BindIommufd" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: BindIommufdRequest): Buffer => Buffer.from(BindIommufdRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): BindIommufdRequest => BindIommufdRequest.decode(value),
+    responseSerialize: (value: BindIommufdResponse): Buffer => Buffer.from(BindIommufdResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): BindIommufdResponse => BindIommufdResponse.decode(value),
+  },
+  /**
+   * VFIO_DEVICE_ATTACH_IOMMUFD_PT to an IOAS (into an automatic domain) or a
+   * HWPT. Not bound -> EINVAL; a group-path file -> ENOTTY; unknown flags ->
+   * EINVAL; PASID -> EOPNOTSUPP; unknown id -> ENOENT; another type ->
+   * EINVAL; reserved regions meeting the IOAS's areas -> EADDRINUSE (EBUSY
+   * in this model); pinning what the IOAS maps -> EFAULT. Again: replaces.
+   */
+  attachIommufdPt: {
+    path: "/p2p.vfio.v1.VfioDeviceIommufdService/AttachIommufdPt" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AttachIommufdPtRequest): Buffer =>
+      Buffer.from(AttachIommufdPtRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AttachIommufdPtRequest => AttachIommufdPtRequest.decode(value),
+    responseSerialize: (value: AttachIommufdPtResponse): Buffer =>
+      Buffer.from(AttachIommufdPtResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AttachIommufdPtResponse => AttachIommufdPtResponse.decode(value),
+  },
+  /**
+   * VFIO_DEVICE_DETACH_IOMMUFD_PT: the function's DMA is blocked again; the
+   * IOAS keeps its mappings. Nothing attached: success.
+   */
+  detachIommufdPt: {
+    path: "/p2p.vfio.v1.VfioDeviceIommufdService/DetachIommufdPt" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DetachIommufdPtRequest): Buffer =>
+      Buffer.from(DetachIommufdPtRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DetachIommufdPtRequest => DetachIommufdPtRequest.decode(value),
+    responseSerialize: (value: DetachIommufdPtResponse): Buffer =>
+      Buffer.from(DetachIommufdPtResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DetachIommufdPtResponse => DetachIommufdPtResponse.decode(value),
+  },
+  /**
+   * VFIO_GROUP_SET_CONTAINER on the group of the device behind device_fd
+   * (one function per group here), then what VFIO_GROUP_GET_DEVICE_FD does
+   * to the device: bound to the container's iommufd and attached to its
+   * compat IOAS (made if there is none). The device bound through a device
+   * file -> EBUSY; an fd not held -> EBADF; the group in a container
+   * already -> EINVAL; the function gone -> ENODEV; not an iommufd ->
+   * EBADFD (EBADF in this model); then attach's errors. It lasts until the
+   * device file is closed.
+   */
+  setContainer: {
+    path: "/p2p.vfio.v1.VfioDeviceIommufdService/SetContainer" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SetContainerRequest): Buffer => Buffer.from(SetContainerRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetContainerRequest => SetContainerRequest.decode(value),
+    responseSerialize: (value: SetContainerResponse): Buffer =>
+      Buffer.from(SetContainerResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SetContainerResponse => SetContainerResponse.decode(value),
+  },
+} as const;
+
+export interface VfioDeviceIommufdServiceServer extends UntypedServiceImplementation {
+  /**
+   * VFIO_DEVICE_BIND_IOMMUFD. A negative iommufd or unknown flags ->
+   * EINVAL; a file that joined a container through its group -> EINVAL;
+   * the group in a container through another file -> EBUSY; bound already
+   * -> EINVAL; the VF token flag -> EINVAL; an fd not held -> EBADF; not an
+   * iommufd -> EBADFD (EBADF in this model); the device bound through
+   * another file -> EINVAL; the function gone -> ENODEV. Attaches nothing.
+   */
+  bindIommufd: handleUnaryCall<BindIommufdRequest, BindIommufdResponse>;
+  /**
+   * VFIO_DEVICE_ATTACH_IOMMUFD_PT to an IOAS (into an automatic domain) or a
+   * HWPT. Not bound -> EINVAL; a group-path file -> ENOTTY; unknown flags ->
+   * EINVAL; PASID -> EOPNOTSUPP; unknown id -> ENOENT; another type ->
+   * EINVAL; reserved regions meeting the IOAS's areas -> EADDRINUSE (EBUSY
+   * in this model); pinning what the IOAS maps -> EFAULT. Again: replaces.
+   */
+  attachIommufdPt: handleUnaryCall<AttachIommufdPtRequest, AttachIommufdPtResponse>;
+  /**
+   * VFIO_DEVICE_DETACH_IOMMUFD_PT: the function's DMA is blocked again; the
+   * IOAS keeps its mappings. Nothing attached: success.
+   */
+  detachIommufdPt: handleUnaryCall<DetachIommufdPtRequest, DetachIommufdPtResponse>;
+  /**
+   * VFIO_GROUP_SET_CONTAINER on the group of the device behind device_fd
+   * (one function per group here), then what VFIO_GROUP_GET_DEVICE_FD does
+   * to the device: bound to the container's iommufd and attached to its
+   * compat IOAS (made if there is none). The device bound through a device
+   * file -> EBUSY; an fd not held -> EBADF; the group in a container
+   * already -> EINVAL; the function gone -> ENODEV; not an iommufd ->
+   * EBADFD (EBADF in this model); then attach's errors. It lasts until the
+   * device file is closed.
+   */
+  setContainer: handleUnaryCall<SetContainerRequest, SetContainerResponse>;
+}
+
+export interface VfioDeviceIommufdServiceClient extends Client {
+  /**
+   * VFIO_DEVICE_BIND_IOMMUFD. A negative iommufd or unknown flags ->
+   * EINVAL; a file that joined a container through its group -> EINVAL;
+   * the group in a container through another file -> EBUSY; bound already
+   * -> EINVAL; the VF token flag -> EINVAL; an fd not held -> EBADF; not an
+   * iommufd -> EBADFD (EBADF in this model); the device bound through
+   * another file -> EINVAL; the function gone -> ENODEV. Attaches nothing.
+   */
+  bindIommufd(
+    request: BindIommufdRequest,
+    callback: (error: ServiceError | null, response: BindIommufdResponse) => void,
+  ): ClientUnaryCall;
+  bindIommufd(
+    request: BindIommufdRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: BindIommufdResponse) => void,
+  ): ClientUnaryCall;
+  bindIommufd(
+    request: BindIommufdRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: BindIommufdResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * VFIO_DEVICE_ATTACH_IOMMUFD_PT to an IOAS (into an automatic domain) or a
+   * HWPT. Not bound -> EINVAL; a group-path file -> ENOTTY; unknown flags ->
+   * EINVAL; PASID -> EOPNOTSUPP; unknown id -> ENOENT; another type ->
+   * EINVAL; reserved regions meeting the IOAS's areas -> EADDRINUSE (EBUSY
+   * in this model); pinning what the IOAS maps -> EFAULT. Again: replaces.
+   */
+  attachIommufdPt(
+    request: AttachIommufdPtRequest,
+    callback: (error: ServiceError | null, response: AttachIommufdPtResponse) => void,
+  ): ClientUnaryCall;
+  attachIommufdPt(
+    request: AttachIommufdPtRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AttachIommufdPtResponse) => void,
+  ): ClientUnaryCall;
+  attachIommufdPt(
+    request: AttachIommufdPtRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AttachIommufdPtResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * VFIO_DEVICE_DETACH_IOMMUFD_PT: the function's DMA is blocked again; the
+   * IOAS keeps its mappings. Nothing attached: success.
+   */
+  detachIommufdPt(
+    request: DetachIommufdPtRequest,
+    callback: (error: ServiceError | null, response: DetachIommufdPtResponse) => void,
+  ): ClientUnaryCall;
+  detachIommufdPt(
+    request: DetachIommufdPtRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DetachIommufdPtResponse) => void,
+  ): ClientUnaryCall;
+  detachIommufdPt(
+    request: DetachIommufdPtRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DetachIommufdPtResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * VFIO_GROUP_SET_CONTAINER on the group of the device behind device_fd
+   * (one function per group here), then what VFIO_GROUP_GET_DEVICE_FD does
+   * to the device: bound to the container's iommufd and attached to its
+   * compat IOAS (made if there is none). The device bound through a device
+   * file -> EBUSY; an fd not held -> EBADF; the group in a container
+   * already -> EINVAL; the function gone -> ENODEV; not an iommufd ->
+   * EBADFD (EBADF in this model); then attach's errors. It lasts until the
+   * device file is closed.
+   */
+  setContainer(
+    request: SetContainerRequest,
+    callback: (error: ServiceError | null, response: SetContainerResponse) => void,
+  ): ClientUnaryCall;
+  setContainer(
+    request: SetContainerRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SetContainerResponse) => void,
+  ): ClientUnaryCall;
+  setContainer(
+    request: SetContainerRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SetContainerResponse) => void,
+  ): ClientUnaryCall;
+}
+
+export const VfioDeviceIommufdServiceClient = makeGenericClientConstructor(
+  VfioDeviceIommufdServiceService,
+  "p2p.vfio.v1.VfioDeviceIommufdService",
+) as unknown as {
+  new (
+    address: string,
+    credentials: ChannelCredentials,
+    options?: Partial<ClientOptions>,
+  ): VfioDeviceIommufdServiceClient;
+  service: typeof VfioDeviceIommufdServiceService;
   serviceName: string;
 };
 
