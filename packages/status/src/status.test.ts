@@ -1,6 +1,7 @@
 import { status as Code } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { errno } from '@p2p/errno';
+import { rpcErrorDetails, rpcStatus } from '@p2p/proto';
 import { errnoOf, grpcCodeFor, MAX_STATUS_MESSAGE, toServiceError, toStatus } from './status';
 
 describe('errno <-> gRPC status', () => {
@@ -23,6 +24,17 @@ describe('errno <-> gRPC status', () => {
     expect(grpcCodeFor('ENODEV')).to.equal(Code.NOT_FOUND);
     expect(grpcCodeFor('EOPNOTSUPP')).to.equal(Code.UNIMPLEMENTED);
     expect(grpcCodeFor('ETIMEDOUT')).to.equal(Code.DEADLINE_EXCEEDED);
+  });
+
+  it("sorts iommufd's EADDRINUSE and EBADFD with EBUSY and EBADF, and carries Linux's numbers (98, 77)", () => {
+    expect(grpcCodeFor('EADDRINUSE')).to.equal(grpcCodeFor('EBUSY'));
+    expect(grpcCodeFor('EBADFD')).to.equal(grpcCodeFor('EBADF'));
+    const numbers = (['EADDRINUSE', 'EBADFD'] as const).map((name) => {
+      const details = toStatus(errno(name, 'iommufd')).metadata.get('grpc-status-details-bin')[0] as Buffer;
+      const [any] = rpcStatus.Status.decode(details).details;
+      return rpcErrorDetails.ErrorInfo.decode(any!.value).metadata.errno;
+    });
+    expect(numbers).to.deep.equal(['98', '77']);
   });
 
   it('turns an unexpected exception (a server bug) into INTERNAL carrying EIO', () => {

@@ -1,15 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { Authenticator, loadPlatformSecrets } from '@p2p/auth';
-import { OwnerSession } from '@p2p/dmabuf-client';
-import { errno } from '@p2p/errno';
+import { OwnerSession, RegistrySession } from '@p2p/dmabuf-client';
+import { errno, type ErrnoError } from '@p2p/errno';
 import type { Logger } from 'pino';
 import { loadServerConfig, retryUntil, type RunningServer } from '@p2p/server';
 import { resolveShmDir } from '@p2p/shm';
 import { PciEmuIommuPort } from './clients/pci-emu-iommu-port';
 import { PciEmuPort } from './clients/pci-emu-port';
 import { RegistryPort } from './clients/registry-port';
-import { UnmappedUserMemory } from './clients/unmapped-user-memory';
+import { RegistryUserMemory } from './clients/registry-user-memory';
 import { vfioOwnerOps } from './owner-ops';
 import { startVfioPciServer } from './server';
 import { VfioPci } from './vfio-pci';
@@ -29,9 +29,12 @@ const Settings = z.object({
 
 /**
  * vfio-pci as deployed: pci-emu is its hardware, the registry its file layer
- * (an owner session named "vfio-pci"). Losing the registry ends this
- * incarnation of the driver too: its device files and dma-bufs died with the
- * registry's, so it shuts down rather than serve stale fds.
+ * (an owner session named "vfio-pci") and the keeper of processes' memory (a
+ * registry session with the platform's credential, which pins the pages
+ * iommufd maps for DMA). Losing either session ends this incarnation of the
+ * driver: its device files and dma-bufs died with the registry's, and so did
+ * its pins while the IOMMU may still map those pages, so it shuts down rather
+ * than serve stale fds or DMA into memory it no longer holds.
  */
 export async function startVfioPci(env: NodeJS.ProcessEnv = process.env): Promise<RunningServer> {
   const config = loadServerConfig('VFIO_PCI', VFIO_PCI_DEFAULTS, env);
@@ -57,8 +60,15 @@ export async function startVfioPci(env: NodeJS.ProcessEnv = process.env): Promis
       }),
     }),
   );
+  // pin_user_pages() of processes' memory is the platform's right at the registry.
+  const memory = await retryUntil(settings.VFIO_PCI_CONNECT_TIMEOUT_MS, () =>
+    RegistrySession.open(settings.DMABUF_REGISTRY_ADDRESS, { name: 'vfio-pci', shmDir, privilegedCredential: secrets.platformToken, tls: config.tls }),
+  ).catch(async (error: unknown) => {
+    await owner.close().catch(() => undefined);
+    throw error;
+  });
   const registry = new RegistryPort(() => owner);
-  const vfio = new VfioPci(pci, registry, { iommu, userMemory: new UnmappedUserMemory() }, {
+  const vfio = new VfioPci(pci, registry, { iommu, userMemory: new RegistryUserMemory(memory) }, {
     instance: `${randomBytes(4).toString('hex')}/`,
     variants: { dmaBufLayout: settings.VFIO_PCI_DMABUF_LAYOUT, allowPin: settings.VFIO_PCI_ALLOW_PIN, cpuMmap: settings.VFIO_PCI_CPU_MMAP },
   });
@@ -66,13 +76,17 @@ export async function startVfioPci(env: NodeJS.ProcessEnv = process.env): Promis
 
   const server = await startVfioPciServer(config, vfio, new Authenticator(secrets, owner.credentials));
   const stopWatching = watchHardware(pci, vfio, server.logger);
-  owner.on('lost', () => {
-    server.logger.error('the registry session was lost: every vfio file is gone; shutting down');
+  const lost = (error: ErrnoError): void => {
+    server.logger.error({ err: error }, 'a registry session was lost: every vfio file and every pin of process memory is gone; shutting down');
     void server.shutdown('registry lost').then(() => process.exit(1));
-  });
+  };
+  owner.on('lost', lost);
+  memory.on('lost', lost);
+  memory.on('error', (error) => server.logger.warn({ err: error }, 'registry session background failure'));
   server.onShutdown(async () => {
     stopWatching();
     await owner.close().catch(() => undefined);
+    await memory.close().catch(() => undefined);
     pci.close();
     iommu.close();
   });

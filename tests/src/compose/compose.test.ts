@@ -24,6 +24,7 @@ import { bearerInterceptor, channelCredentials, loadTlsConfig, newToken, type Tl
 import { RegistrySession } from '@p2p/dmabuf-client';
 import { dmabuf, pci, vfio } from '@p2p/proto';
 import { DockerComposeEnvironment, Wait } from 'testcontainers';
+import { iommufdP2p } from '../examples/iommufd-p2p';
 import { readAccelBar } from '../examples/read-accel-bar';
 import { rpc } from '../harness/rpc';
 import type { StartedDockerComposeEnvironment, StartedTestContainer } from 'testcontainers';
@@ -344,6 +345,19 @@ describe('docker-compose.yml: pci-emu, dmabuf-registry, vfio-pci and two rdma-ni
         length: 256 * 1024,
       });
       expect(received.equals(expected)).to.equal(true);
+    } finally {
+      fs.rmSync(localShm, { recursive: true, force: true });
+    }
+  });
+
+  it("runs the DMA-mapping example: accel0 copies a process's heap buffer into nvme1's CMB through vfio-pci's iommufd, container to container", async function () {
+    // vfio-pci pins the pages at the registry, pci-emu's IOMMU maps them: three containers over the shared tmpfs.
+    const localShm = fs.mkdtempSync(path.join(os.tmpdir(), 'p2p-compose-'));
+    try {
+      const { expected, copied, transfer, afterRevoke } = await iommufdP2p({ registry: registryAddress, vfioPci: vfioAddress, shmDir: localShm, adminToken: secrets.adminToken });
+      expect(transfer.error).to.equal('NONE');
+      expect(copied.equals(expected)).to.equal(true);
+      expect(afterRevoke.error).to.equal('IOMMU_FAULT_WRITE');
     } finally {
       fs.rmSync(localShm, { recursive: true, force: true });
     }

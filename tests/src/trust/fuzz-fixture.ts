@@ -1,11 +1,11 @@
 import { credentials, type Interceptor } from '@grpc/grpc-js';
 import { bearerInterceptor } from '@p2p/auth';
 import { RegistrySession } from '@p2p/dmabuf-client';
-import { dmabuf, fault, pci, vfio } from '@p2p/proto';
+import { dmabuf, fault, iommufd, pci, vfio } from '@p2p/proto';
 import { errnoOf } from '@p2p/status';
 import { isServing, platformSecretsOf } from '@p2p/testing';
 import { IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_REMOTE_ATOMIC, IBV_ACCESS_REMOTE_READ, IBV_ACCESS_REMOTE_WRITE, VerbsContext } from '@p2p/verbs';
-import { O_RDWR, vfioUapi } from '@p2p/vfio-pci';
+import { iommufdUapi, O_RDWR, vfioUapi } from '@p2p/vfio-pci';
 import { ACCEL0, NIC0, NIC1, RdmaStack } from '../harness/rdma-hosts';
 import { rpc } from '../harness/rpc';
 import type { Identity, Outcome } from './fuzz-calls';
@@ -17,6 +17,7 @@ const NVME0 = '0000:03:00.0';
 /** The function the stack needs least: the target of destructive hardware calls (see `contain`). */
 const NVME1 = '0000:08:00.0';
 const BDFS = [ACCEL0, ACCEL0, ACCEL0, NVME0, NVME0, NIC0, NIC1, NVME1, '0000:02:00.0', '0000:00:01.0', '0000:01:00.0'];
+const { IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE } = iommufdUapi;
 const { VFIO_DEVICE_FEATURE_DMA_BUF, VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_LOW_POWER_EXIT, VFIO_DEVICE_FEATURE_SET, VFIO_PCI_BAR0_REGION_INDEX } = vfioUapi;
 const BAR2 = VFIO_PCI_BAR0_REGION_INDEX + 2;
 const HEAP_SIZE = 64 * 1024;
@@ -47,6 +48,9 @@ export class FuzzFixture {
     heapFds: [],
     deviceFds: [],
     dmaBufFds: [],
+    iommufdFds: [],
+    iommufdIds: [1, 2, 3],
+    userAddrs: [],
     verbs: [],
     bdfs: [...BDFS],
     ids: [],
@@ -116,6 +120,8 @@ export class FuzzFixture {
       case 'p2p.dmabuf.v1.DmaBufRegistryService':
         return stack.registry.address;
       case 'p2p.vfio.v1.VfioPciService':
+      case 'p2p.vfio.v1.VfioDeviceIommufdService':
+      case 'p2p.vfio.v1.IommufdService':
         return stack.vfioPci.address;
       case 'p2p.rdma.v1.RdmaNicService':
         return stack.nics[prng.chance(0.85) ? nic : 1 - nic]!.process.address;
@@ -192,9 +198,10 @@ export class FuzzFixture {
   }
 
   /**
-   * Fresh live handles for A (a heap buffer, attached and mapped; accel0
-   * open, a BAR2 dma-buf; a verbs context with PD, CQ, MR and a QP on each
-   * NIC, the two QPs connected; an fd token for B) added to the pools. Each step may fail
+   * Fresh live handles for A (a heap buffer, attached, mapped and mmapped;
+   * an iommufd with an IOAS mapping it; accel0 open, a BAR2 dma-buf; a
+   * verbs context with PD, CQ, MR and a QP on each NIC, the two QPs
+   * connected; an fd token for B) added to the pools. Each step may fail
    * after what the fuzzer did (A's device fd closed, say): it is retried
    * next time, and the pools keep what is there.
    */
@@ -209,6 +216,20 @@ export class FuzzFixture {
       push(handles.ids, attached.attachmentId);
       await rpc((cb) => registry.mapAttachment({ pid: 0, attachmentId: attached.attachmentId }, cb));
       push(handles.tokens, await a.sendFd(fd, b.pid));
+      const { addr } = await a.mmapFd(fd, 0, HEAP_SIZE);
+      push(handles.userAddrs, addr, addr + BigInt(HEAP_SIZE / 2));
+    });
+    await this.#ignoring(async () => {
+      // A /dev/iommu context with an IOAS that maps A's mmapped heap buffer: IoasMap, MapDma, bind and attach reach past their lookups.
+      const iommu = this.#as(iommufd.IommufdServiceClient, this.stack.vfioPci.address, 'a');
+      const { fd } = await rpc<iommufd.OpenIommufdResponse>((cb) => iommu.openIommufd({ pid: 0 }, cb));
+      push(handles.iommufdFds, fd);
+      const { outIoasId } = await rpc<iommufd.IoasAllocResponse>((cb) => iommu.ioasAlloc({ pid: 0, fd, flags: 0 }, cb));
+      push(handles.iommufdIds, outIoasId);
+      const userVa = handles.userAddrs.at(-2);
+      if (userVa !== undefined) {
+        await rpc((cb) => iommu.ioasMap({ pid: 0, fd, flags: IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE, ioasId: outIoasId, reserved: 0, userVa, length: BigInt(HEAP_SIZE), iova: 0n }, cb));
+      }
     });
     await this.#ignoring(async () => {
       const driver = this.#as(vfio.VfioPciServiceClient, this.stack.vfioPci.address, 'a');

@@ -48,6 +48,12 @@ export interface Handles {
   readonly heapFds: number[];
   readonly deviceFds: number[];
   readonly dmaBufFds: number[];
+  /** /dev/iommu and /dev/vfio/vfio contexts. */
+  readonly iommufdFds: number[];
+  /** Objects in those contexts: IOAS ids (and the small ids every context hands out first). */
+  readonly iommufdIds: number[];
+  /** Addresses in A's address space that an mmap of a heap buffer maps. */
+  readonly userAddrs: bigint[];
   readonly verbs: VerbsSet[];
   readonly bdfs: string[];
   /** Attachment, buffer, notification and file ids. */
@@ -189,7 +195,24 @@ export class RequestGenerator {
       case 'toPid':
         return from(h.pids);
       case 'fd':
-        return from([...h.heapFds, ...h.dmaBufFds, ...h.deviceFds, ...(v ? [v.contextFd] : [])]);
+        return from([...h.heapFds, ...h.dmaBufFds, ...h.deviceFds, ...h.iommufdFds, ...(v ? [v.contextFd] : [])]);
+      case 'iommufd':
+      case 'containerFd':
+        return from(h.iommufdFds);
+      case 'mapFd':
+        return from([...h.dmaBufFds, ...h.heapFds]);
+      case 'ioasId':
+      case 'ptId':
+      case 'dstIoasId':
+      case 'srcIoasId':
+        return from(h.iommufdIds);
+      case 'userVa':
+      case 'vaddr':
+        return from(h.userAddrs);
+      case 'pinnerPid':
+        return r.chance(0.7) ? 0 : from(h.pids);
+      case 'pinId':
+        return r.below(8);
       case 'heapFd':
         return from(h.heapFds);
       case 'deviceFd':
@@ -253,11 +276,14 @@ export class RequestGenerator {
         return r.pick([1, 2, 4, 4, 8]);
       case 'count':
         return r.pick([1, 2, 4, 8, 64, 4096]);
+      case 'addr':
+        return r.chance(0.5) ? from(h.userAddrs) : from(h.extents);
       case 'offset':
       case 'length':
       case 'size':
       case 'iova':
-      case 'addr':
+      case 'dstIova':
+      case 'srcIova':
       case 'remoteAddr':
       case 'segmentOffset':
       case 'dmaAddress':

@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import * as protoLoader from '@grpc/proto-loader';
-import { dmabuf, fault, pci, PROTO_FILES, PROTO_ROOT, rdma, vfio } from '@p2p/proto';
+import { dmabuf, fault, iommufd, pci, PROTO_FILES, PROTO_ROOT, rdma, vfio } from '@p2p/proto';
 
 /** What the fuzzer needs of a ts-proto message: defaults, and a way to fill them in. */
 export interface MessageFns {
@@ -74,15 +74,45 @@ interface GeneratedMethod {
   responseDeserialize: (bytes: Buffer) => unknown;
 }
 
-/** The generated modules by proto package, and the service definitions the fuzzer calls. */
-const MODULES: Readonly<Record<string, object>> = { 'p2p.pci.v1': pci, 'p2p.vfio.v1': vfio, 'p2p.dmabuf.v1': dmabuf, 'p2p.rdma.v1': rdma, 'p2p.fault.v1': fault };
+/** The generated modules by proto package (one per .proto file: p2p.vfio.v1 has two), and the service definitions the fuzzer calls. */
+const MODULES: Readonly<Record<string, readonly object[]>> = {
+  'p2p.pci.v1': [pci],
+  'p2p.vfio.v1': [vfio, iommufd],
+  'p2p.dmabuf.v1': [dmabuf],
+  'p2p.rdma.v1': [rdma],
+  'p2p.fault.v1': [fault],
+};
 const SERVICES: ReadonlyArray<readonly [string, Record<string, GeneratedMethod>]> = [
   ['p2p.pci.v1.PciEmuService', pci.PciEmuServiceService],
   ['p2p.dmabuf.v1.DmaBufRegistryService', dmabuf.DmaBufRegistryServiceService],
   ['p2p.vfio.v1.VfioPciService', vfio.VfioPciServiceService],
+  ['p2p.vfio.v1.VfioDeviceIommufdService', vfio.VfioDeviceIommufdServiceService],
+  ['p2p.vfio.v1.IommufdService', iommufd.IommufdServiceService],
   ['p2p.rdma.v1.RdmaNicService', rdma.RdmaNicServiceService],
   ['p2p.fault.v1.FaultInjectionService', fault.FaultInjectionServiceService],
 ];
+
+function loadProtoFiles(): protoLoader.PackageDefinition {
+  return protoLoader.loadSync(
+    Object.values(PROTO_FILES).map((file) => path.join(PROTO_ROOT, file)),
+    { includeDirs: [PROTO_ROOT] },
+  );
+}
+
+/**
+ * The path of every method of every service the .proto files declare
+ * (`/p2p.pci.v1.PciEmuService/GetFunction`), read from the sources
+ * themselves: what loadMethods() must cover.
+ */
+export function declaredMethodPaths(): string[] {
+  const paths: string[] = [];
+  for (const [name, definition] of Object.entries(loadProtoFiles())) {
+    // Messages and enums carry a descriptor `format`; services are their methods by name.
+    if (!name.startsWith('p2p.') || 'format' in definition) continue;
+    for (const method of Object.values(definition as Record<string, { path: string }>)) paths.push(method.path);
+  }
+  return paths;
+}
 
 /**
  * Every method of every service, read from the generated service
@@ -91,10 +121,7 @@ const SERVICES: ReadonlyArray<readonly [string, Record<string, GeneratedMethod>]
  * oneof's members are the descriptor fields fromPartial({}) has no key for.
  */
 export function loadMethods(): MethodShape[] {
-  const definitions = protoLoader.loadSync(
-    Object.values(PROTO_FILES).map((file) => path.join(PROTO_ROOT, file)),
-    { includeDirs: [PROTO_ROOT] },
-  );
+  const definitions = loadProtoFiles();
   const messages = new Map<string, MessageShape>();
 
   const typeOf = (fullName: string): DescriptorType => {
@@ -109,8 +136,8 @@ export function loadMethods(): MethodShape[] {
     if (known) return known;
     const pkg = fullName.slice(0, fullName.lastIndexOf('.'));
     const name = fullName.slice(pkg.length + 1);
-    const fns = (MODULES[pkg] as Record<string, MessageFns | undefined>)[name];
-    if (fns?.fromPartial === undefined) throw new Error(`fuzz schema: no ts-proto message ${name} in ${pkg}`);
+    const fns = (MODULES[pkg] ?? []).map((module) => (module as Record<string, MessageFns | undefined>)[name]).find((found) => found?.fromPartial !== undefined);
+    if (fns === undefined) throw new Error(`fuzz schema: no ts-proto message ${name} in ${pkg}`);
     const defaults = fns.fromPartial({}) as Record<string, unknown>;
     const descriptor = typeOf(fullName);
     const fields: FieldShape[] = [];

@@ -3,7 +3,7 @@ import { ClientPool, duplexCall, type Identity, messageProblems, type Outcome, p
 import { FuzzFixture } from './fuzz-fixture';
 import { Prng } from './fuzz-prng';
 import { corruption, RequestGenerator } from './fuzz-requests';
-import { loadMethods, type MethodShape } from './fuzz-schema';
+import { declaredMethodPaths, loadMethods, type MethodShape } from './fuzz-schema';
 
 /** P2P_FUZZ_SEED replays a run; the default is fixed so that CI runs the same requests every time. */
 const SEED = Number(process.env['P2P_FUZZ_SEED'] ?? 0x5eed_2026) >>> 0;
@@ -67,7 +67,32 @@ describe('trust: no single call crashes or stalls the stack (fuzz, every service
       'p2p.fault.v1.FaultInjectionService',
       'p2p.pci.v1.PciEmuService',
       'p2p.rdma.v1.RdmaNicService',
+      'p2p.vfio.v1.IommufdService',
+      'p2p.vfio.v1.VfioDeviceIommufdService',
       'p2p.vfio.v1.VfioPciService',
+    ]);
+    // Every method the .proto files declare, so a new one is fuzzed from the day it is added; but the
+    // NICs' link to each other, which is served on each NIC's GID address, not on a service port.
+    const declared = declaredMethodPaths().filter((path) => !path.startsWith('/p2p.rdma.v1.RdmaWireService/'));
+    expect(methods.map((m) => m.path).sort()).to.deep.equal(declared.sort());
+    // The newest: pci-emu's IOMMU, the registry's address spaces and user-page pins, the DMA-mapping uAPI.
+    expect(methods.map((m) => m.name)).to.include.members([
+      'CreateIommuDomain',
+      'AttachIommuDomain',
+      'IommuMap',
+      'IommuUnmap',
+      'DetachIommuDomain',
+      'DestroyIommuDomain',
+      'ListIommuDomains',
+      'Munmap',
+      'GetProcessMaps',
+      'PinUserPages',
+      'UnpinUserPages',
+      'IoasMap',
+      'IoasMapFile',
+      'VfioIommuMapDma',
+      'BindIommufd',
+      'SetContainer',
     ]);
     expect(methods.filter(isUnary)).to.have.length.greaterThan(60);
   });

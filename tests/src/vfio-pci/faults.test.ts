@@ -343,13 +343,16 @@ describe('vfio-pci under faults (pci-emu, registry and vfio-pci as processes)', 
   }
 
   /**
-   * Every session closed (process exit closes its fds), then: no process and
-   * no buffer in the registry, no device open and no dma-buf in vfio-pci,
-   * vfio-pci still a live owner, and no segment file but pci-emu's BAR memory.
+   * Every session closed (process exit closes its fds), then: no process but
+   * vfio-pci's own (holding nothing) and no buffer in the registry, no device
+   * open and no dma-buf in vfio-pci, vfio-pci still a live owner, and no
+   * segment file but pci-emu's BAR memory.
    */
   async function expectNothingLeft(): Promise<void> {
     await Promise.all(sessions.map((session) => session.close().catch(() => undefined)));
-    await eventually('every process to exit', async () => (await registryState(raw)).processes.processes.length === 0);
+    // vfio-pci's own session, which pins process memory for iommufd, lives as long as vfio-pci does.
+    const applications = (listed: dmabuf.ListProcessesResponse): dmabuf.ProcessInfo[] => listed.processes.filter((p) => p.name !== 'vfio-pci');
+    await eventually('every process to exit', async () => applications((await registryState(raw)).processes).length === 0);
     await eventually('every buffer to be released', async () => (await registryState(raw)).buffers.length === 0);
     await eventually('every device to be closed', async () => (await listDevices()).devices.every((d) => d.openCount === 0));
     const listing = await listDevices();
@@ -359,6 +362,7 @@ describe('vfio-pci under faults (pci-emu, registry and vfio-pci as processes)', 
     expect(listing.dmaBufs, 'vfio dma-bufs after every session closed').to.deep.equal([]);
     const state = await registryState(raw);
     expect(state.processes.owners, 'live owners').to.include('vfio-pci');
+    expect(state.processes.processes.map((p) => [p.name, p.fds.length, p.vmaCount, p.pinCount]), "vfio-pci's own session").to.deep.equal([['vfio-pci', 0, 0, 0]]);
     expect(
       segmentNames(shmDir).filter((name) => !name.startsWith('pci-emu.')),
       'segment files other than pci-emu BAR memory',

@@ -1,7 +1,6 @@
 import { errno } from '@p2p/errno';
 import { IOMMU_APERTURE_END, IOMMU_PAGE_SIZE, IOMMU_WRITE } from '../ports/iommu-port';
 import { hex, PAGE_SIZE } from '../uapi/u64';
-import { addressInUse } from './errno-names';
 import type { AreaSpan, IoptPages } from './iopt-pages';
 import { hexRange, intersects, type IovaRange, lowestBit, roundupPowOfTwo, spans, ULONG_MAX, usedSpans } from './iova-range';
 
@@ -107,7 +106,7 @@ export class IoPagetable {
     for (const reserved of this.#reserved) {
       const clash = ranges.find((range) => intersects(range, reserved.range.start, reserved.range.last));
       if (clash !== undefined) {
-        throw addressInUse(`allowed range ${hexRange(clash.start, clash.last)} meets the reserved ${hexRange(reserved.range.start, reserved.range.last)}`);
+        throw errno('EADDRINUSE', `allowed range ${hexRange(clash.start, clash.last)} meets the reserved ${hexRange(reserved.range.start, reserved.range.last)}`);
       }
     }
     this.#allowed = [...ranges];
@@ -281,11 +280,11 @@ export class IoPagetable {
     for (const range of ranges) {
       const area = this.#areas.find((candidate) => intersects(range, candidate.iova, candidate.last));
       if (area !== undefined) {
-        throw addressInUse(`the reserved ${hexRange(range.start, range.last)} meets the mapped area ${hexRange(area.iova, area.last)}`);
+        throw errno('EADDRINUSE', `the reserved ${hexRange(range.start, range.last)} meets the mapped area ${hexRange(area.iova, area.last)}`);
       }
       const allowed = this.#allowed.find((candidate) => intersects(range, candidate.start, candidate.last));
       if (allowed !== undefined) {
-        throw addressInUse(`the reserved ${hexRange(range.start, range.last)} meets the allowed ${hexRange(allowed.start, allowed.last)}`);
+        throw errno('EADDRINUSE', `the reserved ${hexRange(range.start, range.last)} meets the allowed ${hexRange(allowed.start, allowed.last)}`);
       }
     }
     for (const range of ranges) this.#reserved.push({ range, owner });
@@ -353,7 +352,7 @@ export class IoPagetable {
   #checkAlignment(alignment: bigint): void {
     for (const area of this.#areas) {
       if (area.iova % alignment !== 0n || area.length % alignment !== 0n || area.pageOffset % alignment !== 0n) {
-        throw addressInUse(`the area ${hexRange(area.iova, area.last)} is not aligned to ${hex(alignment)}`);
+        throw errno('EADDRINUSE', `the area ${hexRange(area.iova, area.last)} is not aligned to ${hex(alignment)}`);
       }
     }
   }

@@ -1,7 +1,6 @@
 import { errno } from '@p2p/errno';
 import type { IovaRange } from './iova-range';
 import { attachDevice, bindDevice, detachDevice, unbindDevice } from './device';
-import { notAnIommufd } from './errno-names';
 import type { DeviceFile, IommufdFiles, OpenFile } from './files';
 import {
   type IoasCopyCmd,
@@ -399,7 +398,7 @@ export class Iommufd {
   /** iommufd_ctx_from_fd() on a resolved fd: EBADFD if it is not an iommufd. */
   #contextIn(file: OpenFile, fd: number): IommufdCtx {
     const ictx = file.kind === 'iommufd' ? this.#contexts.get(file.handle) : undefined;
-    if (ictx === undefined || ictx.dead) throw notAnIommufd(`fd ${fd} is not an iommufd`);
+    if (ictx === undefined || ictx.dead) throw errno('EBADFD', `fd ${fd} is not an iommufd`);
     return ictx;
   }
 

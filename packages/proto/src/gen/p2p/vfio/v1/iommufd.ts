@@ -5227,8 +5227,7 @@ export const IommufdServiceDefinition = {
     /**
      * IOMMU_IOAS_ALLOW_IOVAS: where automatic IOVAs may go. __reserved ->
      * EOPNOTSUPP; unknown IOAS -> ENOENT; over 1024 ranges -> ENOMEM; start
-     * >= last or overlapping -> EINVAL; meeting a reserved range -> EADDRINUSE
-     * (EBUSY in this model).
+     * >= last or overlapping -> EINVAL; meeting a reserved range -> EADDRINUSE.
      */
     ioasAllowIovas: {
       name: "IoasAllowIovas",
@@ -5452,8 +5451,7 @@ export const IommufdServiceService = {
   /**
    * IOMMU_IOAS_ALLOW_IOVAS: where automatic IOVAs may go. __reserved ->
    * EOPNOTSUPP; unknown IOAS -> ENOENT; over 1024 ranges -> ENOMEM; start
-   * >= last or overlapping -> EINVAL; meeting a reserved range -> EADDRINUSE
-   * (EBUSY in this model).
+   * >= last or overlapping -> EINVAL; meeting a reserved range -> EADDRINUSE.
    */
   ioasAllowIovas: {
     path: "/p2p.vfio.v1.IommufdService/IoasAllowIovas" as const,
@@ -5658,8 +5656,7 @@ export interface IommufdServiceServer extends UntypedServiceImplementation {
   /**
    * IOMMU_IOAS_ALLOW_IOVAS: where automatic IOVAs may go. __reserved ->
    * EOPNOTSUPP; unknown IOAS -> ENOENT; over 1024 ranges -> ENOMEM; start
-   * >= last or overlapping -> EINVAL; meeting a reserved range -> EADDRINUSE
-   * (EBUSY in this model).
+   * >= last or overlapping -> EINVAL; meeting a reserved range -> EADDRINUSE.
    */
   ioasAllowIovas: handleUnaryCall<IoasAllowIovasRequest, IoasAllowIovasResponse>;
   /**
@@ -5816,8 +5813,7 @@ export interface IommufdServiceClient extends Client {
   /**
    * IOMMU_IOAS_ALLOW_IOVAS: where automatic IOVAs may go. __reserved ->
    * EOPNOTSUPP; unknown IOAS -> ENOENT; over 1024 ranges -> ENOMEM; start
-   * >= last or overlapping -> EINVAL; meeting a reserved range -> EADDRINUSE
-   * (EBUSY in this model).
+   * >= last or overlapping -> EINVAL; meeting a reserved range -> EADDRINUSE.
    */
   ioasAllowIovas(
     request: IoasAllowIovasRequest,

@@ -4287,8 +4287,8 @@ export const VfioDeviceIommufdServiceDefinition = {
      * EINVAL; a file that joined a container through its group -> EINVAL;
      * the group in a container through another file -> EBUSY; bound already
      * -> EINVAL; the VF token flag -> EINVAL; an fd not held -> EBADF; not an
-     * iommufd -> EBADFD (EBADF in this model); the device bound through
-     * another file -> EINVAL; the function gone -> ENODEV. Attaches nothing.
+     * iommufd -> EBADFD; the device bound through another file -> EINVAL; the
+     * function gone -> ENODEV. Attaches nothing.
      */
     bindIommufd: {
       name: "BindIommufd",
@@ -4302,8 +4302,8 @@ export const VfioDeviceIommufdServiceDefinition = {
      * VFIO_DEVICE_ATTACH_IOMMUFD_PT to an IOAS (into an automatic domain) or a
      * HWPT. Not bound -> EINVAL; a group-path file -> ENOTTY; unknown flags ->
      * EINVAL; PASID -> EOPNOTSUPP; unknown id -> ENOENT; another type ->
-     * EINVAL; reserved regions meeting the IOAS's areas -> EADDRINUSE (EBUSY
-     * in this model); pinning what the IOAS maps -> EFAULT. Again: replaces.
+     * EINVAL; reserved regions meeting the IOAS's areas -> EADDRINUSE;
+     * pinning what the IOAS maps -> EFAULT. Again: replaces.
      */
     attachIommufdPt: {
       name: "AttachIommufdPt",
@@ -4332,8 +4332,7 @@ export const VfioDeviceIommufdServiceDefinition = {
      * compat IOAS (made if there is none). The device bound through a device
      * file -> EBUSY; an fd not held -> EBADF; the group in a container
      * already -> EINVAL; the function gone -> ENODEV; not an iommufd ->
-     * EBADFD (EBADF in this model); then attach's errors. It lasts until the
-     * device file is closed.
+     * EBADFD; then attach's errors. It lasts until the device file is closed.
      */
     setContainer: {
       name: "SetContainer",
@@ -4361,8 +4360,8 @@ export const VfioDeviceIommufdServiceService = {
    * EINVAL; a file that joined a container through its group -> EINVAL;
    * the group in a container through another file -> EBUSY; bound already
    * -> EINVAL; the VF token flag -> EINVAL; an fd not held -> EBADF; not an
-   * iommufd -> EBADFD (EBADF in this model); the device bound through
-   * another file -> EINVAL; the function gone -> ENODEV. Attaches nothing.
+   * iommufd -> EBADFD; the device bound through another file -> EINVAL; the
+   * function gone -> ENODEV. Attaches nothing.
    */
   bindIommufd: {
     path: "/p2p.vfio.v1.VfioDeviceIommufdService/BindIommufd" as const,
@@ -4377,8 +4376,8 @@ export const VfioDeviceIommufdServiceService = {
    * VFIO_DEVICE_ATTACH_IOMMUFD_PT to an IOAS (into an automatic domain) or a
    * HWPT. Not bound -> EINVAL; a group-path file -> ENOTTY; unknown flags ->
    * EINVAL; PASID -> EOPNOTSUPP; unknown id -> ENOENT; another type ->
-   * EINVAL; reserved regions meeting the IOAS's areas -> EADDRINUSE (EBUSY
-   * in this model); pinning what the IOAS maps -> EFAULT. Again: replaces.
+   * EINVAL; reserved regions meeting the IOAS's areas -> EADDRINUSE;
+   * pinning what the IOAS maps -> EFAULT. Again: replaces.
    */
   attachIommufdPt: {
     path: "/p2p.vfio.v1.VfioDeviceIommufdService/AttachIommufdPt" as const,
@@ -4413,8 +4412,7 @@ export const VfioDeviceIommufdServiceService = {
    * compat IOAS (made if there is none). The device bound through a device
    * file -> EBUSY; an fd not held -> EBADF; the group in a container
    * already -> EINVAL; the function gone -> ENODEV; not an iommufd ->
-   * EBADFD (EBADF in this model); then attach's errors. It lasts until the
-   * device file is closed.
+   * EBADFD; then attach's errors. It lasts until the device file is closed.
    */
   setContainer: {
     path: "/p2p.vfio.v1.VfioDeviceIommufdService/SetContainer" as const,
@@ -4434,16 +4432,16 @@ export interface VfioDeviceIommufdServiceServer extends UntypedServiceImplementa
    * EINVAL; a file that joined a container through its group -> EINVAL;
    * the group in a container through another file -> EBUSY; bound already
    * -> EINVAL; the VF token flag -> EINVAL; an fd not held -> EBADF; not an
-   * iommufd -> EBADFD (EBADF in this model); the device bound through
-   * another file -> EINVAL; the function gone -> ENODEV. Attaches nothing.
+   * iommufd -> EBADFD; the device bound through another file -> EINVAL; the
+   * function gone -> ENODEV. Attaches nothing.
    */
   bindIommufd: handleUnaryCall<BindIommufdRequest, BindIommufdResponse>;
   /**
    * VFIO_DEVICE_ATTACH_IOMMUFD_PT to an IOAS (into an automatic domain) or a
    * HWPT. Not bound -> EINVAL; a group-path file -> ENOTTY; unknown flags ->
    * EINVAL; PASID -> EOPNOTSUPP; unknown id -> ENOENT; another type ->
-   * EINVAL; reserved regions meeting the IOAS's areas -> EADDRINUSE (EBUSY
-   * in this model); pinning what the IOAS maps -> EFAULT. Again: replaces.
+   * EINVAL; reserved regions meeting the IOAS's areas -> EADDRINUSE;
+   * pinning what the IOAS maps -> EFAULT. Again: replaces.
    */
   attachIommufdPt: handleUnaryCall<AttachIommufdPtRequest, AttachIommufdPtResponse>;
   /**
@@ -4458,8 +4456,7 @@ export interface VfioDeviceIommufdServiceServer extends UntypedServiceImplementa
    * compat IOAS (made if there is none). The device bound through a device
    * file -> EBUSY; an fd not held -> EBADF; the group in a container
    * already -> EINVAL; the function gone -> ENODEV; not an iommufd ->
-   * EBADFD (EBADF in this model); then attach's errors. It lasts until the
-   * device file is closed.
+   * EBADFD; then attach's errors. It lasts until the device file is closed.
    */
   setContainer: handleUnaryCall<SetContainerRequest, SetContainerResponse>;
 }
@@ -4470,8 +4467,8 @@ export interface VfioDeviceIommufdServiceClient extends Client {
    * EINVAL; a file that joined a container through its group -> EINVAL;
    * the group in a container through another file -> EBUSY; bound already
    * -> EINVAL; the VF token flag -> EINVAL; an fd not held -> EBADF; not an
-   * iommufd -> EBADFD (EBADF in this model); the device bound through
-   * another file -> EINVAL; the function gone -> ENODEV. Attaches nothing.
+   * iommufd -> EBADFD; the device bound through another file -> EINVAL; the
+   * function gone -> ENODEV. Attaches nothing.
    */
   bindIommufd(
     request: BindIommufdRequest,
@@ -4492,8 +4489,8 @@ export interface VfioDeviceIommufdServiceClient extends Client {
    * VFIO_DEVICE_ATTACH_IOMMUFD_PT to an IOAS (into an automatic domain) or a
    * HWPT. Not bound -> EINVAL; a group-path file -> ENOTTY; unknown flags ->
    * EINVAL; PASID -> EOPNOTSUPP; unknown id -> ENOENT; another type ->
-   * EINVAL; reserved regions meeting the IOAS's areas -> EADDRINUSE (EBUSY
-   * in this model); pinning what the IOAS maps -> EFAULT. Again: replaces.
+   * EINVAL; reserved regions meeting the IOAS's areas -> EADDRINUSE;
+   * pinning what the IOAS maps -> EFAULT. Again: replaces.
    */
   attachIommufdPt(
     request: AttachIommufdPtRequest,
@@ -4536,8 +4533,7 @@ export interface VfioDeviceIommufdServiceClient extends Client {
    * compat IOAS (made if there is none). The device bound through a device
    * file -> EBUSY; an fd not held -> EBADF; the group in a container
    * already -> EINVAL; the function gone -> ENODEV; not an iommufd ->
-   * EBADFD (EBADF in this model); then attach's errors. It lasts until the
-   * device file is closed.
+   * EBADFD; then attach's errors. It lasts until the device file is closed.
    */
   setContainer(
     request: SetContainerRequest,
