@@ -340,11 +340,17 @@ export class VfioPci {
     if (core !== undefined) {
       this.#files.delete(handle);
       this.#fds.released(handle);
+      // Each step runs whatever the one before threw: a device gone from the
+      // platform still leaves vfio-pci at its last close, even when its
+      // iommufd teardown could not reach the IOMMU.
       try {
         await core.close();
       } finally {
-        await this.iommufd.deviceFileReleased(handle);
-        this.#dropIfGone(core);
+        try {
+          await this.iommufd.deviceFileReleased(handle);
+        } finally {
+          this.#dropIfGone(core);
+        }
       }
       return;
     }

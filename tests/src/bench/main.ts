@@ -1,4 +1,5 @@
 import Table from 'cli-table3';
+import { benchIommu } from './iommu.bench';
 import { benchPciEmu } from './pci-emu.bench';
 import { benchRdma } from './rdma.bench';
 import { benchRegistry } from './registry.bench';
@@ -17,11 +18,12 @@ async function main(): Promise<void> {
   if (!only || 'pci-emu'.includes(only)) await benchPciEmu(rows, ratios);
   if (!only || 'registry'.includes(only)) await benchRegistry(rows);
   if (!only || 'vfio-pci'.includes(only)) await benchVfioPci(rows);
-  const rdmaTables: string[] = [];
-  if (!only || 'rdma-nic'.includes(only)) await benchRdma(rdmaTables);
+  const tables: string[] = [];
+  if (!only || 'iommu'.includes(only)) await benchIommu(tables);
+  if (!only || 'rdma-nic'.includes(only)) await benchRdma(tables);
   if (rows.length > 0) console.log(rows.toString());
   for (const line of ratios) console.log(line);
-  for (const block of rdmaTables) console.log(block);
+  for (const block of tables) console.log(block);
 }
 
 main().catch((error: unknown) => {

@@ -12,7 +12,7 @@ import {
 import { SegmentStore } from '@p2p/shm';
 import { type RdmaHost, RdmaStack } from '../harness/rdma-hosts';
 import { startSink, streamRate } from './grpc-sink';
-import { copyRate, GB, percentile } from './stats';
+import { cyclingCopyRate, GB, percentile } from './stats';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -81,8 +81,8 @@ export async function benchRdma(out: string[]): Promise<void> {
     mapped[0]!.fill(0xa5);
     mapped[1]!.fill(0);
     for (const size of SIZES) {
-      memcpy.set(size, cyclingCopyRate(heap[0], heap[1], size));
-      mappedMemcpy.set(size, cyclingCopyRate(mapped[0]!, mapped[1]!, size));
+      memcpy.set(size, cyclingCopyRate(heap[0], heap[1], size, WORKING_SET));
+      mappedMemcpy.set(size, cyclingCopyRate(mapped[0]!, mapped[1]!, size, WORKING_SET));
     }
     for (const segment of segments) segment.close();
     const grpc1M = await streamRate(sink.address, MiB, 256 * MiB);
@@ -138,15 +138,6 @@ export async function benchRdma(out: string[]): Promise<void> {
     for (const host of hosts) await host.close().catch(() => undefined);
     await stack.stop();
   }
-}
-
-/** memcpy of `size`-byte pieces from `from` to `to`, cycling through the working set, in bytes per second. */
-function cyclingCopyRate(from: Uint8Array, to: Uint8Array, size: number): number {
-  let at = 0;
-  return copyRate(size, Math.max(16, (256 * MiB) / size), () => {
-    to.set(from.subarray(at, at + size), at);
-    at = (at + size) % WORKING_SET;
-  });
 }
 
 function key(buffer: { mr: { lkey: number }; iova: number }): { key: number; iova: number } {

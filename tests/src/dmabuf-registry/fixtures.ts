@@ -96,8 +96,9 @@ export class HelperProcess {
   readonly #waiters: Array<{ resolve: (reply: Reply) => void; reject: (error: Error) => void }> = [];
   readonly #ready: Promise<Reply>;
 
-  private constructor(script: string, args: string[]) {
-    this.child = spawn(process.execPath, [path.join(__dirname, 'processes', `${script}.js`), ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  private constructor(file: string, args: string[]) {
+    const script = path.basename(file, '.js');
+    this.child = spawn(process.execPath, [file, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
     this.child.stderr!.on('data', (chunk: Buffer) => this.stderr.push(chunk.toString()));
     this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve({ code, signal })));
     let readyResolve: (reply: Reply) => void = () => undefined;
@@ -119,8 +120,14 @@ export class HelperProcess {
   }
 
   /** Spawns tests/dist/dmabuf-registry/processes/<script>.js and waits for its ready line. */
-  static async start(script: 'importer' | 'exporter', args: string[], timeoutMs = 10_000): Promise<{ helper: HelperProcess; ready: Reply }> {
-    const helper = new HelperProcess(script, args);
+  static start(script: 'importer' | 'exporter', args: string[], timeoutMs = 10_000): Promise<{ helper: HelperProcess; ready: Reply }> {
+    return HelperProcess.startFile(path.join(__dirname, 'processes', `${script}.js`), args, timeoutMs);
+  }
+
+  /** Spawns the helper script `file` (a built .js speaking the same protocol) and waits for its ready line. */
+  static async startFile(file: string, args: string[], timeoutMs = 10_000): Promise<{ helper: HelperProcess; ready: Reply }> {
+    const script = path.basename(file, '.js');
+    const helper = new HelperProcess(file, args);
     let timer: NodeJS.Timeout | undefined;
     try {
       const ready = await Promise.race([

@@ -1,3 +1,4 @@
+import { randomInt } from 'node:crypto';
 import { errno } from '@p2p/errno';
 import { validateSegmentName } from '@p2p/shm';
 import type { FunctionInfo } from '../bus/function-info';
@@ -17,6 +18,8 @@ export const MAX_IOMMU_DOMAINS = 256;
 export const MAX_DOMAIN_MAPPINGS = 65536;
 /** Extents of one host mapping at most (E2BIG past it). */
 export const MAX_HOST_EXTENTS = 4096;
+/** Domain ids stay below 2^32 (uint32 on the wire): a first id below 2^31 leaves 2^31 creations to go. */
+const FIRST_DOMAIN_ID_LIMIT = 2 ** 31;
 
 /** What the IOMMU needs of the platform around it. */
 export interface IommuPlatform {
@@ -60,11 +63,18 @@ export class Iommu {
   readonly #domains = new Map<number, IommuDomain>();
   /** The domain of each attached function's group. */
   readonly #attached = new Map<string, IommuDomain>();
-  #nextId = 1;
+  /**
+   * The next domain's id. The first is drawn at random, as the segment
+   * names' instance tag is, so that a restarted platform does not hand out
+   * the ids of the one before: a client still holding one (vfio-pci, for a
+   * process's IOAS) then reaches nothing (ENOENT) instead of another
+   * process's domain.
+   */
+  #nextId = randomInt(1, FIRST_DOMAIN_ID_LIMIT);
 
   constructor(private readonly platform: IommuPlatform) {}
 
-  /** iommu_paging_domain_alloc(): a new empty domain; ids are never reused. */
+  /** iommu_paging_domain_alloc(): a new empty domain; ids are never reused, from the first one up. */
   createDomain(): number {
     if (this.#domains.size >= MAX_IOMMU_DOMAINS) {
       throw errno('ENOSPC', `${MAX_IOMMU_DOMAINS} IOMMU domains exist already`);

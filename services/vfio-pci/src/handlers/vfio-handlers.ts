@@ -101,7 +101,7 @@ function variantsFromWire(variants: wire.Variants | undefined): Partial<VfioPciV
   if (!variants) return {};
   const layout =
     variants.dmaBufLayout === wire.DmaBufLayout.DMA_BUF_LAYOUT_SINGLE ? 'single' : variants.dmaBufLayout === wire.DmaBufLayout.DMA_BUF_LAYOUT_RANGES ? 'ranges' : undefined;
-  return { ...(layout ? { dmaBufLayout: layout } : {}), allowPin: variants.allowPin, cpuMmap: variants.cpuMmap };
+  return { ...(layout ? { dmaBufLayout: layout } : {}), allowPin: variants.allowPin, cpuMmap: variants.cpuMmap, dmaBufExport: !variants.noDmaBufExport };
 }
 
 function variantsToWire(variants: VfioPciVariants): wire.Variants {
@@ -109,5 +109,6 @@ function variantsToWire(variants: VfioPciVariants): wire.Variants {
     dmaBufLayout: variants.dmaBufLayout === 'single' ? wire.DmaBufLayout.DMA_BUF_LAYOUT_SINGLE : wire.DmaBufLayout.DMA_BUF_LAYOUT_RANGES,
     allowPin: variants.allowPin,
     cpuMmap: variants.cpuMmap,
+    noDmaBufExport: !variants.dmaBufExport,
   };
 }

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { ErrnoError } from '@p2p/errno';
 import { harness, type Harness, PAGE, PID } from '../testing/harness';
 import { DMA_DEVICE, EXPORTER, IOVA, type IommufdHarness, iommufdHarness, RW, VA } from '../testing/iommufd-fixture';
 
@@ -67,6 +68,23 @@ describe('iommufd teardown: mappings die with their process, their iommufd and t
     expect(h.vfio.devices().find((device) => device.bdf === EXPORTER)!.dmaBufs).to.equal(1);
     await h.registry.closeFd(PID, h.buf);
     expect(h.vfio.devices().find((device) => device.bdf === EXPORTER)!.dmaBufs).to.equal(0);
+  });
+
+  it('a surprise-removed device whose IOMMU domain is gone with the platform (pci-emu restarted) still leaves vfio-pci at its last close, its pages unpinned', async () => {
+    const h = await busy();
+    h.pci.unplug(DMA_DEVICE);
+    await h.vfio.unplugged(DMA_DEVICE);
+    // The new platform knows nothing of the domain: detach and unmap fail with ENOENT.
+    h.iommu.domains.clear();
+    const closed = await h.registry.closeFd(PID, h.dev).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    expect(closed, 'the release reports the platform failure').to.be.instanceOf(ErrnoError).with.property('errno', 'ENOENT');
+    expect(h.vfio.devices().map((device) => device.bdf), 'bound devices').to.not.include(DMA_DEVICE);
+    expect(h.memory.pins).to.equal(0);
+    const [ioas] = h.vfio.iommufd.contexts()[0]!.objects;
+    expect(ioas).to.deep.include({ type: 'ioas', domains: [] });
   });
 
   it('an iommufd fd passed to another process keeps the context alive after the opener exits', async () => {

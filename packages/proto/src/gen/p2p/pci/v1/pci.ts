@@ -816,7 +816,11 @@ export interface CreateIommuDomainRequest {
 }
 
 export interface CreateIommuDomainResponse {
-  /** From 1; never reused while the server runs. */
+  /**
+   * Never reused: consecutive from a first id drawn at random at start, so a
+   * restarted pci-emu does not hand out the ids of the one before (an id
+   * held from it is ENOENT), as its segment names carry a fresh instance tag.
+   */
   domainId: number;
 }
 

@@ -78,6 +78,12 @@ export interface Variants {
   allowPin: boolean;
   /** The dma-buf supports CPU mmap, reads and writes (seed v2, for debugging). */
   cpuMmap: boolean;
+  /**
+   * A variant driver that cannot export (no get_dmabuf_phys): DMA_BUF is
+   * EOPNOTSUPP, PROBE included. Unset or false: export is supported, so a
+   * Variants written before this field existed means what it meant.
+   */
+  noDmaBufExport?: boolean | undefined;
 }
 
 export interface BindRequest {
@@ -297,7 +303,7 @@ export interface DeviceFeatureResponse {
 }
 
 function createBaseVariants(): Variants {
-  return { dmaBufLayout: 0, allowPin: false, cpuMmap: false };
+  return { dmaBufLayout: 0, allowPin: false, cpuMmap: false, noDmaBufExport: undefined };
 }
 
 export const Variants: MessageFns<Variants> = {
@@ -310,6 +316,9 @@ export const Variants: MessageFns<Variants> = {
     }
     if (message.cpuMmap !== false) {
       writer.uint32(24).bool(message.cpuMmap);
+    }
+    if (message.noDmaBufExport !== undefined) {
+      writer.uint32(32).bool(message.noDmaBufExport);
     }
     return writer;
   },
@@ -351,6 +360,14 @@ export const Variants: MessageFns<Variants> = {
             message.cpuMmap = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.noDmaBufExport = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -380,6 +397,11 @@ export const Variants: MessageFns<Variants> = {
         : isSet(object.cpu_mmap)
         ? globalThis.Boolean(object.cpu_mmap)
         : false,
+      noDmaBufExport: isSet(object.noDmaBufExport)
+        ? globalThis.Boolean(object.noDmaBufExport)
+        : isSet(object.no_dma_buf_export)
+        ? globalThis.Boolean(object.no_dma_buf_export)
+        : undefined,
     };
   },
 
@@ -394,6 +416,9 @@ export const Variants: MessageFns<Variants> = {
     if (message.cpuMmap !== false) {
       obj.cpuMmap = message.cpuMmap;
     }
+    if (message.noDmaBufExport !== undefined) {
+      obj.noDmaBufExport = message.noDmaBufExport;
+    }
     return obj;
   },
 
@@ -405,6 +430,7 @@ export const Variants: MessageFns<Variants> = {
     message.dmaBufLayout = object.dmaBufLayout ?? 0;
     message.allowPin = object.allowPin ?? false;
     message.cpuMmap = object.cpuMmap ?? false;
+    message.noDmaBufExport = object.noDmaBufExport ?? undefined;
     return message;
   },
 };

@@ -1,0 +1,29 @@
+/**
+ * Driving accel0's DMA engine (registers in its BAR0, see
+ * services/pci-emu/src/devices/dma-engine.ts) from tests and the helper
+ * processes that map memory for it.
+ */
+
+/**
+ * `length` bytes (at most 1 MiB) whose every dword is its offset mixed with
+ * `seed` (1 to 2047): no dword of one (seed, offset) equals another's, and
+ * none is 0, so a byte that landed names the transfer that wrote it.
+ */
+export function pattern(length: number, seed: number): Buffer {
+  const bytes = Buffer.alloc(length);
+  for (let i = 0; i < length; i += 4) bytes.writeUInt32LE(Math.imul(i + seed * 0x10_0001, 0x9e37_79b1) >>> 0, i);
+  return bytes;
+}
+
+/**
+ * SRC_IOVA, DST_IOVA and LEN with the doorbell, as one 24-byte write at
+ * DMA_SRC_IOVA: the qword at DMA_LEN is LEN | DOORBELL_START << 32, so the
+ * transfer starts with the write.
+ */
+export function doorbellRegisters(src: bigint, dst: bigint, length: number): Buffer {
+  const registers = Buffer.alloc(24);
+  registers.writeBigUInt64LE(src, 0);
+  registers.writeBigUInt64LE(dst, 8);
+  registers.writeBigUInt64LE(BigInt(length) | (1n << 32n), 16);
+  return registers;
+}
