@@ -47,6 +47,19 @@ interface Connection {
   readonly localIova: number;
   readonly remoteKey: number;
   readonly remoteIova: number;
+  /**
+   * The CQ's one watcher (a CQ takes one: EBUSY for a second, and a cancel
+   * reaches the NIC only some time after the client sends it), opened once
+   * for the connection; each measure() routes its batches here.
+   */
+  readonly completions: CompletionRoute;
+}
+
+interface CompletionRoute {
+  onBatch: (packedCqes: Uint8Array) => void;
+  /** Why the watch ended, if it did. */
+  ended: string | undefined;
+  stop(): void;
 }
 
 /**
@@ -125,6 +138,7 @@ export async function benchRdma(out: string[]): Promise<void> {
         }
         if (size === 4 * KiB && test.opcode === rdma.WrOpcode.WR_OPCODE_RDMA_WRITE) ratios.push(`${test.title}, 4 KiB: ${(point.mpps * 1e3).toFixed(0)} k msg/s`);
       }
+      connection.completions.stop();
       out.push(`${test.title}\n${table.toString()}`);
     }
     const baselines = new Table({ head: ['baseline (same run)', ...SIZES.map(String)], style: { head: [], border: [] } });
@@ -149,7 +163,17 @@ async function connect(requester: RdmaHost, responder: RdmaHost, local: { key: n
   const b = await responder.rcQp();
   await requester.ctx.connectRc(a.qpNum, { gid: responder.gid, qpNum: b.qpNum }, { access: ACCESS });
   await responder.ctx.connectRc(b.qpNum, { gid: requester.gid, qpNum: a.qpNum }, { access: ACCESS });
-  return { requester, qpNum: a.qpNum, cq: a.cq, localKey: local.key, localIova: local.iova, remoteKey: remote.key, remoteIova: remote.iova };
+  const completions: CompletionRoute = { onBatch: () => undefined, ended: undefined, stop: () => undefined };
+  completions.stop = requester.ctx.watchCompletions(
+    a.cq,
+    true,
+    (batch) => completions.onBatch(batch.packedCqes),
+    (error) => {
+      completions.ended = `the completion watch ended${error ? `: ${error.message}` : ''}`;
+      completions.onBatch(new Uint8Array(0));
+    },
+  );
+  return { requester, qpNum: a.qpNum, cq: a.cq, localKey: local.key, localIova: local.iova, remoteKey: remote.key, remoteIova: remote.iova, completions };
 }
 
 /** The bandwidth run (TX_DEPTH in flight, BATCH per post) and the latency run (one in flight) for one size. */
@@ -178,14 +202,15 @@ async function measure(c: Connection, opcode: number, size: number): Promise<Poi
   let failure: string | undefined;
   let wake: (() => void) | undefined;
   const marks: { at: bigint; done: number }[] = [];
-  const stop = c.requester.ctx.watchCompletions(c.cq, true, (batch) => {
-    for (const wc of decodeCqes(batch.packedCqes)) {
+  c.completions.onBatch = (packedCqes) => {
+    for (const wc of decodeCqes(packedCqes)) {
       if (wc.status !== rdma.WcStatus.WC_STATUS_SUCCESS) failure ??= `wr ${wc.wrId} completed with status ${wc.status}`;
       completed = Number(wc.wrId) + 1;
     }
+    failure ??= c.completions.ended;
     marks.push({ at: process.hrtime.bigint(), done: completed });
     wake?.();
-  });
+  };
   const waitFor = async (done: number): Promise<void> => {
     while (completed < done && failure === undefined) await new Promise<void>((resolve) => (wake = resolve));
     if (failure !== undefined) throw new Error(failure);
@@ -226,7 +251,7 @@ async function measure(c: Connection, opcode: number, size: number): Promise<Poi
     latencies.sort((p, q) => p - q);
     return { bytes: size, iterations, peak: Math.max(peak, average), average, mpps: iterations / seconds / 1e6, latencies };
   } finally {
-    stop();
+    c.completions.onBatch = () => undefined;
     stream.close();
   }
 }
