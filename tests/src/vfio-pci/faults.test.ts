@@ -7,9 +7,10 @@ import { expect } from 'chai';
 import { type DmaBufImporter, type MoveNotice, RegistrySession } from '@p2p/dmabuf-client';
 import { ErrnoError } from '@p2p/errno';
 import { dmabuf, fault, pci, vfio } from '@p2p/proto';
-import { asAdmin, eventually, freePort, platformSecretsOf, rejection, type ServiceProcess, startServiceProcess, tempShmDir } from '@p2p/testing';
+import { asAdmin, eventually, platformSecretsOf, rejection, type ServiceProcess, startServiceProcess, tempShmDir } from '@p2p/testing';
 import { errnoName, EventLog, rawClient, registryState, segmentNames, sleep } from '../dmabuf-registry/fixtures';
 import { expectErrno, rpc } from '../harness/rpc';
+import { startPlatformProcesses } from '../harness/platform-processes';
 
 const ACCEL0 = '0000:07:00.0';
 const NVME1 = '0000:08:00.0';
@@ -193,18 +194,7 @@ describe('vfio-pci under faults (pci-emu, registry and vfio-pci as processes)', 
     closers = [];
     shmDir = tempShmDir();
     env = { P2P_SHM_DIR: shmDir, LOG_LEVEL: 'warn', DMABUF_REGISTRY_ACK_TIMEOUT_MS: String(ACK_TIMEOUT_MS) };
-    // The registry reaches pci-emu lazily (P2P distances): both start at once.
-    const pciEmuPort = await freePort();
-    const started = await Promise.allSettled([
-      startServiceProcess('pci-emu', 'PCI_EMU', { env, port: pciEmuPort }),
-      startServiceProcess('dmabuf-registry', 'DMABUF_REGISTRY', { env: { ...env, PCI_EMU_ADDRESS: `127.0.0.1:${pciEmuPort}` } }),
-    ]);
-    const failure = started.find((result): result is PromiseRejectedResult => result.status === 'rejected');
-    if (failure !== undefined) {
-      for (const result of started) if (result.status === 'fulfilled') await result.value.stop('SIGKILL');
-      throw failure.reason;
-    }
-    [pciEmu, registry] = started.map((result) => (result as PromiseFulfilledResult<ServiceProcess>).value) as [ServiceProcess, ServiceProcess];
+    ({ pciEmu, registry } = await startPlatformProcesses(env));
     vfioPci = await startServiceProcess('vfio-pci', 'VFIO_PCI', { env: vfioEnv() });
     // The test drives vfio-pci and the hardware as the administrator.
     const admin = asAdmin(shmDir);

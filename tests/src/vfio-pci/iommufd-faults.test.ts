@@ -5,11 +5,12 @@ import { expect } from 'chai';
 import { RegistrySession } from '@p2p/dmabuf-client';
 import { DMA_ERRORS, DMA_SRC_IOVA, DMA_STATUS, DMA_STATUS_DONE, DMA_STATUS_ERROR } from '@p2p/pci-emu';
 import { dmabuf, iommufd, pci, vfio } from '@p2p/proto';
-import { asAdmin, eventually, freePort, type ServiceProcess, startServiceProcess, tempShmDir } from '@p2p/testing';
+import { asAdmin, eventually, type ServiceProcess, startServiceProcess, tempShmDir } from '@p2p/testing';
 import { iommufdUapi, O_RDWR, pciRegs, vfioUapi } from '@p2p/vfio-pci';
 import { EventLog, HelperProcess, processState, rawClient, registryState, segmentNames } from '../dmabuf-registry/fixtures';
 import { doorbellRegisters, pattern } from '../harness/accel-dma';
 import { rpc } from '../harness/rpc';
+import { startPlatformProcesses } from '../harness/platform-processes';
 
 const ACCEL0 = '0000:07:00.0';
 const NVME1 = '0000:08:00.0';
@@ -91,18 +92,7 @@ describe('iommufd DMA mapping under faults (pci-emu, registry and vfio-pci as pr
     closers = [];
     shmDir = tempShmDir();
     env = { P2P_SHM_DIR: shmDir, LOG_LEVEL: 'warn', DMABUF_REGISTRY_ACK_TIMEOUT_MS: String(ACK_TIMEOUT_MS) };
-    // The registry reaches pci-emu lazily (P2P distances): both start at once.
-    const pciEmuPort = await freePort();
-    const started = await Promise.allSettled([
-      startServiceProcess('pci-emu', 'PCI_EMU', { env, port: pciEmuPort }),
-      startServiceProcess('dmabuf-registry', 'DMABUF_REGISTRY', { env: { ...env, PCI_EMU_ADDRESS: `127.0.0.1:${pciEmuPort}` } }),
-    ]);
-    const failure = started.find((result): result is PromiseRejectedResult => result.status === 'rejected');
-    if (failure !== undefined) {
-      for (const result of started) if (result.status === 'fulfilled') await result.value.stop('SIGKILL');
-      throw failure.reason;
-    }
-    [pciEmu, registry] = started.map((result) => (result as PromiseFulfilledResult<ServiceProcess>).value) as [ServiceProcess, ServiceProcess];
+    ({ pciEmu, registry } = await startPlatformProcesses(env));
     vfioPci = await startServiceProcess('vfio-pci', 'VFIO_PCI', {
       env: { ...env, PCI_EMU_ADDRESS: pciEmu.address, DMABUF_REGISTRY_ADDRESS: registry.address, VFIO_PCI_CONNECT_TIMEOUT_MS: '5000' },
     });
