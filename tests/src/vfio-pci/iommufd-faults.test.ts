@@ -6,11 +6,12 @@ import { RegistrySession } from '@p2p/dmabuf-client';
 import { DMA_ERRORS, DMA_SRC_IOVA, DMA_STATUS, DMA_STATUS_DONE, DMA_STATUS_ERROR } from '@p2p/pci-emu';
 import { dmabuf, iommufd, pci, vfio } from '@p2p/proto';
 import { asAdmin, eventually, type ServiceProcess, startServiceProcess, tempShmDir } from '@p2p/testing';
-import { iommufdUapi, O_RDWR, pciRegs, vfioUapi } from '@p2p/vfio-pci';
+import { iommufdUapi, pciRegs, vfioUapi } from '@p2p/vfio-pci';
 import { EventLog, HelperProcess, processState, rawClient, registryState, segmentNames } from '../dmabuf-registry/fixtures';
 import { doorbellRegisters, pattern } from '../harness/accel-dma';
 import { rpc } from '../harness/rpc';
 import { startPlatformProcesses } from '../harness/platform-processes';
+import { exportBarRange, mapHeap } from '../harness/vfio-dma';
 
 const ACCEL0 = '0000:07:00.0';
 const NVME1 = '0000:08:00.0';
@@ -184,29 +185,10 @@ describe('iommufd DMA mapping under faults (pci-emu, registry and vfio-pci as pr
   const setCommand = (p: Pick<Process, 'pid' | 'device'>, deviceFd: number, command: number): Promise<unknown> => regionWrite(p, deviceFd, CONFIG_REGION, PCI_COMMAND, u16(command));
 
   /** VFIO_DEVICE_FEATURE_DMA_BUF: the first `length` bytes of nvme1's CMB as a one-range dma-buf. */
-  const exportCmb = async (p: Process, nvmeFd: number, length: number): Promise<number> =>
-    (
-      await rpc<vfio.DeviceFeatureResponse>((cb) =>
-        p.device.deviceFeature(
-          {
-            pid: p.pid,
-            deviceFd: nvmeFd,
-            argsz: 0,
-            flags: vfioUapi.VFIO_DEVICE_FEATURE_GET | vfioUapi.VFIO_DEVICE_FEATURE_DMA_BUF,
-            payload: { $case: 'dmaBuf', value: { regionIndex: CMB_BAR, openFlags: O_RDWR, flags: 0, dmaRanges: [{ offset: 0n, length: BigInt(length) }] } },
-          },
-          cb,
-        ),
-      )
-    ).fd;
+  const exportCmb = (p: Process, nvmeFd: number, length: number): Promise<number> => exportBarRange(p.device, p.pid, nvmeFd, CMB_BAR, length);
 
   /** A heap buffer holding `bytes`, mmapped: its fd, buffer id and the address of the mapping. */
-  async function heapMapping(p: Process, bytes: Buffer): Promise<{ fd: number; bufferId: bigint; addr: bigint }> {
-    const { fd, bufferId } = await p.session.heapAllocate(bytes.length);
-    await p.session.cpuWrite(fd, 0, bytes);
-    const { addr } = await p.session.mmapFd(fd, 0, bytes.length);
-    return { fd, bufferId, addr };
-  }
+  const heapMapping = (p: Process, bytes: Buffer): Promise<{ fd: number; bufferId: bigint; addr: bigint }> => mapHeap(p.session, bytes);
 
   /** /dev/iommu and an IOAS of `p`'s. */
   async function openIoas(p: Process): Promise<{ ictx: number; ioasId: number }> {

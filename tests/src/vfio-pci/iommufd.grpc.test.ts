@@ -7,8 +7,9 @@ import { DMA_ERRORS, DMA_SRC_IOVA, DMA_STATUS, DMA_STATUS_DONE, DMA_STATUS_ERROR
 import { dmabuf, iommufd, pci, vfio } from '@p2p/proto';
 import type { RunningServer } from '@p2p/server';
 import { asAdmin, asPlatform, eventually, tempShmDir } from '@p2p/testing';
-import { IOMMU_READ, IOMMU_WRITE, iommufdUapi, O_RDWR, pciRegs, startVfioPci, vfioUapi } from '@p2p/vfio-pci';
+import { IOMMU_READ, IOMMU_WRITE, iommufdUapi, pciRegs, startVfioPci, vfioUapi } from '@p2p/vfio-pci';
 import { expectErrno, rpc } from '../harness/rpc';
+import { exportBarRange, mapHeap } from '../harness/vfio-dma';
 
 const ACCEL0 = '0000:07:00.0';
 const NVME1 = '0000:08:00.0';
@@ -18,7 +19,7 @@ const BAR0 = vfioUapi.VFIO_PCI_BAR0_REGION_INDEX;
 const CONFIG_REGION = vfioUapi.VFIO_PCI_CONFIG_REGION_INDEX;
 const { PCI_COMMAND, PCI_COMMAND_MEMORY, PCI_COMMAND_MASTER } = pciRegs;
 const { IOMMU_IOAS_MAP_FIXED_IOVA, IOMMU_IOAS_MAP_WRITEABLE, IOMMU_IOAS_MAP_READABLE, IOMMU_VFIO_IOAS_GET } = iommufdUapi;
-const { VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_DMA_BUF, VFIO_TYPE1v2_IOMMU, VFIO_DMA_MAP_FLAG_READ, VFIO_DMA_MAP_FLAG_WRITE } = vfioUapi;
+const { VFIO_TYPE1v2_IOMMU, VFIO_DMA_MAP_FLAG_READ, VFIO_DMA_MAP_FLAG_WRITE } = vfioUapi;
 const IOMMU_READ_WRITE = IOMMU_READ | IOMMU_WRITE;
 const KiB = 1024;
 const CMB_IOVA = 0x2000_0000n;
@@ -145,29 +146,10 @@ describe('iommufd over gRPC (pci-emu, registry and vfio-pci in one process)', fu
   const setCommand = (p: Process, deviceFd: number, command: number): Promise<unknown> => regionWrite(p, deviceFd, CONFIG_REGION, PCI_COMMAND, u16(command));
 
   /** VFIO_DEVICE_FEATURE_DMA_BUF: the first `length` bytes of nvme1's CMB as a one-range dma-buf. */
-  const exportCmb = async (p: Process, nvmeFd: number, length: number): Promise<number> =>
-    (
-      await rpc<vfio.DeviceFeatureResponse>((cb) =>
-        p.device.deviceFeature(
-          {
-            pid: p.pid,
-            deviceFd: nvmeFd,
-            argsz: 0,
-            flags: VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_BUF,
-            payload: { $case: 'dmaBuf', value: { regionIndex: CMB_BAR, openFlags: O_RDWR, flags: 0, dmaRanges: [{ offset: 0n, length: BigInt(length) }] } },
-          },
-          cb,
-        ),
-      )
-    ).fd;
+  const exportCmb = (p: Process, nvmeFd: number, length: number): Promise<number> => exportBarRange(p.device, p.pid, nvmeFd, CMB_BAR, length);
 
   /** A heap buffer holding `bytes`, mmapped: its fd, buffer id and the address of the mapping. */
-  async function heapMapping(p: Process, bytes: Buffer): Promise<{ fd: number; bufferId: bigint; addr: bigint }> {
-    const { fd, bufferId } = await p.session.heapAllocate(bytes.length);
-    await p.session.cpuWrite(fd, 0, bytes);
-    const { addr } = await p.session.mmapFd(fd, 0, bytes.length);
-    return { fd, bufferId, addr };
-  }
+  const heapMapping = (p: Process, bytes: Buffer): Promise<{ fd: number; bufferId: bigint; addr: bigint }> => mapHeap(p.session, bytes);
 
   /** One transfer of the accelerator's DMA engine, rung with 8-byte register writes; STATUS and ERROR. */
   async function dma(p: Process, accelFd: number, src: bigint, dst: bigint, length: number): Promise<[number, number]> {
