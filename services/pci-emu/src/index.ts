@@ -58,6 +58,27 @@ export {
   type DmaRequest,
   type DmaPort,
 } from './devices/dma-engine';
+export {
+  DMA_RING_BASE,
+  DMA_RING_SIZE,
+  DMA_RING_CTRL,
+  DMA_RING_CTRL_ENABLE,
+  DMA_RING_HEAD,
+  DMA_RING_TAIL,
+  DMA_RING_STATUS,
+  DMA_RING_ERROR,
+  DMA_RING_FAULT_IOVA,
+  DMA_RING_STATUS_DISABLED,
+  DMA_RING_STATUS_ACTIVE,
+  DMA_RING_STATUS_HALTED,
+  DMA_RING_MAX_ENTRIES,
+  DMA_DESCRIPTOR_SIZE,
+  DMA_DESC_COMPLETION,
+  DMA_COMPLETION_SIZE,
+  encodeDmaDescriptor,
+  decodeDmaCompletion,
+  type DmaCompletionRecord,
+} from './devices/dma-ring';
 
 // IOMMU
 export {

@@ -17,7 +17,23 @@ import {
   DMA_STATUS_ERROR,
   DMA_STATUS_IDLE,
   type DmaErrorName,
+  type DmaRequest,
 } from '../devices/dma-engine';
+import {
+  decodeDmaCompletion,
+  DMA_DESCRIPTOR_SIZE,
+  DMA_RING_BASE,
+  DMA_RING_CTRL,
+  DMA_RING_CTRL_ENABLE,
+  DMA_RING_FAULT_IOVA,
+  DMA_RING_HEAD,
+  DMA_RING_SIZE,
+  DMA_RING_STATUS,
+  DMA_RING_STATUS_DISABLED,
+  DMA_RING_STATUS_HALTED,
+  DMA_RING_TAIL,
+  encodeDmaDescriptor,
+} from '../devices/dma-ring';
 import { IOMMU_READ, IOMMU_WRITE } from '../iommu/iova';
 import { RelocatableMemory } from '../relocatable-memory';
 import { ACCEL0, enableDma, MEMORY_BAR, NVME1, PAGE, platform, type Platform } from '../testing/platform';
@@ -226,6 +242,59 @@ describe('accelerator DMA through the platform IOMMU', () => {
       p.bus.configWrite(NVME1, PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
       expect(barBytes(NVME1, 0, PAGE).equals(pattern(PAGES * PAGE, 1).subarray(0, PAGE))).to.equal(true);
       expect(dma(HOST_IOVA + BigInt(PAGE), NVME_IOVA + BigInt(PAGE), PAGE)).to.deep.equal(done);
+    });
+  });
+
+  describe('a descriptor ring in host memory', () => {
+    beforeEach(() => setUp());
+    /** The ring: heap.2's first two pages as the IOMMU maps them (HOST2_IOVA is heap.2 at 2 * PAGE). */
+    const RING = HOST2_IOVA;
+    const ringBytes = (index: number): Buffer => hostBytes('heap.2', 2 * PAGE + index * DMA_DESCRIPTOR_SIZE, DMA_DESCRIPTOR_SIZE);
+    const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+    const ring = (requests: DmaRequest[]): void => {
+      const descriptors = Buffer.alloc(requests.length * DMA_DESCRIPTOR_SIZE);
+      requests.forEach((request, i) => encodeDmaDescriptor(request, descriptors, i * DMA_DESCRIPTOR_SIZE));
+      p.store.open('heap.2').write(2 * PAGE, descriptors);
+      p.bus.mmioWrite(ACCEL0, 0, DMA_RING_BASE, 8, RING);
+      p.bus.mmioWrite(ACCEL0, 0, DMA_RING_SIZE, 4, 16n);
+      p.bus.mmioWrite(ACCEL0, 0, DMA_RING_CTRL, 4, BigInt(DMA_RING_CTRL_ENABLE));
+      p.bus.mmioWrite(ACCEL0, 0, DMA_RING_TAIL, 4, BigInt(requests.length));
+    };
+
+    it('runs the descriptors after the doorbell, host to CMB then CMB to its own BAR, each completion in host memory and an event', async () => {
+      ring([
+        { src: HOST_IOVA, dst: NVME_IOVA, length: 3000 },
+        { src: NVME_IOVA, dst: ACCEL_IOVA + 16n, length: 3000 },
+      ]);
+      expect(barBytes(NVME1, 0, 3000).equals(zeros(3000)), 'nothing moved within the doorbell write').to.equal(true);
+      await turn();
+      expect(barBytes(ACCEL0, 16, 3000).equals(pattern(PAGES * PAGE, 1).subarray(0, 3000))).to.equal(true);
+      expect([0, 1].map((i) => decodeDmaCompletion(ringBytes(i)))).to.deep.equal([
+        { status: DMA_STATUS_DONE, error: 'NONE', bytes: 3000 },
+        { status: DMA_STATUS_DONE, error: 'NONE', bytes: 3000 },
+      ]);
+      expect(p.bus.mmioRead(ACCEL0, 0, DMA_RING_HEAD, 4).value).to.equal(2);
+      expect(p.events().filter((e) => e.type === 'dma-completed')).to.have.length(2);
+    });
+
+    it('an unmap between the doorbell and the engine\'s turn: the descriptor faults and not one byte lands', async () => {
+      ring([{ src: HOST_IOVA, dst: NVME_IOVA, length: PAGE }]);
+      p.bus.iommu.unmap(domain, NVME_IOVA, BigInt(PAGES * PAGE));
+      await turn();
+      expect(barBytes(NVME1, 0, PAGE).equals(zeros(PAGE))).to.equal(true);
+      expect(decodeDmaCompletion(ringBytes(0))).to.deep.equal({ status: DMA_STATUS_ERROR, error: 'IOMMU_FAULT_WRITE', bytes: 0 });
+      expect(p.bus.mmioRead(ACCEL0, 0, DMA_RING_STATUS, 4).value).to.equal(DMA_RING_STATUS_HALTED);
+      expect(p.bus.mmioRead(ACCEL0, 0, DMA_RING_FAULT_IOVA, 8).value).to.equal(NVME_IOVA);
+    });
+
+    it('an FLR between the doorbell and the turn: the work rung is dropped, the ring DISABLED', async () => {
+      ring([{ src: HOST_IOVA, dst: NVME_IOVA, length: PAGE }]);
+      p.bus.functionLevelReset(ACCEL0);
+      await turn();
+      expect(barBytes(NVME1, 0, PAGE).equals(zeros(PAGE))).to.equal(true);
+      expect(decodeDmaCompletion(ringBytes(0)).status).to.equal(0);
+      enableDma(p.bus, ACCEL0);
+      expect(p.bus.mmioRead(ACCEL0, 0, DMA_RING_STATUS, 4).value).to.equal(DMA_RING_STATUS_DISABLED);
     });
   });
 

@@ -44,31 +44,68 @@ const failed = (error: DmaOutcome['error'], faultIova = 0n, bytes = 0): DmaOutco
  */
 export function dmaTransfer(requester: string, request: DmaRequest, platform: DmaPlatform): DmaOutcome {
   if (!platform.busMaster(requester)) return failed('NO_BUS_MASTER');
-  let from: IommuPiece[];
-  let to: IommuPiece[];
+  const from = resolve(requester, request.src, request.length, 'read', platform);
+  if ('error' in from) return from;
+  const to = resolve(requester, request.dst, request.length, 'write', platform);
+  if ('error' in to) return to;
+  const sources = sourcesOf(requester, from, platform);
+  if ('error' in sources) return sources;
+  const targets = targetsOf(requester, to, platform);
+  if ('error' in targets) return targets;
+  return copy(sources, targets);
+}
+
+/**
+ * A bus-master read of `target.length` bytes at `iova` into the device's own
+ * buffer (a descriptor fetch, a queue entry): the same checks as a transfer's
+ * source side, and no byte read on a failure.
+ */
+export function dmaRead(requester: string, iova: bigint, target: Buffer, platform: DmaPlatform): DmaOutcome {
+  if (!platform.busMaster(requester)) return failed('NO_BUS_MASTER');
+  const from = resolve(requester, iova, target.length, 'read', platform);
+  if ('error' in from) return from;
+  const sources = sourcesOf(requester, from, platform);
+  if ('error' in sources) return sources;
+  return copy(sources, [target]);
+}
+
+/** A bus-master write of `source` at `iova` (a completion record, a queue entry): a transfer's destination side. */
+export function dmaWrite(requester: string, iova: bigint, source: Uint8Array, platform: DmaPlatform): DmaOutcome {
+  if (!platform.busMaster(requester)) return failed('NO_BUS_MASTER');
+  const to = resolve(requester, iova, source.length, 'write', platform);
+  if ('error' in to) return to;
+  const targets = targetsOf(requester, to, platform);
+  if ('error' in targets) return targets;
+  const local: Source = { length: source.length, readInto: (offset, target) => target.set(source.subarray(offset, offset + target.length)) };
+  return copy([local], targets);
+}
+
+/** The translation of [iova, iova + length) for `access`, or the fault that stops the DMA. */
+function resolve(requester: string, iova: bigint, length: number, access: 'read' | 'write', platform: DmaPlatform): IommuPiece[] | DmaOutcome {
   try {
-    from = platform.iommu.translate(requester, request.src, request.length, 'read');
+    return platform.iommu.translate(requester, iova, length, access);
   } catch (error) {
-    if (error instanceof IommuFault) return failed('IOMMU_FAULT_READ', error.fault.iova);
+    if (error instanceof IommuFault) return failed(access === 'read' ? 'IOMMU_FAULT_READ' : 'IOMMU_FAULT_WRITE', error.fault.iova);
     throw error;
   }
-  try {
-    to = platform.iommu.translate(requester, request.dst, request.length, 'write');
-  } catch (error) {
-    if (error instanceof IommuFault) return failed('IOMMU_FAULT_WRITE', error.fault.iova);
-    throw error;
-  }
+}
+
+function sourcesOf(requester: string, pieces: readonly IommuPiece[], platform: DmaPlatform): Source[] | DmaOutcome {
   const sources: Source[] = [];
-  const targets: Buffer[] = [];
-  for (const piece of from) {
+  for (const piece of pieces) {
     const source = sourceOf(piece, platform);
     if (source === undefined) return masterAbort(requester, piece, platform);
     sources.push(source);
   }
-  for (const piece of to) {
+  return sources;
+}
+
+function targetsOf(requester: string, pieces: readonly IommuPiece[], platform: DmaPlatform): Buffer[] | DmaOutcome {
+  const targets: Buffer[] = [];
+  for (const piece of pieces) {
     let views: Buffer[] | undefined;
     try {
-      views = targetsOf(piece, platform);
+      views = targetOf(piece, platform);
     } catch (error) {
       if (error instanceof ErrnoError) return failed('DATA');
       throw error;
@@ -76,11 +113,11 @@ export function dmaTransfer(requester: string, request: DmaRequest, platform: Dm
     if (views === undefined) return masterAbort(requester, piece, platform);
     targets.push(...views);
   }
-  return copy(sources, targets);
+  return targets;
 }
 
 /** The destination's mapped memory; undefined if a BAR does not claim the request. */
-function targetsOf(piece: IommuPiece, platform: DmaPlatform): Buffer[] | undefined {
+function targetOf(piece: IommuPiece, platform: DmaPlatform): Buffer[] | undefined {
   if (piece.kind === 'host') return [piece.segment.view(piece.offset, piece.length)];
   return platform.barWindow(piece.bdf, piece.bar, piece.offset, piece.length)?.views(piece.offset, piece.length);
 }

@@ -9,7 +9,7 @@ import { canonicalBdf } from '../topology/bdf';
 import { p2pDistance, type P2pDistance } from '../topology/p2p-distance';
 import type { Topology } from '../topology/topology';
 import { enumerateBarAddresses, isMultiFunction } from './enumerate';
-import { type DmaPlatform, dmaTransfer } from './dma-transfer';
+import { type DmaPlatform, dmaRead, dmaTransfer, dmaWrite } from './dma-transfer';
 import type { FunctionInfo } from './function-info';
 import { PciEventHub, type PciEventBody, type PciEventListener, type PowerState } from './pci-events';
 import { PciFunction, type ConfigWriteMode } from './pci-function';
@@ -173,9 +173,12 @@ export class PciBus {
     return this.#run(bdf, (fn) => fn.setPowerState(state));
   }
 
-  /** Surprise hot-unplug; a no-op if already unplugged. */
+  /** Surprise hot-unplug, which also takes the function off its IOMMU domain; a no-op if already unplugged. */
   unplug(bdf: string): void {
-    this.#run(bdf, (fn) => fn.unplug());
+    this.#run(bdf, (fn) => {
+      fn.unplug();
+      this.iommu.release(fn.bdf);
+    });
   }
 
   /** Re-plug after unplug(); a no-op if present. */
@@ -232,6 +235,9 @@ export class PciBus {
     };
     return {
       transfer: (request) => dmaTransfer(bdf, request, platform),
+      read: (iova, target) => dmaRead(bdf, iova, target, platform),
+      write: (iova, source) => dmaWrite(bdf, iova, source, platform),
+      defer: (work) => setImmediate(() => this.#events.batch(work)),
       completed: (request, outcome) =>
         this.#events.post({
           type: 'dma-completed',

@@ -2,6 +2,7 @@ import type { FunctionSpecOf } from '../topology/topology-schema';
 import type { BarMemoryAllocator, DeviceBar } from './device-model';
 import type { DeviceDefaults } from './device-defaults';
 import { DMA_ENGINE_BASE, DMA_ENGINE_END, DmaEngine, type DmaPort } from './dma-engine';
+import { DmaRing } from './dma-ring';
 import type { RegisterOps } from './register-ops';
 import { ScratchRegisters } from './scratch-registers';
 
@@ -15,13 +16,15 @@ export const ACCEL_DEFAULTS: DeviceDefaults = {
   romSize: 0,
 };
 
-/** BAR0: the DMA engine's block at DMA_ENGINE_BASE, plain scratch registers everywhere else. */
+/** BAR0: the DMA engine's registers at DMA_ENGINE_BASE, its descriptor ring's right after, plain scratch registers everywhere else. */
 class AccelRegisters implements RegisterOps {
   readonly #scratch = new ScratchRegisters(REGISTER_BAR_SIZE);
   readonly #engine: DmaEngine;
+  readonly #ring: DmaRing;
 
   constructor(dma: DmaPort) {
     this.#engine = new DmaEngine(dma);
+    this.#ring = new DmaRing(dma);
   }
 
   read(offset: number): number {
@@ -35,16 +38,19 @@ class AccelRegisters implements RegisterOps {
   reset(): void {
     this.#scratch.reset();
     this.#engine.reset();
+    this.#ring.reset();
   }
 
   #owner(offset: number): RegisterOps {
-    return offset >= DMA_ENGINE_BASE && offset < DMA_ENGINE_END ? this.#engine : this.#scratch;
+    if (offset >= DMA_ENGINE_BASE && offset < DMA_ENGINE_END) return this.#engine;
+    return DmaRing.owns(offset) ? this.#ring : this.#scratch;
   }
 }
 
 /**
- * BAR0: 64 KiB of registers, the DMA engine's among them (dma-engine.ts),
- * which moves bytes as this function through `dma`. BAR2: device memory
+ * BAR0: 64 KiB of registers, the DMA engine's among them (dma-engine.ts,
+ * one transfer per doorbell; dma-ring.ts, a descriptor ring), which moves
+ * bytes as this function through `dma`. BAR2: device memory
  * (default 16 GiB, up to 64 GiB), 64-bit prefetchable, the memory a
  * GPU-style exporter hands out through dma-buf. Backed sparsely, so
  * untouched memory costs nothing.

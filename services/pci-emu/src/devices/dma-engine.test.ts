@@ -15,23 +15,27 @@ import {
   DMA_STATUS_IDLE,
   DmaEngine,
   type DmaOutcome,
+  type DmaPort,
   type DmaRequest,
 } from './dma-engine';
 
 const ALL = 0xffffffff;
 
 /** An engine on a port that answers `outcome` and notes every call. */
-function engine(outcome: DmaOutcome = { error: 'NONE', bytes: 0, faultIova: 0n }): { regs: DmaEngine; transfers: DmaRequest[]; completed: Array<[DmaRequest, DmaOutcome]> } {
+function engine(outcome: DmaOutcome = { error: 'NONE', bytes: 0, faultIova: 0n }): { regs: DmaEngine; port: DmaPort; transfers: DmaRequest[]; completed: Array<[DmaRequest, DmaOutcome]> } {
   const transfers: DmaRequest[] = [];
   const completed: Array<[DmaRequest, DmaOutcome]> = [];
-  const regs = new DmaEngine({
+  const port: DmaPort = {
     transfer: (request) => {
       transfers.push(request);
       return { ...outcome, bytes: outcome.error === 'NONE' ? request.length : outcome.bytes };
     },
+    read: () => ({ error: 'NONE', bytes: 0, faultIova: 0n }),
+    write: () => ({ error: 'NONE', bytes: 0, faultIova: 0n }),
     completed: (request, result) => completed.push([request, result]),
-  });
-  return { regs, transfers, completed };
+    defer: () => expect.fail('the register-rung engine defers nothing'),
+  };
+  return { regs: new DmaEngine(port), port, transfers, completed };
 }
 
 function program(regs: DmaEngine, src: bigint, dst: bigint, length: number): void {
@@ -110,7 +114,7 @@ describe('accelerator DMA engine registers', () => {
 
   it('clears ERROR and FAULT_IOVA when the next transfer succeeds', () => {
     let outcome: DmaOutcome = { error: 'MASTER_ABORT', bytes: 0, faultIova: 0x5000n };
-    const regs = new DmaEngine({ transfer: () => outcome, completed: () => undefined });
+    const regs = new DmaEngine({ ...engine().port, transfer: () => outcome });
     program(regs, 0x1000n, 0x5000n, 16);
     regs.write(DMA_DOORBELL, DMA_DOORBELL_START, ALL);
     outcome = { error: 'NONE', bytes: 16, faultIova: 0n };

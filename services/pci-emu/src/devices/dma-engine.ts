@@ -49,6 +49,12 @@ export const DMA_ERRORS = {
   NO_BUS_MASTER: 5,
   /** Host memory failed mid-copy; the bytes before the failure may have landed. */
   DATA: 6,
+  /** A ring descriptor sets reserved control bits. */
+  BAD_DESCRIPTOR: 7,
+  /** The ring was enabled with a SIZE that is not a power of two in 2 .. 4096, or a misaligned BASE. */
+  BAD_RING: 8,
+  /** TAIL was written with an index at or past SIZE. */
+  BAD_DOORBELL: 9,
 } as const;
 
 export type DmaErrorName = keyof typeof DMA_ERRORS;
@@ -69,12 +75,18 @@ export interface DmaRequest {
   readonly length: number;
 }
 
-/** The engine's way onto the bus, given by the platform: DMA as this function, and the report of each transfer. */
+/** A device's way onto the bus, given by the platform: DMA as this function, and the report of each transfer. */
 export interface DmaPort {
   /** Copies `length` bytes from IOVA `src` to IOVA `dst` as a bus master, through the IOMMU. */
   transfer(request: DmaRequest): DmaOutcome;
+  /** Reads `target.length` bytes at `iova` into the device (a descriptor, a queue entry). */
+  read(iova: bigint, target: Buffer): DmaOutcome;
+  /** Writes `source` at `iova` (a completion record, a queue entry). */
+  write(iova: bigint, source: Uint8Array): DmaOutcome;
   /** Every finished transfer, refused ones included. */
   completed(request: DmaRequest, outcome: DmaOutcome): void;
+  /** Runs `work` once the access that asked for it has returned: the device acting on its own. */
+  defer(work: () => void): void;
 }
 
 const hiLo = (pair: readonly number[]): bigint => (BigInt(pair[1]!) << 32n) | BigInt(pair[0]!);

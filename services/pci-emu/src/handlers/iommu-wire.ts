@@ -20,6 +20,9 @@ const DMA_ERRORS: Record<DmaErrorName, pci.DmaError> = {
   MASTER_ABORT: pci.DmaError.DMA_ERROR_MASTER_ABORT,
   NO_BUS_MASTER: pci.DmaError.DMA_ERROR_NO_BUS_MASTER,
   DATA: pci.DmaError.DMA_ERROR_DATA,
+  BAD_DESCRIPTOR: pci.DmaError.DMA_ERROR_BAD_DESCRIPTOR,
+  BAD_RING: pci.DmaError.DMA_ERROR_BAD_RING,
+  BAD_DOORBELL: pci.DmaError.DMA_ERROR_BAD_DOORBELL,
 };
 
 export const faultReasonToWire = (reason: IommuFaultReason): pci.IommuFaultReason => FAULT_REASONS[reason];

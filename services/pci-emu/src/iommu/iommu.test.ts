@@ -145,12 +145,24 @@ describe('platform IOMMU', () => {
       expect(p.bus.iommu.domainOf(ACCEL0)).to.equal(first);
     });
 
-    it('detaches an unplugged function, leaving it with no domain', () => {
+    it('takes an unplugged function off its domain, which stays and may be destroyed; a later detach succeeds', () => {
       const domain = p.bus.iommu.createDomain();
       p.bus.iommu.attach(domain, ACCEL0);
       p.bus.unplug(ACCEL0);
-      p.bus.iommu.detach(domain, ACCEL0);
       expect(p.bus.iommu.domainOf(ACCEL0)).to.equal(undefined);
+      expect(p.bus.iommu.listDomains().find((d) => d.id === domain)?.devices).to.deep.equal([]);
+      p.bus.iommu.detach(domain, ACCEL0);
+      p.bus.iommu.destroyDomain(domain);
+    });
+
+    it('a function plugged back in starts blocked: its DMA faults until it is attached again', () => {
+      const domain = p.bus.iommu.createDomain();
+      p.bus.iommu.attach(domain, ACCEL0);
+      p.bus.unplug(ACCEL0);
+      p.bus.replug(ACCEL0);
+      expect(p.bus.iommu.domainOf(ACCEL0)).to.equal(undefined);
+      p.bus.iommu.attach(domain, ACCEL0);
+      expect(p.bus.iommu.domainOf(ACCEL0)).to.equal(domain);
     });
   });
 

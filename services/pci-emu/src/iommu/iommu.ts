@@ -123,15 +123,29 @@ export class Iommu {
   /**
    * iommu_detach_group(): the function is left blocked. The kernel only
    * WARNs when the group is not on that domain; a call that cannot apply is
-   * EINVAL here. An unplugged function may be detached.
+   * EINVAL here. Detaching an unplugged function succeeds: its removal
+   * detached it already (release()).
    */
   detach(id: number, bdf: string): void {
     const domain = this.#domain(id);
-    const canonical = this.platform.getFunction(bdf).bdf;
+    const fn = this.platform.getFunction(bdf);
+    const canonical = fn.bdf;
+    if (!fn.present && !this.#attached.has(canonical)) return;
     if (this.#attached.get(canonical) !== domain) {
       throw errno('EINVAL', `${canonical} is not attached to IOMMU domain ${id}`);
     }
     domain.devices.delete(canonical);
+    this.#attached.delete(canonical);
+  }
+
+  /**
+   * iommu_release_device(), on hot-unplug: the function leaves its group
+   * and with it the group's domain, which stays with its owner. A function
+   * plugged back in starts blocked, as a newly probed device does.
+   */
+  release(bdf: string): void {
+    const canonical = canonicalBdf(bdf);
+    this.#attached.get(canonical)?.devices.delete(canonical);
     this.#attached.delete(canonical);
   }
 

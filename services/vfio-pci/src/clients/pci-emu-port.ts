@@ -55,12 +55,13 @@ export class PciEmuPort implements PciPort {
     await this.#pci.configWrite({ bdf, offset, width, value, hardware: true });
   }
 
-  async mmioRead(bdf: string, bar: number, offset: number, width: MmioWidth): Promise<bigint> {
-    return (await this.#pci.mmioRead({ bdf, bar, offset: BigInt(offset), width })).value;
+  async mmioRead(bdf: string, bar: number, offset: number, width: MmioWidth): Promise<{ value: bigint; decoded: boolean }> {
+    const { value, decoded } = await this.#pci.mmioRead({ bdf, bar, offset: BigInt(offset), width });
+    return { value, decoded };
   }
 
-  async mmioWrite(bdf: string, bar: number, offset: number, width: MmioWidth, value: bigint): Promise<void> {
-    await this.#pci.mmioWrite({ bdf, bar, offset: BigInt(offset), width, value });
+  async mmioWrite(bdf: string, bar: number, offset: number, width: MmioWidth, value: bigint): Promise<boolean> {
+    return (await this.#pci.mmioWrite({ bdf, bar, offset: BigInt(offset), width, value })).decoded;
   }
 
   async bulkRead(bdf: string, bar: number, offset: number, length: number): Promise<Uint8Array> {

@@ -13,7 +13,10 @@ interface BarAccess {
 /**
  * vfio_pci_bar_rw()'s checks: the BAR must be there (EINVAL), the offset
  * inside it (EINVAL), and the access is cut at its end; memory-space BARs and
- * the ROM need memory decode (vfio_pci_core_do_io_rw(): EIO).
+ * the ROM need memory decode (vfio_pci_core_do_io_rw(): EIO). The kernel
+ * reads decode from its virtual config space; here a register BAR's MMIO
+ * answers whether it was decoded (registerAccess), so only memory BARs and
+ * the ROM ask first.
  */
 async function barAccess(core: VfioPciCore, index: number, offset: bigint, count: number): Promise<BarAccess> {
   const bar = core.bars.find((candidate) => candidate.index === index);
@@ -23,10 +26,21 @@ async function barAccess(core: VfioPciCore, index: number, offset: bigint, count
   if (offset >= bar.size) {
     throw errno('EINVAL', `offset ${offset} is past the ${bar.size}-byte BAR ${index}`);
   }
-  if (bar.kind !== 'io' && !(await core.memoryEnabled())) {
-    throw errno('EIO', `${core.bdf}: memory decode is off (PCI_COMMAND_MEMORY clear or not in D0)`);
+  if ((bar.kind === 'memory' || bar.kind === 'rom') && !(await core.memoryEnabled())) {
+    throw decodeOff(core);
   }
   return { bar, offset: Number(offset), length: Math.min(count, Number(bar.size - offset)) };
+}
+
+const decodeOff = (core: VfioPciCore): Error => errno('EIO', `${core.bdf}: memory decode is off (PCI_COMMAND_MEMORY clear or not in D0)`);
+
+/**
+ * A register access the function did not claim: EIO, as the decode check
+ * before it would have said. Port I/O has no such check in vfio (its all-ones
+ * read or dropped write is what the user gets).
+ */
+function registerAccess(core: VfioPciCore, access: BarAccess, decoded: boolean): void {
+  if (!decoded && access.bar.kind === 'registers') throw decodeOff(core);
 }
 
 /**
@@ -77,7 +91,8 @@ async function readRegisters(core: VfioPciCore, access: BarAccess): Promise<Uint
   const out = new Uint8Array(access.length);
   for (let done = 0; done < access.length; ) {
     const width = ioWidth(access.offset + done, access.length - done, access.bar.kind === 'io');
-    const value = await core.pci.mmioRead(core.bdf, access.bar.index, access.offset + done, width);
+    const { value, decoded } = await core.pci.mmioRead(core.bdf, access.bar.index, access.offset + done, width);
+    registerAccess(core, access, decoded);
     for (let lane = 0; lane < width; lane++) out[done + lane] = Number((value >> BigInt(8 * lane)) & 0xffn);
     done += width;
   }
@@ -89,7 +104,7 @@ async function writeRegisters(core: VfioPciCore, access: BarAccess, data: Uint8A
     const width = ioWidth(access.offset + done, access.length - done, access.bar.kind === 'io');
     let value = 0n;
     for (let lane = 0; lane < width; lane++) value |= BigInt(data[done + lane]!) << BigInt(8 * lane);
-    await core.pci.mmioWrite(core.bdf, access.bar.index, access.offset + done, width, value);
+    registerAccess(core, access, await core.pci.mmioWrite(core.bdf, access.bar.index, access.offset + done, width, value));
     done += width;
   }
 }

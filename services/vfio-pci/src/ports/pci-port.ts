@@ -49,8 +49,10 @@ export interface PciPort {
   configRead(bdf: string, offset: number, width: ConfigWidth): Promise<number>;
   /** A config TLP: read-only bits keep their value, as hardware does. */
   configWrite(bdf: string, offset: number, width: ConfigWidth, value: number): Promise<void>;
-  mmioRead(bdf: string, bar: number, offset: number, width: MmioWidth): Promise<bigint>;
-  mmioWrite(bdf: string, bar: number, offset: number, width: MmioWidth, value: bigint): Promise<void>;
+  /** decoded: false when the function did not claim the access (memory decode off, not D0); value is then all ones. */
+  mmioRead(bdf: string, bar: number, offset: number, width: MmioWidth): Promise<{ value: bigint; decoded: boolean }>;
+  /** False when the function did not claim the write, which was dropped. */
+  mmioWrite(bdf: string, bar: number, offset: number, width: MmioWidth, value: bigint): Promise<boolean>;
   bulkRead(bdf: string, bar: number, offset: number, length: number): Promise<Uint8Array>;
   bulkWrite(bdf: string, bar: number, offset: number, data: Uint8Array): Promise<void>;
   /** pcie_flr(): set PCI_EXP_DEVCTL_BCR_FLR. */

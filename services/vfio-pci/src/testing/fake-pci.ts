@@ -158,18 +158,21 @@ export class FakePci implements PciPort {
     else if (before === 'D3hot' && fn.power === 'D0' && !fn.spec.noSoftReset) fn.powerOn();
   }
 
-  async mmioRead(bdf: string, bar: number, offset: number, width: MmioWidth): Promise<bigint> {
+  async mmioRead(bdf: string, bar: number, offset: number, width: MmioWidth): Promise<{ value: bigint; decoded: boolean }> {
+    const decoded = this.#claims(bdf, bar);
     const data = await this.bulkRead(bdf, bar, offset, width);
     let value = 0n;
     data.forEach((byte, lane) => (value |= BigInt(byte) << BigInt(8 * lane)));
-    return value;
+    return { value, decoded };
   }
 
-  async mmioWrite(bdf: string, bar: number, offset: number, width: MmioWidth, value: bigint): Promise<void> {
+  async mmioWrite(bdf: string, bar: number, offset: number, width: MmioWidth, value: bigint): Promise<boolean> {
+    const decoded = this.#claims(bdf, bar);
     const data = new Uint8Array(width);
     for (let lane = 0; lane < width; lane++) data[lane] = Number((value >> BigInt(8 * lane)) & 0xffn);
     this.log.push(`mmio-write ${bdf} bar${bar} 0x${offset.toString(16)}/${width}`);
     this.#store(bdf, bar, offset, data);
+    return decoded;
   }
 
   async bulkRead(bdf: string, bar: number, offset: number, length: number): Promise<Uint8Array> {
@@ -241,6 +244,13 @@ export class FakePci implements PciPort {
     const fn = this.#fn(bdf);
     if (!fn.present) throw errno('ENODEV', `${bdf} has been hot-unplugged`);
     return fn;
+  }
+
+  /** Whether the function claims an access to BAR `bar`: I/O or memory decode, as its kind needs. */
+  #claims(bdf: string, bar: number): boolean {
+    const fn = this.#present(bdf);
+    const info = fn.spec.bars.find((candidate) => candidate.index === bar)!;
+    return info.kind === 'io' ? (fn.config[0x04]! & 1) === 1 : fn.memoryEnabled;
   }
 
   #store(bdf: string, bar: number, offset: number, data: Uint8Array): void {

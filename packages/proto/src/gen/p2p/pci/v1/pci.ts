@@ -368,7 +368,8 @@ export function iommuFaultReasonToJSON(object: IommuFaultReason): string {
 
 /**
  * The accelerator DMA engine's STATUS register, with its numbers (IDLE is 0;
- * BUSY, 1, is never read: a transfer completes within the doorbell write).
+ * BUSY, 1, is never read: a register-rung transfer completes within the
+ * doorbell write), also a ring descriptor's completion status.
  */
 export enum DmaStatus {
   DMA_STATUS_UNSPECIFIED = 0,
@@ -431,6 +432,15 @@ export enum DmaError {
    * the bytes before the failure may have landed.
    */
   DMA_ERROR_DATA = 6,
+  /** DMA_ERROR_BAD_DESCRIPTOR - A ring descriptor sets reserved control bits. */
+  DMA_ERROR_BAD_DESCRIPTOR = 7,
+  /**
+   * DMA_ERROR_BAD_RING - The ring was enabled with a size that is not a power of two in 2..4096,
+   * or a base that is not 32-byte aligned.
+   */
+  DMA_ERROR_BAD_RING = 8,
+  /** DMA_ERROR_BAD_DOORBELL - The ring's TAIL was written with an index at or past its size. */
+  DMA_ERROR_BAD_DOORBELL = 9,
   UNRECOGNIZED = -1,
 }
 
@@ -457,6 +467,15 @@ export function dmaErrorFromJSON(object: any): DmaError {
     case 6:
     case "DMA_ERROR_DATA":
       return DmaError.DMA_ERROR_DATA;
+    case 7:
+    case "DMA_ERROR_BAD_DESCRIPTOR":
+      return DmaError.DMA_ERROR_BAD_DESCRIPTOR;
+    case 8:
+    case "DMA_ERROR_BAD_RING":
+      return DmaError.DMA_ERROR_BAD_RING;
+    case 9:
+    case "DMA_ERROR_BAD_DOORBELL":
+      return DmaError.DMA_ERROR_BAD_DOORBELL;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -480,6 +499,12 @@ export function dmaErrorToJSON(object: DmaError): string {
       return "DMA_ERROR_NO_BUS_MASTER";
     case DmaError.DMA_ERROR_DATA:
       return "DMA_ERROR_DATA";
+    case DmaError.DMA_ERROR_BAD_DESCRIPTOR:
+      return "DMA_ERROR_BAD_DESCRIPTOR";
+    case DmaError.DMA_ERROR_BAD_RING:
+      return "DMA_ERROR_BAD_RING";
+    case DmaError.DMA_ERROR_BAD_DOORBELL:
+      return "DMA_ERROR_BAD_DOORBELL";
     case DmaError.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
