@@ -17,14 +17,15 @@ import {
   DMA_STATUS_DONE,
   encodeDmaDescriptor,
 } from '@p2p/pci-emu';
-import { dmabuf, iommufd, vfio } from '@p2p/proto';
+import { iommufd, vfio } from '@p2p/proto';
 import { SegmentStore } from '@p2p/shm';
 import { asAdmin, type ServiceProcess, startServiceProcess, tempShmDir } from '@p2p/testing';
 import { iommufdUapi, pciRegs, vfioUapi } from '@p2p/vfio-pci';
 import { rpc } from '../harness/rpc';
 import { bareUnary, startSink } from './grpc-sink';
 import { cyclingCopyRate, GB, percentile, secondsSince, timeInTurn } from './stats';
-import { exportBarRange } from '../harness/vfio-dma';
+import { cpuView, exportBarRange } from '../harness/vfio-dma';
+import { u32, u64 } from '../harness/accel-dma';
 
 const ACCEL0 = '0000:07:00.0';
 const NVME1 = '0000:08:00.0';
@@ -114,7 +115,7 @@ export async function benchIommu(out: string[]): Promise<void> {
       if (iova !== undefined) {
         await rpc((cb) => dev.ioasMap({ pid, fd: ictx, flags: MAP_RW, ioasId, reserved: 0, userVa: mapped.addr, length: BigInt(length), iova }, cb));
       }
-      return { addr: mapped.addr, view: cpuView(mapped, closers) };
+      return { addr: mapped.addr, view: cpuView(mapped) };
     };
     const src = await heapBuffer(WORKING_SET, SRC_IOVA);
     const dst = await heapBuffer(WORKING_SET, DST_IOVA);
@@ -285,26 +286,6 @@ export async function benchIommu(out: string[]): Promise<void> {
     fs.rmSync(shmDir, { recursive: true, force: true });
   }
 }
-
-/** The CPU's view of a buffer the process mmapped: the one segment extent behind it, mapped here. */
-function cpuView(mapped: dmabuf.MmapFdResponse, closers: Array<() => void>): Buffer {
-  if (mapped.extents.length !== 1) throw new Error(`a heap buffer in ${mapped.extents.length} extents`);
-  const extent = mapped.extents[0]!;
-  const segment = new SegmentStore({ dir: mapped.directory }).open(extent.segment);
-  closers.push(() => segment.close());
-  return segment.view(Number(extent.segmentOffset), Number(extent.length));
-}
-
-const u32 = (value: number): Buffer => {
-  const data = Buffer.alloc(4);
-  data.writeUInt32LE(value);
-  return data;
-};
-const u64 = (value: bigint): Buffer => {
-  const data = Buffer.alloc(8);
-  data.writeBigUInt64LE(value);
-  return data;
-};
 
 /** p50 and p99 as multiples of the bare grpc-js call's, timed in turn with it. */
 function versusBare(sorted: number[], bares: number[]): string {

@@ -479,4 +479,22 @@ describe('docker-compose.tls.yml: the same containers over mutual TLS', function
       fs.rmSync(localShm, { recursive: true, force: true });
     }
   });
+
+  it('runs the DMA-mapping example over mutual TLS: vfio-pci pins at the registry and maps in pci-emu over TLS, container to container', async () => {
+    const localShm = fs.mkdtempSync(path.join(os.tmpdir(), 'p2p-compose-'));
+    try {
+      const { expected, copied, transfer, afterRevoke } = await iommufdP2p({
+        registry: address('dmabuf-registry', REGISTRY_GRPC_PORT),
+        vfioPci: address('vfio-pci', VFIO_GRPC_PORT),
+        shmDir: localShm,
+        adminToken: secrets.adminToken,
+        tls,
+      });
+      expect(transfer.error).to.equal('NONE');
+      expect(copied.equals(expected)).to.equal(true);
+      expect(afterRevoke.error).to.equal('IOMMU_FAULT_WRITE');
+    } finally {
+      fs.rmSync(localShm, { recursive: true, force: true });
+    }
+  });
 });

@@ -27,3 +27,17 @@ export function doorbellRegisters(src: bigint, dst: bigint, length: number): Buf
   registers.writeBigUInt64LE(BigInt(length) | (1n << 32n), 16);
   return registers;
 }
+
+/** A dword register value as a 4-byte little-endian write. */
+export function u32(value: number): Buffer {
+  const data = Buffer.alloc(4);
+  data.writeUInt32LE(value);
+  return data;
+}
+
+/** A qword register value (lo then hi dword) as an 8-byte little-endian write. */
+export function u64(value: bigint): Buffer {
+  const data = Buffer.alloc(8);
+  data.writeBigUInt64LE(value);
+  return data;
+}

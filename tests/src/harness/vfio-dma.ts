@@ -1,5 +1,6 @@
 import type { RegistrySession } from '@p2p/dmabuf-client';
-import type { vfio } from '@p2p/proto';
+import type { dmabuf, vfio } from '@p2p/proto';
+import { SegmentStore } from '@p2p/shm';
 import { O_RDWR, vfioUapi } from '@p2p/vfio-pci';
 import { rpc } from './rpc';
 
@@ -20,10 +21,31 @@ export async function exportBarRange(device: vfio.VfioPciServiceClient, pid: num
   return exported.fd;
 }
 
-/** A heap buffer of the session's process holding `bytes`, mmapped: its fd, buffer id and the address of the mapping. */
-export async function mapHeap(session: RegistrySession, bytes: Buffer): Promise<{ fd: number; bufferId: bigint; addr: bigint }> {
+/**
+ * A heap buffer of the session's process holding `bytes`, mmapped: its fd,
+ * buffer id, the address of the mapping, and the CPU's view of it (the
+ * process's loads and stores, as a driver writes descriptors and polls
+ * completions).
+ */
+export async function mapHeap(session: RegistrySession, bytes: Buffer): Promise<{ fd: number; bufferId: bigint; addr: bigint; view: Buffer }> {
   const { fd, bufferId } = await session.heapAllocate(bytes.length);
   await session.cpuWrite(fd, 0, bytes);
-  const { addr } = await session.mmapFd(fd, 0, bytes.length);
-  return { fd, bufferId, addr };
+  const mapped = await session.mmapFd(fd, 0, bytes.length);
+  return { fd, bufferId, addr: mapped.addr, view: cpuView(mapped) };
+}
+
+/**
+ * The CPU's view of what MmapFd mapped: the one segment extent behind it,
+ * mapped here. The view keeps the mapping alive after the segment's file is
+ * closed.
+ */
+export function cpuView(mapped: dmabuf.MmapFdResponse): Buffer {
+  if (mapped.extents.length !== 1) throw new Error(`a heap buffer in ${mapped.extents.length} extents`);
+  const extent = mapped.extents[0]!;
+  const segment = new SegmentStore({ dir: mapped.directory }).open(extent.segment);
+  try {
+    return segment.view(Number(extent.segmentOffset), Number(extent.length));
+  } finally {
+    segment.close();
+  }
 }

@@ -3,12 +3,29 @@ import * as path from 'node:path';
 import { credentials, type ClientReadableStream } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { RegistrySession } from '@p2p/dmabuf-client';
-import { DMA_ERRORS, DMA_SRC_IOVA, DMA_STATUS, DMA_STATUS_DONE, DMA_STATUS_ERROR } from '@p2p/pci-emu';
+import {
+  decodeDmaCompletion,
+  DMA_DESC_COMPLETION,
+  DMA_DESCRIPTOR_SIZE,
+  DMA_ERRORS,
+  DMA_RING_BASE,
+  DMA_RING_CTRL,
+  DMA_RING_CTRL_ENABLE,
+  DMA_RING_SIZE,
+  DMA_RING_STATUS,
+  DMA_RING_STATUS_HALTED,
+  DMA_RING_TAIL,
+  DMA_SRC_IOVA,
+  DMA_STATUS,
+  DMA_STATUS_DONE,
+  DMA_STATUS_ERROR,
+  encodeDmaDescriptor,
+} from '@p2p/pci-emu';
 import { dmabuf, iommufd, pci, vfio } from '@p2p/proto';
 import { asAdmin, eventually, type ServiceProcess, startServiceProcess, tempShmDir } from '@p2p/testing';
 import { iommufdUapi, pciRegs, vfioUapi } from '@p2p/vfio-pci';
 import { EventLog, HelperProcess, processState, rawClient, registryState, segmentNames } from '../dmabuf-registry/fixtures';
-import { doorbellRegisters, pattern } from '../harness/accel-dma';
+import { doorbellRegisters, pattern, u32, u64 } from '../harness/accel-dma';
 import { rpc } from '../harness/rpc';
 import { startPlatformProcesses } from '../harness/platform-processes';
 import { exportBarRange, mapHeap } from '../harness/vfio-dma';
@@ -188,7 +205,7 @@ describe('iommufd DMA mapping under faults (pci-emu, registry and vfio-pci as pr
   const exportCmb = (p: Process, nvmeFd: number, length: number): Promise<number> => exportBarRange(p.device, p.pid, nvmeFd, CMB_BAR, length);
 
   /** A heap buffer holding `bytes`, mmapped: its fd, buffer id and the address of the mapping. */
-  const heapMapping = (p: Process, bytes: Buffer): Promise<{ fd: number; bufferId: bigint; addr: bigint }> => mapHeap(p.session, bytes);
+  const heapMapping = (p: Process, bytes: Buffer): ReturnType<typeof mapHeap> => mapHeap(p.session, bytes);
 
   /** /dev/iommu and an IOAS of `p`'s. */
   async function openIoas(p: Process): Promise<{ ictx: number; ioasId: number }> {
@@ -372,6 +389,96 @@ describe('iommufd DMA mapping under faults (pci-emu, registry and vfio-pci as pr
       [CMB_IOVA, true],
       [HEAP_IOVA, false],
     ]);
+
+    await expectNothingLeft();
+  });
+
+  it('a revoke under a streaming descriptor ring: the engine halts at the first descriptor it runs after the unmap, on an IOMMU write fault, and from the return of the MEM-clear write no byte of the CMB changes', async () => {
+    const SLOT = 4 * KiB;
+    const HEAP_SLOTS = 61;
+    const CMB_SLOTS = SIZE / SLOT;
+    const ENTRIES = 64;
+    const p = await open('dsa-user');
+    const accelFd = await openDevice(p, ACCEL0);
+    const nvmeFd = await openDevice(p, NVME1);
+    await setCommand(p, nvmeFd, PCI_COMMAND_MEMORY);
+    await setCommand(p, accelFd, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+    const heap = await heapMapping(p, Buffer.concat(Array.from({ length: HEAP_SLOTS }, (_, slot) => pattern(SLOT, slot + 1))));
+    const ring = await heapMapping(p, Buffer.alloc(4 * KiB));
+    const cmbFd = await exportCmb(p, nvmeFd, SIZE);
+    const { ictx, ioasId } = await openIoas(p);
+    await ioasMapFile(p, ictx, ioasId, cmbFd, SIZE, CMB_IOVA);
+    await ioasMap(p, ictx, ioasId, heap.addr, HEAP_SLOTS * SLOT, HEAP_IOVA, IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE);
+    await ioasMap(p, ictx, ioasId, ring.addr, ring.view.length, HEAP2_IOVA);
+    await attach(p, accelFd, ictx, ioasId);
+    const cmb = await cmbBacking(SIZE);
+    await regionWrite(p, accelFd, BAR0, DMA_RING_BASE, u64(HEAP2_IOVA));
+    await regionWrite(p, accelFd, BAR0, DMA_RING_SIZE, u32(ENTRIES));
+    await regionWrite(p, accelFd, BAR0, DMA_RING_CTRL, u32(DMA_RING_CTRL_ENABLE));
+
+    // The driver streams descriptors, a batch per TAIL write on a channel of its own, and reaps completion records from its memory.
+    const ringer = clientsOf(p.session);
+    closers.push(() => ringer.close());
+    interface Descriptor {
+      readonly seed: number;
+      readonly dstSlot: number;
+      readonly afterRevoke: boolean;
+      status: number;
+      error: string | undefined;
+    }
+    const descriptors: Descriptor[] = [];
+    let revoked = false;
+    let halted = false;
+    let reaped = 0;
+    const loop = (async () => {
+      while (!halted) {
+        const fresh = Math.min(8, ENTRIES - 1 - (descriptors.length - reaped));
+        for (let i = 0; i < fresh; i++) {
+          const n = descriptors.length;
+          const seed = (n % HEAP_SLOTS) + 1;
+          const dstSlot = n % CMB_SLOTS;
+          encodeDmaDescriptor({ src: HEAP_IOVA + BigInt((seed - 1) * SLOT), dst: CMB_IOVA + BigInt(dstSlot * SLOT), length: SLOT }, ring.view, (n % ENTRIES) * DMA_DESCRIPTOR_SIZE);
+          descriptors.push({ seed, dstSlot, afterRevoke: revoked, status: 0, error: undefined });
+        }
+        if (fresh > 0) await regionWrite({ pid: p.pid, device: ringer.device }, accelFd, BAR0, DMA_RING_TAIL, u32(descriptors.length % ENTRIES));
+        for (; reaped < descriptors.length; reaped++) {
+          const record = decodeDmaCompletion(ring.view, (reaped % ENTRIES) * DMA_DESCRIPTOR_SIZE + DMA_DESC_COMPLETION);
+          if (record.status === 0) break;
+          Object.assign(descriptors[reaped]!, { status: record.status, error: record.error });
+          if (record.status !== DMA_STATUS_DONE) halted = true;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+    })();
+    let atRevoke: Buffer = Buffer.alloc(0);
+    try {
+      await eventually('40 descriptors done before the revoke', () => descriptors.filter((d) => d.status === DMA_STATUS_DONE).length >= 40);
+      await setCommand(p, nvmeFd, 0);
+      revoked = true;
+      atRevoke = cmb.read();
+      await eventually('the ring to halt', () => halted);
+    } finally {
+      halted = true;
+      await loop;
+    }
+
+    const ran = descriptors.filter((d) => d.status !== 0);
+    const failedAt = ran.findIndex((d) => d.status !== DMA_STATUS_DONE);
+    // Every descriptor ran in order: DONE up to one IOMMU write fault, nothing after it.
+    expect(failedAt, 'the descriptor the ring halted on').to.equal(ran.length - 1);
+    expect([ran[failedAt]!.status, ran[failedAt]!.error]).to.deep.equal([DMA_STATUS_ERROR, 'IOMMU_FAULT_WRITE']);
+    expect(descriptors.slice(0, failedAt).every((d) => d.status === DMA_STATUS_DONE)).to.equal(true);
+    expect(descriptors.slice(0, failedAt).filter((d) => d.afterRevoke), 'descriptors rung after the revoke returned that moved bytes').to.deep.equal([]);
+    const registers = await regionRead(p, accelFd, BAR0, DMA_RING_STATUS, 16);
+    expect([registers.readUInt32LE(0), registers.readUInt32LE(4)]).to.deep.equal([DMA_RING_STATUS_HALTED, DMA_ERRORS.IOMMU_FAULT_WRITE]);
+    const faultIova = registers.readBigUInt64LE(8);
+    expect(faultIova >= CMB_IOVA && faultIova < CMB_IOVA + BigInt(SIZE), 'the fault is in the CMB').to.equal(true);
+    // The CMB holds exactly the last DONE descriptor into each slot, as it did when the revoke returned.
+    const final = cmb.read();
+    expect(final.equals(atRevoke), 'the CMB now vs at the return of the revoke').to.equal(true);
+    const expected = Buffer.alloc(SIZE);
+    for (const d of descriptors) if (d.status === DMA_STATUS_DONE) pattern(SLOT, d.seed).copy(expected, d.dstSlot * SLOT);
+    expect(final.equals(expected), 'the CMB vs the descriptors that were DONE').to.equal(true);
 
     await expectNothingLeft();
   });
