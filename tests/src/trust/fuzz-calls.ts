@@ -96,7 +96,7 @@ export function serverStreamCall(client: Client, method: MethodShape, request: B
     stream.on('status', (status: StatusObject) => {
       clearTimeout(timer);
       const ms = Date.now() - started;
-      const base = status.code === Code.OK ? { code: Code.OK, errno: undefined, details: status.details, trailerBytes: 0, response: undefined, ms } : outcomeOf(Object.assign(new Error(status.details), status), ms);
+      const base = streamOutcome(status, ms);
       resolve({ ...base, messages, cancelledByUs });
     });
   });
@@ -135,12 +135,81 @@ export function duplexCall(
     stream.on('status', (status: StatusObject) => {
       clearTimeout(timer);
       const ms = Date.now() - started;
-      const base = status.code === Code.OK ? { code: Code.OK, errno: undefined, details: status.details, trailerBytes: 0, response: undefined, ms } : outcomeOf(Object.assign(new Error(status.details), status), ms);
+      const base = streamOutcome(status, ms);
       resolve({ ...base, messages: received, cancelledByUs, responses });
     });
     for (const message of messages) stream.write(message);
     stream.end();
   });
+}
+
+/** A peer that takes turns on a bidi stream: what it writes first, then what it writes in answer to each message it receives. */
+export interface Conversation {
+  readonly opening: readonly Buffer[];
+  /** It waits for the other side's answer to what it wrote (a handshake's next step), which may be slow to come. */
+  readonly awaitingAnswer: boolean;
+  /** The messages to write in answer to `response` (as the method decodes it); none to stay silent. Never rejects. */
+  answer(response: unknown): Promise<readonly Buffer[]>;
+}
+
+/**
+ * Opens a bidi stream and holds `conversation` on it; half-closes once the
+ * conversation has been quiet for `quietMs` (nothing written, no answer
+ * being prepared), or for `quietMs` x 5 while it awaits an answer, and
+ * waits for the status, which must come within 5 s of that (the call's
+ * deadline). A peer that keeps writing is cut off at `quietMs` x 20.
+ * Resolves like duplexCall (never cancelledByUs).
+ */
+export function conversationCall(
+  client: Client,
+  method: MethodShape,
+  conversation: Conversation,
+  quietMs: number,
+): Promise<Outcome & { messages: number; cancelledByUs: boolean; responses: unknown[] }> {
+  const started = Date.now();
+  return new Promise((resolve) => {
+    const responses: unknown[] = [];
+    let received = 0;
+    let answering = Promise.resolve();
+    let ended = false;
+    let quiet: NodeJS.Timeout | undefined;
+    const stream = client.makeBidiStreamRequest<Buffer, unknown>(method.path, (bytes: Buffer) => bytes, (bytes: Buffer) => method.responseDeserialize(bytes), new Metadata(), {
+      deadline: started + quietMs * 20 + 5000,
+    });
+    const halfClose = (): void => {
+      clearTimeout(quiet);
+      if (!ended) stream.end();
+      ended = true;
+    };
+    const cutOff = setTimeout(halfClose, quietMs * 20);
+    const write = (messages: readonly Buffer[]): void => {
+      if (ended) return;
+      for (const message of messages) stream.write(message);
+      clearTimeout(quiet);
+      quiet = setTimeout(halfClose, conversation.awaitingAnswer ? quietMs * 5 : quietMs);
+    };
+    stream.on('data', (response: unknown) => {
+      if (received++ < 100) responses.push(response);
+      clearTimeout(quiet);
+      // Answers go out in the order their messages came, each once it is ready.
+      answering = answering.then(() => conversation.answer(response)).then(write);
+    });
+    stream.on('error', () => undefined);
+    stream.on('status', (status: StatusObject) => {
+      clearTimeout(quiet);
+      clearTimeout(cutOff);
+      ended = true;
+      const ms = Date.now() - started;
+      const base = streamOutcome(status, ms);
+      resolve({ ...base, messages: received, cancelledByUs: false, responses });
+    });
+    write(conversation.opening);
+  });
+}
+
+/** How a stream ended, from its status: OK, or failed like a unary call. */
+function streamOutcome(status: StatusObject, ms: number): Outcome {
+  return status.code === Code.OK ? { code: Code.OK, errno: undefined, details: status.details, trailerBytes: 0, response: undefined, ms } : outcomeOf(Object.assign(new Error(status.details), status), ms);
 }
 
 function outcomeOf(error: ServiceError | (Error & StatusObject), ms: number): Outcome {

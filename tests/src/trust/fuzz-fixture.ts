@@ -10,7 +10,7 @@ import { ACCEL0, NIC0, NIC1, RdmaStack } from '../harness/rdma-hosts';
 import { rpc } from '../harness/rpc';
 import type { Identity, Outcome } from './fuzz-calls';
 import type { Prng } from './fuzz-prng';
-import type { Handles } from './fuzz-requests';
+import type { Handles, VerbsSet } from './fuzz-requests';
 import type { MethodShape } from './fuzz-schema';
 
 const NVME0 = '0000:03:00.0';
@@ -57,12 +57,17 @@ export class FuzzFixture {
     tokens: [],
     ruleIds: ['fault-1', 'fault-2', 'fault-64', ''],
     gids: [],
+    incarnations: [],
     extents: [0, 4, 8, 16, 4096, HEAP_SIZE - 4, HEAP_SIZE, 1 << 20],
   };
   readonly identities: readonly Identity[];
   readonly #clients = new Map<ClientConstructor<{ close(): void }>, Map<string, { close(): void }>>();
   /** A's verbs contexts, whose clients close with the fixture. */
   readonly #contexts: VerbsContext[] = [];
+  /** The verbs context on each NIC the newest refresh() opened, with the VerbsSet it made there. */
+  #newestEnds: Array<{ ctx: VerbsContext; set: VerbsSet }> = [];
+  /** How many log lines of each service loggedErrors() has looked at. */
+  readonly #logsSeen = new Map<string, number>();
 
   private constructor(
     readonly stack: RdmaStack,
@@ -78,6 +83,7 @@ export class FuzzFixture {
     ];
     this.handles.pids.push(a.pid, b.pid);
     this.handles.tokens.push(a.credential, b.credential);
+    this.handles.incarnations.push(a.incarnation);
   }
 
   static async start(): Promise<FuzzFixture> {
@@ -125,9 +131,89 @@ export class FuzzFixture {
         return stack.vfioPci.address;
       case 'p2p.rdma.v1.RdmaNicService':
         return stack.nics[prng.chance(0.85) ? nic : 1 - nic]!.process.address;
+      case 'p2p.rdma.v1.RdmaWireService':
+        return this.wireAddress(nic);
       default:
         return prng.pick(this.services).address;
     }
+  }
+
+  /** Where NIC `nic` serves the wire: its GID's address (RoCEv2: the GID is the IP address), on the deployment's wire port. */
+  wireAddress(nic: 0 | 1): string {
+    return `${this.stack.nics[nic].ip}:${this.stack.wirePort}`;
+  }
+
+  /**
+   * A QP of its own for one wire conversation to pose as the far end of:
+   * made on `nic` in the newest context's PD and CQ, connected RTS to the
+   * QP of the newest context on the other NIC, expecting PSN 0, with a 4 KiB
+   * receive posted so that a SEND lands. Fresh, because RC runs no PSN after
+   * the first it NAKs or answers RNR, and a QP the unary fuzz or an earlier
+   * conversation used seldom runs anything. `close` destroys it. Undefined
+   * when the newest refresh made no connected pair.
+   */
+  async wireTarget(nic: 0 | 1): Promise<{ target: VerbsSet; close: () => Promise<void> } | undefined> {
+    const end = this.#newestEnds[nic];
+    const far = this.#newestEnds[1 - nic];
+    if (end === undefined || far === undefined) return undefined;
+    const { ctx, set } = end;
+    try {
+      const { qpNum } = await ctx.createQp({ pdHandle: set.pdHandle, sendCqHandle: set.cqHandle, recvCqHandle: set.cqHandle, cap: { maxSendWr: 4, maxRecvWr: 4, maxSendSge: 1, maxRecvSge: 1 } });
+      const close = (): Promise<void> => this.#ignoring(() => ctx.destroyQp(qpNum));
+      await ctx.connectRc(qpNum, { gid: set.peerGid, qpNum: far.set.qpNum }, { access: IBV_ACCESS_ALL }).catch(async (error: unknown) => {
+        await close();
+        throw error;
+      });
+      await ctx.postRecv(qpNum, [{ wrId: 1n, sgList: [{ addr: 0n, length: 4096, lkey: set.lkey }] }]).catch(() => undefined);
+      return { target: { ...set, qpNum, peerQpNum: far.set.qpNum }, close };
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * A ring the fuzzer's peer offers a NIC in its second hello, as a NIC
+   * does: a system-heap buffer of A sent to the NIC's registry pid as a
+   * one-time fd token. `close` drops A's fd; the NIC's reference goes when
+   * it releases the ring.
+   */
+  async offerRing(toPid: number, bytes: number): Promise<{ token: string; close: () => Promise<void> }> {
+    const { fd } = await this.a.heapAllocate(bytes);
+    const close = (): Promise<void> => this.a.closeFd(fd).catch(() => undefined);
+    try {
+      return { token: await this.a.sendFd(fd, toPid), close };
+    } catch (error) {
+      await close();
+      throw error;
+    }
+  }
+
+  /**
+   * Takes the ring a NIC offered to `pid` (A or B, as the hello named it)
+   * and closes it at once: a token nobody redeems would hold the NIC's ring,
+   * charged to the NIC, until the addressee exits.
+   */
+  async redeemRing(pid: number, token: string): Promise<void> {
+    const session = [this.a, this.b].find((s) => s.pid === pid);
+    if (session === undefined) return;
+    await this.#ignoring(async () => session.closeFd(await session.receiveFd(token)));
+  }
+
+  /**
+   * Lines the services logged at level error or fatal (pino 50 and up)
+   * since the last call. The wire has no status to carry a server bug in a
+   * packet's handling: a handler that throws is caught, logged as an error,
+   * and the packet dropped, so the log is where such a bug shows.
+   */
+  loggedErrors(): string[] {
+    const found: string[] = [];
+    for (const { name, logs } of this.services) {
+      const seen = this.#logsSeen.get(name) ?? 0;
+      // Without its time, so that a bug logged once per identity's conversation is reported once.
+      for (const line of logs.slice(seen)) if (/"level":(5\d|6\d)\b/.test(line)) found.push(`${name}: ${line.replace(/"time":\d+,/, '').slice(0, 400)}`);
+      this.#logsSeen.set(name, logs.length);
+    }
+    return found;
   }
 
   /**
@@ -271,11 +357,27 @@ export class FuzzFixture {
       // accel0's BAR2 dma-buf as an MR of nic1, beside it on the bus: WRITEs from nic0 land in device memory.
       const barFd = handles.dmaBufFds.at(-1);
       const barMr = barFd === undefined ? undefined : await right.ctx.regDmabufMr(right.pdHandle, { fd: barFd, offset: 0, length: HEAP_SIZE, iova: 0, access: IBV_ACCESS_ALL }).catch(() => undefined);
-      made.forEach((end, nic) => {
+      this.#newestEnds = made.map((end, nic) => {
         const peer = made[1 - nic]!;
         const peerRkeys = [peer.mr.rkey, ...(nic === 0 && barMr ? [barMr.rkey] : [])];
         push(handles.gids, end.gid);
-        push(handles.verbs, { nic: nic as 0 | 1, contextFd: end.ctx.fd, pdHandle: end.pdHandle, cqHandle: end.cqHandle, qpNum: end.qpNum, mrHandle: end.mr.mrHandle, lkey: end.mr.lkey, rkey: end.mr.rkey, peerRkeys });
+        const localRkeys = [end.mr.rkey, ...(nic === 1 && barMr ? [barMr.rkey] : [])];
+        const set: VerbsSet = {
+          nic: nic as 0 | 1,
+          contextFd: end.ctx.fd,
+          pdHandle: end.pdHandle,
+          cqHandle: end.cqHandle,
+          qpNum: end.qpNum,
+          mrHandle: end.mr.mrHandle,
+          lkey: end.mr.lkey,
+          rkey: end.mr.rkey,
+          peerRkeys,
+          localRkeys,
+          peerQpNum: peer.qpNum,
+          peerGid: peer.gid,
+        };
+        push(handles.verbs, set);
+        return { ctx: end.ctx, set };
       });
     });
     await this.#ignoring(async () => {

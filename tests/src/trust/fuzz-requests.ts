@@ -1,4 +1,5 @@
 import { ERRNO_NAMES } from '@p2p/errno';
+import { PSN_MASK, RNR_NAK, WireOp } from '@p2p/rdma-nic';
 import {
   IBV_QP_ACCESS_FLAGS,
   IBV_QP_AV,
@@ -33,6 +34,11 @@ export interface VerbsSet {
   readonly rkey: number;
   /** rkeys of MRs on the NIC at the other end of this context's QP (its heap MR, and accel0's BAR on nic1). */
   readonly peerRkeys: readonly number[];
+  /** rkeys of MRs on this context's NIC: what requests from the other end of the QP name. */
+  readonly localRkeys: readonly number[];
+  /** The QP this one is connected to, and its NIC's GID: the one sender whose wire requests this QP runs. */
+  readonly peerQpNum: number;
+  readonly peerGid: Buffer;
 }
 
 /**
@@ -62,6 +68,8 @@ export interface Handles {
   readonly tokens: string[];
   readonly ruleIds: string[];
   readonly gids: Buffer[];
+  /** The registry's incarnation, as A's session knows it: a wire hello naming it is offered a ring. */
+  readonly incarnations: string[];
   /** Byte offsets and lengths that land inside real buffers and BARs. */
   readonly extents: number[];
 }
@@ -254,6 +262,14 @@ export class RequestGenerator {
       case 'gid':
       case 'dgid':
         return from(h.gids);
+      case 'registryPid':
+        return r.chance(0.8) ? h.pids[0] : r.pick([0, U32_MAX]);
+      case 'registryIncarnation':
+        return r.chance(0.8) ? from(h.incarnations) : undefined;
+      case 'ringToken':
+        return r.chance(0.5) ? '' : from(h.tokens);
+      case 'ringBytes':
+        return r.pick([0, MIN_RING_BYTES, MIN_RING_BYTES + 1, 1 << 20]);
       case 'methodPattern':
         return r.pick(PATTERNS);
       case 'errno':
@@ -409,13 +425,14 @@ export class RequestGenerator {
 }
 
 /**
- * Now and then (6% of requests) a way to spoil a request's bytes, chosen
- * up front so that every identity gets the same bytes: cut short, one byte
- * overwritten, or garbage appended. What arrives is then often no message
- * of the request type at all, as from a client with a broken encoder.
+ * Now and then (`rate`, by default 6% of requests) a way to spoil a
+ * request's bytes, chosen up front so that every identity gets the same
+ * bytes: cut short, one byte overwritten, or garbage appended. What arrives
+ * is then often no message of the request type at all, as from a client
+ * with a broken encoder.
  */
-export function corruption(prng: Prng): { readonly what: string; apply(bytes: Buffer): Buffer } | undefined {
-  if (!prng.chance(0.06)) return undefined;
+export function corruption(prng: Prng, rate = 0.06): { readonly what: string; apply(bytes: Buffer): Buffer } | undefined {
+  if (!prng.chance(rate)) return undefined;
   const at = prng.u32() / 0x1_0000_0000;
   const value = prng.below(256);
   const garbage = prng.bytes(1 + prng.below(16));
@@ -465,5 +482,205 @@ function fit(scalar: Scalar, value: unknown): unknown {
       return Buffer.isBuffer(value) ? value : undefined;
     default:
       return typeof value === typeof (scalar === 'bool' ? true : 0) ? value : undefined;
+  }
+}
+
+/**
+ * The binary layout of WireFrame.packets that the NICs' wire codec reads
+ * (rdma-nic's link/wire-layout.ts, little-endian): a frame header, then
+ * packets back to back, each of a size its kind fixes. Written out here
+ * rather than imported, so that the fuzzer speaks the documented format and
+ * does not share the NIC's own encoder and its mistakes.
+ */
+const WIRE_VERSION = 1;
+const FRAME_HEADER_BYTES = 16;
+const FRAME_RING_MAPPED = 0x01;
+const PACKET = { REQUEST: 1, RESPONSE: 2, RNR_CLEARED: 3 } as const;
+const PLACEMENT = { NONE: 0, RING: 1, INLINE: 2 } as const;
+const REQUEST_IMM = 0x01;
+/** The smallest ring a NIC maps (a power of two from 64 KiB): the one the fuzzing peer offers. */
+export const MIN_RING_BYTES = 64 * 1024;
+/** Payloads of plausible requests: none, an atomic's word, a few cache lines, a page, the whole heap MR. */
+const PAYLOAD_BYTES = [0, 1, 8, 64, 4096, 64 * 1024];
+const EDGE_U8 = [0, 1, 2, 3, 4, 5, 0x7f, 0x80, 0xff];
+
+/** One field of a packet: its offset, its width in bytes, its value. */
+type WireField = readonly [offset: number, width: 1 | 4 | 8, value: number | bigint];
+
+/**
+ * What one conversation poses as: the NIC at the other end of a live RC
+ * connection (`target`'s QP on `target.nic`), the next PSN it sends, the
+ * link sequence number, and its own ring if it offers one (`ringAt`: the
+ * ring position just past the last payload put in it).
+ */
+export interface WirePeer {
+  readonly nic: 0 | 1;
+  readonly target: VerbsSet | undefined;
+  readonly ringBytes: number;
+  psn: number;
+  seq: number;
+  ringAt: number;
+}
+
+/**
+ * Frames a peer NIC sends on the wire, as ConnectRequest objects. Most are
+ * plausible, to get past the codec into the responder: a hello that names
+ * the target QP's peer GID and A's registry session (so that the NIC offers
+ * its ring), then REQUESTs addressed to the target QP from its peer QP with
+ * consecutive PSNs, the target NIC's rkeys and addresses inside its MRs,
+ * payloads inline or in the peer's ring exactly where the packet says; and
+ * now and then a field of a packet or the header swapped for an edge value.
+ * RESPONSE and RNR_CLEARED packets go along, as a NIC sends them too.
+ */
+export class WireFrames {
+  /** The chance that a plausible packet or header gets a field swapped for an edge value, per field. */
+  #spoil = 0;
+
+  constructor(
+    private readonly prng: Prng,
+    private readonly handles: Handles,
+  ) {}
+
+  /**
+   * A conversation with `nic`, posing as the far end of `target` (one of
+   * nic's QPs; without one, of a QP from the pools, or of none): the first
+   * PSN, and whether to offer a ring.
+   */
+  peer(nic: 0 | 1, target?: VerbsSet): WirePeer {
+    const r = this.prng;
+    const pooled = this.handles.verbs.filter((set) => set.nic === nic);
+    target ??= pooled.length > 0 ? r.pick(pooled) : undefined;
+    // A fresh QP expects PSN 0 (one PSN ahead and every later one is dropped); a QP used before takes PSN 0 as a duplicate.
+    const psn = r.chance(0.7) ? 0 : r.pick([1, 2, PSN_MASK, 0x800000, r.below(PSN_MASK + 1)]);
+    return { nic, target, ringBytes: r.chance(0.5) ? MIN_RING_BYTES : 0, psn, seq: r.chance(0.9) ? 0 : r.u32(), ringAt: 0 };
+  }
+
+  /**
+   * A plausible hello of `peer`, given the ring it offers (its token; ''
+   * for none), which it learns only once the NIC answered: every random
+   * choice is made now, so that a seed replays the same conversation.
+   */
+  hello(peer: WirePeer): (ringToken: string) => Record<string, unknown> {
+    const r = this.prng;
+    const gid = peer.target?.peerGid ?? r.bytes(16);
+    const announced = r.chance(0.9) ? peer.ringBytes : r.pick([0, 2 * peer.ringBytes, peer.ringBytes + 1]);
+    const registryPid = this.handles.pids[0] ?? 0;
+    const registryIncarnation = this.handles.incarnations[0] ?? '';
+    return (ringToken) => ({ frame: { hello: { gid, registryPid, registryIncarnation, ringToken, ringBytes: BigInt(ringToken === '' ? 0 : announced) } } });
+  }
+
+  /**
+   * A frame of 1 to 4 packets (now and then none, or many), mostly
+   * plausible; `clean`: no field swapped, so that a conversation's first
+   * frame reaches the responder before a broken one ends the link.
+   */
+  frame(peer: WirePeer, options: { clean?: boolean } = {}): Record<string, unknown> {
+    const r = this.prng;
+    this.#spoil = options.clean === true || r.chance(0.6) ? 0 : r.chance(0.7) ? 0.04 : 0.3;
+    const inlineData: Buffer[] = [];
+    const count = r.chance(0.05) ? r.pick([0, 32]) : 1 + r.below(4);
+    const packets: Buffer[] = [];
+    for (let i = 0; i < count; i++) {
+      const kind = r.below(100);
+      packets.push(kind < 80 ? this.#request(peer, inlineData) : kind < 88 ? this.#response(peer) : kind < 96 ? this.#rnrCleared(peer) : r.bytes(r.pick([1, 8, 40, 64])));
+    }
+    // The credit says whether the sender maps the receiver's ring: the fuzzing peer never maps the NIC's, but may say it does.
+    const header = this.#encode(FRAME_HEADER_BYTES, [
+      [0, 1, WIRE_VERSION], // version
+      [1, 1, r.chance(0.2) ? FRAME_RING_MAPPED : 0], // flags
+      [4, 4, count], // packets
+      [8, 4, r.chance(0.8) ? 0 : r.u32()], // consumed (ring credit)
+    ]);
+    if (r.chance(0.1)) inlineData.push(r.bytes(r.pick([0, 8, 64])));
+    return { frame: { packets: Buffer.concat([header, ...packets]), inlineData } };
+  }
+
+  /** A REQUEST of a random operation to the target QP, its payload inline or in the peer's ring. */
+  #request(peer: WirePeer, inlineData: Buffer[]): Buffer {
+    const r = this.prng;
+    const target = peer.target;
+    const op = r.chance(0.95) ? r.pick(Object.values(WireOp)) : r.pick([5, 0x7f, 0xff]);
+    const atomic = op === WireOp.CMP_SWAP || op === WireOp.FETCH_ADD;
+    const length = atomic ? 8 : r.pick(PAYLOAD_BYTES);
+    // Now and then a payload one byte off the message length (short, mostly: the responder must not copy past it), as from a requester with a broken codec.
+    const carried = op === WireOp.SEND || op === WireOp.RDMA_WRITE ? (length > 0 && r.chance(0.2) ? length + r.pick([-1, -1, 1]) : length) : 0;
+    const { placement, locator } = this.#place(peer, carried, inlineData);
+    // Inside the target's 64 KiB MRs (iova 0): a request that is refused ends the QP's run.
+    const room = 64 * 1024 - length;
+    const vaddr = atomic ? BigInt(8 * r.below(8)) : BigInt(r.pick([0, 0, Math.min(8, room), Math.min(4096, room), room]));
+    return this.#encode(64, [
+      [0, 1, PACKET.REQUEST], // kind
+      [1, 1, op], // op
+      [2, 1, r.chance(0.2) ? REQUEST_IMM : 0], // flags
+      [3, 1, placement], // payload placement
+      [4, 4, target?.qpNum ?? r.u32()], // destination QPN
+      [8, 4, (peer.psn++ & PSN_MASK) >>> 0], // PSN
+      [12, 4, target?.peerQpNum ?? r.u32()], // source QPN
+      [16, 4, peer.seq++ >>> 0], // link sequence number
+      [20, 4, target !== undefined && target.localRkeys.length > 0 && r.chance(0.9) ? r.pick(target.localRkeys) : r.u32()], // R_Key
+      [24, 8, vaddr], // virtual address
+      [32, 4, length], // DMA length
+      [36, 4, r.u32()], // immediate data
+      [40, 8, atomic ? r.u64() : 0n], // compare or add
+      [48, 8, atomic ? r.u64() : 0n], // swap
+      [56, 4, locator], // payload locator
+      [60, 4, carried], // payload bytes
+    ]);
+  }
+
+  /** An answer to a request the NIC never sent on this stream (it sends none on a stream a peer opened): stale, to be dropped. */
+  #response(peer: WirePeer): Buffer {
+    const r = this.prng;
+    return this.#encode(40, [
+      [0, 1, PACKET.RESPONSE], // kind
+      [1, 1, r.below(4)], // flags
+      [2, 1, r.below(32)], // RNR timer
+      [3, 1, PLACEMENT.NONE], // payload placement
+      [4, 4, peer.target?.peerQpNum ?? r.u32()], // the requester's QPN
+      [8, 4, peer.psn & PSN_MASK], // PSN
+      [12, 4, r.below(4)], // link sequence number
+      [16, 4, r.pick([0, RNR_NAK, -2, 10, 0x7fff_ffff]) >>> 0], // status
+      [24, 8, r.u64()], // original remote data
+    ]);
+  }
+
+  /** The hint that the target QP may retry what its peer answered RNR. */
+  #rnrCleared(peer: WirePeer): Buffer {
+    return this.#encode(8, [
+      [0, 1, PACKET.RNR_CLEARED], // kind
+      [4, 4, peer.target?.qpNum ?? this.prng.u32()], // the requester's QPN
+    ]);
+  }
+
+  /**
+   * Where a payload of `bytes` goes: nowhere when empty; else inline, or in
+   * the peer's ring at the next position (skipping to its start when the
+   * payload does not fit before its end), the locator the ring position
+   * just past it.
+   */
+  #place(peer: WirePeer, bytes: number, inlineData: Buffer[]): { placement: number; locator: number } {
+    const r = this.prng;
+    if (bytes === 0) return { placement: PLACEMENT.NONE, locator: 0 };
+    if (peer.ringBytes === 0 || r.chance(0.4)) {
+      inlineData.push(r.bytes(bytes));
+      return { placement: PLACEMENT.INLINE, locator: inlineData.length - 1 };
+    }
+    const offset = peer.ringAt % peer.ringBytes;
+    if (offset + bytes > peer.ringBytes) peer.ringAt += peer.ringBytes - offset;
+    peer.ringAt = (peer.ringAt + bytes) >>> 0;
+    return { placement: PLACEMENT.RING, locator: peer.ringAt };
+  }
+
+  /** `size` bytes with `fields` stored in them; each field swapped for an edge value of its width with the frame's spoil chance. */
+  #encode(size: number, fields: readonly WireField[]): Buffer {
+    const r = this.prng;
+    const out = Buffer.alloc(size);
+    for (const [offset, width, planned] of fields) {
+      const spoiled = r.chance(this.#spoil);
+      if (width === 1) out.writeUInt8(spoiled ? r.pick(EDGE_U8) : Number(planned), offset);
+      else if (width === 4) out.writeUInt32LE(spoiled ? r.pick(EDGE_U32) : Number(planned), offset);
+      else out.writeBigUInt64LE(spoiled ? r.pick(EDGE_U64) : BigInt(planned), offset);
+    }
+    return out;
   }
 }

@@ -89,6 +89,7 @@ const SERVICES: ReadonlyArray<readonly [string, Record<string, GeneratedMethod>]
   ['p2p.vfio.v1.VfioDeviceIommufdService', vfio.VfioDeviceIommufdServiceService],
   ['p2p.vfio.v1.IommufdService', iommufd.IommufdServiceService],
   ['p2p.rdma.v1.RdmaNicService', rdma.RdmaNicServiceService],
+  ['p2p.rdma.v1.RdmaWireService', rdma.RdmaWireServiceService],
   ['p2p.fault.v1.FaultInjectionService', fault.FaultInjectionServiceService],
 ];
 

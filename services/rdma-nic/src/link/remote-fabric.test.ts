@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
+import { Client, credentials, Metadata, status as Code, type StatusObject } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { RegistrySession } from '@p2p/dmabuf-client';
+import { errnoOf } from '@p2p/status';
 import { eventually, freePort, tempShmDir, platformSecretsOf } from '@p2p/testing';
 import { WcStatus } from '../verbs/enums';
 import { RNR_NAK, WireOp, type WireRequest, type WireResponse } from '../wire/fabric';
@@ -299,6 +301,25 @@ describe('RemoteFabric: the wire between NIC processes', function () {
     nics[0]!.fabric.rnrCleared('::ffff:127.0.0.4', 9);
     await eventually('the hints', () => nics[0]!.endpoint.rnrRetries.length === 1 && nics[2]!.endpoint.rnrRetries.length === 1);
     expect([nics[0]!.endpoint.rnrRetries, nics[2]!.endpoint.rnrRetries]).to.deep.equal([[7], [9]]);
+  });
+
+  it('ends a stream whose message is no ConnectRequest with EINVAL, not INTERNAL, and goes on serving', async () => {
+    const { a, port } = await pair();
+    const peer = new Client(`127.0.0.3:${port}`, credentials.createInsecure());
+    try {
+      const status = await new Promise<StatusObject>((resolve) => {
+        const stream = peer.makeBidiStreamRequest('/p2p.rdma.v1.RdmaWireService/Connect', (bytes: Buffer) => bytes, (bytes: Buffer) => bytes, new Metadata());
+        stream.on('error', () => undefined);
+        stream.on('status', resolve);
+        // Field 1 (the frame), length-delimited, announcing 127 bytes of which none follow.
+        stream.write(Buffer.from([0x0a, 0x7f]));
+      });
+      expect(status.code).to.equal(Code.INVALID_ARGUMENT);
+      expect(errnoOf(Object.assign(new Error(status.details), status))).to.equal('EINVAL');
+    } finally {
+      peer.close();
+    }
+    await warmUp(a);
   });
 
   it('answers undefined when nothing listens at the GID', async () => {

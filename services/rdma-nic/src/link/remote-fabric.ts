@@ -1,4 +1,4 @@
-import { Server, type ServerDuplexStream } from '@grpc/grpc-js';
+import { Server, type ServerDuplexStream, type ServiceDefinition } from '@grpc/grpc-js';
 import { PLAINTEXT, serverCredentials, type TlsConfig } from '@p2p/auth';
 import type { RegistrySession } from '@p2p/dmabuf-client';
 import { errno } from '@p2p/errno';
@@ -10,7 +10,7 @@ import { PeerConnection } from './peer-connection';
 import { type PendingRequest, PendingRequests } from './pending-requests';
 import { checkRingBytes } from './ring';
 import { type WireCounters, zeroCounters } from './wire-counters';
-import { type LinkHost, WireLink } from './wire-link';
+import { type LinkHost, MalformedMessage, WireLink } from './wire-link';
 import { WIRE_CHANNEL_OPTIONS } from './wire-options';
 
 /** RoCEv2's UDP destination port (IANA), the wire port of every NIC by default. */
@@ -86,8 +86,7 @@ export class RemoteFabric implements Fabric {
       endpoint: undefined,
     };
     this.#server = new Server(WIRE_CHANNEL_OPTIONS);
-    const implementation: rdma.RdmaWireServiceServer = { connect: (call) => this.#accept(call) };
-    this.#server.addService(rdma.RdmaWireServiceService, implementation);
+    this.#server.addService(tolerantWireService(), { connect: (call: ServerDuplexStream<rdma.ConnectRequest | MalformedMessage, rdma.ConnectResponse>) => this.#accept(call) });
   }
 
   /** Serves the wire on the GID's address and wirePort. EINVAL for a bad GID or ring size, EBUSY if the address cannot be bound. */
@@ -188,7 +187,7 @@ export class RemoteFabric implements Fabric {
     return peer;
   }
 
-  #accept(call: ServerDuplexStream<rdma.ConnectRequest, rdma.ConnectResponse>): void {
+  #accept(call: ServerDuplexStream<rdma.ConnectRequest | MalformedMessage, rdma.ConnectResponse>): void {
     if (this.#closing !== undefined) {
       call.end();
       return;
@@ -202,4 +201,22 @@ export class RemoteFabric implements Fabric {
     this.#accepted.add(link);
     void link.settled().then(() => this.#accepted.delete(link));
   }
+}
+
+/**
+ * RdmaWireService with a request decoder that cannot throw: bytes that are
+ * no ConnectRequest decode to a MalformedMessage, which the link refuses
+ * with EINVAL (WireLink.accept). grpc-js would answer the throw itself, with
+ * INTERNAL and no errno, for what is the peer's mistake.
+ */
+function tolerantWireService(): ServiceDefinition {
+  const { connect } = rdma.RdmaWireServiceService;
+  const requestDeserialize = (bytes: Buffer): rdma.ConnectRequest | MalformedMessage => {
+    try {
+      return connect.requestDeserialize(bytes);
+    } catch (error) {
+      return new MalformedMessage(error instanceof Error ? error.message : String(error));
+    }
+  };
+  return { connect: { ...connect, requestDeserialize } };
 }

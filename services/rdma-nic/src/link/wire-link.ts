@@ -4,6 +4,7 @@ import type { TlsConfig } from '@p2p/auth';
 import type { RegistrySession } from '@p2p/dmabuf-client';
 import { errno } from '@p2p/errno';
 import type { rdma } from '@p2p/proto';
+import { failStream } from '@p2p/server';
 import type { Logger } from 'pino';
 import { totalLength } from '../memory/copy';
 import type { FabricEndpoint, WireRequest, WireResponse } from '../wire/fabric';
@@ -71,6 +72,16 @@ interface RxFrame {
   at: number;
   index: number;
   readonly count: number;
+}
+
+/**
+ * What a message that is no ConnectRequest (cut short, a field of a wire
+ * type it cannot have) decodes to on the wire's server (see RemoteFabric):
+ * the link refuses it with EINVAL rather than let grpc-js answer the
+ * decoder's throw with INTERNAL, the code kept for bugs in the server.
+ */
+export class MalformedMessage {
+  constructor(readonly reason: string) {}
 }
 
 const NO_PAYLOAD: readonly Uint8Array[] = Object.freeze([]);
@@ -181,10 +192,17 @@ export class WireLink implements RequestCarrier {
     return link;
   }
 
-  /** Takes a stream another NIC opened and answers its handshake. */
-  static accept(host: LinkHost, call: ServerDuplexStream<rdma.ConnectRequest, rdma.ConnectResponse>, events: LinkEvents): WireLink {
+  /**
+   * Takes a stream another NIC opened and answers its handshake. A message
+   * that did not decode ends the stream with EINVAL (the link closes on the
+   * stream's error).
+   */
+  static accept(host: LinkHost, call: ServerDuplexStream<rdma.ConnectRequest | MalformedMessage, rdma.ConnectResponse>, events: LinkEvents): WireLink {
     const link = new WireLink(host, events, 'acceptor', '', { write: (frame) => call.write({ frame }), end: () => call.end() });
-    call.on('data', (message: rdma.ConnectRequest) => link.#receive(message.frame));
+    call.on('data', (message: rdma.ConnectRequest | MalformedMessage) => {
+      if (message instanceof MalformedMessage) failStream(call, errno('EINVAL', `protocol error: a message that is no ConnectRequest: ${message.reason}`));
+      else link.#receive(message.frame);
+    });
     call.on('error', (error: Error) => link.#close(`stream failed: ${error.message}`));
     call.on('cancelled', () => link.#close('the peer cancelled the stream'));
     call.on('end', () => link.#close('the peer ended the stream'));
