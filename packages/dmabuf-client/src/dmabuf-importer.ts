@@ -189,6 +189,22 @@ export class DmaBufImporter {
     return true;
   }
 
+  /**
+   * The segment files behind [offset, offset + length) of the installed
+   * mapping, as visit(segment, segmentOffset, length) in buffer order,
+   * without faulting: false, with no visit, when no shared-memory mapping is
+   * installed (as for views()). For a device that wrote through its views
+   * and tells the segments' owner so (a write notice). A range past the
+   * buffer throws (ERANGE).
+   */
+  segments(offset: number, length: number, visit: (segment: string, segmentOffset: number, length: number) => void): boolean {
+    checkRange(offset, length, this.size, `segments of buffer ${this.bufferId}`);
+    const shared = this.#mapping?.shared;
+    if (shared === undefined || this.state !== 'attached') return false;
+    shared.segments(offset, length, visit);
+    return true;
+  }
+
   /** Drops the mapping here and in the registry (UnmapAttachment); the next access maps again. */
   async unmap(): Promise<void> {
     // Let a map in flight land first, so that this unmap is the last word.

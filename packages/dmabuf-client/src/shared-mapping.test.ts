@@ -50,6 +50,18 @@ describe('SharedMapping', () => {
     mapping.close();
   });
 
+  it('names the segment files behind a range, with their offsets, one per extent, in buffer order', () => {
+    const { store, extents } = twoPieces();
+    const mapping = SharedMapping.open(store, extents, 2 * PAGE_SIZE);
+    const seen: [string, number, number][] = [];
+    mapping.segments(PAGE_SIZE - 2, 6, (segment, offset, length) => seen.push([segment, offset, length]));
+    expect(seen).to.deep.equal([
+      ['a', 2 * PAGE_SIZE - 2, 2],
+      ['b', 0, 4],
+    ]);
+    mapping.close();
+  });
+
   it('maps only the pages its extents name, not the whole segment file', () => {
     const store = new SegmentStore({ dir: dir(), chunkSize: 64 * PAGE_SIZE });
     store.create('big', 64 * PAGE_SIZE).close();

@@ -3,10 +3,16 @@ import type { dmabuf } from '@p2p/proto';
 import type { Segment, SegmentStore } from '@p2p/shm';
 import { toSafeNumber } from './u64';
 
-/** One extent of a mapping: `view` is the shared memory behind bytes [offset, offset + view.length) of the buffer. */
+/**
+ * One extent of a mapping: `view` is the shared memory behind bytes
+ * [offset, offset + view.length) of the buffer, which is bytes
+ * [segmentOffset, ...) of segment file `segment`.
+ */
 interface Piece {
   readonly offset: number;
   readonly view: Buffer;
+  readonly segment: string;
+  readonly segmentOffset: number;
 }
 
 /**
@@ -49,7 +55,8 @@ export class SharedMapping {
           segment = store.open(extent.segment);
           segments.set(extent.segment, segment);
         }
-        pieces.push({ offset, view: segment.window(toSafeNumber(extent.segmentOffset, `offset in ${extent.segment}`), length) });
+        const segmentOffset = toSafeNumber(extent.segmentOffset, `offset in ${extent.segment}`);
+        pieces.push({ offset, view: segment.window(segmentOffset, length), segment: extent.segment, segmentOffset });
         offset += length;
       }
       if (offset !== size) throw errno('EIO', `the mapping's extents cover ${offset} bytes of a ${size}-byte buffer`);
@@ -86,6 +93,22 @@ export class SharedMapping {
       if (piece.offset >= end) break;
       const from = Math.max(offset, piece.offset);
       out.push(new Uint8Array(view.buffer, view.byteOffset + (from - piece.offset), Math.min(end, pieceEnd) - from));
+    }
+  }
+
+  /**
+   * Calls visit(segment, segmentOffset, length) for each segment file piece
+   * behind [offset, offset + length), in buffer order: where a device that
+   * wrote through the views says it wrote. The range must be checked.
+   */
+  segments(offset: number, length: number, visit: (segment: string, segmentOffset: number, length: number) => void): void {
+    const end = offset + length;
+    for (const piece of this.#pieces) {
+      const pieceEnd = piece.offset + piece.view.length;
+      if (pieceEnd <= offset) continue;
+      if (piece.offset >= end) break;
+      const from = Math.max(offset, piece.offset);
+      visit(piece.segment, piece.segmentOffset + (from - piece.offset), Math.min(end, pieceEnd) - from);
     }
   }
 

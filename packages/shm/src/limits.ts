@@ -21,3 +21,6 @@ export const MAP_OFFSET_LIMIT = 2 ** 31;
 
 /** One file per GiB: each file is mapped whole, at offset 0. */
 export const DEFAULT_CHUNK_SIZE = GiB;
+
+/** unix(7): sun_path holds 108 bytes with the NUL; libuv cuts a longer path silently. */
+export const MAX_SOCKET_PATH = 107;

@@ -5,11 +5,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { type ErrnoError, errno } from '@p2p/errno';
 import { fsCall, fsErrno } from './fs-errno';
+import { MAX_SOCKET_PATH } from './limits';
 import { isValidSegmentName } from './segment-name';
 import { SHM_DIR_ENV } from './shm-dir';
-
-/** unix(7): sun_path holds 108 bytes with the NUL; libuv cuts a longer path silently. */
-const MAX_SOCKET_PATH = 107;
 
 /** How long a prober waits for a live holder to say who it is (a stopped holder accepts but never answers). */
 const HOLDER_REPLY_MS = 1000;

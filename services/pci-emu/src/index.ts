@@ -34,7 +34,7 @@ export type { PciIds } from './config-space/type0-header';
 // Devices
 export type { BarMemory, BarMemoryFactory } from './devices/bar-memory';
 export { HeapBarMemory, heapBarMemoryFactory } from './devices/heap-bar-memory';
-export type { BarKind } from './devices/device-model';
+export type { BarKind, BarWritePath } from './devices/device-model';
 
 export {
   DMA_SRC_IOVA,
@@ -96,7 +96,7 @@ export { HostSegmentCache, type HostMemory, type HostSegment, type HostSegmentCa
 export type { HostExtent, IommuMapping, MappingTarget } from './iommu/iommu-mapping';
 
 // Bus
-export { PciBus, type PciBusOptions, type MmioReadResult, type BulkReadResult, type WriteResult } from './bus/pci-bus';
+export { PciBus, type PciBusOptions, type MmioReadResult, type BulkReadResult, type WriteResult, type BarMemorySpan } from './bus/pci-bus';
 export type { ConfigWriteMode } from './bus/pci-function';
 export type { FunctionInfo, BarInfo } from './bus/function-info';
 export { MAX_BULK_LENGTH, type MmioWidth } from './bus/mmio-access';
@@ -110,3 +110,6 @@ export type {
 
 // Service
 export { startPciEmu, PCI_EMU_DEFAULTS } from './service';
+
+// The NVMe controller's command engine, and the NVMe specification's registers, commands and statuses
+export * from './devices/nvme/index';

@@ -51,6 +51,20 @@ export class RelocatableMemory implements BarMemory {
   }
 
   /**
+   * The offset in this memory of byte `offset` of segment file `segment`,
+   * if that is one of its current files: undefined for any other name,
+   * including the files of an earlier generation, which a relocation
+   * orphaned (a write into them reaches nothing anybody reads).
+   */
+  offsetOf(segment: string, offset: number): number | undefined {
+    const files = `${this.#current.prefix}.`;
+    if (!segment.startsWith(files)) return undefined;
+    const chunk = segment.slice(files.length);
+    if (!/^(0|[1-9]\d{0,8})$/.test(chunk)) return undefined;
+    return Number(chunk) * this.#current.chunkSize + offset;
+  }
+
+  /**
    * Copies the written part into new files, then unlinks the old ones:
    * segment files that hold no memory are skipped whole, and all-zero
    * granules of the others, so a 64 GiB BAR with a few pages written moves

@@ -1,13 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { loadPlatformSecrets } from '@p2p/auth';
 import { loadServerConfig, type RunningServer } from '@p2p/server';
-import { claimShmDir, resolveShmDir, SegmentStore } from '@p2p/shm';
+import { claimShmDir, PCI_EMU_SEGMENT_PREFIX, resolveShmDir, SegmentStore, type WriteNoticeServer } from '@p2p/shm';
 import { PciBus } from './bus/pci-bus';
 import { HostSegmentCache } from './iommu/host-memory';
 import { RelocatableMemory } from './relocatable-memory';
 import { startPciEmuServer } from './server';
 import { defaultTopology } from './topology/default-topology';
 import { loadTopologyFile } from './topology/load-topology';
+import { listenForWriteNotices } from './write-notices';
 
 export const PCI_EMU_DEFAULTS = { port: 50051, metricsPort: 9451 };
 
@@ -18,7 +19,9 @@ export const PCI_EMU_DEFAULTS = { port: 50051, metricsPort: 9451 };
  * pci-emu never hands out a file a stale mapping still points at; its
  * segments are unlinked when it shuts down, and those of an instance that
  * crashed are unlinked when the next one starts. One pci-emu per directory:
- * a second one fails with EBUSY before it touches any file.
+ * a second one fails with EBUSY before it touches any file. Bus masters in
+ * other processes report their writes into BAR segments on the
+ * write-notice socket in the same directory (write-notices.ts).
  */
 export async function startPciEmu(env: NodeJS.ProcessEnv = process.env): Promise<RunningServer> {
   const config = loadServerConfig('PCI_EMU', PCI_EMU_DEFAULTS, env);
@@ -29,8 +32,10 @@ export async function startPciEmu(env: NodeJS.ProcessEnv = process.env): Promise
   const claim = await claimShmDir(directory, 'pci-emu');
   const memories = new Map<string, RelocatableMemory>();
   let bus: PciBus | undefined;
+  let notices: WriteNoticeServer | undefined;
   const destroy = async (): Promise<void> => {
     try {
+      await notices?.close();
       bus?.close();
       for (const memory of memories.values()) memory.destroy();
     } finally {
@@ -42,21 +47,24 @@ export async function startPciEmu(env: NodeJS.ProcessEnv = process.env): Promise
     // Files of an earlier instance that died without unlinking them are its
     // dead memory, so they go now.
     for (const segment of store.list()) {
-      if (segment.name.startsWith('pci-emu.')) store.unlink(segment.name);
+      if (segment.name.startsWith(PCI_EMU_SEGMENT_PREFIX)) store.unlink(segment.name);
     }
     const instance = randomBytes(4).toString('hex');
     // Host memory is the directory's other segments (the registry's heap):
     // a BAR's own files would bypass its decode and relocation.
-    const hostMemory = new HostSegmentCache(store, { refuse: (name) => name.startsWith('pci-emu.') });
+    const hostMemory = new HostSegmentCache(store, { refuse: (name) => name.startsWith(PCI_EMU_SEGMENT_PREFIX) });
     bus = new PciBus(
       topology,
       (name, size) => {
-        const memory = new RelocatableMemory(store, `pci-emu.${instance}.${name}`, size);
+        const memory = new RelocatableMemory(store, `${PCI_EMU_SEGMENT_PREFIX}${instance}.${name}`, size);
         memories.set(name, memory);
         return memory;
       },
       { hostMemory },
     );
+    // A device failing on a notice is reported once the server's logger exists; none can arrive before the NICs start.
+    let report = (_error: unknown): void => undefined;
+    notices = await listenForWriteNotices(directory, instance, memories, bus, (error) => report(error));
     const server = await startPciEmuServer(config, bus, {
       directory,
       extents: (name, offset, length) =>
@@ -66,6 +74,7 @@ export async function startPciEmu(env: NodeJS.ProcessEnv = process.env): Promise
           .map((e) => ({ segment: e.segment, offset: BigInt(e.offset), length: BigInt(e.length) })),
       relocate: (name) => memories.get(name)!.relocate(),
     }, loadPlatformSecrets(directory, env));
+    report = (error) => server.logger.warn({ err: error }, 'write notice: the device failed on a posted write');
     server.onShutdown(destroy);
     return server;
   } catch (error) {

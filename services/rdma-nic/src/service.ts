@@ -1,10 +1,11 @@
 import * as os from 'node:os';
+import * as path from 'node:path';
 import { z } from 'zod';
 import { Authenticator, loadPlatformSecrets } from '@p2p/auth';
 import { OwnerSession, RegistrySession } from '@p2p/dmabuf-client';
 import { errno, ErrnoError } from '@p2p/errno';
 import { loadServerConfig, retryUntil, type RunningServer } from '@p2p/server';
-import { resolveShmDir } from '@p2p/shm';
+import { resolveShmDir, WRITE_NOTICE_SOCKET, WriteNoticeClient } from '@p2p/shm';
 import { peerUnreachable } from '@p2p/rpc';
 import pino from 'pino';
 import { gidFromIpv4 } from './codec/gid';
@@ -115,11 +116,14 @@ export async function startRdmaNic(env: NodeJS.ProcessEnv = process.env, deps: R
     }
     const nic = new Nic({ gid, fabric });
     fabric.attach(nic);
+    // Writes into BAR memory are told to pci-emu on the socket in the directory the BAR segments are mapped from.
+    const notices = new WriteNoticeClient(path.join(shmDir, WRITE_NOTICE_SOCKET));
+    cleanups.push(() => notices.close());
     const running = new RdmaDevice({
       nic,
       attr: deviceAttr(fn, FW_VER),
       files,
-      imports: new MemoryImports(session, files, fn.bdf),
+      imports: new MemoryImports(session, files, fn.bdf, notices),
       report: (error, what) => logger.warn({ err: error }, what),
     });
     device = running;

@@ -1,5 +1,6 @@
 import Table from 'cli-table3';
 import { benchIommu } from './iommu.bench';
+import { benchWriteNotices } from './notices.bench';
 import { benchPciEmu } from './pci-emu.bench';
 import { benchRdma } from './rdma.bench';
 import { benchRegistry } from './registry.bench';
@@ -18,6 +19,7 @@ async function main(): Promise<void> {
   if (!only || 'pci-emu'.includes(only)) await benchPciEmu(rows, ratios);
   if (!only || 'registry'.includes(only)) await benchRegistry(rows);
   if (!only || 'vfio-pci'.includes(only)) await benchVfioPci(rows);
+  if (!only || 'notices'.includes(only)) await benchWriteNotices(rows);
   const tables: string[] = [];
   if (!only || 'iommu'.includes(only)) await benchIommu(tables);
   if (!only || 'rdma-nic'.includes(only)) await benchRdma(tables);

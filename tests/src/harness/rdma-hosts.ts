@@ -102,7 +102,7 @@ export interface HostBuffer {
   readonly cpu: DmaBufImporter;
 }
 
-/** Device memory: a vfio-pci dma-buf of accel0's BAR2 registered as a dma-buf MR. */
+/** Device memory: a vfio-pci dma-buf of a BAR (accel0's BAR2 unless told) registered as a dma-buf MR. */
 export interface BarBuffer {
   readonly deviceFd: number;
   readonly fd: number;
@@ -145,18 +145,19 @@ export class RdmaHost {
   }
 
   /**
-   * Binds accel0 to vfio-pci (if it is not yet), opens it, exports [offset,
-   * offset + size) of BAR2 as a dma-buf and registers it with this host's NIC.
+   * Binds the device (accel0 unless told) to vfio-pci if it is not yet,
+   * opens it, exports [offset, offset + size) of its BAR (BAR2 unless told)
+   * as a dma-buf and registers it with this host's NIC.
    */
-  async barBuffer(vfioAddress: string, offset: number, size: number, iova: number, access: number): Promise<BarBuffer> {
+  async barBuffer(vfioAddress: string, offset: number, size: number, iova: number, access: number, device = { bdf: ACCEL0, bar: BAR2 }): Promise<BarBuffer> {
     const client = new vfio.VfioPciServiceClient(vfioAddress, credentials.createInsecure(), { interceptors: [this.session.interceptor] });
     const admin = asAdmin(this.session.shmDir);
     const root = new vfio.VfioPciServiceClient(vfioAddress, admin.credentials, admin.options);
     try {
-      await rpc((cb) => root.bind({ bdf: ACCEL0, variants: undefined }, cb)).catch((error: unknown) => {
+      await rpc((cb) => root.bind({ bdf: device.bdf, variants: undefined }, cb)).catch((error: unknown) => {
         if (errnoOf(error) !== 'EBUSY') throw error;
       });
-      const deviceFd = (await rpc<vfio.OpenDeviceResponse>((cb) => client.openDevice({ pid: this.session.pid, bdf: ACCEL0 }, cb))).fd;
+      const deviceFd = (await rpc<vfio.OpenDeviceResponse>((cb) => client.openDevice({ pid: this.session.pid, bdf: device.bdf }, cb))).fd;
       const { fd } = await rpc<vfio.DeviceFeatureResponse>((cb) =>
         client.deviceFeature(
           {
@@ -164,7 +165,7 @@ export class RdmaHost {
             deviceFd,
             argsz: 0,
             flags: VFIO_DEVICE_FEATURE_GET | FEATURE_DMA_BUF,
-            payload: { $case: 'dmaBuf', value: { regionIndex: BAR2, openFlags: O_RDWR, flags: 0, dmaRanges: [{ offset: BigInt(offset), length: BigInt(size) }] } },
+            payload: { $case: 'dmaBuf', value: { regionIndex: device.bar, openFlags: O_RDWR, flags: 0, dmaRanges: [{ offset: BigInt(offset), length: BigInt(size) }] } },
           },
           cb,
         ),

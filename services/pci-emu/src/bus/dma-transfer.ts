@@ -1,8 +1,8 @@
 import { ErrnoError } from '@p2p/errno';
-import type { BarMemory } from '../devices/bar-memory';
 import type { DmaOutcome, DmaRequest } from '../devices/dma-engine';
 import { IommuFault } from '../iommu/iommu-fault';
 import type { Iommu, IommuPiece } from '../iommu/iommu';
+import type { BarSpan } from './pci-function';
 
 /** What a bus-master transfer needs of the platform. */
 export interface DmaPlatform {
@@ -10,11 +10,13 @@ export interface DmaPlatform {
   /** Effective PCI_COMMAND_MASTER of the requester: set, in D0, present. */
   busMaster(bdf: string): boolean;
   /**
-   * The memory behind [offset, offset + length) of a BAR, if its function
-   * claims the request; undefined if it does not (decode off, D3hot,
-   * unplugged), which the function logs as an Unsupported Request.
+   * The memory behind BAR offsets [offset, offset + length) of a BAR, if its
+   * function claims the request; undefined if it does not (decode off,
+   * D3hot, unplugged), which the function logs as an Unsupported Request.
    */
-  barWindow(bdf: string, bar: number, offset: number, length: number): BarMemory | undefined;
+  barWindow(bdf: string, bar: number, offset: number, length: number): BarSpan | undefined;
+  /** A write into BAR memory is complete: its device hears of it (PciFunction.postedWrite). */
+  barWritten(bdf: string, bar: number, offset: number, length: number): void;
   /** Sets PCI_STATUS_REC_MASTER_ABORT in the requester's config space. */
   receivedMasterAbort(bdf: string): void;
 }
@@ -40,7 +42,8 @@ const failed = (error: DmaOutcome['error'], faultIova = 0n, bytes = 0): DmaOutco
  * tmpfs, a file its owner truncated) fails the pread with EFAULT instead of
  * killing pci-emu with SIGBUS. Such a failure is reported as DATA after the
  * bytes before it landed. Overlapping source and destination memory gives
- * undefined contents, as memcpy does.
+ * undefined contents, as memcpy does. Once the bytes are in place, each BAR
+ * they landed in hears of them, as a device hears a posted write.
  */
 export function dmaTransfer(requester: string, request: DmaRequest, platform: DmaPlatform): DmaOutcome {
   if (!platform.busMaster(requester)) return failed('NO_BUS_MASTER');
@@ -52,7 +55,7 @@ export function dmaTransfer(requester: string, request: DmaRequest, platform: Dm
   if ('error' in sources) return sources;
   const targets = targetsOf(requester, to, platform);
   if ('error' in targets) return targets;
-  return copy(sources, targets);
+  return announce(to, copy(sources, targets), platform);
 }
 
 /**
@@ -77,7 +80,7 @@ export function dmaWrite(requester: string, iova: bigint, source: Uint8Array, pl
   const targets = targetsOf(requester, to, platform);
   if ('error' in targets) return targets;
   const local: Source = { length: source.length, readInto: (offset, target) => target.set(source.subarray(offset, offset + target.length)) };
-  return copy([local], targets);
+  return announce(to, copy([local], targets), platform);
 }
 
 /** The translation of [iova, iova + length) for `access`, or the fault that stops the DMA. */
@@ -119,15 +122,28 @@ function targetsOf(requester: string, pieces: readonly IommuPiece[], platform: D
 /** The destination's mapped memory; undefined if a BAR does not claim the request. */
 function targetOf(piece: IommuPiece, platform: DmaPlatform): Buffer[] | undefined {
   if (piece.kind === 'host') return [piece.segment.view(piece.offset, piece.length)];
-  return platform.barWindow(piece.bdf, piece.bar, piece.offset, piece.length)?.views(piece.offset, piece.length);
+  const span = platform.barWindow(piece.bdf, piece.bar, piece.offset, piece.length);
+  return span?.memory.views(span.offset, piece.length);
 }
 
 function sourceOf(piece: IommuPiece, platform: DmaPlatform): Source | undefined {
   if (piece.kind === 'host') {
     return { length: piece.length, readInto: (offset, target) => piece.segment.readInto(piece.offset + offset, target) };
   }
-  const memory = platform.barWindow(piece.bdf, piece.bar, piece.offset, piece.length);
-  return memory && { length: piece.length, readInto: (offset, target) => memory.readInto(piece.offset + offset, target) };
+  const span = platform.barWindow(piece.bdf, piece.bar, piece.offset, piece.length);
+  return span && { length: piece.length, readInto: (offset, target) => span.memory.readInto(span.offset + offset, target) };
+}
+
+/** Tells each BAR among the destination pieces of the bytes that landed in it (all of them, or those before a DATA failure). */
+function announce(pieces: readonly IommuPiece[], outcome: DmaOutcome, platform: DmaPlatform): DmaOutcome {
+  let start = 0;
+  for (const piece of pieces) {
+    const landed = Math.min(piece.length, outcome.bytes - start);
+    if (landed <= 0) break;
+    if (piece.kind === 'bar') platform.barWritten(piece.bdf, piece.bar, piece.offset, landed);
+    start += piece.length;
+  }
+  return outcome;
 }
 
 /** A BAR that did not claim the request: the completer answered Unsupported Request. */

@@ -12,8 +12,10 @@ export interface BarInfo {
   readonly kind: BarKind | 'rom';
   /** Assigned from the host bridge window: what pci_bus_address() would return. */
   readonly busAddress: number;
-  /** For kind 'memory': the name the BarMemory was created with. */
+  /** For kind 'memory', and 'registers' with a window: the name the BarMemory was created with. */
   readonly memoryName?: string;
+  /** For kind 'registers': the part of the BAR that is memory (a page-aligned range of BAR offsets), if any. */
+  readonly window?: { readonly offset: number; readonly length: number };
 }
 
 export interface FunctionInfo extends PciIds {

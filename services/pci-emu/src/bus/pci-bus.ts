@@ -8,6 +8,7 @@ import { Iommu } from '../iommu/iommu';
 import { canonicalBdf } from '../topology/bdf';
 import { p2pDistance, type P2pDistance } from '../topology/p2p-distance';
 import type { Topology } from '../topology/topology';
+import { memoryOffsetOf, memoryRangeOf } from './bar-memory-range';
 import { enumerateBarAddresses, isMultiFunction } from './enumerate';
 import { type DmaPlatform, dmaRead, dmaTransfer, dmaWrite } from './dma-transfer';
 import type { FunctionInfo } from './function-info';
@@ -29,6 +30,20 @@ export interface BulkReadResult {
 export interface WriteResult {
   /** False when the write was dropped because the function did not claim it. */
   readonly decoded: boolean;
+}
+
+/** Where a range of BAR offsets lives: `length` bytes from `offset` of the BAR memory named `memoryName`. */
+export interface BarMemorySpan {
+  readonly memoryName: string;
+  readonly offset: number;
+  readonly length: number;
+}
+
+/** Whose memory a BarMemory is: BAR `bar` of `bdf`, its byte 0 at BAR offset `base` (0, or a register BAR's window). */
+interface MemoryOwner {
+  readonly bdf: string;
+  readonly bar: number;
+  readonly base: number;
 }
 
 /** "0000-03-00.0-bar2": unique per BAR and usable as a file name. */
@@ -59,6 +74,7 @@ export interface PciBusOptions {
 export class PciBus {
   readonly #functions = new Map<string, PciFunction>();
   readonly #memories: BarMemory[] = [];
+  readonly #owners = new Map<string, MemoryOwner>();
   readonly #events = new PciEventHub();
   /** The platform IOMMU: domains, mappings, and the translation of every DMA. */
   readonly iommu: Iommu;
@@ -89,13 +105,19 @@ export class PciBus {
             return { memory, memoryName: name };
           },
           this.#dmaPort(spec.bdf),
+          (bar, offset, length, path) => this.#events.post({ type: 'bar-written', bdf: spec.bdf, bar, offset, length, path }),
         ),
       );
       const addresses = enumerateBarAddresses(topology, devices);
       topology.functions.forEach((spec, i) => {
         const post = (event: PciEventBody): void => this.#events.post(event);
         const multiFunction = isMultiFunction(topology, spec.bdf);
-        this.#functions.set(spec.bdf, new PciFunction(spec.bdf, spec, devices[i]!, addresses[i]!, multiFunction, post));
+        const fn = new PciFunction(spec.bdf, spec, devices[i]!, addresses[i]!, multiFunction, post);
+        this.#functions.set(spec.bdf, fn);
+        for (const bar of fn.info().bars) {
+          const memory = memoryRangeOf(bar);
+          if (bar.memoryName !== undefined && memory !== undefined) this.#owners.set(bar.memoryName, { bdf: fn.bdf, bar: bar.index, base: memory.offset });
+        }
       });
       if (options.firmwareEnablesMemory ?? true) {
         for (const fn of this.#functions.values()) fn.configWrite(PCI_COMMAND, 2, PCI_COMMAND_MEMORY, 'hardware');
@@ -156,6 +178,36 @@ export class PciBus {
 
   bulkWrite(bdf: string, bar: number, offset: number, data: Uint8Array): WriteResult {
     return this.#run(bdf, (fn) => fn.bulkWrite(bar, offset, data));
+  }
+
+  /* ---- BAR memory: segments, and the writes other processes make into them ---- */
+
+  /**
+   * Where BAR offsets [offset, offset + length) of BAR `bar` live in its
+   * memory (GetBarSegments); `length` undefined: to the end of the memory.
+   * EINVAL unless they lie in memory (a memory BAR, a register BAR's window).
+   */
+  barMemorySpan(bdf: string, bar: number, offset: number, length?: number): BarMemorySpan {
+    const fn = this.#lookup(bdf);
+    const info = fn.info().bars.find((b) => b.index === bar);
+    if (info === undefined) throw errno('EINVAL', `${fn.bdf} has no BAR ${bar}`);
+    const memory = memoryRangeOf(info);
+    const span = length ?? (memory === undefined ? 0 : memory.offset + memory.length - offset);
+    const at = memoryOffsetOf(fn.bdf, info, offset, span);
+    return { memoryName: info.memoryName!, offset: at, length: span };
+  }
+
+  /**
+   * A bus master in another process wrote bytes [offset, offset + length) of
+   * the BAR memory named `memoryName` (offsets into the memory), as its
+   * write notice says: the device hears of it as of any posted write
+   * (PciFunction.postedWrite). False, and nothing happens, for memory no BAR
+   * has or a write its function would not have claimed.
+   */
+  postedWrite(memoryName: string, offset: number, length: number): boolean {
+    const owner = this.#owners.get(memoryName);
+    if (owner === undefined) return false;
+    return this.#run(owner.bdf, (fn) => fn.postedWrite(owner.bar, owner.base + offset, length));
   }
 
   /* ---- power, resets, hot-plug ---- */
@@ -231,6 +283,7 @@ export class PciBus {
       iommu: this.iommu,
       busMaster: (requester) => this.#lookup(requester).busMaster,
       barWindow: (provider, bar, offset, length) => this.#lookup(provider).dmaWindow(bar, offset, length),
+      barWritten: (provider, bar, offset, length) => this.#lookup(provider).postedWrite(bar, offset, length),
       receivedMasterAbort: (requester) => this.#lookup(requester).receivedMasterAbort(),
     };
     return {

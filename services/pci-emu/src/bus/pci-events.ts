@@ -1,4 +1,5 @@
 import { OrderedEventHub, type Unnumbered } from '@p2p/events';
+import type { BarWritePath } from '../devices/device-model';
 import type { DmaErrorName } from '../devices/dma-engine';
 import type { IommuFaultRecord } from '../iommu/iommu-fault';
 
@@ -45,6 +46,12 @@ export type PciEvent = EventHeader &
         readonly unmapped: number;
         readonly devices: readonly string[];
       }
+    /**
+     * Bytes [offset, offset + length) of BAR `bar` (BAR offsets) were written
+     * by MMIO or by a bus master: posted only by a device that asks to report
+     * such writes (the generic test device, for its memory windows).
+     */
+    | { readonly type: 'bar-written'; readonly bar: number; readonly offset: number; readonly length: number; readonly path: BarWritePath }
     /** A DMA-engine transfer finished; `bdf` is the engine's function. */
     | {
         readonly type: 'dma-completed';

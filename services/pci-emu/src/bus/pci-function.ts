@@ -25,9 +25,10 @@ import {
 } from '../config-space/pci-regs';
 import { PM_STATE_D0, PM_STATE_D3HOT } from '../config-space/pm-capability';
 import type { BarMemory } from '../devices/bar-memory';
-import type { DeviceModel } from '../devices/device-model';
+import { BAR_WINDOW_ALIGNMENT, type BarWindow, type BarWritePath, type DeviceModel } from '../devices/device-model';
 import type { RegisterOps } from '../devices/register-ops';
 import type { FunctionSpec } from '../topology/topology-schema';
+import { liesInMemory, memoryOffsetOf } from './bar-memory-range';
 import type { BarInfo, FunctionInfo } from './function-info';
 import {
   checkAligned,
@@ -52,10 +53,24 @@ export type ConfigWriteMode = 'strict' | 'hardware';
 
 /** What MMIO to one BAR reaches. Index 6 is the expansion ROM. */
 type BarTarget = { readonly index: number; readonly size: number; readonly is64Bit: boolean } & (
-  | { readonly kind: 'registers' | 'io'; readonly registers: RegisterOps }
+  | { readonly kind: 'registers'; readonly registers: RegisterOps; readonly window?: BarWindow }
+  | { readonly kind: 'io'; readonly registers: RegisterOps }
   | { readonly kind: 'memory'; readonly memory: BarMemory }
   | { readonly kind: 'rom'; readonly image: Buffer }
 );
+
+/** Where BAR offsets [offset, ...) of a DMA land: `memory` from `offset` on (an offset into the memory, not the BAR). */
+export interface BarSpan {
+  readonly memory: BarMemory;
+  readonly offset: number;
+}
+
+/** One part of an access to a register BAR: registers, or its window's memory. */
+interface AccessPart {
+  readonly at: number;
+  readonly length: number;
+  readonly window: BarWindow | undefined;
+}
 
 interface Snapshot {
   readonly present: boolean;
@@ -113,6 +128,8 @@ export class PciFunction {
     );
     const bars: BarInfo[] = device.bars.map((bar, i) => {
       this.#targets.set(bar.index, bar);
+      const window = bar.kind === 'registers' ? bar.window : undefined;
+      if (window !== undefined) checkWindow(bdf, bar.index, bar.size, window);
       return {
         index: bar.index,
         size: bar.size,
@@ -121,6 +138,7 @@ export class PciFunction {
         kind: bar.kind,
         busAddress: addresses.bars[i]!,
         ...(bar.kind === 'memory' ? { memoryName: bar.memoryName } : {}),
+        ...(window !== undefined ? { memoryName: window.memoryName, window: { offset: window.offset, length: window.memory.size } } : {}),
       };
     });
     if (device.rom) {
@@ -305,18 +323,34 @@ export class PciFunction {
   /* ---- DMA ---- */
 
   /**
-   * The memory a peer's DMA reaches in memory BAR `index`, or undefined when
-   * the function does not claim the request: unplugged, or not claimed by
-   * #claims() (decode off or not D0, logged as an Unsupported Request).
+   * The memory a peer's DMA reaches at BAR offsets [offset, offset + length)
+   * of BAR `index` (a memory BAR, or a register BAR's window: EINVAL
+   * elsewhere), or undefined when the function does not claim the request:
+   * unplugged, or not claimed by #claims() (decode off or not D0, logged as
+   * an Unsupported Request).
    */
-  dmaWindow(index: number, offset: number, length: number): BarMemory | undefined {
+  dmaWindow(index: number, offset: number, length: number): BarSpan | undefined {
     if (!this.#present) return undefined;
     const target = this.#target(index);
-    if (target.kind !== 'memory') {
-      throw errno('EINVAL', `${this.bdf}: BAR ${index} is ${target.kind}, not memory: no DMA reaches it`);
-    }
-    this.#checkAccess(target, offset, length, 1);
-    return this.#claims(target) ? target.memory : undefined;
+    const at = memoryOffsetOf(this.bdf, this.#barInfo(index), offset, length);
+    const memory = target.kind === 'memory' ? target.memory : target.kind === 'registers' ? target.window?.memory : undefined;
+    return memory !== undefined && this.#claims(target) ? { memory, offset: at } : undefined;
+  }
+
+  /**
+   * A bus master's write of BAR offsets [offset, offset + length) of BAR
+   * `index` is complete and in its memory: the device hears of it
+   * (memoryWritten, path 'p2p'). Nothing happens, and false is returned,
+   * where the function would not have claimed the write (unplugged, decode
+   * off, not D0) or the range is not memory: a notice from another process
+   * is no TLP and logs no Unsupported Request, and one that is stale
+   * (decode went off after the write) or forged must not reach the device.
+   */
+  postedWrite(index: number, offset: number, length: number): boolean {
+    const info = this.#bars.find((bar) => bar.index === index);
+    if (!this.#snapshot().memory || info === undefined || !liesInMemory(info, offset, length)) return false;
+    this.#written(index, offset, length, 'p2p');
+    return true;
   }
 
   /** The requester's side of an Unsupported Request completion: PCI_STATUS_REC_MASTER_ABORT (RW1C). */
@@ -330,6 +364,11 @@ export class PciFunction {
     if (!this.#present) {
       throw errno('ENODEV', `${this.bdf} has been hot-unplugged`);
     }
+  }
+
+  /** A BAR's info; its target (#target) was found first, so it exists. */
+  #barInfo(index: number): BarInfo {
+    return this.#bars.find((bar) => bar.index === index)!;
   }
 
   #target(index: number): BarTarget {
@@ -394,44 +433,51 @@ export class PciFunction {
         return target.memory.read(offset, length);
       case 'rom':
         return Buffer.from(target.image.subarray(offset, offset + length));
-      default: {
+      case 'io':
+        return readRegisters(target.registers, offset, Buffer.alloc(length));
+      case 'registers': {
         const out = Buffer.alloc(length);
-        for (let at = offset - (offset % 4); at < offset + length; at += 4) {
-          const dword = target.registers.read(at);
-          for (let lane = 0; lane < 4; lane++) {
-            const position = at + lane - offset;
-            if (position >= 0 && position < length) {
-              out[position] = (dword >>> (8 * lane)) & 0xff;
-            }
-          }
+        for (const part of accessParts(target.window, offset, length)) {
+          const into = out.subarray(part.at - offset, part.at - offset + part.length);
+          if (part.window === undefined) readRegisters(target.registers, part.at, into);
+          else part.window.memory.readInto(part.at - part.window.offset, into);
         }
         return out;
       }
     }
   }
 
-  /** Register writes become dword writes with byte enables; ROM ignores writes, as ROM does. */
+  /**
+   * Register writes become dword writes with byte enables; ROM ignores
+   * writes, as ROM does. Memory (a memory BAR, a register BAR's window) is
+   * written, then the device told (memoryWritten, path 'mmio').
+   */
   #writeBytes(target: BarTarget, offset: number, data: Uint8Array): void {
     switch (target.kind) {
       case 'memory':
         target.memory.write(offset, data);
+        if (data.length > 0) this.#written(target.index, offset, data.length, 'mmio');
         return;
       case 'rom':
         return;
-      default:
-        for (let at = offset - (offset % 4); at < offset + data.length; at += 4) {
-          let value = 0;
-          let mask = 0;
-          for (let lane = 0; lane < 4; lane++) {
-            const position = at + lane - offset;
-            if (position >= 0 && position < data.length) {
-              value |= data[position]! << (8 * lane);
-              mask |= 0xff << (8 * lane);
-            }
+      case 'io':
+        writeRegisters(target.registers, offset, data);
+        return;
+      case 'registers':
+        for (const part of accessParts(target.window, offset, data.length)) {
+          const from = data.subarray(part.at - offset, part.at - offset + part.length);
+          if (part.window === undefined) {
+            writeRegisters(target.registers, part.at, from);
+          } else {
+            part.window.memory.write(part.at - part.window.offset, from);
+            this.#written(target.index, part.at, part.length, 'mmio');
           }
-          target.registers.write(at, value >>> 0, mask >>> 0);
         }
     }
+  }
+
+  #written(index: number, offset: number, length: number, path: BarWritePath): void {
+    this.device.memoryWritten?.(index, offset, length, path);
   }
 
   #powerState(): PowerState {
@@ -463,7 +509,11 @@ export class PciFunction {
     return undefined;
   }
 
-  /** Config space and registers to power-on values. BAR memory is storage, not state: it is kept. */
+  /**
+   * Config space and registers to power-on values. BAR memory, a register
+   * BAR's window included, is storage, not state: it is kept (a device whose
+   * window holds state clears it in its own reset()).
+   */
   #resetState(): void {
     this.#config.reset();
     for (const bar of this.device.bars) {
@@ -500,5 +550,57 @@ export class PciFunction {
     if (before.memory !== after.memory || before.master !== after.master) {
       this.post({ type: 'decode-changed', bdf, memoryEnabled: after.memory, busMaster: after.master, reason });
     }
+  }
+}
+
+/** A window is whole pages inside its BAR, with memory of its length: EINVAL otherwise (a device model's bug). */
+function checkWindow(bdf: string, index: number, size: number, window: BarWindow): void {
+  const { offset } = window;
+  const length = window.memory.size;
+  if (offset % BAR_WINDOW_ALIGNMENT !== 0 || length % BAR_WINDOW_ALIGNMENT !== 0 || length === 0 || offset + length > size) {
+    throw errno('EINVAL', `${bdf} BAR ${index}: a memory window [0x${offset.toString(16)}, +0x${length.toString(16)}) must be whole ${BAR_WINDOW_ALIGNMENT}-byte pages inside the ${size}-byte BAR`);
+  }
+}
+
+/** Splits [offset, offset + length) of a register BAR at its window's edges. */
+function accessParts(window: BarWindow | undefined, offset: number, length: number): AccessPart[] {
+  const end = offset + length;
+  const from = window === undefined ? end : Math.max(offset, window.offset);
+  const to = window === undefined ? end : Math.min(end, window.offset + window.memory.size);
+  if (from >= to) return [{ at: offset, length, window: undefined }];
+  const parts: AccessPart[] = [];
+  if (offset < from) parts.push({ at: offset, length: from - offset, window: undefined });
+  parts.push({ at: from, length: to - from, window });
+  if (to < end) parts.push({ at: to, length: end - to, window: undefined });
+  return parts;
+}
+
+/** Fills `out` from the registers at `offset`, a dword read per dword touched. */
+function readRegisters(registers: RegisterOps, offset: number, out: Buffer): Buffer {
+  for (let at = offset - (offset % 4); at < offset + out.length; at += 4) {
+    const dword = registers.read(at);
+    for (let lane = 0; lane < 4; lane++) {
+      const position = at + lane - offset;
+      if (position >= 0 && position < out.length) {
+        out[position] = (dword >>> (8 * lane)) & 0xff;
+      }
+    }
+  }
+  return out;
+}
+
+/** Writes `data` into the registers at `offset`: dword writes with the byte enables of the lanes it covers. */
+function writeRegisters(registers: RegisterOps, offset: number, data: Uint8Array): void {
+  for (let at = offset - (offset % 4); at < offset + data.length; at += 4) {
+    let value = 0;
+    let mask = 0;
+    for (let lane = 0; lane < 4; lane++) {
+      const position = at + lane - offset;
+      if (position >= 0 && position < data.length) {
+        value |= data[position]! << (8 * lane);
+        mask |= 0xff << (8 * lane);
+      }
+    }
+    registers.write(at, value >>> 0, mask >>> 0);
   }
 }

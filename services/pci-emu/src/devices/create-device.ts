@@ -1,10 +1,10 @@
 import type { FunctionKind, FunctionSpec } from '../topology/topology-schema';
 import { accelBars, ACCEL_DEFAULTS } from './accel';
 import type { DeviceDefaults } from './device-defaults';
-import type { BarMemoryAllocator, DeviceBar, DeviceModel } from './device-model';
+import type { BarMemoryAllocator, BarWriteReport, DeviceModel } from './device-model';
 import type { DmaPort } from './dma-engine';
 import { buildExpansionRom } from './expansion-rom';
-import { genericBars, GENERIC_DEFAULTS } from './generic';
+import { genericDevice, GENERIC_DEFAULTS } from './generic';
 import { nicBars, NIC_DEFAULTS } from './nic';
 import { nvmeBars, NVME_DEFAULTS } from './nvme';
 
@@ -15,25 +15,29 @@ const DEFAULTS: Readonly<Record<FunctionKind, DeviceDefaults>> = {
   generic: GENERIC_DEFAULTS,
 };
 
-function barsOf(spec: FunctionSpec, allocate: BarMemoryAllocator, dma: DmaPort): DeviceBar[] {
+/** What each kind contributes: its BARs, and the hook if it watches writes into its BAR memory. */
+type DeviceParts = Pick<DeviceModel, 'bars' | 'memoryWritten'>;
+
+function partsOf(spec: FunctionSpec, allocate: BarMemoryAllocator, dma: DmaPort, report: BarWriteReport): DeviceParts {
   switch (spec.kind) {
     case 'nvme':
-      return nvmeBars(spec, allocate);
+      return { bars: nvmeBars(spec, allocate) };
     case 'accel':
-      return accelBars(spec, allocate, dma);
+      return { bars: accelBars(spec, allocate, dma) };
     case 'nic':
-      return nicBars();
+      return { bars: nicBars() };
     case 'generic':
-      return genericBars(spec, allocate);
+      return genericDevice(spec, allocate, report);
   }
 }
 
 /**
  * Builds the device model of a topology function, its kind's defaults
  * overridden by the file's ids/romSize. `dma` is the function's bus-master
- * port, for devices that DMA (the accelerator's engine).
+ * port, for devices that DMA (the accelerator's engine); `report` posts a
+ * BarWritten event, for devices that report writes into their memory.
  */
-export function createDevice(spec: FunctionSpec, allocate: BarMemoryAllocator, dma: DmaPort): DeviceModel {
+export function createDevice(spec: FunctionSpec, allocate: BarMemoryAllocator, dma: DmaPort, report: BarWriteReport): DeviceModel {
   const defaults = DEFAULTS[spec.kind];
   const overrides = Object.fromEntries(Object.entries(spec.ids ?? {}).filter(([, value]) => value !== undefined));
   const ids = { ...defaults.ids, ...overrides };
@@ -42,7 +46,7 @@ export function createDevice(spec: FunctionSpec, allocate: BarMemoryAllocator, d
     kind: spec.kind,
     ids,
     linkWidth: defaults.linkWidth,
-    bars: barsOf(spec, allocate, dma),
+    ...partsOf(spec, allocate, dma, report),
     rom: romSize === 0 ? undefined : buildExpansionRom(ids, romSize),
   };
 }

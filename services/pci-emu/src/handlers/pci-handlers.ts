@@ -2,14 +2,13 @@ import type { ServerWritableStream } from '@grpc/grpc-js';
 import { errno } from '@p2p/errno';
 import { pci } from '@p2p/proto';
 import { type MessageLimit, serverStream, unary } from '@p2p/server';
-import type { BarInfo } from '../bus/function-info';
 import type { PciBus } from '../bus/pci-bus';
 import { canonicalBdf } from '../topology/bdf';
 import { iommuHandlers } from './iommu-handlers';
 import { toNumber } from './u64';
 import { eventConcerns, eventToWire, functionToWire, mapTypeToWire, powerFromWire, powerToWire, topologyToWire } from './wire';
 
-/** Where the segments of a memory BAR are, for GetBarSegments. */
+/** Where the segments of BAR memory are, for GetBarSegments (offsets into the memory, not the BAR). */
 export interface BarSegments {
   readonly directory: string;
   extents(memoryName: string, offset: number, length: number): pci.SegmentExtent[];
@@ -55,12 +54,11 @@ export function pciEmuHandlers(
     }),
     bulkWrite: unary((req: pci.BulkWriteRequest) => bus.bulkWrite(req.bdf, req.bar, toNumber(req.offset, 'offset'), req.data)),
     getBarSegments: unary((req: pci.GetBarSegmentsRequest) => {
-      const bar = memoryBar(bus, req.bdf, req.bar);
-      const offset = toNumber(req.offset, 'offset');
-      const length = req.length === 0n ? bar.size - offset : toNumber(req.length, 'length');
-      return { directory: segments.directory, extents: segments.extents(bar.memoryName, offset, length) };
+      const length = req.length === 0n ? undefined : toNumber(req.length, 'length');
+      const span = bus.barMemorySpan(req.bdf, req.bar, toNumber(req.offset, 'offset'), length);
+      return { directory: segments.directory, extents: segments.extents(span.memoryName, span.offset, span.length) };
     }),
-    relocateBar: unary((req: pci.RelocateBarRequest) => ({ generation: BigInt(segments.relocate(memoryBar(bus, req.bdf, req.bar).memoryName)) })),
+    relocateBar: unary((req: pci.RelocateBarRequest) => ({ generation: BigInt(segments.relocate(barMemoryName(bus, req.bdf, req.bar))) })),
 
     functionLevelReset: unary((req: pci.FunctionLevelResetRequest) => {
       bus.functionLevelReset(req.bdf);
@@ -97,12 +95,12 @@ export function pciEmuHandlers(
   };
 }
 
-/** A BAR backed by segments, or EINVAL naming why not. */
-function memoryBar(bus: PciBus, bdf: string, index: number): BarInfo & { memoryName: string } {
+/** The memory of a BAR backed by segments (a memory BAR, a register BAR's window), or EINVAL naming why not. */
+function barMemoryName(bus: PciBus, bdf: string, index: number): string {
   const bar = bus.getFunction(bdf).bars.find((b) => b.index === index);
   if (!bar) throw errno('EINVAL', `${bdf} has no BAR ${index}`);
-  if (bar.kind !== 'memory' || bar.memoryName === undefined) {
-    throw errno('EINVAL', `BAR ${index} of ${bdf} holds registers, not memory: it has no segments`);
+  if (bar.memoryName === undefined) {
+    throw errno('EINVAL', `BAR ${index} of ${bdf} holds ${bar.kind}, not memory: it has no segments`);
   }
-  return { ...bar, memoryName: bar.memoryName };
+  return bar.memoryName;
 }

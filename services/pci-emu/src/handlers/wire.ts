@@ -2,6 +2,7 @@ import { errno } from '@p2p/errno';
 import { pci } from '@p2p/proto';
 import type { BarInfo, FunctionInfo } from '../bus/function-info';
 import type { DecodeReason, PciEvent, PowerState, ResetKind } from '../bus/pci-events';
+import type { BarWritePath } from '../devices/device-model';
 import type { P2pMapType } from '../topology/p2p-distance';
 import type { Topology } from '../topology/topology';
 import { dmaErrorToWire, dmaStatusToWire, faultReasonToWire } from './iommu-wire';
@@ -37,6 +38,11 @@ const RESETS: Record<ResetKind, pci.ResetKind> = {
   POWER_ON_RESET: pci.ResetKind.RESET_KIND_POWER_ON,
 };
 
+const WRITE_PATHS: Record<BarWritePath, pci.BarWritePath> = {
+  mmio: pci.BarWritePath.BAR_WRITE_PATH_MMIO,
+  p2p: pci.BarWritePath.BAR_WRITE_PATH_P2P,
+};
+
 const REASONS: Record<DecodeReason, pci.DecodeReason> = {
   COMMAND_WRITE: pci.DecodeReason.DECODE_REASON_COMMAND_WRITE,
   POWER: pci.DecodeReason.DECODE_REASON_POWER,
@@ -68,6 +74,7 @@ export function functionToWire(fn: FunctionInfo): pci.FunctionInfo {
       prefetchable: bar.prefetchable,
       kind: BAR_KINDS[bar.kind],
       busAddress: BigInt(bar.busAddress),
+      ...(bar.window !== undefined ? { window: { offset: BigInt(bar.window.offset), length: BigInt(bar.window.length) } } : {}),
     })),
     powerState: POWER[fn.powerState],
     memoryEnabled: fn.memoryEnabled,
@@ -131,6 +138,11 @@ export function eventToWire(event: PciEvent): pci.WatchEventsResponse {
           $case: 'iommuUnmapped',
           value: { domainId: event.domainId, iova: BigInt(event.iova), length: BigInt(event.length), unmapped: BigInt(event.unmapped), bdfs: [...event.devices] },
         },
+      };
+    case 'bar-written':
+      return {
+        ...header,
+        event: { $case: 'barWritten', value: { bar: event.bar, offset: BigInt(event.offset), length: BigInt(event.length), path: WRITE_PATHS[event.path] } },
       };
     case 'dma-completed':
       return {

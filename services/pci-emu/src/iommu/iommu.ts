@@ -1,6 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { errno } from '@p2p/errno';
 import { validateSegmentName } from '@p2p/shm';
+import { memoryOffsetOf, memoryRangeOf } from '../bus/bar-memory-range';
 import type { FunctionInfo } from '../bus/function-info';
 import type { PciEventBody } from '../bus/pci-events';
 import { canonicalBdf } from '../topology/bdf';
@@ -283,18 +284,23 @@ export class Iommu {
     return fn;
   }
 
-  /** A BAR target: a present function's memory BAR, page-aligned, holding the range, reachable by every attached function. */
+  /**
+   * A BAR target: a present function's BAR memory (a memory BAR, or a
+   * register BAR's window: registers are no DMA target), page-aligned,
+   * holding the range, reachable by every attached function.
+   */
   #barTarget(domain: IommuDomain, target: Extract<MappingTarget, { kind: 'bar' }>, length: number): MappingTarget {
     const fn = this.#present(target.bdf);
     const bar = fn.bars.find((b) => b.index === target.bar);
     if (bar === undefined) throw errno('EINVAL', `${fn.bdf} has no BAR ${target.bar}`);
-    if (bar.kind !== 'memory') throw errno('EINVAL', `BAR ${bar.index} of ${fn.bdf} is ${bar.kind}, not memory: only memory BARs can be DMA targets`);
+    if (memoryRangeOf(bar) === undefined) throw errno('EINVAL', `BAR ${bar.index} of ${fn.bdf} is ${bar.kind}, not memory: only BAR memory can be a DMA target`);
     if (!isPageMultiple(target.offset)) {
       throw errno('EINVAL', `BAR offset ${target.offset} is not a multiple of the ${IOMMU_PAGE_SIZE}-byte page`);
     }
     if (target.offset + length > bar.size) {
       throw errno('EINVAL', `[0x${target.offset.toString(16)}, +0x${length.toString(16)}) runs past BAR ${bar.index} of ${fn.bdf} (${bar.size} bytes)`);
     }
+    memoryOffsetOf(fn.bdf, bar, target.offset, length);
     this.#checkReach(fn.bdf, domain.devices);
     return { kind: 'bar', bdf: fn.bdf, bar: bar.index, offset: target.offset };
   }

@@ -30,6 +30,31 @@ export const NO_HOST_BRIDGE_P2P: TopologyInput = (() => {
   return copy;
 })();
 
+/** The generic test device of WINDOWED_TOPOLOGY, under switch B with accel0 and nic1. */
+export const TESTDEV = '0000:0a:00.0';
+/** Its BAR0: 64 KiB of scratch registers, pages 1 and 2 a memory window whose writes it reports as events. */
+export const WINDOW = { offset: 0x1000, length: 0x2000 } as const;
+
+/** The default topology with the test device added: BAR0 windowed, BAR2 four pages of plain memory. */
+export const WINDOWED_TOPOLOGY: TopologyInput = (() => {
+  const copy = structuredClone(DEFAULT_TOPOLOGY);
+  copy.hostBridges[0]!.rootPorts[1]!.switch!.downstreamPorts.push({
+    bdf: '06:03.0',
+    functions: [
+      {
+        kind: 'generic',
+        name: 'testdev',
+        bdf: '0a:00.0',
+        bars: [
+          { index: 0, size: 0x1_0000, bits: 64, window: WINDOW },
+          { index: 2, size: 4 * PAGE, bits: 64 },
+        ],
+      },
+    ],
+  });
+  return copy;
+})();
+
 /** A bus whose IOMMU maps host memory from a segment directory, as pci-emu runs it. */
 export interface Platform {
   readonly bus: PciBus;

@@ -1,8 +1,9 @@
 import { errno } from '@p2p/errno';
 import { PCI_ACS_CR, PCI_ACS_RR, PCI_ACS_SV, PCI_ACS_UF } from '../config-space/pci-regs';
+import { BAR_WINDOW_ALIGNMENT as PAGE } from '../devices/device-model';
 import { parseBdf } from './bdf';
 import { Topology, type AddressWindow, type HostBridge, type NodeRole, type PcieSwitch, type TopologyNode } from './topology';
-import type { AcsFlags, FunctionSpec, GenericBarSpec, HostBridgeSpec, PortSpec, SwitchSpec, TopologySpec } from './topology-schema';
+import { type AcsFlags, type FunctionSpec, type GenericBarSpec, type HostBridgeSpec, MAX_WINDOWED_BAR_SIZE, type PortSpec, type SwitchSpec, type TopologySpec } from './topology-schema';
 
 const FOUR_GIB = 2 ** 32;
 const TIB = 2 ** 40;
@@ -181,7 +182,23 @@ class TopologyBuilder {
           this.problem(`${at}.size`, `a 32-bit memory BAR is at most 2 GiB; use bits: 64`);
         }
       }
+      if (bar.window !== undefined) this.#barWindow(bar, bar.window, at);
     });
+  }
+
+  /** A memory window: in a memory BAR of scratch registers, whole pages (vfio mmaps and exports pages) inside the BAR. */
+  #barWindow(bar: GenericBarSpec, window: { offset: number; length: number }, at: string): void {
+    const { offset, length } = window;
+    if (bar.space === 'io') {
+      this.problem(`${at}.window`, 'an I/O BAR has no memory window');
+    } else if (bar.size > MAX_WINDOWED_BAR_SIZE) {
+      this.problem(`${at}.size`, `a BAR with a memory window is at most ${MAX_WINDOWED_BAR_SIZE} bytes, not ${bar.size}`);
+    }
+    if (offset % PAGE !== 0 || length % PAGE !== 0) {
+      this.problem(`${at}.window`, `offset ${hex(offset)} and length ${hex(length)} must be multiples of the ${PAGE}-byte page`);
+    } else if (offset + length > bar.size) {
+      this.problem(`${at}.window`, `[${hex(offset)}, +${hex(length)}) runs past the ${bar.size}-byte BAR`);
+    }
   }
 
   #checkWindows(windows: Record<'mmio32' | 'mmio64' | 'io', AddressWindow>, path: string): void {

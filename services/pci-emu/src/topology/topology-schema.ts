@@ -49,6 +49,9 @@ function size(min: number, max: number) {
 /** The largest BAR the model backs with memory: the accelerator's 64 GiB. */
 export const MAX_BAR_SIZE = 64 * GiB;
 
+/** The largest generic BAR with a memory window: its registers live on the heap, a dword per 4 bytes. */
+export const MAX_WINDOWED_BAR_SIZE = 1 * MiB;
+
 const NameSchema = z
   .string()
   .regex(/^[a-z][a-z0-9_-]{0,31}$/i, 'expected a name of 1-32 letters, digits, "_" or "-", starting with a letter');
@@ -105,6 +108,12 @@ const GenericBarSchema = z.strictObject({
   space: z.enum(['memory', 'io']).default('memory'),
   bits: z.union([z.literal(32), z.literal(64)]).default(32),
   prefetchable: z.boolean().default(false),
+  /**
+   * Makes the BAR one of scratch registers with a memory window at
+   * [offset, offset + length) (page aligned), whose writes the device
+   * reports as BarWritten events: a test device for doorbell-style memory.
+   */
+  window: z.strictObject({ offset: quantity(0, MAX_WINDOWED_BAR_SIZE), length: quantity(1, MAX_WINDOWED_BAR_SIZE) }).optional(),
 });
 
 const GenericSchema = z.strictObject({

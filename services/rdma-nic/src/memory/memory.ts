@@ -20,4 +20,11 @@ export interface DmaBufMemory {
   readonly size: number;
   map(): Promise<void>;
   views(offset: number, length: number, out: Uint8Array[]): void;
+  /**
+   * The NIC wrote [offset, offset + length) through the views and the bytes
+   * are in place: the exporter's device hears of it, as a device hears the
+   * posted writes a NIC's DMA makes into its BAR (a write notice, for BAR
+   * memory in pci-emu's segments). Never throws, never waits.
+   */
+  written(offset: number, length: number): void;
 }

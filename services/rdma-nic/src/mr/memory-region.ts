@@ -37,6 +37,13 @@ export abstract class MemoryRegion {
 
   /** Push views of [addr, addr + length), already bounds-checked, onto `out`. */
   abstract translate(addr: number, length: number, out: Uint8Array[]): Translation;
+
+  /**
+   * The NIC has written [addr, addr + length) through views translate()
+   * gave, and the bytes are in place. Host memory has nobody to tell; a
+   * dma-buf MR tells the exporter's device (DmaBufMemory.written).
+   */
+  written(_addr: number, _length: number): void {}
 }
 
 /** ibv_reg_mr_iova() on host memory: pinned at registration, always translatable. */
@@ -109,6 +116,10 @@ export class DmabufMemoryRegion extends MemoryRegion {
   invalidate(): void {
     this.#mapped = false;
     this.#epoch++;
+  }
+
+  override written(addr: number, length: number): void {
+    if (this.#mapped) this.#dmabuf.written(this.#offset + (addr - this.iova), length);
   }
 
   override translate(addr: number, length: number, out: Uint8Array[]): Translation {

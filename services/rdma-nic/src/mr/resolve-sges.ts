@@ -37,3 +37,19 @@ export function resolveSges(
   }
   return WcStatus.SUCCESS;
 }
+
+/**
+ * The NIC wrote the first `length` bytes of a scatter list that
+ * resolveSges() resolved (a receive's buffers, where a READ's answer
+ * lands), and they are in place: each MR hears of its part
+ * (MemoryRegion.written).
+ */
+export function sgesWritten(keys: KeyTable<MemoryRegion>, sgList: readonly Sge[], length: number): void {
+  let left = length;
+  for (const sge of sgList) {
+    if (left <= 0) return;
+    const written = Math.min(sge.length, left);
+    if (written > 0) keys.get(sge.lkey)?.written(sge.addr, written);
+    left -= written;
+  }
+}

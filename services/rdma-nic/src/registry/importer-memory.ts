@@ -1,6 +1,7 @@
 import type { DmaBufImporter } from '@p2p/dmabuf-client';
 import { errno } from '@p2p/errno';
 import { dmabuf } from '@p2p/proto';
+import { PCI_EMU_SEGMENT_PREFIX, type WriteNoticeClient } from '@p2p/shm';
 import type { DmaBufMemory, MemoryWindow } from '../memory/memory';
 
 /**
@@ -31,14 +32,17 @@ export class ImporterWindow implements MemoryWindow {
  * The NIC's dynamic attachment to a dma-buf (ib_umem_dmabuf): map() is the
  * fault path's dma_buf_map_attachment(), which the exporter refuses while it
  * has the buffer revoked (ENODEV); views() reads the mapping the importer
- * holds, which move_notify drops.
+ * holds, which move_notify drops; written() sends a write notice for each
+ * BAR segment the NIC wrote into.
  */
 export class ImporterDmaBuf implements DmaBufMemory {
   readonly size: number;
   readonly #importer: DmaBufImporter;
+  readonly #notices: WriteNoticeClient;
 
-  constructor(importer: DmaBufImporter) {
+  constructor(importer: DmaBufImporter, notices: WriteNoticeClient) {
     this.#importer = importer;
+    this.#notices = notices;
     this.size = importer.size;
   }
 
@@ -68,4 +72,18 @@ export class ImporterDmaBuf implements DmaBufMemory {
       throw errno('ENODEV', `buffer ${this.#importer.bufferId} is not mapped (revoked, fenced or detached)`);
     }
   }
+
+  /**
+   * A posted write's notice to pci-emu, for each piece of the range in a
+   * BAR's segments (a dma-buf of device memory), so the device notices a
+   * doorbell rung by RDMA WRITE as it notices an MmioWrite. Other
+   * exporters' segments (a heap buffer, say) have no device to tell.
+   */
+  written(offset: number, length: number): void {
+    this.#importer.segments(offset, length, this.#notify);
+  }
+
+  readonly #notify = (segment: string, segmentOffset: number, length: number): void => {
+    if (segment.startsWith(PCI_EMU_SEGMENT_PREFIX)) this.#notices.notify(segment, segmentOffset, length);
+  };
 }

@@ -1,6 +1,7 @@
 import type { DmaBufImporter, RegistrySession } from '@p2p/dmabuf-client';
 import { errno } from '@p2p/errno';
 import { dmabuf } from '@p2p/proto';
+import type { WriteNoticeClient } from '@p2p/shm';
 import type { DmaBufMemory, MemoryWindow } from '../memory/memory';
 import { IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_MW_BIND, IBV_ACCESS_REMOTE_ATOMIC, IBV_ACCESS_REMOTE_WRITE } from '../verbs/access-flags';
 import type { ImportedMemory, MemoryImportPort } from '../context/ports';
@@ -20,16 +21,19 @@ const WRITABLE_ACCESS = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_A
  * registry session with the NIC's BDF as the importing device, so the
  * registry decides from pci-emu's topology how the NIC reaches the memory
  * (peer to peer through a switch, through the host bridge, or not at all).
+ * Writes into dma-buf MRs of BAR memory go out as write notices on `notices`.
  */
 export class MemoryImports implements MemoryImportPort {
   readonly #session: RegistrySession;
   readonly #files: RegistryFiles;
   readonly #bdf: string;
+  readonly #notices: WriteNoticeClient;
 
-  constructor(session: RegistrySession, files: RegistryFiles, bdf: string) {
+  constructor(session: RegistrySession, files: RegistryFiles, bdf: string, notices: WriteNoticeClient) {
     this.#session = session;
     this.#files = files;
     this.#bdf = bdf;
+    this.#notices = notices;
   }
 
   /**
@@ -68,7 +72,7 @@ export class MemoryImports implements MemoryImportPort {
 
   async dmaBuf(pid: number, fd: number, onMoveNotify: () => void): Promise<ImportedMemory<DmaBufMemory>> {
     const importer = await this.#import(pid, fd, onMoveNotify);
-    return { memory: new ImporterDmaBuf(importer), detach: () => importer.detach() };
+    return { memory: new ImporterDmaBuf(importer, this.#notices), detach: () => importer.detach() };
   }
 
   /** ib_umem_dmabuf_get(): a dynamic, peer2peer attach with move_notify. Fails with the registry's errno (EBADF, ENODEV, EOPNOTSUPP). */

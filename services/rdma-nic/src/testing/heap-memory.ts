@@ -18,9 +18,14 @@ export class HeapMemory implements MemoryWindow {
   }
 }
 
-/** A dma-buf on the JS heap whose exporter can revoke it: map() rejects ENODEV while revoked. */
+/**
+ * A dma-buf on the JS heap whose exporter can revoke it: map() rejects
+ * ENODEV while revoked. `writes` records the written() notices, each with
+ * the bytes the range held when it came.
+ */
 export class HeapDmaBuf implements DmaBufMemory {
   readonly buffer: Uint8Array;
+  readonly writes: { offset: number; length: number; bytes: number[] }[] = [];
   revoked = false;
   maps = 0;
 
@@ -42,5 +47,9 @@ export class HeapDmaBuf implements DmaBufMemory {
 
   views(offset: number, length: number, out: Uint8Array[]): void {
     out.push(this.buffer.subarray(offset, offset + length));
+  }
+
+  written(offset: number, length: number): void {
+    this.writes.push({ offset, length, bytes: [...this.buffer.subarray(offset, offset + length)] });
   }
 }

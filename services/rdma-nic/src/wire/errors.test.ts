@@ -5,6 +5,7 @@ import { AsyncEventType, QpState, WcStatus, WrOpcode } from '../verbs/enums';
 import { HeapMemory } from '../testing/heap-memory';
 import { connectedPair, settle, type Side } from '../testing/two-nics';
 import type { SendWr } from '../qp/work-request';
+import { WireOp, type WireRequest } from './fabric';
 
 function write(a: Side, b: Side, fields: Partial<SendWr> = {}): SendWr {
   return {
@@ -61,6 +62,22 @@ describe('RC error completions', () => {
     expect(statuses(a)).to.deep.equal([[1n, WcStatus.REM_INV_REQ_ERR]]);
     expect(a.qp.state).to.equal(QpState.ERR);
     expect(b.qp.state).to.equal(QpState.ERR);
+  });
+
+  it('a SEND or WRITE whose payload is not the length it declares (a peer with a broken codec): REM_INV_REQ_ERR, responder QP_REQ_ERR, nothing written', () => {
+    for (const op of [WireOp.SEND, WireOp.RDMA_WRITE]) {
+      for (const payload of [[Buffer.alloc(8, 7)], [Buffer.alloc(4, 7), Buffer.alloc(12, 7)], []]) {
+        const { a, b } = connectedPair();
+        b.nic.postRecv(b.qp.qpNum, [{ wrId: 9n, sgList: [{ addr: b.iova, length: 64, lkey: b.key }] }]);
+        b.mem.buffer.fill(0xee);
+        const request: WireRequest = { op, srcGid: a.nic.gid, srcQpn: a.qp.qpNum, psn: 0, remoteAddr: b.iova, rkey: b.key, length: 10, payload, withImm: false, immData: 0, compareAdd: 0n, swap: 0n };
+        expect(b.nic.receive(b.qp.qpNum, request)).to.deep.equal({ status: WcStatus.REM_INV_REQ_ERR });
+        expect(b.qp.state).to.equal(QpState.ERR);
+        expect(b.events).to.deep.equal([{ type: AsyncEventType.QP_REQ_ERR, qpNum: b.qp.qpNum }]);
+        expect(statuses(b)).to.deep.equal([[9n, WcStatus.WR_FLUSH_ERR]]);
+        expect(b.mem.buffer.every((byte) => byte === 0xee)).to.equal(true);
+      }
+    }
   });
 
   it('a SEND too long for the receive: LOC_LEN_ERR at the responder, REM_INV_REQ_ERR at the requester', () => {

@@ -1,7 +1,7 @@
 import { copyAcross, totalLength } from '../memory/copy';
 import type { KeyTable } from '../mr/key-table';
 import type { MemoryRegion } from '../mr/memory-region';
-import { resolveSges } from '../mr/resolve-sges';
+import { resolveSges, sgesWritten } from '../mr/resolve-sges';
 import type { SendWr } from '../qp/work-request';
 import type { ProtectionDomain } from '../mr/protection-domain';
 import { WcStatus, WrOpcode } from '../verbs/enums';
@@ -94,11 +94,14 @@ export function landResponse(keys: KeyTable<MemoryRegion>, pd: ProtectionDomain,
     return WcStatus.LOC_PROT_ERR;
   }
   if (response.data !== undefined) {
-    copyAcross(response.data, local, Math.min(totalLength(response.data), totalLength(local)));
+    const landed = Math.min(totalLength(response.data), totalLength(local));
+    copyAcross(response.data, local, landed);
+    sgesWritten(keys, wr.sgList, landed);
   } else if (response.original !== undefined) {
     const original = new Uint8Array(8);
     new DataView(original.buffer).setBigUint64(0, response.original, true);
     copyAcross([original], local, 8);
+    sgesWritten(keys, wr.sgList, 8);
   }
   return WcStatus.SUCCESS;
 }

@@ -1,7 +1,7 @@
 import { copyAcross, totalLength } from '../memory/copy';
 import type { KeyTable } from '../mr/key-table';
 import type { MemoryRegion } from '../mr/memory-region';
-import { resolveSges } from '../mr/resolve-sges';
+import { resolveSges, sgesWritten } from '../mr/resolve-sges';
 import type { QueuePair } from '../qp/queue-pair';
 import {
   IBV_ACCESS_REMOTE_ATOMIC,
@@ -35,7 +35,9 @@ const QP_ACCESS: Readonly<Record<WireOp, number>> = {
  * the whole range, or whose pages cannot be faulted in (a revoked dma-buf),
  * is REM_ACCESS_ERR with the responder to ERR and IBV_EVENT_QP_ACCESS_ERR
  * (or, when a WRITE_WITH_IMM consumed a receive, that receive completing
- * with LOC_ACCESS_ERR). A SEND whose receive buffers fail the local checks
+ * with LOC_ACCESS_ERR). A SEND or WRITE whose payload is not the length it
+ * declares is an invalid request as well (rxe RESPST_ERR_LENGTH, a class C
+ * error). A SEND whose receive buffers fail the local checks
  * completes the receive with LOC_PROT_ERR (REM_OP_ERR for the requester);
  * one too long for them, with LOC_LEN_ERR (REM_INV_REQ_ERR). A target page
  * that must be faulted in (a dma-buf MR after move_notify) is RNR too, as
@@ -118,6 +120,9 @@ function receiveSend(keys: KeyTable<MemoryRegion>, qp: QueuePair, request: WireR
     qp.rnrNakSent = true;
     return rnr(qp);
   }
+  if (!payloadFits(request)) {
+    return invalidLength(qp);
+  }
   const views: Uint8Array[] = [];
   const resolved = resolveSges(keys, qp.pd, recv.sgList, true, views);
   if (typeof resolved !== 'number') {
@@ -135,6 +140,7 @@ function receiveSend(keys: KeyTable<MemoryRegion>, qp: QueuePair, request: WireR
     return NAK_INV_REQ;
   }
   copyAcross(request.payload, views, request.length);
+  sgesWritten(keys, recv.sgList, request.length);
   qp.completeHeadRecv(WcStatus.SUCCESS, WcOpcode.RECV, request.length, request.withImm, request.immData);
   return ACK;
 }
@@ -159,7 +165,12 @@ function receiveWrite(keys: KeyTable<MemoryRegion>, qp: QueuePair, request: Wire
       }
       return NAK_REM_ACCESS;
     }
+    if (!payloadFits(request)) {
+      return invalidLength(qp);
+    }
     copyAcross(request.payload, target, request.length);
+    // The bytes are in place: the memory's device hears of them before the ACK and the receive's completion.
+    keys.get(request.rkey)?.written(request.remoteAddr, request.length);
   }
   if (request.withImm) {
     qp.completeHeadRecv(WcStatus.SUCCESS, WcOpcode.RECV_RDMA_WITH_IMM, request.length, true, request.immData);
@@ -206,8 +217,26 @@ function receiveAtomic(keys: KeyTable<MemoryRegion>, qp: QueuePair, request: Wir
   } else if (original === request.compareAdd) {
     word.setBigUint64(0, request.swap, true);
   }
+  // Told even when a compare failed and nothing changed: a notice carries no data, so a spurious one is harmless.
+  keys.get(request.rkey)?.written(request.remoteAddr, 8);
   qp.saveAtomic(request.psn, original);
   return { status: WcStatus.SUCCESS, original };
+}
+
+/**
+ * The payload a SEND or WRITE carries is exactly the length it declares
+ * (rxe check_length() and check_rkey(): pktlen != resid). A requester's
+ * packets always agree; a peer whose do not would have the responder copy
+ * past the end of what arrived.
+ */
+function payloadFits(request: WireRequest): boolean {
+  return totalLength(request.payload) === request.length;
+}
+
+/** RESPST_ERR_LENGTH: NAK invalid request, the responder QP to ERR with IBV_EVENT_QP_REQ_ERR, as for any invalid request here. */
+function invalidLength(qp: QueuePair): WireResponse {
+  qp.fail(AsyncEventType.QP_REQ_ERR);
+  return NAK_INV_REQ;
 }
 
 /**

@@ -40,6 +40,7 @@ export class PciEmuPort implements PciPort {
         prefetchable: bar.prefetchable,
         kind: BAR_KINDS[bar.kind] ?? 'memory',
         busAddress: bar.busAddress,
+        ...(bar.window !== undefined ? { window: { offset: bar.window.offset, length: bar.window.length } } : {}),
       })),
       memoryEnabled: fn.memoryEnabled,
       powerState: fn.powerState === pci.PowerState.POWER_STATE_D3HOT ? 'D3hot' : 'D0',

@@ -10,6 +10,7 @@ import {
   VFIO_PCI_NUM_IRQS,
   VFIO_PCI_NUM_REGIONS,
   VFIO_PCI_ROM_REGION_INDEX,
+  VFIO_REGION_INFO_FLAG_CAPS,
   VFIO_REGION_INFO_FLAG_MMAP,
   VFIO_REGION_INFO_FLAG_READ,
   VFIO_REGION_INFO_FLAG_WRITE,
@@ -29,7 +30,7 @@ export interface SparseMmapArea {
   readonly size: bigint;
 }
 
-/** struct vfio_region_info, with its sparse-mmap capability (none in this model). */
+/** struct vfio_region_info, with its sparse-mmap capability (VFIO_REGION_INFO_CAP_SPARSE_MMAP). */
 export interface RegionInfo {
   readonly index: number;
   readonly flags: number;
@@ -49,10 +50,23 @@ function mmapSupported(bar: PciBar): boolean {
 }
 
 /**
+ * The mmappable areas of a BAR whose mmap is supported: a register BAR with
+ * a memory window can be mapped there only, reported as the kernel reported
+ * a BAR whose MSI-X table had to stay unmapped before 4.16
+ * (msix_sparse_mmap_cap(): VFIO_REGION_INFO_CAP_SPARSE_MMAP with MMAP and
+ * CAPS set): here one area, the window. Every other BAR maps whole and has
+ * no areas.
+ */
+function sparseMmapAreas(bar: PciBar): SparseMmapArea[] {
+  return bar.kind === 'registers' && bar.window !== undefined ? [{ offset: bar.window.offset, size: bar.window.length }] : [];
+}
+
+/**
  * vfio_pci_ioctl_get_region_info(): config space (read/write, 4 KiB), BARs
- * (read/write, mmap when supported; an absent BAR has size 0 and no flags),
- * the ROM (read only, when there is one). No function is VGA, so index 8 is
- * EINVAL like every index past the regions.
+ * (read/write, mmap when supported, with sparse-mmap areas for a register
+ * BAR's window; an absent BAR has size 0 and no flags), the ROM (read only,
+ * when there is one). No function is VGA, so index 8 is EINVAL like every
+ * index past the regions.
  */
 export function regionInfo(bars: readonly PciBar[], index: number): RegionInfo {
   checkU32(index, 'region index');
@@ -64,8 +78,10 @@ export function regionInfo(bars: readonly PciBar[], index: number): RegionInfo {
   if (index <= VFIO_PCI_BAR5_REGION_INDEX) {
     const bar = bars.find((candidate) => candidate.index === index);
     if (bar === undefined) return none;
-    const flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE | (mmapSupported(bar) ? VFIO_REGION_INFO_FLAG_MMAP : 0);
-    return { ...none, size: bar.size, flags };
+    const flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
+    if (!mmapSupported(bar)) return { ...none, size: bar.size, flags };
+    const areas = sparseMmapAreas(bar);
+    return { ...none, size: bar.size, flags: flags | VFIO_REGION_INFO_FLAG_MMAP | (areas.length > 0 ? VFIO_REGION_INFO_FLAG_CAPS : 0), sparseMmapAreas: areas };
   }
   if (index === VFIO_PCI_ROM_REGION_INDEX) {
     const rom = bars.find((candidate) => candidate.index === PCI_ROM_RESOURCE);

@@ -1,9 +1,10 @@
 import { expect } from 'chai';
-import { DEFAULT_FUNCTIONS, expectErrno, harness, MiB, NVME, PID, type Harness } from '../testing/harness';
+import { DEFAULT_FUNCTIONS, DOORBELL_WINDOW, DOORBELLS, expectErrno, harness, MiB, NVME, PID, WITH_DOORBELLS, type Harness } from '../testing/harness';
 import { BULK_CHUNK_BYTES } from './bar-rw';
 import {
   VFIO_PCI_CONFIG_REGION_INDEX as CONFIG,
   VFIO_PCI_ROM_REGION_INDEX as ROM,
+  VFIO_REGION_INFO_FLAG_CAPS as CAPS,
   VFIO_REGION_INFO_FLAG_MMAP as MMAP,
   VFIO_REGION_INFO_FLAG_READ as READ,
   VFIO_REGION_INFO_FLAG_WRITE as WRITE,
@@ -47,6 +48,18 @@ describe('device and region info, region access', () => {
     await expectErrno(info(8), 'EINVAL', 'VGA');
     await expectErrno(info(9), 'EINVAL');
     await expectErrno(info(-1), 'EINVAL');
+  });
+
+  it('a register BAR with a memory window: MMAP | CAPS, the window its one sparse-mmap area', async () => {
+    const h = harness({ functions: WITH_DOORBELLS });
+    const fd = await h.open(DOORBELLS);
+    expect(await h.vfio.regionInfo(PID, fd, 0)).to.deep.equal({
+      index: 0,
+      offset: 0n,
+      size: 0x4000n,
+      flags: READ | WRITE | MMAP | CAPS,
+      sparseMmapAreas: [{ offset: DOORBELL_WINDOW.offset, size: DOORBELL_WINDOW.length }],
+    });
   });
 
   it('no MMAP for a memory BAR smaller than a page; no ROM region without a ROM', async () => {

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { expectErrno, harness, MiB, NVME, NVME_BARS, PAGE, PID, type Harness } from '../testing/harness';
+import { DOORBELL_BAR, DOORBELL_WINDOW, DOORBELLS, expectErrno, harness, MiB, NVME, NVME_BARS, PAGE, PID, WITH_DOORBELLS, type Harness } from '../testing/harness';
 import { VFIO_PCI_CONFIG_REGION_INDEX as CONFIG } from '../uapi/vfio';
 
 async function setup(ranges = [{ offset: 0n, length: PAGE }]): Promise<Harness & { fd: number; buf: number; handle: string }> {
@@ -46,6 +46,15 @@ describe('the exporter ops the registry calls', () => {
     const fd = await h.open();
     await h.exportBuf(fd, 0, [{ offset: 0n, length: PAGE }]);
     await expectErrno(h.vfio.map(h.vfio.buffers()[0]!.handle), 'EINVAL', 'no segments');
+  });
+
+  it('map of a register BAR window: its segments from the window start, dma address = BAR bus address + BAR offset', async () => {
+    const h = harness({ functions: WITH_DOORBELLS });
+    const fd = await h.open(DOORBELLS);
+    await h.exportBuf(fd, 0, [{ offset: DOORBELL_WINDOW.offset + PAGE, length: PAGE }]);
+    expect(await h.vfio.map(h.vfio.buffers()[0]!.handle)).to.deep.equal([
+      { segment: `${DOORBELLS}-bar0-c0-g0`, segmentOffset: 0x1000, length: 0x1000, dmaAddress: DOORBELL_BAR.busAddress + DOORBELL_WINDOW.offset + PAGE },
+    ]);
   });
 
   it('pin and CPU access are refused upstream (EOPNOTSUPP)', async () => {

@@ -9,7 +9,7 @@ import {
   VFIO_PCI_CONFIG_REGION_INDEX,
 } from '../uapi/vfio';
 import { NO_FD, type DeviceFeatureRequest } from '../vfio-pci';
-import { expectErrno, harness, HIGH, HIGH_BAR, MiB, NVME, PAGE, PID, type Harness } from '../testing/harness';
+import { DOORBELL_WINDOW, DOORBELLS, expectErrno, harness, HIGH, HIGH_BAR, MiB, NVME, PAGE, PID, WITH_DOORBELLS, type Harness } from '../testing/harness';
 import { encodeDmaBufFeature, KMALLOC_MAX_SIZE, type DmaBufFeature } from './dma-buf-feature';
 
 const GET = VFIO_DEVICE_FEATURE_DMA_BUF | VFIO_DEVICE_FEATURE_GET;
@@ -206,6 +206,39 @@ describe('VFIO_DEVICE_FEATURE_DMA_BUF: the checks, errno by errno and in order',
       const overflowing = { offset: 0n, length: 1n << 62n };
       await expectErrno(h.vfio.deviceFeature(PID, h.fd, request({ regionIndex: 0, ranges: [past, overflowing] })), 'EINVAL', 'range 0');
       await expectErrno(h.vfio.deviceFeature(PID, h.fd, request({ regionIndex: 0, ranges: [overflowing, past] })), 'EOVERFLOW', 'range 0');
+    });
+  });
+
+  describe('(9) a register BAR with a memory window exports the window only', () => {
+    const windowed = async (): Promise<Harness & { fd: number }> => {
+      const h = harness({ functions: WITH_DOORBELLS });
+      return { ...h, fd: await h.open(DOORBELLS) };
+    };
+
+    it('takes ranges inside the window', async () => {
+      const h = await windowed();
+      expect(await h.exportBuf(h.fd, 0, [{ offset: DOORBELL_WINDOW.offset, length: DOORBELL_WINDOW.length }])).to.be.greaterThan(2);
+      expect(await h.exportBuf(h.fd, 0, [{ offset: DOORBELL_WINDOW.offset + PAGE, length: PAGE }, { offset: DOORBELL_WINDOW.offset, length: PAGE }])).to.be.greaterThan(2);
+    });
+
+    it('EINVAL for a range before it, after it, or across its edge, as for a range past the BAR', async () => {
+      const h = await windowed();
+      for (const range of [
+        { offset: 0n, length: PAGE },
+        { offset: DOORBELL_WINDOW.offset + DOORBELL_WINDOW.length, length: PAGE },
+        { offset: DOORBELL_WINDOW.offset + PAGE, length: 2n * PAGE },
+      ]) {
+        await expectErrno(h.vfio.deviceFeature(PID, h.fd, request({ regionIndex: 0, ranges: [range] })), 'EINVAL', 'leaves the memory window');
+      }
+      expect(h.registry.buffers.size).to.equal(0);
+    });
+
+    it('checks range by range, in order, with the BAR checks of each range first', async () => {
+      const h = await windowed();
+      const outside = { offset: 0n, length: PAGE };
+      const overflowing = { offset: 0n, length: 1n << 62n };
+      await expectErrno(h.vfio.deviceFeature(PID, h.fd, request({ regionIndex: 0, ranges: [outside, overflowing] })), 'EINVAL', 'range 0');
+      await expectErrno(h.vfio.deviceFeature(PID, h.fd, request({ regionIndex: 0, ranges: [{ offset: DOORBELL_WINDOW.offset, length: PAGE }, overflowing] })), 'EINVAL', 'range 1');
     });
   });
 

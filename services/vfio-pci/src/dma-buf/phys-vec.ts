@@ -18,6 +18,13 @@ export interface PhysVec {
  * physical range: start + offset (+ length) overflowing is EOVERFLOW, a range
  * ending past the BAR is EINVAL, checked range by range in order. (Its check
  * for an empty range cannot fire: validate_dmabuf_input() ran first.)
+ *
+ * A register BAR with a memory window exports that window only: a range
+ * reaching outside it is EINVAL too, in the same walk, as a variant driver's
+ * get_dmabuf_phys() bounds the ranges by the memory it has
+ * (nvgrace_get_dmabuf_phys() -> vfio_pci_core_fill_phys_vec() with the
+ * region's start and length). The export is what the region info's sparse
+ * mmap areas offer: the registers around them are no P2P memory.
  */
 export function getDmaBufPhys(bars: readonly PciBar[], regionIndex: number, ranges: readonly DmaRange[]): { bar: PciBar; phys: PhysVec[] } {
   const bar = bars.find((candidate) => candidate.index === regionIndex);
@@ -37,6 +44,13 @@ export function getDmaBufPhys(bars: readonly PciBar[], regionIndex: number, rang
     }
     if (end > maxAddr) {
       throw errno('EINVAL', `dma range ${i} (offset ${hex(range.offset)}, length ${hex(range.length)}) ends past the ${hex(bar.size)}-byte BAR ${regionIndex}`);
+    }
+    const window = bar.kind === 'registers' ? bar.window : undefined;
+    if (window !== undefined && (range.offset < window.offset || range.offset + range.length > window.offset + window.length)) {
+      throw errno(
+        'EINVAL',
+        `dma range ${i} (offset ${hex(range.offset)}, length ${hex(range.length)}) leaves the memory window [${hex(window.offset)}, +${hex(window.length)}) of register BAR ${regionIndex}: the rest is registers, not P2P memory`,
+      );
     }
     return { paddr, len: range.length, offset: range.offset };
   });

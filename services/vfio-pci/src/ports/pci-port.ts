@@ -20,6 +20,12 @@ export interface PciBar {
   readonly kind: BarKind;
   /** pci_resource_start(): the model's CPU physical and bus address are the same. */
   readonly busAddress: bigint;
+  /**
+   * For a 'registers' BAR: the page-aligned part of it that is memory (NVMe's
+   * doorbells, say), the only part that may be mmapped or exported; absent
+   * when it has none.
+   */
+  readonly window?: { readonly offset: bigint; readonly length: bigint };
 }
 
 export interface PciFunctionInfo {
@@ -61,7 +67,7 @@ export interface PciPort {
   resetFunction(bdf: string): Promise<void>;
   /** PMCSR PowerState, as pci_raw_set_power_state() writes it. */
   setPowerState(bdf: string, state: PowerState): Promise<void>;
-  /** The segments backing [offset, offset + length) of a memory BAR, in order. */
+  /** The segments backing [offset, offset + length) (BAR offsets) of a memory BAR or a register BAR's window, in order. */
   barExtents(bdf: string, bar: number, offset: number, length: number): Promise<readonly BarExtent[]>;
   /**
    * Move a BAR's memory to fresh segment files (the old ones are unlinked),

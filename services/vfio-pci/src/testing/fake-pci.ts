@@ -210,16 +210,23 @@ export class FakePci implements PciPort {
     if (before === 'D3hot' && state === 'D0' && !fn.spec.noSoftReset) fn.powerOn();
   }
 
+  /** pci-emu's GetBarSegments: the segments of a memory BAR, or of a register BAR's window (offsets into it), EINVAL elsewhere. */
   async barExtents(bdf: string, bar: number, offset: number, length: number): Promise<readonly BarExtent[]> {
     const fn = this.#present(bdf);
-    if (fn.spec.bars.find((candidate) => candidate.index === bar)?.kind !== 'memory') {
+    const info = fn.spec.bars.find((candidate) => candidate.index === bar);
+    const memory = info?.kind === 'memory' ? { offset: 0, length: Number(info.size) } : info?.window && { offset: Number(info.window.offset), length: Number(info.window.length) };
+    if (memory === undefined) {
       throw errno('EINVAL', `BAR ${bar} of ${bdf} has no segments`);
+    }
+    if (offset < memory.offset || offset + length > memory.offset + memory.length) {
+      throw errno('EINVAL', `[${offset}, +${length}) of BAR ${bar} of ${bdf} leaves its memory window`);
     }
     const generation = fn.generations.get(bar) ?? 0;
     const extents: BarExtent[] = [];
-    for (let at = offset; at < offset + length; ) {
+    const stop = offset - memory.offset + length;
+    for (let at = offset - memory.offset; at < stop; ) {
       const chunk = Math.floor(at / this.segmentSize);
-      const end = Math.min(offset + length, (chunk + 1) * this.segmentSize);
+      const end = Math.min(stop, (chunk + 1) * this.segmentSize);
       extents.push({ segment: `${bdf}-bar${bar}-c${chunk}-g${generation}`, segmentOffset: at - chunk * this.segmentSize, length: end - at });
       at = end;
     }

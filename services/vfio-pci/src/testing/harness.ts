@@ -43,6 +43,13 @@ export const DEFAULT_FUNCTIONS: readonly FakeFunctionSpec[] = [
   { bdf: OTHER, bars: memoryBar(0xd010_0000n) },
 ];
 
+/** A function whose 16 KiB register BAR0 has a memory window at pages 1-2 (doorbells): mmappable and exportable there only. */
+export const DOORBELLS = '0000:0b:00.0';
+export const DOORBELL_WINDOW = { offset: PAGE, length: 2n * PAGE } as const;
+export const DOORBELL_BAR: PciBar = { index: 0, size: 0x4000n, is64Bit: true, prefetchable: false, kind: 'registers', busAddress: 0xfe00_0000n, window: DOORBELL_WINDOW };
+/** DEFAULT_FUNCTIONS and DOORBELLS. */
+export const WITH_DOORBELLS: readonly FakeFunctionSpec[] = [...DEFAULT_FUNCTIONS, { bdf: DOORBELLS, bars: [DOORBELL_BAR] }];
+
 export const PID = 100;
 
 export interface Harness {

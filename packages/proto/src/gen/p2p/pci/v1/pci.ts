@@ -511,6 +511,51 @@ export function dmaErrorToJSON(object: DmaError): string {
   }
 }
 
+/** How a write reached BAR memory. */
+export enum BarWritePath {
+  BAR_WRITE_PATH_UNSPECIFIED = 0,
+  /** BAR_WRITE_PATH_MMIO - A CPU's MmioWrite or BulkWrite. */
+  BAR_WRITE_PATH_MMIO = 1,
+  /**
+   * BAR_WRITE_PATH_P2P - A bus master's posted write: a peer's DMA, or an RDMA NIC writing through
+   * a dma-buf (which its process reports on the write-notice socket).
+   */
+  BAR_WRITE_PATH_P2P = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function barWritePathFromJSON(object: any): BarWritePath {
+  switch (object) {
+    case 0:
+    case "BAR_WRITE_PATH_UNSPECIFIED":
+      return BarWritePath.BAR_WRITE_PATH_UNSPECIFIED;
+    case 1:
+    case "BAR_WRITE_PATH_MMIO":
+      return BarWritePath.BAR_WRITE_PATH_MMIO;
+    case 2:
+    case "BAR_WRITE_PATH_P2P":
+      return BarWritePath.BAR_WRITE_PATH_P2P;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return BarWritePath.UNRECOGNIZED;
+  }
+}
+
+export function barWritePathToJSON(object: BarWritePath): string {
+  switch (object) {
+    case BarWritePath.BAR_WRITE_PATH_UNSPECIFIED:
+      return "BAR_WRITE_PATH_UNSPECIFIED";
+    case BarWritePath.BAR_WRITE_PATH_MMIO:
+      return "BAR_WRITE_PATH_MMIO";
+    case BarWritePath.BAR_WRITE_PATH_P2P:
+      return "BAR_WRITE_PATH_P2P";
+    case BarWritePath.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export interface Bar {
   /** 0-5, or 6 for the expansion ROM. */
   index: number;
@@ -520,6 +565,18 @@ export interface Bar {
   kind: BarKind;
   /** The bus address assigned from the host bridge's memory window. */
   busAddress: bigint;
+  /**
+   * For a BAR_KIND_REGISTERS BAR: the page-aligned part of it that is memory
+   * (segment-backed, exportable and reachable by DMA, as a memory BAR is),
+   * such as NVMe's doorbells; absent when the BAR has none.
+   */
+  window?: BarWindow | undefined;
+}
+
+/** BAR offsets [offset, offset + length) of a register BAR that are memory. */
+export interface BarWindow {
+  offset: bigint;
+  length: bigint;
 }
 
 export interface FunctionInfo {
@@ -688,8 +745,9 @@ export interface SegmentExtent {
 export interface GetBarSegmentsRequest {
   bdf: string;
   bar: number;
+  /** A BAR offset (for a window too: the window starts at its own offset). */
   offset: bigint;
-  /** 0 means to the end of the BAR. */
+  /** 0 means to the end of the BAR's memory (of the window, for a register BAR). */
   length: bigint;
 }
 
@@ -819,6 +877,18 @@ export interface DmaCompleted {
   faultIova: bigint;
 }
 
+/**
+ * Bytes [offset, offset + length) of a BAR (BAR offsets) were written. Only a
+ * device that asks to report such writes posts it (the generic test device,
+ * for its memory windows), so the stream carries no event per write otherwise.
+ */
+export interface BarWritten {
+  bar: number;
+  offset: bigint;
+  length: bigint;
+  path: BarWritePath;
+}
+
 export interface WatchEventsResponse {
   /** Monotonic per server: a gap means events were missed. */
   sequence: bigint;
@@ -834,6 +904,7 @@ export interface WatchEventsResponse {
     | { $case: "iommuMapped"; value: IommuMapped }
     | { $case: "iommuUnmapped"; value: IommuUnmapped }
     | { $case: "dmaCompleted"; value: DmaCompleted }
+    | { $case: "barWritten"; value: BarWritten }
     | undefined;
 }
 
@@ -945,7 +1016,7 @@ export interface ListIommuDomainsResponse {
 }
 
 function createBaseBar(): Bar {
-  return { index: 0, size: 0n, is64bit: false, prefetchable: false, kind: 0, busAddress: 0n };
+  return { index: 0, size: 0n, is64bit: false, prefetchable: false, kind: 0, busAddress: 0n, window: undefined };
 }
 
 export const Bar: MessageFns<Bar> = {
@@ -973,6 +1044,9 @@ export const Bar: MessageFns<Bar> = {
         throw new globalThis.Error("value provided for field message.busAddress of type uint64 too large");
       }
       writer.uint32(48).uint64(message.busAddress);
+    }
+    if (message.window !== undefined) {
+      BarWindow.encode(message.window, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -1038,6 +1112,14 @@ export const Bar: MessageFns<Bar> = {
             message.busAddress = reader.uint64() as bigint;
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.window = BarWindow.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1066,6 +1148,7 @@ export const Bar: MessageFns<Bar> = {
         : isSet(object.bus_address)
         ? BigInt(object.bus_address)
         : 0n,
+      window: isSet(object.window) ? BarWindow.fromJSON(object.window) : undefined,
     };
   },
 
@@ -1089,6 +1172,9 @@ export const Bar: MessageFns<Bar> = {
     if (message.busAddress !== 0n) {
       obj.busAddress = message.busAddress.toString();
     }
+    if (message.window !== undefined) {
+      obj.window = BarWindow.toJSON(message.window);
+    }
     return obj;
   },
 
@@ -1105,6 +1191,100 @@ export const Bar: MessageFns<Bar> = {
     message.busAddress = (object.busAddress !== undefined && object.busAddress !== null)
       ? BigInt(object.busAddress)
       : 0n;
+    message.window = (object.window !== undefined && object.window !== null)
+      ? BarWindow.fromPartial(object.window)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseBarWindow(): BarWindow {
+  return { offset: 0n, length: 0n };
+}
+
+export const BarWindow: MessageFns<BarWindow> = {
+  encode(message: BarWindow, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.offset !== 0n) {
+      if (BigInt.asUintN(64, message.offset) !== message.offset) {
+        throw new globalThis.Error("value provided for field message.offset of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.offset);
+    }
+    if (message.length !== 0n) {
+      if (BigInt.asUintN(64, message.length) !== message.length) {
+        throw new globalThis.Error("value provided for field message.length of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.length);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BarWindow {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBarWindow();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.offset = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.length = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BarWindow {
+    return {
+      offset: isSet(object.offset) ? BigInt(object.offset) : 0n,
+      length: isSet(object.length) ? BigInt(object.length) : 0n,
+    };
+  },
+
+  toJSON(message: BarWindow): unknown {
+    const obj: any = {};
+    if (message.offset !== 0n) {
+      obj.offset = message.offset.toString();
+    }
+    if (message.length !== 0n) {
+      obj.length = message.length.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<BarWindow>): BarWindow {
+    return BarWindow.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<BarWindow>): BarWindow {
+    const message = createBaseBarWindow();
+    message.offset = (object.offset !== undefined && object.offset !== null) ? BigInt(object.offset) : 0n;
+    message.length = (object.length !== undefined && object.length !== null) ? BigInt(object.length) : 0n;
     return message;
   },
 };
@@ -5709,6 +5889,129 @@ export const DmaCompleted: MessageFns<DmaCompleted> = {
   },
 };
 
+function createBaseBarWritten(): BarWritten {
+  return { bar: 0, offset: 0n, length: 0n, path: 0 };
+}
+
+export const BarWritten: MessageFns<BarWritten> = {
+  encode(message: BarWritten, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.bar !== 0) {
+      writer.uint32(8).uint32(message.bar);
+    }
+    if (message.offset !== 0n) {
+      if (BigInt.asUintN(64, message.offset) !== message.offset) {
+        throw new globalThis.Error("value provided for field message.offset of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.offset);
+    }
+    if (message.length !== 0n) {
+      if (BigInt.asUintN(64, message.length) !== message.length) {
+        throw new globalThis.Error("value provided for field message.length of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.length);
+    }
+    if (message.path !== 0) {
+      writer.uint32(32).int32(message.path);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BarWritten {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBarWritten();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.bar = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.offset = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.length = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.path = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BarWritten {
+    return {
+      bar: isSet(object.bar) ? globalThis.Number(object.bar) : 0,
+      offset: isSet(object.offset) ? BigInt(object.offset) : 0n,
+      length: isSet(object.length) ? BigInt(object.length) : 0n,
+      path: isSet(object.path) ? barWritePathFromJSON(object.path) : 0,
+    };
+  },
+
+  toJSON(message: BarWritten): unknown {
+    const obj: any = {};
+    if (message.bar !== 0) {
+      obj.bar = Math.round(message.bar);
+    }
+    if (message.offset !== 0n) {
+      obj.offset = message.offset.toString();
+    }
+    if (message.length !== 0n) {
+      obj.length = message.length.toString();
+    }
+    if (message.path !== 0) {
+      obj.path = barWritePathToJSON(message.path);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<BarWritten>): BarWritten {
+    return BarWritten.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<BarWritten>): BarWritten {
+    const message = createBaseBarWritten();
+    message.bar = object.bar ?? 0;
+    message.offset = (object.offset !== undefined && object.offset !== null) ? BigInt(object.offset) : 0n;
+    message.length = (object.length !== undefined && object.length !== null) ? BigInt(object.length) : 0n;
+    message.path = object.path ?? 0;
+    return message;
+  },
+};
+
 function createBaseWatchEventsResponse(): WatchEventsResponse {
   return { sequence: 0n, bdf: "", event: undefined };
 }
@@ -5751,6 +6054,9 @@ export const WatchEventsResponse: MessageFns<WatchEventsResponse> = {
         break;
       case "dmaCompleted":
         DmaCompleted.encode(message.event.value, writer.uint32(90).fork()).join();
+        break;
+      case "barWritten":
+        BarWritten.encode(message.event.value, writer.uint32(98).fork()).join();
         break;
     }
     return writer;
@@ -5857,6 +6163,14 @@ export const WatchEventsResponse: MessageFns<WatchEventsResponse> = {
             message.event = { $case: "dmaCompleted", value: DmaCompleted.decode(reader, reader.uint32()) };
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.event = { $case: "barWritten", value: BarWritten.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5903,6 +6217,10 @@ export const WatchEventsResponse: MessageFns<WatchEventsResponse> = {
         ? { $case: "dmaCompleted", value: DmaCompleted.fromJSON(object.dmaCompleted) }
         : isSet(object.dma_completed)
         ? { $case: "dmaCompleted", value: DmaCompleted.fromJSON(object.dma_completed) }
+        : isSet(object.barWritten)
+        ? { $case: "barWritten", value: BarWritten.fromJSON(object.barWritten) }
+        : isSet(object.bar_written)
+        ? { $case: "barWritten", value: BarWritten.fromJSON(object.bar_written) }
         : undefined,
     };
   },
@@ -5933,6 +6251,8 @@ export const WatchEventsResponse: MessageFns<WatchEventsResponse> = {
       obj.iommuUnmapped = IommuUnmapped.toJSON(message.event.value);
     } else if (message.event?.$case === "dmaCompleted") {
       obj.dmaCompleted = DmaCompleted.toJSON(message.event.value);
+    } else if (message.event?.$case === "barWritten") {
+      obj.barWritten = BarWritten.toJSON(message.event.value);
     }
     return obj;
   },
@@ -5996,6 +6316,12 @@ export const WatchEventsResponse: MessageFns<WatchEventsResponse> = {
       case "dmaCompleted": {
         if (object.event?.value !== undefined && object.event?.value !== null) {
           message.event = { $case: "dmaCompleted", value: DmaCompleted.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "barWritten": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "barWritten", value: BarWritten.fromPartial(object.event.value) };
         }
         break;
       }
@@ -7645,7 +7971,11 @@ export const PciEmuServiceDefinition = {
     },
     /**
      * The shared-memory segments that back a BAR range: the fast path. Map them
-     * MAP_SHARED from the segment directory and read or write in place.
+     * MAP_SHARED from the segment directory and read or write in place. The
+     * range must be memory: a memory BAR, or a register BAR's window (EINVAL
+     * elsewhere). A writer that wants the device to notice its writes sends a
+     * write notice afterwards, on the socket pci-emu.write-notices in the same
+     * directory (see @p2p/shm's WriteNoticeClient).
      */
     getBarSegments: {
       name: "GetBarSegments",
@@ -7656,9 +7986,10 @@ export const PciEmuServiceDefinition = {
       options: { idempotencyLevel: "NO_SIDE_EFFECTS" },
     },
     /**
-     * Moves a memory BAR's bytes to fresh segment files and unlinks the old
-     * ones, so a mapping of the old files no longer reaches the BAR: how
-     * vfio-pci fences an importer that did not stop DMA in time.
+     * Moves a BAR's memory (a memory BAR's, or a register BAR's window) to
+     * fresh segment files and unlinks the old ones, so a mapping of the old
+     * files no longer reaches the BAR: how vfio-pci fences an importer that did
+     * not stop DMA in time.
      */
     relocateBar: {
       name: "RelocateBar",
@@ -7924,7 +8255,11 @@ export const PciEmuServiceService = {
   },
   /**
    * The shared-memory segments that back a BAR range: the fast path. Map them
-   * MAP_SHARED from the segment directory and read or write in place.
+   * MAP_SHARED from the segment directory and read or write in place. The
+   * range must be memory: a memory BAR, or a register BAR's window (EINVAL
+   * elsewhere). A writer that wants the device to notice its writes sends a
+   * write notice afterwards, on the socket pci-emu.write-notices in the same
+   * directory (see @p2p/shm's WriteNoticeClient).
    */
   getBarSegments: {
     path: "/p2p.pci.v1.PciEmuService/GetBarSegments" as const,
@@ -7938,9 +8273,10 @@ export const PciEmuServiceService = {
     responseDeserialize: (value: Buffer): GetBarSegmentsResponse => GetBarSegmentsResponse.decode(value),
   },
   /**
-   * Moves a memory BAR's bytes to fresh segment files and unlinks the old
-   * ones, so a mapping of the old files no longer reaches the BAR: how
-   * vfio-pci fences an importer that did not stop DMA in time.
+   * Moves a BAR's memory (a memory BAR's, or a register BAR's window) to
+   * fresh segment files and unlinks the old ones, so a mapping of the old
+   * files no longer reaches the BAR: how vfio-pci fences an importer that did
+   * not stop DMA in time.
    */
   relocateBar: {
     path: "/p2p.pci.v1.PciEmuService/RelocateBar" as const,
@@ -8149,13 +8485,18 @@ export interface PciEmuServiceServer extends UntypedServiceImplementation {
   bulkWrite: handleUnaryCall<BulkWriteRequest, BulkWriteResponse>;
   /**
    * The shared-memory segments that back a BAR range: the fast path. Map them
-   * MAP_SHARED from the segment directory and read or write in place.
+   * MAP_SHARED from the segment directory and read or write in place. The
+   * range must be memory: a memory BAR, or a register BAR's window (EINVAL
+   * elsewhere). A writer that wants the device to notice its writes sends a
+   * write notice afterwards, on the socket pci-emu.write-notices in the same
+   * directory (see @p2p/shm's WriteNoticeClient).
    */
   getBarSegments: handleUnaryCall<GetBarSegmentsRequest, GetBarSegmentsResponse>;
   /**
-   * Moves a memory BAR's bytes to fresh segment files and unlinks the old
-   * ones, so a mapping of the old files no longer reaches the BAR: how
-   * vfio-pci fences an importer that did not stop DMA in time.
+   * Moves a BAR's memory (a memory BAR's, or a register BAR's window) to
+   * fresh segment files and unlinks the old ones, so a mapping of the old
+   * files no longer reaches the BAR: how vfio-pci fences an importer that did
+   * not stop DMA in time.
    */
   relocateBar: handleUnaryCall<RelocateBarRequest, RelocateBarResponse>;
   /** Function-level reset (what PCI_EXP_DEVCTL_BCR_FLR initiates). */
@@ -8378,7 +8719,11 @@ export interface PciEmuServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * The shared-memory segments that back a BAR range: the fast path. Map them
-   * MAP_SHARED from the segment directory and read or write in place.
+   * MAP_SHARED from the segment directory and read or write in place. The
+   * range must be memory: a memory BAR, or a register BAR's window (EINVAL
+   * elsewhere). A writer that wants the device to notice its writes sends a
+   * write notice afterwards, on the socket pci-emu.write-notices in the same
+   * directory (see @p2p/shm's WriteNoticeClient).
    */
   getBarSegments(
     request: GetBarSegmentsRequest,
@@ -8396,9 +8741,10 @@ export interface PciEmuServiceClient extends Client {
     callback: (error: ServiceError | null, response: GetBarSegmentsResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Moves a memory BAR's bytes to fresh segment files and unlinks the old
-   * ones, so a mapping of the old files no longer reaches the BAR: how
-   * vfio-pci fences an importer that did not stop DMA in time.
+   * Moves a BAR's memory (a memory BAR's, or a register BAR's window) to
+   * fresh segment files and unlinks the old ones, so a mapping of the old
+   * files no longer reaches the BAR: how vfio-pci fences an importer that did
+   * not stop DMA in time.
    */
   relocateBar(
     request: RelocateBarRequest,

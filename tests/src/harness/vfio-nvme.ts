@@ -1,0 +1,118 @@
+import type { RegistrySession } from '@p2p/dmabuf-client';
+import type { iommufd, vfio } from '@p2p/proto';
+import type { Peer } from '@p2p/rpc';
+import { iommufdUapi, pciRegs, vfioUapi } from '@p2p/vfio-pci';
+import type { DmaAllocator, DmaBuffer, NvmeRegisterPort } from './nvme-driver';
+import { NVME_PAGE } from './nvme-driver';
+import { cpuView } from './vfio-dma';
+
+/*
+ * What a user-space driver process has through vfio-pci, as SPDK's
+ * env_dpdk has it: device fds, one iommufd IOAS that every device it owns
+ * is attached to, and DMA memory (heap buffers it mmaps and maps into the
+ * IOAS at IOVAs it picks).
+ */
+
+const { PCI_COMMAND, PCI_COMMAND_MEMORY, PCI_COMMAND_MASTER, PCI_BASE_ADDRESS_0 } = pciRegs;
+const { VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX } = vfioUapi;
+const { IOMMU_IOAS_MAP_FIXED_IOVA, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE } = iommufdUapi;
+const MAP_RW = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
+
+export interface VfioClients {
+  readonly device: Peer<typeof vfio.VfioPciServiceDefinition>['client'];
+  readonly deviceIommufd: Peer<typeof vfio.VfioDeviceIommufdServiceDefinition>['client'];
+  readonly iommufd: Peer<typeof iommufd.IommufdServiceDefinition>['client'];
+}
+
+/** A device the process opened and attached to its IOAS. */
+export interface VfioDevice {
+  readonly bdf: string;
+  readonly fd: number;
+  /** BAR0 through vfio-pci's region. */
+  readonly registers: NvmeRegisterPort;
+  /** The bus address of BAR `index`, from the BAR registers in config space (vfio's virtual BARs). */
+  barAddress(index: number): Promise<bigint>;
+}
+
+/** One process's iommufd IOAS and the DMA memory it maps there. */
+export class VfioDmaSpace implements DmaAllocator {
+  #nextIova: bigint;
+
+  private constructor(
+    readonly session: RegistrySession,
+    readonly clients: VfioClients,
+    readonly ictx: number,
+    readonly ioasId: number,
+    firstIova: bigint,
+  ) {
+    this.#nextIova = firstIova;
+  }
+
+  /** /dev/iommu and a new IOAS; DMA memory goes from `firstIova` up. */
+  static async open(session: RegistrySession, clients: VfioClients, firstIova = 0x1_0000_0000n): Promise<VfioDmaSpace> {
+    const { fd: ictx } = await clients.iommufd.openIommufd({ pid: session.pid });
+    const { outIoasId } = await clients.iommufd.ioasAlloc({ pid: session.pid, fd: ictx, flags: 0 });
+    return new VfioDmaSpace(session, clients, ictx, outIoasId, firstIova);
+  }
+
+  get pid(): number {
+    return this.session.pid;
+  }
+
+  /** A heap buffer, mmapped, and mapped into the IOAS at the next free IOVA. */
+  async allocate(bytes: number): Promise<DmaBuffer> {
+    const length = Math.ceil(bytes / NVME_PAGE) * NVME_PAGE;
+    const { fd } = await this.session.heapAllocate(length);
+    const mapped = await this.session.mmapFd(fd, 0, length);
+    const address = this.#nextIova;
+    this.#nextIova += BigInt(length);
+    await this.clients.iommufd.ioasMap({ pid: this.pid, fd: this.ictx, flags: MAP_RW, ioasId: this.ioasId, reserved: 0, userVa: mapped.addr, length: BigInt(length), iova: address });
+    return { address, view: cpuView(mapped) };
+  }
+
+  /** An fd (a dma-buf of device memory) mapped into the IOAS with IOMMU_IOAS_MAP_FILE at the next free IOVA; its IOVA. */
+  async mapFile(fd: number, length: number): Promise<bigint> {
+    const iova = this.#nextIova;
+    this.#nextIova += BigInt(Math.ceil(length / NVME_PAGE) * NVME_PAGE);
+    await this.clients.iommufd.ioasMapFile({ pid: this.pid, fd: this.ictx, flags: MAP_RW, ioasId: this.ioasId, mapFd: fd, start: 0n, length: BigInt(length), iova });
+    return iova;
+  }
+
+  /**
+   * Opens `bdf` through vfio-pci, enables memory decode and bus mastering
+   * (pci_enable_device(), pci_set_master()), binds it to this process's
+   * iommufd and attaches it to the IOAS.
+   */
+  async openDevice(bdf: string): Promise<VfioDevice> {
+    const { device, deviceIommufd } = this.clients;
+    const pid = this.pid;
+    const { fd } = await device.openDevice({ pid, bdf });
+    const command = Buffer.alloc(2);
+    command.writeUInt16LE(PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+    await device.regionWrite({ pid, deviceFd: fd, index: VFIO_PCI_CONFIG_REGION_INDEX, offset: BigInt(PCI_COMMAND), data: command });
+    await deviceIommufd.bindIommufd({ pid, deviceFd: fd, flags: 0, iommufd: this.ictx });
+    await deviceIommufd.attachIommufdPt({ pid, deviceFd: fd, flags: 0, ptId: this.ioasId, pasid: 0 });
+    const region = (offset: number, count: number): Promise<Buffer> =>
+      device.regionRead({ pid, deviceFd: fd, index: VFIO_PCI_BAR0_REGION_INDEX, offset: BigInt(offset), count }).then(({ data }) => data);
+    const write = (offset: number, data: Buffer): Promise<unknown> => device.regionWrite({ pid, deviceFd: fd, index: VFIO_PCI_BAR0_REGION_INDEX, offset: BigInt(offset), data });
+    const registers: NvmeRegisterPort = {
+      read32: async (offset) => (await region(offset, 4)).readUInt32LE(0),
+      read64: async (offset) => (await region(offset, 8)).readBigUInt64LE(0),
+      write32: async (offset, value) => {
+        const data = Buffer.alloc(4);
+        data.writeUInt32LE(value >>> 0);
+        await write(offset, data);
+      },
+      write64: async (offset, value) => {
+        const data = Buffer.alloc(8);
+        data.writeBigUInt64LE(value);
+        await write(offset, data);
+      },
+    };
+    const barAddress = async (index: number): Promise<bigint> => {
+      const { data } = await device.regionRead({ pid, deviceFd: fd, index: VFIO_PCI_CONFIG_REGION_INDEX, offset: BigInt(PCI_BASE_ADDRESS_0 + 4 * index), count: 8 });
+      return data.readBigUInt64LE(0) & ~0xfn;
+    };
+    return { bdf, fd, registers, barAddress };
+  }
+}
