@@ -17,6 +17,7 @@ import {
   DMA_STATUS_ERROR,
   DMA_STATUS_IDLE,
   type DmaErrorName,
+  type DmaPort,
   type DmaRequest,
 } from '../devices/dma-engine';
 import {
@@ -242,6 +243,32 @@ describe('accelerator DMA through the platform IOMMU', () => {
       p.bus.configWrite(NVME1, PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
       expect(barBytes(NVME1, 0, PAGE).equals(pattern(PAGES * PAGE, 1).subarray(0, PAGE))).to.equal(true);
       expect(dma(HOST_IOVA + BigInt(PAGE), NVME_IOVA + BigInt(PAGE), PAGE)).to.deep.equal(done);
+    });
+  });
+
+  describe('a mapped data transfer (dmaMap: one system call moves the bytes)', () => {
+    beforeEach(() => setUp());
+    const port = (): DmaPort => p.bus.busMasterPort(ACCEL0);
+
+    it('maps host memory across extents and a peer BAR as views of the memory itself', () => {
+      const views = port().map(HOST2_IOVA + BigInt(PAGE), 2 * PAGE, 'write');
+      expect(Array.isArray(views)).to.equal(true);
+      (views as Buffer[]).forEach((view, i) => view.fill(0x30 + i));
+      expect(hostBytes('heap.2', 3 * PAGE, PAGE).every((b) => b === 0x30)).to.equal(true);
+      expect(hostBytes('heap.2', 0, PAGE).every((b) => b === 0x31)).to.equal(true);
+      const cmb = port().map(NVME_IOVA, PAGE, 'read') as Buffer[];
+      expect(cmb.reduce((n, view) => n + view.length, 0)).to.equal(PAGE);
+    });
+
+    it('checks the whole range first: a fault on its last page, or no bus mastering, maps nothing', () => {
+      expect(port().map(HOST_IOVA + BigInt((PAGES - 1) * PAGE), 2 * PAGE, 'read')).to.include({ error: 'IOMMU_FAULT_READ' });
+      p.bus.configWrite(ACCEL0, PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
+      expect(port().map(HOST_IOVA, PAGE, 'read')).to.include({ error: 'NO_BUS_MASTER' });
+    });
+
+    it('a peer BAR with decode off is a master abort', () => {
+      p.bus.configWrite(NVME1, PCI_COMMAND, 2, 0);
+      expect(port().map(NVME_IOVA, PAGE, 'write')).to.include({ error: 'MASTER_ABORT' });
     });
   });
 

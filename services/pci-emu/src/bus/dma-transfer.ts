@@ -83,6 +83,23 @@ export function dmaWrite(requester: string, iova: bigint, source: Uint8Array, pl
   return announce(to, copy([local], targets), platform);
 }
 
+/**
+ * The memory behind [iova, iova + length) as a bus master would reach it for
+ * `access`, checked whole first (bus mastering, the IOMMU, every BAR's
+ * decode): the scatter list of a data transfer that a device moves with one
+ * system call (an NVMe command's preadv or pwritev against its namespace
+ * file), so the bytes are copied once. The views are for the kernel only:
+ * a page it cannot provide fails that call with EFAULT, where a load or
+ * store from JavaScript would raise SIGBUS. Writes through them are not
+ * announced to the BARs they land in.
+ */
+export function dmaMap(requester: string, iova: bigint, length: number, access: 'read' | 'write', platform: DmaPlatform): Buffer[] | DmaOutcome {
+  if (!platform.busMaster(requester)) return failed('NO_BUS_MASTER');
+  const pieces = resolve(requester, iova, length, access, platform);
+  if ('error' in pieces) return pieces;
+  return targetsOf(requester, pieces, platform);
+}
+
 /** The translation of [iova, iova + length) for `access`, or the fault that stops the DMA. */
 function resolve(requester: string, iova: bigint, length: number, access: 'read' | 'write', platform: DmaPlatform): IommuPiece[] | DmaOutcome {
   try {

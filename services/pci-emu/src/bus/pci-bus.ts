@@ -10,7 +10,7 @@ import { p2pDistance, type P2pDistance } from '../topology/p2p-distance';
 import type { Topology } from '../topology/topology';
 import { memoryOffsetOf, memoryRangeOf } from './bar-memory-range';
 import { enumerateBarAddresses, isMultiFunction } from './enumerate';
-import { type DmaPlatform, dmaRead, dmaTransfer, dmaWrite } from './dma-transfer';
+import { type DmaPlatform, dmaMap, dmaRead, dmaTransfer, dmaWrite } from './dma-transfer';
 import type { FunctionInfo } from './function-info';
 import { PciEventHub, type PciEventBody, type PciEventListener, type PowerState } from './pci-events';
 import { PciFunction, type ConfigWriteMode } from './pci-function';
@@ -272,6 +272,15 @@ export class PciBus {
     return fn;
   }
 
+  /**
+   * Function `bdf` as a bus master: the port its device model was given
+   * (DMA through the IOMMU). For a model built outside the bus, or a tool
+   * acting as the device.
+   */
+  busMasterPort(bdf: string): DmaPort {
+    return this.#dmaPort(this.#lookup(bdf).bdf);
+  }
+
   /** Runs one operation, then delivers the events it caused. */
   #run<T>(bdf: string, operation: (fn: PciFunction) => T): T {
     return this.#events.batch(() => operation(this.#lookup(bdf)));
@@ -290,6 +299,7 @@ export class PciBus {
       transfer: (request) => dmaTransfer(bdf, request, platform),
       read: (iova, target) => dmaRead(bdf, iova, target, platform),
       write: (iova, source) => dmaWrite(bdf, iova, source, platform),
+      map: (iova, length, access) => dmaMap(bdf, iova, length, access, platform),
       defer: (work) => setImmediate(() => this.#events.batch(work)),
       completed: (request, outcome) =>
         this.#events.post({

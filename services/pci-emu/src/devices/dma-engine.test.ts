@@ -32,6 +32,7 @@ function engine(outcome: DmaOutcome = { error: 'NONE', bytes: 0, faultIova: 0n }
     },
     read: () => ({ error: 'NONE', bytes: 0, faultIova: 0n }),
     write: () => ({ error: 'NONE', bytes: 0, faultIova: 0n }),
+    map: () => [],
     completed: (request, result) => completed.push([request, result]),
     defer: () => expect.fail('the register-rung engine defers nothing'),
   };

@@ -83,6 +83,8 @@ export interface DmaPort {
   read(iova: bigint, target: Buffer): DmaOutcome;
   /** Writes `source` at `iova` (a completion record, a queue entry). */
   write(iova: bigint, source: Uint8Array): DmaOutcome;
+  /** The memory behind [iova, iova + length) for `access`, for one system call to move (see dmaMap). */
+  map(iova: bigint, length: number, access: 'read' | 'write'): Buffer[] | DmaOutcome;
   /** Every finished transfer, refused ones included. */
   completed(request: DmaRequest, outcome: DmaOutcome): void;
   /** Runs `work` once the access that asked for it has returned: the device acting on its own. */
