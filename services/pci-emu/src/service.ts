@@ -1,8 +1,12 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { loadPlatformSecrets } from '@p2p/auth';
 import { loadServerConfig, type RunningServer } from '@p2p/server';
 import { claimShmDir, PCI_EMU_SEGMENT_PREFIX, resolveShmDir, SegmentStore, type WriteNoticeServer } from '@p2p/shm';
 import { PciBus } from './bus/pci-bus';
+import { FileNamespaceStore } from './devices/nvme/namespace-file';
 import { HostSegmentCache } from './iommu/host-memory';
 import { RelocatableMemory } from './relocatable-memory';
 import { startPciEmuServer } from './server';
@@ -21,7 +25,8 @@ export const PCI_EMU_DEFAULTS = { port: 50051, metricsPort: 9451 };
  * crashed are unlinked when the next one starts. One pci-emu per directory:
  * a second one fails with EBUSY before it touches any file. Bus masters in
  * other processes report their writes into BAR segments on the
- * write-notice socket in the same directory (write-notices.ts).
+ * write-notice socket in the same directory (write-notices.ts). NVMe
+ * namespaces are sparse files in PCI_EMU_DATA_DIR, which outlive pci-emu.
  */
 export async function startPciEmu(env: NodeJS.ProcessEnv = process.env): Promise<RunningServer> {
   const config = loadServerConfig('PCI_EMU', PCI_EMU_DEFAULTS, env);
@@ -50,6 +55,8 @@ export async function startPciEmu(env: NodeJS.ProcessEnv = process.env): Promise
       if (segment.name.startsWith(PCI_EMU_SEGMENT_PREFIX)) store.unlink(segment.name);
     }
     const instance = randomBytes(4).toString('hex');
+    const dataDir = namespaceDirectory(env, directory);
+    fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     // Host memory is the directory's other segments (the registry's heap):
     // a BAR's own files would bypass its decode and relocation.
     const hostMemory = new HostSegmentCache(store, { refuse: (name) => name.startsWith(PCI_EMU_SEGMENT_PREFIX) });
@@ -60,7 +67,10 @@ export async function startPciEmu(env: NodeJS.ProcessEnv = process.env): Promise
         memories.set(name, memory);
         return memory;
       },
-      { hostMemory },
+      {
+        hostMemory,
+        namespaceStore: (bdf, nsid, blocks, blockSize) => FileNamespaceStore.open(dataDir, `${bdf.replace(/:/g, '-')}-n${nsid}`, blocks, blockSize),
+      },
     );
     // A device failing on a notice is reported once the server's logger exists; none can arrive before the NICs start.
     let report = (_error: unknown): void => undefined;
@@ -81,4 +91,17 @@ export async function startPciEmu(env: NodeJS.ProcessEnv = process.env): Promise
     await destroy();
     throw error;
   }
+}
+
+/**
+ * PCI_EMU_DATA_DIR, else a directory of the system's temporary one that is
+ * the segment directory's own: it survives pci-emu's restarts, as a disk
+ * does, and two stacks on one machine (each its own P2P_SHM_DIR) never
+ * share a namespace.
+ */
+function namespaceDirectory(env: NodeJS.ProcessEnv, shmDir: string): string {
+  const configured = env['PCI_EMU_DATA_DIR'];
+  if (configured !== undefined && configured !== '') return path.resolve(configured);
+  const tag = createHash('sha256').update(path.resolve(shmDir)).digest('hex').slice(0, 16);
+  return path.join(os.tmpdir(), 'p2p-dmabuf-nvme', tag);
 }

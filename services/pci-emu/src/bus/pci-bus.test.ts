@@ -18,7 +18,7 @@ import {
   PCI_VENDOR_ID,
 } from '../config-space/pci-regs';
 import { HeapBarMemory } from '../devices/heap-bar-memory';
-import { NVME_REG_AQA, NVME_REG_CC, NVME_REG_CMBLOC, NVME_REG_CSTS } from '../devices/nvme-registers';
+import { NVME_REG_AQA, NVME_REG_CC, NVME_REG_CSTS, NVME_REG_VS, NVME_VS_1_4 } from '../devices/nvme/nvme-regs';
 import { DEFAULT_TOPOLOGY } from '../topology/default-topology';
 import { topologyFromObject } from '../topology/load-topology';
 import type { TopologyInput } from '../topology/topology-schema';
@@ -110,13 +110,13 @@ describe('PciBus', () => {
     it('starts with memory decode on, as firmware leaves a device with assigned BARs, and reports no boot events', () => {
       const { bus, events } = harness(DEFAULT_TOPOLOGY, true);
       expect(bus.getFunction(NVME0)).to.include({ memoryEnabled: true, busMaster: false });
-      expect(bus.mmioRead(NVME0, 0, NVME_REG_CMBLOC, 4)).to.deep.equal({ value: 2, decoded: true });
+      expect(bus.mmioRead(NVME0, 0, NVME_REG_VS, 4)).to.deep.equal({ value: NVME_VS_1_4, decoded: true });
       expect(events()).to.deep.equal([]);
     });
 
     it('reads all ones and drops writes while PCI_COMMAND_MEMORY is clear, logging UR', () => {
       const { bus, memories, events } = harness();
-      expect(bus.mmioRead(NVME0, 0, NVME_REG_CMBLOC, 4)).to.deep.equal({ value: 0xffffffff, decoded: false });
+      expect(bus.mmioRead(NVME0, 0, NVME_REG_VS, 4)).to.deep.equal({ value: 0xffffffff, decoded: false });
       expect(bus.mmioRead(NVME0, 2, 0, 8)).to.deep.equal({ value: 0xffff_ffff_ffff_ffffn, decoded: false });
       expect(bus.mmioWrite(NVME0, 2, 8, 4, 0x1234)).to.deep.equal({ decoded: false });
       expect(bus.bulkRead(NVME0, 2, 0, 3)).to.deep.equal({ data: Buffer.from([0xff, 0xff, 0xff]), decoded: false });
@@ -126,7 +126,7 @@ describe('PciBus', () => {
       bus.configWrite(NVME0, PCI_COMMAND, 2, MEM_MASTER);
       expect(events()).to.deep.equal(['decode:MB:COMMAND_WRITE']);
       expect(bus.getFunction(NVME0)).to.include({ memoryEnabled: true, busMaster: true, command: MEM_MASTER });
-      expect(bus.mmioRead(NVME0, 0, NVME_REG_CMBLOC, 4)).to.deep.equal({ value: 2, decoded: true });
+      expect(bus.mmioRead(NVME0, 0, NVME_REG_VS, 4)).to.deep.equal({ value: NVME_VS_1_4, decoded: true });
       expect(bus.mmioWrite(NVME0, 2, 8, 8, 0x0102030405060708n)).to.deep.equal({ decoded: true });
       expect(bus.mmioRead(NVME0, 2, 8, 8).value).to.equal(0x0102030405060708n);
       expect(bus.mmioRead(NVME0, 2, 9, 1).value).to.equal(0x07);
@@ -396,7 +396,9 @@ describe('PciBus', () => {
           return memory;
         }),
       ).to.throw(ErrnoError, /mmio64 window .* has no room for 0000:07:00.0 BAR 2/);
-      expect(created).to.have.length(3);
+      // Every function's BAR memory is created before any address is assigned: nvme0's doorbell window and CMB,
+      // accel0's memory, nvme1's window and CMB.
+      expect(created).to.have.length(5);
       expect(created.every((memory) => errnoOf(() => memory.read(0, 1)) === 'EBADF')).to.equal(true);
     });
   });

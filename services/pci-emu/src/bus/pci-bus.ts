@@ -3,6 +3,9 @@ import { PCI_COMMAND, PCI_COMMAND_MEMORY } from '../config-space/pci-regs';
 import type { BarMemory, BarMemoryFactory } from '../devices/bar-memory';
 import { createDevice } from '../devices/create-device';
 import type { DmaPort } from '../devices/dma-engine';
+import { HeapNamespaceStore } from '../devices/nvme/namespace-heap';
+import type { NamespaceStore } from '../devices/nvme/namespace-store';
+import type { NvmeEvent } from '../devices/nvme/nvme-events';
 import { type HostMemory, NO_HOST_MEMORY } from '../iommu/host-memory';
 import { Iommu } from '../iommu/iommu';
 import { canonicalBdf } from '../topology/bdf';
@@ -60,7 +63,13 @@ export interface PciBusOptions {
   readonly firmwareEnablesMemory?: boolean;
   /** Host memory the IOMMU may map (default: none, host mappings fail with EOPNOTSUPP). */
   readonly hostMemory?: HostMemory;
+  /** The store behind namespace `nsid` of NVMe function `bdf` (default: heap memory, gone with the bus). */
+  readonly namespaceStore?: (bdf: string, nsid: number, blocks: number, blockSize: number) => NamespaceStore;
+  /** What each NVMe controller reports (commands, queues, doorbells, state), for metrics and logs. */
+  readonly nvmeObserver?: (bdf: string, event: NvmeEvent) => void;
 }
+
+const heapNamespace = (_bdf: string, _nsid: number, blocks: number, blockSize: number): NamespaceStore => new HeapNamespaceStore(blocks, blockSize);
 
 /**
  * The emulated PCI subsystem: every endpoint function of a topology, with
@@ -74,6 +83,7 @@ export interface PciBusOptions {
 export class PciBus {
   readonly #functions = new Map<string, PciFunction>();
   readonly #memories: BarMemory[] = [];
+  readonly #namespaces: NamespaceStore[] = [];
   readonly #owners = new Map<string, MemoryOwner>();
   readonly #events = new PciEventHub();
   /** The platform IOMMU: domains, mappings, and the translation of every DMA. */
@@ -93,9 +103,8 @@ export class PciBus {
     });
     try {
       const devices = topology.functions.map((spec) =>
-        createDevice(
-          spec,
-          (index, size) => {
+        createDevice(spec, {
+          allocate: (index, size) => {
             const name = memoryName(spec.bdf, index);
             const memory = createBarMemory(name, size);
             this.#memories.push(memory);
@@ -104,9 +113,15 @@ export class PciBus {
             }
             return { memory, memoryName: name };
           },
-          this.#dmaPort(spec.bdf),
-          (bar, offset, length, path) => this.#events.post({ type: 'bar-written', bdf: spec.bdf, bar, offset, length, path }),
-        ),
+          dma: this.#dmaPort(spec.bdf),
+          report: (bar, offset, length, path) => this.#events.post({ type: 'bar-written', bdf: spec.bdf, bar, offset, length, path }),
+          namespace: (nsid, blocks, blockSize) => {
+            const store = (options.namespaceStore ?? heapNamespace)(spec.bdf, nsid, blocks, blockSize);
+            this.#namespaces.push(store);
+            return store;
+          },
+          nvmeObserver: (event) => options.nvmeObserver?.(spec.bdf, event),
+        }),
       );
       const addresses = enumerateBarAddresses(topology, devices);
       topology.functions.forEach((spec, i) => {
@@ -251,6 +266,7 @@ export class PciBus {
     for (const memory of this.#memories.splice(0)) {
       memory.close();
     }
+    for (const store of this.#namespaces.splice(0)) store.close?.();
   }
 
   /* ---- internals ---- */

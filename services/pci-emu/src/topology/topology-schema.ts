@@ -86,11 +86,21 @@ const common = {
   noSoftReset: z.boolean().default(false),
 };
 
+/** One namespace: its size in bytes (a whole number of blocks) and its logical block size. */
+const NamespaceSchema = z
+  .strictObject({
+    size: size(64 * KiB, 2 ** 44),
+    blockSize: z.union([z.literal(512), z.literal(4096)]).default(512),
+  })
+  .refine((ns) => ns.size % ns.blockSize === 0, { message: 'a namespace size must be a whole number of blocks' });
+
 const NvmeSchema = z.strictObject({
   kind: z.literal('nvme'),
   ...common,
   /** Controller Memory Buffer, exposed as BAR2. */
   cmbSize: size(4 * KiB, 4 * GiB).default(16 * MiB),
+  /** Namespaces, NSID 1 first: sparse files in PCI_EMU_DATA_DIR (heap memory in unit tests). */
+  namespaces: z.array(NamespaceSchema).max(16).default([{ size: 256 * MiB, blockSize: 512 }]),
 });
 
 const AccelSchema = z.strictObject({

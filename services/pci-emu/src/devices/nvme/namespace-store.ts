@@ -24,6 +24,8 @@ export interface NamespaceStore {
   flush(): void;
   /** Stores `length` zero bytes at `byteOffset`. */
   writeZeroes(byteOffset: number, length: number): void;
+  /** Releases the medium (a file's descriptor); the bus calls it once, from PciBus.close(). */
+  close?(): void;
 }
 
 /** EINVAL unless `blocks` x `blockSize` is a positive size a JS number holds exactly. */
