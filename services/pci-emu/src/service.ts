@@ -1,6 +1,5 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadPlatformSecrets } from '@p2p/auth';
 import { loadServerConfig, type RunningServer } from '@p2p/server';
@@ -94,14 +93,12 @@ export async function startPciEmu(env: NodeJS.ProcessEnv = process.env): Promise
 }
 
 /**
- * PCI_EMU_DATA_DIR, else a directory of the system's temporary one that is
- * the segment directory's own: it survives pci-emu's restarts, as a disk
- * does, and two stacks on one machine (each its own P2P_SHM_DIR) never
- * share a namespace.
+ * PCI_EMU_DATA_DIR, else a directory inside the segment directory: it
+ * survives pci-emu's restarts, as a disk does, two stacks on one machine
+ * (each its own P2P_SHM_DIR) never share a namespace, and it goes with the
+ * segment directory. Segment listings skip directories.
  */
 function namespaceDirectory(env: NodeJS.ProcessEnv, shmDir: string): string {
   const configured = env['PCI_EMU_DATA_DIR'];
-  if (configured !== undefined && configured !== '') return path.resolve(configured);
-  const tag = createHash('sha256').update(path.resolve(shmDir)).digest('hex').slice(0, 16);
-  return path.join(os.tmpdir(), 'p2p-dmabuf-nvme', tag);
+  return configured !== undefined && configured !== '' ? path.resolve(configured) : path.join(shmDir, 'nvme-namespaces');
 }

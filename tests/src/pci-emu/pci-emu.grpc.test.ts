@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import * as http from 'node:http';
+import { NVME_CC_NVM_ENABLE, NVME_REG_ACQ, NVME_REG_AQA, NVME_REG_ASQ, NVME_REG_CC, NVME_REG_CSTS } from '@p2p/pci-emu';
 import { expect } from 'chai';
 import { pci, fault } from '@p2p/proto';
 import { listSegmentFiles, SegmentStore } from '@p2p/shm';
@@ -10,8 +11,6 @@ import { watchPciEvents } from '../harness/pci-events';
 
 const PCI_COMMAND = 0x04;
 const PCI_COMMAND_MEMORY = 0x2;
-const NVME_CC = 0x14;
-const NVME_CSTS = 0x1c;
 
 describe('pci-emu over gRPC (a separate process on loopback)', function () {
   this.timeout(30000);
@@ -69,12 +68,16 @@ describe('pci-emu over gRPC (a separate process on loopback)', function () {
     expect(nvme.classCode).to.equal(0x010802);
   });
 
-  it('reads NVMe registers and sets CSTS.RDY when CC.EN is written', async () => {
+  it('reads NVMe registers and sets CSTS.RDY when CC.EN is written with the admin queues in place', async () => {
     const cap = await mmioRead(nvme.bdf, 0, 0, 8);
     expect(cap.decoded).to.equal(true);
     expect(cap.value).to.not.equal(0n);
-    await rpc((cb) => client.mmioWrite({ bdf: nvme.bdf, bar: 0, offset: BigInt(NVME_CC), width: 4, value: 1n }, cb));
-    expect((await mmioRead(nvme.bdf, 0, NVME_CSTS, 4)).value & 1n).to.equal(1n);
+    const write = (offset: number, width: number, value: bigint): Promise<unknown> => rpc((cb) => client.mmioWrite({ bdf: nvme.bdf, bar: 0, offset: BigInt(offset), width, value }, cb));
+    await write(NVME_REG_AQA, 4, 0x001f001fn);
+    await write(NVME_REG_ASQ, 8, 0x10_0000n);
+    await write(NVME_REG_ACQ, 8, 0x20_0000n);
+    await write(NVME_REG_CC, 4, BigInt(NVME_CC_NVM_ENABLE));
+    expect((await mmioRead(nvme.bdf, 0, NVME_REG_CSTS, 4)).value & 1n).to.equal(1n);
   });
 
   it('returns all ones and drops writes while PCI_COMMAND.MEM is clear, and reports the decode change as an event', async () => {
@@ -124,7 +127,9 @@ describe('pci-emu over gRPC (a separate process on loopback)', function () {
     stale.write('lost', 64);
     const read = await rpc<pci.BulkReadResponse>((cb) => client.bulkRead({ bdf: accel.bdf, bar: bar.index, offset: 64n, length: 4n }, cb));
     expect(read.data.toString()).to.equal('kept');
-    await expectErrno(rpc((cb) => client.relocateBar({ bdf: nvme.bdf, bar: 0 }, cb)), 'EINVAL');
+    // A register BAR has no memory to move (NVMe's BAR0 does: its doorbell window).
+    const nic = (await rpc<pci.ListFunctionsResponse>((cb) => client.listFunctions({}, cb))).functions.find((f) => f.kind === pci.FunctionKind.FUNCTION_KIND_NIC)!;
+    await expectErrno(rpc((cb) => client.relocateBar({ bdf: nic.bdf, bar: 0 }, cb)), 'EINVAL');
   });
 
   it('goes to D3hot and back: decode off in D3hot, a power-on reset on the way back, events in order', async () => {
