@@ -26,6 +26,7 @@ import { dmabuf, pci, vfio } from '@p2p/proto';
 import { DockerComposeEnvironment, Wait } from 'testcontainers';
 import { iommufdP2p } from '../examples/iommufd-p2p';
 import { readAccelBar } from '../examples/read-accel-bar';
+import { rdmaNvmeDoorbell } from '../examples/rdma-nvme-doorbell';
 import { spdkCmbCopy } from '../examples/spdk-cmb-copy';
 import { rpc } from '../harness/rpc';
 import type { StartedDockerComposeEnvironment, StartedTestContainer } from 'testcontainers';
@@ -369,6 +370,18 @@ describe('docker-compose.yml: pci-emu, dmabuf-registry, vfio-pci and two rdma-ni
     try {
       const { expected, copied } = await spdkCmbCopy({ registry: registryAddress, vfioPci: vfioAddress, shmDir: localShm, adminToken: secrets.adminToken });
       expect(copied.equals(expected)).to.equal(true);
+    } finally {
+      fs.rmSync(localShm, { recursive: true, force: true });
+    }
+  });
+
+  it("runs the seed's flow: host Y drives nvme1 by RDMA alone (data, SQE and doorbell into nvme1's BARs through host X's NIC), container to container", async function () {
+    const localShm = fs.mkdtempSync(path.join(os.tmpdir(), 'p2p-compose-'));
+    try {
+      const result = await rdmaNvmeDoorbell({ registry: registryAddress, vfioPci: vfioAddress, nicY: nicAddresses[0], nicX: nicAddresses[1], shmDir: localShm, adminToken: secrets.adminToken });
+      expect(result.statuses).to.deep.equal([0, 0]);
+      expect(result.readBack.equals(result.expected)).to.equal(true);
+      expect(result.targetCalls).to.equal(0);
     } finally {
       fs.rmSync(localShm, { recursive: true, force: true });
     }

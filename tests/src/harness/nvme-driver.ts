@@ -261,23 +261,22 @@ export class NvmeDriver {
 
   /**
    * Create I/O Completion Queue then Submission Queue `qid` (physically
-   * contiguous, as CAP.CQR requires; no interrupts: the driver polls). The
-   * queues go where the caller put them (host memory by default, or the
-   * controller's CMB); `ring` writes the pair's doorbells (MMIO by default).
+   * contiguous, as CAP.CQR requires; no interrupts: the driver polls), at
+   * device addresses the caller chose: host memory, or the controller's
+   * CMB. A CQ must be zeroed before it is created (its phase tags read 0).
    */
-  async createIoQueuePair(
-    qid: number,
-    entries: number,
-    placement: { sq?: DmaBuffer; cq?: DmaBuffer; ring?: (doorbell: number, value: number) => Promise<void> } = {},
-  ): Promise<NvmeQueuePair> {
-    const cq = placement.cq ?? (await this.memory.allocate(entries * NVME_CQE_SIZE));
-    const sq = placement.sq ?? (await this.memory.allocate(entries * NVME_SQE_SIZE));
-    cq.view.fill(0, 0, entries * NVME_CQE_SIZE);
+  async createIoQueues(qid: number, entries: number, sqAddress: bigint, cqAddress: bigint): Promise<void> {
     const size = ((entries - 1) << 16) | qid;
-    await this.admin.submit({ opcode: NVME_ADMIN_CREATE_CQ, prp1: cq.address, cdw10: size, cdw11: 1 /* PC */ }, `Create I/O CQ ${qid}`);
-    await this.admin.submit({ opcode: NVME_ADMIN_CREATE_SQ, prp1: sq.address, cdw10: size, cdw11: (qid << 16) | 1 /* CQID, PC */ }, `Create I/O SQ ${qid}`);
-    const ring = placement.ring ?? ((index: number, value: number) => this.registers.write32(this.doorbellOffset(index), value));
-    const pair = new NvmeQueuePair(qid, entries, sq, cq, ring);
+    await this.admin.submit({ opcode: NVME_ADMIN_CREATE_CQ, prp1: cqAddress, cdw10: size, cdw11: 1 /* PC */ }, `Create I/O CQ ${qid}`);
+    await this.admin.submit({ opcode: NVME_ADMIN_CREATE_SQ, prp1: sqAddress, cdw10: size, cdw11: (qid << 16) | 1 /* CQID, PC */ }, `Create I/O SQ ${qid}`);
+  }
+
+  /** An I/O queue pair in host memory the driver allocates, polled by this driver; doorbells by MMIO. */
+  async createIoQueuePair(qid: number, entries: number): Promise<NvmeQueuePair> {
+    const cq = await this.memory.allocate(entries * NVME_CQE_SIZE);
+    const sq = await this.memory.allocate(entries * NVME_SQE_SIZE);
+    await this.createIoQueues(qid, entries, sq.address, cq.address);
+    const pair = new NvmeQueuePair(qid, entries, sq, cq, (index, value) => this.registers.write32(this.doorbellOffset(index), value));
     this.#ioQueues.set(qid, pair);
     return pair;
   }
