@@ -191,7 +191,6 @@ export interface NvmeDriverOptions {
 
 /** A controller brought up and owned by this driver. */
 export class NvmeDriver {
-  readonly #ioQueues = new Map<number, NvmeQueuePair>();
   #prpLists: DmaBuffer[] = [];
 
   private constructor(
@@ -276,9 +275,7 @@ export class NvmeDriver {
     const cq = await this.memory.allocate(entries * NVME_CQE_SIZE);
     const sq = await this.memory.allocate(entries * NVME_SQE_SIZE);
     await this.createIoQueues(qid, entries, sq.address, cq.address);
-    const pair = new NvmeQueuePair(qid, entries, sq, cq, (index, value) => this.registers.write32(this.doorbellOffset(index), value));
-    this.#ioQueues.set(qid, pair);
-    return pair;
+    return new NvmeQueuePair(qid, entries, sq, cq, (index, value) => this.registers.write32(this.doorbellOffset(index), value));
   }
 
   /** Read or Write of `blocks` blocks at `lba` of namespace `nsid` to or from `data`, on `queue`. */
