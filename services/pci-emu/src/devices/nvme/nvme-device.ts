@@ -49,7 +49,7 @@ export interface NvmeDeviceContext {
 export function nvmeDevice(spec: FunctionSpecOf<'nvme'>, context: NvmeDeviceContext): Pick<DeviceModel, 'bars' | 'memoryWritten'> {
   const doorbells = context.allocate(0, NVME_DOORBELL_WINDOW.length);
   const cmb = context.allocate(CMB_BAR, spec.cmbSize);
-  /** The last value the controller was given per doorbell, so an unchanged dword is not rung again. */
+  /** The last value the controller was given per doorbell (0 at reset), so an unchanged dword is not rung again. */
   const rung = new Map<number, number>();
   const controller = new NvmeController({
     port: context.dma,
@@ -94,7 +94,7 @@ export function nvmeDevice(spec: FunctionSpecOf<'nvme'>, context: NvmeDeviceCont
     for (let at = first; at < end; at += 4) {
       const index = nvmeDoorbellIndex(at);
       const value = values.readUInt32LE(at - first);
-      if (index === undefined || rung.get(index) === value) continue;
+      if (index === undefined || (rung.get(index) ?? 0) === value) continue;
       rung.set(index, value);
       controller.doorbell(index, value, path);
     }
