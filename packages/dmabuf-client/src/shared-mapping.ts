@@ -102,14 +102,7 @@ export class SharedMapping {
    * wrote through the views says it wrote. The range must be checked.
    */
   segments(offset: number, length: number, visit: (segment: string, segmentOffset: number, length: number) => void): void {
-    const end = offset + length;
-    for (const piece of this.#pieces) {
-      const pieceEnd = piece.offset + piece.view.length;
-      if (pieceEnd <= offset) continue;
-      if (piece.offset >= end) break;
-      const from = Math.max(offset, piece.offset);
-      visit(piece.segment, piece.segmentOffset + (from - piece.offset), Math.min(end, pieceEnd) - from);
-    }
+    this.#overlapping(offset, length, (piece, from, to) => visit(piece.segment, piece.segmentOffset + (from - piece.offset), to - from));
   }
 
   /** Drops every view and closes the segment files. */
@@ -120,14 +113,17 @@ export class SharedMapping {
 
   /** Calls visit(view, at) for each piece of [offset, offset + length), `at` being the position within the range. */
   #walk(offset: number, length: number, visit: (view: Buffer, at: number) => void): void {
+    this.#overlapping(offset, length, (piece, from, to) => visit(piece.view.subarray(from - piece.offset, to - piece.offset), from - offset));
+  }
+
+  /** Calls visit(piece, from, to) for each piece overlapping [offset, offset + length), [from, to) being the overlap in buffer offsets. */
+  #overlapping(offset: number, length: number, visit: (piece: Piece, from: number, to: number) => void): void {
     const end = offset + length;
     for (const piece of this.#pieces) {
       const pieceEnd = piece.offset + piece.view.length;
       if (pieceEnd <= offset) continue;
       if (piece.offset >= end) break;
-      const from = Math.max(offset, piece.offset);
-      const to = Math.min(end, pieceEnd);
-      visit(piece.view.subarray(from - piece.offset, to - piece.offset), from - offset);
+      visit(piece, Math.max(offset, piece.offset), Math.min(end, pieceEnd));
     }
   }
 }

@@ -4,6 +4,7 @@ import type { Peer } from '@p2p/rpc';
 import { iommufdUapi, pciRegs, vfioUapi } from '@p2p/vfio-pci';
 import type { DmaAllocator, DmaBuffer, NvmeRegisterPort } from './nvme-driver';
 import { NVME_PAGE } from './nvme-driver';
+import { u32, u64 } from './accel-dma';
 import { cpuView } from './vfio-dma';
 
 /*
@@ -98,16 +99,8 @@ export class VfioDmaSpace implements DmaAllocator {
     const registers: NvmeRegisterPort = {
       read32: async (offset) => (await region(offset, 4)).readUInt32LE(0),
       read64: async (offset) => (await region(offset, 8)).readBigUInt64LE(0),
-      write32: async (offset, value) => {
-        const data = Buffer.alloc(4);
-        data.writeUInt32LE(value >>> 0);
-        await write(offset, data);
-      },
-      write64: async (offset, value) => {
-        const data = Buffer.alloc(8);
-        data.writeBigUInt64LE(value);
-        await write(offset, data);
-      },
+      write32: async (offset, value) => void (await write(offset, u32(value >>> 0))),
+      write64: async (offset, value) => void (await write(offset, u64(value))),
     };
     const barAddress = async (index: number): Promise<bigint> => {
       const { data } = await device.regionRead({ pid, deviceFd: fd, index: VFIO_PCI_CONFIG_REGION_INDEX, offset: BigInt(PCI_BASE_ADDRESS_0 + 4 * index), count: 8 });
