@@ -42,6 +42,9 @@ const VFIO_GRPC_PORT = 50052;
 const REGISTRY_GRPC_PORT = 50053;
 const PCI_EMU_GRPC_PORT = 50051;
 const PCI_EMU_METRICS_PORT = 9451;
+/** docker-compose.yml's image and the shared volume's mount point in every service. */
+const SERVICES_IMAGE = 'p2p-dmabuf/services:dev';
+const SERVICES_SHM_DIR = '/dev/shm/p2p-dmabuf';
 
 type ComposeExecutable = NonNullable<Parameters<DockerComposeEnvironment['withClientOptions']>[0]['executable']>;
 
@@ -110,6 +113,32 @@ function serviceContainer(env: StartedDockerComposeEnvironment, service: string)
     }
   }
   throw new Error(`no running container for compose service ${service}`);
+}
+
+/**
+ * Runs `node tests/dist/examples/<example>.js` beside the services, as the
+ * README does: a container of the services image in `beside`'s network
+ * namespace (so compose's service names resolve) with its volumes (the shared
+ * tmpfs at P2P_SHM_DIR). The NVMe examples keep their queues in the process's
+ * own DMA memory, which only a process on the shared tmpfs can map. tests/ is
+ * not in the image: the built examples are mounted read-only.
+ */
+async function runExampleInStack(root: string, beside: StartedTestContainer, example: string, env: Record<string, string>): Promise<RunResult> {
+  // Named, so that a run the timeout cuts short is removed too: a container
+  // left in the namespace would keep the project's `down` from finishing.
+  const name = `${beside.getName().replace(/^\//, '')}-${example}-${process.pid}`;
+  const environment = Object.entries({ ...env, P2P_SHM_DIR: SERVICES_SHM_DIR }).flatMap(([key, value]) => ['-e', `${key}=${value}`]);
+  const result = await run(
+    'docker',
+    [
+      ...['run', '--rm', '--name', name, '--network', `container:${beside.getId()}`, '--volumes-from', beside.getId()],
+      ...['-v', `${path.join(root, 'tests/dist')}:/app/tests/dist:ro`, ...environment],
+      ...[SERVICES_IMAGE, 'node', `tests/dist/examples/${example}.js`],
+    ],
+    180_000,
+  );
+  if (!result.ok) await run('docker', ['rm', '-f', name], 30_000);
+  return result;
 }
 
 function deadline(ms: number): CallOptions {
@@ -361,6 +390,31 @@ describe('docker-compose.yml: pci-emu, dmabuf-registry, vfio-pci and two rdma-ni
     } finally {
       fs.rmSync(localShm, { recursive: true, force: true });
     }
+  });
+
+  describe('the NVMe examples, in a container beside the services on the shared tmpfs', function () {
+    // The services' own addresses on the compose network, as a process beside them reaches them.
+    const inStack = (): Record<string, string> => ({
+      DMABUF_REGISTRY_ADDRESS: `dmabuf-registry:${REGISTRY_GRPC_PORT}`,
+      VFIO_PCI_ADDRESS: `vfio-pci:${VFIO_GRPC_PORT}`,
+      RDMA_NIC_A_ADDRESS: `rdma-nic-a:${RDMA_NIC_GRPC_PORT}`,
+      RDMA_NIC_B_ADDRESS: `rdma-nic-b:${RDMA_NIC_GRPC_PORT}`,
+      // This suite gives the services their tokens: none is on the volume.
+      P2P_ADMIN_TOKEN: secrets.adminToken,
+    });
+
+    it("runs SPDK's cmb_copy: nvme0 -> nvme1 through nvme1's CMB, a process owning both through vfio-pci", async function () {
+      const result = await runExampleInStack(repoRoot(), container, 'spdk-cmb-copy', inStack());
+      expect(result.ok, `${result.stdout}\n${result.stderr}`).to.equal(true);
+      expect(result.stdout.trim().split('\n').at(-1)).to.match(/bytes copied from nvme0 to nvme1 through nvme1's CMB: identical$/);
+    });
+
+    it("runs the seed's flow: host Y drives nvme1 by RDMA alone (data, SQE and doorbell into nvme1's BARs through host X's NIC)", async function () {
+      const result = await runExampleInStack(repoRoot(), container, 'rdma-nvme-doorbell', inStack());
+      expect(result.ok, `${result.stdout}\n${result.stderr}`).to.equal(true);
+      expect(result.stdout).to.match(/^host X made 0 calls while host Y drove nvme1$/m);
+      expect(result.stdout.trim().split('\n').at(-1)).to.match(/read back by host Y through RDMA alone: identical$/);
+    });
   });
 
   it('publishes Prometheus metrics', async function () {
