@@ -4,6 +4,7 @@ import { pci, PROTO_FILES } from '@p2p/proto';
 import { MessageLimit, type RunningServer, type ServerConfig, startServer } from '@p2p/server';
 import type { PciBus } from './bus/pci-bus';
 import { type BarSegments, pciEmuHandlers } from './handlers/pci-handlers';
+import { registerNvmeMetrics } from './nvme-metrics';
 import { registerPlatformMetrics } from './platform-metrics';
 
 const SERVICE = 'p2p.pci.v1.PciEmuService';
@@ -36,8 +37,15 @@ export async function startPciEmuServer(config: ServerConfig, bus: PciBus, segme
     authenticator: new Authenticator(secrets),
   });
   const stopMetrics = registerPlatformMetrics(server.metrics.registry, bus);
+  const stopNvmeMetrics = registerNvmeMetrics(server.metrics.registry, bus);
+  // Few, and what an administrator looks for when a driver's controller stops answering.
+  const stopNvmeLog = bus.onNvmeEvent((bdf, event) => {
+    if (event.kind === 'state') server.logger.info({ bdf, state: event.state, reason: event.reason }, 'NVMe controller state changed');
+  });
   server.onShutdown(() => {
     stopMetrics();
+    stopNvmeMetrics();
+    stopNvmeLog();
     for (const stream of streams) stream.end();
   });
   return server;

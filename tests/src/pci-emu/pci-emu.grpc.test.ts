@@ -1,6 +1,20 @@
 import * as fs from 'node:fs';
 import * as http from 'node:http';
-import { NVME_CC_NVM_ENABLE, NVME_REG_ACQ, NVME_REG_AQA, NVME_REG_ASQ, NVME_REG_CC, NVME_REG_CSTS } from '@p2p/pci-emu';
+import {
+  encodeNvmeCommand,
+  NVME_ADMIN_IDENTIFY,
+  NVME_CC_NVM_ENABLE,
+  NVME_CMBMSC_CMSE,
+  NVME_CMBMSC_CRE,
+  NVME_ID_CNS_CTRL,
+  NVME_REG_ACQ,
+  NVME_REG_AQA,
+  NVME_REG_ASQ,
+  NVME_REG_CC,
+  NVME_REG_CMBMSC,
+  NVME_REG_CSTS,
+  NVME_REG_DBS,
+} from '@p2p/pci-emu';
 import { expect } from 'chai';
 import { pci, fault } from '@p2p/proto';
 import { listSegmentFiles, SegmentStore } from '@p2p/shm';
@@ -148,6 +162,34 @@ describe('pci-emu over gRPC (a separate process on loopback)', function () {
     expect((await mmioRead(nvme.bdf, 0, 0, 4)).decoded).to.equal(true);
   });
 
+  it('carries NVMe controller events to a watch that asks, counts the command on /metrics and logs the state change', async () => {
+    const { functions } = await rpc<pci.ListFunctionsResponse>((cb) => client.listFunctions({}, cb));
+    const nvme1 = functions.filter((f) => f.kind === pci.FunctionKind.FUNCTION_KIND_NVME)[1]!;
+    const cba = nvme1.bars.find((b) => b.index === 2)!.busAddress;
+    const write = (offset: number, width: number, value: bigint): Promise<unknown> =>
+      rpc((cb) => client.mmioWrite({ bdf: nvme1.bdf, bar: 0, offset: BigInt(offset), width, value }, cb));
+    const events = await watchPciEvents(client, [nvme1.bdf], { nvme: true });
+    // The admin queues and the Identify data in the controller's own CMB: no IOMMU mapping needed.
+    await write(NVME_REG_CMBMSC, 8, NVME_CMBMSC_CRE | NVME_CMBMSC_CMSE | cba);
+    await write(NVME_REG_AQA, 4, 0x000f000fn);
+    await write(NVME_REG_ASQ, 8, cba);
+    await write(NVME_REG_ACQ, 8, cba + 0x1000n);
+    await write(NVME_REG_CC, 4, BigInt(NVME_CC_NVM_ENABLE));
+    const identify = encodeNvmeCommand({ opcode: NVME_ADMIN_IDENTIFY, commandId: 7, prp1: cba + 0x2000n, cdw10: NVME_ID_CNS_CTRL });
+    await rpc((cb) => client.bulkWrite({ bdf: nvme1.bdf, bar: 2, offset: 0n, data: identify }, cb));
+    await write(NVME_REG_DBS, 4, 1n);
+    const seen = await events.take(5);
+    expect(seen.map((e) => e.event?.$case)).to.deep.equal(['nvmeQueueCreated', 'nvmeQueueCreated', 'nvmeStateChanged', 'nvmeDoorbell', 'nvmeCommand']);
+    expect(seen[3]!.event).to.deep.equal({ $case: 'nvmeDoorbell', value: { index: 0, value: 1, path: pci.BarWritePath.BAR_WRITE_PATH_MMIO, accepted: true } });
+    expect(seen[4]!.event).to.deep.equal({ $case: 'nvmeCommand', value: { qid: 0, cid: 7, opcode: NVME_ADMIN_IDENTIFY, status: 0, bytes: 4096n } });
+    const text = await scrape(service);
+    const bdf = nvme1.bdf.replace(/\./g, '\\.');
+    expect(text).to.match(new RegExp(`p2p_nvme_commands_total\\{bdf="${bdf}",queue="admin",opcode="Identify",status="SUCCESS"[^}]*\\} 1\n`));
+    const ready = (): boolean => logEntries(service).some((entry) => entry['msg'] === 'NVMe controller state changed' && entry['bdf'] === nvme1.bdf && entry['state'] === 'ready');
+    for (const deadline = Date.now() + 5000; !ready() && Date.now() < deadline; ) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(ready(), 'the ready state logged').to.equal(true);
+  });
+
   it('unplugs and re-plugs: every access is ENODEV in between', async () => {
     const nic = (await rpc<pci.ListFunctionsResponse>((cb) => client.listFunctions({}, cb))).functions.find((f) => f.kind === pci.FunctionKind.FUNCTION_KIND_NIC)!;
     await rpc((cb) => client.unplug({ bdf: nic.bdf }, cb));
@@ -188,14 +230,7 @@ describe('pci-emu over gRPC (a separate process on loopback)', function () {
   });
 
   it('exports Prometheus metrics with per-method RPC counts', async () => {
-    const port = portOf(service, 'metricsPort');
-    const text = await new Promise<string>((resolve, reject) => {
-      http.get(`http://127.0.0.1:${port}/metrics`, (res) => {
-        let body = '';
-        res.on('data', (chunk: Buffer) => (body += chunk.toString()));
-        res.on('end', () => resolve(body));
-      }).on('error', reject);
-    });
+    const text = await scrape(service);
     expect(text).to.match(/grpc_server_handled_total\{[^}]*method="\/p2p.pci.v1.PciEmuService\/ListFunctions"[^}]*code="OK"/);
   });
 
@@ -206,15 +241,33 @@ describe('pci-emu over gRPC (a separate process on loopback)', function () {
   });
 });
 
+/** The service's /metrics, as a scraper reads it. */
+function scrape(service: ServiceProcess): Promise<string> {
+  return new Promise((resolve, reject) => {
+    http.get(`http://127.0.0.1:${portOf(service, 'metricsPort')}/metrics`, (res) => {
+      let body = '';
+      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      res.on('end', () => resolve(body));
+    }).on('error', reject);
+  });
+}
+
+/** The service's log entries so far (its pino JSON lines; other lines skipped). */
+function logEntries(service: ServiceProcess): Array<Record<string, unknown>> {
+  return service.logs.flatMap((line) => {
+    try {
+      return [JSON.parse(line) as Record<string, unknown>];
+    } catch {
+      return [];
+    }
+  });
+}
+
 /** The first logged value of `key` (pino JSON lines of the service). */
 function portOf(service: ServiceProcess, key: string): number {
-  for (const line of service.logs) {
-    try {
-      const entry = JSON.parse(line) as Record<string, unknown>;
-      if (typeof entry[key] === 'number') return entry[key];
-    } catch {
-      continue;
-    }
+  for (const entry of logEntries(service)) {
+    const value = entry[key];
+    if (typeof value === 'number') return value;
   }
   throw new Error(`no ${key} in the service's logs`);
 }

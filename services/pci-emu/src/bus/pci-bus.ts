@@ -6,6 +6,7 @@ import type { DmaPort } from '../devices/dma-engine';
 import { HeapNamespaceStore } from '../devices/nvme/namespace-heap';
 import type { NamespaceStore } from '../devices/nvme/namespace-store';
 import type { NvmeEvent } from '../devices/nvme/nvme-events';
+import type { NvmeQueueDepth } from '../devices/nvme/nvme-queue';
 import { type HostMemory, NO_HOST_MEMORY } from '../iommu/host-memory';
 import { Iommu } from '../iommu/iommu';
 import { canonicalBdf } from '../topology/bdf';
@@ -15,7 +16,7 @@ import { memoryOffsetOf, memoryRangeOf } from './bar-memory-range';
 import { enumerateBarAddresses, isMultiFunction } from './enumerate';
 import { type DmaPlatform, dmaMap, dmaRead, dmaTransfer, dmaWrite } from './dma-transfer';
 import type { FunctionInfo } from './function-info';
-import { PciEventHub, type PciEventBody, type PciEventListener, type PowerState } from './pci-events';
+import { PciEventHub, type PciEventBody, type PciEventFilter, type PciEventListener, type PowerState } from './pci-events';
 import { PciFunction, type ConfigWriteMode } from './pci-function';
 
 export interface MmioReadResult<V extends number | bigint = number | bigint> {
@@ -66,7 +67,16 @@ export interface PciBusOptions {
   /** The store behind namespace `nsid` of NVMe function `bdf` (default: heap memory, gone with the bus). */
   readonly namespaceStore?: (bdf: string, nsid: number, blocks: number, blockSize: number) => NamespaceStore;
   /** What each NVMe controller reports (commands, queues, doorbells, state), for metrics and logs. */
-  readonly nvmeObserver?: (bdf: string, event: NvmeEvent) => void;
+  readonly nvmeObserver?: NvmeBusObserver;
+}
+
+/** An NVMe controller's event, with the function that reported it. */
+export type NvmeBusObserver = (bdf: string, event: NvmeEvent) => void;
+
+/** One NVMe function's queues as they stand. */
+export interface NvmeQueueDepths {
+  readonly bdf: string;
+  readonly queues: readonly NvmeQueueDepth[];
 }
 
 const heapNamespace = (_bdf: string, _nsid: number, blocks: number, blockSize: number): NamespaceStore => new HeapNamespaceStore(blocks, blockSize);
@@ -86,6 +96,11 @@ export class PciBus {
   readonly #namespaces: NamespaceStore[] = [];
   readonly #owners = new Map<string, MemoryOwner>();
   readonly #events = new PciEventHub();
+  /** The NVMe functions' queue depths, by BDF. */
+  readonly #nvmeQueues = new Map<string, () => readonly NvmeQueueDepth[]>();
+  readonly #nvmeObservers = new Set<NvmeBusObserver>();
+  /** Listeners that asked for NVMe events: while none does, the bus posts none. */
+  #nvmeListeners = 0;
   /** The platform IOMMU: domains, mappings, and the translation of every DMA. */
   readonly iommu: Iommu;
 
@@ -94,6 +109,7 @@ export class PciBus {
     createBarMemory: BarMemoryFactory,
     options: PciBusOptions = {},
   ) {
+    if (options.nvmeObserver !== undefined) this.#nvmeObservers.add(options.nvmeObserver);
     this.iommu = new Iommu({
       topology,
       getFunction: (bdf) => this.getFunction(bdf),
@@ -120,7 +136,7 @@ export class PciBus {
             this.#namespaces.push(store);
             return store;
           },
-          nvmeObserver: (event) => options.nvmeObserver?.(spec.bdf, event),
+          nvmeObserver: (event) => this.#nvmeEvent(spec.bdf, event),
         }),
       );
       const addresses = enumerateBarAddresses(topology, devices);
@@ -129,6 +145,8 @@ export class PciBus {
         const multiFunction = isMultiFunction(topology, spec.bdf);
         const fn = new PciFunction(spec.bdf, spec, devices[i]!, addresses[i]!, multiFunction, post);
         this.#functions.set(spec.bdf, fn);
+        const queueDepths = devices[i]!.nvmeQueueDepths;
+        if (queueDepths !== undefined) this.#nvmeQueues.set(spec.bdf, queueDepths);
         for (const bar of fn.info().bars) {
           const memory = memoryRangeOf(bar);
           if (bar.memoryName !== undefined && memory !== undefined) this.#owners.set(bar.memoryName, { bdf: fn.bdf, bar: bar.index, base: memory.offset });
@@ -255,9 +273,42 @@ export class PciBus {
 
   /* ---- events, lifetime ---- */
 
-  /** Every event of every function, in order. Returns the unsubscribe function. */
-  onEvent(listener: PciEventListener): () => void {
-    return this.#events.subscribe(listener);
+  /**
+   * Every event of every function, in order; NVMe controller events only if
+   * `filter.nvme`. Returns the unsubscribe function.
+   */
+  onEvent(listener: PciEventListener, filter: PciEventFilter = {}): () => void {
+    if (filter.nvme !== true) {
+      return this.#events.subscribe((event) => {
+        if (event.type !== 'nvme') listener(event);
+      });
+    }
+    this.#nvmeListeners++;
+    const unsubscribe = this.#events.subscribe(listener);
+    let subscribed = true;
+    return () => {
+      if (subscribed) this.#nvmeListeners--;
+      subscribed = false;
+      unsubscribe();
+    };
+  }
+
+  /**
+   * Every NVMe controller's events as they happen, synchronously and outside
+   * the ordered stream (no sequence number, no queue): for counters and logs,
+   * which need no order and must cost little per command. Returns the
+   * unsubscribe function.
+   */
+  onNvmeEvent(observer: NvmeBusObserver): () => void {
+    this.#nvmeObservers.add(observer);
+    return () => {
+      this.#nvmeObservers.delete(observer);
+    };
+  }
+
+  /** Each NVMe function's queues and the entries waiting in them, as they stand between the controllers' turns. */
+  nvmeQueueDepths(): NvmeQueueDepths[] {
+    return [...this.#nvmeQueues].map(([bdf, queueDepths]) => ({ bdf, queues: queueDepths() }));
   }
 
   /** Closes every BAR memory and drops every IOMMU domain and host segment. */
@@ -295,6 +346,12 @@ export class PciBus {
    */
   busMasterPort(bdf: string): DmaPort {
     return this.#dmaPort(this.#lookup(bdf).bdf);
+  }
+
+  /** An NVMe controller reported `event`: to the observers, and onto the stream only if a listener asked for NVMe events. */
+  #nvmeEvent(bdf: string, event: NvmeEvent): void {
+    for (const observer of this.#nvmeObservers) observer(bdf, event);
+    if (this.#nvmeListeners > 0) this.#events.post({ type: 'nvme', bdf, nvme: event });
   }
 
   /** Runs one operation, then delivers the events it caused. */

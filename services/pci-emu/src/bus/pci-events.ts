@@ -1,6 +1,7 @@
 import { OrderedEventHub, type Unnumbered } from '@p2p/events';
 import type { BarWritePath } from '../devices/device-model';
 import type { DmaErrorName } from '../devices/dma-engine';
+import type { NvmeEvent } from '../devices/nvme/nvme-events';
 import type { IommuFaultRecord } from '../iommu/iommu-fault';
 
 /** Power states a function can be put in: PMC advertises neither D1 nor D2. */
@@ -64,7 +65,20 @@ export type PciEvent = EventHeader &
         /** The IOVA of an IOMMU fault or master abort, else 0. */
         readonly faultIova: bigint;
       }
+    /**
+     * What an NVMe controller reported (nvme-events.ts): a command completed,
+     * a doorbell written, a queue created or deleted, a change of state.
+     * Several per I/O, so only listeners that ask for them see them
+     * (PciBus.onEvent), and none is posted while none asks.
+     */
+    | { readonly type: 'nvme'; readonly nvme: NvmeEvent }
   );
+
+/** Which events a listener takes beyond the platform's own. */
+export interface PciEventFilter {
+  /** NVMe controller events too (type 'nvme'); default false. */
+  readonly nvme?: boolean;
+}
 
 /** An event before the hub numbers it. */
 export type PciEventBody = Unnumbered<PciEvent>;

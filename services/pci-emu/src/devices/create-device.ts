@@ -17,8 +17,8 @@ const DEFAULTS: Readonly<Record<FunctionKind, DeviceDefaults>> = {
   generic: GENERIC_DEFAULTS,
 };
 
-/** What each kind contributes: its BARs, and the hook if it watches writes into its BAR memory. */
-type DeviceParts = Pick<DeviceModel, 'bars' | 'memoryWritten'>;
+/** What each kind contributes: its BARs, the hook if it watches writes into its BAR memory, an NVMe controller's queue depths. */
+type DeviceParts = Pick<DeviceModel, 'bars' | 'memoryWritten' | 'nvmeQueueDepths'>;
 
 /** What the bus gives a device model beyond its spec. */
 export interface DevicePlatform {

@@ -3,6 +3,7 @@ import type { PciIds } from '../config-space/type0-header';
 import { IOMMU_PAGE_SIZE } from '../iommu/iova';
 import type { FunctionKind } from '../topology/topology-schema';
 import type { BarMemory } from './bar-memory';
+import type { NvmeQueueDepth } from './nvme/nvme-queue';
 import type { RegisterOps } from './register-ops';
 
 /** Registers modelled in JS (MMIO or, for 'io', port I/O), or memory another process may map. */
@@ -64,6 +65,8 @@ export interface DeviceModel {
    * A device with work to do defers it (DmaPort.defer) rather than run it here.
    */
   memoryWritten?(bar: number, offset: number, length: number, path: BarWritePath): void;
+  /** An NVMe controller's queues and the entries waiting in each, read when /metrics is scraped. */
+  nvmeQueueDepths?(): readonly NvmeQueueDepth[];
 }
 
 /** Creates the memory behind BAR `index` of the function being built (all of a memory BAR, or a register BAR's window). */

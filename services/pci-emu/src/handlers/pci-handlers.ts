@@ -82,9 +82,12 @@ export function pciEmuHandlers(
       const wanted = new Set(req.bdfs.map(canonicalBdf));
       const generic = call as unknown as ServerWritableStream<unknown, unknown>;
       streams.add(generic);
-      const unsubscribe = bus.onEvent((event) => {
-        if (eventConcerns(event, wanted)) call.write(eventToWire(event));
-      });
+      const unsubscribe = bus.onEvent(
+        (event) => {
+          if (eventConcerns(event, wanted)) call.write(eventToWire(event));
+        },
+        { nvme: req.nvme === true },
+      );
       return () => {
         unsubscribe();
         streams.delete(generic);

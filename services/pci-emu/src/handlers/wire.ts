@@ -3,6 +3,8 @@ import { pci } from '@p2p/proto';
 import type { BarInfo, FunctionInfo } from '../bus/function-info';
 import type { DecodeReason, PciEvent, PowerState, ResetKind } from '../bus/pci-events';
 import type { BarWritePath } from '../devices/device-model';
+import type { NvmeEvent } from '../devices/nvme/nvme-events';
+import type { NvmeQueueLocation } from '../devices/nvme/nvme-queue';
 import type { P2pMapType } from '../topology/p2p-distance';
 import type { Topology } from '../topology/topology';
 import { dmaErrorToWire, dmaStatusToWire, faultReasonToWire } from './iommu-wire';
@@ -48,6 +50,23 @@ const REASONS: Record<DecodeReason, pci.DecodeReason> = {
   POWER: pci.DecodeReason.DECODE_REASON_POWER,
   RESET: pci.DecodeReason.DECODE_REASON_RESET,
   HOTPLUG: pci.DecodeReason.DECODE_REASON_HOTPLUG,
+};
+
+const NVME_QUEUE_TYPES: Record<'sq' | 'cq', pci.NvmeQueueType> = {
+  sq: pci.NvmeQueueType.NVME_QUEUE_TYPE_SUBMISSION,
+  cq: pci.NvmeQueueType.NVME_QUEUE_TYPE_COMPLETION,
+};
+
+const NVME_QUEUE_LOCATIONS: Record<NvmeQueueLocation, pci.NvmeQueueLocation> = {
+  host: pci.NvmeQueueLocation.NVME_QUEUE_LOCATION_HOST,
+  cmb: pci.NvmeQueueLocation.NVME_QUEUE_LOCATION_CMB,
+};
+
+const NVME_STATES: Record<Extract<NvmeEvent, { kind: 'state' }>['state'], pci.NvmeControllerState> = {
+  ready: pci.NvmeControllerState.NVME_CONTROLLER_STATE_READY,
+  reset: pci.NvmeControllerState.NVME_CONTROLLER_STATE_RESET,
+  'shutdown-complete': pci.NvmeControllerState.NVME_CONTROLLER_STATE_SHUTDOWN_COMPLETE,
+  fatal: pci.NvmeControllerState.NVME_CONTROLLER_STATE_FATAL,
 };
 
 export function powerFromWire(state: pci.PowerState): PowerState {
@@ -159,6 +178,26 @@ export function eventToWire(event: PciEvent): pci.WatchEventsResponse {
           },
         },
       };
+    case 'nvme':
+      return { ...header, event: nvmeEventToWire(event.nvme) };
+  }
+}
+
+function nvmeEventToWire(event: NvmeEvent): pci.WatchEventsResponse['event'] {
+  switch (event.kind) {
+    case 'command':
+      return { $case: 'nvmeCommand', value: { qid: event.qid, cid: event.cid, opcode: event.opcode, status: event.status, bytes: BigInt(event.bytes) } };
+    case 'doorbell':
+      return { $case: 'nvmeDoorbell', value: { index: event.index, value: event.value >>> 0, path: WRITE_PATHS[event.path], accepted: event.accepted } };
+    case 'queue-created':
+      return {
+        $case: 'nvmeQueueCreated',
+        value: { type: NVME_QUEUE_TYPES[event.queue], qid: event.qid, entries: event.entries, location: NVME_QUEUE_LOCATIONS[event.location] },
+      };
+    case 'queue-deleted':
+      return { $case: 'nvmeQueueDeleted', value: { type: NVME_QUEUE_TYPES[event.queue], qid: event.qid } };
+    case 'state':
+      return { $case: 'nvmeStateChanged', value: { state: NVME_STATES[event.state], reason: event.reason } };
   }
 }
 

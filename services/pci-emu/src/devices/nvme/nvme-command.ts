@@ -39,6 +39,13 @@ export const NVME_NSID_ALL = 0xffffffff;
  */
 export type NvmeDataDirection = 'host-to-controller' | 'controller-to-host';
 
+/** The direction opcode bits 1:0 give; undefined for no data (00b) and bidirectional (11b). */
+export function nvmeDataDirection(opcode: number): NvmeDataDirection | undefined {
+  const transfer = opcode & 0x3;
+  if (transfer === 0x1) return 'host-to-controller';
+  return transfer === 0x2 ? 'controller-to-host' : undefined;
+}
+
 export interface NvmeCommand {
   readonly opcode: number;
   readonly flags: number;

@@ -22,7 +22,7 @@ import { NvmeErrorLog, NvmeIoCounters } from './nvme-log-pages';
 import { copyToViews, NvmeMemory, type NvmeMemoryPort } from './nvme-memory';
 import { nvmePrpSegments } from './nvme-prp';
 import type { NvmeDoorbellPath, NvmeEvent, NvmeObserver } from './nvme-events';
-import { NvmeCompletionQueue, type NvmeQueueLocation, NvmeSubmissionQueue } from './nvme-queue';
+import { NvmeCompletionQueue, type NvmeQueueDepth, type NvmeQueueLocation, NvmeSubmissionQueue } from './nvme-queue';
 import {
   NVME_ADMIN_QUEUE_BASE_MASK,
   NVME_AQA_WRITABLE,
@@ -234,6 +234,13 @@ export class NvmeController {
   doorbell(index: number, value: number, path: NvmeDoorbellPath = 'mmio'): void {
     const accepted = this.#doorbell(index, value & 0xffff);
     this.#emit({ kind: 'doorbell', index, value, path, accepted });
+  }
+
+  /** Every queue's depth as it stands: read between turns, so no fetched command is in flight. */
+  queueDepths(): NvmeQueueDepth[] {
+    const sqs = [...this.#sqs.values()].map((sq): NvmeQueueDepth => ({ queue: 'sq', qid: sq.qid, depth: sq.depth }));
+    const cqs = [...this.#cqs.values()].map((cq): NvmeQueueDepth => ({ queue: 'cq', qid: cq.qid, depth: cq.depth }));
+    return [...sqs, ...cqs];
   }
 
   /** A function-level reset (FLR, conventional reset, D3hot -> D0): a controller reset, and every register to its power-on value. */

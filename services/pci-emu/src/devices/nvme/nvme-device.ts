@@ -46,7 +46,7 @@ export interface NvmeDeviceContext {
  * names, so it can be a p2pdma provider (nvme_map_cmb() ->
  * pci_p2pdma_add_resource()); queues, PRP lists and data may live in it.
  */
-export function nvmeDevice(spec: FunctionSpecOf<'nvme'>, context: NvmeDeviceContext): Pick<DeviceModel, 'bars' | 'memoryWritten'> {
+export function nvmeDevice(spec: FunctionSpecOf<'nvme'>, context: NvmeDeviceContext): Pick<DeviceModel, 'bars' | 'memoryWritten' | 'nvmeQueueDepths'> {
   const doorbells = context.allocate(0, NVME_DOORBELL_WINDOW.length);
   const cmb = context.allocate(CMB_BAR, spec.cmbSize);
   /** The last value the controller was given per doorbell (0 at reset), so an unchanged dword is not rung again. */
@@ -99,5 +99,5 @@ export function nvmeDevice(spec: FunctionSpecOf<'nvme'>, context: NvmeDeviceCont
       controller.doorbell(index, value, path);
     }
   };
-  return { bars, memoryWritten };
+  return { bars, memoryWritten, nvmeQueueDepths: () => controller.queueDepths() };
 }

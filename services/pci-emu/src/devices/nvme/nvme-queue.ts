@@ -4,6 +4,13 @@ import { NVME_CQE_SIZE } from './nvme-completion';
 /** Where a queue lives, for events: the controller's own CMB or memory across the bus. */
 export type NvmeQueueLocation = 'cmb' | 'host';
 
+/** How many entries a queue holds that its consumer has not taken: for the queue-depth gauge. */
+export interface NvmeQueueDepth {
+  readonly queue: 'sq' | 'cq';
+  readonly qid: number;
+  readonly depth: number;
+}
+
 /**
  * A submission queue (NVMe 1.4 section 4.1, "Submission Queue & Completion
  * Queue Definition"): a physically contiguous ring the host produces into
@@ -26,6 +33,11 @@ export class NvmeSubmissionQueue {
 
   get empty(): boolean {
     return this.head === this.tail;
+  }
+
+  /** Commands submitted and not yet fetched (a fetched command completes within the turn that fetched it). */
+  get depth(): number {
+    return (this.tail - this.head + this.entries) % this.entries;
   }
 
   entryAddress(slot: number): bigint {
@@ -75,6 +87,11 @@ export class NvmeCompletionQueue {
     return (this.tail + 1) % this.entries === this.head;
   }
 
+  /** Completions posted that the host has not yet released by its head doorbell. */
+  get depth(): number {
+    return (this.tail - this.head + this.entries) % this.entries;
+  }
+
   /** Where the next completion goes. */
   get tailAddress(): bigint {
     return this.base + BigInt(this.tail * NVME_CQE_SIZE);
@@ -90,7 +107,7 @@ export class NvmeCompletionQueue {
    * if it would consume entries the controller has not posted.
    */
   ringHead(value: number): boolean {
-    const posted = (this.tail - this.head + this.entries) % this.entries;
+    const posted = this.depth;
     const consumed = (value - this.head + this.entries) % this.entries;
     if (value >= this.entries || consumed > posted) return false;
     this.head = value;

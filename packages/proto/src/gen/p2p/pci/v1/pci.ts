@@ -556,6 +556,142 @@ export function barWritePathToJSON(object: BarWritePath): string {
   }
 }
 
+export enum NvmeQueueType {
+  NVME_QUEUE_TYPE_UNSPECIFIED = 0,
+  NVME_QUEUE_TYPE_SUBMISSION = 1,
+  NVME_QUEUE_TYPE_COMPLETION = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function nvmeQueueTypeFromJSON(object: any): NvmeQueueType {
+  switch (object) {
+    case 0:
+    case "NVME_QUEUE_TYPE_UNSPECIFIED":
+      return NvmeQueueType.NVME_QUEUE_TYPE_UNSPECIFIED;
+    case 1:
+    case "NVME_QUEUE_TYPE_SUBMISSION":
+      return NvmeQueueType.NVME_QUEUE_TYPE_SUBMISSION;
+    case 2:
+    case "NVME_QUEUE_TYPE_COMPLETION":
+      return NvmeQueueType.NVME_QUEUE_TYPE_COMPLETION;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return NvmeQueueType.UNRECOGNIZED;
+  }
+}
+
+export function nvmeQueueTypeToJSON(object: NvmeQueueType): string {
+  switch (object) {
+    case NvmeQueueType.NVME_QUEUE_TYPE_UNSPECIFIED:
+      return "NVME_QUEUE_TYPE_UNSPECIFIED";
+    case NvmeQueueType.NVME_QUEUE_TYPE_SUBMISSION:
+      return "NVME_QUEUE_TYPE_SUBMISSION";
+    case NvmeQueueType.NVME_QUEUE_TYPE_COMPLETION:
+      return "NVME_QUEUE_TYPE_COMPLETION";
+    case NvmeQueueType.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** Where a queue lives. */
+export enum NvmeQueueLocation {
+  NVME_QUEUE_LOCATION_UNSPECIFIED = 0,
+  /** NVME_QUEUE_LOCATION_HOST - Memory the controller reaches across the bus (host memory, a peer's BAR). */
+  NVME_QUEUE_LOCATION_HOST = 1,
+  /** NVME_QUEUE_LOCATION_CMB - The controller's own Controller Memory Buffer. */
+  NVME_QUEUE_LOCATION_CMB = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function nvmeQueueLocationFromJSON(object: any): NvmeQueueLocation {
+  switch (object) {
+    case 0:
+    case "NVME_QUEUE_LOCATION_UNSPECIFIED":
+      return NvmeQueueLocation.NVME_QUEUE_LOCATION_UNSPECIFIED;
+    case 1:
+    case "NVME_QUEUE_LOCATION_HOST":
+      return NvmeQueueLocation.NVME_QUEUE_LOCATION_HOST;
+    case 2:
+    case "NVME_QUEUE_LOCATION_CMB":
+      return NvmeQueueLocation.NVME_QUEUE_LOCATION_CMB;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return NvmeQueueLocation.UNRECOGNIZED;
+  }
+}
+
+export function nvmeQueueLocationToJSON(object: NvmeQueueLocation): string {
+  switch (object) {
+    case NvmeQueueLocation.NVME_QUEUE_LOCATION_UNSPECIFIED:
+      return "NVME_QUEUE_LOCATION_UNSPECIFIED";
+    case NvmeQueueLocation.NVME_QUEUE_LOCATION_HOST:
+      return "NVME_QUEUE_LOCATION_HOST";
+    case NvmeQueueLocation.NVME_QUEUE_LOCATION_CMB:
+      return "NVME_QUEUE_LOCATION_CMB";
+    case NvmeQueueLocation.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export enum NvmeControllerState {
+  NVME_CONTROLLER_STATE_UNSPECIFIED = 0,
+  /** NVME_CONTROLLER_STATE_READY - CSTS.RDY set: CC.EN went 0 -> 1 with a configuration the controller runs. */
+  NVME_CONTROLLER_STATE_READY = 1,
+  /** NVME_CONTROLLER_STATE_RESET - A controller reset: CC.EN cleared, or a function reset. */
+  NVME_CONTROLLER_STATE_RESET = 2,
+  /** NVME_CONTROLLER_STATE_SHUTDOWN_COMPLETE - CSTS.SHST complete after a shutdown notification (CC.SHN). */
+  NVME_CONTROLLER_STATE_SHUTDOWN_COMPLETE = 3,
+  /** NVME_CONTROLLER_STATE_FATAL - CSTS.CFS set: the controller stops until reset. */
+  NVME_CONTROLLER_STATE_FATAL = 4,
+  UNRECOGNIZED = -1,
+}
+
+export function nvmeControllerStateFromJSON(object: any): NvmeControllerState {
+  switch (object) {
+    case 0:
+    case "NVME_CONTROLLER_STATE_UNSPECIFIED":
+      return NvmeControllerState.NVME_CONTROLLER_STATE_UNSPECIFIED;
+    case 1:
+    case "NVME_CONTROLLER_STATE_READY":
+      return NvmeControllerState.NVME_CONTROLLER_STATE_READY;
+    case 2:
+    case "NVME_CONTROLLER_STATE_RESET":
+      return NvmeControllerState.NVME_CONTROLLER_STATE_RESET;
+    case 3:
+    case "NVME_CONTROLLER_STATE_SHUTDOWN_COMPLETE":
+      return NvmeControllerState.NVME_CONTROLLER_STATE_SHUTDOWN_COMPLETE;
+    case 4:
+    case "NVME_CONTROLLER_STATE_FATAL":
+      return NvmeControllerState.NVME_CONTROLLER_STATE_FATAL;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return NvmeControllerState.UNRECOGNIZED;
+  }
+}
+
+export function nvmeControllerStateToJSON(object: NvmeControllerState): string {
+  switch (object) {
+    case NvmeControllerState.NVME_CONTROLLER_STATE_UNSPECIFIED:
+      return "NVME_CONTROLLER_STATE_UNSPECIFIED";
+    case NvmeControllerState.NVME_CONTROLLER_STATE_READY:
+      return "NVME_CONTROLLER_STATE_READY";
+    case NvmeControllerState.NVME_CONTROLLER_STATE_RESET:
+      return "NVME_CONTROLLER_STATE_RESET";
+    case NvmeControllerState.NVME_CONTROLLER_STATE_SHUTDOWN_COMPLETE:
+      return "NVME_CONTROLLER_STATE_SHUTDOWN_COMPLETE";
+    case NvmeControllerState.NVME_CONTROLLER_STATE_FATAL:
+      return "NVME_CONTROLLER_STATE_FATAL";
+    case NvmeControllerState.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export interface Bar {
   /** 0-5, or 6 for the expansion ROM. */
   index: number;
@@ -807,6 +943,12 @@ export interface ReplugResponse {
 export interface WatchEventsRequest {
   /** Only events of these functions; empty means all. */
   bdfs: string[];
+  /**
+   * NVMe controller events too (NvmeCommand, NvmeDoorbell, NvmeQueueCreated,
+   * NvmeQueueDeleted, NvmeStateChanged): several per I/O, so sent only to a
+   * watch that asks, and not even built while none does.
+   */
+  nvme?: boolean | undefined;
 }
 
 export interface DecodeChanged {
@@ -889,6 +1031,60 @@ export interface BarWritten {
   path: BarWritePath;
 }
 
+/**
+ * An NVMe command completed: the completion the controller posted, and the
+ * data it moved. `bdf` of the event is the controller's function.
+ */
+export interface NvmeCommand {
+  /** The submission queue: 0 is the admin queue. */
+  qid: number;
+  /** The command identifier (CID) the host gave it. */
+  cid: number;
+  /** The opcode: admin on queue 0, NVM command set on the others. */
+  opcode: number;
+  /** The Status Field as include/linux/nvme.h encodes it (SCT, SC, DNR): 0 on success. */
+  status: number;
+  /** Data bytes moved. */
+  bytes: bigint;
+}
+
+/** A doorbell write reached the controller (BAR0 from 0x1000). */
+export interface NvmeDoorbell {
+  /** The doorbell slot: 2y is SQ y's tail, 2y + 1 CQ y's head. */
+  index: number;
+  value: number;
+  /**
+   * MMIO: a CPU's MmioWrite or BulkWrite; P2P: a bus master's posted write
+   * into the doorbell window (a peer's DMA, an RDMA NIC through a dma-buf).
+   */
+  path: BarWritePath;
+  /**
+   * False when the controller ignored it: not ready, no such queue, or a
+   * value the queue cannot take.
+   */
+  accepted: boolean;
+}
+
+/** A queue created: the admin pair at CC.EN, an I/O queue by Create I/O SQ/CQ. */
+export interface NvmeQueueCreated {
+  type: NvmeQueueType;
+  qid: number;
+  entries: number;
+  location: NvmeQueueLocation;
+}
+
+/** A queue deleted: by Delete I/O SQ/CQ, or every queue at a controller reset. */
+export interface NvmeQueueDeleted {
+  type: NvmeQueueType;
+  qid: number;
+}
+
+export interface NvmeStateChanged {
+  state: NvmeControllerState;
+  /** What caused it, e.g. "CC.EN cleared". */
+  reason: string;
+}
+
 export interface WatchEventsResponse {
   /** Monotonic per server: a gap means events were missed. */
   sequence: bigint;
@@ -905,6 +1101,11 @@ export interface WatchEventsResponse {
     | { $case: "iommuUnmapped"; value: IommuUnmapped }
     | { $case: "dmaCompleted"; value: DmaCompleted }
     | { $case: "barWritten"; value: BarWritten }
+    | { $case: "nvmeCommand"; value: NvmeCommand }
+    | { $case: "nvmeDoorbell"; value: NvmeDoorbell }
+    | { $case: "nvmeQueueCreated"; value: NvmeQueueCreated }
+    | { $case: "nvmeQueueDeleted"; value: NvmeQueueDeleted }
+    | { $case: "nvmeStateChanged"; value: NvmeStateChanged }
     | undefined;
 }
 
@@ -4880,13 +5081,16 @@ export const ReplugResponse: MessageFns<ReplugResponse> = {
 };
 
 function createBaseWatchEventsRequest(): WatchEventsRequest {
-  return { bdfs: [] };
+  return { bdfs: [], nvme: undefined };
 }
 
 export const WatchEventsRequest: MessageFns<WatchEventsRequest> = {
   encode(message: WatchEventsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.bdfs) {
       writer.uint32(10).string(v!);
+    }
+    if (message.nvme !== undefined) {
+      writer.uint32(16).bool(message.nvme);
     }
     return writer;
   },
@@ -4912,6 +5116,14 @@ export const WatchEventsRequest: MessageFns<WatchEventsRequest> = {
             message.bdfs.push(reader.string());
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.nvme = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4925,13 +5137,19 @@ export const WatchEventsRequest: MessageFns<WatchEventsRequest> = {
   },
 
   fromJSON(object: any): WatchEventsRequest {
-    return { bdfs: globalThis.Array.isArray(object?.bdfs) ? object.bdfs.map((e: any) => globalThis.String(e)) : [] };
+    return {
+      bdfs: globalThis.Array.isArray(object?.bdfs) ? object.bdfs.map((e: any) => globalThis.String(e)) : [],
+      nvme: isSet(object.nvme) ? globalThis.Boolean(object.nvme) : undefined,
+    };
   },
 
   toJSON(message: WatchEventsRequest): unknown {
     const obj: any = {};
     if (message.bdfs?.length) {
       obj.bdfs = message.bdfs;
+    }
+    if (message.nvme !== undefined) {
+      obj.nvme = message.nvme;
     }
     return obj;
   },
@@ -4942,6 +5160,7 @@ export const WatchEventsRequest: MessageFns<WatchEventsRequest> = {
   fromPartial(object: DeepPartial<WatchEventsRequest>): WatchEventsRequest {
     const message = createBaseWatchEventsRequest();
     message.bdfs = object.bdfs?.map((e) => e) || [];
+    message.nvme = object.nvme ?? undefined;
     return message;
   },
 };
@@ -6012,6 +6231,546 @@ export const BarWritten: MessageFns<BarWritten> = {
   },
 };
 
+function createBaseNvmeCommand(): NvmeCommand {
+  return { qid: 0, cid: 0, opcode: 0, status: 0, bytes: 0n };
+}
+
+export const NvmeCommand: MessageFns<NvmeCommand> = {
+  encode(message: NvmeCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.qid !== 0) {
+      writer.uint32(8).uint32(message.qid);
+    }
+    if (message.cid !== 0) {
+      writer.uint32(16).uint32(message.cid);
+    }
+    if (message.opcode !== 0) {
+      writer.uint32(24).uint32(message.opcode);
+    }
+    if (message.status !== 0) {
+      writer.uint32(32).uint32(message.status);
+    }
+    if (message.bytes !== 0n) {
+      if (BigInt.asUintN(64, message.bytes) !== message.bytes) {
+        throw new globalThis.Error("value provided for field message.bytes of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.bytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NvmeCommand {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNvmeCommand();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.qid = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.cid = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.opcode = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.status = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.bytes = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): NvmeCommand {
+    return {
+      qid: isSet(object.qid) ? globalThis.Number(object.qid) : 0,
+      cid: isSet(object.cid) ? globalThis.Number(object.cid) : 0,
+      opcode: isSet(object.opcode) ? globalThis.Number(object.opcode) : 0,
+      status: isSet(object.status) ? globalThis.Number(object.status) : 0,
+      bytes: isSet(object.bytes) ? BigInt(object.bytes) : 0n,
+    };
+  },
+
+  toJSON(message: NvmeCommand): unknown {
+    const obj: any = {};
+    if (message.qid !== 0) {
+      obj.qid = Math.round(message.qid);
+    }
+    if (message.cid !== 0) {
+      obj.cid = Math.round(message.cid);
+    }
+    if (message.opcode !== 0) {
+      obj.opcode = Math.round(message.opcode);
+    }
+    if (message.status !== 0) {
+      obj.status = Math.round(message.status);
+    }
+    if (message.bytes !== 0n) {
+      obj.bytes = message.bytes.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<NvmeCommand>): NvmeCommand {
+    return NvmeCommand.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<NvmeCommand>): NvmeCommand {
+    const message = createBaseNvmeCommand();
+    message.qid = object.qid ?? 0;
+    message.cid = object.cid ?? 0;
+    message.opcode = object.opcode ?? 0;
+    message.status = object.status ?? 0;
+    message.bytes = (object.bytes !== undefined && object.bytes !== null) ? BigInt(object.bytes) : 0n;
+    return message;
+  },
+};
+
+function createBaseNvmeDoorbell(): NvmeDoorbell {
+  return { index: 0, value: 0, path: 0, accepted: false };
+}
+
+export const NvmeDoorbell: MessageFns<NvmeDoorbell> = {
+  encode(message: NvmeDoorbell, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.index !== 0) {
+      writer.uint32(8).uint32(message.index);
+    }
+    if (message.value !== 0) {
+      writer.uint32(16).uint32(message.value);
+    }
+    if (message.path !== 0) {
+      writer.uint32(24).int32(message.path);
+    }
+    if (message.accepted !== false) {
+      writer.uint32(32).bool(message.accepted);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NvmeDoorbell {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNvmeDoorbell();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.index = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.value = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.path = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.accepted = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): NvmeDoorbell {
+    return {
+      index: isSet(object.index) ? globalThis.Number(object.index) : 0,
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+      path: isSet(object.path) ? barWritePathFromJSON(object.path) : 0,
+      accepted: isSet(object.accepted) ? globalThis.Boolean(object.accepted) : false,
+    };
+  },
+
+  toJSON(message: NvmeDoorbell): unknown {
+    const obj: any = {};
+    if (message.index !== 0) {
+      obj.index = Math.round(message.index);
+    }
+    if (message.value !== 0) {
+      obj.value = Math.round(message.value);
+    }
+    if (message.path !== 0) {
+      obj.path = barWritePathToJSON(message.path);
+    }
+    if (message.accepted !== false) {
+      obj.accepted = message.accepted;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<NvmeDoorbell>): NvmeDoorbell {
+    return NvmeDoorbell.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<NvmeDoorbell>): NvmeDoorbell {
+    const message = createBaseNvmeDoorbell();
+    message.index = object.index ?? 0;
+    message.value = object.value ?? 0;
+    message.path = object.path ?? 0;
+    message.accepted = object.accepted ?? false;
+    return message;
+  },
+};
+
+function createBaseNvmeQueueCreated(): NvmeQueueCreated {
+  return { type: 0, qid: 0, entries: 0, location: 0 };
+}
+
+export const NvmeQueueCreated: MessageFns<NvmeQueueCreated> = {
+  encode(message: NvmeQueueCreated, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.type !== 0) {
+      writer.uint32(8).int32(message.type);
+    }
+    if (message.qid !== 0) {
+      writer.uint32(16).uint32(message.qid);
+    }
+    if (message.entries !== 0) {
+      writer.uint32(24).uint32(message.entries);
+    }
+    if (message.location !== 0) {
+      writer.uint32(32).int32(message.location);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NvmeQueueCreated {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNvmeQueueCreated();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.type = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.qid = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.entries = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.location = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): NvmeQueueCreated {
+    return {
+      type: isSet(object.type) ? nvmeQueueTypeFromJSON(object.type) : 0,
+      qid: isSet(object.qid) ? globalThis.Number(object.qid) : 0,
+      entries: isSet(object.entries) ? globalThis.Number(object.entries) : 0,
+      location: isSet(object.location) ? nvmeQueueLocationFromJSON(object.location) : 0,
+    };
+  },
+
+  toJSON(message: NvmeQueueCreated): unknown {
+    const obj: any = {};
+    if (message.type !== 0) {
+      obj.type = nvmeQueueTypeToJSON(message.type);
+    }
+    if (message.qid !== 0) {
+      obj.qid = Math.round(message.qid);
+    }
+    if (message.entries !== 0) {
+      obj.entries = Math.round(message.entries);
+    }
+    if (message.location !== 0) {
+      obj.location = nvmeQueueLocationToJSON(message.location);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<NvmeQueueCreated>): NvmeQueueCreated {
+    return NvmeQueueCreated.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<NvmeQueueCreated>): NvmeQueueCreated {
+    const message = createBaseNvmeQueueCreated();
+    message.type = object.type ?? 0;
+    message.qid = object.qid ?? 0;
+    message.entries = object.entries ?? 0;
+    message.location = object.location ?? 0;
+    return message;
+  },
+};
+
+function createBaseNvmeQueueDeleted(): NvmeQueueDeleted {
+  return { type: 0, qid: 0 };
+}
+
+export const NvmeQueueDeleted: MessageFns<NvmeQueueDeleted> = {
+  encode(message: NvmeQueueDeleted, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.type !== 0) {
+      writer.uint32(8).int32(message.type);
+    }
+    if (message.qid !== 0) {
+      writer.uint32(16).uint32(message.qid);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NvmeQueueDeleted {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNvmeQueueDeleted();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.type = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.qid = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): NvmeQueueDeleted {
+    return {
+      type: isSet(object.type) ? nvmeQueueTypeFromJSON(object.type) : 0,
+      qid: isSet(object.qid) ? globalThis.Number(object.qid) : 0,
+    };
+  },
+
+  toJSON(message: NvmeQueueDeleted): unknown {
+    const obj: any = {};
+    if (message.type !== 0) {
+      obj.type = nvmeQueueTypeToJSON(message.type);
+    }
+    if (message.qid !== 0) {
+      obj.qid = Math.round(message.qid);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<NvmeQueueDeleted>): NvmeQueueDeleted {
+    return NvmeQueueDeleted.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<NvmeQueueDeleted>): NvmeQueueDeleted {
+    const message = createBaseNvmeQueueDeleted();
+    message.type = object.type ?? 0;
+    message.qid = object.qid ?? 0;
+    return message;
+  },
+};
+
+function createBaseNvmeStateChanged(): NvmeStateChanged {
+  return { state: 0, reason: "" };
+}
+
+export const NvmeStateChanged: MessageFns<NvmeStateChanged> = {
+  encode(message: NvmeStateChanged, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.state !== 0) {
+      writer.uint32(8).int32(message.state);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NvmeStateChanged {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNvmeStateChanged();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): NvmeStateChanged {
+    return {
+      state: isSet(object.state) ? nvmeControllerStateFromJSON(object.state) : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: NvmeStateChanged): unknown {
+    const obj: any = {};
+    if (message.state !== 0) {
+      obj.state = nvmeControllerStateToJSON(message.state);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<NvmeStateChanged>): NvmeStateChanged {
+    return NvmeStateChanged.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<NvmeStateChanged>): NvmeStateChanged {
+    const message = createBaseNvmeStateChanged();
+    message.state = object.state ?? 0;
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
 function createBaseWatchEventsResponse(): WatchEventsResponse {
   return { sequence: 0n, bdf: "", event: undefined };
 }
@@ -6057,6 +6816,21 @@ export const WatchEventsResponse: MessageFns<WatchEventsResponse> = {
         break;
       case "barWritten":
         BarWritten.encode(message.event.value, writer.uint32(98).fork()).join();
+        break;
+      case "nvmeCommand":
+        NvmeCommand.encode(message.event.value, writer.uint32(106).fork()).join();
+        break;
+      case "nvmeDoorbell":
+        NvmeDoorbell.encode(message.event.value, writer.uint32(114).fork()).join();
+        break;
+      case "nvmeQueueCreated":
+        NvmeQueueCreated.encode(message.event.value, writer.uint32(122).fork()).join();
+        break;
+      case "nvmeQueueDeleted":
+        NvmeQueueDeleted.encode(message.event.value, writer.uint32(130).fork()).join();
+        break;
+      case "nvmeStateChanged":
+        NvmeStateChanged.encode(message.event.value, writer.uint32(138).fork()).join();
         break;
     }
     return writer;
@@ -6171,6 +6945,46 @@ export const WatchEventsResponse: MessageFns<WatchEventsResponse> = {
             message.event = { $case: "barWritten", value: BarWritten.decode(reader, reader.uint32()) };
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.event = { $case: "nvmeCommand", value: NvmeCommand.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.event = { $case: "nvmeDoorbell", value: NvmeDoorbell.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.event = { $case: "nvmeQueueCreated", value: NvmeQueueCreated.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.event = { $case: "nvmeQueueDeleted", value: NvmeQueueDeleted.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.event = { $case: "nvmeStateChanged", value: NvmeStateChanged.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6221,6 +7035,26 @@ export const WatchEventsResponse: MessageFns<WatchEventsResponse> = {
         ? { $case: "barWritten", value: BarWritten.fromJSON(object.barWritten) }
         : isSet(object.bar_written)
         ? { $case: "barWritten", value: BarWritten.fromJSON(object.bar_written) }
+        : isSet(object.nvmeCommand)
+        ? { $case: "nvmeCommand", value: NvmeCommand.fromJSON(object.nvmeCommand) }
+        : isSet(object.nvme_command)
+        ? { $case: "nvmeCommand", value: NvmeCommand.fromJSON(object.nvme_command) }
+        : isSet(object.nvmeDoorbell)
+        ? { $case: "nvmeDoorbell", value: NvmeDoorbell.fromJSON(object.nvmeDoorbell) }
+        : isSet(object.nvme_doorbell)
+        ? { $case: "nvmeDoorbell", value: NvmeDoorbell.fromJSON(object.nvme_doorbell) }
+        : isSet(object.nvmeQueueCreated)
+        ? { $case: "nvmeQueueCreated", value: NvmeQueueCreated.fromJSON(object.nvmeQueueCreated) }
+        : isSet(object.nvme_queue_created)
+        ? { $case: "nvmeQueueCreated", value: NvmeQueueCreated.fromJSON(object.nvme_queue_created) }
+        : isSet(object.nvmeQueueDeleted)
+        ? { $case: "nvmeQueueDeleted", value: NvmeQueueDeleted.fromJSON(object.nvmeQueueDeleted) }
+        : isSet(object.nvme_queue_deleted)
+        ? { $case: "nvmeQueueDeleted", value: NvmeQueueDeleted.fromJSON(object.nvme_queue_deleted) }
+        : isSet(object.nvmeStateChanged)
+        ? { $case: "nvmeStateChanged", value: NvmeStateChanged.fromJSON(object.nvmeStateChanged) }
+        : isSet(object.nvme_state_changed)
+        ? { $case: "nvmeStateChanged", value: NvmeStateChanged.fromJSON(object.nvme_state_changed) }
         : undefined,
     };
   },
@@ -6253,6 +7087,16 @@ export const WatchEventsResponse: MessageFns<WatchEventsResponse> = {
       obj.dmaCompleted = DmaCompleted.toJSON(message.event.value);
     } else if (message.event?.$case === "barWritten") {
       obj.barWritten = BarWritten.toJSON(message.event.value);
+    } else if (message.event?.$case === "nvmeCommand") {
+      obj.nvmeCommand = NvmeCommand.toJSON(message.event.value);
+    } else if (message.event?.$case === "nvmeDoorbell") {
+      obj.nvmeDoorbell = NvmeDoorbell.toJSON(message.event.value);
+    } else if (message.event?.$case === "nvmeQueueCreated") {
+      obj.nvmeQueueCreated = NvmeQueueCreated.toJSON(message.event.value);
+    } else if (message.event?.$case === "nvmeQueueDeleted") {
+      obj.nvmeQueueDeleted = NvmeQueueDeleted.toJSON(message.event.value);
+    } else if (message.event?.$case === "nvmeStateChanged") {
+      obj.nvmeStateChanged = NvmeStateChanged.toJSON(message.event.value);
     }
     return obj;
   },
@@ -6322,6 +7166,36 @@ export const WatchEventsResponse: MessageFns<WatchEventsResponse> = {
       case "barWritten": {
         if (object.event?.value !== undefined && object.event?.value !== null) {
           message.event = { $case: "barWritten", value: BarWritten.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "nvmeCommand": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "nvmeCommand", value: NvmeCommand.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "nvmeDoorbell": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "nvmeDoorbell", value: NvmeDoorbell.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "nvmeQueueCreated": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "nvmeQueueCreated", value: NvmeQueueCreated.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "nvmeQueueDeleted": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "nvmeQueueDeleted", value: NvmeQueueDeleted.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "nvmeStateChanged": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "nvmeStateChanged", value: NvmeStateChanged.fromPartial(object.event.value) };
         }
         break;
       }
