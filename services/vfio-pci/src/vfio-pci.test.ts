@@ -84,6 +84,17 @@ describe('VfioPci: binding, device files, ownership', () => {
       expect(h.pci.command(NVME)).to.equal(0x3);
     });
 
+    it('the last close resets the function (vfio_pci_core_disable()) and restores its decode', async () => {
+      const h = harness();
+      const fd = await h.open();
+      await h.exportBuf(fd);
+      await h.vfio.regionWrite(PID, fd, CONFIG, BigInt(PCI_COMMAND), new Uint8Array([0x07, 0]));
+      h.pci.log.length = 0;
+      await h.registry.closeFd(PID, fd);
+      expect(h.pci.log.filter((line) => /^(flr|reset) /.test(line)), 'resets at the last close').to.deep.equal([`flr ${NVME}`]);
+      expect(h.pci.command(NVME)).to.equal(0x3);
+    });
+
     it('an open whose file cannot be made is undone', async () => {
       const h = harness();
       await h.vfio.bind(NVME);

@@ -32,28 +32,18 @@ import { iommufd, rdma, vfio } from '@p2p/proto';
 import { connectPeer } from '@p2p/rpc';
 import { resolveShmDir } from '@p2p/shm';
 import { errnoOf } from '@p2p/status';
-import { IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_REMOTE_READ, IBV_ACCESS_REMOTE_WRITE, IBV_SEND_SIGNALED, VerbsContext } from '@p2p/verbs';
-import { O_RDWR, vfioUapi } from '@p2p/vfio-pci';
-import { NvmeDriver } from '../harness/nvme-driver';
+import { IBV_ACCESS_LOCAL_WRITE, IBV_SEND_SIGNALED, VerbsContext } from '@p2p/verbs';
+import { CMB_CQ, CMB_DATA, CMB_EXPORTED, CMB_SQ, connectRcPair, cqHeadDoorbell, createCmbQueues, NVME1, openCmbTarget, registerCmbTarget, sqTailDoorbell } from '../harness/nvme-cmb-target';
 import { cpuView } from '../harness/vfio-dma';
-import { VfioDmaSpace } from '../harness/vfio-nvme';
 
-const NVME1 = '0000:08:00.0';
-const BAR0 = 0;
-const CMB_BAR = 2;
 const NSID = 1;
 const QID = 1;
 const ENTRIES = 64;
-/** Where things live in nvme1's CMB: the SQ, the CQ, then the block written and the block read back. */
-const CMB_SQ = 0;
-const CMB_CQ = 0x1000;
-const CMB_WRITE_DATA = 0x1_0000;
-const CMB_READ_DATA = 0x2_0000;
-const CMB_EXPORTED = 0x3_0000;
-/** BAR0's first doorbell page, and the offsets in it of SQ 1's tail and CQ 1's head (DSTRD 0). */
-const DOORBELL_PAGE = 0x1000;
-const SQ_TAIL = 4 * (2 * QID);
-const CQ_HEAD = 4 * (2 * QID + 1);
+/** The block written and the block read back, in nvme1's CMB. */
+const CMB_WRITE_DATA = CMB_DATA;
+const CMB_READ_DATA = CMB_DATA + 0x1_0000;
+const SQ_TAIL = sqTailDoorbell(QID);
+const CQ_HEAD = cqHeadDoorbell(QID);
 const BLOCK = 4096;
 /** Host Y's staging buffer: the block, the SQE, a doorbell value, the CQE read back, the block read back. */
 const Y_BLOCK = 0;
@@ -62,7 +52,6 @@ const Y_DOORBELL = 0x1040;
 const Y_CQE = 0x1080;
 const Y_READ = 0x2000;
 const Y_SIZE = 0x3000;
-const { VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_DMA_BUF } = vfioUapi;
 
 export interface RdmaNvmeDoorbellOptions {
   readonly registry: string;
@@ -126,33 +115,17 @@ export async function rdmaNvmeDoorbell(options: RdmaNvmeDoorbellOptions): Promis
       deviceIommufd: counted(deviceIommufd.client, target),
       iommufd: counted(dev.client, target),
     };
-    const space = await VfioDmaSpace.open(counted(hostX, target), clients);
-    const nvme = await space.openDevice(NVME1);
-    const driver = await NvmeDriver.start(nvme.registers, space);
-    const cmb = await driver.enableCmb(await nvme.barAddress(CMB_BAR));
-    const exportRange = async (region: number, offset: number, length: number): Promise<number> =>
-      (
-        await clients.device.deviceFeature({
-          pid: hostX.pid,
-          deviceFd: nvme.fd,
-          argsz: 0,
-          flags: VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_BUF,
-          payload: { $case: 'dmaBuf', value: { regionIndex: region, openFlags: O_RDWR, flags: 0, dmaRanges: [{ offset: BigInt(offset), length: BigInt(length) }] } },
-        })
-      ).fd;
-    const cmbFd = await exportRange(CMB_BAR, 0, CMB_EXPORTED);
-    const doorbellFd = await exportRange(BAR0, DOORBELL_PAGE, 0x1000);
-    // The CQ's phase tags start at 0: a CPU write through vfio-pci's BAR2 region, then the queues in the CMB.
-    await clients.device.regionWrite({ pid: hostX.pid, deviceFd: nvme.fd, index: CMB_BAR, offset: BigInt(CMB_CQ), data: Buffer.alloc(ENTRIES * NVME_CQE_SIZE) });
-    await driver.createIoQueues(QID, ENTRIES, cmb.address + BigInt(CMB_SQ), cmb.address + BigInt(CMB_CQ));
+    const session = counted(hostX, target);
+    const nvme1 = await openCmbTarget(session, clients);
+    const cmb = { address: nvme1.cmbAddress };
+    await createCmbQueues(session, clients, nvme1, QID, ENTRIES);
     log(`host X (pid ${hostX.pid}): nvme1 up through vfio-pci; I/O queue pair ${QID} (${ENTRIES} entries) with SQ and CQ in the CMB at ${hex(cmb.address)}`);
 
     const x = counted(await VerbsContext.open(options.nicX, hostX, tls), target);
     contexts.push(x);
     const xPd = await x.allocPd();
-    const cmbMr = await x.regDmabufMr(xPd, { fd: cmbFd, offset: 0, length: CMB_EXPORTED, iova: 0, access: IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ });
-    const doorbellMr = await x.regDmabufMr(xPd, { fd: doorbellFd, offset: 0, length: 0x1000, iova: 0, access: IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE });
-    log(`host X: the CMB's first ${hex(CMB_EXPORTED)} bytes (dma-buf fd ${cmbFd}, rkey ${hex(cmbMr.rkey)}) and BAR0's doorbell page (dma-buf fd ${doorbellFd}, rkey ${hex(doorbellMr.rkey)}) registered on nic1`);
+    const { cmbMr, doorbellMr } = await registerCmbTarget(x, xPd, nvme1);
+    log(`host X: the CMB's first ${hex(CMB_EXPORTED)} bytes (dma-buf fd ${nvme1.cmbFd}, rkey ${hex(cmbMr.rkey)}) and BAR0's doorbell page (dma-buf fd ${nvme1.doorbellFd}, rkey ${hex(doorbellMr.rkey)}) registered on nic1`);
 
     // ---- host Y, the initiator: a staging buffer of its own on nic0 ----
     const y = await VerbsContext.open(options.nicY, hostY, tls);
@@ -163,15 +136,7 @@ export async function rdmaNvmeDoorbell(options: RdmaNvmeDoorbellOptions): Promis
     const staging = cpuView(await hostY.mmapFd(stagingFd, 0, Y_SIZE));
 
     // One RC QP each, connected by GID and QPN.
-    const qp = async (ctx: VerbsContext, pd: number): Promise<{ cq: number; qpNum: number; gid: Uint8Array }> => {
-      const { cqHandle } = await ctx.createCq(16);
-      const { qpNum } = await ctx.createQp({ pdHandle: pd, sendCqHandle: cqHandle, recvCqHandle: cqHandle, cap: { maxSendWr: 16, maxRecvWr: 16, maxSendSge: 1, maxRecvSge: 1 } });
-      return { cq: cqHandle, qpNum, gid: (await ctx.queryPort()).gid };
-    };
-    const qx = await qp(x, xPd);
-    const qy = await qp(y, yPd);
-    await x.connectRc(qx.qpNum, { gid: qy.gid, qpNum: qy.qpNum }, { access: IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ });
-    await y.connectRc(qy.qpNum, { gid: qx.gid, qpNum: qx.qpNum }, { access: 0 });
+    const { initiator: qy } = await connectRcPair({ ctx: x, pd: xPd }, { ctx: y, pd: yPd });
 
     /** One RDMA WRITE or READ between host Y's staging buffer and an MR of host X, waited for. */
     const rdmaOp = async (opcode: rdma.WrOpcode, local: number, length: number, remote: number, rkey: number): Promise<void> => {

@@ -104,7 +104,7 @@ export class NvmeQueuePair {
   /** How far the controller has consumed the SQ, from the last completion's SQ Head. */
   #sqHead = 0;
   #nextCid = 0;
-  readonly #waiting = new Map<number, (completion: NvmeCompletion) => void>();
+  readonly #waiting = new Map<number, { resolve: (completion: NvmeCompletion) => void; reject: (error: Error) => void }>();
   #polling = false;
 
   constructor(
@@ -128,10 +128,32 @@ export class NvmeQueuePair {
     const commandId = this.#allocateCid();
     encodeNvmeCommand({ ...fields, commandId }, this.sq.view, this.#tail * NVME_SQE_SIZE);
     this.#tail = (this.#tail + 1) % this.entries;
-    const done = new Promise<NvmeCompletion>((resolve) => this.#waiting.set(commandId, resolve));
-    await this.ring(2 * this.qid, this.#tail);
-    void this.#poll();
+    const done = new Promise<NvmeCompletion>((resolve, reject) => this.#waiting.set(commandId, { resolve, reject }));
+    try {
+      await this.ring(2 * this.qid, this.#tail);
+    } catch (error) {
+      this.#waiting.delete(commandId);
+      throw error;
+    }
+    // A CQ head doorbell that fails (the controller went away) fails every outstanding command.
+    this.#poll().catch((error: unknown) => this.abandon(error instanceof Error ? error : new Error(String(error))));
     return done;
+  }
+
+  /** Commands submitted and not completed yet. */
+  get outstanding(): number {
+    return this.#waiting.size;
+  }
+
+  /**
+   * nvme_cancel_request() once the controller is gone (reset, or its
+   * process died): every outstanding command fails with `error`, and
+   * polling stops.
+   */
+  abandon(error: Error): void {
+    const waiting = [...this.#waiting.values()];
+    this.#waiting.clear();
+    for (const { reject } of waiting) reject(error);
   }
 
   #allocateCid(): number {
@@ -156,7 +178,7 @@ export class NvmeQueuePair {
           this.#cqHead = (this.#cqHead + 1) % this.entries;
           if (this.#cqHead === 0) this.#phase = !this.#phase;
           this.#sqHead = entry.sqHead;
-          this.#waiting.get(entry.commandId)?.(entry);
+          this.#waiting.get(entry.commandId)?.resolve(entry);
           this.#waiting.delete(entry.commandId);
           reaped++;
         }

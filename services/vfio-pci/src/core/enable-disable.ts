@@ -1,6 +1,7 @@
 import { cleanupDmaBufs } from '../dma-buf/dma-buf-moves';
 import { PCI_COMMAND, PCI_COMMAND_IO, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY, PCI_ROM_RESOURCE } from '../uapi/pci-regs';
 import { runtimePmExit } from './low-power';
+import { tryResetFunction } from './saved-state';
 import { vfioSetPowerState } from './power-state';
 import type { VfioPciCore } from './vfio-pci-core';
 
@@ -31,9 +32,12 @@ export async function enableDevice(core: VfioPciCore): Promise<void> {
 /**
  * vfio_pci_core_close_device(), at the last close: leave low power
  * (vfio_pci_runtime_pm_exit(), then the resume), back to D0, bus mastering
- * off, then vfio_pci_dma_buf_cleanup(): every buffer revoked for good. A
- * function that went away has no hardware left to touch. (The kernel's reset
- * and idle D3 on close are not modelled.)
+ * off, then vfio_pci_dma_buf_cleanup(): every buffer revoked for good; then
+ * vfio_pci_core_disable()'s reset (__pci_reset_function_locked() between
+ * saving and restoring the state), so the next owner never finds the
+ * function as the last one left it: an NVMe controller still enabled, its
+ * queues at the dead owner's IOVAs. A function that went away has no
+ * hardware left to touch. (The kernel's idle D3 on close is not modelled.)
  */
 export async function disableDevice(core: VfioPciCore): Promise<void> {
   if (core.registered) {
@@ -44,4 +48,7 @@ export async function disableDevice(core: VfioPciCore): Promise<void> {
     await setCommand(core, 0);
   }
   await cleanupDmaBufs(core.dmaBufs, core.context.dmaBufs);
+  if (core.registered) {
+    await tryResetFunction(core.pci, core.bdf, core.layout.hasFlr);
+  }
 }
