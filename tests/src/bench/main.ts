@@ -1,6 +1,7 @@
 import Table from 'cli-table3';
 import { benchIommu } from './iommu.bench';
 import { benchWriteNotices } from './notices.bench';
+import { benchNvme } from './nvme.bench';
 import { benchPciEmu } from './pci-emu.bench';
 import { benchRdma } from './rdma.bench';
 import { benchRegistry } from './registry.bench';
@@ -23,6 +24,7 @@ async function main(): Promise<void> {
   const tables: string[] = [];
   if (!only || 'iommu'.includes(only)) await benchIommu(tables);
   if (!only || 'rdma-nic'.includes(only)) await benchRdma(tables);
+  if (!only || 'nvme'.includes(only)) await benchNvme(tables);
   if (rows.length > 0) console.log(rows.toString());
   for (const line of ratios) console.log(line);
   for (const block of tables) console.log(block);

@@ -109,9 +109,9 @@ async function writeRegisters(core: VfioPciCore, access: BarAccess, data: Uint8A
   }
 }
 
-/** vfio_pci_bar_rw() reading a BAR (index 0-5) or the ROM (index 6), under memory_lock. */
+/** vfio_pci_bar_rw() reading a BAR (index 0-5) or the ROM (index 6), memory_lock held for reading. */
 export async function barRegionRead(core: VfioPciCore, index: number, offset: bigint, count: number): Promise<Uint8Array> {
-  return core.memoryLock.run(async () => {
+  return core.memoryLock.read(async () => {
     const access = await barAccess(core, index, offset, count);
     switch (access.bar.kind) {
       case 'memory':
@@ -124,9 +124,13 @@ export async function barRegionRead(core: VfioPciCore, index: number, offset: bi
   });
 }
 
-/** vfio_pci_bar_rw() writing a BAR (index 0-5), under memory_lock. Returns the bytes written. */
+/**
+ * vfio_pci_bar_rw() writing a BAR (index 0-5), memory_lock held for reading:
+ * writes run side by side and reach pci-emu in the order they arrived, as a
+ * CPU's posted writes do. Returns the bytes written.
+ */
 export async function barRegionWrite(core: VfioPciCore, index: number, offset: bigint, data: Uint8Array): Promise<number> {
-  return core.memoryLock.run(async () => {
+  return core.memoryLock.read(async () => {
     const access = await barAccess(core, index, offset, data.length);
     if (access.bar.kind === 'memory') {
       await writeMemory(core, access, data);
