@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { Clients } from './clients';
 import { toJson } from './format';
+import { type Invocation, invocationOf } from './invocation';
 import { resolveTarget } from './target';
 
 /** The global options every command inherits. */
@@ -8,11 +9,16 @@ export interface GlobalOptions {
   readonly target?: string;
   readonly tokenFile?: string;
   readonly json?: boolean;
+  readonly session?: string;
 }
 
 /** What a command's action gets: its clients and how to print. */
 export interface Context {
   readonly clients: Clients;
+  /** This run: its arguments, its output, the model process it acts as inside a session. */
+  readonly invocation: Invocation;
+  /** The global options as given. */
+  readonly global: GlobalOptions;
   readonly json: boolean;
   /** Prints `value` as JSON under --json, else the lines `text` makes. */
   print(value: unknown, text: () => string | string[]): void;
@@ -28,16 +34,19 @@ export function action<Options = Record<string, never>>(run: (context: Context, 
     const options = command.optsWithGlobals<GlobalOptions>();
     const clients = new Clients(resolveTarget(options));
     const json = options.json === true;
+    const invocation = invocationOf(command);
     const context: Context = {
       clients,
+      invocation,
+      global: options,
       json,
       print(value, text) {
         if (json) {
-          process.stdout.write(`${toJson(value)}\n`);
+          invocation.stdout.write(`${toJson(value)}\n`);
           return;
         }
         const lines = text();
-        process.stdout.write(`${Array.isArray(lines) ? lines.join('\n') : lines}\n`);
+        invocation.stdout.write(`${Array.isArray(lines) ? lines.join('\n') : lines}\n`);
       },
     };
     try {

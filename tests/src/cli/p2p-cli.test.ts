@@ -1,16 +1,6 @@
-import { execFile } from 'node:child_process';
-import * as path from 'node:path';
 import { expect } from 'chai';
+import { type CliRun, cliEnv, runP2p, runP2pJson } from '../harness/p2p-cli';
 import { RdmaStack } from '../harness/rdma-hosts';
-
-/** The `p2p` command as npm ci installs it (node_modules/.bin/p2p links to this file). */
-const P2P = path.resolve(__dirname, '../../../packages/cli/bin/p2p.js');
-
-interface Run {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
 
 /**
  * The real binary against the whole stack, every service its own process:
@@ -22,29 +12,12 @@ describe('p2p: the workbench command against a running stack', function () {
   let stack: RdmaStack;
   let env: NodeJS.ProcessEnv;
 
-  const p2p = (...args: string[]): Promise<Run> =>
-    new Promise((resolve) => {
-      execFile(process.execPath, [P2P, ...args], { env, timeout: 30_000 }, (error, stdout, stderr) => {
-        const code = error === null ? 0 : typeof error.code === 'number' ? error.code : -1;
-        resolve({ code, stdout, stderr });
-      });
-    });
-  const json = async <T>(...args: string[]): Promise<T> => {
-    const run = await p2p('--json', ...args);
-    expect(run.code, run.stderr).to.equal(0);
-    return JSON.parse(run.stdout) as T;
-  };
+  const p2p = (...args: string[]): Promise<CliRun> => runP2p(env, args);
+  const json = <T>(...args: string[]): Promise<T> => runP2pJson<T>(env, args);
 
   before(async () => {
     stack = await RdmaStack.start();
-    env = {
-      PATH: process.env.PATH,
-      P2P_SHM_DIR: stack.shmDir,
-      PCI_EMU_ADDRESS: stack.pciEmu.address,
-      VFIO_PCI_ADDRESS: stack.vfioPci.address,
-      DMABUF_REGISTRY_ADDRESS: stack.registry.address,
-      RDMA_NIC_ADDRESSES: stack.nics.map((nic) => nic.process.address).join(','),
-    };
+    env = cliEnv(stack);
   });
 
   after(async () => {
