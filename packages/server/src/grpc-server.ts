@@ -36,6 +36,8 @@ export interface StartServerOptions {
   logger?: Logger;
   /** Tells who calls; without one, every caller is anonymous and privileged methods are refused. */
   authenticator?: Authenticator;
+  /** Labels on every metric of this server beside `service` (rdma-nic's `nic`); default none. */
+  metricLabels?: Readonly<Record<string, string>>;
 }
 
 export interface RunningServer {
@@ -62,7 +64,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   const { config, name } = options;
   const logger = options.logger ?? pino({ level: config.logLevel, base: { service: name } });
   const faults = new FaultRuleSet();
-  const metrics = new ServerMetrics(name);
+  const metrics = new ServerMetrics(name, options.metricLabels);
   const faultService = 'p2p.fault.v1.FaultInjectionService';
   const services: ServiceRegistration[] = [
     ...options.services,

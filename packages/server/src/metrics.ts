@@ -11,8 +11,12 @@ export class ServerMetrics {
   readonly #tallies = new Map<string, MethodTally>();
   readonly faults: Counter<'method' | 'kind'>;
 
-  constructor(service: string) {
-    this.registry.setDefaultLabels({ service });
+  /**
+   * `labels` go on every metric beside `service`: an instance's name where
+   * one process serves several of a kind (the stack's two NICs, `nic`).
+   */
+  constructor(service: string, labels: Readonly<Record<string, string>> = {}) {
+    this.registry.setDefaultLabels({ ...labels, service });
     // prom-client's process metrics (resident memory, CPU, event-loop lag,
     // heap) on every server: in `npm start` they describe the one process all
     // services share, each under its own service label.

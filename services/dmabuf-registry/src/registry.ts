@@ -381,6 +381,16 @@ export class Registry {
     return this.#core.bufInfo();
   }
 
+  /** Live buffers and attachments, without building bufinfo: what /metrics reads at each scrape. */
+  counts(): { buffers: number; attachments: number } {
+    return this.#core.counts();
+  }
+
+  /** The name of the owner that exported `bufferId` (the system heap's included); undefined once it left bufinfo. */
+  exporterOf(bufferId: number): string | undefined {
+    return this.#core.buffer(bufferId)?.owner.name;
+  }
+
   processes(): ProcessListing {
     const processes = this.#files.processes().map((process) => ({
       ...process,

@@ -4,6 +4,7 @@ import { MessageLimit, type RunningServer, type ServerConfig, startServer } from
 import type { Registry } from './registry';
 import type { OwnerSessionOptions } from './handlers/owner-session-handler';
 import { type LiveStreams, registryHandlers } from './handlers/registry-handlers';
+import { registerRegistryMetrics } from './registry-metrics';
 
 const SERVICE = 'p2p.dmabuf.v1.DmaBufRegistryService';
 
@@ -43,7 +44,9 @@ export async function startDmabufRegistryServer(
     protoFiles: [PROTO_FILES.dmabuf],
     authenticator,
   });
+  const stopMetrics = registerRegistryMetrics(server.metrics.registry, registry);
   server.onShutdown(() => {
+    stopMetrics();
     for (const stream of [...live.sessions, ...live.owners, ...live.watchers]) stream.end();
   });
   return server;

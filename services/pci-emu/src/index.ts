@@ -100,6 +100,7 @@ export { PciBus, type PciBusOptions, type MmioReadResult, type BulkReadResult, t
 export type { ConfigWriteMode } from './bus/pci-function';
 export type { FunctionInfo, BarInfo } from './bus/function-info';
 export { MAX_BULK_LENGTH, type MmioWidth } from './bus/mmio-access';
+export type { MmioAccessCount } from './bus/mmio-tally';
 export type {
   PciEvent,
   PciEventListener,

@@ -5,6 +5,7 @@ import { MessageLimit, type RunningServer, type ServerConfig, startServer } from
 import type { PciBus } from './bus/pci-bus';
 import { type BarSegments, pciEmuHandlers } from './handlers/pci-handlers';
 import { registerNvmeMetrics } from './nvme-metrics';
+import { registerPciMetrics } from './pci-metrics';
 import { registerPlatformMetrics } from './platform-metrics';
 
 const SERVICE = 'p2p.pci.v1.PciEmuService';
@@ -38,6 +39,7 @@ export async function startPciEmuServer(config: ServerConfig, bus: PciBus, segme
   });
   const stopMetrics = registerPlatformMetrics(server.metrics.registry, bus);
   const stopNvmeMetrics = registerNvmeMetrics(server.metrics.registry, bus);
+  const stopPciMetrics = registerPciMetrics(server.metrics.registry, bus);
   // Few, and what an administrator looks for when a driver's controller stops answering.
   const stopNvmeLog = bus.onNvmeEvent((bdf, event) => {
     if (event.kind === 'state') server.logger.info({ bdf, state: event.state, reason: event.reason }, 'NVMe controller state changed');
@@ -45,6 +47,7 @@ export async function startPciEmuServer(config: ServerConfig, bus: PciBus, segme
   server.onShutdown(() => {
     stopMetrics();
     stopNvmeMetrics();
+    stopPciMetrics();
     stopNvmeLog();
     for (const stream of streams) stream.end();
   });

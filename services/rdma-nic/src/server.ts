@@ -7,8 +7,19 @@ import { OpenStreams } from './handlers/open-streams';
 import { VerbsCallers } from './handlers/verbs-callers';
 import { rdmaHandlers } from './handlers/verbs-handlers';
 
-/** Serves one NIC's verbs over gRPC. Its streams end when shutdown begins. */
-export async function startRdmaNicServer(config: ServerConfig, device: RdmaDevice, logger: Logger, authenticator: Authenticator): Promise<RunningServer> {
+/**
+ * Serves one NIC's verbs over gRPC. Its streams end when shutdown begins.
+ * Every metric carries `nic` (the NIC's BDF): `npm start` runs two NICs in
+ * one process, each with its own registry and port, and a dashboard that
+ * sums over `service` must still tell them apart.
+ */
+export async function startRdmaNicServer(
+  config: ServerConfig,
+  nic: string,
+  device: RdmaDevice,
+  logger: Logger,
+  authenticator: Authenticator,
+): Promise<RunningServer> {
   const streams = new OpenStreams();
   const server = await startServer({
     name: 'rdma-nic',
@@ -23,6 +34,7 @@ export async function startRdmaNicServer(config: ServerConfig, device: RdmaDevic
     ],
     protoFiles: [PROTO_FILES.rdma],
     authenticator,
+    metricLabels: { nic },
   });
   server.onShutdown(() => streams.endAll());
   return server;

@@ -128,7 +128,7 @@ export async function startRdmaNic(env: NodeJS.ProcessEnv = process.env, deps: R
     });
     device = running;
 
-    const server = await startRdmaNicServer(config, running, logger, new Authenticator(secrets, owner.credentials));
+    const server = await startRdmaNicServer(config, fn.bdf, running, logger, new Authenticator(secrets, owner.credentials));
     if (wire !== undefined) registerWireMetrics(server.metrics.registry, () => wire.counters);
     const lost = (error: ErrnoError): void => {
       logger.error({ err: error }, 'the registry was lost: every context file and attachment is gone; shutting down');

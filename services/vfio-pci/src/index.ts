@@ -24,6 +24,7 @@ export type { UserMemoryPort, PinnedUserMemory, PinnedExtent } from './ports/use
 // Results and arguments
 export type { DeviceInfo, RegionInfo, SparseMmapArea } from './core/region-info';
 export type { DmaBufExtent } from './dma-buf/exporter-ops';
+export type { RevokeTrigger, DmaBufRevoke, RevokeListener } from './dma-buf/revoke-trigger';
 export { encodeDmaBufFeature, KMALLOC_MAX_SIZE, type DmaBufFeature, type DmaRange } from './dma-buf/dma-buf-feature';
 export { DMA_IOVA_USE_SWIOTLB } from './dma-buf/validate-ranges';
 

@@ -4,6 +4,7 @@ import { MessageLimit, type RunningServer, type ServerConfig, startServer } from
 import { deviceIommufdHandlers } from './handlers/device-iommufd-handlers';
 import { iommufdHandlers } from './handlers/iommufd-handlers';
 import { vfioHandlers } from './handlers/vfio-handlers';
+import { registerRevokeMetrics } from './revoke-metrics';
 import type { VfioPci } from './vfio-pci';
 
 const SERVICE = 'p2p.vfio.v1.VfioPciService';
@@ -19,8 +20,8 @@ const ADMIN_ONLY = new Set([...['Bind', 'Unbind'].map((m) => `/${SERVICE}/${m}`)
 const access = (method: string): 'admin' | 'any' => (ADMIN_ONLY.has(method) ? 'admin' : 'any');
 
 /** Serves one vfio-pci driver model over gRPC: the device uAPI, the device fd's iommufd ioctls, and /dev/iommu. */
-export function startVfioPciServer(config: ServerConfig, vfio: VfioPci, authenticator: Authenticator): Promise<RunningServer> {
-  return startServer({
+export async function startVfioPciServer(config: ServerConfig, vfio: VfioPci, authenticator: Authenticator): Promise<RunningServer> {
+  const server = await startServer({
     name: 'vfio-pci',
     config,
     services: [
@@ -46,4 +47,6 @@ export function startVfioPciServer(config: ServerConfig, vfio: VfioPci, authenti
     protoFiles: [PROTO_FILES.vfio, PROTO_FILES.iommufd],
     authenticator,
   });
+  server.onShutdown(registerRevokeMetrics(server.metrics.registry, vfio));
+  return server;
 }

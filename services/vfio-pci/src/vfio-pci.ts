@@ -18,6 +18,7 @@ import {
   unpinDmaBuf,
   type DmaBufExtent,
 } from './dma-buf/exporter-ops';
+import type { RevokeListener } from './dma-buf/revoke-trigger';
 import type { VfioDmaBuf } from './dma-buf/vfio-dma-buf';
 import { parseFeatureCall } from './feature/device-feature';
 import type { DeviceFile, OpenFile } from './iommufd/files';
@@ -121,6 +122,7 @@ export class VfioPci {
   readonly #fds = new FdCache();
   /** dma-bufs by handle, from export to release. */
   readonly #buffers = new Map<string, VfioDmaBuf>();
+  readonly #revokeListeners = new Set<RevokeListener>();
   #nextHandle = 1;
   readonly #instance: string;
   /** /dev/iommu and /dev/vfio/vfio: the DMA mapping uAPI. */
@@ -148,6 +150,17 @@ export class VfioPci {
         add: (buffer) => this.#buffers.set(buffer.handle, buffer),
         remove: (buffer) => this.#buffers.delete(buffer.handle),
       },
+      revoked: (revoke) => {
+        for (const listener of this.#revokeListeners) listener(revoke);
+      },
+    };
+  }
+
+  /** Every revoke that revoked any buffer from now on, with its trigger, synchronously. Returns the unsubscribe. */
+  onRevoke(listener: RevokeListener): () => void {
+    this.#revokeListeners.add(listener);
+    return () => {
+      this.#revokeListeners.delete(listener);
     };
   }
 

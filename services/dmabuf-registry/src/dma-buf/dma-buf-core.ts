@@ -134,6 +134,11 @@ export class DmaBufCore {
     return [...this.#buffers.values()].map(bufInfo);
   }
 
+  /** How many buffers bufinfo lists and how many attachments they have: two map sizes, for gauges read at each scrape. */
+  counts(): { buffers: number; attachments: number } {
+    return { buffers: this.#buffers.size, attachments: this.#attachments.size };
+  }
+
   /* ---- attachments ---- */
 
   /**

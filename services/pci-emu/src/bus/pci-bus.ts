@@ -14,6 +14,7 @@ import { p2pDistance, type P2pDistance } from '../topology/p2p-distance';
 import type { Topology } from '../topology/topology';
 import { memoryOffsetOf, memoryRangeOf } from './bar-memory-range';
 import { enumerateBarAddresses, isMultiFunction } from './enumerate';
+import { type MmioAccessCount, MmioTally } from './mmio-tally';
 import { type DmaPlatform, dmaMap, dmaRead, dmaTransfer, dmaWrite } from './dma-transfer';
 import type { FunctionInfo } from './function-info';
 import { PciEventHub, type PciEventBody, type PciEventFilter, type PciEventListener, type PowerState } from './pci-events';
@@ -101,6 +102,7 @@ export class PciBus {
   readonly #nvmeObservers = new Set<NvmeBusObserver>();
   /** Listeners that asked for NVMe events: while none does, the bus posts none. */
   #nvmeListeners = 0;
+  readonly #mmio = new MmioTally();
   /** The platform IOMMU: domains, mappings, and the translation of every DMA. */
   readonly iommu: Iommu;
 
@@ -141,7 +143,9 @@ export class PciBus {
       );
       const addresses = enumerateBarAddresses(topology, devices);
       topology.functions.forEach((spec, i) => {
-        const post = (event: PciEventBody): void => this.#events.post(event);
+        const post = (event: PciEventBody): void => {
+          this.#events.post(event);
+        };
         const multiFunction = isMultiFunction(topology, spec.bdf);
         const fn = new PciFunction(spec.bdf, spec, devices[i]!, addresses[i]!, multiFunction, post);
         this.#functions.set(spec.bdf, fn);
@@ -197,20 +201,28 @@ export class PciBus {
   mmioRead(bdf: string, bar: number, offset: number, width: 1 | 2 | 4): MmioReadResult<number>;
   mmioRead(bdf: string, bar: number, offset: number, width: number): MmioReadResult;
   mmioRead(bdf: string, bar: number, offset: number, width: number): MmioReadResult {
-    return this.#run(bdf, (fn) => fn.mmioRead(bar, offset, width));
+    return this.#access(bdf, bar, 'read', (fn) => fn.mmioRead(bar, offset, width));
   }
 
   /** `value` may be a number or bigint for any width; it must fit. */
   mmioWrite(bdf: string, bar: number, offset: number, width: number, value: number | bigint): WriteResult {
-    return this.#run(bdf, (fn) => fn.mmioWrite(bar, offset, width, value));
+    return this.#access(bdf, bar, 'write', (fn) => fn.mmioWrite(bar, offset, width, value));
   }
 
   bulkRead(bdf: string, bar: number, offset: number, length: number): BulkReadResult {
-    return this.#run(bdf, (fn) => fn.bulkRead(bar, offset, length));
+    return this.#access(bdf, bar, 'read', (fn) => fn.bulkRead(bar, offset, length));
   }
 
   bulkWrite(bdf: string, bar: number, offset: number, data: Uint8Array): WriteResult {
-    return this.#run(bdf, (fn) => fn.bulkWrite(bar, offset, data));
+    return this.#access(bdf, bar, 'write', (fn) => fn.bulkWrite(bar, offset, data));
+  }
+
+  /**
+   * CPU accesses to each function's BARs so far (those the function refused
+   * with an error excluded; unclaimed ones, answered with all ones, included).
+   */
+  mmioAccessCounts(): IterableIterator<MmioAccessCount> {
+    return this.#mmio.counts();
   }
 
   /* ---- BAR memory: segments, and the writes other processes make into them ---- */
@@ -352,6 +364,15 @@ export class PciBus {
   #nvmeEvent(bdf: string, event: NvmeEvent): void {
     for (const observer of this.#nvmeObservers) observer(bdf, event);
     if (this.#nvmeListeners > 0) this.#events.post({ type: 'nvme', bdf, nvme: event });
+  }
+
+  /** A CPU access to BAR `bar`, tallied once the function has taken it. */
+  #access<T>(bdf: string, bar: number, op: 'read' | 'write', operation: (fn: PciFunction) => T): T {
+    return this.#run(bdf, (fn) => {
+      const result = operation(fn);
+      this.#mmio.count(fn.bdf, bar, op);
+      return result;
+    });
   }
 
   /** Runs one operation, then delivers the events it caused. */

@@ -27,7 +27,7 @@ const widthMask = (width: ConfigWidth): number => (width === 4 ? 0xffff_ffff : w
  */
 async function writeCommand(core: VfioPciCore, width: ConfigWidth, value: number): Promise<void> {
   if ((value & PCI_COMMAND_MEMORY) === 0) {
-    await core.revoke();
+    await core.revoke('mem-clear');
   }
   await core.pci.configWrite(core.bdf, PCI_COMMAND, width, value);
   // With MEM just written clear the device cannot decode, so there is nothing
@@ -50,7 +50,7 @@ async function writePmCtrl(core: VfioPciCore, offset: number, width: ConfigWidth
   const requested = value & PCI_PM_CTRL_STATE_MASK;
   const state: PowerState | undefined = requested === PCI_D0 ? 'D0' : requested === PCI_D3HOT ? 'D3hot' : undefined;
   if (state === 'D3hot') {
-    await core.revoke();
+    await core.revoke('d3hot');
   }
   if (state !== undefined) {
     await vfioSetPowerState(core, state);
@@ -72,7 +72,7 @@ async function writeExpCap(core: VfioPciCore, devctl: number, offset: number, wi
   if (!flr) return;
   const devcap = await core.pci.configRead(core.bdf, devctl - PCI_EXP_DEVCTL + PCI_EXP_DEVCAP, 4);
   if ((devcap & PCI_EXP_DEVCAP_FLR) === 0) return;
-  await core.revoke();
+  await core.revoke('flr');
   try {
     await tryResetFunction(core.pci, core.bdf, true);
   } finally {

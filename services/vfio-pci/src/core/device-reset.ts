@@ -16,7 +16,7 @@ export async function resetDevice(core: VfioPciCore): Promise<void> {
       throw errno('EINVAL', `${core.bdf} has pinned dma-bufs: it cannot be reset under their importers`);
     }
     await vfioSetPowerState(core, 'D0');
-    await core.revoke();
+    await core.revoke('reset');
     try {
       await tryResetFunction(core.pci, core.bdf, core.layout.hasFlr);
     } finally {

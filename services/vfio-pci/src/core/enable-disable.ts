@@ -1,4 +1,3 @@
-import { cleanupDmaBufs } from '../dma-buf/dma-buf-moves';
 import { PCI_COMMAND, PCI_COMMAND_IO, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY, PCI_ROM_RESOURCE } from '../uapi/pci-regs';
 import { runtimePmExit } from './low-power';
 import { tryResetFunction } from './saved-state';
@@ -47,7 +46,7 @@ export async function disableDevice(core: VfioPciCore): Promise<void> {
     await vfioSetPowerState(core, 'D0');
     await setCommand(core, 0);
   }
-  await cleanupDmaBufs(core.dmaBufs, core.context.dmaBufs);
+  await core.revokeForGood('close');
   if (core.registered) {
     await tryResetFunction(core.pci, core.bdf, core.layout.hasFlr);
   }

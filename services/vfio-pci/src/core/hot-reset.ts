@@ -41,7 +41,7 @@ export async function hotResetDevSet(pci: PciPort, set: readonly VfioPciCore[], 
       }
       releases.push(release);
     }
-    for (const core of set) await core.revoke();
+    for (const core of set) await core.revoke('hot-reset');
     try {
       for (const core of set) await vfioSetPowerState(core, 'D0');
       await resetBus(pci, set);

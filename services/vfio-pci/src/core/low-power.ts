@@ -26,7 +26,7 @@ export const LOW_POWER_OFF: LowPowerState = { engaged: false, wakeupFd: undefine
  * in D3hot.
  */
 async function runtimePmEntry(core: VfioPciCore, wakeupFd: number | undefined): Promise<void> {
-  await core.revoke();
+  await core.revoke('low-power');
   if (core.lowPower.engaged) {
     throw errno('EINVAL', `${core.bdf} is already in low power`);
   }

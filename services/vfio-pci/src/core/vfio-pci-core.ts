@@ -1,5 +1,6 @@
 import { errno } from '@p2p/errno';
 import { cleanupDmaBufs, moveDmaBufs } from '../dma-buf/dma-buf-moves';
+import type { RevokeListener, RevokeTrigger } from '../dma-buf/revoke-trigger';
 import type { VfioDmaBuf } from '../dma-buf/vfio-dma-buf';
 import type { DmaBufPort } from '../ports/dma-buf-port';
 import type { PciBar, PciPort } from '../ports/pci-port';
@@ -23,6 +24,8 @@ export interface CoreContext {
   readonly pci: PciPort;
   readonly dmaBufs: DmaBufPort;
   readonly directory: DmaBufDirectory;
+  /** Told after each revoke that revoked any buffer: for /metrics. */
+  readonly revoked: RevokeListener;
 }
 
 /**
@@ -83,9 +86,32 @@ export class VfioPciCore {
     return (await this.pci.functionInfo(this.bdf)).memoryEnabled;
   }
 
-  /** vfio_pci_dma_buf_move(vdev, true). */
-  async revoke(): Promise<void> {
-    await moveDmaBufs(this.dmaBufs, this.context.dmaBufs, true);
+  /**
+   * vfio_pci_dma_buf_move(vdev, true), because of `trigger`. The buffers it
+   * revoked are reported even when the move fails for one of them (the
+   * others stay revoked).
+   */
+  async revoke(trigger: RevokeTrigger): Promise<void> {
+    const live = [...this.dmaBufs].filter((buffer) => !buffer.revoked);
+    try {
+      await moveDmaBufs(this.dmaBufs, this.context.dmaBufs, true);
+    } finally {
+      this.#reportRevoke(trigger, live.filter((buffer) => buffer.revoked).length);
+    }
+  }
+
+  /** vfio_pci_dma_buf_cleanup(): every buffer on the list revoked for good, at the last close or when the function went away. */
+  async revokeForGood(trigger: 'close' | 'remove'): Promise<void> {
+    const leaving = this.dmaBufs.size;
+    try {
+      await cleanupDmaBufs(this.dmaBufs, this.context.dmaBufs);
+    } finally {
+      this.#reportRevoke(trigger, leaving);
+    }
+  }
+
+  #reportRevoke(trigger: RevokeTrigger, buffers: number): void {
+    if (buffers > 0) this.context.revoked({ bdf: this.bdf, trigger, buffers });
   }
 
   /** if (__vfio_pci_memory_enabled(vdev)) vfio_pci_dma_buf_move(vdev, false). */
@@ -156,7 +182,7 @@ export class VfioPciCore {
   async goAway(): Promise<void> {
     await this.memoryLock.run(async () => {
       this.#registered = false;
-      await cleanupDmaBufs(this.dmaBufs, this.context.dmaBufs);
+      await this.revokeForGood('remove');
     });
   }
 }
