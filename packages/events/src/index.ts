@@ -1,1 +1,2 @@
+export { eventTime, type EventTime } from './event-time';
 export { OrderedEventHub, type EventListener, type Unnumbered } from './ordered-event-hub';

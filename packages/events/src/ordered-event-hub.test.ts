@@ -1,8 +1,10 @@
 import { expect } from 'chai';
+import type { EventTime } from './event-time';
 import { OrderedEventHub } from './ordered-event-hub';
 
 interface Ev {
   readonly sequence: number;
+  readonly time: EventTime;
   readonly name: string;
 }
 
@@ -53,5 +55,30 @@ describe('OrderedEventHub', () => {
     unsubscribe();
     hub.emit({ name: 'dropped' });
     expect(seen).to.deep.equal(['kept']);
+  });
+
+  it('stamps each event with the time it was posted, not delivered, on both clocks', async () => {
+    const hub = new OrderedEventHub<Ev>();
+    const seen: Ev[] = [];
+    hub.subscribe((e) => seen.push(e));
+    const before = BigInt(Date.now()) * 1_000_000n;
+    hub.post({ name: 'first' });
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    hub.post({ name: 'second' });
+    hub.flush();
+    const [first, second] = seen;
+    expect(second!.time.monotonicNs - first!.time.monotonicNs >= 4_000_000n).to.equal(true);
+    expect(second!.time.unixNanos - first!.time.unixNanos).to.equal(second!.time.monotonicNs - first!.time.monotonicNs);
+    // The wall clock agrees with Date.now() to within its millisecond steps.
+    expect(Number(first!.time.unixNanos - before) / 1e6).to.be.within(-2, 50);
+  });
+
+  it('numbers an event nobody listens to without delivering it later', () => {
+    const hub = new OrderedEventHub<Ev>();
+    expect(hub.emit({ name: 'unwatched' })).to.equal(1);
+    const seen: string[] = [];
+    hub.subscribe((e) => seen.push(`${e.sequence}:${e.name}`));
+    expect(hub.emit({ name: 'watched' })).to.equal(2);
+    expect(seen).to.deep.equal(['2:watched']);
   });
 });

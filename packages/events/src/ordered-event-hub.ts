@@ -1,16 +1,27 @@
+import { eventTime, type EventTime } from './event-time';
+
 export type EventListener<E> = (event: E) => void;
 
-/** An event before the hub numbers it (Omit applied to each member of a union). */
-export type Unnumbered<E extends { readonly sequence: number }> = E extends unknown ? Omit<E, 'sequence'> : never;
+/** What the hub adds to every event: its place in the order and when it happened. */
+export interface EventStamp {
+  /** Position in the hub's single event order, from 1. */
+  readonly sequence: number;
+  readonly time: EventTime;
+}
+
+/** An event before the hub numbers and stamps it (Omit applied to each member of a union). */
+export type Unnumbered<E extends EventStamp> = E extends unknown ? Omit<E, keyof EventStamp> : never;
 
 /**
- * Numbers events and delivers them synchronously, in order. Events posted
- * while a delivery is running (a listener that calls back into the domain)
- * queue behind the one being delivered, so every listener sees one global
- * order. A throwing listener neither undoes the change nor starves the other
- * listeners: its error is rethrown on a microtask.
+ * Numbers and timestamps events and delivers them synchronously, in order.
+ * Events posted while a delivery is running (a listener that calls back into
+ * the domain) queue behind the one being delivered, so every listener sees
+ * one global order. A throwing listener neither undoes the change nor starves the other
+ * listeners: its error is rethrown on a microtask. An event nobody listens
+ * to when it happens is numbered (a watch sees the gap) but neither stamped
+ * nor queued: events cost a counter while no one watches.
  */
-export class OrderedEventHub<E extends { readonly sequence: number }> {
+export class OrderedEventHub<E extends EventStamp> {
   readonly #listeners = new Set<EventListener<E>>();
   readonly #queue: E[] = [];
   #sequence = 0;
@@ -23,9 +34,16 @@ export class OrderedEventHub<E extends { readonly sequence: number }> {
     };
   }
 
-  /** Numbers `body` and queues it; flush() delivers. For operations that post several events, then deliver. */
-  post(body: Unnumbered<E>): void {
-    this.#queue.push({ ...body, sequence: ++this.#sequence } as unknown as E);
+  /**
+   * Numbers `body`, stamps it with the time it happened (now, not when
+   * flush() delivers it) and queues it; flush() delivers. For operations
+   * that post several events, then deliver. Returns its sequence, which
+   * later events may carry to say what they follow from.
+   */
+  post(body: Unnumbered<E>): number {
+    const sequence = ++this.#sequence;
+    if (this.#listeners.size > 0) this.#queue.push({ ...body, sequence, time: eventTime() } as unknown as E);
+    return sequence;
   }
 
   /** Delivers every queued event, unless a delivery is already running (it will). */
@@ -49,9 +67,10 @@ export class OrderedEventHub<E extends { readonly sequence: number }> {
     }
   }
 
-  /** post() then flush(): an event delivered as its change happens. */
-  emit(body: Unnumbered<E>): void {
-    this.post(body);
+  /** post() then flush(): an event delivered as its change happens. Returns its sequence. */
+  emit(body: Unnumbered<E>): number {
+    const sequence = this.post(body);
     this.flush();
+    return sequence;
   }
 }

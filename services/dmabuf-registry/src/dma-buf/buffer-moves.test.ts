@@ -35,7 +35,24 @@ describe('Registry: move, move_notify, ack and fence', () => {
     h.registry.ack(b!.pid, b!.session.notices[0]!.notificationId);
     await move;
     expect(result).to.deep.equal({ notified: 2, fenced: 0 });
-    expect(h.kinds().slice(-5)).to.deep.equal(['REVOKE', 'MOVE_NOTIFY', 'MOVE_NOTIFY', 'ACK', 'ACK']);
+    expect(h.kinds().slice(-6)).to.deep.equal(['REVOKE', 'MOVE_NOTIFY', 'MOVE_NOTIFY', 'ACK', 'ACK', 'MOVE_DONE']);
+  });
+
+  it('links each move_notify, its ack and the return to the revoke: its sequence as moveId, the notification id', async () => {
+    const h = harness();
+    const { bufferId, attachments } = await attachedBuffer(h, [{ autoAck: true }, { autoAck: true }]);
+    await h.registry.move('vfio-pci', bufferId, { revoked: true });
+    const revoke = h.events.find((e) => e.kind === 'REVOKE')!;
+    const linked = h.events.filter((e) => e.moveId === revoke.sequence).map((e) => [e.kind, e.attachmentId, e.notificationId]);
+    const [a, b] = attachments.map((x) => [x.attachmentId, x.session.notices[0]!.notificationId] as const);
+    expect(linked).to.deep.equal([
+      ['MOVE_NOTIFY', a![0], a![1]],
+      ['ACK', a![0], a![1]],
+      ['MOVE_NOTIFY', b![0], b![1]],
+      ['ACK', b![0], b![1]],
+      ['MOVE_DONE', undefined, undefined],
+    ]);
+    expect(revoke.time.unixNanos <= h.events.at(-1)!.time.unixNanos).to.equal(true);
   });
 
   it('notifies nobody when the revoked bit does not change', async () => {
@@ -67,7 +84,7 @@ describe('Registry: move, move_notify, ack and fence', () => {
     await h.registry.move('vfio-pci', bufferId, { revoked: true });
     expect(h.owner.calls.slice(-1)).to.deep.equal([`unmap ${id}`]);
     expect(h.registry.bufInfo()[0]!.attachments[0]).to.include({ attachmentId: id, mapped: false });
-    expect(h.kinds().slice(-4)).to.deep.equal(['REVOKE', 'MOVE_NOTIFY', 'ACK', 'UNMAP']);
+    expect(h.kinds().slice(-5)).to.deep.equal(['REVOKE', 'MOVE_NOTIFY', 'ACK', 'UNMAP', 'MOVE_DONE']);
   });
 
   it('fences an importer that does not ack in time: detached, owner fenced once, told, and locked out', async () => {

@@ -33,6 +33,8 @@ const NOTHING_MOVED: MoveResult = { notified: 0, fenced: 0 };
  */
 export class BufferMoves {
   readonly #notifications = new MoveNotifications();
+  /** The move each pending notification belongs to (the sequence of its REVOKE or UNREVOKE), for the ACK and FENCE events. */
+  readonly #moveOf = new Map<number, number>();
   readonly #core: DmaBufCore;
   readonly #files: FileLayer;
   readonly #events: RegistryEvents;
@@ -127,19 +129,36 @@ export class BufferMoves {
     if (!permanent && buffer.revoked === revoked) return { result: NOTHING_MOVED, fenced: [] };
     if (permanent) buffer.forget();
     else buffer.setRevoked(revoked);
-    this.#events.emit({
+    const moveId = this.#events.emit({
       kind: revoked ? 'REVOKE' : 'UNREVOKE',
       bufferId: buffer.bufferId,
       detail: permanent ? 'revoked for good: the exporter let go' : revoked ? 'revoked' : 'accessible again',
     });
+    const result = await this.#fanOut(buffer, moveId);
+    this.#events.emit({
+      kind: 'MOVE_DONE',
+      bufferId: buffer.bufferId,
+      moveId,
+      detail: `${revoked ? 'revoke' : 'unrevoke'} returns: ${result.result.notified} notified, ${result.result.fenced} fenced`,
+    });
+    return result;
+  }
 
+  /** Tells the dynamic importers, waits for their acks, unmaps for the acked and fences the silent. */
+  async #fanOut(buffer: DmaBuf, moveId: number): Promise<{ result: MoveResult; fenced: Attachment[] }> {
     // dma_buf_move_notify(): every attachment with importer_ops. One whose
     // process is already exiting does no DMA: it counts as acked untold.
     const dynamic = buffer.attachments.filter((attachment) => attachment.params.dynamic);
     const told = dynamic.filter((attachment) => attachment.importer.alive);
-    const outcomes = await this.#notifications.fanOut(told, this.#ackTimeoutMs, (attachment, notificationId) =>
-      this.#notify(attachment, notificationId),
-    );
+    const notificationIds: number[] = [];
+    const outcomes = await this.#notifications
+      .fanOut(told, this.#ackTimeoutMs, (attachment, notificationId) => {
+        notificationIds.push(notificationId);
+        this.#notify(attachment, notificationId, moveId);
+      })
+      .finally(() => {
+        for (const id of notificationIds) this.#moveOf.delete(id);
+      });
     const fenced = told.filter((_, i) => outcomes[i] === 'timed-out');
     const acked = dynamic.filter((attachment) => !fenced.includes(attachment));
 
@@ -149,16 +168,22 @@ export class BufferMoves {
         .filter((attachment) => attachment.mapping !== undefined)
         .map((attachment) => this.#core.unmapLocked(attachment, 'unmapped on the importer\'s behalf after its ack')),
     );
-    if (fenced.length > 0) await this.#fence(buffer, fenced);
+    if (fenced.length > 0) {
+      const fencedIds = notificationIds.filter((_, i) => outcomes[i] === 'timed-out');
+      await this.#fence(buffer, fenced, moveId, fencedIds);
+    }
     return { result: { notified: told.length, fenced: fenced.length }, fenced };
   }
 
-  #notify(attachment: Attachment, notificationId: number): void {
+  #notify(attachment: Attachment, notificationId: number, moveId: number): void {
+    this.#moveOf.set(notificationId, moveId);
     this.#events.emit({
       kind: 'MOVE_NOTIFY',
       bufferId: attachment.buffer.bufferId,
       attachmentId: attachment.attachmentId,
       pid: attachment.importerPid,
+      moveId,
+      notificationId,
       detail: `notification ${notificationId}, ack within ${this.#ackTimeoutMs} ms`,
     });
     try {
@@ -178,14 +203,16 @@ export class BufferMoves {
    * has the exporter relocate the memory (once for the move), then lets the
    * exporter undo the attachments. The caller drops their references.
    */
-  async #fence(buffer: DmaBuf, fenced: readonly Attachment[]): Promise<void> {
+  async #fence(buffer: DmaBuf, fenced: readonly Attachment[], moveId: number, notificationIds: readonly number[]): Promise<void> {
     const unlinked = fenced.map((attachment) => this.#core.unlink(attachment));
-    for (const attachment of fenced) {
+    for (const [i, attachment] of fenced.entries()) {
       this.#events.emit({
         kind: 'FENCE',
         bufferId: buffer.bufferId,
         attachmentId: attachment.attachmentId,
         pid: attachment.importerPid,
+        moveId,
+        notificationId: notificationIds[i],
         detail: `no ack within ${this.#ackTimeoutMs} ms: force-detached`,
       });
       if (attachment.importer.alive) {
@@ -206,6 +233,8 @@ export class BufferMoves {
       bufferId: attachment.buffer.bufferId,
       attachmentId: attachment.attachmentId,
       pid: attachment.importerPid,
+      moveId: this.#moveOf.get(notificationId),
+      notificationId,
       detail: `notification ${notificationId} ${detail}`,
     });
   }

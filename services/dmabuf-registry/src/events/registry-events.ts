@@ -1,4 +1,4 @@
-import { OrderedEventHub, type Unnumbered } from '@p2p/events';
+import { type EventTime, OrderedEventHub, type Unnumbered } from '@p2p/events';
 
 export type RegistryEventKind =
   | 'EXPORT'
@@ -18,19 +18,30 @@ export type RegistryEventKind =
   | 'MMAP'
   | 'MUNMAP'
   | 'PIN_USER_PAGES'
-  | 'UNPIN_USER_PAGES';
+  | 'UNPIN_USER_PAGES'
+  | 'MOVE_DONE';
 
 export interface RegistryEvent {
   /** Position in the registry's single event order, from 1. */
   readonly sequence: number;
+  /** When the state change happened. */
+  readonly time: EventTime;
   readonly kind: RegistryEventKind;
   readonly bufferId?: number;
   readonly attachmentId?: number;
   readonly pid?: number;
   readonly detail: string;
+  /**
+   * The move (vfio_pci_dma_buf_move()) a MOVE_NOTIFY, ACK, FENCE or
+   * MOVE_DONE belongs to: the sequence of the REVOKE or UNREVOKE that
+   * started it, so a trace links a revoke to every notification and ack.
+   */
+  readonly moveId?: number;
+  /** The move_notify a MOVE_NOTIFY sent and an ACK or FENCE settled. */
+  readonly notificationId?: number;
 }
 
-/** An event before the hub numbers it. */
+/** An event before the hub numbers and stamps it. */
 export type RegistryEventBody = Unnumbered<RegistryEvent>;
 
 export type RegistryEventListener = (event: RegistryEvent) => void;

@@ -81,5 +81,9 @@ export function eventToWire(event: RegistryEvent): dmabuf.WatchEventsResponse {
     attachmentId: BigInt(event.attachmentId ?? 0),
     pid: event.pid ?? 0,
     detail: event.detail,
+    monotonicNs: event.time.monotonicNs,
+    unixNanos: event.time.unixNanos,
+    moveId: BigInt(event.moveId ?? 0),
+    notificationId: BigInt(event.notificationId ?? 0),
   };
 }

@@ -1,4 +1,4 @@
-import { OrderedEventHub, type Unnumbered } from '@p2p/events';
+import { type EventTime, OrderedEventHub, type Unnumbered } from '@p2p/events';
 import type { BarWritePath } from '../devices/device-model';
 import type { DmaErrorName } from '../devices/dma-engine';
 import type { NvmeEvent } from '../devices/nvme/nvme-events';
@@ -20,6 +20,8 @@ export type ResetKind = 'FLR' | 'RESET' | 'POWER_ON_RESET';
 interface EventHeader {
   /** Position in the bus's single event order, from 1. */
   readonly sequence: number;
+  /** When the operation posted it: it is delivered once the outermost operation ends. */
+  readonly time: EventTime;
   readonly bdf: string;
 }
 
@@ -80,7 +82,7 @@ export interface PciEventFilter {
   readonly nvme?: boolean;
 }
 
-/** An event before the hub numbers it. */
+/** An event before the hub numbers and stamps it. */
 export type PciEventBody = Unnumbered<PciEvent>;
 
 export type PciEventListener = (event: PciEvent) => void;

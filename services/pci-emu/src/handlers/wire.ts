@@ -125,7 +125,7 @@ export function topologyToWire(topology: Topology, functions: readonly FunctionI
 }
 
 export function eventToWire(event: PciEvent): pci.WatchEventsResponse {
-  const header = { sequence: BigInt(event.sequence), bdf: event.bdf };
+  const header = { sequence: BigInt(event.sequence), bdf: event.bdf, monotonicNs: event.time.monotonicNs, unixNanos: event.time.unixNanos };
   switch (event.type) {
     case 'decode-changed':
       return { ...header, event: { $case: 'decodeChanged', value: { memoryEnabled: event.memoryEnabled, busMaster: event.busMaster, reason: REASONS[event.reason] } } };

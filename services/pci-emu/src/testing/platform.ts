@@ -59,7 +59,7 @@ export const WINDOWED_TOPOLOGY: TopologyInput = (() => {
 export interface Platform {
   readonly bus: PciBus;
   readonly store: SegmentStore;
-  /** The events delivered since the last call, in order, without their sequence numbers. */
+  /** The events delivered since the last call, in order, without their sequence numbers and times. */
   events(): PciEventBody[];
   /** A host segment file of `size` bytes holding `data` at 0, as the registry's heap makes them. */
   hostSegment(name: string, size: number, data?: Uint8Array): string;
@@ -75,7 +75,7 @@ export function platform(dir: string, input: TopologyInput = DEFAULT_TOPOLOGY, b
   const hostMemory = new HostSegmentCache(store, { refuse: (name) => name.startsWith('pci-emu.') });
   const bus = new PciBus(topologyFromObject(input), barMemory, { hostMemory });
   const seen: PciEventBody[] = [];
-  bus.onEvent(({ sequence: _sequence, ...event }) => seen.push(event));
+  bus.onEvent(({ sequence: _sequence, time: _time, ...event }) => seen.push(event));
   return {
     bus,
     store,

@@ -1,3 +1,4 @@
+import { eventTime, type EventTime } from '@p2p/events';
 import type { AsyncEventType } from '../verbs/enums';
 
 /** struct ibv_async_event: the element is a QP (qpNum) or a CQ (cqHandle). */
@@ -5,6 +6,8 @@ export interface AsyncEvent {
   readonly type: AsyncEventType;
   readonly qpNum?: number;
   readonly cqHandle?: number;
+  /** When the NIC raised it (a watch of several services aligns them by its wall clock). */
+  readonly time: EventTime;
 }
 
 export type AsyncEventListener = (event: AsyncEvent) => void;
@@ -13,9 +16,12 @@ export type AsyncEventListener = (event: AsyncEvent) => void;
 export class AsyncEvents {
   readonly #listeners = new Set<AsyncEventListener>();
 
-  emit(event: AsyncEvent): void {
+  /** Stamps and delivers an event; nothing is built while no context watches. */
+  emit(event: Omit<AsyncEvent, 'time'>): void {
+    if (this.#listeners.size === 0) return;
+    const stamped: AsyncEvent = { ...event, time: eventTime() };
     for (const listener of this.#listeners) {
-      listener(event);
+      listener(stamped);
     }
   }
 

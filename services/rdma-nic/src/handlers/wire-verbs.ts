@@ -137,5 +137,11 @@ export function qpAttrToWire(attr: QpAttr): rdma.QpAttr {
 }
 
 export function asyncEventToWire(event: AsyncEvent): rdma.WatchAsyncEventsResponse {
-  return { eventType: event.type as number as rdma.AsyncEventType, qpNum: event.qpNum ?? 0, cqHandle: event.cqHandle ?? 0 };
+  return {
+    eventType: event.type as number as rdma.AsyncEventType,
+    qpNum: event.qpNum ?? 0,
+    cqHandle: event.cqHandle ?? 0,
+    monotonicNs: event.time.monotonicNs,
+    unixNanos: event.time.unixNanos,
+  };
 }

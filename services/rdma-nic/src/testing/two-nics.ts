@@ -45,7 +45,8 @@ export interface Side {
   readonly mem: HeapMemory;
   readonly key: number;
   readonly iova: number;
-  readonly events: AsyncEvent[];
+  /** The NIC's async events, without their times. */
+  readonly events: Omit<AsyncEvent, 'time'>[];
   poll(): WorkCompletion[];
 }
 
@@ -84,8 +85,8 @@ function side(fabric: TestFabric, gid: string, iova: number, options: PairOption
   });
   const mem = new HeapMemory(1 << 16);
   const key = nic.regMr(pd, mem, iova, ALL_ACCESS).lkey;
-  const events: AsyncEvent[] = [];
-  nic.events.addListener((event) => events.push(event));
+  const events: Omit<AsyncEvent, 'time'>[] = [];
+  nic.events.addListener(({ time: _time, ...event }) => events.push(event));
   return { nic, pd, cq, qp, mem, key, iova, events, poll: () => nic.pollCq(cq, 1000) };
 }
 

@@ -289,6 +289,11 @@ export enum EventKind {
   EVENT_KIND_MUNMAP = 16,
   EVENT_KIND_PIN_USER_PAGES = 17,
   EVENT_KIND_UNPIN_USER_PAGES = 18,
+  /**
+   * EVENT_KIND_MOVE_DONE - A move (revoke or unrevoke) returned to the exporter: every importer
+   * acked or was fenced. `move_id` is the sequence of its REVOKE or UNREVOKE.
+   */
+  EVENT_KIND_MOVE_DONE = 19,
   UNRECOGNIZED = -1,
 }
 
@@ -351,6 +356,9 @@ export function eventKindFromJSON(object: any): EventKind {
     case 18:
     case "EVENT_KIND_UNPIN_USER_PAGES":
       return EventKind.EVENT_KIND_UNPIN_USER_PAGES;
+    case 19:
+    case "EVENT_KIND_MOVE_DONE":
+      return EventKind.EVENT_KIND_MOVE_DONE;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -398,6 +406,8 @@ export function eventKindToJSON(object: EventKind): string {
       return "EVENT_KIND_PIN_USER_PAGES";
     case EventKind.EVENT_KIND_UNPIN_USER_PAGES:
       return "EVENT_KIND_UNPIN_USER_PAGES";
+    case EventKind.EVENT_KIND_MOVE_DONE:
+      return "EVENT_KIND_MOVE_DONE";
     case EventKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -1039,12 +1049,34 @@ export interface WatchEventsRequest {
 }
 
 export interface WatchEventsResponse {
+  /** Monotonic per server: a gap means events were missed. */
   sequence: bigint;
   kind: EventKind;
   bufferId: bigint;
   attachmentId: bigint;
   pid: number;
   detail: string;
+  /**
+   * When the event happened (not when it was sent): the registry's monotonic
+   * clock (process.hrtime.bigint()), comparable only with its own events.
+   */
+  monotonicNs: bigint;
+  /**
+   * The same instant on the wall clock, nanoseconds since the Unix epoch:
+   * what aligns the registry's events with other services'.
+   */
+  unixNanos: bigint;
+  /**
+   * The move a MOVE_NOTIFY, ACK, FENCE or MOVE_DONE belongs to: the sequence
+   * of the REVOKE or UNREVOKE that started it (whose own move_id is 0, its
+   * sequence saying the same). 0 for events outside a move.
+   */
+  moveId: bigint;
+  /**
+   * The move_notify a MOVE_NOTIFY sent and an ACK or FENCE settled (what
+   * AckMoveNotify names); 0 otherwise.
+   */
+  notificationId: bigint;
 }
 
 function createBaseShmIdentity(): ShmIdentity {
@@ -9634,7 +9666,18 @@ export const WatchEventsRequest: MessageFns<WatchEventsRequest> = {
 };
 
 function createBaseWatchEventsResponse(): WatchEventsResponse {
-  return { sequence: 0n, kind: 0, bufferId: 0n, attachmentId: 0n, pid: 0, detail: "" };
+  return {
+    sequence: 0n,
+    kind: 0,
+    bufferId: 0n,
+    attachmentId: 0n,
+    pid: 0,
+    detail: "",
+    monotonicNs: 0n,
+    unixNanos: 0n,
+    moveId: 0n,
+    notificationId: 0n,
+  };
 }
 
 export const WatchEventsResponse: MessageFns<WatchEventsResponse> = {
@@ -9665,6 +9708,30 @@ export const WatchEventsResponse: MessageFns<WatchEventsResponse> = {
     }
     if (message.detail !== "") {
       writer.uint32(50).string(message.detail);
+    }
+    if (message.monotonicNs !== 0n) {
+      if (BigInt.asUintN(64, message.monotonicNs) !== message.monotonicNs) {
+        throw new globalThis.Error("value provided for field message.monotonicNs of type uint64 too large");
+      }
+      writer.uint32(56).uint64(message.monotonicNs);
+    }
+    if (message.unixNanos !== 0n) {
+      if (BigInt.asIntN(64, message.unixNanos) !== message.unixNanos) {
+        throw new globalThis.Error("value provided for field message.unixNanos of type int64 too large");
+      }
+      writer.uint32(64).int64(message.unixNanos);
+    }
+    if (message.moveId !== 0n) {
+      if (BigInt.asUintN(64, message.moveId) !== message.moveId) {
+        throw new globalThis.Error("value provided for field message.moveId of type uint64 too large");
+      }
+      writer.uint32(72).uint64(message.moveId);
+    }
+    if (message.notificationId !== 0n) {
+      if (BigInt.asUintN(64, message.notificationId) !== message.notificationId) {
+        throw new globalThis.Error("value provided for field message.notificationId of type uint64 too large");
+      }
+      writer.uint32(80).uint64(message.notificationId);
     }
     return writer;
   },
@@ -9730,6 +9797,38 @@ export const WatchEventsResponse: MessageFns<WatchEventsResponse> = {
             message.detail = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.monotonicNs = reader.uint64() as bigint;
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.unixNanos = reader.int64() as bigint;
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.moveId = reader.uint64() as bigint;
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.notificationId = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -9758,6 +9857,22 @@ export const WatchEventsResponse: MessageFns<WatchEventsResponse> = {
         : 0n,
       pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
       detail: isSet(object.detail) ? globalThis.String(object.detail) : "",
+      monotonicNs: isSet(object.monotonicNs)
+        ? BigInt(object.monotonicNs)
+        : isSet(object.monotonic_ns)
+        ? BigInt(object.monotonic_ns)
+        : 0n,
+      unixNanos: isSet(object.unixNanos)
+        ? BigInt(object.unixNanos)
+        : isSet(object.unix_nanos)
+        ? BigInt(object.unix_nanos)
+        : 0n,
+      moveId: isSet(object.moveId) ? BigInt(object.moveId) : isSet(object.move_id) ? BigInt(object.move_id) : 0n,
+      notificationId: isSet(object.notificationId)
+        ? BigInt(object.notificationId)
+        : isSet(object.notification_id)
+        ? BigInt(object.notification_id)
+        : 0n,
     };
   },
 
@@ -9781,6 +9896,18 @@ export const WatchEventsResponse: MessageFns<WatchEventsResponse> = {
     if (message.detail !== "") {
       obj.detail = message.detail;
     }
+    if (message.monotonicNs !== 0n) {
+      obj.monotonicNs = message.monotonicNs.toString();
+    }
+    if (message.unixNanos !== 0n) {
+      obj.unixNanos = message.unixNanos.toString();
+    }
+    if (message.moveId !== 0n) {
+      obj.moveId = message.moveId.toString();
+    }
+    if (message.notificationId !== 0n) {
+      obj.notificationId = message.notificationId.toString();
+    }
     return obj;
   },
 
@@ -9797,6 +9924,14 @@ export const WatchEventsResponse: MessageFns<WatchEventsResponse> = {
       : 0n;
     message.pid = object.pid ?? 0;
     message.detail = object.detail ?? "";
+    message.monotonicNs = (object.monotonicNs !== undefined && object.monotonicNs !== null)
+      ? BigInt(object.monotonicNs)
+      : 0n;
+    message.unixNanos = (object.unixNanos !== undefined && object.unixNanos !== null) ? BigInt(object.unixNanos) : 0n;
+    message.moveId = (object.moveId !== undefined && object.moveId !== null) ? BigInt(object.moveId) : 0n;
+    message.notificationId = (object.notificationId !== undefined && object.notificationId !== null)
+      ? BigInt(object.notificationId)
+      : 0n;
     return message;
   },
 };

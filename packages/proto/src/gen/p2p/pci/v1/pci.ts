@@ -1090,6 +1090,17 @@ export interface WatchEventsResponse {
   sequence: bigint;
   /** The function; empty for a domain event (IommuMapped, IommuUnmapped). */
   bdf: string;
+  /**
+   * When the event happened (not when it was sent): this process's
+   * monotonic clock (process.hrtime.bigint()), which orders and spaces its
+   * own events but is meaningless beside another process's monotonic clock.
+   */
+  monotonicNs: bigint;
+  /**
+   * The same instant on the wall clock, nanoseconds since the Unix epoch:
+   * what aligns the events of different services (as far as their clocks agree).
+   */
+  unixNanos: bigint;
   event?:
     | { $case: "decodeChanged"; value: DecodeChanged }
     | { $case: "reset"; value: Reset }
@@ -6772,7 +6783,7 @@ export const NvmeStateChanged: MessageFns<NvmeStateChanged> = {
 };
 
 function createBaseWatchEventsResponse(): WatchEventsResponse {
-  return { sequence: 0n, bdf: "", event: undefined };
+  return { sequence: 0n, bdf: "", monotonicNs: 0n, unixNanos: 0n, event: undefined };
 }
 
 export const WatchEventsResponse: MessageFns<WatchEventsResponse> = {
@@ -6785,6 +6796,18 @@ export const WatchEventsResponse: MessageFns<WatchEventsResponse> = {
     }
     if (message.bdf !== "") {
       writer.uint32(18).string(message.bdf);
+    }
+    if (message.monotonicNs !== 0n) {
+      if (BigInt.asUintN(64, message.monotonicNs) !== message.monotonicNs) {
+        throw new globalThis.Error("value provided for field message.monotonicNs of type uint64 too large");
+      }
+      writer.uint32(144).uint64(message.monotonicNs);
+    }
+    if (message.unixNanos !== 0n) {
+      if (BigInt.asIntN(64, message.unixNanos) !== message.unixNanos) {
+        throw new globalThis.Error("value provided for field message.unixNanos of type int64 too large");
+      }
+      writer.uint32(152).int64(message.unixNanos);
     }
     switch (message.event?.$case) {
       case "decodeChanged":
@@ -6863,6 +6886,22 @@ export const WatchEventsResponse: MessageFns<WatchEventsResponse> = {
             }
 
             message.bdf = reader.string();
+            continue;
+          }
+          case 18: {
+            if (tag !== 144) {
+              break;
+            }
+
+            message.monotonicNs = reader.uint64() as bigint;
+            continue;
+          }
+          case 19: {
+            if (tag !== 152) {
+              break;
+            }
+
+            message.unixNanos = reader.int64() as bigint;
             continue;
           }
           case 3: {
@@ -7001,6 +7040,16 @@ export const WatchEventsResponse: MessageFns<WatchEventsResponse> = {
     return {
       sequence: isSet(object.sequence) ? BigInt(object.sequence) : 0n,
       bdf: isSet(object.bdf) ? globalThis.String(object.bdf) : "",
+      monotonicNs: isSet(object.monotonicNs)
+        ? BigInt(object.monotonicNs)
+        : isSet(object.monotonic_ns)
+        ? BigInt(object.monotonic_ns)
+        : 0n,
+      unixNanos: isSet(object.unixNanos)
+        ? BigInt(object.unixNanos)
+        : isSet(object.unix_nanos)
+        ? BigInt(object.unix_nanos)
+        : 0n,
       event: isSet(object.decodeChanged)
         ? { $case: "decodeChanged", value: DecodeChanged.fromJSON(object.decodeChanged) }
         : isSet(object.decode_changed)
@@ -7067,6 +7116,12 @@ export const WatchEventsResponse: MessageFns<WatchEventsResponse> = {
     if (message.bdf !== "") {
       obj.bdf = message.bdf;
     }
+    if (message.monotonicNs !== 0n) {
+      obj.monotonicNs = message.monotonicNs.toString();
+    }
+    if (message.unixNanos !== 0n) {
+      obj.unixNanos = message.unixNanos.toString();
+    }
     if (message.event?.$case === "decodeChanged") {
       obj.decodeChanged = DecodeChanged.toJSON(message.event.value);
     } else if (message.event?.$case === "reset") {
@@ -7108,6 +7163,10 @@ export const WatchEventsResponse: MessageFns<WatchEventsResponse> = {
     const message = createBaseWatchEventsResponse();
     message.sequence = (object.sequence !== undefined && object.sequence !== null) ? BigInt(object.sequence) : 0n;
     message.bdf = object.bdf ?? "";
+    message.monotonicNs = (object.monotonicNs !== undefined && object.monotonicNs !== null)
+      ? BigInt(object.monotonicNs)
+      : 0n;
+    message.unixNanos = (object.unixNanos !== undefined && object.unixNanos !== null) ? BigInt(object.unixNanos) : 0n;
     switch (object.event?.$case) {
       case "decodeChanged": {
         if (object.event?.value !== undefined && object.event?.value !== null) {

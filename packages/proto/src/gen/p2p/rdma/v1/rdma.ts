@@ -886,6 +886,13 @@ export interface WatchAsyncEventsResponse {
   eventType: AsyncEventType;
   qpNum: number;
   cqHandle: number;
+  /**
+   * When the NIC raised it: its process's monotonic clock, comparable only
+   * with its own events, and the wall clock (nanoseconds since the Unix
+   * epoch), which aligns them with other services'.
+   */
+  monotonicNs: bigint;
+  unixNanos: bigint;
 }
 
 export interface ConnectRequest {
@@ -6472,7 +6479,7 @@ export const WatchAsyncEventsRequest: MessageFns<WatchAsyncEventsRequest> = {
 };
 
 function createBaseWatchAsyncEventsResponse(): WatchAsyncEventsResponse {
-  return { eventType: 0, qpNum: 0, cqHandle: 0 };
+  return { eventType: 0, qpNum: 0, cqHandle: 0, monotonicNs: 0n, unixNanos: 0n };
 }
 
 export const WatchAsyncEventsResponse: MessageFns<WatchAsyncEventsResponse> = {
@@ -6485,6 +6492,18 @@ export const WatchAsyncEventsResponse: MessageFns<WatchAsyncEventsResponse> = {
     }
     if (message.cqHandle !== 0) {
       writer.uint32(24).uint32(message.cqHandle);
+    }
+    if (message.monotonicNs !== 0n) {
+      if (BigInt.asUintN(64, message.monotonicNs) !== message.monotonicNs) {
+        throw new globalThis.Error("value provided for field message.monotonicNs of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.monotonicNs);
+    }
+    if (message.unixNanos !== 0n) {
+      if (BigInt.asIntN(64, message.unixNanos) !== message.unixNanos) {
+        throw new globalThis.Error("value provided for field message.unixNanos of type int64 too large");
+      }
+      writer.uint32(40).int64(message.unixNanos);
     }
     return writer;
   },
@@ -6526,6 +6545,22 @@ export const WatchAsyncEventsResponse: MessageFns<WatchAsyncEventsResponse> = {
             message.cqHandle = reader.uint32();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.monotonicNs = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.unixNanos = reader.int64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6555,6 +6590,16 @@ export const WatchAsyncEventsResponse: MessageFns<WatchAsyncEventsResponse> = {
         : isSet(object.cq_handle)
         ? globalThis.Number(object.cq_handle)
         : 0,
+      monotonicNs: isSet(object.monotonicNs)
+        ? BigInt(object.monotonicNs)
+        : isSet(object.monotonic_ns)
+        ? BigInt(object.monotonic_ns)
+        : 0n,
+      unixNanos: isSet(object.unixNanos)
+        ? BigInt(object.unixNanos)
+        : isSet(object.unix_nanos)
+        ? BigInt(object.unix_nanos)
+        : 0n,
     };
   },
 
@@ -6569,6 +6614,12 @@ export const WatchAsyncEventsResponse: MessageFns<WatchAsyncEventsResponse> = {
     if (message.cqHandle !== 0) {
       obj.cqHandle = Math.round(message.cqHandle);
     }
+    if (message.monotonicNs !== 0n) {
+      obj.monotonicNs = message.monotonicNs.toString();
+    }
+    if (message.unixNanos !== 0n) {
+      obj.unixNanos = message.unixNanos.toString();
+    }
     return obj;
   },
 
@@ -6580,6 +6631,10 @@ export const WatchAsyncEventsResponse: MessageFns<WatchAsyncEventsResponse> = {
     message.eventType = object.eventType ?? 0;
     message.qpNum = object.qpNum ?? 0;
     message.cqHandle = object.cqHandle ?? 0;
+    message.monotonicNs = (object.monotonicNs !== undefined && object.monotonicNs !== null)
+      ? BigInt(object.monotonicNs)
+      : 0n;
+    message.unixNanos = (object.unixNanos !== undefined && object.unixNanos !== null) ? BigInt(object.unixNanos) : 0n;
     return message;
   },
 };
