@@ -3,9 +3,11 @@ import { bindInvocation, type Invocation } from './invocation';
 import { accessCommands } from './commands/access';
 import { deviceCommands } from './commands/device-faults';
 import { faultCommands } from './commands/faults';
+import { perfCommand } from './commands/perf';
 import { processCommands } from './commands/process';
 import { sessionCommands } from './commands/session';
 import { topologyCommand } from './commands/topology';
+import { watchCommands } from './commands/watch';
 
 /** The `p2p` command tree for one invocation; run.ts runs it. */
 export function buildProgram(invocation: Invocation): Command {
@@ -26,6 +28,8 @@ export function buildProgram(invocation: Invocation): Command {
   accessCommands(program);
   deviceCommands(program);
   faultCommands(program);
+  perfCommand(program);
+  watchCommands(program);
   sessionCommands(program);
   processCommands(program);
   return program;

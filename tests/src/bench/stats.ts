@@ -1,9 +1,4 @@
-/** Percentile of an ascending-sorted sample (nearest rank). */
-export function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[rank]!;
-}
+export { percentile } from '@p2p/perftest';
 
 /** Seconds since `start` (from process.hrtime.bigint()). */
 export function secondsSince(start: bigint): number {
