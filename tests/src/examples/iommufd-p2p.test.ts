@@ -1,11 +1,10 @@
-import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { expect } from 'chai';
 import { DMA_STATUS_DONE, DMA_STATUS_ERROR } from '@p2p/pci-emu';
 import { dmabuf, pci } from '@p2p/proto';
 import { asAdmin, asPlatform, eventually, type ServiceProcess, startServiceProcess, tempShmDir } from '@p2p/testing';
 import { rpc } from '../harness/rpc';
+import { runExample } from '../harness/run-example';
 import { iommufdP2p } from './iommufd-p2p';
 
 /** The CMB's IOVA in the example's IOAS. */
@@ -65,14 +64,8 @@ describe('example: iommufd-p2p (accel0 copies a heap buffer into nvme1’s CMB t
   });
 
   it('runs as the README shows it, a second time on the same stack, and ends with "identical"', async () => {
-    const script = path.join(__dirname, 'iommufd-p2p.js');
-    const env: NodeJS.ProcessEnv = { ...process.env, DMABUF_REGISTRY_ADDRESS: registryAddress, VFIO_PCI_ADDRESS: vfioAddress, P2P_SHM_DIR: shmDir };
-    delete env.P2P_ADMIN_TOKEN; // from `.admin-token` in the segment directory, as npm start leaves it
-    const { code, stdout, stderr } = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
-      execFile(process.execPath, [script], { env, timeout: 30_000 }, (error, out, err) => resolve({ code: error === null ? 0 : Number(error.code ?? 1), stdout: out, stderr: err })),
-    );
+    const { code, stderr, lines } = await runExample('iommufd-p2p', { DMABUF_REGISTRY_ADDRESS: registryAddress, VFIO_PCI_ADDRESS: vfioAddress, P2P_SHM_DIR: shmDir }, 30_000);
     expect(code, stderr).to.equal(0);
-    const lines = stdout.trim().split('\n');
     expect(lines.at(-2)).to.match(/ERROR=IOMMU_FAULT_WRITE/);
     expect(lines.at(-1)).to.equal("1048576 bytes copied by accel0's DMA engine from host memory into nvme1's CMB: identical");
   });

@@ -1,8 +1,7 @@
-import { execFile } from 'node:child_process';
-import * as path from 'node:path';
 import { expect } from 'chai';
 import { NVME_SC_SUCCESS } from '@p2p/pci-emu';
-import { RdmaStack } from '../harness/rdma-hosts';
+import { useRdmaStack } from '../harness/rdma-stack-hooks';
+import { rdmaStackEnv, runExample } from '../harness/run-example';
 import { rdmaNvmeDoorbell } from './rdma-nvme-doorbell';
 
 /**
@@ -12,26 +11,17 @@ import { rdmaNvmeDoorbell } from './rdma-nvme-doorbell';
  */
 describe('example: rdma-nvme-doorbell (host Y drives nvme1 by RDMA alone: data, SQE and doorbell into BARs, completion read back)', function () {
   this.timeout(90_000);
-  let stack: RdmaStack;
-
-  before(async () => {
-    stack = await RdmaStack.start();
-  });
-
-  after(async () => {
-    await stack?.stop();
-  });
-
+  const stack = useRdmaStack();
   const addresses = (): { registry: string; vfioPci: string; nicY: string; nicX: string } => ({
-    registry: stack.registry.address,
-    vfioPci: stack.vfioPci.address,
-    nicY: stack.nics[0].process.address,
-    nicX: stack.nics[1].process.address,
+    registry: stack().registry.address,
+    vfioPci: stack().vfioPci.address,
+    nicY: stack().nics[0].process.address,
+    nicX: stack().nics[1].process.address,
   });
 
   it('writes a block and an NVMe Write by RDMA WRITE, rings the doorbell by RDMA WRITE, and reads the block back: both commands succeed and the target made no call', async () => {
     const lines: string[] = [];
-    const result = await rdmaNvmeDoorbell({ ...addresses(), shmDir: stack.shmDir, log: (line) => lines.push(line) });
+    const result = await rdmaNvmeDoorbell({ ...addresses(), shmDir: stack().shmDir, log: (line) => lines.push(line) });
     expect(result.statuses).to.deep.equal([NVME_SC_SUCCESS, NVME_SC_SUCCESS]);
     expect(result.readBack.equals(result.expected)).to.equal(true);
     expect(result.targetCalls).to.equal(0);
@@ -39,13 +29,7 @@ describe('example: rdma-nvme-doorbell (host Y drives nvme1 by RDMA alone: data, 
   });
 
   it('runs as the README shows it, a second time on the same stack, and ends with "identical"', async () => {
-    const script = path.join(__dirname, 'rdma-nvme-doorbell.js');
-    const { registry, vfioPci, nicY, nicX } = addresses();
-    const env: NodeJS.ProcessEnv = { ...process.env, DMABUF_REGISTRY_ADDRESS: registry, VFIO_PCI_ADDRESS: vfioPci, RDMA_NIC_A_ADDRESS: nicY, RDMA_NIC_B_ADDRESS: nicX, P2P_SHM_DIR: stack.shmDir };
-    delete env.P2P_ADMIN_TOKEN;
-    const { code, stdout, stderr } = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
-      execFile(process.execPath, [script], { env, timeout: 60_000 }, (error, out, err) => resolve({ code: error === null ? 0 : Number(error.code ?? 1), stdout: out, stderr: err })),
-    );
+    const { code, stdout, stderr } = await runExample('rdma-nvme-doorbell', rdmaStackEnv(stack()));
     expect(code, stderr).to.equal(0);
     expect(stdout.trim().split('\n').at(-1)).to.equal('4096 bytes written to nvme1 and read back by host Y through RDMA alone: identical');
   });

@@ -42,7 +42,14 @@ export interface CmbTarget {
 }
 
 /** VFIO_DEVICE_FEATURE_DMA_BUF of one range of BAR `region` of `device`; the new fd. */
-export async function exportDeviceRange(session: RegistrySession, clients: VfioClients, device: VfioDevice, region: number, offset: number, length: number): Promise<number> {
+export async function exportDeviceRange(
+  session: RegistrySession,
+  clients: Pick<VfioClients, 'device'>,
+  device: Pick<VfioDevice, 'fd'>,
+  region: number,
+  offset: number,
+  length: number,
+): Promise<number> {
   const { fd } = await clients.device.deviceFeature({
     pid: session.pid,
     deviceFd: device.fd,

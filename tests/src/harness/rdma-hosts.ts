@@ -1,5 +1,5 @@
 import * as fs from 'node:fs';
-import { credentials } from '@grpc/grpc-js';
+import { channelCredentials, loadTlsConfig } from '@p2p/auth';
 import { type DmaBufImporter, RegistrySession } from '@p2p/dmabuf-client';
 import { vfio } from '@p2p/proto';
 import { errnoOf } from '@p2p/status';
@@ -150,7 +150,7 @@ export class RdmaHost {
    * as a dma-buf and registers it with this host's NIC.
    */
   async barBuffer(vfioAddress: string, offset: number, size: number, iova: number, access: number, device = { bdf: ACCEL0, bar: BAR2 }): Promise<BarBuffer> {
-    const client = new vfio.VfioPciServiceClient(vfioAddress, credentials.createInsecure(), { interceptors: [this.session.interceptor] });
+    const client = new vfio.VfioPciServiceClient(vfioAddress, channelCredentials(loadTlsConfig()), { interceptors: [this.session.interceptor] });
     const admin = asAdmin(this.session.shmDir);
     const root = new vfio.VfioPciServiceClient(vfioAddress, admin.credentials, admin.options);
     try {

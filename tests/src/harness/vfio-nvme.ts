@@ -25,6 +25,18 @@ export interface VfioClients {
   readonly iommufd: Peer<typeof iommufd.IommufdServiceDefinition>['client'];
 }
 
+/**
+ * PCI_COMMAND of the device behind `deviceFd`, written through vfio-pci's
+ * config region as a driver does (pci_enable_device sets MEMORY, pci_set_master
+ * MASTER). Clearing MEMORY revokes the device's dma-bufs: the write returns
+ * once every importer stopped (vfio_pci_core_write() -> vfio_pci_dma_buf_move()).
+ */
+export async function writePciCommand(device: VfioClients['device'], pid: number, deviceFd: number, value: number): Promise<void> {
+  const data = Buffer.alloc(2);
+  data.writeUInt16LE(value);
+  await device.regionWrite({ pid, deviceFd, index: VFIO_PCI_CONFIG_REGION_INDEX, offset: BigInt(PCI_COMMAND), data });
+}
+
 /** A device the process opened and attached to its IOAS. */
 export interface VfioDevice {
   readonly bdf: string;
@@ -88,9 +100,7 @@ export class VfioDmaSpace implements DmaAllocator {
     const { device, deviceIommufd } = this.clients;
     const pid = this.pid;
     const { fd } = await device.openDevice({ pid, bdf });
-    const command = Buffer.alloc(2);
-    command.writeUInt16LE(PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
-    await device.regionWrite({ pid, deviceFd: fd, index: VFIO_PCI_CONFIG_REGION_INDEX, offset: BigInt(PCI_COMMAND), data: command });
+    await writePciCommand(device, pid, fd, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
     await deviceIommufd.bindIommufd({ pid, deviceFd: fd, flags: 0, iommufd: this.ictx });
     await deviceIommufd.attachIommufdPt({ pid, deviceFd: fd, flags: 0, ptId: this.ioasId, pasid: 0 });
     const region = (offset: number, count: number): Promise<Buffer> =>

@@ -1,6 +1,4 @@
 import { execFileSync } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { credentials } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { RegistrySession } from '@p2p/dmabuf-client';
@@ -10,7 +8,8 @@ import { platformSecretsOf } from '@p2p/testing';
 import { IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_REMOTE_READ, IBV_ACCESS_REMOTE_WRITE } from '@p2p/verbs';
 import { ACCEL0, type BarBuffer, type HostBuffer, type RdmaHost, RdmaStack } from '../harness/rdma-hosts';
 import { rpc } from '../harness/rpc';
-import { Transfer, WC_STATUS_REM_ACCESS_ERR, WC_STATUS_RETRY_EXC_ERR, WC_STATUS_SUCCESS, WC_STATUS_WR_FLUSH_ERR } from './transfer';
+import { notLanded, patterned, tallyCompletions, Transfer, WC_STATUS_REM_ACCESS_ERR, WC_STATUS_RETRY_EXC_ERR, WC_STATUS_SUCCESS, wcStatusName } from '../harness/rdma-transfer';
+import { deviceMemory } from '../harness/device-memory';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -24,52 +23,23 @@ const CONFIG_REGION = 7;
 const PCI_COMMAND = 0x04;
 const PCI_COMMAND_MASTER = 0x4;
 
-/** The byte WR n writes: every WR is told apart by its pattern. */
-const patternOf = (n: number): number => (n % 251) + 1;
-
-function fillPattern(buffer: Buffer, count: number, size: number): void {
-  for (let n = 0; n < count; n++) buffer.fill(patternOf(n), n * size, (n + 1) * size);
-}
-
 /** The WR ids each status got, checked for the RC contract: every WR once, successes first, then one error, then flushes. */
 function expectRcErrorShape(transfer: Transfer, error: number, minSucceeded: number): { succeeded: number[]; failed: number } {
-  if (process.env.DEBUG_FAULTS) console.log(JSON.stringify(summarize(transfer)));
-  for (const [id, statuses] of transfer.completions) expect(statuses, `completions of wr ${id}`).to.have.length(1);
-  expect(transfer.completions.size).to.equal(transfer.posted);
-  const ids = [...transfer.completions.keys()].sort((a, b) => a - b);
-  expect(ids).to.deep.equal(Array.from({ length: transfer.posted }, (_, i) => i));
-  const succeeded = transfer.byStatus(WC_STATUS_SUCCESS);
-  const failed = transfer.byStatus(error);
-  const flushed = transfer.byStatus(WC_STATUS_WR_FLUSH_ERR);
-  expect(failed, `the WR that failed with ${error}`).to.have.length(1);
-  expect(succeeded).to.deep.equal(Array.from({ length: failed[0]! }, (_, i) => i));
-  expect(flushed).to.deep.equal(Array.from({ length: transfer.posted - failed[0]! - 1 }, (_, i) => failed[0]! + 1 + i));
-  expect(transfer.order, 'completions in post order').to.deep.equal(ids);
-  expect(succeeded.length, `WRs that succeeded before the fault (${summarize(transfer).join(', ')})`).to.be.at.least(minSucceeded);
-  return { succeeded, failed: failed[0]! };
-}
-
-/** Runs of equal statuses in wr_id order, for failure messages. */
-function summarize(transfer: Transfer): string[] {
-  const runs: string[] = [];
-  let last = -1;
-  let from = 0;
-  for (let id = 0; id <= transfer.posted; id++) {
-    const status = id < transfer.posted ? (transfer.completions.get(id)?.[0] ?? -1) : -2;
-    if (status !== last) {
-      if (id > 0) runs.push(`${from}..${id - 1}: ${last}`);
-      last = status;
-      from = id;
-    }
-  }
-  return runs;
+  const tally = tallyCompletions(transfer);
+  if (process.env.DEBUG_FAULTS) console.log(JSON.stringify(tally.runs));
+  expect(tally.everyOnce, `every WR completed exactly once (${tally.runs.join(', ')})`).to.equal(true);
+  expect(tally.failed, 'the WR that failed').to.have.length(1);
+  const failed = tally.failed[0]!;
+  expect(wcStatusName(failed.status), `the status of wr ${failed.wrId}`).to.equal(wcStatusName(error));
+  expect(tally.succeeded).to.deep.equal(Array.from({ length: failed.wrId }, (_, i) => i));
+  expect(tally.flushed).to.deep.equal(Array.from({ length: transfer.posted - failed.wrId - 1 }, (_, i) => failed.wrId + 1 + i));
+  expect(tally.inPostOrder, 'completions in post order').to.equal(true);
+  expect(tally.succeeded.length, `WRs that succeeded before the fault (${tally.runs.join(', ')})`).to.be.at.least(minSucceeded);
+  return { succeeded: tally.succeeded, failed: failed.wrId };
 }
 
 function expectLanded(target: Buffer, succeeded: readonly number[]): void {
-  for (const n of succeeded) {
-    const slice = target.subarray(n * SIZE, (n + 1) * SIZE);
-    expect(slice.every((byte) => byte === patternOf(n)), `bytes of successful WR ${n}`).to.equal(true);
-  }
+  expect(notLanded(target, succeeded, SIZE), 'successful WRs whose bytes are not there').to.deep.equal([]);
 }
 
 async function sleep(ms: number): Promise<void> {
@@ -107,9 +77,7 @@ describe('rdma-nic faults (every service its own process)', function () {
     hosts.push(y, x);
     const source = await y.hostBuffer(COUNT * SIZE, IOVA, ACCESS);
     const target = await makeTarget(x);
-    const pattern = Buffer.alloc(COUNT * SIZE);
-    fillPattern(pattern, COUNT, SIZE);
-    await source.cpu.copyFromBuffer(0, pattern);
+    await source.cpu.copyFromBuffer(0, patterned(COUNT, SIZE));
     const a = await y.rcQp();
     const b = await x.rcQp();
     await y.ctx.connectRc(a.qpNum, { gid: x.gid, qpNum: b.qpNum }, QUICK_RETRY);
@@ -132,19 +100,10 @@ describe('rdma-nic faults (every service its own process)', function () {
     return buffer.cpu.read(0, buffer.size);
   }
 
-  /** Lets `transfer` run until `n` WRs completed. */
-  async function whenCompleted(transfer: Transfer, n: number): Promise<void> {
-    const deadline = Date.now() + 20_000;
-    while (transfer.completions.size < n) {
-      if (Date.now() > deadline) throw new Error(`only ${transfer.completions.size} WRs completed`);
-      await sleep(5);
-    }
-  }
-
   it('peer NIC killed mid-transfer: RETRY_EXC_ERR once, the rest flushed, the QP in ERR, every successful WR landed', async () => {
     const { y, target, a, transfer } = await writerAndTarget();
     const running = transfer.run();
-    await whenCompleted(transfer, 40);
+    await transfer.whenCompleted(40);
     await stack.nics[1].process.stop('SIGKILL');
     await running;
     await transfer.settled(10_000);
@@ -157,7 +116,7 @@ describe('rdma-nic faults (every service its own process)', function () {
   it('peer NIC frozen mid-transfer: RETRY_EXC_ERR, and once it thaws no WR completes twice', async () => {
     const { y, target, a, transfer } = await writerAndTarget();
     const running = transfer.run();
-    await whenCompleted(transfer, 40);
+    await transfer.whenCompleted(40);
     const nic = stack.nics[1].process.child;
     nic.kill('SIGSTOP');
     try {
@@ -177,7 +136,7 @@ describe('rdma-nic faults (every service its own process)', function () {
     if (!canPartition()) this.skip();
     const { y, x, source, target, transfer } = await writerAndTarget();
     const running = transfer.run();
-    await whenCompleted(transfer, 40);
+    await transfer.whenCompleted(40);
     const cut = partition(stack.wirePort);
     try {
       await running;
@@ -214,7 +173,7 @@ describe('rdma-nic faults (every service its own process)', function () {
   it('accel0 BAR revoked mid-transfer: WRs that had not finished complete in error; no byte lands after the revoke returns', async () => {
     const { x, target: bar, transfer } = await writerIntoBar();
     const running = transfer.run();
-    await whenCompleted(transfer, 40);
+    await transfer.whenCompleted(40);
 
     const vfioClient = new vfio.VfioPciServiceClient(stack.vfioPci.address, credentials.createInsecure(), { interceptors: [x.session.interceptor] });
     // PCI_COMMAND with MEMORY cleared: vfio-pci revokes accel0's dma-bufs and returns once every importer stopped.
@@ -222,12 +181,12 @@ describe('rdma-nic faults (every service its own process)', function () {
     command.writeUInt16LE(PCI_COMMAND_MASTER);
     await rpc((cb) => vfioClient.regionWrite({ pid: x.session.pid, deviceFd: bar.deviceFd, index: CONFIG_REGION, offset: BigInt(PCI_COMMAND), data: command }, cb));
     vfioClient.close();
-    const atRevoke = barBytes(stack, COUNT * SIZE);
+    const atRevoke = await barBytes(stack, COUNT * SIZE);
     await running;
     await transfer.settled(10_000);
     transfer.close();
     await sleep(200);
-    expect(barBytes(stack, COUNT * SIZE).equals(atRevoke), 'BAR bytes changed after the revoke returned').to.equal(true);
+    expect((await barBytes(stack, COUNT * SIZE)).equals(atRevoke), 'BAR bytes changed after the revoke returned').to.equal(true);
     const { succeeded } = expectRcErrorShape(transfer, WC_STATUS_REM_ACCESS_ERR, 40);
     expectLanded(atRevoke, succeeded);
   });
@@ -273,39 +232,9 @@ describe('rdma-nic faults (every service its own process)', function () {
   });
 });
 
-/** accel0 BAR2's first `length` bytes, read from its segment files (what the device memory holds, whatever the decode state). */
-function barBytes(stack: RdmaStack, length: number): Buffer {
-  const out = Buffer.alloc(length);
-  const extents = execFileSync(process.execPath, ['-e', barSegmentsScript(stack.pciEmu.address, platformSecretsOf(stack.shmDir).adminToken, length)], { encoding: 'utf8' });
-  let at = 0;
-  for (const line of extents.trim().split('\n')) {
-    const [dir, segment, offset, len] = line.split(' ');
-    const fd = fs.openSync(path.join(dir!, segment!), 'r');
-    try {
-      fs.readSync(fd, out, at, Number(len), Number(offset));
-    } finally {
-      fs.closeSync(fd);
-    }
-    at += Number(len);
-  }
-  return out;
-}
-
-/** GetBarSegments from a child process, synchronously (the snapshot must be taken at once). */
-function barSegmentsScript(address: string, adminToken: string, length: number): string {
-  return `
-const grpc = require(${JSON.stringify(require.resolve('@grpc/grpc-js'))});
-const { pci } = require(${JSON.stringify(require.resolve('@p2p/proto'))});
-const c = new pci.PciEmuServiceClient(${JSON.stringify(address)}, grpc.credentials.createInsecure(), {
-  interceptors: [(options, next) => new grpc.InterceptingCall(next(options), {
-    start: (metadata, listener, go) => { metadata.set('authorization', 'Bearer ' + ${JSON.stringify(adminToken)}); go(metadata, listener); },
-  })],
-});
-c.getBarSegments({ bdf: ${JSON.stringify(ACCEL0)}, bar: 2, offset: 0n, length: ${length}n }, (e, r) => {
-  if (e) { console.error(e.message); process.exit(1); }
-  for (const x of r.extents) console.log(r.directory + ' ' + x.segment + ' ' + x.offset + ' ' + x.length);
-  process.exit(0);
-});`;
+/** accel0 BAR2's first `length` bytes: what the device memory holds, whatever the decode state. */
+function barBytes(stack: RdmaStack, length: number): Promise<Buffer> {
+  return deviceMemory({ pciEmu: stack.pciEmu.address, adminToken: platformSecretsOf(stack.shmDir).adminToken }, ACCEL0, 2, 0, length);
 }
 
 /** iptables on loopback, as root: what cuts a link between two NIC addresses here. */

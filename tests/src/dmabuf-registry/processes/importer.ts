@@ -8,7 +8,8 @@
  * obeys one command per stdin line, in order, and answers each with exactly
  * one JSON line `{"ok":true,...}` or `{"ok":false,"errno":"E...","message":"..."}`:
  *
- *   attach <token>                 receiveFd(token), importDmaBuf (dynamic, CPU importer), map;
+ *   attach <token> [bdf]           receiveFd(token), importDmaBuf (dynamic; a CPU importer, or the
+ *                                  PCI function `bdf`, as a driver attaches its device), map;
  *                                  also keeps the device's own views of the mapped segments (see dma)
  *   write <offset> <byte> <length> write `length` copies of `byte` through the importer (the library)
  *   dma <offset> <byte> <length>   write through the views taken at attach: the device's DMA, which
@@ -60,7 +61,7 @@ async function main(): Promise<void> {
     switch (command) {
       case 'attach': {
         const fd = await session.receiveFd(args[0] ?? '');
-        importer = await session.importDmaBuf({ fd, importerBdf: '' });
+        importer = await session.importDmaBuf({ fd, importerBdf: args[1] ?? '' });
         const info = await importer.map();
         let offset = 0;
         device = info.extents.map((extent) => {

@@ -1,6 +1,6 @@
 import { rdma } from '@p2p/proto';
 import { decodeCqes, encodeWqe, IBV_SEND_SIGNALED, WQE_BYTES } from '@p2p/verbs';
-import type { RdmaHost } from '../harness/rdma-hosts';
+import type { RdmaHost } from './rdma-hosts';
 
 /** Where the WRs of a transfer read and write: WR i covers [i * size, (i + 1) * size) of both. */
 export interface TransferPlan {
@@ -77,6 +77,15 @@ export class Transfer {
     }
   }
 
+  /** Resolves once `n` WRs have completed (or rejects after `timeoutMs`): a point mid-transfer. */
+  async whenCompleted(n: number, timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.completions.size < n) {
+      if (Date.now() > deadline) throw new Error(`only ${this.completions.size} WRs completed within ${timeoutMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  }
+
   /** Stops posting more. */
   stop(): void {
     this.#stopped = true;
@@ -103,3 +112,67 @@ export class Transfer {
 }
 
 export const { WC_STATUS_SUCCESS, WC_STATUS_WR_FLUSH_ERR, WC_STATUS_RETRY_EXC_ERR, WC_STATUS_REM_ACCESS_ERR } = rdma.WcStatus;
+
+/** A work completion status as ibv_wc_status_str() would name it: REM_ACCESS_ERR, WR_FLUSH_ERR, SUCCESS. */
+export function wcStatusName(status: number): string {
+  return (rdma.WcStatus[status] ?? `status ${status}`).replace(/^WC_STATUS_/, '');
+}
+
+/** The byte WR n writes: every WR is told apart by its pattern. */
+export const patternOf = (n: number): number => (n % 251) + 1;
+
+/** `count` WRs of `size` bytes, each filled with its own pattern. */
+export function patterned(count: number, size: number): Buffer {
+  const buffer = Buffer.alloc(count * size);
+  for (let n = 0; n < count; n++) buffer.fill(patternOf(n), n * size, (n + 1) * size);
+  return buffer;
+}
+
+/** The WRs among `ids` whose `size` bytes in `target` are not their pattern (none: every one landed). */
+export function notLanded(target: Buffer, ids: readonly number[], size: number): number[] {
+  return ids.filter((n) => !target.subarray(n * size, (n + 1) * size).every((byte) => byte === patternOf(n)));
+}
+
+/**
+ * How a transfer's WRs completed, against the RC contract (IBTA 10.8.3: a
+ * send queue completes in order, and after an error every later WR is
+ * flushed): each posted WR exactly once, successes first, then one error,
+ * then flushes.
+ */
+export interface CompletionTally {
+  readonly posted: number;
+  /** Every posted wr_id completed exactly once, and no other did. */
+  readonly everyOnce: boolean;
+  /** Completions arrived in post order. */
+  readonly inPostOrder: boolean;
+  readonly succeeded: number[];
+  /** The WRs that completed with an error other than a flush, and the statuses they got. */
+  readonly failed: Array<{ readonly wrId: number; readonly status: number }>;
+  readonly flushed: number[];
+  /** Runs of equal statuses in wr_id order ("0..96: SUCCESS"), for messages. */
+  readonly runs: string[];
+}
+
+export function tallyCompletions(transfer: Transfer): CompletionTally {
+  const ids = [...transfer.completions.keys()].sort((a, b) => a - b);
+  const everyOnce =
+    ids.length === transfer.posted && ids.every((id, i) => id === i) && [...transfer.completions.values()].every((statuses) => statuses.length === 1);
+  const first = (id: number): number => transfer.completions.get(id)![0]!;
+  const failed = ids.filter((id) => first(id) !== WC_STATUS_SUCCESS && first(id) !== WC_STATUS_WR_FLUSH_ERR).map((wrId) => ({ wrId, status: first(wrId) }));
+  const runs: string[] = [];
+  for (let from = 0, id = 1; id <= ids.length; id++) {
+    if (id === ids.length || first(ids[id]!) !== first(ids[from]!)) {
+      runs.push(`${ids[from]}..${ids[id - 1]}: ${wcStatusName(first(ids[from]!))}`);
+      from = id;
+    }
+  }
+  return {
+    posted: transfer.posted,
+    everyOnce,
+    inPostOrder: transfer.order.length === ids.length && transfer.order.every((id, i) => id === ids[i]),
+    succeeded: transfer.byStatus(WC_STATUS_SUCCESS),
+    failed,
+    flushed: transfer.byStatus(WC_STATUS_WR_FLUSH_ERR),
+    runs,
+  };
+}
