@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { bindInvocation, type Invocation } from './invocation';
 import { accessCommands } from './commands/access';
+import { chaosCommand } from './commands/chaos';
 import { deviceCommands } from './commands/device-faults';
 import { faultCommands } from './commands/faults';
 import { perfCommand } from './commands/perf';
@@ -29,6 +30,7 @@ export function buildProgram(invocation: Invocation): Command {
   deviceCommands(program);
   faultCommands(program);
   perfCommand(program);
+  chaosCommand(program);
   watchCommands(program);
   sessionCommands(program);
   processCommands(program);

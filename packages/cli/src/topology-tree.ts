@@ -1,3 +1,4 @@
+import { powerStateName } from '@p2p/device-faults';
 import { pci } from '@p2p/proto';
 import { hex, size } from './format';
 
@@ -47,9 +48,7 @@ const BAR_KIND: Record<pci.BarKind, string> = {
   [pci.BarKind.UNRECOGNIZED]: '',
 };
 
-export function powerStateName(state: pci.PowerState): string {
-  return state === pci.PowerState.POWER_STATE_D3HOT ? 'D3hot' : state === pci.PowerState.POWER_STATE_D0 ? 'D0' : '?';
-}
+export { powerStateName };
 
 /** pci_p2pdma_map_type as the kernel spells it. */
 export function mapTypeName(type: pci.P2pMapType): string {

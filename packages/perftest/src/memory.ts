@@ -54,6 +54,8 @@ export interface OpenMemory {
   readonly spec: MemorySpec;
   /** The bytes a test may use: a BAR's size (VFIO_DEVICE_GET_REGION_INFO); host memory has no fixed size. */
   readonly size: number;
+  /** A BAR's vfio device fd in the endpoint's fd table (config writes through vfio-pci go to it). */
+  readonly deviceFd?: number;
   /**
    * Registers the first `length` bytes with the endpoint's NIC: a heap
    * buffer (ibv_reg_mr), or the range of the BAR exported by vfio-pci as a
@@ -107,6 +109,7 @@ export async function openMemory(endpoint: Endpoint, spec: MemorySpec, access: V
   return {
     spec,
     size,
+    deviceFd,
     register: async (length) => {
       if (length > size) throw errno('ENOSPC', `${spec.name} is ${size} bytes (BAR${spec.bar} of ${spec.bdf}): the test needs ${length}`);
       // VFIO_DEVICE_FEATURE_DMA_BUF of [0, length) of the BAR: a dma-buf fd in the endpoint's fd table.

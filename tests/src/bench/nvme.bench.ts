@@ -13,7 +13,7 @@ import { type DmaBuffer, NvmeDriver, NvmeQueuePair } from '../harness/nvme-drive
 import { type RdmaHost, RdmaStack } from '../harness/rdma-hosts';
 import { cpuView } from '../harness/vfio-dma';
 import { VfioDmaSpace } from '../harness/vfio-nvme';
-import { Prng } from '../trust/fuzz-prng';
+import { Prng } from '@p2p/chaos';
 import { bareUnary, startSink } from './grpc-sink';
 import { percentile, secondsSince, timeInTurn } from './stats';
 

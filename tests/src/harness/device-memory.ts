@@ -1,6 +1,5 @@
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import type { TlsConfig } from '@p2p/auth';
+import { readBarSegments } from '@p2p/device-faults';
 import { pci } from '@p2p/proto';
 import { connectPeer } from '@p2p/rpc';
 
@@ -11,29 +10,11 @@ export interface PlatformAccess {
   readonly tls?: TlsConfig;
 }
 
-/**
- * `length` bytes of a BAR from `offset`, read from the segment files that
- * hold the device's memory (GetBarSegments): what the device holds whatever
- * its decode state, and whoever mapped which file. A write that reached the
- * BAR shows here; one through a mapping of files the BAR has since left
- * (a fenced importer's) does not.
- */
+/** `length` bytes of a BAR from `offset` as the device holds them (readBarSegments), over a connection of its own. */
 export async function deviceMemory(access: PlatformAccess, bdf: string, bar: number, offset: number, length: number): Promise<Buffer> {
   const platform = connectPeer(pci.PciEmuServiceDefinition, access.pciEmu, { name: 'pci-emu', tls: access.tls, token: access.adminToken });
   try {
-    const { directory, extents } = await platform.client.getBarSegments({ bdf, bar, offset: BigInt(offset), length: BigInt(length) });
-    const out = Buffer.alloc(length);
-    let at = 0;
-    for (const extent of extents) {
-      const fd = fs.openSync(path.join(directory, extent.segment), 'r');
-      try {
-        fs.readSync(fd, out, at, Number(extent.length), Number(extent.offset));
-      } finally {
-        fs.closeSync(fd);
-      }
-      at += Number(extent.length);
-    }
-    return out;
+    return await readBarSegments(platform.client, bdf, bar, offset, length);
   } finally {
     platform.close();
   }

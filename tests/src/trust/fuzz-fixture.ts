@@ -9,7 +9,7 @@ import { iommufdUapi, O_RDWR, vfioUapi } from '@p2p/vfio-pci';
 import { ACCEL0, NIC0, NIC1, RdmaStack } from '../harness/rdma-hosts';
 import { rpc } from '../harness/rpc';
 import type { Identity, Outcome } from './fuzz-calls';
-import type { Prng } from './fuzz-prng';
+import type { Prng } from '@p2p/chaos';
 import type { Handles, VerbsSet } from './fuzz-requests';
 import type { MethodShape } from './fuzz-schema';
 

@@ -18,7 +18,7 @@ import {
   IBV_QP_TIMEOUT,
 } from '@p2p/verbs';
 import { O_CLOEXEC, O_RDONLY, O_RDWR, O_WRONLY, vfioUapi } from '@p2p/vfio-pci';
-import type { Prng } from './fuzz-prng';
+import type { Prng } from '@p2p/chaos';
 import type { FieldShape, MessageShape, Scalar } from './fuzz-schema';
 
 /** One verbs context of process A on one NIC and the objects made through it. */

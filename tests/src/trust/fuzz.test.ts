@@ -2,7 +2,7 @@ import type { rdma } from '@p2p/proto';
 import { expect } from 'chai';
 import { ClientPool, type Conversation, conversationCall, duplexCall, type Identity, messageProblems, type Outcome, problemsOf, serverStreamCall, unaryCall } from './fuzz-calls';
 import { FuzzFixture } from './fuzz-fixture';
-import { Prng } from './fuzz-prng';
+import { Prng } from '@p2p/chaos';
 import { corruption, MIN_RING_BYTES, RequestGenerator, WireFrames, type WirePeer } from './fuzz-requests';
 import { declaredMethodPaths, loadMethods, type MethodShape } from './fuzz-schema';
 

@@ -24,8 +24,7 @@ export function checkPayloads(ops: readonly Op[]): Violation[] {
     if (invoke.f !== 'read' || done?.type !== 'ok') continue;
     const region = String(invoke.value?.region);
     const found = String(done.value?.digest);
-    const allowed = allowedDigests(writes.get(region) ?? [], invoke, done);
-    if (allowed.size === 0) allowed.add(String(invoke.value?.initial));
+    const allowed = allowedDigests(writes.get(region) ?? [], invoke, done, String(invoke.value?.initial));
     if (!allowed.has(found)) {
       violations.push({
         checker: 'payload',
@@ -38,7 +37,7 @@ export function checkPayloads(ops: readonly Op[]): Violation[] {
   return violations;
 }
 
-function allowedDigests(writes: readonly OpPair[], read: Op, readDone: Op): Set<string> {
+function allowedDigests(writes: readonly OpPair[], read: Op, readDone: Op, initial: string): Set<string> {
   // The last write known to be done before the read began.
   let last: OpPair | undefined;
   for (const w of writes) {
@@ -46,7 +45,8 @@ function allowedDigests(writes: readonly OpPair[], read: Op, readDone: Op): Set<
     if (done?.type === 'ok' && done.time < read.time && (last === undefined || done.time > last.completions[0]!.time)) last = w;
   }
   const allowed = new Set<string>();
-  if (last !== undefined) allowed.add(String(last.invoke.value?.digest));
+  // No write done before the read began: the region may still hold what it held, whatever is in flight.
+  allowed.add(last === undefined ? initial : String(last.invoke.value?.digest));
   for (const w of writes) {
     const done = w.completions[0];
     if (w === last || done?.type === 'fail' || w.invoke.time > readDone.time) continue;

@@ -225,3 +225,22 @@ export function toChromeTrace(recorded: readonly ServiceEvent[]): ChromeTrace {
   }
   return { traceEvents: out, displayTimeUnit: 'ns', otherData: { clock: 'wall clock, microseconds since the Unix epoch' } };
 }
+
+/** A moment on an extra track: when (wall clock, ms), what, and its details. */
+export interface TrackInstant {
+  readonly unixMs: number;
+  readonly name: string;
+  readonly args?: Readonly<Record<string, unknown>>;
+}
+
+/** Adds a track of its own (a process named `name`, after the services) with an instant per moment. */
+export function addInstantTrack(trace: ChromeTrace, name: string, instants: readonly TrackInstant[]): ChromeTrace {
+  const pid = Math.max(0, ...trace.traceEvents.map((e) => e.pid)) + 1;
+  const events: TraceEvent[] = [
+    { name: 'process_name', ph: 'M', pid, args: { name } },
+    { name: 'process_sort_index', ph: 'M', pid, args: { sort_index: pid } },
+    { name: 'thread_name', ph: 'M', pid, tid: 1, args: { name } },
+    ...instants.map((i): TraceEvent => ({ name: i.name, cat: name, ph: 'i', s: 't', pid, tid: 1, ts: i.unixMs * 1000, args: i.args ?? {} })),
+  ];
+  return { ...trace, traceEvents: [...trace.traceEvents, ...events] };
+}

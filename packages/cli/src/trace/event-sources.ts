@@ -11,6 +11,8 @@ export interface EventSourceOptions {
   readonly onLive: (service: string) => void;
   /** A service's stream failed (not when `signal` ended it). */
   readonly onError: (service: string, error: unknown) => void;
+  /** Only this service's stream (to follow each one again on its own after it failed). */
+  readonly only?: 'pci-emu' | 'dmabuf-registry';
 }
 
 /**
@@ -34,8 +36,8 @@ export async function streamServiceEvents(clients: Clients, options: EventSource
     }
   };
   await Promise.all([
-    follow('pci-emu', (onHeader) => clients.pci.watchEvents({ bdfs: [], nvme: options.nvme }, { signal, onHeader }), (r) => fromPciEvent('pci-emu', r)),
-    follow('dmabuf-registry', (onHeader) => clients.registry.watchEvents({}, { signal, onHeader }), (r) => fromRegistryEvent('dmabuf-registry', r)),
+    options.only === 'dmabuf-registry' ? undefined : follow('pci-emu', (onHeader) => clients.pci.watchEvents({ bdfs: [], nvme: options.nvme }, { signal, onHeader }), (r) => fromPciEvent('pci-emu', r)),
+    options.only === 'pci-emu' ? undefined : follow('dmabuf-registry', (onHeader) => clients.registry.watchEvents({}, { signal, onHeader }), (r) => fromRegistryEvent('dmabuf-registry', r)),
   ]);
   return failed;
 }

@@ -1,8 +1,8 @@
 /**
  * mulberry32: a 32-bit generator small enough to read at a glance, with a
  * period of 2^32 and good enough statistics for choosing test inputs. The
- * same seed gives the same sequence on every machine, so a failing request
- * stream can be replayed with P2P_FUZZ_SEED.
+ * same seed gives the same sequence on every machine, so a fuzz run's
+ * request stream (P2P_FUZZ_SEED) and a chaos campaign (--seed) replay.
  */
 export class Prng {
   #state: number;
