@@ -126,11 +126,20 @@ describe('p2p: the workbench command against a running stack', function () {
     });
   });
 
-  it('has --help on every command', async () => {
-    for (const args of [[], ['topology'], ['read'], ['write'], ['reset'], ['power'], ['unplug'], ['replug'], ['fault'], ['fault', 'add'], ['fault', 'list'], ['fault', 'clear'], ['fault', 'device']]) {
-      const run = await p2p(...args, '--help');
-      expect(run.code, args.join(' ')).to.equal(0);
-      expect(run.stdout, args.join(' ')).to.match(/^Usage: p2p/);
-    }
+  it('has --help on every command, found by walking the help itself', async () => {
+    const visited: string[] = [];
+    const walk = async (path: string[]): Promise<void> => {
+      const run = await p2p(...path, '--help');
+      expect(run.code, path.join(' ')).to.equal(0);
+      expect(run.stdout, path.join(' ')).to.match(new RegExp(`^Usage: p2p${path.map((word) => ` ${word}`).join('')}\\b`));
+      visited.push(path.join(' '));
+      const commands = run.stdout.split('\nCommands:\n')[1]?.split('\n\n')[0] ?? '';
+      for (const line of commands.split('\n')) {
+        const name = /^ {2}([a-z][a-z0-9_-]*)/.exec(line)?.[1];
+        if (name !== undefined && name !== 'help') await walk([...path, name]);
+      }
+    };
+    await walk([]);
+    expect(visited).to.include.members(['topology', 'read', 'fault add', 'fault device', 'session start', 'session shell', 'open', 'export', 'heap alloc', 'reg-mr', 'watch', 'trace', 'perf', 'chaos']);
   });
 });
