@@ -1,6 +1,7 @@
 import { connectPeer, type Peer } from '@p2p/rpc';
 import { dmabuf, fault, pci, vfio } from '@p2p/proto';
 import { errno } from '@p2p/errno';
+import { resolveFunction } from './device-ref';
 import type { Target } from './target';
 
 /** The services a command may talk to, connected on first use and closed together. */
@@ -31,6 +32,12 @@ export class Clients {
   get registry(): Peer<typeof dmabuf.DmaBufRegistryServiceDefinition>['client'] {
     this.registryPeer ??= this.connect(dmabuf.DmaBufRegistryServiceDefinition, this.target.registry, 'dmabuf-registry');
     return this.registryPeer.client;
+  }
+
+  /** A function by its BDF or its topology name (nvme1); ENODEV naming the ones there are. */
+  async findFunction(ref: string): Promise<pci.FunctionInfo> {
+    const { functions } = await this.pci.listFunctions({});
+    return resolveFunction(functions, ref);
   }
 
   /** The services by the names `p2p fault` takes: pci-emu, vfio-pci, dmabuf-registry, rdma-nic-0... */

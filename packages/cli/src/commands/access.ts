@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { errno } from '@p2p/errno';
-import { action, type Context } from '../context';
-import { type AddressSpace, parseSpace, parseWidth, resolveFunction } from '../device-ref';
+import { action } from '../context';
+import { type AddressSpace, parseSpace, parseWidth } from '../device-ref';
 import { hex, parseSmall, parseUnsigned } from '../format';
 
 /** Bytes `p2p read --length` may dump at once: a BAR window, not a whole BAR. */
@@ -28,11 +28,6 @@ export function hexdump(data: Buffer, base: bigint): string[] {
   return lines;
 }
 
-async function bdfOf(context: Context, ref: string): Promise<string> {
-  const { functions } = await context.clients.pci.listFunctions({});
-  return resolveFunction(functions, ref).bdf;
-}
-
 function undecoded(space: AddressSpace, bdf: string): string {
   return space.kind === 'bar' ? ` (not decoded: ${bdf} has Memory Space off or is not in D0; a read returns all ones)` : '';
 }
@@ -49,7 +44,7 @@ export function accessCommands(program: Command): void {
     .action(
       action<ReadOptions>(async (context, [ref, spaceText, offsetText], options) => {
         const space = parseSpace(spaceText!);
-        const bdf = await bdfOf(context, ref!);
+        const bdf = (await context.clients.findFunction(ref!)).bdf;
         const offset = parseUnsigned(offsetText!, 'offset');
         if (options.length !== undefined) {
           if (space.kind !== 'bar') throw errno('EINVAL', '--length dumps a BAR; read config space a register at a time');
@@ -83,7 +78,7 @@ export function accessCommands(program: Command): void {
         const width = parseWidth(options.width, space);
         const offset = parseUnsigned(offsetText!, 'offset');
         const value = parseUnsigned(valueText!, 'value', 2n ** BigInt(width * 8) - 1n);
-        const bdf = await bdfOf(context, ref!);
+        const bdf = (await context.clients.findFunction(ref!)).bdf;
         if (space.kind === 'config') {
           await context.clients.pci.configWrite({ bdf, offset: Number(offset), width, value: Number(value), hardware: false });
           context.print({ bdf, space: 'config', offset, width, value }, () => `${bdf} config ${hex(offset, 3)} <- ${hex(value, width * 2)}`);

@@ -2,12 +2,10 @@ import type { Command } from 'commander';
 import { applyDeviceFault, DEVICE_FAULTS, isDeviceFault } from '@p2p/device-faults';
 import { errno } from '@p2p/errno';
 import { action, type Context } from '../context';
-import { resolveFunction } from '../device-ref';
 
 async function deviceFault(context: Context, ref: string, name: string): Promise<void> {
   if (!isDeviceFault(name)) throw errno('EINVAL', `no device fault ${JSON.stringify(name)}: one of ${Object.keys(DEVICE_FAULTS).join(', ')}`);
-  const { functions } = await context.clients.pci.listFunctions({});
-  const bdf = resolveFunction(functions, ref).bdf;
+  const { bdf } = await context.clients.findFunction(ref);
   const said = await applyDeviceFault(context.clients.pci, bdf, name);
   context.print({ bdf, fault: name }, () => said);
 }
@@ -16,7 +14,7 @@ async function deviceFault(context: Context, ref: string, name: string): Promise
 export function deviceCommands(program: Command): void {
   program
     .command('reset')
-    .description('reset a function: --flr (default) or the function\'s reset method')
+    .description('reset a function: a Function Level Reset (default), or --method reset for the function\'s reset method')
     .argument('<function>', 'a BDF or a name')
     .option('--method <method>', 'flr or reset', 'flr')
     .action(action<{ method: string }>(async (context, [ref], options) => deviceFault(context, ref!, options.method)));

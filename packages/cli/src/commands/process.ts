@@ -4,17 +4,10 @@ import { errno } from '@p2p/errno';
 import { dmabuf } from '@p2p/proto';
 import { errnoOf } from '@p2p/status';
 import type { Context } from '../context';
-import { resolveFunction } from '../device-ref';
 import { ACCESS_FLAGS, flagNames, OPEN_FLAGS, parseFlags } from '../flags';
 import { hex, parseSmall, parseUnsigned } from '../format';
 import type { ModelProcess } from '../session/model-process';
 import { processAction } from '../session/process-action';
-
-async function bdfOf(context: Context, ref: string): Promise<{ bdf: string; name: string }> {
-  const { functions } = await context.clients.pci.listFunctions({});
-  const fn = resolveFunction(functions, ref);
-  return { bdf: fn.bdf, name: fn.name };
-}
 
 function fdArg(text: string): number {
   return parseSmall(text, 'fd', 0x7fff_ffff);
@@ -58,7 +51,7 @@ export function processCommands(program: Command): void {
     .argument('<function>', 'a BDF or a name (nvme1, accel0)')
     .action(
       processAction(async (context, process_: ModelProcess, [ref]) => {
-        const { bdf, name } = await bdfOf(context, ref!);
+        const { bdf, name } = await context.clients.findFunction(ref!);
         await bindToVfio(context, bdf);
         const { fd } = await process_.vfio.openDevice({ pid: process_.pid, bdf });
         context.print({ pid: process_.pid, fd, bdf }, () => `pid ${process_.pid}: fd ${fd} is vfio device ${bdf} (${name})`);
@@ -122,7 +115,7 @@ export function processCommands(program: Command): void {
     .action(
       processAction<{ importer: string }>(async (context, process_, [fdText], options) => {
         const fd = fdArg(fdText!);
-        const { bdf, name } = await bdfOf(context, options.importer);
+        const { bdf, name } = await context.clients.findFunction(options.importer);
         const importer = await process_.session.importDmaBuf({ fd, importerBdf: bdf });
         process_.attachments.set(importer.attachmentId, { importer, fd, importerName: name });
         context.print({ pid: process_.pid, fd, attachment: importer.attachmentId, buffer: importer.bufferId, importer: bdf }, () =>
