@@ -5,9 +5,11 @@ import type { Deployment, Driver } from './driver/driver';
 import { HistoryRecorder, NEMESIS, type Op } from './history';
 import { leftOver } from './leak-check';
 import { type FaultKind, nemesisSchedule, type ScheduledFault, type ServiceName } from './plan/schedule';
-import { DEFAULT_SHAPE, type PlannedRequest, type QueueName, requestPlan, revokePlan } from './plan/workload-plan';
+import { blockIoPlan, copyPlan, DEFAULT_SHAPE, type PlannedRequest, type QueueName, requestPlan, revokePlan, type WorkloadName, WORKLOADS } from './plan/workload-plan';
 import { analyze, type CampaignResult } from './report';
 import { DeviceLock } from './workload/device-lock';
+import { DmaWorkload } from './workload/dma-workload';
+import { NvmeWorkload } from './workload/nvme-workload';
 import { RdmaWorkload, WORKLOAD_DEVICE } from './workload/rdma-workload';
 
 /** Debug plants: lies told to the campaign's own checkers, to show they catch them end to end. */
@@ -21,6 +23,8 @@ export interface CampaignOptions {
   readonly intervalMs: number;
   readonly faultDurationMs: number;
   readonly kinds: readonly FaultKind[];
+  /** The workloads to run (`--workload`); default all: RDMA streams, DMA-engine copies, NVMe I/O. */
+  readonly workloads?: readonly WorkloadName[];
   readonly plant?: Plant;
   /** Progress lines (faults, the workload starting over). */
   readonly log?: (line: string) => void;
@@ -77,20 +81,37 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRun
     let barGeneration = 0;
     const shape = DEFAULT_SHAPE;
     const plans: Record<QueueName, Iterator<PlannedRequest>> = { bar: requestPlan(options.seed, 'bar', shape), host: requestPlan(options.seed, 'host', shape) };
-    const workload = new RdmaWorkload({
-      deployment,
-      history,
-      platform: platform.client,
-      shape,
-      plans,
-      revokes: revokePlan(options.seed, options.durationMs),
-      deviceLock,
-      barGeneration: () => barGeneration,
-      log,
-    });
+    const selected = options.workloads ?? WORKLOADS;
+    const rdma = !selected.includes('rdma')
+      ? undefined
+      : new RdmaWorkload({
+          deployment,
+          history,
+          platform: platform.client,
+          shape,
+          plans,
+          revokes: revokePlan(options.seed, options.durationMs),
+          deviceLock,
+          barGeneration: () => barGeneration,
+          log,
+        });
+    const dma = !selected.includes('dma')
+      ? undefined
+      : new DmaWorkload({
+          deployment,
+          history,
+          shape,
+          plan: copyPlan(options.seed, shape),
+          // accel0 has one owner: host X while the RDMA workload runs.
+          ...(rdma === undefined ? {} : { borrowOwner: () => rdma.borrowAccelOwner() }),
+          deviceLock,
+          pciGeneration: () => barGeneration,
+          log,
+        });
+    const nvme = selected.includes('nvme') ? new NvmeWorkload({ deployment, history, shape, plan: blockIoPlan(options.seed, shape), log }) : undefined;
     const schedule = nemesisSchedule({ seed: options.seed, durationMs: options.durationMs, intervalMs: options.intervalMs, faultDurationMs: options.faultDurationMs, kinds: options.kinds, device: WORKLOAD_DEVICE.name });
     const startedAt = Date.now();
-    const running = workload.run(startedAt);
+    const running = Promise.all([rdma?.run(startedAt), dma?.run(), nvme?.run()]);
     const faults: FaultEvent[] = [];
     for (const fault of schedule) {
       const wait = startedAt + fault.atMs - Date.now();
@@ -101,10 +122,10 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRun
     }
     const rest = startedAt + options.durationMs - Date.now();
     if (rest > 0) await new Promise((resolve) => setTimeout(resolve, rest));
-    workload.stop();
+    for (const workload of [rdma, dma, nvme]) workload?.stop();
     await running;
     await driver.waitServing(30_000).catch((error: unknown) => log(`at the end: ${message(error)}`));
-    await workload.closeLeftovers();
+    for (const workload of [dma, rdma, nvme]) await workload?.closeLeftovers();
     // The NICs and vfio-pci release what a closed process held as their sessions hear of it.
     await new Promise((resolve) => setTimeout(resolve, 500));
     const check = history.invoke('checker', 'leak-check');

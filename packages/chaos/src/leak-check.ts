@@ -1,8 +1,8 @@
-import * as fs from 'node:fs';
 import type { PlatformClient } from '@p2p/device-faults';
 import { dmabuf, vfio } from '@p2p/proto';
 import { connectPeer } from '@p2p/rpc';
 import type { Deployment } from './driver/driver';
+import type { SegmentFiles } from './driver/segment-files';
 
 /** The registry processes that are services' own sessions: vfio-pci's and each NIC's (rdma-nic/<bdf>). */
 function isServiceProcess(name: string): boolean {
@@ -44,7 +44,7 @@ export async function leftOver(deployment: Deployment, platform: PlatformClient,
         ...devices.filter((d) => d.openCount > 0).map((d) => `${d.bdf} open ${d.openCount} times (owner pid ${d.ownerPid})`),
         ...dmaBufs.filter((d) => !d.forgotten).map((d) => `dma-buf ${d.handle} of ${d.providerBdf} BAR${d.regionIndex}`),
       ],
-      segments: deployment.shmDir === undefined ? [] : await strayFiles(deployment.shmDir, rings, platform, accel),
+      segments: await strayFiles(deployment.segments, rings, platform, accel),
     };
   } finally {
     registry.close();
@@ -55,10 +55,10 @@ export async function leftOver(deployment: Deployment, platform: PlatformClient,
 const HEAP_SEGMENT = /^dmabuf-heap\.([^.]+)\.(\d+)\.\d+$/;
 const BAR_SEGMENT = /^pci-emu\.([^.]+)\.(.+-bar\d+)\.g(\d+)\.\d+$/;
 
-async function strayFiles(shmDir: string, rings: Set<string>, platform: PlatformClient, accel: { bdf: string; bar: number }): Promise<string[]> {
+async function strayFiles(segments: SegmentFiles, rings: Set<string>, platform: PlatformClient, accel: { bdf: string; bar: number }): Promise<string[]> {
   const { extents } = await platform.getBarSegments({ bdf: accel.bdf, bar: accel.bar, offset: 0n, length: 4096n });
   const current = BAR_SEGMENT.exec(extents[0]?.segment ?? '')?.[1];
-  const files = fs.readdirSync(shmDir, { withFileTypes: true }).filter((d) => d.isFile() && !d.name.startsWith('.')).map((d) => d.name);
+  const files = await segments.list();
   const newest = new Map<string, number>();
   for (const name of files) {
     const bar = BAR_SEGMENT.exec(name);

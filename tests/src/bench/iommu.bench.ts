@@ -24,8 +24,8 @@ import { iommufdUapi, pciRegs, vfioUapi } from '@p2p/vfio-pci';
 import { rpc } from '../harness/rpc';
 import { bareUnary, startSink } from './grpc-sink';
 import { cyclingCopyRate, GB, percentile, secondsSince, timeInTurn } from './stats';
-import { cpuView, exportBarRange } from '../harness/vfio-dma';
-import { u32, u64 } from '../harness/accel-dma';
+import { cpuView, u32, u64 } from '@p2p/user-driver';
+import { exportBarRange } from '../harness/vfio-dma';
 
 const ACCEL0 = '0000:07:00.0';
 const NVME1 = '0000:08:00.0';

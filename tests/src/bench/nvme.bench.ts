@@ -9,10 +9,8 @@ import { errnoOf } from '@p2p/status';
 import { decodeCqes, encodeWqe, IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_REMOTE_WRITE, IBV_SEND_SIGNALED, WQE_BYTES } from '@p2p/verbs';
 import { O_RDWR, vfioUapi } from '@p2p/vfio-pci';
 import { spdkCmbCopy } from '../examples/spdk-cmb-copy';
-import { type DmaBuffer, NvmeDriver, NvmeQueuePair } from '../harness/nvme-driver';
 import { type RdmaHost, RdmaStack } from '../harness/rdma-hosts';
-import { cpuView } from '../harness/vfio-dma';
-import { VfioDmaSpace } from '../harness/vfio-nvme';
+import { cpuView, type DmaBuffer, NvmeDriver, NvmeQueuePair, VfioDmaSpace } from '@p2p/user-driver';
 import { Prng } from '@p2p/chaos';
 import { bareUnary, startSink } from './grpc-sink';
 import { percentile, secondsSince, timeInTurn } from './stats';
@@ -52,7 +50,7 @@ interface Rate {
 }
 
 /**
- * nvme1 driven as SPDK drives it (tests/src/harness/nvme-driver.ts, through
+ * nvme1 driven as SPDK drives it (@p2p/user-driver's NvmeDriver, through
  * vfio-pci), every service its own process: 4 KiB random Read and Write at
  * queue depths 1 and 32, the SQ tail and CQ head doorbells rung two ways,
  * by MmioWrite (vfio-pci's BAR0 region, as the driver does by default) and

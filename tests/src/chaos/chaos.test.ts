@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { expect } from 'chai';
-import { DEFAULT_SHAPE, FAULT_KINDS, historyFromJsonl, nemesisSchedule, requestPlan, revokePlan } from '@p2p/chaos';
+import { blockIoPlan, copyPlan, DEFAULT_SHAPE, FAULT_KINDS, historyFromJsonl, nemesisSchedule, requestPlan, revokePlan } from '@p2p/chaos';
 import { runP2p } from '../harness/p2p-cli';
 
 /** A short campaign: 16 s, a fault every 2 s held 500 ms, so each of the four kinds comes at least once. */
@@ -26,6 +26,14 @@ describe('p2p chaos', function () {
       expect(run.code, run.stdout + run.stderr).to.equal(0);
       const ops = historyFromJsonl(fs.readFileSync(history, 'utf8'));
       expect(ops.filter((op) => op.f === 'post' && op.type === 'ok').length).to.be.greaterThan(100);
+      // The DMA engine's copies (writes of host and CMB slots) and reads, and nvme0's Writes, Reads and Flushes, beside the RDMA streams.
+      const done = (process: string, f: string): number => ops.filter((op) => op.process === process && op.f === f && op.type === 'ok').length;
+      expect(done('dma', 'write'), 'DMA-engine copies').to.be.greaterThan(10);
+      expect(done('dma', 'read'), 'reads of the copies').to.be.greaterThan(5);
+      expect(done('nvme', 'write'), 'NVMe Writes').to.be.greaterThan(10);
+      expect(done('nvme', 'read'), 'NVMe Reads').to.be.greaterThan(10);
+      expect(done('nvme', 'flush'), 'NVMe Flushes').to.be.greaterThan(0);
+      expect(ops.some((op) => op.process === 'dma' && /^nvme1:cmb\[/.test(String(op.value?.region)) && op.type === 'ok'), 'a copy into nvme1\'s CMB').to.equal(true);
       for (const kind of FAULT_KINDS) expect(run.stdout, kind).to.match(new RegExp(`│ ${kind} `));
       expect(run.stdout).to.include('no violation');
       const faults = ops.filter((op) => op.process === 'nemesis' && op.type === 'invoke');
@@ -65,5 +73,9 @@ describe('p2p chaos', function () {
     expect(take(SEED)).to.deep.equal(take(SEED));
     expect(take(SEED + 1)).to.not.deep.equal(take(SEED));
     expect(revokePlan(SEED, 16_000)).to.deep.equal(revokePlan(SEED, 16_000));
+    const first = <T>(plan: Iterator<T>): T[] => Array.from({ length: 50 }, () => plan.next().value as T);
+    expect(first(copyPlan(SEED, DEFAULT_SHAPE))).to.deep.equal(first(copyPlan(SEED, DEFAULT_SHAPE)));
+    expect(first(blockIoPlan(SEED, DEFAULT_SHAPE))).to.deep.equal(first(blockIoPlan(SEED, DEFAULT_SHAPE)));
+    expect(first(blockIoPlan(SEED + 1, DEFAULT_SHAPE))).to.not.deep.equal(first(blockIoPlan(SEED, DEFAULT_SHAPE)));
   });
 });

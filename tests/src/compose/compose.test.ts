@@ -54,9 +54,9 @@ interface RunResult {
   stderr: string;
 }
 
-function run(file: string, args: string[], timeoutMs: number, cwd?: string): Promise<RunResult> {
+function run(file: string, args: string[], timeoutMs: number, cwd?: string, env?: Record<string, string>): Promise<RunResult> {
   return new Promise((resolve) => {
-    execFile(file, args, { timeout: timeoutMs, cwd, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
+    execFile(file, args, { timeout: timeoutMs, cwd, maxBuffer: 16 * 1024 * 1024, env: { ...process.env, ...env } }, (error, stdout, stderr) => {
       resolve({ ok: error === null, stdout: String(stdout), stderr: String(stderr || (error ? error.message : '')) });
     });
   });
@@ -196,6 +196,22 @@ function httpStatus(url: string): Promise<{ status: number; body: string }> {
       })
       .on('error', reject);
   });
+}
+
+/** One row of `p2p --json chaos`: a fault kind at a service, what the workload did under it, and its recovery. */
+interface ChaosRow {
+  kind: string;
+  service: string;
+  faults: number;
+  violations: number;
+  recoveryP50Ms?: number;
+}
+
+/** The compose project a container belongs to, as compose labelled it (testcontainers names its own). */
+async function composeProjectOf(container: StartedTestContainer): Promise<string> {
+  const labels = await run('docker', ['inspect', '-f', '{{index .Config.Labels "com.docker.compose.project"}}', container.getId()], 15_000);
+  if (!labels.ok || labels.stdout.trim() === '') throw new Error(`no compose project label on ${container.getName()}: ${labels.stderr}`);
+  return labels.stdout.trim();
 }
 
 describe('docker-compose.yml: pci-emu, dmabuf-registry, vfio-pci and two rdma-nic containers', function () {
@@ -439,6 +455,49 @@ describe('docker-compose.yml: pci-emu, dmabuf-registry, vfio-pci and two rdma-ni
     expect(seen.fstype).to.equal('tmpfs');
     expect(seen.uid).to.equal(1000);
     expect(seen.owner).to.equal(1000);
+  });
+
+  // Last, after the nested NVMe examples too: it kills, freezes and cuts off every container, so published ports move.
+  describe('a chaos campaign against the stack', function () {
+    it('survives a seeded chaos campaign run from the host (p2p chaos --driver compose): every fault kind, each healed with a recovery time, no violation', async function () {
+      this.timeout(100_000);
+      const root = repoRoot();
+      const out = fs.mkdtempSync(path.join(os.tmpdir(), 'p2p-compose-chaos-'));
+      const project = await composeProjectOf(container);
+      try {
+        const history = path.join(out, 'history.jsonl');
+        const campaign = await run(
+          process.execPath,
+          [
+            ...[path.join(root, 'packages/cli/bin/p2p.js'), '--json', 'chaos', '--driver', 'compose'],
+            ...['--compose-file', path.join(root, 'docker-compose.yml'), '--compose-project', project],
+            ...['--seed', '11', '--duration', '30s', '--interval', '2500ms', '--fault-duration', '500ms', '--history', history],
+          ],
+          90_000,
+          root,
+          { P2P_ADMIN_TOKEN: secrets.adminToken },
+        );
+        expect(campaign.ok, `${campaign.stdout}\n${campaign.stderr}`).to.equal(true);
+        const result = JSON.parse(campaign.stdout) as { valid: boolean; violations: unknown[]; rows: ChaosRow[] };
+        expect(result.violations).to.deep.equal([]);
+        const faulted = result.rows.filter((row) => row.faults > 0);
+        expect(new Set(faulted.map((row) => row.kind))).to.deep.equal(new Set(['kill', 'stop', 'partition', 'device']));
+        for (const row of faulted) expect(row.recoveryP50Ms, `${row.kind} ${row.service}: no recovery`).to.be.a('number');
+        // Each fault the nemesis began it also healed: its op completed ok, not info.
+        const nemesis = fs
+          .readFileSync(history, 'utf8')
+          .trim()
+          .split('\n')
+          .map((line) => JSON.parse(line) as { process: string; type: string; f: string; error?: string })
+          .filter((op) => op.process === 'nemesis');
+        expect(nemesis.filter((op) => op.type !== 'invoke' && op.type !== 'ok').map((op) => `${op.f}: ${op.error ?? op.type}`)).to.deep.equal([]);
+        expect(nemesis.filter((op) => op.type === 'ok')).to.have.lengthOf(nemesis.filter((op) => op.type === 'invoke').length);
+        // The gateway the driver started beside the project is gone with the campaign.
+        expect((await run('docker', ['ps', '-aq', '--filter', `name=${project}-chaos-gateway`], 15_000)).stdout.trim()).to.equal('');
+      } finally {
+        fs.rmSync(out, { recursive: true, force: true });
+      }
+    });
   });
 });
 

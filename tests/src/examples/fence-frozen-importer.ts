@@ -34,7 +34,7 @@ import { exportDeviceRange } from '../harness/nvme-cmb-target';
 import { bindToVfio } from '../harness/nvme-stack';
 import { ACCEL0, NIC1 } from '../harness/rdma-hosts';
 import { exampleMain } from '../harness/run-example';
-import { writePciCommand } from '../harness/vfio-nvme';
+import { writePciCommand } from '@p2p/user-driver';
 
 const { PCI_COMMAND_MEMORY, PCI_COMMAND_MASTER } = pciRegs;
 const { EventKind } = dmabuf;

@@ -11,7 +11,6 @@ import { asAdmin, eventually, platformSecretsOf, rejection } from '@p2p/testing'
 import { IBV_ACCESS_LOCAL_WRITE, IBV_SEND_SIGNALED, VerbsContext } from '@p2p/verbs';
 import { EventLog, HelperProcess, rawClient, registryState, segmentNames } from '../dmabuf-registry/fixtures';
 import { type BlockContent, classifyBlock, describeBlock, stampBlock, stampedBlock } from '../harness/nvme-blocks';
-import { NvmeDriver } from '../harness/nvme-driver';
 import {
   CMB_DATA,
   cqHeadDoorbell,
@@ -28,7 +27,7 @@ import {
 import { bindToVfio, namespaceFile, NvmeStack, readNamespaceFile } from '../harness/nvme-stack';
 import { NIC1, RdmaStack } from '../harness/rdma-hosts';
 import { rpc } from '../harness/rpc';
-import { cpuView } from '../harness/vfio-dma';
+import { cpuView, NvmeDriver } from '@p2p/user-driver';
 
 const NSID = 1;
 const { EventKind } = dmabuf;

@@ -34,7 +34,7 @@ import { resolveShmDir } from '@p2p/shm';
 import { errnoOf } from '@p2p/status';
 import { IBV_ACCESS_LOCAL_WRITE, IBV_SEND_SIGNALED, VerbsContext } from '@p2p/verbs';
 import { CMB_CQ, CMB_DATA, CMB_EXPORTED, CMB_SQ, connectRcPair, cqHeadDoorbell, createCmbQueues, NVME1, openCmbTarget, registerCmbTarget, sqTailDoorbell } from '../harness/nvme-cmb-target';
-import { cpuView } from '../harness/vfio-dma';
+import { cpuView } from '@p2p/user-driver';
 
 const NSID = 1;
 const QID = 1;

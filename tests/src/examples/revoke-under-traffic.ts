@@ -33,7 +33,7 @@ import { deviceMemory, type PlatformAccess } from '../harness/device-memory';
 import { ACCEL0, RdmaHost } from '../harness/rdma-hosts';
 import { type CompletionTally, notLanded, patterned, tallyCompletions, Transfer, wcStatusName } from '../harness/rdma-transfer';
 import { exampleMain } from '../harness/run-example';
-import { writePciCommand } from '../harness/vfio-nvme';
+import { writePciCommand } from '@p2p/user-driver';
 
 const { PCI_COMMAND_MEMORY, PCI_COMMAND_MASTER } = pciRegs;
 const BAR2 = 2;

@@ -26,8 +26,7 @@ import { connectPeer } from '@p2p/rpc';
 import { resolveShmDir } from '@p2p/shm';
 import { errnoOf } from '@p2p/status';
 import { O_RDWR, vfioUapi } from '@p2p/vfio-pci';
-import { NvmeDriver } from '../harness/nvme-driver';
-import { VfioDmaSpace } from '../harness/vfio-nvme';
+import { NvmeDriver, VfioDmaSpace } from '@p2p/user-driver';
 
 const NVME0 = '0000:03:00.0';
 const NVME1 = '0000:08:00.0';

@@ -2,8 +2,7 @@ import type { RegistrySession } from '@p2p/dmabuf-client';
 import { NVME_CQE_SIZE } from '@p2p/pci-emu';
 import { O_RDWR, vfioUapi } from '@p2p/vfio-pci';
 import { IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_REMOTE_READ, IBV_ACCESS_REMOTE_WRITE, type HostMr, type VerbsContext } from '@p2p/verbs';
-import { NvmeDriver } from './nvme-driver';
-import { type VfioClients, type VfioDevice, VfioDmaSpace } from './vfio-nvme';
+import { NvmeDriver, type VfioClients, type VfioDevice, VfioDmaSpace } from '@p2p/user-driver';
 
 /*
  * The target side of the seed's flow (host X): a process owns nvme1 through

@@ -7,10 +7,9 @@ import { iommufd, pci, vfio } from '@p2p/proto';
 import { connectPeer, type Peer } from '@p2p/rpc';
 import { errnoOf } from '@p2p/status';
 import { eventually, type ServiceProcess, startServiceProcess, tempShmDir } from '@p2p/testing';
-import { NvmeDriver, type NvmeQueuePair } from './nvme-driver';
 import { NVME1 } from './nvme-cmb-target';
 import { startPlatformProcesses } from './platform-processes';
-import { type VfioClients, type VfioDevice, VfioDmaSpace } from './vfio-nvme';
+import { NvmeDriver, type NvmeQueuePair, type VfioClients, type VfioDevice, VfioDmaSpace } from '@p2p/user-driver';
 
 /** The file behind namespace `nsid` of `bdf` in pci-emu's data directory (0000:08:00.0 n1 -> 0000-08-00.0-n1.img). */
 export function namespaceFile(dataDir: string, bdf: string, nsid = 1): string {

@@ -1,6 +1,6 @@
 import type { RegistrySession } from '@p2p/dmabuf-client';
-import type { dmabuf, vfio } from '@p2p/proto';
-import { SegmentStore } from '@p2p/shm';
+import type { vfio } from '@p2p/proto';
+import { cpuView } from '@p2p/user-driver';
 import { O_RDWR, vfioUapi } from '@p2p/vfio-pci';
 import { rpc } from './rpc';
 
@@ -32,20 +32,4 @@ export async function mapHeap(session: RegistrySession, bytes: Buffer): Promise<
   await session.cpuWrite(fd, 0, bytes);
   const mapped = await session.mmapFd(fd, 0, bytes.length);
   return { fd, bufferId, addr: mapped.addr, view: cpuView(mapped) };
-}
-
-/**
- * The CPU's view of what MmapFd mapped: the one segment extent behind it,
- * mapped here. The view keeps the mapping alive after the segment's file is
- * closed.
- */
-export function cpuView(mapped: dmabuf.MmapFdResponse): Buffer {
-  if (mapped.extents.length !== 1) throw new Error(`a heap buffer in ${mapped.extents.length} extents`);
-  const extent = mapped.extents[0]!;
-  const segment = new SegmentStore({ dir: mapped.directory }).open(extent.segment);
-  try {
-    return segment.view(Number(extent.segmentOffset), Number(extent.length));
-  } finally {
-    segment.close();
-  }
 }

@@ -1,5 +1,6 @@
 import type { TlsConfig } from '@p2p/auth';
 import type { ServiceName } from '../plan/schedule';
+import type { SegmentFiles } from './segment-files';
 
 /** Where the campaign reaches a deployment: each service's address, the administrator's token, TLS. */
 export interface Deployment {
@@ -11,12 +12,13 @@ export interface Deployment {
   readonly adminToken: string | undefined;
   readonly tls: TlsConfig;
   /**
-   * The segment directory as this process sees it, when it shares the
-   * services' tmpfs (the local driver): the workload's sessions map
-   * segments there, and the checkers read the BAR's segment files and look
-   * for left-over ones. Undefined when the services' tmpfs is out of reach.
+   * The segment directory the workload's sessions are given: the services'
+   * own under the local driver (they map segments there), a private empty
+   * one under compose (the registry then streams, TRANSPORT_STREAM).
    */
-  readonly shmDir: string | undefined;
+  readonly shmDir: string;
+  /** The services' segment files, for the checkers: the BAR's bytes while it does not decode, stray files. */
+  readonly segments: SegmentFiles;
 }
 
 /**

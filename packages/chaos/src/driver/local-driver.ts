@@ -6,6 +6,7 @@ import { freePort, isServing, type ServiceProcess, startServiceProcess } from '@
 import { SERVICES, type ServiceName } from '../plan/schedule';
 import type { Deployment, Driver } from './driver';
 import { FAULT_RULE_PARTITION, healFaultRulePartition, partitionByFaultRule } from './fault-rule-partition';
+import { localSegmentFiles } from './segment-files';
 
 /** nic0 beside nvme0 and nic1 beside accel0 in pci-emu's default topology, each with its own GID address. */
 const NICS = { 'rdma-nic-0': { bdf: '0000:04:00.0', ip: '127.0.0.2' }, 'rdma-nic-1': { bdf: '0000:09:00.0', ip: '127.0.0.3' } } as const;
@@ -72,6 +73,7 @@ export class LocalDriver implements Driver {
       adminToken: loadPlatformSecrets(shmDir, {}).adminToken,
       tls,
       shmDir,
+      segments: localSegmentFiles(shmDir),
     };
     return this.#deployment;
   }

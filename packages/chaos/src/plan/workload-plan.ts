@@ -49,6 +49,47 @@ export function* requestPlan(seed: number, queue: QueueName, shape: WorkloadShap
   for (;;) yield { opcode: prng.chance(0.5) ? 'RDMA_WRITE' : 'RDMA_READ', slot: prng.below(shape.slots), payloadSeed: prng.u32() };
 }
 
+/** The workloads a campaign can run (`--workload`): RDMA streams, DMA-engine copies, NVMe I/O. */
+export const WORKLOADS = ['rdma', 'dma', 'nvme'] as const;
+export type WorkloadName = (typeof WORKLOADS)[number];
+
+export function isWorkloadName(name: string): name is WorkloadName {
+  return (WORKLOADS as readonly string[]).includes(name);
+}
+
+/** Where a DMA-engine copy lands: a slot of a host buffer, or of nvme1's controller memory buffer (peer to peer). */
+export type DmaTarget = 'host' | 'cmb';
+
+/** One step of the DMA worker: ring a copy of a seeded payload into a slot, or read a slot back. */
+export interface PlannedCopy {
+  readonly op: 'copy' | 'read';
+  readonly target: DmaTarget;
+  readonly slot: number;
+  readonly payloadSeed: number;
+}
+
+/** The DMA worker's steps: copies (three in five) and reads, host and CMB half and half, slots at random. */
+export function* copyPlan(seed: number, shape: WorkloadShape): Generator<PlannedCopy, never> {
+  const prng = new Prng(seed ^ 0x646d6120);
+  for (;;) yield { op: prng.chance(0.6) ? 'copy' : 'read', target: prng.chance(0.5) ? 'host' : 'cmb', slot: prng.below(shape.slots), payloadSeed: prng.u32() };
+}
+
+/** One step of the NVMe worker: a Write of a seeded payload to a slot's LBA range, a Read of one, or a Flush. */
+export interface PlannedBlockIo {
+  readonly op: 'write' | 'read' | 'flush';
+  readonly slot: number;
+  readonly payloadSeed: number;
+}
+
+/** The NVMe worker's steps: Writes and Reads (each nine in twenty) and Flushes, on slots chosen at random. */
+export function* blockIoPlan(seed: number, shape: WorkloadShape): Generator<PlannedBlockIo, never> {
+  const prng = new Prng(seed ^ 0x6e766d65);
+  for (;;) {
+    const roll = prng.below(20);
+    yield { op: roll < 9 ? 'write' : roll < 18 ? 'read' : 'flush', slot: prng.below(shape.slots), payloadSeed: prng.u32() };
+  }
+}
+
 /** The owner's revokes of the BAR: one every 2 to 4 s, Memory Space cleared for 50 to 250 ms. */
 export function revokePlan(seed: number, durationMs: number): PlannedRevoke[] {
   const prng = new Prng(seed ^ 0x7265766b);

@@ -1,12 +1,13 @@
-import { type PlatformClient, readBarSegments } from '@p2p/device-faults';
+import type { PlatformClient } from '@p2p/device-faults';
+import type { SegmentFiles } from '../driver/segment-files';
 
 /**
  * `length` bytes of a BAR from `offset` as the device holds them, whatever
- * its decode: read from the segment files behind it when this process
- * shares the services' tmpfs (`shmDir`), else through pci-emu's BulkRead,
- * which reads all ones while the BAR does not decode.
+ * its decode (pci-emu's BulkRead reads all ones while the BAR does not
+ * decode): pci-emu names the segment files behind the range, and they are
+ * read where the driver reaches them.
  */
-export async function readBarMemory(platform: PlatformClient, shmDir: string | undefined, bdf: string, bar: number, offset: number, length: number): Promise<Buffer> {
-  if (shmDir === undefined) return Buffer.from((await platform.bulkRead({ bdf, bar, offset: BigInt(offset), length: BigInt(length) })).data);
-  return readBarSegments(platform, bdf, bar, offset, length);
+export async function readBarMemory(platform: PlatformClient, segments: SegmentFiles, bdf: string, bar: number, offset: number, length: number): Promise<Buffer> {
+  const { extents } = await platform.getBarSegments({ bdf, bar, offset: BigInt(offset), length: BigInt(length) });
+  return Buffer.concat(await Promise.all(extents.map((extent) => segments.read(extent.segment, Number(extent.offset), Number(extent.length)))));
 }

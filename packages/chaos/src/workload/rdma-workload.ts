@@ -9,6 +9,8 @@ import type { HistoryRecorder, Op } from '../history';
 import { digestOf, payloadOf, type PlannedRequest, type PlannedRevoke, type QueueName, type WorkloadShape } from '../plan/workload-plan';
 import { readBarMemory } from './bar-memory';
 import type { DeviceLock } from './device-lock';
+import type { AccelOwner } from './dma-workload';
+import { message, withTimeout } from './step';
 
 /** The accelerator whose BAR2 the workload exports, as pci-emu's default topology places it (beside nic1). */
 export const WORKLOAD_DEVICE = { name: 'accel0', bdf: '0000:07:00.0', bar: 2 } as const;
@@ -17,8 +19,6 @@ const BAR_NAME = `${WORKLOAD_DEVICE.name}:bar${WORKLOAD_DEVICE.bar}`;
 const COMPLETION_DEADLINE_MS = 5000;
 /** Between posts on one queue: enough traffic to meet every fault, little enough to leave two cores to the services. */
 const PACE_MS = 5;
-/** How long a set-up or a clean-up may take before the worker gives up on it. */
-const STEP_TIMEOUT_MS = 10_000;
 
 export interface WorkloadOptions {
   readonly deployment: Deployment;
@@ -31,18 +31,6 @@ export interface WorkloadOptions {
   /** Bumps when the BAR's memory is lost (pci-emu died): regions of an older generation are other regions. */
   readonly barGeneration: () => number;
   readonly log: (line: string) => void;
-}
-
-function withTimeout<T>(promise: Promise<T>, what: string, ms = STEP_TIMEOUT_MS): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`ETIMEDOUT: ${what} took over ${ms} ms`)), ms))),
-  ]);
-}
-
-function message(error: unknown): string {
-  return (error instanceof Error ? error.message : String(error)).split('\n')[0]!;
 }
 
 function statusName(status: number): string {
@@ -82,6 +70,11 @@ interface Pending {
 class Incarnation {
   broken: string | undefined;
   #wake: () => void = () => undefined;
+  #ended: (reason: string) => void = () => undefined;
+  /** Resolves with the reason once the incarnation breaks. */
+  readonly ending = new Promise<string>((resolve) => (this.#ended = resolve));
+  /** The DMA worker's hold on host X: the incarnation tears down once each is released. */
+  readonly borrowers: Promise<void>[] = [];
 
   constructor(
     readonly number: number,
@@ -99,6 +92,7 @@ class Incarnation {
 
   break(reason: string): void {
     this.broken ??= reason;
+    this.#ended(this.broken);
     this.#wake();
   }
 
@@ -149,6 +143,24 @@ export class RdmaWorkload {
     this.#incarnation?.break('the campaign ended');
   }
 
+  /**
+   * Host X of the live incarnation, for the DMA worker to drive accel0 from
+   * (vfio-pci lets one process own a device); waits for one, undefined once
+   * the campaign ended. The incarnation waits for release() before it closes.
+   */
+  async borrowAccelOwner(): Promise<AccelOwner | undefined> {
+    while (!this.#stopped) {
+      const incarnation = this.#incarnation;
+      if (incarnation !== undefined && incarnation.broken === undefined) {
+        let release!: () => void;
+        incarnation.borrowers.push(new Promise<void>((resolve) => (release = resolve)));
+        return { session: incarnation.x.session, ending: incarnation.ending, release };
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    return undefined;
+  }
+
   /** Closes what clean-ups left open, once the deployment is whole again. */
   async closeLeftovers(): Promise<void> {
     for (const endpoint of this.#unclosed.splice(0)) await withTimeout(endpoint.close(), 'closing a left-over endpoint').catch((error: unknown) => this.#o.log(`left-over endpoint: ${message(error)}`));
@@ -168,6 +180,7 @@ export class RdmaWorkload {
       await Promise.all((['bar', 'host'] as const).map((queue) => this.#queue(incarnation, queue)));
       this.#incarnation = undefined;
       if (!this.#stopped) this.#o.log(`workload incarnation ${incarnation.number} ended: ${incarnation.broken}`);
+      await withTimeout(Promise.all(incarnation.borrowers), 'the dma worker handing host X back').catch((error: unknown) => this.#o.log(message(error)));
       await this.#tearDown(incarnation);
     }
   }
@@ -211,7 +224,7 @@ export class RdmaWorkload {
     let initial = this.#initial.get(generation);
     if (initial === undefined) {
       const { shape, platform, deployment } = this.#o;
-      const bytes = await readBarMemory(platform, deployment.shmDir, WORKLOAD_DEVICE.bdf, WORKLOAD_DEVICE.bar, 0, shape.slots * shape.slotBytes);
+      const bytes = await readBarMemory(platform, deployment.segments, WORKLOAD_DEVICE.bdf, WORKLOAD_DEVICE.bar, 0, shape.slots * shape.slotBytes);
       initial = Array.from({ length: shape.slots }, (_, slot) => digestOf(bytes.subarray(slot * shape.slotBytes, (slot + 1) * shape.slotBytes)));
       this.#initial.set(generation, initial);
     }
@@ -239,6 +252,11 @@ export class RdmaWorkload {
     // A fresh heap buffer is zeroed, as the system heap's pages are.
     const zeroDigest = digestOf(Buffer.alloc(shape.slotBytes));
     const finishing: Promise<void>[] = [];
+    // Staging slots in post order: with `depth` in flight and an RC QP's completions in order, a slot's last
+    // request has completed when it comes round again, but its bytes may still be on their way to the
+    // history (a READ's cpuRead): a slot is reused only once they are.
+    const staged: Promise<void>[] = [];
+    let nextStaging = 0;
 
     const regionOf = (slot: number): string =>
       queue === 'bar' ? `${BAR_NAME}[${slot}]@g${incarnation.barGeneration}` : `host-y[${slot}]@${incarnation.number}`;
@@ -261,12 +279,12 @@ export class RdmaWorkload {
         return;
       }
       // The READ's bytes, as they arrived in local memory.
-      finishing.push(
-        requester.session.cpuRead(local.fd, p.stagingOffset, shape.slotBytes).then(
-          (bytes) => void history.complete(p.data, 'ok', { digest: digestOf(bytes) }),
-          (error: unknown) => void history.complete(p.data, 'info', {}, message(error)),
-        ),
+      const read = requester.session.cpuRead(local.fd, p.stagingOffset, shape.slotBytes).then(
+        (bytes) => void history.complete(p.data, 'ok', { digest: digestOf(bytes) }),
+        (error: unknown) => void history.complete(p.data, 'info', {}, message(error)),
       );
+      staged[p.stagingOffset / shape.slotBytes] = read;
+      finishing.push(read);
     };
     connection.completions.onBatch = (packed) => {
       if (packed.length === 0) incarnation.break(connection.completions.ended ?? 'the completion watch ended');
@@ -284,7 +302,9 @@ export class RdmaWorkload {
       }
       const step = plans[queue].next().value as PlannedRequest;
       const wrId = this.#nextWrId++;
-      const stagingOffset = Number(wrId % BigInt(shape.depth)) * shape.slotBytes;
+      const stagingSlot = nextStaging++ % shape.depth;
+      await staged[stagingSlot];
+      const stagingOffset = stagingSlot * shape.slotBytes;
       const region = regionOf(step.slot);
       const remoteOffset = (queue === 'bar' ? 0 : shape.depth * shape.slotBytes) + step.slot * shape.slotBytes;
       let payloadDigest: string | undefined;
@@ -366,7 +386,7 @@ export class RdmaWorkload {
         return owner.client.regionWrite({ ...config, data });
       };
       const barDigest = async (): Promise<string> =>
-        digestOf(await readBarMemory(platform, deployment.shmDir, WORKLOAD_DEVICE.bdf, WORKLOAD_DEVICE.bar, 0, shape.slots * shape.slotBytes));
+        digestOf(await readBarMemory(platform, deployment.segments, WORKLOAD_DEVICE.bdf, WORKLOAD_DEVICE.bar, 0, shape.slots * shape.slotBytes));
       await deviceLock
         .hold(async () => {
           const command = Buffer.from((await owner.client.regionRead({ ...config, count: 2 })).data).readUInt16LE(0);

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import type { Command } from 'commander';
 import Table from 'cli-table3';
-import type { CampaignRun, Deployment, Driver, FaultKind, Plant } from '@p2p/chaos';
+import type { CampaignRun, Deployment, Driver, FaultKind, Plant, WorkloadName } from '@p2p/chaos';
 import { errno } from '@p2p/errno';
 import { Clients } from '../clients';
 import { action, type Context } from '../context';
@@ -17,6 +17,7 @@ interface ChaosOptions {
   readonly interval: string;
   readonly faultDuration: string;
   readonly faults: string;
+  readonly workload: string;
   readonly driver: string;
   readonly history: string;
   readonly trace?: string;
@@ -62,18 +63,20 @@ async function chaos(context: Context, options: ChaosOptions): Promise<void> {
   const kinds = options.faults.split(',').map((k) => k.trim()).filter((k) => k !== '');
   const unknown = kinds.filter((k) => !campaign.isFaultKind(k));
   if (kinds.length === 0 || unknown.length > 0) throw errno('EINVAL', `--faults ${options.faults}: a list of ${campaign.FAULT_KINDS.join(', ')}`);
+  const workloads = options.workload.split(',').map((w) => w.trim()).filter((w) => w !== '');
+  if (workloads.length === 0 || !workloads.every((w) => campaign.isWorkloadName(w))) throw errno('EINVAL', `--workload ${options.workload}: a list of ${campaign.WORKLOADS.join(', ')}`);
   if (options.plant !== undefined && !(campaign.PLANTS as readonly string[]).includes(options.plant)) throw errno('EINVAL', `--plant ${options.plant}: one of ${campaign.PLANTS.join(', ')}`);
   const { stderr } = context.invocation;
   const log = (line: string): void => stderr.write(`p2p chaos: ${line}\n`);
   let driver: Driver;
   if (options.driver === 'local') driver = new campaign.LocalDriver(log);
-  else if (options.driver === 'compose') driver = new campaign.ComposeDriver({ flavour: options.composeV1 === true ? 'v1' : 'v2', file: options.composeFile, name: options.composeProject });
+  else if (options.driver === 'compose') driver = new campaign.ComposeDriver({ flavour: options.composeV1 === true ? 'v1' : undefined, file: options.composeFile, name: options.composeProject });
   else throw errno('EINVAL', `--driver ${options.driver}: local or compose`);
 
   const events: ServiceEvent[] = [];
   const watching = new AbortController();
   let watched: Promise<void> = Promise.resolve();
-  log(`seed ${seed}, ${durationMs} ms, a fault every ${intervalMs} ms held ${faultDurationMs} ms (${kinds.join(', ')}), driver ${driver.name}; partitions by ${driver.partitionMethod}`);
+  log(`seed ${seed}, ${durationMs} ms, workloads ${workloads.join(', ')}, a fault every ${intervalMs} ms held ${faultDurationMs} ms (${kinds.join(', ')}), driver ${driver.name}; partitions by ${driver.partitionMethod}`);
   let run: CampaignRun;
   try {
     run = await campaign.runCampaign({
@@ -83,6 +86,7 @@ async function chaos(context: Context, options: ChaosOptions): Promise<void> {
       intervalMs,
       faultDurationMs,
       kinds: kinds as FaultKind[],
+      workloads: workloads as WorkloadName[],
       plant: options.plant as Plant | undefined,
       log,
       onDeployment: (deployment) => {
@@ -115,18 +119,19 @@ async function chaos(context: Context, options: ChaosOptions): Promise<void> {
 export function chaosCommand(program: Command): void {
   program
     .command('chaos')
-    .description('a fault campaign: a seeded RDMA workload (host memory and accel0\'s BAR, revokes) while a nemesis kills, freezes, cuts off services and faults the device; then every checker over the history (exit 1 on a violation)')
+    .description('a fault campaign: a seeded workload (RDMA into host memory and accel0\'s BAR with revokes, DMA-engine copies, NVMe I/O) while a nemesis kills, freezes, cuts off services and faults the device; then every checker over the history (exit 1 on a violation)')
     .option('--seed <n>', 'seeds the workload and the schedule (0 to 2^32-1)', '1')
     .option('--duration <time>', 'how long the workload runs: 30s, 2m', '30s')
     .option('--interval <time>', 'a fault every this long', '3s')
     .option('--fault-duration <time>', 'how long each fault holds before it is healed', '1s')
     .option('--faults <kinds>', 'the kinds to rotate through: kill, stop, partition, device', 'kill,stop,partition,device')
+    .option('--workload <workloads>', 'the workloads to run: rdma (RDMA streams, revokes), dma (accel0 DMA-engine copies into host memory and nvme1\'s CMB), nvme (nvme0 I/O through a user-space driver)', 'rdma,dma,nvme')
     .option('--driver <driver>', 'local (starts every service as its own process on a fresh segment directory) or compose (a running `docker compose` deployment)', 'local')
     .option('--history <file>', 'the history, one JSON op per line', 'chaos-history.jsonl')
     .option('--trace <file>', "a Chrome trace of the run: the services' events and the nemesis's faults")
     .option('--compose-file <file>', 'compose driver: the compose file (-f)')
     .option('--compose-project <name>', 'compose driver: the project name (-p)')
-    .option('--compose-v1', 'compose driver: docker-compose (v1) instead of docker compose')
+    .option('--compose-v1', 'compose driver: docker-compose (v1) even where `docker compose` (v2) answers (without it: v2 if present, else v1)')
     .option('--plant <lie>', 'debug: make the history lie (lost-completion: drop one completion) to see the checkers catch it')
     .action(action<ChaosOptions>(async (context, _args, options) => chaos(context, options)));
 }

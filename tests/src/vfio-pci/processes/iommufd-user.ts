@@ -36,7 +36,8 @@ import { iommufd, vfio } from '@p2p/proto';
 import { connectPeer } from '@p2p/rpc';
 import { errnoOf } from '@p2p/status';
 import { iommufdUapi, O_RDWR, pciRegs, vfioUapi } from '@p2p/vfio-pci';
-import { doorbellRegisters, pattern } from '../../harness/accel-dma';
+import { doorbellRegisters } from '@p2p/user-driver';
+import { pattern } from '../../harness/accel-dma';
 
 const CMB_BAR = 2;
 const RW = iommufdUapi.IOMMU_IOAS_MAP_FIXED_IOVA | iommufdUapi.IOMMU_IOAS_MAP_READABLE | iommufdUapi.IOMMU_IOAS_MAP_WRITEABLE;

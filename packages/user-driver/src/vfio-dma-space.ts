@@ -4,8 +4,8 @@ import type { Peer } from '@p2p/rpc';
 import { iommufdUapi, pciRegs, vfioUapi } from '@p2p/vfio-pci';
 import type { DmaAllocator, DmaBuffer, NvmeRegisterPort } from './nvme-driver';
 import { NVME_PAGE } from './nvme-driver';
-import { u32, u64 } from './accel-dma';
-import { cpuView } from './vfio-dma';
+import { cpuView } from './cpu-view';
+import { u32, u64 } from './dma-engine';
 
 /*
  * What a user-space driver process has through vfio-pci, as SPDK's
@@ -50,6 +50,8 @@ export interface VfioDevice {
 /** One process's iommufd IOAS and the DMA memory it maps there. */
 export class VfioDmaSpace implements DmaAllocator {
   #nextIova: bigint;
+  /** What allocate() made: unmapped and closed by close(). */
+  readonly #heaps: { fd: number; addr: bigint; length: number }[] = [];
 
   private constructor(
     readonly session: RegistrySession,
@@ -77,10 +79,24 @@ export class VfioDmaSpace implements DmaAllocator {
     const length = Math.ceil(bytes / NVME_PAGE) * NVME_PAGE;
     const { fd } = await this.session.heapAllocate(length);
     const mapped = await this.session.mmapFd(fd, 0, length);
+    this.#heaps.push({ fd, addr: mapped.addr, length });
     const address = this.#nextIova;
     this.#nextIova += BigInt(length);
     await this.clients.iommufd.ioasMap({ pid: this.pid, fd: this.ictx, flags: MAP_RW, ioasId: this.ioasId, reserved: 0, userVa: mapped.addr, length: BigInt(length), iova: address });
     return { address, view: cpuView(mapped) };
+  }
+
+  /**
+   * Closes /dev/iommu (the IOAS and its mappings go with it) and every
+   * heap buffer allocate() made, unmapped first, for a process that lives
+   * on. The devices attached to the IOAS must be closed before.
+   */
+  async close(): Promise<void> {
+    await this.session.closeFd(this.ictx);
+    for (const heap of this.#heaps.splice(0)) {
+      await this.session.munmap(heap.addr, heap.length);
+      await this.session.closeFd(heap.fd);
+    }
   }
 
   /** An fd (a dma-buf of device memory) mapped into the IOAS with IOMMU_IOAS_MAP_FILE at the next free IOVA; its IOVA. */

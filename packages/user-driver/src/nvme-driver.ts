@@ -43,8 +43,9 @@ import {
  * controller through ports (its BAR0 registers, and memory it shares with
  * the device), brings the controller up, and runs admin and I/O queues by
  * writing submission entries into memory, ringing doorbells and polling
- * completion entries for their phase tag. The examples, tests and benches
- * drive nvme0 and nvme1 with it through vfio-pci (vfio-nvme.ts).
+ * completion entries for their phase tag. The chaos workload, the examples,
+ * tests and benches drive nvme0 and nvme1 with it through vfio-pci
+ * (vfio-dma-space.ts).
  */
 
 export const NVME_PAGE = 4096;
@@ -129,6 +130,8 @@ export class NvmeQueuePair {
     encodeNvmeCommand({ ...fields, commandId }, this.sq.view, this.#tail * NVME_SQE_SIZE);
     this.#tail = (this.#tail + 1) % this.entries;
     const done = new Promise<NvmeCompletion>((resolve, reject) => this.#waiting.set(commandId, { resolve, reject }));
+    // An earlier command's poller may abandon this one while its doorbell write is still out; if that write then fails, nobody awaits `done`.
+    done.catch(() => undefined);
     try {
       await this.ring(2 * this.qid, this.#tail);
     } catch (error) {
