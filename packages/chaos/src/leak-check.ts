@@ -14,6 +14,8 @@ export interface LeftOver {
   readonly processes: string[];
   readonly buffers: string[];
   readonly vfio: string[];
+  /** IOMMU domains pci-emu still has: every one belonged to a process of the workload (an iommufd IOAS, a type1 container). */
+  readonly iommu: string[];
   readonly segments: string[];
 }
 
@@ -23,7 +25,8 @@ export interface LeftOver {
  * buffer whose every fd and attachment is a NIC's: they live as long as the
  * link), vfio devices still open and dma-bufs not forgotten, and segment
  * files no live buffer or BAR owns (heap segments of no ring, pci-emu
- * segments of an older incarnation or generation of a BAR).
+ * segments of an older incarnation or generation of a BAR), and IOMMU
+ * domains (no service keeps one of its own).
  */
 export async function leftOver(deployment: Deployment, platform: PlatformClient, accel: { bdf: string; bar: number }): Promise<LeftOver> {
   const registry = connectPeer(dmabuf.DmaBufRegistryServiceDefinition, deployment.registry, { name: 'dmabuf-registry', token: deployment.adminToken, tls: deployment.tls });
@@ -37,6 +40,7 @@ export async function leftOver(deployment: Deployment, platform: PlatformClient,
       b.exporter === 'system-heap' && holders(b.bufferId).length > 0 && holders(b.bufferId).every((pid) => nicPids.has(pid)) && b.attachments.every((a) => nicPids.has(a.importerPid));
     const rings = new Set(buffers.filter(isRing).map((b) => b.bufferId.toString()));
     const { devices, dmaBufs } = await vfioPci.client.listDevices({});
+    const { domains } = await platform.listIommuDomains({});
     return {
       processes: processes.filter((p) => !isServiceProcess(p.name)).map((p) => `pid ${p.pid} (${p.name}): ${p.fds.length} fds`),
       buffers: buffers.filter((b) => !rings.has(b.bufferId.toString())).map((b) => `buffer ${b.bufferId} (${b.exporter}, ${b.size} bytes, refcount ${b.refcount})`),
@@ -44,6 +48,7 @@ export async function leftOver(deployment: Deployment, platform: PlatformClient,
         ...devices.filter((d) => d.openCount > 0).map((d) => `${d.bdf} open ${d.openCount} times (owner pid ${d.ownerPid})`),
         ...dmaBufs.filter((d) => !d.forgotten).map((d) => `dma-buf ${d.handle} of ${d.providerBdf} BAR${d.regionIndex}`),
       ],
+      iommu: domains.map((d) => `domain ${d.domainId}: ${d.bdfs.length === 0 ? 'no function attached' : `attached to ${d.bdfs.join(', ')}`}, ${d.mappings.length} mappings, ${d.mappedBytes} bytes`),
       segments: await strayFiles(deployment.segments, rings, platform, accel),
     };
   } finally {
