@@ -7,7 +7,7 @@ import type { Deployment } from '../driver/driver';
 import type { HistoryRecorder, Op } from '../history';
 import { digestOf, payloadOf, type DmaTarget, type PlannedCopy, type WorkloadShape } from '../plan/workload-plan';
 import type { DeviceLock } from './device-lock';
-import { message, sleep, withTimeout } from './step';
+import { message, sleep, withTimeout, WorkerLife } from './step';
 import { bindToVfioPci, type VfioChannels, vfioChannels } from './vfio-process';
 
 /** The DMA engine's function, and the controller whose memory buffer (BAR2) copies land in, peer to peer. */
@@ -77,33 +77,30 @@ interface Engine {
  */
 export class DmaWorkload {
   readonly #o: DmaWorkloadOptions;
-  #stopped = false;
+  readonly #life: WorkerLife;
   #count = 0;
-  #wake: () => void = () => undefined;
-  /** Sessions of the worker's own whose close failed while the deployment was hurt: closed again at the end. */
-  readonly #unclosed: RegistrySession[] = [];
 
   constructor(options: DmaWorkloadOptions) {
     this.#o = options;
+    this.#life = new WorkerLife('dma', options.log);
   }
 
   stop(): void {
-    this.#stopped = true;
-    this.#wake();
+    this.#life.stop();
   }
 
-  async closeLeftovers(): Promise<void> {
-    for (const session of this.#unclosed.splice(0)) await withTimeout(session.close(), 'closing a left-over dma process').catch((error: unknown) => this.#o.log(`left-over dma process: ${message(error)}`));
+  closeLeftovers(): Promise<void> {
+    return this.#life.closeLeftovers();
   }
 
   async run(): Promise<void> {
-    while (!this.#stopped) {
+    while (!this.#life.stopped) {
       const owner = await this.#owner().catch((error: unknown) => {
         this.#o.log(`dma worker: no owner for accel0: ${message(error)}`);
         return undefined;
       });
       if (owner === undefined) {
-        if (!this.#stopped) await this.#nap(250);
+        if (!this.#life.stopped) await this.#life.nap(250);
         continue;
       }
       const engine = await this.#setUp(owner).catch((error: unknown) => {
@@ -112,28 +109,19 @@ export class DmaWorkload {
       });
       if (engine === undefined) {
         await this.#release(owner);
-        await this.#nap(250);
+        await this.#life.nap(250);
         continue;
       }
       void owner.ending.then((reason) => {
         engine.broken ??= `accel0's owner is going away: ${reason}`;
-        this.#wake();
+        this.#life.wake();
       });
       await this.#drive(engine);
-      if (!this.#stopped) this.#o.log(`dma worker ${engine.number} ended: ${engine.broken}`);
+      if (!this.#life.stopped) this.#o.log(`dma worker ${engine.number} ended: ${engine.broken}`);
       await this.#tearDown(engine);
     }
   }
 
-  #nap(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.#wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-  }
 
   async #owner(): Promise<AccelOwner | undefined> {
     if (this.#o.borrowOwner !== undefined) return this.#o.borrowOwner();
@@ -145,7 +133,7 @@ export class DmaWorkload {
   /** Borrowed: hands host X back. Owned: closes the process. */
   async #release(owner: AccelOwner): Promise<void> {
     owner.release();
-    if (this.#o.borrowOwner === undefined) await withTimeout(owner.session.close(), 'closing the dma process').catch(() => this.#unclosed.push(owner.session));
+    if (this.#o.borrowOwner === undefined) await this.#life.close(owner.session);
   }
 
   async #setUp(owner: AccelOwner): Promise<Engine> {
@@ -226,7 +214,7 @@ export class DmaWorkload {
   async #drive(engine: Engine): Promise<void> {
     const { history, shape, plan } = this.#o;
     const zero = digestOf(Buffer.alloc(shape.slotBytes));
-    while (!this.#stopped && engine.broken === undefined) {
+    while (!this.#life.stopped && engine.broken === undefined) {
       const step = plan.next().value as PlannedCopy;
       const region = this.#region(engine, step.target, step.slot);
       if (step.op === 'copy') {

@@ -4,7 +4,7 @@ import { type DmaBuffer, NvmeDriver, type NvmeQueuePair, NvmeStatusError, VfioDm
 import type { Deployment } from '../driver/driver';
 import type { HistoryRecorder, Op } from '../history';
 import { digestOf, payloadOf, type PlannedBlockIo, type WorkloadShape } from '../plan/workload-plan';
-import { message, sleep, withTimeout } from './step';
+import { message, sleep, withTimeout, WorkerLife } from './step';
 import { bindToVfioPci, vfioChannels } from './vfio-process';
 
 /** The controller the NVMe worker owns: nvme0 (nvme1 belongs to the DMA worker, whose copies land in its CMB; vfio-pci has one owner per device). */
@@ -47,52 +47,40 @@ interface Controller {
  */
 export class NvmeWorkload {
   readonly #o: NvmeWorkloadOptions;
-  #stopped = false;
+  readonly #life: WorkerLife;
   #count = 0;
-  #wake: () => void = () => undefined;
   /** Each slot's digest before the campaign wrote it: the namespace outlives pci-emu, and a compose deployment, the campaign. */
   #initial: readonly string[] | undefined;
-  /** Processes whose close failed while the deployment was hurt: closed again at the end. */
-  readonly #unclosed: RegistrySession[] = [];
 
   constructor(options: NvmeWorkloadOptions) {
     this.#o = options;
+    this.#life = new WorkerLife('nvme', options.log);
   }
 
   stop(): void {
-    this.#stopped = true;
-    this.#wake();
+    this.#life.stop();
   }
 
-  async closeLeftovers(): Promise<void> {
-    for (const session of this.#unclosed.splice(0)) await withTimeout(session.close(), 'closing a left-over nvme process').catch((error: unknown) => this.#o.log(`left-over nvme process: ${message(error)}`));
+  closeLeftovers(): Promise<void> {
+    return this.#life.closeLeftovers();
   }
 
   async run(): Promise<void> {
-    while (!this.#stopped) {
+    while (!this.#life.stopped) {
       const controller = await this.#bringUp().catch((error: unknown) => {
         this.#o.log(`nvme worker: bringing ${NVME_DEVICE.name} up failed: ${message(error)}`);
         return undefined;
       });
       if (controller === undefined) {
-        await this.#nap(250);
+        await this.#life.nap(250);
         continue;
       }
       const reason = await this.#drive(controller);
-      if (!this.#stopped) this.#o.log(`nvme worker ${this.#count} ended: ${reason}`);
+      if (!this.#life.stopped) this.#o.log(`nvme worker ${this.#count} ended: ${reason}`);
       await this.#close(controller);
     }
   }
 
-  #nap(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.#wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-  }
 
   async #bringUp(): Promise<Controller> {
     const { deployment, shape } = this.#o;
@@ -115,7 +103,7 @@ export class NvmeWorkload {
       return await withTimeout(up(), `bringing ${NVME_DEVICE.name} up`);
     } catch (error) {
       channels.close();
-      await withTimeout(session.close(), 'closing the nvme process').catch(() => this.#unclosed.push(session));
+      await this.#life.close(session);
       throw error;
     }
   }
@@ -141,7 +129,7 @@ export class NvmeWorkload {
   /** Runs the plan on `controller` until a command does not succeed or the campaign ends; the reason. */
   async #drive(controller: Controller): Promise<string> {
     const { history, shape, plan } = this.#o;
-    while (!this.#stopped) {
+    while (!this.#life.stopped) {
       const step = plan.next().value as PlannedBlockIo;
       const region = `${NVME_DEVICE.name}:lba:${this.#lba(controller, step.slot)}`;
       let op: Op;
@@ -187,6 +175,6 @@ export class NvmeWorkload {
     };
     await withTimeout(steps(), 'closing the nvme device').catch((error: unknown) => this.#o.log(`nvme worker clean-up: ${message(error)}`));
     controller.close();
-    await withTimeout(session.close(), 'closing the nvme process').catch(() => this.#unclosed.push(session));
+    await this.#life.close(session);
   }
 }

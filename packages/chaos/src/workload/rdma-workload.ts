@@ -10,7 +10,7 @@ import { digestOf, payloadOf, type PlannedRequest, type PlannedRevoke, type Queu
 import { readBarMemory } from './bar-memory';
 import type { DeviceLock } from './device-lock';
 import type { AccelOwner } from './dma-workload';
-import { message, withTimeout } from './step';
+import { message, Nap, withTimeout } from './step';
 
 /** The accelerator whose BAR2 the workload exports, as pci-emu's default topology places it (beside nic1). */
 export const WORKLOAD_DEVICE = { name: 'accel0', bdf: '0000:07:00.0', bar: 2 } as const;
@@ -69,7 +69,7 @@ interface Pending {
  */
 class Incarnation {
   broken: string | undefined;
-  #wake: () => void = () => undefined;
+  readonly #nap = new Nap();
   #ended: (reason: string) => void = () => undefined;
   /** Resolves with the reason once the incarnation breaks. */
   readonly ending = new Promise<string>((resolve) => (this.#ended = resolve));
@@ -93,22 +93,16 @@ class Incarnation {
   break(reason: string): void {
     this.broken ??= reason;
     this.#ended(this.broken);
-    this.#wake();
+    this.#nap.wake();
   }
 
   /** Resolves at the next completion, break, or after `ms`. */
   nap(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.#wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
+    return this.#nap.nap(ms);
   }
 
   wake(): void {
-    this.#wake();
+    this.#nap.wake();
   }
 }
 
