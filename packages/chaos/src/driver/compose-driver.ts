@@ -101,7 +101,9 @@ export class ComposeDriver implements Driver {
   }
 
   async revive(): Promise<void> {
-    await run(composeFaults.revive(this.#required()));
+    // A start can fail on a published port Docker picked that a host process
+    // holds (EADDRINUSE); waitServing starts what is still down again.
+    await run(composeFaults.revive(this.#required())).catch(() => undefined);
     await this.waitServing(60_000);
   }
 

@@ -6,6 +6,13 @@ import type { SegmentFiles } from './segment-files';
 
 /** How long the gateway container may take to say it is ready. */
 const READY_TIMEOUT_MS = 30_000;
+/**
+ * Docker picks each published port from its ephemeral range without asking
+ * whether a process of this host already holds it (a test's own services,
+ * an outgoing connection): the start then fails with EADDRINUSE, and the
+ * next start gets the next ports.
+ */
+const START_ATTEMPTS = 5;
 
 export type Run = (command: CommandLine) => Promise<string>;
 
@@ -37,6 +44,16 @@ export class ComposeGateway {
   }
 
   static async start(spec: GatewaySpec, run: Run): Promise<ComposeGateway> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await ComposeGateway.#startOnce(spec, run);
+      } catch (error) {
+        if (attempt >= START_ATTEMPTS || !/address already in use/.test((error as Error).message)) throw error;
+      }
+    }
+  }
+
+  static async #startOnce(spec: GatewaySpec, run: Run): Promise<ComposeGateway> {
     const command = gatewayRun(spec);
     const child = spawn(command.program, [...command.args], { stdio: ['pipe', 'pipe', 'pipe'] });
     try {
