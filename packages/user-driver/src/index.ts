@@ -10,5 +10,7 @@ export {
   type NvmeNamespaceInfo,
   type NvmeDriverOptions,
   NvmeDriver,
+  syncForCpu,
+  syncForDevice,
 } from './nvme-driver';
-export { type VfioClients, writePciCommand, type VfioDevice, VfioDmaSpace } from './vfio-dma-space';
+export { type VfioClients, writePciCommand, type VfioDevice, VfioDmaSpace, type CpuAccess, type VfioDmaSpaceOptions } from './vfio-dma-space';

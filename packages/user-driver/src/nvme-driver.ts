@@ -58,10 +58,30 @@ export interface NvmeRegisterPort {
   write64(offset: number, value: bigint): Promise<void>;
 }
 
-/** Memory the CPU and the device share: the CPU's view, and the address the device uses for it. */
+/**
+ * Memory the CPU and the device share: the CPU's view, and the address the
+ * device uses for it. Memory the CPU maps is coherent and has no sync
+ * methods. Memory it reaches through a copy (a process that cannot map the
+ * segments, as from outside the services' tmpfs) has them, as the DMA API
+ * has for non-coherent memory: `syncForDevice` before the device reads what
+ * the CPU wrote in the view (dma_sync_single_for_device()), `syncForCpu`
+ * before the CPU reads what the device wrote (dma_sync_single_for_cpu()).
+ */
 export interface DmaBuffer {
   readonly address: bigint;
   readonly view: Buffer;
+  syncForDevice?(offset: number, length: number): Promise<void>;
+  syncForCpu?(offset: number, length: number): Promise<void>;
+}
+
+/** dma_sync_single_for_device() of `buffer`'s bytes [offset, offset + length): nothing for coherent memory. */
+export async function syncForDevice(buffer: DmaBuffer, offset = 0, length = buffer.view.length - offset): Promise<void> {
+  await buffer.syncForDevice?.(offset, length);
+}
+
+/** dma_sync_single_for_cpu() of `buffer`'s bytes [offset, offset + length): nothing for coherent memory. */
+export async function syncForCpu(buffer: DmaBuffer, offset = 0, length = buffer.view.length - offset): Promise<void> {
+  await buffer.syncForCpu?.(offset, length);
 }
 
 /** Page-aligned, zeroed memory the device can reach (an IOVA through the IOMMU). */
@@ -107,6 +127,8 @@ export class NvmeQueuePair {
   #nextCid = 0;
   readonly #waiting = new Map<number, { resolve: (completion: NvmeCompletion) => void; reject: (error: Error) => void }>();
   #polling = false;
+  /** The last entry synced and rung, for memory reached through a copy. */
+  #published: Promise<void> = Promise.resolve();
 
   constructor(
     readonly qid: number,
@@ -127,13 +149,14 @@ export class NvmeQueuePair {
   async submitRaw(fields: Omit<NvmeCommandFields, 'commandId'>): Promise<NvmeCompletion> {
     while ((this.#tail + 1) % this.entries === this.#sqHead) await nextTurn();
     const commandId = this.#allocateCid();
-    encodeNvmeCommand({ ...fields, commandId }, this.sq.view, this.#tail * NVME_SQE_SIZE);
+    const slot = this.#tail * NVME_SQE_SIZE;
+    encodeNvmeCommand({ ...fields, commandId }, this.sq.view, slot);
     this.#tail = (this.#tail + 1) % this.entries;
     const done = new Promise<NvmeCompletion>((resolve, reject) => this.#waiting.set(commandId, { resolve, reject }));
     // An earlier command's poller may abandon this one while its doorbell write is still out; if that write then fails, nobody awaits `done`.
     done.catch(() => undefined);
     try {
-      await this.ring(2 * this.qid, this.#tail);
+      await this.#publish(slot, this.#tail);
     } catch (error) {
       this.#waiting.delete(commandId);
       throw error;
@@ -141,6 +164,23 @@ export class NvmeQueuePair {
     // A CQ head doorbell that fails (the controller went away) fails every outstanding command.
     this.#poll().catch((error: unknown) => this.abandon(error instanceof Error ? error : new Error(String(error))));
     return done;
+  }
+
+  /**
+   * Makes the entry at `slot` visible to the controller, then rings the SQ
+   * tail doorbell with `tail`. Memory the CPU maps is there once written;
+   * memory reached through a copy is synced first, and the doorbells are
+   * rung in the order of the entries, so that no tail is rung before an
+   * entry below it is synced.
+   */
+  #publish(slot: number, tail: number): Promise<void> {
+    if (this.sq.syncForDevice === undefined) return this.ring(2 * this.qid, tail);
+    const turn = this.#published.then(async () => {
+      await syncForDevice(this.sq, slot, NVME_SQE_SIZE);
+      await this.ring(2 * this.qid, tail);
+    });
+    this.#published = turn.catch(() => undefined);
+    return turn;
   }
 
   /** Commands submitted and not completed yet. */
@@ -175,6 +215,7 @@ export class NvmeQueuePair {
       let idle = 0;
       while (this.#waiting.size > 0) {
         let reaped = 0;
+        await syncForCpu(this.cq);
         for (;;) {
           const entry = decodeNvmeCompletion(this.cq.view, this.#cqHead * NVME_CQE_SIZE);
           if (entry.phase !== this.#phase) break;
@@ -265,6 +306,7 @@ export class NvmeDriver {
   async identifyController(): Promise<Buffer> {
     const data = await this.memory.allocate(NVME_PAGE);
     await this.admin.submit({ opcode: NVME_ADMIN_IDENTIFY, prp1: data.address, cdw10: NVME_ID_CNS_CTRL }, 'Identify Controller');
+    await syncForCpu(data);
     return Buffer.from(data.view.subarray(0, NVME_PAGE));
   }
 
@@ -272,6 +314,7 @@ export class NvmeDriver {
   async identifyNamespace(nsid: number): Promise<NvmeNamespaceInfo> {
     const data = await this.memory.allocate(NVME_PAGE);
     await this.admin.submit({ opcode: NVME_ADMIN_IDENTIFY, nsid, prp1: data.address, cdw10: NVME_ID_CNS_NS }, `Identify Namespace ${nsid}`);
+    await syncForCpu(data);
     const format = data.view[26]! & 0xf;
     const lbads = (data.view.readUInt32LE(128 + 4 * format) >>> 16) & 0xff;
     return { nsid, blocks: data.view.readBigUInt64LE(0), blockSize: 2 ** lbads };
@@ -337,6 +380,7 @@ export class NvmeDriver {
     if (rest > NVME_PAGE / 8) throw new Error(`NVMe: ${length} bytes need more than one PRP list page`);
     const list = this.#prpLists.pop() ?? (await this.memory.allocate(NVME_PAGE));
     for (let i = 0; i < rest; i++) list.view.writeBigUInt64LE(second + BigInt(i * NVME_PAGE), 8 * i);
+    await syncForDevice(list, 0, 8 * rest);
     return { prp1: data, prp2: list.address, list };
   }
 

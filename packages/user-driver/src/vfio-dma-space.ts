@@ -47,6 +47,22 @@ export interface VfioDevice {
   barAddress(index: number): Promise<bigint>;
 }
 
+/**
+ * How the process's CPU reaches its DMA memory: `mmap`, the heap buffer's
+ * segment mapped here (loads and stores, coherent with the device); or
+ * `registry`, a copy in this process synced through the registry's
+ * CpuRead and CpuWrite, for a process that cannot map the services'
+ * segments (it runs outside their tmpfs, as a campaign against compose does).
+ */
+export type CpuAccess = 'mmap' | 'registry';
+
+export interface VfioDmaSpaceOptions {
+  /** DMA memory goes from here up; default 4 GiB. */
+  readonly firstIova?: bigint;
+  /** Default `mmap`. */
+  readonly cpuAccess?: CpuAccess;
+}
+
 /** One process's iommufd IOAS and the DMA memory it maps there. */
 export class VfioDmaSpace implements DmaAllocator {
   #nextIova: bigint;
@@ -59,15 +75,16 @@ export class VfioDmaSpace implements DmaAllocator {
     readonly ictx: number,
     readonly ioasId: number,
     firstIova: bigint,
+    readonly cpuAccess: CpuAccess,
   ) {
     this.#nextIova = firstIova;
   }
 
-  /** /dev/iommu and a new IOAS; DMA memory goes from `firstIova` up. */
-  static async open(session: RegistrySession, clients: VfioClients, firstIova = 0x1_0000_0000n): Promise<VfioDmaSpace> {
+  /** /dev/iommu and a new IOAS. */
+  static async open(session: RegistrySession, clients: VfioClients, options: VfioDmaSpaceOptions = {}): Promise<VfioDmaSpace> {
     const { fd: ictx } = await clients.iommufd.openIommufd({ pid: session.pid });
     const { outIoasId } = await clients.iommufd.ioasAlloc({ pid: session.pid, fd: ictx, flags: 0 });
-    return new VfioDmaSpace(session, clients, ictx, outIoasId, firstIova);
+    return new VfioDmaSpace(session, clients, ictx, outIoasId, options.firstIova ?? 0x1_0000_0000n, options.cpuAccess ?? 'mmap');
   }
 
   get pid(): number {
@@ -83,7 +100,29 @@ export class VfioDmaSpace implements DmaAllocator {
     const address = this.#nextIova;
     this.#nextIova += BigInt(length);
     await this.clients.iommufd.ioasMap({ pid: this.pid, fd: this.ictx, flags: MAP_RW, ioasId: this.ioasId, reserved: 0, userVa: mapped.addr, length: BigInt(length), iova: address });
-    return { address, view: cpuView(mapped) };
+    return this.cpuAccess === 'mmap' ? { address, view: cpuView(mapped) } : this.#copied(fd, address, length);
+  }
+
+  /** A heap buffer the CPU reaches through a copy: CpuWrite and CpuRead of the dma-buf `fd`. */
+  #copied(fd: number, address: bigint, length: number): DmaBuffer {
+    const view = Buffer.alloc(length);
+    const bounds = (offset: number, count: number): void => {
+      if (!Number.isInteger(offset) || !Number.isInteger(count) || offset < 0 || count < 0 || offset + count > length) {
+        throw new RangeError(`a sync of [${offset}, ${offset + count}) outside a ${length}-byte buffer`);
+      }
+    };
+    return {
+      address,
+      view,
+      syncForDevice: async (offset, count) => {
+        bounds(offset, count);
+        if (count > 0) await this.session.cpuWrite(fd, BigInt(offset), view.subarray(offset, offset + count));
+      },
+      syncForCpu: async (offset, count) => {
+        bounds(offset, count);
+        if (count > 0) (await this.session.cpuRead(fd, BigInt(offset), BigInt(count))).copy(view, offset);
+      },
+    };
   }
 
   /**

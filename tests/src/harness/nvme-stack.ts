@@ -9,7 +9,7 @@ import { errnoOf } from '@p2p/status';
 import { eventually, type ServiceProcess, startServiceProcess, tempShmDir } from '@p2p/testing';
 import { NVME1 } from './nvme-cmb-target';
 import { startPlatformProcesses } from './platform-processes';
-import { NvmeDriver, type NvmeQueuePair, type VfioClients, type VfioDevice, VfioDmaSpace } from '@p2p/user-driver';
+import { type CpuAccess, NvmeDriver, type NvmeQueuePair, type VfioClients, type VfioDevice, VfioDmaSpace } from '@p2p/user-driver';
 
 /** The file behind namespace `nsid` of `bdf` in pci-emu's data directory (0000:08:00.0 n1 -> 0000-08-00.0-n1.img). */
 export function namespaceFile(dataDir: string, bdf: string, nsid = 1): string {
@@ -111,11 +111,14 @@ export class NvmeStack {
    * A process named `name` that binds nvme1 if needed, opens it, brings
    * the controller up (nvme_pci_enable(): whatever state it was left in is
    * reset first) and creates I/O queue pair 1 in its own memory. `opened`
-   * runs between the open and the bring-up.
+   * runs between the open and the bring-up. With `cpuAccess: 'registry'`
+   * the process runs outside the services' tmpfs (a directory of its own):
+   * its CPU reaches its DMA memory through the registry.
    */
-  async openApp(name: string, opened: (device: VfioDevice) => Promise<void> = async () => undefined): Promise<NvmeApp> {
+  async openApp(name: string, opened: (device: VfioDevice) => Promise<void> = async () => undefined, cpuAccess: CpuAccess = 'mmap'): Promise<NvmeApp> {
     await bindToVfio(this.shmDir, this.vfioPci.address, NVME1);
-    const session = await RegistrySession.open(this.registry.address, { name, shmDir: this.shmDir });
+    const ownDir = cpuAccess === 'registry' ? fs.mkdtempSync(path.join(os.tmpdir(), 'p2p-outside-')) : undefined;
+    const session = await RegistrySession.open(this.registry.address, { name, shmDir: ownDir ?? this.shmDir });
     const as = { name: 'vfio-pci', token: session.credential };
     const peers = [
       connectPeer(vfio.VfioPciServiceDefinition, this.vfioPci.address, as),
@@ -125,10 +128,11 @@ export class NvmeStack {
     const close = async (): Promise<void> => {
       for (const peer of peers) peer.close();
       await session.close().catch(() => undefined);
+      if (ownDir !== undefined) fs.rmSync(ownDir, { recursive: true, force: true });
     };
     try {
       const clients: VfioClients = { device: peers[0].client, deviceIommufd: peers[1].client, iommufd: peers[2].client };
-      const space = await VfioDmaSpace.open(session, clients);
+      const space = await VfioDmaSpace.open(session, clients, { cpuAccess });
       const device = await space.openDevice(NVME1);
       await opened(device);
       const driver = await NvmeDriver.start(device.registers, space);

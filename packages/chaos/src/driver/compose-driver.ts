@@ -85,6 +85,7 @@ export class ComposeDriver implements Driver {
       tls: loadTlsConfig(),
       // The workload's sessions share no tmpfs with the registry: they get an empty directory of their own, and streams.
       shmDir: fs.mkdtempSync(path.join(os.tmpdir(), 'p2p-chaos-compose-')),
+      cpuAccess: 'registry',
       segments: this.#gateway.segments,
     };
     try {

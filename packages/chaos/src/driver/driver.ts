@@ -1,4 +1,5 @@
 import type { TlsConfig } from '@p2p/auth';
+import type { CpuAccess } from '@p2p/user-driver';
 import type { ServiceName } from '../plan/schedule';
 import type { SegmentFiles } from './segment-files';
 
@@ -17,6 +18,8 @@ export interface Deployment {
    * one under compose (the registry then streams, TRANSPORT_STREAM).
    */
   readonly shmDir: string;
+  /** How a workload process's CPU reaches its DMA memory: mapped beside the services (local), copied through the registry (compose). */
+  readonly cpuAccess: CpuAccess;
   /** The services' segment files, for the checkers: the BAR's bytes while it does not decode, stray files. */
   readonly segments: SegmentFiles;
 }

@@ -73,6 +73,7 @@ export class LocalDriver implements Driver {
       adminToken: loadPlatformSecrets(shmDir, {}).adminToken,
       tls,
       shmDir,
+      cpuAccess: 'mmap',
       segments: localSegmentFiles(shmDir),
     };
     return this.#deployment;

@@ -1,7 +1,7 @@
 import { RegistrySession } from '@p2p/dmabuf-client';
 import { errnoOf } from '@p2p/status';
 import { DMA_ERRORS, DMA_SRC_IOVA, DMA_STATUS, DMA_STATUS_DONE, DMA_STATUS_ERROR } from '@p2p/pci-emu';
-import { type DmaBuffer, doorbellRegisters, VfioDmaSpace } from '@p2p/user-driver';
+import { type DmaBuffer, doorbellRegisters, syncForCpu, syncForDevice, VfioDmaSpace } from '@p2p/user-driver';
 import { O_RDWR, pciRegs, vfioUapi } from '@p2p/vfio-pci';
 import type { Deployment } from '../driver/driver';
 import type { HistoryRecorder, Op } from '../history';
@@ -147,7 +147,7 @@ export class DmaWorkload {
     const setUp = async (): Promise<Engine> => {
       const generation = this.#o.pciGeneration();
       for (const { bdf } of Object.values(DMA_DEVICES)) await bindToVfioPci(deployment, bdf);
-      space = await VfioDmaSpace.open(session, channels.clients);
+      space = await VfioDmaSpace.open(session, channels.clients, { cpuAccess: deployment.cpuAccess });
       const length = shape.slots * shape.slotBytes;
       // nvme1 decodes its BARs (pci_enable_device()); its CMB's first slots as a dma-buf in the IOAS.
       const { fd: nvmeFd } = await device.openDevice({ pid, bdf: DMA_DEVICES.cmb.bdf });
@@ -220,6 +220,12 @@ export class DmaWorkload {
       if (step.op === 'copy') {
         const payload = payloadOf(step.payloadSeed, shape.slotBytes);
         payload.copy(engine.source.view);
+        try {
+          await withTimeout(syncForDevice(engine.source, 0, shape.slotBytes), 'syncing the source');
+        } catch (error) {
+          engine.broken = `syncing the source: ${message(error)}`;
+          break;
+        }
         const destination = (step.target === 'host' ? engine.host.address : engine.cmbIova) + BigInt(step.slot * shape.slotBytes);
         const op = history.invoke(PROCESS, 'write', { region, digest: digestOf(payload), engine: DMA_DEVICES.engine.name, length: shape.slotBytes });
         await this.#copy(engine, op, engine.source.address, destination);
@@ -275,6 +281,13 @@ export class DmaWorkload {
     const { history, shape } = this.#o;
     const at = slot * shape.slotBytes;
     if (target === 'host') {
+      try {
+        await withTimeout(syncForCpu(engine.host, at, shape.slotBytes), 'syncing the host buffer');
+      } catch (error) {
+        history.complete(op, 'fail', {}, errnoOf(error) ?? message(error));
+        engine.broken = `syncing the host buffer: ${message(error)}`;
+        return;
+      }
       history.complete(op, 'ok', { digest: digestOf(engine.host.view.subarray(at, at + shape.slotBytes)) });
       return;
     }

@@ -1,6 +1,6 @@
 import { RegistrySession } from '@p2p/dmabuf-client';
 import { NVME_CMD_READ, NVME_CMD_WRITE, nvmeStatusName } from '@p2p/pci-emu';
-import { type DmaBuffer, NvmeDriver, type NvmeQueuePair, NvmeStatusError, VfioDmaSpace } from '@p2p/user-driver';
+import { type DmaBuffer, NvmeDriver, type NvmeQueuePair, NvmeStatusError, syncForCpu, syncForDevice, VfioDmaSpace } from '@p2p/user-driver';
 import type { Deployment } from '../driver/driver';
 import type { HistoryRecorder, Op } from '../history';
 import { digestOf, payloadOf, type PlannedBlockIo, type WorkloadShape } from '../plan/workload-plan';
@@ -88,7 +88,7 @@ export class NvmeWorkload {
     const channels = vfioChannels(deployment, session);
     const up = async (): Promise<Controller> => {
       await bindToVfioPci(deployment, NVME_DEVICE.bdf);
-      const space = await VfioDmaSpace.open(session, channels.clients);
+      const space = await VfioDmaSpace.open(session, channels.clients, { cpuAccess: deployment.cpuAccess });
       const device = await space.openDevice(NVME_DEVICE.bdf);
       // NvmeDriver.start() clears CC.EN first: whatever a fault left, the controller starts from reset.
       const driver = await NvmeDriver.start(device.registers, space);
@@ -112,6 +112,7 @@ export class NvmeWorkload {
     const initial: string[] = [];
     for (let slot = 0; slot < this.#o.shape.slots; slot++) {
       await this.#io(controller, NVME_CMD_READ, slot);
+      await syncForCpu(controller.data, 0, this.#o.shape.slotBytes);
       initial.push(digestOf(controller.data.view.subarray(0, this.#o.shape.slotBytes)));
     }
     return initial;
@@ -138,11 +139,20 @@ export class NvmeWorkload {
         const payload = payloadOf(step.payloadSeed, shape.slotBytes);
         payload.copy(controller.data.view);
         op = history.invoke(PROCESS, 'write', { region, digest: digestOf(payload), opcode: 'Write' });
-        run = async () => (await this.#io(controller, NVME_CMD_WRITE, step.slot), {});
+        run = async () => {
+          await syncForDevice(controller.data, 0, shape.slotBytes);
+          await this.#io(controller, NVME_CMD_WRITE, step.slot);
+          return {};
+        };
       } else if (step.op === 'read') {
         controller.data.view.fill(0, 0, shape.slotBytes);
         op = history.invoke(PROCESS, 'read', { region, initial: this.#initial![step.slot], opcode: 'Read' });
-        run = async () => (await this.#io(controller, NVME_CMD_READ, step.slot), { digest: digestOf(controller.data.view.subarray(0, shape.slotBytes)) });
+        run = async () => {
+          await syncForDevice(controller.data, 0, shape.slotBytes);
+          await this.#io(controller, NVME_CMD_READ, step.slot);
+          await syncForCpu(controller.data, 0, shape.slotBytes);
+          return { digest: digestOf(controller.data.view.subarray(0, shape.slotBytes)) };
+        };
       } else {
         op = history.invoke(PROCESS, 'flush', { nsid: NSID, opcode: 'Flush' });
         run = async () => (await withTimeout(controller.driver.flush(controller.queue, NSID), 'the Flush', COMMAND_DEADLINE_MS), {});

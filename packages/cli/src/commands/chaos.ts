@@ -63,12 +63,9 @@ async function chaos(context: Context, options: ChaosOptions): Promise<void> {
   const kinds = options.faults.split(',').map((k) => k.trim()).filter((k) => k !== '');
   const unknown = kinds.filter((k) => !campaign.isFaultKind(k));
   if (kinds.length === 0 || unknown.length > 0) throw errno('EINVAL', `--faults ${options.faults}: a list of ${campaign.FAULT_KINDS.join(', ')}`);
-  // The DMA and NVMe workers map their queues and buffers in the services' tmpfs, which a campaign run
-  // from the host does not share with compose's containers: under compose the default is RDMA alone.
-  const workloadList = options.workload ?? (options.driver === 'compose' ? 'rdma' : campaign.WORKLOADS.join(','));
+  const workloadList = options.workload ?? campaign.WORKLOADS.join(',');
   const workloads = workloadList.split(',').map((w) => w.trim()).filter((w) => w !== '');
   if (workloads.length === 0 || !workloads.every((w) => campaign.isWorkloadName(w))) throw errno('EINVAL', `--workload ${workloadList}: a list of ${campaign.WORKLOADS.join(', ')}`);
-  if (options.driver === 'compose' && workloads.some((w) => w !== 'rdma')) throw errno('EINVAL', `--workload ${workloadList}: under --driver compose only rdma runs (dma and nvme need the services' shared tmpfs)`);
   if (options.plant !== undefined && !(campaign.PLANTS as readonly string[]).includes(options.plant)) throw errno('EINVAL', `--plant ${options.plant}: one of ${campaign.PLANTS.join(', ')}`);
   const { stderr } = context.invocation;
   const log = (line: string): void => stderr.write(`p2p chaos: ${line}\n`);
@@ -129,7 +126,7 @@ export function chaosCommand(program: Command): void {
     .option('--interval <time>', 'a fault every this long', '3s')
     .option('--fault-duration <time>', 'how long each fault holds before it is healed', '1s')
     .option('--faults <kinds>', 'the kinds to rotate through: kill, stop, partition, device', 'kill,stop,partition,device')
-    .option('--workload <workloads>', 'the workloads to run: rdma (RDMA streams, revokes), dma (accel0 DMA-engine copies into host memory and nvme1\'s CMB), nvme (nvme0 I/O through a user-space driver); default all three, rdma alone under --driver compose')
+    .option('--workload <workloads>', 'the workloads to run: rdma (RDMA streams, revokes), dma (accel0 DMA-engine copies into host memory and nvme1\'s CMB), nvme (nvme0 I/O through a user-space driver); default all three')
     .option('--driver <driver>', 'local (starts every service as its own process on a fresh segment directory) or compose (a running `docker compose` deployment)', 'local')
     .option('--history <file>', 'the history, one JSON op per line', 'chaos-history.jsonl')
     .option('--trace <file>', "a Chrome trace of the run: the services' events and the nemesis's faults")
