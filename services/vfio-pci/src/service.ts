@@ -75,7 +75,7 @@ export async function startVfioPci(env: NodeJS.ProcessEnv = process.env): Promis
   driver = vfio;
 
   const server = await startVfioPciServer(config, vfio, new Authenticator(secrets, owner.credentials));
-  const stopWatching = watchHardware(pci, vfio, server.logger);
+  const stopWatching = watchHardware(pci, iommu, vfio, server.logger);
   const lost = (error: ErrnoError): void => {
     server.logger.error({ err: error }, 'a registry session was lost: every vfio file and every pin of process memory is gone; shutting down');
     void server.shutdown('registry lost').then(() => process.exit(1));
@@ -100,13 +100,17 @@ export async function startVfioPci(env: NodeJS.ProcessEnv = process.env): Promis
  * every bound device is treated as surprise-removed, and the watch is
  * re-established for what comes next.
  */
-function watchHardware(pci: PciEmuPort, vfio: VfioPci, logger: Logger): () => void {
+function watchHardware(pci: PciEmuPort, iommu: PciEmuIommuPort, vfio: VfioPci, logger: Logger): () => void {
   let stopped = false;
   let stopCurrent: () => void = () => undefined;
   const unplug = (bdf: string): void => {
     vfio.unplugged(bdf).catch((error: unknown) => logger.warn({ err: error, bdf }, 'unplug handling failed'));
   };
   const subscribe = (): void => {
+    iommu.reclaimStale().then(
+      (freed) => freed.forEach(({ domainId, bdfs }) => logger.warn({ domainId, bdfs }, 'freed an IOMMU domain an earlier vfio-pci left attached')),
+      (error: unknown) => logger.debug({ err: error }, 'the platform IOMMU is not reachable yet: stale domains are reclaimed at the next watch'),
+    );
     stopCurrent = pci.watchUnplugs(unplug, (error) => {
       if (stopped) return;
       logger.warn({ err: error }, 'pci-emu is gone: every bound function counts as surprise-removed');

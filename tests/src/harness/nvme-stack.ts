@@ -69,7 +69,7 @@ export class NvmeStack {
     readonly dataDir: string,
     public pciEmu: ServiceProcess,
     readonly registry: ServiceProcess,
-    readonly vfioPci: ServiceProcess,
+    public vfioPci: ServiceProcess,
   ) {}
 
   static async start(): Promise<NvmeStack> {
@@ -78,13 +78,24 @@ export class NvmeStack {
     const env = NvmeStack.#env(shmDir, dataDir);
     const { pciEmu, registry } = await startPlatformProcesses(env);
     try {
-      const vfioPci = await startServiceProcess('vfio-pci', 'VFIO_PCI', { env: { ...env, PCI_EMU_ADDRESS: pciEmu.address, DMABUF_REGISTRY_ADDRESS: registry.address } });
+      const vfioPci = await startServiceProcess('vfio-pci', 'VFIO_PCI', { env: NvmeStack.#vfioEnv(env, pciEmu, registry) });
       return new NvmeStack(shmDir, dataDir, pciEmu, registry, vfioPci);
     } catch (error) {
       await registry.stop('SIGKILL');
       await pciEmu.stop('SIGKILL');
       throw error;
     }
+  }
+
+  static #vfioEnv(env: NodeJS.ProcessEnv, pciEmu: ServiceProcess, registry: ServiceProcess): NodeJS.ProcessEnv {
+    return { ...env, PCI_EMU_ADDRESS: pciEmu.address, DMABUF_REGISTRY_ADDRESS: registry.address };
+  }
+
+  /** vfio-pci killed (SIGKILL) and started again on its old port: every vfio file of every process is gone. */
+  async restartVfioPci(): Promise<void> {
+    await this.vfioPci.stop('SIGKILL');
+    const env = NvmeStack.#vfioEnv(NvmeStack.#env(this.shmDir, this.dataDir), this.pciEmu, this.registry);
+    this.vfioPci = await startServiceProcess('vfio-pci', 'VFIO_PCI', { env, port: this.vfioPci.port });
   }
 
   static #env(shmDir: string, dataDir: string): NodeJS.ProcessEnv {
