@@ -483,13 +483,16 @@ describe('docker-compose.yml: pci-emu, dmabuf-registry, vfio-pci and two rdma-ni
         const faulted = result.rows.filter((row) => row.faults > 0);
         expect(new Set(faulted.map((row) => row.kind))).to.deep.equal(new Set(['kill', 'stop', 'partition', 'device']));
         for (const row of faulted) expect(row.recoveryP50Ms, `${row.kind} ${row.service}: no recovery`).to.be.a('number');
-        // Each fault the nemesis began it also healed: its op completed ok, not info.
-        const nemesis = fs
+        const ops = fs
           .readFileSync(history, 'utf8')
           .trim()
           .split('\n')
-          .map((line) => JSON.parse(line) as { process: string; type: string; f: string; error?: string })
-          .filter((op) => op.process === 'nemesis');
+          .map((line) => JSON.parse(line) as { process: string; type: string; f: string; error?: string });
+        // Every workload ran, the DMA and NVMe workers through the registry's copies (no shared tmpfs with the host).
+        const okBy = (process: string): number => ops.filter((op) => op.process === process && op.type === 'ok').length;
+        expect({ rdma: okBy('host-x') + okBy('host-y') > 0, dma: okBy('dma') > 0, nvme: okBy('nvme') > 0 }).to.deep.equal({ rdma: true, dma: true, nvme: true });
+        // Each fault the nemesis began it also healed: its op completed ok, not info.
+        const nemesis = ops.filter((op) => op.process === 'nemesis');
         expect(nemesis.filter((op) => op.type !== 'invoke' && op.type !== 'ok').map((op) => `${op.f}: ${op.error ?? op.type}`)).to.deep.equal([]);
         expect(nemesis.filter((op) => op.type === 'ok')).to.have.lengthOf(nemesis.filter((op) => op.type === 'invoke').length);
         // The gateway the driver started beside the project is gone with the campaign.
