@@ -12,6 +12,7 @@ import { gidFromIpv4 } from './codec/gid';
 import { deviceAttr } from './context/device-attr';
 import { RdmaDevice } from './context/rdma-device';
 import { Nic } from './nic';
+import { DoorbellServer } from './user-queues/doorbell-server';
 import { contextOwnerOps } from './registry/context-owner-ops';
 import { MemoryImports } from './registry/memory-imports';
 import { peerError } from './registry/peer-error';
@@ -119,7 +120,11 @@ export async function startRdmaNic(env: NodeJS.ProcessEnv = process.env, deps: R
     // Writes into BAR memory are told to pci-emu on the socket in the directory the BAR segments are mapped from.
     const notices = new WriteNoticeClient(path.join(shmDir, WRITE_NOTICE_SOCKET));
     cleanups.push(() => notices.close());
+    // Processes ring their user queues' doorbells on a socket beside the segments they share with the NIC.
+    const doorbells = await DoorbellServer.listen(path.join(shmDir, `rdma-nic-${fn.bdf.replace(/[:.]/g, '-')}.doorbell.sock`));
+    cleanups.push(() => doorbells.close());
     const running = new RdmaDevice({
+      doorbells,
       nic,
       attr: deviceAttr(fn, FW_VER),
       files,

@@ -4,7 +4,7 @@ import { type DmaBufImporter, RegistrySession } from '@p2p/dmabuf-client';
 import { vfio } from '@p2p/proto';
 import { errnoOf } from '@p2p/status';
 import { asAdmin, freePort, type ServiceProcess, startServiceProcess, tempShmDir } from '@p2p/testing';
-import { type HostMr, VerbsContext } from '@p2p/verbs';
+import { type HostMr, type QueueMode, VerbsContext } from '@p2p/verbs';
 import { rpc } from './rpc';
 
 /** nic0 sits beside nvme0; nic1 beside accel0 (P2P BUS_ADDR), in pci-emu's default topology. */
@@ -123,10 +123,11 @@ export class RdmaHost {
     readonly pd: number,
   ) {}
 
-  static async open(name: string, registryAddress: string, nicAddress: string, shmDir: string): Promise<RdmaHost> {
+  /** `queues`: how the context posts and polls (VerbsContext's default, calls, unless told). */
+  static async open(name: string, registryAddress: string, nicAddress: string, shmDir: string, queues?: QueueMode): Promise<RdmaHost> {
     const session = await RegistrySession.open(registryAddress, { name, shmDir });
     try {
-      const ctx = await VerbsContext.open(nicAddress, session);
+      const ctx = await VerbsContext.open(nicAddress, session, undefined, { queues });
       const { gid } = await ctx.queryPort(1);
       return new RdmaHost(session, ctx, Buffer.from(gid), await ctx.allocPd());
     } catch (error) {

@@ -1,8 +1,11 @@
 import { bearerInterceptor, channelCredentials, loadTlsConfig, type TlsConfig } from '@p2p/auth';
+import { errno } from '@p2p/errno';
 import { rdma } from '@p2p/proto';
 import { connectPeer, type Peer } from '@p2p/rpc';
 import { IBV_QP_ACCESS_FLAGS, IBV_QP_AV, IBV_QP_DEST_QPN, IBV_QP_MAX_DEST_RD_ATOMIC, IBV_QP_MAX_QP_RD_ATOMIC, IBV_QP_MIN_RNR_TIMER, IBV_QP_PATH_MTU, IBV_QP_PKEY_INDEX, IBV_QP_PORT, IBV_QP_RETRY_CNT, IBV_QP_RNR_RETRY, IBV_QP_RQ_PSN, IBV_QP_SQ_PSN, IBV_QP_STATE, IBV_QP_TIMEOUT } from '../abi/qp-attr-mask';
 import { PostStream } from './post-stream';
+import { MappedBuffer, type QueueMemory, UserCq, UserQp, UserQueues } from './user-queues';
+import { qpRingBytes, cqRingBytes } from '../abi/user-queues';
 
 /** What an RC QP needs to know of its peer: exchanged out of band, as applications do over TCP or rdma_cm. */
 export interface RcPeer {
@@ -41,6 +44,34 @@ export interface ProcessIdentity {
 type NicClient = Peer<typeof rdma.RdmaNicServiceDefinition>['client'];
 
 /**
+ * How the context posts and polls: `user`, through queues in the process's
+ * memory (libmlx5's way: no call per post or poll; needs a RegistrySession
+ * that shares the NIC's tmpfs); `calls`, through PostSend/PostRecv/PollCq.
+ */
+export type QueueMode = 'user' | 'calls';
+
+export interface VerbsContextOptions {
+  /** Default `calls`. */
+  readonly queues?: QueueMode;
+}
+
+/** The largest cqe and work queue the device takes (ibv_device_attr); a request past them is the NIC's to refuse, without a buffer. */
+const MAX_CQE = (1 << 22) - 1;
+const MAX_QP_WR = 1 << 15;
+const MAX_SGE = 30;
+
+/** The cqe a CQ gets for `cqe` (mlx5_create_cq(): a power-of-two ring of at least cqe + 1, one fewer reported). */
+function grantedCqe(cqe: number): number {
+  let ring = 1;
+  while (ring < cqe + 1) ring *= 2;
+  return ring - 1;
+}
+
+function isMemory(process: ProcessIdentity): process is ProcessIdentity & QueueMemory {
+  return typeof (process as Partial<QueueMemory>).heapAllocate === 'function' && typeof (process as Partial<QueueMemory>).mmapFd === 'function';
+}
+
+/**
  * A verbs context (ibv_context) on one NIC over gRPC: every call carries
  * the process's pid and the context fd, as every ioctl on
  * /dev/infiniband/uverbsN carries its file, and the process's credential.
@@ -50,6 +81,8 @@ type NicClient = Peer<typeof rdma.RdmaNicServiceDefinition>['client'];
  */
 export class VerbsContext {
   readonly #peer: Peer<typeof rdma.RdmaNicServiceDefinition>;
+  #user: UserQueues | undefined;
+  #memory: QueueMemory | undefined;
 
   private constructor(
     peer: Peer<typeof rdma.RdmaNicServiceDefinition>,
@@ -61,23 +94,52 @@ export class VerbsContext {
     this.#peer = peer;
   }
 
+  /** The user queues, when the context posts and polls in its own memory. */
+  get userQueues(): UserQueues | undefined {
+    return this.#user;
+  }
+
+  get queueMode(): QueueMode {
+    return this.#user === undefined ? 'calls' : 'user';
+  }
+
+  /** A QP whose work queues are in this process's memory: its postSend()/postRecv() are plain function calls. */
+  userQp(qpNum: number): UserQp | undefined {
+    return this.#user?.qps.get(qpNum);
+  }
+
+  /** A CQ in this process's memory: its poll() is a plain function call. */
+  userCq(cqHandle: number): UserCq | undefined {
+    return this.#user?.cqs.get(cqHandle);
+  }
+
   /**
    * ibv_open_device() on the NIC at `address`, for a registry process: a
    * RegistrySession (or anything with its pid and credential), whose
    * credential then goes with every call.
    */
-  static async open(address: string, process: ProcessIdentity, tls: TlsConfig = loadTlsConfig()): Promise<VerbsContext> {
+  static async open(address: string, process: ProcessIdentity, tls: TlsConfig = loadTlsConfig(), options: VerbsContextOptions = {}): Promise<VerbsContext> {
     const peer = connectPeer(rdma.RdmaNicServiceDefinition, address, { name: 'rdma-nic', tls, token: process.credential });
     const client = new rdma.RdmaNicServiceClient(address, channelCredentials(tls), {
       channelOverride: peer.channel,
       interceptors: [bearerInterceptor(process.credential)],
     });
     const { pid } = process;
+    let opened: number | undefined;
     try {
       const { fd } = await peer.client.openDevice({ pid });
-      return new VerbsContext(peer, client, pid, fd);
+      opened = fd;
+      const context = new VerbsContext(peer, client, pid, fd);
+      if ((options.queues ?? 'calls') === 'user') {
+        if (!isMemory(process)) throw errno('EINVAL', 'user queues need the process\'s RegistrySession (its memory), not only its identity');
+        context.#memory = process;
+        context.#user = await UserQueues.open(process, (doorbellPageFd) => peer.client.openUserQueues({ pid, contextFd: fd, doorbellPageFd }));
+      }
+      return context;
     } catch (error) {
       peer.close();
+      // The context file the open made goes with the failure.
+      if (opened !== undefined && isMemory(process)) await process.closeFd(opened).catch(() => undefined);
       throw error;
     }
   }
@@ -120,24 +182,83 @@ export class VerbsContext {
     await this.#nic.deregMr({ ...this.#ctx, mrHandle });
   }
 
-  createCq(cqe: number): Promise<rdma.CreateCqResponse> {
-    return this.#nic.createCq({ ...this.#ctx, cqe });
+  /** ibv_create_cq(); with user queues the CQ's ring is in this process's memory. */
+  async createCq(cqe: number): Promise<rdma.CreateCqResponse> {
+    const user = this.#user;
+    if (user === undefined || !Number.isInteger(cqe) || cqe < 1 || cqe > MAX_CQE) return this.#nic.createCq({ ...this.#ctx, cqe });
+    const memory = this.#memory!;
+    const buffer = await MappedBuffer.allocate(memory, cqRingBytes(grantedCqe(cqe)));
+    try {
+      const created = await this.#nic.createCq({ ...this.#ctx, cqe, ringFd: buffer.fd });
+      user.cqs.set(created.cqHandle, new UserCq(created.cqHandle, created.cqe, buffer, user.qps));
+      return created;
+    } catch (error) {
+      await buffer.release(memory);
+      throw error;
+    }
   }
 
   async destroyCq(cqHandle: number): Promise<void> {
     await this.#nic.destroyCq({ ...this.#ctx, cqHandle });
+    const cq = this.#user?.cqs.get(cqHandle);
+    if (cq !== undefined) {
+      this.#user!.cqs.delete(cqHandle);
+      await cq.buffer.release(this.#memory!);
+    }
   }
 
+  /** ibv_poll_cq(): in this process's memory for a user CQ, else a PollCq call. */
   async pollCq(cqHandle: number, maxEntries: number): Promise<rdma.WorkCompletion[]> {
+    const cq = this.#user?.cqs.get(cqHandle);
+    if (cq !== undefined) return cq.poll(maxEntries);
     return (await this.#nic.pollCq({ ...this.#ctx, cqHandle, maxEntries })).completions;
   }
 
-  createQp(qp: { pdHandle: number; sendCqHandle: number; recvCqHandle: number; cap: rdma.QpCap; sqSigAll?: boolean }): Promise<rdma.CreateQpResponse> {
-    return this.#nic.createQp({ ...this.#ctx, ...qp, sqSigAll: qp.sqSigAll ?? false });
+  /** ibv_req_notify_cq(cq, 0) on a user CQ: its next completion raises an event (getCqEvent()). */
+  reqNotifyCq(cqHandle: number): void {
+    this.#requireUserCq(cqHandle).reqNotify();
+  }
+
+  /** ibv_get_cq_event() for one user CQ: resolves at its next completion event. */
+  getCqEvent(cqHandle: number): Promise<void> {
+    return this.#requireUserCq(cqHandle).getEvent();
+  }
+
+  #requireUserCq(cqHandle: number): UserCq {
+    const cq = this.#user?.cqs.get(cqHandle);
+    if (cq === undefined) throw errno('EINVAL', `CQ ${cqHandle} is not a CQ in this process's memory`);
+    return cq;
+  }
+
+  /** ibv_create_qp(); with user queues, and both CQs in user memory, its work queues are in this process's memory. */
+  async createQp(qp: { pdHandle: number; sendCqHandle: number; recvCqHandle: number; cap: rdma.QpCap; sqSigAll?: boolean }): Promise<rdma.CreateQpResponse> {
+    const request = { ...this.#ctx, ...qp, sqSigAll: qp.sqSigAll ?? false };
+    const user = this.#user;
+    const { cap } = qp;
+    const inRange = (value: number, max: number): boolean => Number.isInteger(value) && value >= 1 && value <= max;
+    const userCqs = user !== undefined && user.cqs.has(qp.sendCqHandle) && user.cqs.has(qp.recvCqHandle);
+    if (!userCqs || !inRange(cap.maxSendWr, MAX_QP_WR) || !inRange(cap.maxRecvWr, MAX_QP_WR) || !inRange(cap.maxSendSge, MAX_SGE) || !inRange(cap.maxRecvSge, MAX_SGE)) {
+      return this.#nic.createQp(request);
+    }
+    const memory = this.#memory!;
+    const buffer = await MappedBuffer.allocate(memory, qpRingBytes(cap));
+    try {
+      const created = await this.#nic.createQp({ ...request, ringFd: buffer.fd });
+      user.qps.set(created.qpNum, new UserQp(created.qpNum, created.cap!, buffer, user.ring));
+      return created;
+    } catch (error) {
+      await buffer.release(memory);
+      throw error;
+    }
   }
 
   async modifyQp(qpNum: number, attr: Partial<rdma.QpAttr>, attrMask: number): Promise<void> {
     await this.#nic.modifyQp({ ...this.#ctx, qpNum, attr: rdma.QpAttr.fromPartial(attr), attrMask });
+    const qp = this.#user?.qps.get(qpNum);
+    if (qp !== undefined && (attrMask & IBV_QP_STATE) !== 0 && attr.qpState !== undefined) {
+      qp.state = attr.qpState;
+      if (attr.qpState === rdma.QpState.QP_STATE_RESET) qp.reset();
+    }
   }
 
   async queryQp(qpNum: number): Promise<rdma.QpAttr> {
@@ -146,6 +267,11 @@ export class VerbsContext {
 
   async destroyQp(qpNum: number): Promise<void> {
     await this.#nic.destroyQp({ ...this.#ctx, qpNum });
+    const qp = this.#user?.qps.get(qpNum);
+    if (qp !== undefined) {
+      this.#user!.qps.delete(qpNum);
+      await qp.buffer.release(this.#memory!);
+    }
   }
 
   /** RESET -> INIT -> RTR -> RTS towards `peer`, with the attributes each transition requires. */
@@ -184,10 +310,14 @@ export class VerbsContext {
 
   /** ibv_post_send(); a bad WR rejects with its errno (the ones before it were posted). */
   async postSend(qpNum: number, wrs: rdma.SendWr[]): Promise<number> {
+    const qp = this.#user?.qps.get(qpNum);
+    if (qp !== undefined) return qp.postSend(wrs);
     return (await this.#nic.postSend({ ...this.#ctx, qpNum, wrs })).posted;
   }
 
   async postRecv(qpNum: number, wrs: rdma.RecvWr[]): Promise<number> {
+    const qp = this.#user?.qps.get(qpNum);
+    if (qp !== undefined) return qp.postRecv(wrs);
     return (await this.#nic.postRecv({ ...this.#ctx, qpNum, wrs })).posted;
   }
 
@@ -218,6 +348,7 @@ export class VerbsContext {
 
   /** Closes the gRPC channel. The context file itself is closed through the registry (close(fd)). */
   close(): void {
+    this.#user?.close();
     this.#peer.close();
   }
 }

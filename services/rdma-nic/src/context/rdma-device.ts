@@ -1,6 +1,7 @@
 import { FdCache } from '@p2p/dmabuf-client';
 import { errno } from '@p2p/errno';
 import type { Nic } from '../nic';
+import type { DoorbellServer } from '../user-queues/doorbell-server';
 import type { DeviceAttr } from './device-attr';
 import type { ContextFilePort, MemoryImportPort, ResolvedContextFile } from './ports';
 import { type ErrorReporter, VerbsContext } from './verbs-context';
@@ -11,6 +12,8 @@ export interface RdmaDeviceOptions {
   readonly files: ContextFilePort;
   readonly imports: MemoryImportPort;
   readonly report: ErrorReporter;
+  /** Where processes ring the doorbells of their user queues; without it OpenUserQueues is EOPNOTSUPP. */
+  readonly doorbells?: DoorbellServer;
 }
 
 /**
@@ -27,6 +30,7 @@ export class RdmaDevice {
   readonly #files: ContextFilePort;
   readonly #imports: MemoryImportPort;
   readonly #report: ErrorReporter;
+  readonly #doorbells: DoorbellServer | undefined;
   readonly #contexts = new Map<string, VerbsContext>();
   readonly #fds = new FdCache();
   #nextContext = 1;
@@ -37,13 +41,14 @@ export class RdmaDevice {
     this.#files = options.files;
     this.#imports = options.imports;
     this.#report = options.report;
+    this.#doorbells = options.doorbells;
   }
 
   /** ibv_open_device(): a new context file in pid's fd table; resolves to its fd. */
   async openDevice(pid: number): Promise<number> {
     const handle = `context-${this.#nextContext++}`;
     // Known before the file exists: its release may race the answer.
-    this.#contexts.set(handle, new VerbsContext(handle, this.nic, this.#imports, this.#report));
+    this.#contexts.set(handle, new VerbsContext(handle, this.nic, this.#imports, this.#report, this.#doorbells));
     try {
       return await this.#files.create(pid, handle);
     } catch (error) {

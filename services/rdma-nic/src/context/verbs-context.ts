@@ -1,4 +1,11 @@
 import { errno, type ErrnoError } from '@p2p/errno';
+import { userQueues } from '@p2p/verbs';
+import { CqRing } from '../cq/cq-ring';
+import type { MemoryWindow } from '../memory/memory';
+import type { DoorbellServer } from '../user-queues/doorbell-server';
+import { UserContext } from '../user-queues/user-context';
+import { UserQp } from '../user-queues/user-qp';
+import { IBV_ACCESS_LOCAL_WRITE } from '../verbs/access-flags';
 import type { WorkCompletion } from '../cq/work-completion';
 import type { AsyncEvent } from '../events/async-events';
 import type { Nic } from '../nic';
@@ -29,6 +36,20 @@ export interface AsyncEventSink {
 /** Reports background failures that have no caller to fail (a detach during teardown). */
 export type ErrorReporter = (error: unknown, what: string) => void;
 
+/** What OpenUserQueues answers: where to send wake-ups, and the key that names the context there. */
+export interface OpenedUserQueues {
+  readonly doorbellSocket: string;
+  readonly wakeKey: Buffer;
+}
+
+/** The one view of `length` bytes of pinned host memory a ring needs: a ring across mappings is refused. */
+function ringView(window: MemoryWindow, length: number, what: string): Uint8Array {
+  const views: Uint8Array[] = [];
+  window.views(0, length, views);
+  if (views.length !== 1) throw errno('EINVAL', `the ${what} spans ${views.length} mappings; a ring is one`);
+  return views[0]!;
+}
+
 /**
  * One verbs context: an open file of this NIC in a process's fd table
  * (ib_uverbs_file) and the objects made through it. The NIC's handles are
@@ -49,13 +70,18 @@ export class VerbsContext {
   readonly #watchers = new Map<number, CompletionWatcher>();
   /** Event sinks, each with its unsubscribe from the NIC's events. */
   readonly #eventSinks = new Map<AsyncEventSink, () => void>();
+  readonly #doorbells: DoorbellServer | undefined;
+  /** The user queues' end (OpenUserQueues), and the pinned memory of the doorbell page and of every ring. */
+  #user: UserContext | undefined;
+  readonly #ringMemory = new Map<string, ImportedMemory<unknown>>();
   #released = false;
 
-  constructor(handle: string, nic: Nic, imports: MemoryImportPort, report: ErrorReporter) {
+  constructor(handle: string, nic: Nic, imports: MemoryImportPort, report: ErrorReporter, doorbells?: DoorbellServer) {
     this.handle = handle;
     this.#nic = nic;
     this.#imports = imports;
     this.#report = report;
+    this.#doorbells = doorbells;
   }
 
   /** The file was released: every object is gone and every call fails with EBADF. */
@@ -142,6 +168,95 @@ export class VerbsContext {
     await imported.detach();
   }
 
+  // User queues
+
+  /**
+   * mlx5_alloc_context()'s part: pins the doorbell page (a system-heap
+   * buffer of the process, EFAULT as for MR memory) and opens the context
+   * on the doorbell socket. Once per context (EINVAL); EOPNOTSUPP on a NIC
+   * without a doorbell socket.
+   */
+  async openUserQueues(pid: number, doorbellPageFd: number): Promise<OpenedUserQueues> {
+    this.#check();
+    const doorbells = this.#doorbells;
+    if (doorbells === undefined) throw errno('EOPNOTSUPP', 'this NIC has no doorbell socket: post and poll through its calls');
+    if (this.#user !== undefined || this.#ringMemory.has('doorbell page')) throw errno('EINVAL', `context ${this.handle} has its user queues already`);
+    const page = await this.#pinRing(pid, doorbellPageFd, userQueues.DOORBELL_PAGE_BYTES, 'doorbell page');
+    const user = new UserContext(ringView(page.memory, userQueues.DOORBELL_PAGE_BYTES, 'doorbell page'));
+    this.#user = user;
+    doorbells.add(user);
+    return { doorbellSocket: doorbells.path, wakeKey: user.key };
+  }
+
+  /** Pins [0, length) of a ring buffer for the life of `name` in this context; released with it or at release(). */
+  async #pinRing(pid: number, fd: number, length: number, name: string): Promise<ImportedMemory<MemoryWindow>> {
+    this.#ringMemory.set(name, { memory: undefined, detach: async () => undefined });
+    try {
+      const pinned = await this.#imports.hostMemory(pid, fd, 0, length, IBV_ACCESS_LOCAL_WRITE);
+      if (this.#released) {
+        await this.#detach(pinned, `detach of the ${name} after release`);
+        throw this.#closedError();
+      }
+      this.#ringMemory.set(name, pinned);
+      return pinned;
+    } catch (error) {
+      this.#ringMemory.delete(name);
+      throw error;
+    }
+  }
+
+  async #unpinRing(name: string): Promise<void> {
+    const pinned = this.#ringMemory.get(name);
+    this.#ringMemory.delete(name);
+    if (pinned !== undefined) await this.#detach(pinned, `detach of the ${name}`);
+  }
+
+  #userContext(): UserContext {
+    if (this.#user === undefined) throw errno('EINVAL', `context ${this.handle} has no user queues (OpenUserQueues first)`);
+    return this.#user;
+  }
+
+  /** ibv_create_cq() with its ring in the process's memory: EFAULT for a buffer short of cqRingBytes() of the CQ it gets. */
+  async createUserCq(pid: number, cqe: number, ringFd: number): Promise<{ handle: number; cqe: number }> {
+    this.#check();
+    const user = this.#userContext();
+    const cq = this.#nic.createCq(cqe);
+    const name = `CQ ${cq.handle}`;
+    try {
+      const bytes = userQueues.cqRingBytes(cq.cqe);
+      const pinned = await this.#pinRing(pid, ringFd, bytes, name);
+      cq.useUserRing(new CqRing(ringView(pinned.memory, bytes, name), userQueues.cqRingEntries(cq.cqe), cq.cqe, () => user.cqEvent(cq.handle)));
+    } catch (error) {
+      this.#nic.destroyCq(cq.handle);
+      throw error;
+    }
+    this.#cqs.set(cq.handle, cq.cqe);
+    return { handle: cq.handle, cqe: cq.cqe };
+  }
+
+  /** ibv_create_qp() with its work queues in the process's memory; both CQs must be in user memory (EINVAL). */
+  async createUserQp(pid: number, pdHandle: number, sendCqHandle: number, recvCqHandle: number, cap: QpCap, sqSigAll: boolean, ringFd: number): Promise<CreatedQp> {
+    const user = this.#userContext();
+    this.#pd(pdHandle);
+    for (const handle of [sendCqHandle, recvCqHandle]) {
+      this.#cq(handle);
+      if (!this.#nic.cq(handle).inUserMemory) throw errno('EINVAL', `CQ ${handle} is polled through calls; a QP with user queues completes on CQs in user memory`);
+    }
+    const qp = this.#nic.createQp({ pdHandle, sendCqHandle, recvCqHandle, cap, sqSigAll });
+    const name = `QP ${qp.qpNum}`;
+    qp.useUserQueues();
+    try {
+      const bytes = userQueues.qpRingBytes(qp.cap);
+      const pinned = await this.#pinRing(pid, ringFd, bytes, name);
+      user.addQp(new UserQp(qp, ringView(pinned.memory, bytes, name), (wrs) => this.#nic.postRecv(qp.qpNum, wrs)));
+    } catch (error) {
+      this.#nic.destroyQp(qp.qpNum);
+      throw error;
+    }
+    this.#qps.add(qp.qpNum);
+    return { qpNum: qp.qpNum, cap: qp.cap };
+  }
+
   // Completion queues
 
   createCq(cqe: number): { handle: number; cqe: number } {
@@ -157,17 +272,24 @@ export class VerbsContext {
     this.#nic.destroyCq(cqHandle);
     this.#cqs.delete(cqHandle);
     this.#watchers.get(cqHandle)?.end();
+    void this.#unpinRing(`CQ ${cqHandle}`);
   }
 
-  /** ibv_poll_cq(). A watched CQ is polled by its watcher, so it reads empty here. */
+  /** ibv_poll_cq(). A watched CQ is polled by its watcher, so it reads empty here; a CQ in user memory is its process's to poll (EINVAL). */
   pollCq(cqHandle: number, maxEntries: number): WorkCompletion[] {
     this.#cq(cqHandle);
+    this.#notInUserMemory(cqHandle);
     return this.#watchers.has(cqHandle) ? [] : this.#nic.pollCq(cqHandle, maxEntries);
+  }
+
+  #notInUserMemory(cqHandle: number): void {
+    if (this.#nic.cq(cqHandle).inUserMemory) throw errno('EINVAL', `CQ ${cqHandle} is in user memory: its process polls it there`);
   }
 
   /** WatchCompletions: at most one watcher per CQ (EBUSY). Returns the watcher; stop() it when the consumer leaves. */
   watchCompletions(cqHandle: number, sink: CompletionSink): CompletionWatcher {
     const cqe = this.#cq(cqHandle);
+    this.#notInUserMemory(cqHandle);
     if (this.#watchers.has(cqHandle)) throw errno('EBUSY', `CQ ${cqHandle} already has a watcher`);
     const watcher: CompletionWatcher = new CompletionWatcher(this.#nic, cqHandle, cqe, sink, () => {
       if (this.#watchers.get(cqHandle) === watcher) this.#watchers.delete(cqHandle);
@@ -201,16 +323,24 @@ export class VerbsContext {
     this.#qp(qpNum);
     this.#nic.destroyQp(qpNum);
     this.#qps.delete(qpNum);
+    this.#user?.removeQp(qpNum);
+    void this.#unpinRing(`QP ${qpNum}`);
   }
 
   postSend(qpNum: number, wrs: readonly SendWr[]): PostResult {
     this.#qp(qpNum);
+    this.#callsPost(qpNum);
     return this.#nic.postSend(qpNum, wrs);
   }
 
   postRecv(qpNum: number, wrs: readonly RecvWr[]): PostResult {
     this.#qp(qpNum);
+    this.#callsPost(qpNum);
     return this.#nic.postRecv(qpNum, wrs);
+  }
+
+  #callsPost(qpNum: number): void {
+    if (this.#nic.qp(qpNum).inUserMemory) throw errno('EINVAL', `QP ${qpNum} has its work queues in user memory: its process posts there`);
   }
 
   // Async events
@@ -258,6 +388,9 @@ export class VerbsContext {
       sink.end();
     }
     this.#eventSinks.clear();
+    if (this.#user !== undefined) this.#doorbells?.remove(this.#user);
+    for (const [name, pinned] of this.#ringMemory) detaches.push(this.#detach(pinned, `detach of the ${name} at release`));
+    this.#ringMemory.clear();
     await Promise.all(detaches);
   }
 

@@ -1,3 +1,4 @@
+import type { CqRing } from './cq-ring';
 import type { WorkCompletion } from './work-completion';
 
 /** What retires work queue entries when their completion is polled: the QP that posted them. */
@@ -40,6 +41,8 @@ export class CompletionQueue {
   #head = 0;
   #count = 0;
   #errored = false;
+  /** The ring in user memory the CQEs go to, for a CQ the process polls itself. */
+  #userRing: CqRing | undefined;
 
   /** QPs whose send or receive queue completes here; a CQ with any is busy. */
   users = 0;
@@ -62,12 +65,38 @@ export class CompletionQueue {
 
   /** Completions waiting to be polled. */
   get depth(): number {
-    return this.#count;
+    return this.#userRing?.depth ?? this.#count;
   }
 
-  /** The hardware writing a CQE for entry `seq` of `owner`'s send or receive queue. */
+  /** Polled by its process in user memory (a CQ made with a ring): ibv_poll_cq() here finds nothing. */
+  get inUserMemory(): boolean {
+    return this.#userRing !== undefined;
+  }
+
+  /** From now on every CQE goes to `ring` in the process's memory. */
+  useUserRing(ring: CqRing): void {
+    this.#userRing = ring;
+  }
+
+  /**
+   * The hardware writing a CQE for entry `seq` of `owner`'s send or receive
+   * queue. A CQE in user memory frees its queue entries as it is written:
+   * the process, which polls it, keeps its own count of free slots.
+   */
   push(wc: WorkCompletion, owner: WorkQueueOwner, seq: number, recv: boolean): void {
     if (this.#errored) {
+      return;
+    }
+    if (this.#userRing !== undefined) {
+      if (!this.#userRing.write(wc, seq)) {
+        this.#errored = true;
+        this.#onOverflow(this);
+        return;
+      }
+      owner.retire(seq, recv);
+      for (const listener of this.#listeners) {
+        listener(wc);
+      }
       return;
     }
     if (this.#count === this.cqe) {

@@ -18,6 +18,10 @@ import { qpAttrFromWire, qpAttrToWire, recvWrsFromWire, sendWrsFromWire, u64Arg,
 export function rdmaHandlers(device: RdmaDevice, streams: OpenStreams, callers: VerbsCallers): rdma.RdmaNicServiceServer {
   return {
     openDevice: unary(async (req: rdma.OpenDeviceRequest, call) => ({ fd: await device.openDevice(await callers.pid(call, req.pid, 'OpenDevice')) })),
+    openUserQueues: unary(async (req: rdma.OpenUserQueuesRequest, call) => {
+      const ctx = await callers.context(call, req, 'OpenUserQueues');
+      return ctx.openUserQueues(await callers.pid(call, req.pid, 'OpenUserQueues'), req.doorbellPageFd);
+    }),
     queryDevice: unary(async (req: rdma.QueryDeviceRequest, call) => {
       await callers.context(call, req, 'QueryDevice');
       return device.attr;
@@ -47,7 +51,8 @@ export function rdmaHandlers(device: RdmaDevice, streams: OpenStreams, callers: 
       return {};
     }),
     createCq: unary(async (req: rdma.CreateCqRequest, call) => {
-      const cq = (await callers.context(call, req, 'CreateCq')).createCq(req.cqe);
+      const ctx = await callers.context(call, req, 'CreateCq');
+      const cq = req.ringFd === undefined ? ctx.createCq(req.cqe) : await ctx.createUserCq(await callers.pid(call, req.pid, 'CreateCq'), req.cqe, req.ringFd);
       return { cqHandle: cq.handle, cqe: cq.cqe };
     }),
     destroyCq: unary(async (req: rdma.DestroyCqRequest, call) => {
@@ -58,7 +63,11 @@ export function rdmaHandlers(device: RdmaDevice, streams: OpenStreams, callers: 
     watchCompletions: watchCompletions(callers, streams),
     createQp: unary(async (req: rdma.CreateQpRequest, call) => {
       const cap = req.cap ?? { maxSendWr: 0, maxRecvWr: 0, maxSendSge: 0, maxRecvSge: 0 };
-      const qp = (await callers.context(call, req, 'CreateQp')).createQp(req.pdHandle, req.sendCqHandle, req.recvCqHandle, cap, req.sqSigAll);
+      const ctx = await callers.context(call, req, 'CreateQp');
+      const qp =
+        req.ringFd === undefined
+          ? ctx.createQp(req.pdHandle, req.sendCqHandle, req.recvCqHandle, cap, req.sqSigAll)
+          : await ctx.createUserQp(await callers.pid(call, req.pid, 'CreateQp'), req.pdHandle, req.sendCqHandle, req.recvCqHandle, cap, req.sqSigAll, req.ringFd);
       return { qpNum: qp.qpNum, cap: { ...qp.cap } };
     }),
     modifyQp: unary(async (req: rdma.ModifyQpRequest, call) => {

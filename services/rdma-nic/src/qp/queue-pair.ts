@@ -35,10 +35,24 @@ export interface SendEngine {
   land(qp: QueuePair, wr: SendWr, response: WireResponse): WcStatus;
 }
 
+/** A send WR posted and not yet on the wire; `localError`: a WQE the NIC could not run, completed with that status in its turn. */
+interface Queued {
+  readonly wr: SendWr;
+  readonly seq: number;
+  readonly localError?: WcStatus;
+}
+
+/** A WQE read from a send queue in user memory that is no work request (EINVAL at post time on the gRPC path). */
+export interface BadWqe {
+  readonly wrId: bigint;
+  readonly reason: string;
+}
+
 /** A send WR on the wire, in PSN order, until it completes. */
 interface InFlight {
   readonly wr: SendWr;
   readonly seq: number;
+  readonly localError?: WcStatus;
   readonly psn: number;
   /** PENDING until answered (or failed locally). */
   status: number;
@@ -90,7 +104,7 @@ export class QueuePair implements WorkQueueOwner {
   /** The local ACK timeout of `timeout`, worked out once per modify rather than per transmission. */
   #ackTimeoutMs = ackTimeoutMs(0);
   /** Posted send WRs not yet on the wire, with their send-queue sequence numbers. */
-  #sq: { wr: SendWr; seq: number }[] = [];
+  #sq: Queued[] = [];
   #sqHead = 0;
   #inflight: InFlight[] = [];
   #inflightHead = 0;
@@ -113,6 +127,8 @@ export class QueuePair implements WorkQueueOwner {
   #sqdNotify = false;
   #progressing = false;
   #again = false;
+  /** The work queues are rings in the process's memory: it counts free slots itself, and the NIC fetches what fits. */
+  #userQueues = false;
 
   /** The responder answered RNR and owes the requester a retry when a receive is posted. */
   rnrNakSent = false;
@@ -135,6 +151,48 @@ export class QueuePair implements WorkQueueOwner {
 
   get state(): QpState {
     return this.#state;
+  }
+
+  /** The QP's work queues live in its process's memory (CreateQp with a ring): posting goes through postFromRing()/postRecv(). */
+  useUserQueues(): void {
+    this.#userQueues = true;
+  }
+
+  get inUserMemory(): boolean {
+    return this.#userQueues;
+  }
+
+  /** Send WRs fetched and not completed: the NIC fetches no more than its queue holds. */
+  get sendOutstanding(): number {
+    return this.#sq.length - this.#sqHead + (this.#inflight.length - this.#inflightHead);
+  }
+
+  /** Receive WRs fetched and not consumed. */
+  get recvOutstanding(): number {
+    return this.#rq.length - this.#rqHead;
+  }
+
+  /**
+   * WQEs the NIC fetched from a send queue in user memory, in order. What
+   * ibv_post_send() would refuse with EINVAL (a bad opcode, too many SGEs,
+   * a WQE that is none) was the process's library's to refuse: the NIC
+   * completes it with IBV_WC_LOC_QP_OP_ERR in its turn, and the QP goes to
+   * ERR, as an HCA does with a malformed WQE. In ERR each is flushed.
+   */
+  postFromRing(wqes: readonly (SendWr | BadWqe)[]): void {
+    for (const wqe of wqes) {
+      const seq = this.#sqPosted++;
+      const bad = 'reason' in wqe || this.#checkSend(wqe) !== undefined;
+      const wr: SendWr = 'reason' in wqe ? { wrId: wqe.wrId, opcode: WrOpcode.SEND, sgList: [], sendFlags: IBV_SEND_SIGNALED } : wqe;
+      if (this.#state === QpState.ERR) {
+        this.#completeSend(wr, seq, WcStatus.WR_FLUSH_ERR);
+      } else if (bad) {
+        this.#sq.push({ wr: { ...wr, opcode: SEND_OPCODE[wr.opcode] === undefined ? WrOpcode.SEND : wr.opcode, sendFlags: IBV_SEND_SIGNALED }, seq, localError: WcStatus.LOC_QP_OP_ERR });
+      } else {
+        this.#sq.push({ wr, seq });
+      }
+    }
+    this.#progress();
   }
 
   get attr(): Readonly<QpAttr> {
@@ -234,7 +292,7 @@ export class QueuePair implements WorkQueueOwner {
         error = errno('EINVAL', `${wr.sgList.length} SGEs exceed max_recv_sge ${this.cap.maxRecvSge}`);
         break;
       }
-      if (this.#rqPosted - this.#rqRetired >= this.cap.maxRecvWr) {
+      if (!this.#userQueues && this.#rqPosted - this.#rqRetired >= this.cap.maxRecvWr) {
         error = errno('ENOMEM', `the receive queue of QP ${this.qpNum} is full (${this.cap.maxRecvWr})`);
         break;
       }
@@ -371,7 +429,7 @@ export class QueuePair implements WorkQueueOwner {
     if (wr.sgList.length > this.cap.maxSendSge) {
       return errno('EINVAL', `${wr.sgList.length} SGEs exceed max_send_sge ${this.cap.maxSendSge}`);
     }
-    if (this.#sqPosted - this.#sqRetired >= this.cap.maxSendWr) {
+    if (!this.#userQueues && this.#sqPosted - this.#sqRetired >= this.cap.maxSendWr) {
       return errno('ENOMEM', `the send queue of QP ${this.qpNum} is full (${this.cap.maxSendWr})`);
     }
     return undefined;
@@ -407,7 +465,7 @@ export class QueuePair implements WorkQueueOwner {
       return false;
     }
     const { wr } = this.#sq[this.#sqHead]!;
-    if (isReadLike(wr.opcode) && this.#readsInFlight >= Math.max(1, this.#attr.maxRdAtomic)) {
+    if (this.#sq[this.#sqHead]!.localError === undefined && isReadLike(wr.opcode) && this.#readsInFlight >= Math.max(1, this.#attr.maxRdAtomic)) {
       return false;
     }
     return (wr.sendFlags & IBV_SEND_FENCE) === 0 || this.#readsInFlight === 0;
@@ -415,23 +473,23 @@ export class QueuePair implements WorkQueueOwner {
 
   /** Put the head of the send queue on the wire; false when it waits for a page fault. */
   #start(): boolean {
-    const { wr, seq } = this.#sq[this.#sqHead]!;
+    const { wr, seq, localError } = this.#sq[this.#sqHead]!;
     const local: Uint8Array[] = [];
-    const prepared = this.engine.prepare(this, wr, local);
+    const prepared = localError ?? this.engine.prepare(this, wr, local);
     if (typeof prepared !== 'number') {
       this.#waiting = 'fault';
       void prepared.then(() => this.#resume());
       return false;
     }
-    this.#sq[this.#sqHead++] = undefined as unknown as { wr: SendWr; seq: number };
+    this.#sq[this.#sqHead++] = undefined as unknown as Queued;
     if (this.#sqHead === this.#sq.length) {
       this.#sq = [];
       this.#sqHead = 0;
     }
-    const entry: InFlight = { wr, seq, psn: this.#nextPsn, status: PENDING, attempt: 0, retries: 0, rnrNaks: this.#rnrCounts.get(seq) ?? 0 };
+    const entry: InFlight = { wr, seq, localError, psn: this.#nextPsn, status: PENDING, attempt: 0, retries: 0, rnrNaks: this.#rnrCounts.get(seq) ?? 0 };
     this.#nextPsn = (this.#nextPsn + 1) & PSN_MASK;
     this.#inflight.push(entry);
-    if (isReadLike(wr.opcode)) {
+    if (localError === undefined && isReadLike(wr.opcode)) {
       this.#readsInFlight++;
     }
     if (prepared !== WcStatus.SUCCESS) {
@@ -500,12 +558,12 @@ export class QueuePair implements WorkQueueOwner {
     const rewound = this.#inflight.splice(index);
     for (const again of rewound) {
       again.attempt++;
-      if (isReadLike(again.wr.opcode)) {
+      if (again.localError === undefined && isReadLike(again.wr.opcode)) {
         this.#readsInFlight--;
       }
     }
     this.#nextPsn = entry.psn;
-    this.#sq = [...rewound.map(({ wr, seq }) => ({ wr, seq })), ...this.#sq.slice(this.#sqHead)];
+    this.#sq = [...rewound.map(({ wr, seq, localError }) => ({ wr, seq, localError })), ...this.#sq.slice(this.#sqHead)];
     this.#sqHead = 0;
     this.#rnrCounts.set(entry.seq, entry.rnrNaks);
     this.#waiting = 'rnr';
@@ -533,7 +591,7 @@ export class QueuePair implements WorkQueueOwner {
         this.#inflight = [];
         this.#inflightHead = 0;
       }
-      if (isReadLike(entry.wr.opcode)) {
+      if (entry.localError === undefined && isReadLike(entry.wr.opcode)) {
         this.#readsInFlight--;
       }
       this.#rnrCounts.delete(entry.seq);

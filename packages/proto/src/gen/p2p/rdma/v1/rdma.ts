@@ -541,6 +541,35 @@ export interface OpenDeviceResponse {
   fd: number;
 }
 
+/**
+ * The context's queues in its process's memory, as mlx5's are: send and
+ * receive queues and CQs in buffers the process allocates (system-heap
+ * dma-bufs, which the NIC pins as it pins MR memory) and writes and polls
+ * itself, with no call per post or per poll. The NIC finds new work
+ * through doorbell records in those buffers; while it sleeps, it asks for
+ * a wake-up in the doorbell page, and the process sends one on the
+ * doorbell socket. The layouts are @p2p/verbs's (abi/user-queues.ts).
+ */
+export interface OpenUserQueuesRequest {
+  pid: number;
+  contextFd: number;
+  /**
+   * A system-heap dma-buf in pid's fd table of at least 4096 bytes,
+   * writable: the doorbell page (EFAULT otherwise).
+   */
+  doorbellPageFd: number;
+}
+
+export interface OpenUserQueuesResponse {
+  /**
+   * A Unix stream socket of the NIC in the segment directory: a process
+   * sends wake_key first (16 bytes), then one byte per wake-up; the NIC
+   * sends completion events (5 bytes: 1, then the CQ handle, u32 LE).
+   */
+  doorbellSocket: string;
+  wakeKey: Buffer;
+}
+
 export interface QueryDeviceRequest {
   pid: number;
   contextFd: number;
@@ -659,6 +688,13 @@ export interface CreateCqRequest {
   pid: number;
   contextFd: number;
   cqe: number;
+  /**
+   * A CQ polled in user memory: a system-heap dma-buf in pid's fd table
+   * holding the CQ ring (abi/user-queues.ts's cqRingBytes(cqe) bytes at
+   * least; EFAULT otherwise). The context must have user queues (EINVAL).
+   * PollCq and WatchCompletions refuse such a CQ (EINVAL).
+   */
+  ringFd?: number | undefined;
 }
 
 export interface CreateCqResponse {
@@ -738,6 +774,13 @@ export interface CreateQpRequest {
   recvCqHandle: number;
   cap?: QpCap | undefined;
   sqSigAll: boolean;
+  /**
+   * Send and receive queues in user memory: a system-heap dma-buf in pid's
+   * fd table holding both (abi/user-queues.ts's qpRingBytes() for the caps
+   * the QP gets). Its CQs must be user CQs (EINVAL). PostSend, PostRecv and
+   * PostStream refuse such a QP (EINVAL).
+   */
+  ringFd?: number | undefined;
 }
 
 export interface CreateQpResponse {
@@ -1057,6 +1100,208 @@ export const OpenDeviceResponse: MessageFns<OpenDeviceResponse> = {
   fromPartial(object: DeepPartial<OpenDeviceResponse>): OpenDeviceResponse {
     const message = createBaseOpenDeviceResponse();
     message.fd = object.fd ?? 0;
+    return message;
+  },
+};
+
+function createBaseOpenUserQueuesRequest(): OpenUserQueuesRequest {
+  return { pid: 0, contextFd: 0, doorbellPageFd: 0 };
+}
+
+export const OpenUserQueuesRequest: MessageFns<OpenUserQueuesRequest> = {
+  encode(message: OpenUserQueuesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pid !== 0) {
+      writer.uint32(8).uint32(message.pid);
+    }
+    if (message.contextFd !== 0) {
+      writer.uint32(16).int32(message.contextFd);
+    }
+    if (message.doorbellPageFd !== 0) {
+      writer.uint32(24).int32(message.doorbellPageFd);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OpenUserQueuesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOpenUserQueuesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pid = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.contextFd = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.doorbellPageFd = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OpenUserQueuesRequest {
+    return {
+      pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
+      contextFd: isSet(object.contextFd)
+        ? globalThis.Number(object.contextFd)
+        : isSet(object.context_fd)
+        ? globalThis.Number(object.context_fd)
+        : 0,
+      doorbellPageFd: isSet(object.doorbellPageFd)
+        ? globalThis.Number(object.doorbellPageFd)
+        : isSet(object.doorbell_page_fd)
+        ? globalThis.Number(object.doorbell_page_fd)
+        : 0,
+    };
+  },
+
+  toJSON(message: OpenUserQueuesRequest): unknown {
+    const obj: any = {};
+    if (message.pid !== 0) {
+      obj.pid = Math.round(message.pid);
+    }
+    if (message.contextFd !== 0) {
+      obj.contextFd = Math.round(message.contextFd);
+    }
+    if (message.doorbellPageFd !== 0) {
+      obj.doorbellPageFd = Math.round(message.doorbellPageFd);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<OpenUserQueuesRequest>): OpenUserQueuesRequest {
+    return OpenUserQueuesRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<OpenUserQueuesRequest>): OpenUserQueuesRequest {
+    const message = createBaseOpenUserQueuesRequest();
+    message.pid = object.pid ?? 0;
+    message.contextFd = object.contextFd ?? 0;
+    message.doorbellPageFd = object.doorbellPageFd ?? 0;
+    return message;
+  },
+};
+
+function createBaseOpenUserQueuesResponse(): OpenUserQueuesResponse {
+  return { doorbellSocket: "", wakeKey: Buffer.alloc(0) };
+}
+
+export const OpenUserQueuesResponse: MessageFns<OpenUserQueuesResponse> = {
+  encode(message: OpenUserQueuesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.doorbellSocket !== "") {
+      writer.uint32(10).string(message.doorbellSocket);
+    }
+    if (message.wakeKey.length !== 0) {
+      writer.uint32(18).bytes(message.wakeKey);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OpenUserQueuesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOpenUserQueuesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.doorbellSocket = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.wakeKey = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OpenUserQueuesResponse {
+    return {
+      doorbellSocket: isSet(object.doorbellSocket)
+        ? globalThis.String(object.doorbellSocket)
+        : isSet(object.doorbell_socket)
+        ? globalThis.String(object.doorbell_socket)
+        : "",
+      wakeKey: isSet(object.wakeKey)
+        ? Buffer.from(bytesFromBase64(object.wakeKey))
+        : isSet(object.wake_key)
+        ? Buffer.from(bytesFromBase64(object.wake_key))
+        : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: OpenUserQueuesResponse): unknown {
+    const obj: any = {};
+    if (message.doorbellSocket !== "") {
+      obj.doorbellSocket = message.doorbellSocket;
+    }
+    if (message.wakeKey.length !== 0) {
+      obj.wakeKey = base64FromBytes(message.wakeKey);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<OpenUserQueuesResponse>): OpenUserQueuesResponse {
+    return OpenUserQueuesResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<OpenUserQueuesResponse>): OpenUserQueuesResponse {
+    const message = createBaseOpenUserQueuesResponse();
+    message.doorbellSocket = object.doorbellSocket ?? "";
+    message.wakeKey = object.wakeKey ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -2948,7 +3193,7 @@ export const DeregMrResponse: MessageFns<DeregMrResponse> = {
 };
 
 function createBaseCreateCqRequest(): CreateCqRequest {
-  return { pid: 0, contextFd: 0, cqe: 0 };
+  return { pid: 0, contextFd: 0, cqe: 0, ringFd: undefined };
 }
 
 export const CreateCqRequest: MessageFns<CreateCqRequest> = {
@@ -2961,6 +3206,9 @@ export const CreateCqRequest: MessageFns<CreateCqRequest> = {
     }
     if (message.cqe !== 0) {
       writer.uint32(24).uint32(message.cqe);
+    }
+    if (message.ringFd !== undefined) {
+      writer.uint32(32).int32(message.ringFd);
     }
     return writer;
   },
@@ -3002,6 +3250,14 @@ export const CreateCqRequest: MessageFns<CreateCqRequest> = {
             message.cqe = reader.uint32();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.ringFd = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3023,6 +3279,11 @@ export const CreateCqRequest: MessageFns<CreateCqRequest> = {
         ? globalThis.Number(object.context_fd)
         : 0,
       cqe: isSet(object.cqe) ? globalThis.Number(object.cqe) : 0,
+      ringFd: isSet(object.ringFd)
+        ? globalThis.Number(object.ringFd)
+        : isSet(object.ring_fd)
+        ? globalThis.Number(object.ring_fd)
+        : undefined,
     };
   },
 
@@ -3037,6 +3298,9 @@ export const CreateCqRequest: MessageFns<CreateCqRequest> = {
     if (message.cqe !== 0) {
       obj.cqe = Math.round(message.cqe);
     }
+    if (message.ringFd !== undefined) {
+      obj.ringFd = Math.round(message.ringFd);
+    }
     return obj;
   },
 
@@ -3048,6 +3312,7 @@ export const CreateCqRequest: MessageFns<CreateCqRequest> = {
     message.pid = object.pid ?? 0;
     message.contextFd = object.contextFd ?? 0;
     message.cqe = object.cqe ?? 0;
+    message.ringFd = object.ringFd ?? undefined;
     return message;
   },
 };
@@ -4076,7 +4341,16 @@ export const QpCap: MessageFns<QpCap> = {
 };
 
 function createBaseCreateQpRequest(): CreateQpRequest {
-  return { pid: 0, contextFd: 0, pdHandle: 0, sendCqHandle: 0, recvCqHandle: 0, cap: undefined, sqSigAll: false };
+  return {
+    pid: 0,
+    contextFd: 0,
+    pdHandle: 0,
+    sendCqHandle: 0,
+    recvCqHandle: 0,
+    cap: undefined,
+    sqSigAll: false,
+    ringFd: undefined,
+  };
 }
 
 export const CreateQpRequest: MessageFns<CreateQpRequest> = {
@@ -4101,6 +4375,9 @@ export const CreateQpRequest: MessageFns<CreateQpRequest> = {
     }
     if (message.sqSigAll !== false) {
       writer.uint32(56).bool(message.sqSigAll);
+    }
+    if (message.ringFd !== undefined) {
+      writer.uint32(64).int32(message.ringFd);
     }
     return writer;
   },
@@ -4174,6 +4451,14 @@ export const CreateQpRequest: MessageFns<CreateQpRequest> = {
             message.sqSigAll = reader.bool();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.ringFd = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4215,6 +4500,11 @@ export const CreateQpRequest: MessageFns<CreateQpRequest> = {
         : isSet(object.sq_sig_all)
         ? globalThis.Boolean(object.sq_sig_all)
         : false,
+      ringFd: isSet(object.ringFd)
+        ? globalThis.Number(object.ringFd)
+        : isSet(object.ring_fd)
+        ? globalThis.Number(object.ring_fd)
+        : undefined,
     };
   },
 
@@ -4241,6 +4531,9 @@ export const CreateQpRequest: MessageFns<CreateQpRequest> = {
     if (message.sqSigAll !== false) {
       obj.sqSigAll = message.sqSigAll;
     }
+    if (message.ringFd !== undefined) {
+      obj.ringFd = Math.round(message.ringFd);
+    }
     return obj;
   },
 
@@ -4256,6 +4549,7 @@ export const CreateQpRequest: MessageFns<CreateQpRequest> = {
     message.recvCqHandle = object.recvCqHandle ?? 0;
     message.cap = (object.cap !== undefined && object.cap !== null) ? QpCap.fromPartial(object.cap) : undefined;
     message.sqSigAll = object.sqSigAll ?? false;
+    message.ringFd = object.ringFd ?? undefined;
     return message;
   },
 };
@@ -7049,6 +7343,18 @@ export const RdmaNicServiceDefinition = {
       responseStream: false,
       options: {},
     },
+    /**
+     * The provider's half of ibv_open_device() (mlx5_alloc_context()): user
+     * queues for the context. See UserQueuesRequest.
+     */
+    openUserQueues: {
+      name: "OpenUserQueues",
+      requestType: OpenUserQueuesRequest as typeof OpenUserQueuesRequest,
+      requestStream: false,
+      responseType: OpenUserQueuesResponse as typeof OpenUserQueuesResponse,
+      responseStream: false,
+      options: {},
+    },
     queryDevice: {
       name: "QueryDevice",
       requestType: QueryDeviceRequest as typeof QueryDeviceRequest,
@@ -7217,6 +7523,21 @@ export const RdmaNicServiceService = {
     requestDeserialize: (value: Buffer): OpenDeviceRequest => OpenDeviceRequest.decode(value),
     responseSerialize: (value: OpenDeviceResponse): Buffer => Buffer.from(OpenDeviceResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): OpenDeviceResponse => OpenDeviceResponse.decode(value),
+  },
+  /**
+   * The provider's half of ibv_open_device() (mlx5_alloc_context()): user
+   * queues for the context. See UserQueuesRequest.
+   */
+  openUserQueues: {
+    path: "/p2p.rdma.v1.RdmaNicService/OpenUserQueues" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: OpenUserQueuesRequest): Buffer =>
+      Buffer.from(OpenUserQueuesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): OpenUserQueuesRequest => OpenUserQueuesRequest.decode(value),
+    responseSerialize: (value: OpenUserQueuesResponse): Buffer =>
+      Buffer.from(OpenUserQueuesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): OpenUserQueuesResponse => OpenUserQueuesResponse.decode(value),
   },
   queryDevice: {
     path: "/p2p.rdma.v1.RdmaNicService/QueryDevice" as const,
@@ -7400,6 +7721,11 @@ export const RdmaNicServiceService = {
 
 export interface RdmaNicServiceServer extends UntypedServiceImplementation {
   openDevice: handleUnaryCall<OpenDeviceRequest, OpenDeviceResponse>;
+  /**
+   * The provider's half of ibv_open_device() (mlx5_alloc_context()): user
+   * queues for the context. See UserQueuesRequest.
+   */
+  openUserQueues: handleUnaryCall<OpenUserQueuesRequest, OpenUserQueuesResponse>;
   queryDevice: handleUnaryCall<QueryDeviceRequest, QueryDeviceResponse>;
   queryPort: handleUnaryCall<QueryPortRequest, QueryPortResponse>;
   allocPd: handleUnaryCall<AllocPdRequest, AllocPdResponse>;
@@ -7439,6 +7765,25 @@ export interface RdmaNicServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: OpenDeviceResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * The provider's half of ibv_open_device() (mlx5_alloc_context()): user
+   * queues for the context. See UserQueuesRequest.
+   */
+  openUserQueues(
+    request: OpenUserQueuesRequest,
+    callback: (error: ServiceError | null, response: OpenUserQueuesResponse) => void,
+  ): ClientUnaryCall;
+  openUserQueues(
+    request: OpenUserQueuesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: OpenUserQueuesResponse) => void,
+  ): ClientUnaryCall;
+  openUserQueues(
+    request: OpenUserQueuesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: OpenUserQueuesResponse) => void,
   ): ClientUnaryCall;
   queryDevice(
     request: QueryDeviceRequest,

@@ -1,0 +1,128 @@
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { userQueues } from '@p2p/verbs';
+import type { UserContext } from './user-context';
+
+const { WAKE_KEY_BYTES } = userQueues;
+
+/** How long an awake context is polled after its last work before the NIC sleeps on it. */
+export const IDLE_BEFORE_SLEEP_MS = 1;
+/** Bytes a connection may send before its key: the key itself. */
+const HELLO_TIMEOUT_MS = 5000;
+
+/**
+ * How the NIC finds work in user queues. Awake contexts are polled every
+ * event-loop turn (setImmediate) until they have been idle
+ * IDLE_BEFORE_SLEEP_MS; then the NIC sleeps on them, and only a wake-up on
+ * the doorbell socket (one byte from a poster that saw nic_asleep) makes it
+ * poll again. With no awake context the loop stops: an idle NIC does no
+ * work and holds no timer.
+ */
+export class DoorbellPoller {
+  readonly #awake = new Set<UserContext>();
+  #scheduled = false;
+  readonly #turn = (): void => this.#poll();
+
+  /** A wake-up: poll `context` now and from now on. */
+  wake(context: UserContext): void {
+    context.wake();
+    context.lastWork = performance.now();
+    context.scan();
+    this.#awake.add(context);
+    this.#schedule();
+  }
+
+  forget(context: UserContext): void {
+    this.#awake.delete(context);
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#awake.size === 0) return;
+    this.#scheduled = true;
+    setImmediate(this.#turn);
+  }
+
+  #poll(): void {
+    this.#scheduled = false;
+    const now = performance.now();
+    for (const context of this.#awake) {
+      if (context.scan()) context.lastWork = now;
+      else if (now - context.lastWork > IDLE_BEFORE_SLEEP_MS && context.sleep()) this.#awake.delete(context);
+    }
+    this.#schedule();
+  }
+}
+
+/**
+ * The doorbell socket: a Unix stream socket of the NIC in the segment
+ * directory. A process connects, sends its context's wake key, then one
+ * byte per wake-up; the NIC sends completion events back. A connection
+ * whose key names no context is closed.
+ */
+export class DoorbellServer {
+  readonly path: string;
+  readonly #server: net.Server;
+  readonly #contexts = new Map<string, UserContext>();
+  readonly poller = new DoorbellPoller();
+
+  private constructor(socketPath: string, server: net.Server) {
+    this.path = socketPath;
+    this.#server = server;
+    server.on('connection', (socket) => this.#accept(socket));
+  }
+
+  static async listen(socketPath: string): Promise<DoorbellServer> {
+    fs.rmSync(socketPath, { force: true });
+    const server = net.createServer();
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(socketPath, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    return new DoorbellServer(socketPath, server);
+  }
+
+  add(context: UserContext): void {
+    this.#contexts.set(context.key.toString('hex'), context);
+  }
+
+  remove(context: UserContext): void {
+    this.#contexts.delete(context.key.toString('hex'));
+    this.poller.forget(context);
+    context.close();
+  }
+
+  #accept(socket: net.Socket): void {
+    socket.setNoDelay?.(true);
+    let hello = Buffer.alloc(0);
+    let context: UserContext | undefined;
+    const timer = setTimeout(() => socket.destroy(), HELLO_TIMEOUT_MS);
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => clearTimeout(timer));
+    socket.on('data', (chunk: Buffer) => {
+      if (context === undefined) {
+        hello = Buffer.concat([hello, chunk]);
+        if (hello.length < WAKE_KEY_BYTES) return;
+        clearTimeout(timer);
+        context = this.#contexts.get(hello.subarray(0, WAKE_KEY_BYTES).toString('hex'));
+        if (context === undefined) {
+          socket.destroy();
+          return;
+        }
+        context.connect(socket);
+        if (hello.length === WAKE_KEY_BYTES) return;
+      }
+      // Every byte after the key is a wake-up; a burst of them is one.
+      this.poller.wake(context);
+    });
+  }
+
+  close(): Promise<void> {
+    for (const context of this.#contexts.values()) context.close();
+    this.#contexts.clear();
+    return new Promise((resolve) => this.#server.close(() => resolve()));
+  }
+}

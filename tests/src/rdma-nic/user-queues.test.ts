@@ -1,0 +1,161 @@
+import { expect } from 'chai';
+import { ErrnoError } from '@p2p/errno';
+import { rdma } from '@p2p/proto';
+import { errnoOf } from '@p2p/status';
+import { IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_REMOTE_READ, IBV_ACCESS_REMOTE_WRITE, IBV_SEND_SIGNALED, type UserCq } from '@p2p/verbs';
+import { type HostBuffer, RdmaHost, RdmaStack } from '../harness/rdma-hosts';
+
+const { WrOpcode, WcStatus, WcOpcode } = rdma;
+const SIZE = 64 * 1024;
+const ACCESS = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ;
+
+function sendWr(wr: Partial<rdma.SendWr>): rdma.SendWr {
+  return rdma.SendWr.fromPartial({ sendFlags: IBV_SEND_SIGNALED, ...wr });
+}
+
+/** Polls `cq` in this process's memory until `count` completions came (each poll a function call), giving up after `timeoutMs`. */
+async function reap(cq: UserCq, count: number, timeoutMs = 5000): Promise<rdma.WorkCompletion[]> {
+  const out: rdma.WorkCompletion[] = [];
+  const deadline = Date.now() + timeoutMs;
+  while (out.length < count) {
+    out.push(...cq.poll(count - out.length));
+    if (out.length >= count) break;
+    if (Date.now() > deadline) throw new Error(`${out.length} of ${count} completions after ${timeoutMs} ms`);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return out;
+}
+
+function thrown(run: () => unknown): (ErrnoError & { posted?: number }) | undefined {
+  try {
+    run();
+  } catch (error) {
+    if (error instanceof ErrnoError) return error;
+    throw error;
+  }
+  return undefined;
+}
+
+describe('rdma-nic user queues: work queues and CQs in the process\'s memory, doorbells, no call per post or poll (every service its own process)', function () {
+  this.timeout(60_000);
+  let stack: RdmaStack;
+  let x: RdmaHost;
+  let y: RdmaHost;
+  let xBuf: HostBuffer;
+  let yBuf: HostBuffer;
+  let xQp: { cq: number; qpNum: number };
+  let yQp: { cq: number; qpNum: number };
+
+  before(async () => {
+    stack = await RdmaStack.start();
+    x = await RdmaHost.open('host-x', stack.registry.address, stack.nics[1].process.address, stack.shmDir, 'user');
+    y = await RdmaHost.open('host-y', stack.registry.address, stack.nics[0].process.address, stack.shmDir, 'user');
+    xBuf = await x.hostBuffer(SIZE, 0x10000, ACCESS);
+    yBuf = await y.hostBuffer(SIZE, 0x20000, ACCESS);
+    xQp = await x.rcQp({ cqe: 63, maxSendWr: 16, maxRecvWr: 16 });
+    yQp = await y.rcQp({ cqe: 63, maxSendWr: 16, maxRecvWr: 16 });
+    await x.ctx.connectRc(xQp.qpNum, { gid: y.gid, qpNum: yQp.qpNum }, { access: ACCESS });
+    await y.ctx.connectRc(yQp.qpNum, { gid: x.gid, qpNum: xQp.qpNum }, { access: ACCESS });
+  });
+
+  after(async () => {
+    await x?.close();
+    await y?.close();
+    await stack?.stop();
+  });
+
+  it('opens the context with user queues: its QPs and CQs live in its memory', () => {
+    expect(x.ctx.queueMode).to.equal('user');
+    expect(x.ctx.userQp(xQp.qpNum)?.layout.sqEntries).to.equal(16);
+    expect(x.ctx.userCq(xQp.cq)?.entries).to.equal(64);
+  });
+
+  it('RDMA WRITE: posted into the ring, completed into the CQ ring, the bytes in the remote buffer', async () => {
+    const payload = Buffer.alloc(4096, 0xa5);
+    await x.session.cpuWrite(xBuf.fd, 0n, payload);
+    const posted = x.ctx.userQp(xQp.qpNum)!.postSend([sendWr({ wrId: 11n, opcode: WrOpcode.WR_OPCODE_RDMA_WRITE, sgList: [{ addr: 0x10000n, length: 4096, lkey: xBuf.mr.lkey }], remoteAddr: 0x20000n + 4096n, rkey: yBuf.mr.rkey })]);
+    expect(posted).to.equal(1);
+    const [wc] = await reap(x.ctx.userCq(xQp.cq)!, 1);
+    expect(wc).to.include({ wrId: 11n, status: WcStatus.WC_STATUS_SUCCESS, opcode: WcOpcode.WC_OPCODE_RDMA_WRITE, qpNum: xQp.qpNum });
+    expect(await y.session.cpuRead(yBuf.fd, 4096n, 4096n)).to.deep.equal(payload);
+  });
+
+  it('SEND with immediate into a receive posted in the ring, and RDMA READ back', async () => {
+    await y.ctx.postRecv(yQp.qpNum, [{ wrId: 21n, sgList: [{ addr: 0x20000n + 8192n, length: 4096, lkey: yBuf.mr.lkey }] }]);
+    const message = Buffer.from('a message through the rings');
+    await x.session.cpuWrite(xBuf.fd, 8192n, message);
+    await x.ctx.postSend(xQp.qpNum, [sendWr({ wrId: 22n, opcode: WrOpcode.WR_OPCODE_SEND_WITH_IMM, immData: 0x1234, sgList: [{ addr: 0x10000n + 8192n, length: message.length, lkey: xBuf.mr.lkey }] })]);
+    const [recv] = await reap(y.ctx.userCq(yQp.cq)!, 1);
+    expect(recv).to.include({ wrId: 21n, status: WcStatus.WC_STATUS_SUCCESS, opcode: WcOpcode.WC_OPCODE_RECV, byteLen: message.length, immData: 0x1234, withImm: true, srcQp: xQp.qpNum });
+    expect((await reap(x.ctx.userCq(xQp.cq)!, 1))[0]).to.include({ wrId: 22n, status: WcStatus.WC_STATUS_SUCCESS });
+    expect(await y.session.cpuRead(yBuf.fd, 8192n, BigInt(message.length))).to.deep.equal(message);
+
+    await x.ctx.postSend(xQp.qpNum, [sendWr({ wrId: 23n, opcode: WrOpcode.WR_OPCODE_RDMA_READ, sgList: [{ addr: 0x10000n + 16384n, length: message.length, lkey: xBuf.mr.lkey }], remoteAddr: 0x20000n + 8192n, rkey: yBuf.mr.rkey })]);
+    expect((await reap(x.ctx.userCq(xQp.cq)!, 1))[0]).to.include({ wrId: 23n, status: WcStatus.WC_STATUS_SUCCESS, opcode: WcOpcode.WC_OPCODE_RDMA_READ, byteLen: message.length });
+    expect(await x.session.cpuRead(xBuf.fd, 16384n, BigInt(message.length))).to.deep.equal(message);
+  });
+
+  it('completes 200 WRITEs in post order through a 16-entry queue, freeing slots as completions are polled', async () => {
+    const qp = x.ctx.userQp(xQp.qpNum)!;
+    const cq = x.ctx.userCq(xQp.cq)!;
+    const seen: bigint[] = [];
+    let next = 0;
+    while (seen.length < 200) {
+      while (next < 200) {
+        const failure = thrown(() => qp.postSend([sendWr({ wrId: BigInt(1000 + next), opcode: WrOpcode.WR_OPCODE_RDMA_WRITE, sgList: [{ addr: 0x10000n, length: 64, lkey: xBuf.mr.lkey }], remoteAddr: 0x20000n, rkey: yBuf.mr.rkey })]));
+        if (failure !== undefined) {
+          expect(failure.errno).to.equal('ENOMEM');
+          break;
+        }
+        next++;
+      }
+      for (const wc of cq.poll(16)) {
+        expect(wc.status).to.equal(WcStatus.WC_STATUS_SUCCESS);
+        seen.push(wc.wrId);
+      }
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(seen).to.deep.equal(Array.from({ length: 200 }, (_, i) => BigInt(1000 + i)));
+  });
+
+  it('refuses as libibverbs does, in the process: a full queue is ENOMEM, a bad opcode or too many SGEs EINVAL, with the WRs before posted', async () => {
+    const qp = x.ctx.userQp(xQp.qpNum)!;
+    const write = (wrId: bigint): rdma.SendWr => sendWr({ wrId, opcode: WrOpcode.WR_OPCODE_RDMA_WRITE, sgList: [{ addr: 0x10000n, length: 8, lkey: xBuf.mr.lkey }], remoteAddr: 0x20000n, rkey: yBuf.mr.rkey });
+    const bad = thrown(() => qp.postSend([write(1n), sendWr({ wrId: 2n, opcode: 99 as rdma.WrOpcode })]));
+    expect([bad?.errno, bad?.posted]).to.deep.equal(['EINVAL', 1]);
+    const sges = thrown(() => qp.postSend([sendWr({ wrId: 3n, opcode: WrOpcode.WR_OPCODE_RDMA_WRITE, sgList: [{ addr: 0x10000n, length: 8, lkey: xBuf.mr.lkey }, { addr: 0x10008n, length: 8, lkey: xBuf.mr.lkey }] })]));
+    expect([sges?.errno, sges?.posted]).to.deep.equal(['EINVAL', 0]);
+    // 15 more fill the 16 slots (the one above is not polled yet); the 17th is ENOMEM.
+    expect(qp.postSend(Array.from({ length: 15 }, (_, i) => write(BigInt(100 + i))))).to.equal(15);
+    const full = thrown(() => qp.postSend([write(200n)]));
+    expect([full?.errno, full?.posted]).to.deep.equal(['ENOMEM', 0]);
+    expect((await reap(x.ctx.userCq(xQp.cq)!, 16)).map((wc) => wc.wrId)).to.deep.equal([1n, ...Array.from({ length: 15 }, (_, i) => BigInt(100 + i))]);
+    expect(qp.postSend([write(201n)])).to.equal(1);
+    await reap(x.ctx.userCq(xQp.cq)!, 1);
+  });
+
+  it('the NIC refuses the calls for queues in user memory: PostSend, PostRecv and PollCq are EINVAL', async () => {
+    const nic = new rdma.RdmaNicServiceClient(stack.nics[1].process.address, (await import('@grpc/grpc-js')).credentials.createInsecure(), { interceptors: [x.session.interceptor] });
+    try {
+      const call = <T>(run: (cb: (error: Error | null, value?: T) => void) => void): Promise<unknown> => new Promise((resolve) => run((error) => resolve(error)));
+      const base = { pid: x.session.pid, contextFd: x.ctx.fd };
+      expect(errnoOf(await call((cb) => nic.postSend({ ...base, qpNum: xQp.qpNum, wrs: [] }, cb)))).to.equal('EINVAL');
+      expect(errnoOf(await call((cb) => nic.postRecv({ ...base, qpNum: xQp.qpNum, wrs: [] }, cb)))).to.equal('EINVAL');
+      expect(errnoOf(await call((cb) => nic.pollCq({ ...base, cqHandle: xQp.cq, maxEntries: 1 }, cb)))).to.equal('EINVAL');
+    } finally {
+      nic.close();
+    }
+  });
+
+  it('raises a completion event on an armed CQ, and sleeps when idle: a post then wakes it with one byte on the doorbell socket', async () => {
+    const cq = x.ctx.userCq(xQp.cq)!;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const wakeUps = x.ctx.userQueues!.wakeUps;
+    x.ctx.reqNotifyCq(xQp.cq);
+    const event = x.ctx.getCqEvent(xQp.cq);
+    await x.ctx.postSend(xQp.qpNum, [sendWr({ wrId: 31n, opcode: WrOpcode.WR_OPCODE_RDMA_WRITE, sgList: [{ addr: 0x10000n, length: 8, lkey: xBuf.mr.lkey }], remoteAddr: 0x20000n, rkey: yBuf.mr.rkey })]);
+    expect(x.ctx.userQueues!.wakeUps).to.equal(wakeUps + 1);
+    await event;
+    expect(cq.poll(4).map((wc) => wc.wrId)).to.deep.equal([31n]);
+  });
+});
