@@ -3,6 +3,7 @@ import { benchIommu } from './iommu.bench';
 import { benchWriteNotices } from './notices.bench';
 import { benchNvme } from './nvme.bench';
 import { benchPciEmu } from './pci-emu.bench';
+import { benchPostPaths } from './post-paths.bench';
 import { benchRdma } from './rdma.bench';
 import { benchRegistry } from './registry.bench';
 import { benchVfioPci } from './vfio-pci.bench';
@@ -23,6 +24,8 @@ async function main(): Promise<void> {
   if (!only || 'notices'.includes(only)) await benchWriteNotices(rows);
   const tables: string[] = [];
   if (!only || 'iommu'.includes(only)) await benchIommu(tables);
+  // The two post paths side by side (`npm run bench -- post-paths` for them alone), then perftest's tables.
+  if (!only || 'rdma-nic'.includes(only) || 'post-paths'.includes(only)) await benchPostPaths(tables);
   if (!only || 'rdma-nic'.includes(only)) await benchRdma(tables);
   if (!only || 'nvme'.includes(only)) await benchNvme(tables);
   if (rows.length > 0) console.log(rows.toString());

@@ -78,8 +78,8 @@ export class RdmaStack {
   }
 
   /** A process of host `index` (the host of nic0 or nic1) with its verbs context. */
-  host(index: 0 | 1, name = `host-${index}`): Promise<RdmaHost> {
-    return RdmaHost.open(name, this.registry.address, this.nics[index].process.address, this.shmDir);
+  host(index: 0 | 1, name = `host-${index}`, queues?: QueueMode): Promise<RdmaHost> {
+    return RdmaHost.open(name, this.registry.address, this.nics[index].process.address, this.shmDir, queues);
   }
 
   async stop(): Promise<void> {
