@@ -65,8 +65,6 @@ export class QpConnection {
       throw error;
     }
     const connection = new QpConnection(requester, responder, a.qpNum, a.cq, b.qpNum, b.cq, local, remote);
-    // A CQ in the requester's memory is polled there, as perftest polls: no watch.
-    if (requester.ctx.userCq(a.cq) !== undefined) return connection;
     const route = connection.completions;
     connection.#stopWatch = requester.ctx.watchCompletions(
       a.cq,

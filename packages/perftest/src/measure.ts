@@ -1,7 +1,6 @@
-import { performance } from 'node:perf_hooks';
 import { errno } from '@p2p/errno';
 import { rdma } from '@p2p/proto';
-import { decodeCqes, encodeWqe, IBV_SEND_SIGNALED, type PostStream, type UserCq, type UserQp, WQE_BYTES } from '@p2p/verbs';
+import { decodeCqes, encodeWqe, IBV_SEND_SIGNALED, type PostStream, WQE_BYTES } from '@p2p/verbs';
 import type { QpConnection } from './connection';
 import { type CompletionMark, latencyStats, type LatencyStats, peakRate } from './stats';
 
@@ -55,121 +54,14 @@ export function queueDepths(size: number): { txDepth: number; batch: number } {
   return { txDepth, batch: Math.min(MAX_BATCH, Math.floor(txDepth / 2)) };
 }
 
-/** How long a user-queue flow busy-polls its CQ before it sleeps on the completion channel. */
-const SPIN_US = 50;
-
-/** How a flow posts its messages and learns of their completions. */
-interface Flow {
-  readonly plan: RunPlan;
-  completed: number;
-  /** Messages [first, first + count), the last one signaled. */
-  post(first: number, count: number): void;
-  waitFor(done: number): Promise<void>;
-  close(): void;
-}
-
-function flowOf(connection: QpConnection, plan: RunPlan, onCompletions: () => void): Flow {
-  const qp = connection.requester.ctx.userQp(connection.qpNum);
-  const cq = connection.requester.ctx.userCq(connection.cq);
-  return qp !== undefined && cq !== undefined ? new UserQueueFlow(connection, plan, qp, cq, onCompletions) : new StreamFlow(connection, plan, onCompletions);
-}
-
-/** The messages' buffers cycle through the connection's regions. */
-function slotsOf(connection: QpConnection, size: number): number {
-  return Math.max(1, Math.floor(Math.min(connection.local.length, connection.remote.length) / size));
-}
-
 /**
- * One QP's traffic through queues in the requester's memory, as perftest
- * runs on libmlx5: WQEs written into the send queue and the doorbell
- * record stored (no call), completions polled from the CQ ring between
- * event-loop turns.
+ * One QP's traffic for one size: posts packed WQEs whose buffers cycle
+ * through the connection's regions, and waits on the completion count the
+ * connection's watch reports. With user queues the PostStream writes them
+ * into the send queue (no call) and the watch polls the CQ ring in this
+ * process; through calls both are the NIC's streams.
  */
-class UserQueueFlow implements Flow {
-  completed = 0;
-  readonly #slots: number;
-  #failure: string | undefined;
-  readonly #wrs: rdma.SendWr[] = [];
-
-  constructor(
-    readonly connection: QpConnection,
-    readonly plan: RunPlan,
-    readonly qp: UserQp,
-    readonly cq: UserCq,
-    readonly onCompletions: () => void,
-  ) {
-    this.#slots = slotsOf(connection, plan.size);
-  }
-
-  post(first: number, count: number): void {
-    const { size, opcode } = this.plan;
-    const { local, remote } = this.connection;
-    const wrs = this.#wrs;
-    wrs.length = 0;
-    for (let i = 0; i < count; i++) {
-      const offset = ((first + i) % this.#slots) * size;
-      wrs.push({
-        wrId: BigInt(first + i),
-        opcode,
-        sgList: [{ addr: BigInt(local.iova + offset), length: size, lkey: local.lkey }],
-        sendFlags: i === count - 1 ? IBV_SEND_SIGNALED : 0,
-        immData: 0,
-        remoteAddr: BigInt(remote.iova + offset),
-        rkey: remote.rkey,
-        compareAdd: 0n,
-        swap: 0n,
-      });
-    }
-    this.qp.postSend(wrs);
-  }
-
-  /** Reaps what the CQ holds; whether the wait is over. */
-  #reap(done: number): boolean {
-    const wcs = this.cq.poll(256);
-    for (const wc of wcs) {
-      if (wc.status !== rdma.WcStatus.WC_STATUS_SUCCESS) this.#failure ??= `wr ${wc.wrId} completed with status ${wc.status}`;
-      this.completed = Number(wc.wrId) + 1;
-    }
-    if (wcs.length > 0) this.onCompletions();
-    return this.completed >= done || this.#failure !== undefined || this.plan.signal?.aborted === true;
-  }
-
-  /**
-   * Polls for SPIN_US, as perftest busy-polls, then sleeps on the CQ's
-   * completion channel (--use_event): a requester with much in flight
-   * leaves the CPU to the NICs instead of spinning.
-   */
-  async waitFor(done: number): Promise<void> {
-    let spinStart = performance.now();
-    while (!this.#reap(done)) {
-      if (performance.now() - spinStart < SPIN_US / 1000) {
-        await new Promise<void>((resolve) => setImmediate(resolve));
-        continue;
-      }
-      this.cq.reqNotify();
-      // A CQE written before the arm raised no event: poll once more before sleeping.
-      if (this.#reap(done)) break;
-      await Promise.race([this.cq.getEvent(), this.#aborted()]);
-      spinStart = performance.now();
-    }
-    if (this.plan.signal?.aborted === true) throw errno('ECANCELED', 'interrupted');
-    if (this.#failure !== undefined) throw errno('EIO', this.#failure);
-  }
-
-  #aborted(): Promise<void> {
-    const { signal } = this.plan;
-    if (signal === undefined) return new Promise(() => undefined);
-    return new Promise((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true })));
-  }
-
-  close(): void {}
-}
-
-/**
- * One QP's traffic for one size through calls: posts packed WQEs on a
- * PostStream, and waits on the completion count the watch reports.
- */
-class StreamFlow implements Flow {
+class Flow {
   readonly #stream: PostStream;
   readonly #slots: number;
   completed = 0;
@@ -182,7 +74,7 @@ class StreamFlow implements Flow {
     readonly plan: RunPlan,
     onCompletions: () => void,
   ) {
-    this.#slots = slotsOf(connection, plan.size);
+    this.#slots = Math.max(1, Math.floor(Math.min(connection.local.length, connection.remote.length) / plan.size));
     this.#stream = connection.requester.ctx.openPostStream(connection.qpNum);
     plan.signal?.addEventListener('abort', this.#onAbort);
     const route = connection.completions;
@@ -272,7 +164,7 @@ export async function runBw(connections: readonly QpConnection[], plan: RunPlan)
     plan.progress?.(fractionDone(plan.length, start, done / flows.length));
   };
   try {
-    for (const connection of connections) flows.push(flowOf(connection, plan, onCompletions));
+    for (const connection of connections) flows.push(new Flow(connection, plan, onCompletions));
     await Promise.all(flows.map((flow) => stream(flow, 0, (posted) => plan.warmUp - posted)));
     for (const flow of flows) flow.completed = 0;
     start = process.hrtime.bigint();
@@ -301,7 +193,7 @@ export async function runBw(connections: readonly QpConnection[], plan: RunPlan)
  * timed from its post to its completion.
  */
 export async function runLat(connection: QpConnection, plan: RunPlan): Promise<LatResult> {
-  const flow = flowOf(connection, plan, () => undefined);
+  const flow = new Flow(connection, plan, () => undefined);
   try {
     await stream(flow, 0, (posted) => plan.warmUp - posted);
     flow.completed = 0;

@@ -3,8 +3,9 @@ import { errno } from '@p2p/errno';
 import { rdma } from '@p2p/proto';
 import { connectPeer, type Peer } from '@p2p/rpc';
 import { IBV_QP_ACCESS_FLAGS, IBV_QP_AV, IBV_QP_DEST_QPN, IBV_QP_MAX_DEST_RD_ATOMIC, IBV_QP_MAX_QP_RD_ATOMIC, IBV_QP_MIN_RNR_TIMER, IBV_QP_PATH_MTU, IBV_QP_PKEY_INDEX, IBV_QP_PORT, IBV_QP_RETRY_CNT, IBV_QP_RNR_RETRY, IBV_QP_RQ_PSN, IBV_QP_SQ_PSN, IBV_QP_STATE, IBV_QP_TIMEOUT } from '../abi/qp-attr-mask';
-import { PostStream } from './post-stream';
-import { MappedBuffer, type QueueMemory, UserCq, UserQp, UserQueues } from './user-queues';
+import { CallPostStream, type PostStream } from './post-stream';
+import { MappedBuffer, type QueueMemory, RingPostStream, UserCq, UserQp, UserQueues, userQueuesUnavailable } from './user-queues';
+import { encodeCqes } from '../abi/cqe';
 import { qpRingBytes, cqRingBytes } from '../abi/user-queues';
 
 /** What an RC QP needs to know of its peer: exchanged out of band, as applications do over TCP or rdma_cm. */
@@ -51,7 +52,11 @@ type NicClient = Peer<typeof rdma.RdmaNicServiceDefinition>['client'];
 export type QueueMode = 'user' | 'calls';
 
 export interface VerbsContextOptions {
-  /** Default `calls`. */
+  /**
+   * `user` or `calls`; by default user queues whenever the process is a
+   * RegistrySession that can map the NIC's memory, calls otherwise (a
+   * process on another host, a NIC without a doorbell socket).
+   */
   readonly queues?: QueueMode;
 }
 
@@ -130,10 +135,16 @@ export class VerbsContext {
       const { fd } = await peer.client.openDevice({ pid });
       opened = fd;
       const context = new VerbsContext(peer, client, pid, fd);
-      if ((options.queues ?? 'calls') === 'user') {
+      const wanted = options.queues ?? (isMemory(process) ? 'user' : 'calls');
+      if (wanted === 'user') {
         if (!isMemory(process)) throw errno('EINVAL', 'user queues need the process\'s RegistrySession (its memory), not only its identity');
-        context.#memory = process;
-        context.#user = await UserQueues.open(process, (doorbellPageFd) => peer.client.openUserQueues({ pid, contextFd: fd, doorbellPageFd }));
+        try {
+          context.#user = await UserQueues.open(process, (doorbellPageFd) => peer.client.openUserQueues({ pid, contextFd: fd, doorbellPageFd }));
+          context.#memory = process;
+        } catch (error) {
+          // Asked for by default only: where they cannot be had, the context posts through calls.
+          if (options.queues === 'user' || !userQueuesUnavailable(error)) throw error;
+        }
       }
       return context;
     } catch (error) {
@@ -190,6 +201,7 @@ export class VerbsContext {
     const buffer = await MappedBuffer.allocate(memory, cqRingBytes(grantedCqe(cqe)));
     try {
       const created = await this.#nic.createCq({ ...this.#ctx, cqe, ringFd: buffer.fd });
+      await buffer.pinned(memory);
       user.cqs.set(created.cqHandle, new UserCq(created.cqHandle, created.cqe, buffer, user.qps));
       return created;
     } catch (error) {
@@ -203,14 +215,25 @@ export class VerbsContext {
     const cq = this.#user?.cqs.get(cqHandle);
     if (cq !== undefined) {
       this.#user!.cqs.delete(cqHandle);
+      cq.close();
       await cq.buffer.release(this.#memory!);
     }
   }
 
-  /** ibv_poll_cq(): in this process's memory for a user CQ, else a PollCq call. */
+  /**
+   * ibv_poll_cq(): in this process's memory for a user CQ, else a PollCq
+   * call. An empty user CQ resolves after a turn of the event loop, so that
+   * a loop of awaited polls (correct over calls) does not spin in
+   * microtasks and starve the process's I/O; userCq(h).poll() is the
+   * synchronous one.
+   */
   async pollCq(cqHandle: number, maxEntries: number): Promise<rdma.WorkCompletion[]> {
     const cq = this.#user?.cqs.get(cqHandle);
-    if (cq !== undefined) return cq.poll(maxEntries);
+    if (cq !== undefined) {
+      const wcs = cq.poll(maxEntries);
+      if (wcs.length === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      return wcs;
+    }
     return (await this.#nic.pollCq({ ...this.#ctx, cqHandle, maxEntries })).completions;
   }
 
@@ -244,6 +267,7 @@ export class VerbsContext {
     const buffer = await MappedBuffer.allocate(memory, qpRingBytes(cap));
     try {
       const created = await this.#nic.createQp({ ...request, ringFd: buffer.fd });
+      await buffer.pinned(memory);
       user.qps.set(created.qpNum, new UserQp(created.qpNum, created.cap!, buffer, user.ring));
       return created;
     } catch (error) {
@@ -321,9 +345,11 @@ export class VerbsContext {
     return (await this.#nic.postRecv({ ...this.#ctx, qpNum, wrs })).posted;
   }
 
-  /** A stream for posting packed WQEs to one QP at message rate. */
+  /** A stream for posting packed WQEs to one QP at message rate: into its send queue for a QP with user queues. */
   openPostStream(qpNum: number): PostStream {
-    return new PostStream(this.client.postStream(), this.pid, this.fd, qpNum);
+    const qp = this.#user?.qps.get(qpNum);
+    if (qp !== undefined) return new RingPostStream(qp);
+    return new CallPostStream(this.client.postStream(), this.pid, this.fd, qpNum);
   }
 
   /**
@@ -331,6 +357,11 @@ export class VerbsContext {
    * `onBatch` gets each message; returns the cancel.
    */
   watchCompletions(cqHandle: number, packed: boolean, onBatch: (batch: rdma.WatchCompletionsResponse) => void, onEnd?: (error?: Error) => void): () => void {
+    const cq = this.#user?.cqs.get(cqHandle);
+    if (cq !== undefined) {
+      const none = Buffer.alloc(0);
+      return cq.watch((wcs) => onBatch(packed ? { completions: [], packedCqes: encodeCqes(wcs) } : { completions: wcs, packedCqes: none }), onEnd);
+    }
     const call = this.client.watchCompletions({ ...this.#ctx, cqHandle, packed });
     call.on('data', onBatch);
     call.on('error', (error: Error) => onEnd?.(error));

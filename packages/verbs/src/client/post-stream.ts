@@ -4,12 +4,21 @@ import type { rdma } from '@p2p/proto';
 
 type Stream = ClientDuplexStream<rdma.PostStreamRequest, rdma.PostStreamResponse>;
 
+/** ibv_post_send() of packed WQEs (abi/wqe.ts) at message rate. */
+export interface PostStream {
+  /** Posts packed WQEs; resolves to how many were posted, rejects with the errno of a bad one (the ones before it went in). */
+  post(wqes: Buffer): Promise<number>;
+  /** Posts without waiting for the answer: for pipelines that learn of failures from their completions. */
+  postAndForget(wqes: Buffer): void;
+  close(): void;
+}
+
 /**
- * ibv_post_send() at message rate: each post() is one PostStreamRequest of
- * packed WQEs on one open stream, answered in order. A bad WQE rejects that
- * post with its errno (the WQEs before it went in); the stream stays open.
+ * PostStream through calls: each post() is one PostStreamRequest of packed
+ * WQEs on one open stream, answered in order. A bad WQE rejects that post
+ * with its errno (the WQEs before it went in); the stream stays open.
  */
-export class PostStream {
+export class CallPostStream implements PostStream {
   readonly #stream: Stream;
   readonly #base: Pick<rdma.PostStreamRequest, 'pid' | 'contextFd' | 'qpNum'>;
   readonly #waiting = new Map<bigint, { resolve: (posted: number) => void; reject: (error: Error) => void }>();

@@ -1,4 +1,5 @@
 import * as net from 'node:net';
+import { performance } from 'node:perf_hooks';
 import type { RegistrySession } from '@p2p/dmabuf-client';
 import { errno, ErrnoError } from '@p2p/errno';
 import { rdma } from '@p2p/proto';
@@ -18,6 +19,8 @@ import {
   QP_SQ_DBREC,
   type QpRingLayout,
   type QueueCaps,
+  type RingSendWrInput,
+  type RingSgeInput,
   WAKE_BYTE,
   completesReceive,
   cqeOwner,
@@ -26,17 +29,34 @@ import {
   encodeSendWqe,
   qpRingLayout,
 } from '../abi/user-queues';
+import { decodeWqes } from '../abi/wqe';
+import type { PostStream } from './post-stream';
 
 /** What the user queues need of the process: its registry session (memory, mappings). */
 export type QueueMemory = Pick<RegistrySession, 'pid' | 'heapAllocate' | 'mmapFd' | 'munmap' | 'closeFd'>;
 
-/** A system-heap buffer of the process, mapped here: what libmlx5 allocates for its queues and doorbell records. */
+/**
+ * A system-heap buffer of the process, mapped here: what libmlx5 allocates
+ * for its queues and doorbell records (anonymous memory there). Its fd is
+ * only for handing it to the NIC: once the NIC pinned it, pinned() closes
+ * the fd, and the mapping alone keeps the buffer, as a VMA outlives
+ * close(), so that the context adds no file to the process's table.
+ */
 export class MappedBuffer {
+  #fdOpen = true;
+
   private constructor(
     readonly fd: number,
     readonly addr: bigint,
     readonly view: Buffer,
   ) {}
+
+  /** The NIC holds the buffer now: the fd goes. */
+  async pinned(memory: QueueMemory): Promise<void> {
+    if (!this.#fdOpen) return;
+    this.#fdOpen = false;
+    await memory.closeFd(this.fd).catch(() => undefined);
+  }
 
   /**
    * `bytes` of zeroed host memory, mapped in this process: EOPNOTSUPP when
@@ -69,7 +89,9 @@ export class MappedBuffer {
   }
 
   async release(memory: QueueMemory): Promise<void> {
-    await Promise.allSettled([memory.munmap(this.addr, this.view.length), memory.closeFd(this.fd)]);
+    const fdOpen = this.#fdOpen;
+    this.#fdOpen = false;
+    await Promise.allSettled([memory.munmap(this.addr, this.view.length), fdOpen ? memory.closeFd(this.fd) : Promise.resolve()]);
   }
 }
 
@@ -124,7 +146,7 @@ export class UserQp {
   }
 
   /** ibv_post_send(): how many went in; a bad WR throws its errno, with `posted` the ones before it (which went in). */
-  postSend(wrs: readonly rdma.SendWr[]): number {
+  postSend(wrs: readonly RingSendWrInput[]): number {
     const { sqAt, sqEntries, sqStride } = this.layout;
     let posted = 0;
     let failure: ErrnoError | undefined;
@@ -150,7 +172,7 @@ export class UserQp {
   }
 
   /** ibv_post_recv(), as postSend(). */
-  postRecv(wrs: readonly rdma.RecvWr[]): number {
+  postRecv(wrs: readonly { readonly wrId: bigint; readonly sgList: readonly RingSgeInput[] }[]): number {
     const { rqAt, rqEntries, rqStride } = this.layout;
     let posted = 0;
     let failure: ErrnoError | undefined;
@@ -203,6 +225,9 @@ export class UserCq {
   #ci = 0;
   #events = 0;
   readonly #waiters: (() => void)[] = [];
+  #watched = false;
+  #closed = false;
+  readonly #onClose: (() => void)[] = [];
 
   constructor(
     readonly handle: number,
@@ -219,8 +244,12 @@ export class UserCq {
     this.#qps = qps;
   }
 
-  /** ibv_poll_cq(): up to `max` completions, oldest first, each freeing its WQE's slot. */
+  /** ibv_poll_cq(): up to `max` completions, oldest first, each freeing its WQE's slot; a watched CQ reads empty (its watcher polls it). */
   poll(max: number): rdma.WorkCompletion[] {
+    return this.#watched ? [] : this.#poll(max);
+  }
+
+  #poll(max: number): rdma.WorkCompletion[] {
     const out: rdma.WorkCompletion[] = [];
     while (out.length < max) {
       const at = CQ_RING_AT + (this.#ci % this.entries) * CQE_RING_BYTES;
@@ -258,13 +287,88 @@ export class UserCq {
     return new Promise((resolve) => this.#waiters.push(resolve));
   }
 
+  /** The next completion event, or `cancelled`, whichever first; a cancelled wait takes no event from a later one. */
+  #eventOr(cancelled: Promise<void>): Promise<void> {
+    if (this.#events > 0) {
+      this.#events--;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const waiter = (): void => resolve();
+      this.#waiters.push(waiter);
+      void cancelled.then(() => {
+        const at = this.#waiters.indexOf(waiter);
+        if (at >= 0) this.#waiters.splice(at, 1);
+        resolve();
+      });
+    });
+  }
+
   /** The NIC raised a completion event. */
   event(): void {
     const waiter = this.#waiters.shift();
     if (waiter !== undefined) waiter();
     else this.#events++;
   }
+
+  /**
+   * WatchCompletions in this process: a completion channel that also polls,
+   * as the NIC's is. Every completion is polled and handed to `onBatch` in
+   * order, one batch per poll; the watcher busy-polls for WATCH_SPIN_MS
+   * after the last completion, then arms the CQ and sleeps on its events.
+   * At most one watcher (EBUSY); poll() finds a watched CQ empty. `onEnd`
+   * runs when the CQ or its context goes. Returns the cancel.
+   */
+  watch(onBatch: (wcs: rdma.WorkCompletion[]) => void, onEnd?: (error?: Error) => void): () => void {
+    if (this.#watched) throw errno('EBUSY', `CQ ${this.handle} already has a watcher`);
+    if (this.#closed) throw errno('EINVAL', `CQ ${this.handle} is destroyed`);
+    this.#watched = true;
+    let stopped = false;
+    let wakeStop: () => void = () => undefined;
+    const stoppedSignal = new Promise<void>((resolve) => (wakeStop = resolve));
+    const stop = (): void => {
+      if (stopped) return;
+      stopped = true;
+      this.#watched = false;
+      wakeStop();
+    };
+    this.#onClose.push(() => {
+      if (stopped) return;
+      stop();
+      onEnd?.();
+    });
+    const loop = async (): Promise<void> => {
+      let lastWork = performance.now();
+      while (!stopped) {
+        const wcs = this.#poll(this.entries);
+        if (wcs.length > 0) {
+          onBatch(wcs);
+          lastWork = performance.now();
+        } else if (performance.now() - lastWork >= WATCH_SPIN_MS) {
+          this.reqNotify();
+          // A CQE written before the arm raised no event: look once more before sleeping.
+          const late = this.#poll(this.entries);
+          if (late.length > 0) onBatch(late);
+          else await this.#eventOr(stoppedSignal);
+          lastWork = performance.now();
+          continue;
+        }
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+    };
+    void loop();
+    return stop;
+  }
+
+  /** The CQ was destroyed, or its context closed: watchers end. */
+  close(): void {
+    this.#closed = true;
+    for (const end of this.#onClose.splice(0)) end();
+  }
 }
+
+/** How long a client-side watcher busy-polls after its last completion before sleeping on the completion channel. */
+export const WATCH_SPIN_MS = 0.05;
 
 /**
  * A context's user queues: the doorbell page, the connection on the NIC's
@@ -310,6 +414,7 @@ export class UserQueues {
       });
       socket.setNoDelay?.(true);
       socket.write(Buffer.from(wakeKey));
+      await page.pinned(memory);
       return new UserQueues(page, socket);
     } catch (error) {
       await page.release(memory);
@@ -335,12 +440,40 @@ export class UserQueues {
   }
 
   close(): void {
+    for (const cq of this.cqs.values()) cq.close();
     this.#socket.destroy();
   }
 
   get page(): MappedBuffer {
     return this.#page;
   }
+}
+
+/**
+ * PostStream on a QP with user queues: the packed WQEs are unpacked and
+ * written into the send queue, the errno of a bad one as the call would
+ * answer it; posting is synchronous, so post() has resolved or rejected by
+ * the time it returns.
+ */
+export class RingPostStream implements PostStream {
+  constructor(readonly qp: UserQp) {}
+
+  post(wqes: Buffer): Promise<number> {
+    try {
+      return Promise.resolve(this.postAndForget(wqes));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  postAndForget(wqes: Buffer): number {
+    const { wrs, bad } = decodeWqes(wqes);
+    const posted = wrs.length === 0 ? 0 : this.qp.postSend(wrs);
+    if (bad !== undefined) throw Object.assign(errno('EINVAL', `packed WQE ${bad.index}: ${bad.reason}`), { posted });
+    return posted;
+  }
+
+  close(): void {}
 }
 
 /** Whether an error says the process cannot have user queues here (and may post through calls instead). */
