@@ -46,195 +46,198 @@ async function sleep(ms: number): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-describe('rdma-nic faults (every service its own process)', function () {
-  this.timeout(60_000);
-  let stack: RdmaStack;
-  let hosts: RdmaHost[] = [];
+// Both post paths: queues in the process's memory (the TS client's default), and posting through calls.
+for (const queues of ['user', 'calls'] as const) {
+  describe(`rdma-nic faults (every service its own process), ${queues === 'user' ? 'user queues' : 'posting through calls'}`, function () {
+    this.timeout(60_000);
+    let stack: RdmaStack;
+    let hosts: RdmaHost[] = [];
 
-  beforeEach(async () => {
-    stack = await RdmaStack.start();
-    hosts = [];
-  });
-
-  afterEach(async () => {
-    for (const host of hosts) await host.close().catch(() => undefined);
-    await stack.stop();
-  });
-
-  /** Host Y (nic0) writing COUNT patterned 64 KiB WRs into host X's (nic1) memory. */
-  function writerAndTarget(): ReturnType<typeof writer<HostBuffer>> {
-    return writer((x) => x.hostBuffer(COUNT * SIZE, IOVA, ACCESS));
-  }
-
-  /** The same into accel0's BAR, registered on nic1 as a dma-buf MR. */
-  function writerIntoBar(): ReturnType<typeof writer<BarBuffer>> {
-    return writer((x) => x.barBuffer(stack.vfioPci.address, 0, COUNT * SIZE, IOVA, ACCESS));
-  }
-
-  async function writer<T extends { mr: { rkey: number } }>(makeTarget: (x: RdmaHost) => Promise<T>) {
-    const y = await stack.host(0, 'host-y');
-    const x = await stack.host(1, 'host-x');
-    hosts.push(y, x);
-    const source = await y.hostBuffer(COUNT * SIZE, IOVA, ACCESS);
-    const target = await makeTarget(x);
-    await source.cpu.copyFromBuffer(0, patterned(COUNT, SIZE));
-    const a = await y.rcQp();
-    const b = await x.rcQp();
-    await y.ctx.connectRc(a.qpNum, { gid: x.gid, qpNum: b.qpNum }, QUICK_RETRY);
-    await x.ctx.connectRc(b.qpNum, { gid: y.gid, qpNum: a.qpNum }, QUICK_RETRY);
-    const transfer = new Transfer({
-      host: y,
-      qpNum: a.qpNum,
-      cq: a.cq,
-      opcode: rdma.WrOpcode.WR_OPCODE_RDMA_WRITE,
-      count: COUNT,
-      size: SIZE,
-      local: { key: source.mr.lkey, iova: IOVA },
-      remote: { key: target.mr.rkey, iova: IOVA },
-      depth: 32,
+    beforeEach(async () => {
+      stack = await RdmaStack.start();
+      hosts = [];
     });
-    return { y, x, source, target, a, b, transfer };
-  }
 
-  function readAll(buffer: HostBuffer): Promise<Buffer> {
-    return buffer.cpu.read(0, buffer.size);
-  }
+    afterEach(async () => {
+      for (const host of hosts) await host.close().catch(() => undefined);
+      await stack.stop();
+    });
 
-  it('peer NIC killed mid-transfer: RETRY_EXC_ERR once, the rest flushed, the QP in ERR, every successful WR landed', async () => {
-    const { y, target, a, transfer } = await writerAndTarget();
-    const running = transfer.run();
-    await transfer.whenCompleted(40);
-    await stack.nics[1].process.stop('SIGKILL');
-    await running;
-    await transfer.settled(10_000);
-    transfer.close();
-    const { succeeded } = expectRcErrorShape(transfer, WC_STATUS_RETRY_EXC_ERR, 40);
-    expect((await y.ctx.queryQp(a.qpNum)).qpState).to.equal(rdma.QpState.QP_STATE_ERR);
-    expectLanded(await readAll(target), succeeded);
-  });
+    /** Host Y (nic0) writing COUNT patterned 64 KiB WRs into host X's (nic1) memory. */
+    function writerAndTarget(): ReturnType<typeof writer<HostBuffer>> {
+      return writer((x) => x.hostBuffer(COUNT * SIZE, IOVA, ACCESS));
+    }
 
-  it('peer NIC frozen mid-transfer: RETRY_EXC_ERR, and once it thaws no WR completes twice', async () => {
-    const { y, target, a, transfer } = await writerAndTarget();
-    const running = transfer.run();
-    await transfer.whenCompleted(40);
-    const nic = stack.nics[1].process.child;
-    nic.kill('SIGSTOP');
-    try {
+    /** The same into accel0's BAR, registered on nic1 as a dma-buf MR. */
+    function writerIntoBar(): ReturnType<typeof writer<BarBuffer>> {
+      return writer((x) => x.barBuffer(stack.vfioPci.address, 0, COUNT * SIZE, IOVA, ACCESS));
+    }
+
+    async function writer<T extends { mr: { rkey: number } }>(makeTarget: (x: RdmaHost) => Promise<T>) {
+      const y = await stack.host(0, 'host-y', queues);
+      const x = await stack.host(1, 'host-x', queues);
+      hosts.push(y, x);
+      const source = await y.hostBuffer(COUNT * SIZE, IOVA, ACCESS);
+      const target = await makeTarget(x);
+      await source.cpu.copyFromBuffer(0, patterned(COUNT, SIZE));
+      const a = await y.rcQp();
+      const b = await x.rcQp();
+      await y.ctx.connectRc(a.qpNum, { gid: x.gid, qpNum: b.qpNum }, QUICK_RETRY);
+      await x.ctx.connectRc(b.qpNum, { gid: y.gid, qpNum: a.qpNum }, QUICK_RETRY);
+      const transfer = new Transfer({
+        host: y,
+        qpNum: a.qpNum,
+        cq: a.cq,
+        opcode: rdma.WrOpcode.WR_OPCODE_RDMA_WRITE,
+        count: COUNT,
+        size: SIZE,
+        local: { key: source.mr.lkey, iova: IOVA },
+        remote: { key: target.mr.rkey, iova: IOVA },
+        depth: 32,
+      });
+      return { y, x, source, target, a, b, transfer };
+    }
+
+    function readAll(buffer: HostBuffer): Promise<Buffer> {
+      return buffer.cpu.read(0, buffer.size);
+    }
+
+    it('peer NIC killed mid-transfer: RETRY_EXC_ERR once, the rest flushed, the QP in ERR, every successful WR landed', async () => {
+      const { y, target, a, transfer } = await writerAndTarget();
+      const running = transfer.run();
+      await transfer.whenCompleted(40);
+      await stack.nics[1].process.stop('SIGKILL');
       await running;
       await transfer.settled(10_000);
-    } finally {
-      nic.kill('SIGCONT');
-    }
-    await sleep(500);
-    transfer.close();
-    const { succeeded } = expectRcErrorShape(transfer, WC_STATUS_RETRY_EXC_ERR, 40);
-    expect((await y.ctx.queryQp(a.qpNum)).qpState).to.equal(rdma.QpState.QP_STATE_ERR);
-    expectLanded(await readAll(target), succeeded);
-  });
-
-  it('link partitioned mid-transfer: RETRY_EXC_ERR; healed, a new connection moves bytes again', async function () {
-    const unavailable = partitionUnavailable();
-    if (unavailable !== undefined) {
-      console.warn(`      link partition test skipped: ${unavailable}`);
-      this.skip();
-    }
-    const { y, x, source, target, transfer } = await writerAndTarget();
-    const running = transfer.run();
-    await transfer.whenCompleted(40);
-    const cut = partition(stack.wirePort);
-    try {
-      await running;
-      await transfer.settled(15_000);
-    } finally {
-      cut();
-    }
-    transfer.close();
-    const { succeeded } = expectRcErrorShape(transfer, WC_STATUS_RETRY_EXC_ERR, 40);
-    expectLanded(await readAll(target), succeeded);
-
-    const a = await y.rcQp();
-    const b = await x.rcQp();
-    await y.ctx.connectRc(a.qpNum, { gid: x.gid, qpNum: b.qpNum }, { access: ACCESS, timeout: 14, retryCnt: 7 });
-    await x.ctx.connectRc(b.qpNum, { gid: y.gid, qpNum: a.qpNum }, { access: ACCESS });
-    await target.cpu.copyFromBuffer(0, Buffer.alloc(COUNT * SIZE));
-    const again = new Transfer({
-      host: y,
-      qpNum: a.qpNum,
-      cq: a.cq,
-      opcode: rdma.WrOpcode.WR_OPCODE_RDMA_WRITE,
-      count: 16,
-      size: SIZE,
-      local: { key: source.mr.lkey, iova: IOVA },
-      remote: { key: target.mr.rkey, iova: IOVA },
+      transfer.close();
+      const { succeeded } = expectRcErrorShape(transfer, WC_STATUS_RETRY_EXC_ERR, 40);
+      expect((await y.ctx.queryQp(a.qpNum)).qpState).to.equal(rdma.QpState.QP_STATE_ERR);
+      expectLanded(await readAll(target), succeeded);
     });
-    await again.run();
-    await again.settled(10_000);
-    again.close();
-    expect(again.byStatus(WC_STATUS_SUCCESS)).to.have.length(16);
-    expectLanded(await readAll(target), again.byStatus(WC_STATUS_SUCCESS));
-  });
 
-  it('accel0 BAR revoked mid-transfer: WRs that had not finished complete in error; no byte lands after the revoke returns', async () => {
-    const { x, target: bar, transfer } = await writerIntoBar();
-    const running = transfer.run();
-    await transfer.whenCompleted(40);
-
-    const vfioClient = new vfio.VfioPciServiceClient(stack.vfioPci.address, credentials.createInsecure(), { interceptors: [x.session.interceptor] });
-    // PCI_COMMAND with MEMORY cleared: vfio-pci revokes accel0's dma-bufs and returns once every importer stopped.
-    const command = Buffer.alloc(2);
-    command.writeUInt16LE(PCI_COMMAND_MASTER);
-    await rpc((cb) => vfioClient.regionWrite({ pid: x.session.pid, deviceFd: bar.deviceFd, index: CONFIG_REGION, offset: BigInt(PCI_COMMAND), data: command }, cb));
-    vfioClient.close();
-    const atRevoke = await barBytes(stack, COUNT * SIZE);
-    await running;
-    await transfer.settled(10_000);
-    transfer.close();
-    await sleep(200);
-    expect((await barBytes(stack, COUNT * SIZE)).equals(atRevoke), 'BAR bytes changed after the revoke returned').to.equal(true);
-    const { succeeded } = expectRcErrorShape(transfer, WC_STATUS_REM_ACCESS_ERR, 40);
-    expectLanded(atRevoke, succeeded);
-  });
-
-  it('NIC crash: its attachments and registry files go; its old contexts are refused by the restarted NIC; the peer sees RETRY_EXC_ERR', async () => {
-    const { y, x, a, transfer } = await writerAndTarget();
-    await x.barBuffer(stack.vfioPci.address, 0, MiB, IOVA + COUNT * SIZE, ACCESS);
-    const nic = stack.nics[1];
-    const owner = `rdma-nic/${nic.bdf}`;
-    await nic.process.stop('SIGKILL');
-
-    const observer = await RegistrySession.open(stack.registry.address, {
-      name: 'observer',
-      shmDir: stack.shmDir,
-      privilegedCredential: platformSecretsOf(stack.shmDir).adminToken,
-    });
-    try {
-      const deadline = Date.now() + 5000;
-      for (;;) {
-        const attachments = (await observer.bufInfo()).flatMap((b) => b.attachments).filter((att) => att.importerBdf === nic.bdf);
-        const { processes, owners } = await observer.listProcesses();
-        const nicSessions = processes.filter((p) => p.name === owner);
-        if (attachments.length === 0 && nicSessions.length === 0 && !owners.includes(owner)) break;
-        if (Date.now() > deadline) throw new Error(`after the NIC died: ${attachments.length} attachments, ${nicSessions.length} sessions remain`);
-        await sleep(50);
+    it('peer NIC frozen mid-transfer: RETRY_EXC_ERR, and once it thaws no WR completes twice', async () => {
+      const { y, target, a, transfer } = await writerAndTarget();
+      const running = transfer.run();
+      await transfer.whenCompleted(40);
+      const nic = stack.nics[1].process.child;
+      nic.kill('SIGSTOP');
+      try {
+        await running;
+        await transfer.settled(10_000);
+      } finally {
+        nic.kill('SIGCONT');
       }
-    } finally {
-      await observer.close();
-    }
+      await sleep(500);
+      transfer.close();
+      const { succeeded } = expectRcErrorShape(transfer, WC_STATUS_RETRY_EXC_ERR, 40);
+      expect((await y.ctx.queryQp(a.qpNum)).qpState).to.equal(rdma.QpState.QP_STATE_ERR);
+      expectLanded(await readAll(target), succeeded);
+    });
 
-    await stack.restartNic(1);
-    const stale = await x.ctx.queryDevice().then(
-      () => 'answered',
-      (error: unknown) => errnoOf(error) ?? 'no errno',
-    );
-    expect(stale, 'a context of the NIC that died, at its successor').to.equal('EBADF');
+    it('link partitioned mid-transfer: RETRY_EXC_ERR; healed, a new connection moves bytes again', async function () {
+      const unavailable = partitionUnavailable();
+      if (unavailable !== undefined) {
+        console.warn(`      link partition test skipped: ${unavailable}`);
+        this.skip();
+      }
+      const { y, x, source, target, transfer } = await writerAndTarget();
+      const running = transfer.run();
+      await transfer.whenCompleted(40);
+      const cut = partition(stack.wirePort);
+      try {
+        await running;
+        await transfer.settled(15_000);
+      } finally {
+        cut();
+      }
+      transfer.close();
+      const { succeeded } = expectRcErrorShape(transfer, WC_STATUS_RETRY_EXC_ERR, 40);
+      expectLanded(await readAll(target), succeeded);
 
-    await transfer.run();
-    await transfer.settled(10_000);
-    transfer.close();
-    expectRcErrorShape(transfer, WC_STATUS_RETRY_EXC_ERR, 0);
-    expect((await y.ctx.queryQp(a.qpNum)).qpState).to.equal(rdma.QpState.QP_STATE_ERR);
+      const a = await y.rcQp();
+      const b = await x.rcQp();
+      await y.ctx.connectRc(a.qpNum, { gid: x.gid, qpNum: b.qpNum }, { access: ACCESS, timeout: 14, retryCnt: 7 });
+      await x.ctx.connectRc(b.qpNum, { gid: y.gid, qpNum: a.qpNum }, { access: ACCESS });
+      await target.cpu.copyFromBuffer(0, Buffer.alloc(COUNT * SIZE));
+      const again = new Transfer({
+        host: y,
+        qpNum: a.qpNum,
+        cq: a.cq,
+        opcode: rdma.WrOpcode.WR_OPCODE_RDMA_WRITE,
+        count: 16,
+        size: SIZE,
+        local: { key: source.mr.lkey, iova: IOVA },
+        remote: { key: target.mr.rkey, iova: IOVA },
+      });
+      await again.run();
+      await again.settled(10_000);
+      again.close();
+      expect(again.byStatus(WC_STATUS_SUCCESS)).to.have.length(16);
+      expectLanded(await readAll(target), again.byStatus(WC_STATUS_SUCCESS));
+    });
+
+    it('accel0 BAR revoked mid-transfer: WRs that had not finished complete in error; no byte lands after the revoke returns', async () => {
+      const { x, target: bar, transfer } = await writerIntoBar();
+      const running = transfer.run();
+      await transfer.whenCompleted(40);
+
+      const vfioClient = new vfio.VfioPciServiceClient(stack.vfioPci.address, credentials.createInsecure(), { interceptors: [x.session.interceptor] });
+      // PCI_COMMAND with MEMORY cleared: vfio-pci revokes accel0's dma-bufs and returns once every importer stopped.
+      const command = Buffer.alloc(2);
+      command.writeUInt16LE(PCI_COMMAND_MASTER);
+      await rpc((cb) => vfioClient.regionWrite({ pid: x.session.pid, deviceFd: bar.deviceFd, index: CONFIG_REGION, offset: BigInt(PCI_COMMAND), data: command }, cb));
+      vfioClient.close();
+      const atRevoke = await barBytes(stack, COUNT * SIZE);
+      await running;
+      await transfer.settled(10_000);
+      transfer.close();
+      await sleep(200);
+      expect((await barBytes(stack, COUNT * SIZE)).equals(atRevoke), 'BAR bytes changed after the revoke returned').to.equal(true);
+      const { succeeded } = expectRcErrorShape(transfer, WC_STATUS_REM_ACCESS_ERR, 40);
+      expectLanded(atRevoke, succeeded);
+    });
+
+    it('NIC crash: its attachments and registry files go; its old contexts are refused by the restarted NIC; the peer sees RETRY_EXC_ERR', async () => {
+      const { y, x, a, transfer } = await writerAndTarget();
+      await x.barBuffer(stack.vfioPci.address, 0, MiB, IOVA + COUNT * SIZE, ACCESS);
+      const nic = stack.nics[1];
+      const owner = `rdma-nic/${nic.bdf}`;
+      await nic.process.stop('SIGKILL');
+
+      const observer = await RegistrySession.open(stack.registry.address, {
+        name: 'observer',
+        shmDir: stack.shmDir,
+        privilegedCredential: platformSecretsOf(stack.shmDir).adminToken,
+      });
+      try {
+        const deadline = Date.now() + 5000;
+        for (;;) {
+          const attachments = (await observer.bufInfo()).flatMap((b) => b.attachments).filter((att) => att.importerBdf === nic.bdf);
+          const { processes, owners } = await observer.listProcesses();
+          const nicSessions = processes.filter((p) => p.name === owner);
+          if (attachments.length === 0 && nicSessions.length === 0 && !owners.includes(owner)) break;
+          if (Date.now() > deadline) throw new Error(`after the NIC died: ${attachments.length} attachments, ${nicSessions.length} sessions remain`);
+          await sleep(50);
+        }
+      } finally {
+        await observer.close();
+      }
+
+      await stack.restartNic(1);
+      const stale = await x.ctx.queryDevice().then(
+        () => 'answered',
+        (error: unknown) => errnoOf(error) ?? 'no errno',
+      );
+      expect(stale, 'a context of the NIC that died, at its successor').to.equal('EBADF');
+
+      await transfer.run();
+      await transfer.settled(10_000);
+      transfer.close();
+      expectRcErrorShape(transfer, WC_STATUS_RETRY_EXC_ERR, 0);
+      expect((await y.ctx.queryQp(a.qpNum)).qpState).to.equal(rdma.QpState.QP_STATE_ERR);
+    });
   });
-});
+}
 
 /** accel0 BAR2's first `length` bytes: what the device memory holds, whatever the decode state. */
 function barBytes(stack: RdmaStack, length: number): Promise<Buffer> {
