@@ -1,6 +1,7 @@
 import { errno, type ErrnoError } from '@p2p/errno';
 import { userQueues } from '@p2p/verbs';
 import { CqRing } from '../cq/cq-ring';
+import { checkMrAccess } from '../mr/reg-checks';
 import type { MemoryWindow } from '../memory/memory';
 import type { DoorbellServer } from '../user-queues/doorbell-server';
 import { UserContext } from '../user-queues/user-context';
@@ -107,10 +108,14 @@ export class VerbsContext {
   // Memory regions
 
   /**
-   * ib_uverbs_reg_mr(): the PD is looked up before the memory is pinned
-   * (ib_umem_get()), so a bad PD fails without touching the buffer.
+   * ib_uverbs_reg_mr(): the access flags are checked first, then the PD is
+   * looked up before the memory is pinned (ib_umem_get()), so a bad PD or
+   * bad flags fail without touching the buffer.
    */
   async regMr(pid: number, pdHandle: number, heapFd: number, offset: number, length: number, iova: number, access: number): Promise<RegisteredMr> {
+    this.#check();
+    // ib_uverbs_reg_mr() checks the access flags before it looks up the PD or pins a page.
+    checkMrAccess(access);
     this.#pd(pdHandle);
     const imported = await this.#imports.hostMemory(pid, heapFd, offset, length, access);
     try {

@@ -8,6 +8,10 @@ import {
   IBV_ACCESS_REMOTE_READ,
   IBV_ACCESS_REMOTE_WRITE,
   IBV_ACCESS_RELAXED_ORDERING,
+  IBV_ACCESS_HUGETLB,
+  IBV_ACCESS_FLUSH_GLOBAL,
+  IBV_ACCESS_FLUSH_PERSISTENT,
+  IBV_ACCESS_ZERO_BASED,
 } from '../verbs/access-flags';
 import { AsyncEventType, QpState, WcStatus, WrOpcode } from '../verbs/enums';
 import { IBV_SEND_SIGNALED } from '../verbs/send-flags';
@@ -38,6 +42,14 @@ describe('memory regions', () => {
       keys.add(mr.lkey);
     }
     expect(keys.size).to.equal(300);
+  });
+
+  it('ibv_reg_mr access as ib_check_mr_access() checks it: HUGETLB and the optional flags taken, ON_DEMAND and FLUSH EOPNOTSUPP, unknown bits and remote writes without LOCAL_WRITE EINVAL', () => {
+    const { a } = connectedPair();
+    const accepted = [IBV_ACCESS_HUGETLB, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_HUGETLB, IBV_ACCESS_RELAXED_ORDERING, 1 << 21, 1 << 28, IBV_ACCESS_MW_BIND, IBV_ACCESS_ZERO_BASED, RW | IBV_ACCESS_REMOTE_ATOMIC];
+    for (const access of accepted) expect(a.nic.regMr(a.pd, new HeapMemory(8), 0, access).access, `access 0x${access.toString(16)}`).to.equal(access);
+    for (const access of [IBV_ACCESS_ON_DEMAND, IBV_ACCESS_FLUSH_GLOBAL, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_FLUSH_PERSISTENT]) expectErrno(() => a.nic.regMr(a.pd, new HeapMemory(8), 0, access), 'EOPNOTSUPP');
+    for (const access of [1 << 10, 1 << 19, 1 << 29, IBV_ACCESS_REMOTE_WRITE, IBV_ACCESS_REMOTE_ATOMIC | IBV_ACCESS_HUGETLB, -1]) expectErrno(() => a.nic.regMr(a.pd, new HeapMemory(8), 0, access), 'EINVAL');
   });
 
   it('ibv_reg_dmabuf_mr rules: page offset, access flags, LOCAL_WRITE, bounds', async () => {
