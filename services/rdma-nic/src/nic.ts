@@ -21,6 +21,8 @@ export const DEVICE_LIMITS = {
   maxQpWr: 1 << 15,
   maxSge: 30,
   maxCqe: MAX_CQE,
+  /** No inline data: a send's payload is always read from its SGEs. */
+  maxInlineData: 0,
   maxMrSize: Number.MAX_SAFE_INTEGER,
 } as const;
 
@@ -189,6 +191,7 @@ export class Nic implements FabricEndpoint {
     checkCap(cap.maxRecvWr, 1, DEVICE_LIMITS.maxQpWr, 'max_recv_wr');
     checkCap(cap.maxSendSge, 1, DEVICE_LIMITS.maxSge, 'max_send_sge');
     checkCap(cap.maxRecvSge, 1, DEVICE_LIMITS.maxSge, 'max_recv_sge');
+    checkCap(cap.maxInlineData ?? 0, 0, DEVICE_LIMITS.maxInlineData, 'max_inline_data');
     if (this.#qps.size >= DEVICE_LIMITS.maxQp) {
       throw errno('ENOMEM', `the device has its ${DEVICE_LIMITS.maxQp} QPs`);
     }

@@ -147,6 +147,18 @@ describe('rdma-nic user queues: work queues and CQs in the process\'s memory, do
     }
   });
 
+  it('ibv_query_qp gives the capacities the QP was created with, and the MR answer the addresses it covers', async () => {
+    expect(await x.ctx.queryQpCap(xQp.qpNum)).to.deep.equal({ maxSendWr: 16, maxRecvWr: 16, maxSendSge: 1, maxRecvSge: 1, maxInlineData: 0 });
+    expect([xBuf.mr.addr, xBuf.mr.length]).to.deep.equal([0x10000n, BigInt(SIZE)]);
+    const { cqHandle } = await x.ctx.createCq(15);
+    const inline = await x.ctx.createQp({ pdHandle: x.pd, sendCqHandle: cqHandle, recvCqHandle: cqHandle, cap: { maxSendWr: 4, maxRecvWr: 4, maxSendSge: 1, maxRecvSge: 1, maxInlineData: 64 } }).then(
+      () => undefined,
+      (error: unknown) => errnoOf(error),
+    );
+    expect(inline, 'max_inline_data on a device that has none').to.equal('EINVAL');
+    await x.ctx.destroyCq(cqHandle);
+  });
+
   it('raises a completion event on an armed CQ, and sleeps when idle: a post then wakes it with one byte on the doorbell socket', async () => {
     const cq = x.ctx.userCq(xQp.cq)!;
     await new Promise((resolve) => setTimeout(resolve, 50));

@@ -146,7 +146,7 @@ class Host {
   async qp(pd: number, cq: number): Promise<number> {
     const created = await rpc<rdma.CreateQpResponse>((cb) =>
       this.client.createQp(
-        { ...this.ctx, pdHandle: pd, sendCqHandle: cq, recvCqHandle: cq, cap: { maxSendWr: 64, maxRecvWr: 64, maxSendSge: 2, maxRecvSge: 2 }, sqSigAll: false },
+        { ...this.ctx, pdHandle: pd, sendCqHandle: cq, recvCqHandle: cq, cap: { maxSendWr: 64, maxRecvWr: 64, maxSendSge: 2, maxRecvSge: 2, maxInlineData: 0 }, sqSigAll: false },
         cb,
       ),
     );

@@ -30,10 +30,13 @@ export interface RcOptions {
   readonly maxRdAtomic?: number;
 }
 
+/** struct ibv_mr as the NIC answers a registration: handle, keys, and the addresses it covers (addr is its iova). */
 export interface HostMr {
   readonly mrHandle: number;
   readonly lkey: number;
   readonly rkey: number;
+  readonly addr: bigint;
+  readonly length: bigint;
 }
 
 /** A registry process as the NIC sees it: its pid and the credential that proves it. */
@@ -43,6 +46,9 @@ export interface ProcessIdentity {
 }
 
 type NicClient = Peer<typeof rdma.RdmaNicServiceDefinition>['client'];
+
+/** struct ibv_qp_cap as ibv_create_qp() takes it: max_inline_data may be left out (0). */
+export type QpCapRequest = Omit<rdma.QpCap, 'maxInlineData'> & { readonly maxInlineData?: number };
 
 /**
  * How the context posts and polls: `user`, through queues in the process's
@@ -254,8 +260,8 @@ export class VerbsContext {
   }
 
   /** ibv_create_qp(); with user queues, and both CQs in user memory, its work queues are in this process's memory. */
-  async createQp(qp: { pdHandle: number; sendCqHandle: number; recvCqHandle: number; cap: rdma.QpCap; sqSigAll?: boolean }): Promise<rdma.CreateQpResponse> {
-    const request = { ...this.#ctx, ...qp, sqSigAll: qp.sqSigAll ?? false };
+  async createQp(qp: { pdHandle: number; sendCqHandle: number; recvCqHandle: number; cap: QpCapRequest; sqSigAll?: boolean }): Promise<rdma.CreateQpResponse> {
+    const request = { ...this.#ctx, ...qp, cap: { ...qp.cap, maxInlineData: qp.cap.maxInlineData ?? 0 }, sqSigAll: qp.sqSigAll ?? false };
     const user = this.#user;
     const { cap } = qp;
     const inRange = (value: number, max: number): boolean => Number.isInteger(value) && value >= 1 && value <= max;
@@ -287,6 +293,11 @@ export class VerbsContext {
 
   async queryQp(qpNum: number): Promise<rdma.QpAttr> {
     return (await this.#nic.queryQp({ ...this.#ctx, qpNum })).attr!;
+  }
+
+  /** ibv_query_qp()'s init_attr.cap: the capacities the QP was created with (rounded up as created). */
+  async queryQpCap(qpNum: number): Promise<rdma.QpCap> {
+    return (await this.#nic.queryQp({ ...this.#ctx, qpNum })).cap!;
   }
 
   async destroyQp(qpNum: number): Promise<void> {

@@ -324,6 +324,12 @@ export class VerbsContext {
     return this.#nic.queryQp(qpNum);
   }
 
+  /** ibv_query_qp()'s init_attr.cap: what the QP was created with. */
+  qpCap(qpNum: number): QpCap {
+    this.#qp(qpNum);
+    return this.#nic.qp(qpNum).cap;
+  }
+
   destroyQp(qpNum: number): void {
     this.#qp(qpNum);
     this.#nic.destroyQp(qpNum);

@@ -39,12 +39,12 @@ export function rdmaHandlers(device: RdmaDevice, streams: OpenStreams, callers: 
     regMr: unary(async (req: rdma.RegMrRequest, call) => {
       const ctx = await callers.context(call, req, 'RegMr');
       const mr = await ctx.regMr(await callers.pid(call, req.pid, 'RegMr'), req.pdHandle, req.heapFd, u64Arg(req.offset, 'offset'), u64Arg(req.length, 'length'), u64Arg(req.iova, 'iova'), req.access);
-      return { mrHandle: mr.handle, lkey: mr.lkey, rkey: mr.rkey };
+      return { mrHandle: mr.handle, lkey: mr.lkey, rkey: mr.rkey, addr: req.iova, length: req.length };
     }),
     regDmabufMr: unary(async (req: rdma.RegDmabufMrRequest, call) => {
       const ctx = await callers.context(call, req, 'RegDmabufMr');
       const mr = await ctx.regDmabufMr(await callers.pid(call, req.pid, 'RegDmabufMr'), req.pdHandle, req.fd, u64Arg(req.offset, 'offset'), u64Arg(req.length, 'length'), u64Arg(req.iova, 'iova'), req.access);
-      return { mrHandle: mr.handle, lkey: mr.lkey, rkey: mr.rkey };
+      return { mrHandle: mr.handle, lkey: mr.lkey, rkey: mr.rkey, addr: req.iova, length: req.length };
     }),
     deregMr: unary(async (req: rdma.DeregMrRequest, call) => {
       await (await callers.context(call, req, 'DeregMr')).deregMr(req.mrHandle);
@@ -62,20 +62,23 @@ export function rdmaHandlers(device: RdmaDevice, streams: OpenStreams, callers: 
     pollCq: unary(async (req: rdma.PollCqRequest, call) => ({ completions: (await callers.context(call, req, 'PollCq')).pollCq(req.cqHandle, req.maxEntries).map(wcToWire) })),
     watchCompletions: watchCompletions(callers, streams),
     createQp: unary(async (req: rdma.CreateQpRequest, call) => {
-      const cap = req.cap ?? { maxSendWr: 0, maxRecvWr: 0, maxSendSge: 0, maxRecvSge: 0 };
+      const cap = req.cap ?? { maxSendWr: 0, maxRecvWr: 0, maxSendSge: 0, maxRecvSge: 0, maxInlineData: 0 };
       const ctx = await callers.context(call, req, 'CreateQp');
       const qp =
         req.ringFd === undefined
           ? ctx.createQp(req.pdHandle, req.sendCqHandle, req.recvCqHandle, cap, req.sqSigAll)
           : await ctx.createUserQp(await callers.pid(call, req.pid, 'CreateQp'), req.pdHandle, req.sendCqHandle, req.recvCqHandle, cap, req.sqSigAll, req.ringFd);
-      return { qpNum: qp.qpNum, cap: { ...qp.cap } };
+      return { qpNum: qp.qpNum, cap: { ...qp.cap, maxInlineData: 0 } };
     }),
     modifyQp: unary(async (req: rdma.ModifyQpRequest, call) => {
       const ctx = await callers.context(call, req, 'ModifyQp');
       ctx.modifyQp(req.qpNum, qpAttrFromWire(req.attr, req.attrMask), req.attrMask);
       return {};
     }),
-    queryQp: unary(async (req: rdma.QueryQpRequest, call) => ({ attr: qpAttrToWire((await callers.context(call, req, 'QueryQp')).queryQp(req.qpNum)) })),
+    queryQp: unary(async (req: rdma.QueryQpRequest, call) => {
+      const ctx = await callers.context(call, req, 'QueryQp');
+      return { attr: qpAttrToWire(ctx.queryQp(req.qpNum)), cap: { ...ctx.qpCap(req.qpNum), maxInlineData: 0 } };
+    }),
     destroyQp: unary(async (req: rdma.DestroyQpRequest, call) => {
       (await callers.context(call, req, 'DestroyQp')).destroyQp(req.qpNum);
       return {};

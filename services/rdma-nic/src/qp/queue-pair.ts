@@ -20,6 +20,8 @@ export interface QpCap {
   readonly maxRecvWr: number;
   readonly maxSendSge: number;
   readonly maxRecvSge: number;
+  /** Inline data a send may carry: 0 on this device (absent means 0). */
+  readonly maxInlineData?: number;
 }
 
 /**

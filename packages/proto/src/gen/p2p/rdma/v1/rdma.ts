@@ -651,10 +651,16 @@ export interface RegMrRequest {
   offset: bigint;
 }
 
+/**
+ * struct ibv_mr: its handle, keys, and the range of addresses it covers
+ * (addr is the iova peers and SGEs name it by).
+ */
 export interface RegMrResponse {
   mrHandle: number;
   lkey: number;
   rkey: number;
+  addr: bigint;
+  length: bigint;
 }
 
 export interface RegDmabufMrRequest {
@@ -673,6 +679,8 @@ export interface RegDmabufMrResponse {
   mrHandle: number;
   lkey: number;
   rkey: number;
+  addr: bigint;
+  length: bigint;
 }
 
 export interface DeregMrRequest {
@@ -764,6 +772,11 @@ export interface QpCap {
   maxRecvWr: number;
   maxSendSge: number;
   maxRecvSge: number;
+  /**
+   * The device takes no inline data (ibv_device_attr has none to offer):
+   * more than 0 is EINVAL at creation.
+   */
+  maxInlineData: number;
 }
 
 export interface CreateQpRequest {
@@ -828,8 +841,13 @@ export interface QueryQpRequest {
   qpNum: number;
 }
 
+/**
+ * ibv_query_qp(): the attributes, and init_attr's capacities, the ones the
+ * QP was created with (as rounded up at creation).
+ */
 export interface QueryQpResponse {
   attr?: QpAttr | undefined;
+  cap?: QpCap | undefined;
 }
 
 export interface DestroyQpRequest {
@@ -2624,7 +2642,7 @@ export const RegMrRequest: MessageFns<RegMrRequest> = {
 };
 
 function createBaseRegMrResponse(): RegMrResponse {
-  return { mrHandle: 0, lkey: 0, rkey: 0 };
+  return { mrHandle: 0, lkey: 0, rkey: 0, addr: 0n, length: 0n };
 }
 
 export const RegMrResponse: MessageFns<RegMrResponse> = {
@@ -2637,6 +2655,18 @@ export const RegMrResponse: MessageFns<RegMrResponse> = {
     }
     if (message.rkey !== 0) {
       writer.uint32(24).uint32(message.rkey);
+    }
+    if (message.addr !== 0n) {
+      if (BigInt.asUintN(64, message.addr) !== message.addr) {
+        throw new globalThis.Error("value provided for field message.addr of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.addr);
+    }
+    if (message.length !== 0n) {
+      if (BigInt.asUintN(64, message.length) !== message.length) {
+        throw new globalThis.Error("value provided for field message.length of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.length);
     }
     return writer;
   },
@@ -2678,6 +2708,22 @@ export const RegMrResponse: MessageFns<RegMrResponse> = {
             message.rkey = reader.uint32();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.addr = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.length = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2699,6 +2745,8 @@ export const RegMrResponse: MessageFns<RegMrResponse> = {
         : 0,
       lkey: isSet(object.lkey) ? globalThis.Number(object.lkey) : 0,
       rkey: isSet(object.rkey) ? globalThis.Number(object.rkey) : 0,
+      addr: isSet(object.addr) ? BigInt(object.addr) : 0n,
+      length: isSet(object.length) ? BigInt(object.length) : 0n,
     };
   },
 
@@ -2713,6 +2761,12 @@ export const RegMrResponse: MessageFns<RegMrResponse> = {
     if (message.rkey !== 0) {
       obj.rkey = Math.round(message.rkey);
     }
+    if (message.addr !== 0n) {
+      obj.addr = message.addr.toString();
+    }
+    if (message.length !== 0n) {
+      obj.length = message.length.toString();
+    }
     return obj;
   },
 
@@ -2724,6 +2778,8 @@ export const RegMrResponse: MessageFns<RegMrResponse> = {
     message.mrHandle = object.mrHandle ?? 0;
     message.lkey = object.lkey ?? 0;
     message.rkey = object.rkey ?? 0;
+    message.addr = (object.addr !== undefined && object.addr !== null) ? BigInt(object.addr) : 0n;
+    message.length = (object.length !== undefined && object.length !== null) ? BigInt(object.length) : 0n;
     return message;
   },
 };
@@ -2927,7 +2983,7 @@ export const RegDmabufMrRequest: MessageFns<RegDmabufMrRequest> = {
 };
 
 function createBaseRegDmabufMrResponse(): RegDmabufMrResponse {
-  return { mrHandle: 0, lkey: 0, rkey: 0 };
+  return { mrHandle: 0, lkey: 0, rkey: 0, addr: 0n, length: 0n };
 }
 
 export const RegDmabufMrResponse: MessageFns<RegDmabufMrResponse> = {
@@ -2940,6 +2996,18 @@ export const RegDmabufMrResponse: MessageFns<RegDmabufMrResponse> = {
     }
     if (message.rkey !== 0) {
       writer.uint32(24).uint32(message.rkey);
+    }
+    if (message.addr !== 0n) {
+      if (BigInt.asUintN(64, message.addr) !== message.addr) {
+        throw new globalThis.Error("value provided for field message.addr of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.addr);
+    }
+    if (message.length !== 0n) {
+      if (BigInt.asUintN(64, message.length) !== message.length) {
+        throw new globalThis.Error("value provided for field message.length of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.length);
     }
     return writer;
   },
@@ -2981,6 +3049,22 @@ export const RegDmabufMrResponse: MessageFns<RegDmabufMrResponse> = {
             message.rkey = reader.uint32();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.addr = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.length = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3002,6 +3086,8 @@ export const RegDmabufMrResponse: MessageFns<RegDmabufMrResponse> = {
         : 0,
       lkey: isSet(object.lkey) ? globalThis.Number(object.lkey) : 0,
       rkey: isSet(object.rkey) ? globalThis.Number(object.rkey) : 0,
+      addr: isSet(object.addr) ? BigInt(object.addr) : 0n,
+      length: isSet(object.length) ? BigInt(object.length) : 0n,
     };
   },
 
@@ -3016,6 +3102,12 @@ export const RegDmabufMrResponse: MessageFns<RegDmabufMrResponse> = {
     if (message.rkey !== 0) {
       obj.rkey = Math.round(message.rkey);
     }
+    if (message.addr !== 0n) {
+      obj.addr = message.addr.toString();
+    }
+    if (message.length !== 0n) {
+      obj.length = message.length.toString();
+    }
     return obj;
   },
 
@@ -3027,6 +3119,8 @@ export const RegDmabufMrResponse: MessageFns<RegDmabufMrResponse> = {
     message.mrHandle = object.mrHandle ?? 0;
     message.lkey = object.lkey ?? 0;
     message.rkey = object.rkey ?? 0;
+    message.addr = (object.addr !== undefined && object.addr !== null) ? BigInt(object.addr) : 0n;
+    message.length = (object.length !== undefined && object.length !== null) ? BigInt(object.length) : 0n;
     return message;
   },
 };
@@ -4208,7 +4302,7 @@ export const WatchCompletionsResponse: MessageFns<WatchCompletionsResponse> = {
 };
 
 function createBaseQpCap(): QpCap {
-  return { maxSendWr: 0, maxRecvWr: 0, maxSendSge: 0, maxRecvSge: 0 };
+  return { maxSendWr: 0, maxRecvWr: 0, maxSendSge: 0, maxRecvSge: 0, maxInlineData: 0 };
 }
 
 export const QpCap: MessageFns<QpCap> = {
@@ -4224,6 +4318,9 @@ export const QpCap: MessageFns<QpCap> = {
     }
     if (message.maxRecvSge !== 0) {
       writer.uint32(32).uint32(message.maxRecvSge);
+    }
+    if (message.maxInlineData !== 0) {
+      writer.uint32(40).uint32(message.maxInlineData);
     }
     return writer;
   },
@@ -4273,6 +4370,14 @@ export const QpCap: MessageFns<QpCap> = {
             message.maxRecvSge = reader.uint32();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.maxInlineData = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4307,6 +4412,11 @@ export const QpCap: MessageFns<QpCap> = {
         : isSet(object.max_recv_sge)
         ? globalThis.Number(object.max_recv_sge)
         : 0,
+      maxInlineData: isSet(object.maxInlineData)
+        ? globalThis.Number(object.maxInlineData)
+        : isSet(object.max_inline_data)
+        ? globalThis.Number(object.max_inline_data)
+        : 0,
     };
   },
 
@@ -4324,6 +4434,9 @@ export const QpCap: MessageFns<QpCap> = {
     if (message.maxRecvSge !== 0) {
       obj.maxRecvSge = Math.round(message.maxRecvSge);
     }
+    if (message.maxInlineData !== 0) {
+      obj.maxInlineData = Math.round(message.maxInlineData);
+    }
     return obj;
   },
 
@@ -4336,6 +4449,7 @@ export const QpCap: MessageFns<QpCap> = {
     message.maxRecvWr = object.maxRecvWr ?? 0;
     message.maxSendSge = object.maxSendSge ?? 0;
     message.maxRecvSge = object.maxRecvSge ?? 0;
+    message.maxInlineData = object.maxInlineData ?? 0;
     return message;
   },
 };
@@ -5353,13 +5467,16 @@ export const QueryQpRequest: MessageFns<QueryQpRequest> = {
 };
 
 function createBaseQueryQpResponse(): QueryQpResponse {
-  return { attr: undefined };
+  return { attr: undefined, cap: undefined };
 }
 
 export const QueryQpResponse: MessageFns<QueryQpResponse> = {
   encode(message: QueryQpResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.attr !== undefined) {
       QpAttr.encode(message.attr, writer.uint32(10).fork()).join();
+    }
+    if (message.cap !== undefined) {
+      QpCap.encode(message.cap, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -5385,6 +5502,14 @@ export const QueryQpResponse: MessageFns<QueryQpResponse> = {
             message.attr = QpAttr.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.cap = QpCap.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5398,13 +5523,19 @@ export const QueryQpResponse: MessageFns<QueryQpResponse> = {
   },
 
   fromJSON(object: any): QueryQpResponse {
-    return { attr: isSet(object.attr) ? QpAttr.fromJSON(object.attr) : undefined };
+    return {
+      attr: isSet(object.attr) ? QpAttr.fromJSON(object.attr) : undefined,
+      cap: isSet(object.cap) ? QpCap.fromJSON(object.cap) : undefined,
+    };
   },
 
   toJSON(message: QueryQpResponse): unknown {
     const obj: any = {};
     if (message.attr !== undefined) {
       obj.attr = QpAttr.toJSON(message.attr);
+    }
+    if (message.cap !== undefined) {
+      obj.cap = QpCap.toJSON(message.cap);
     }
     return obj;
   },
@@ -5415,6 +5546,7 @@ export const QueryQpResponse: MessageFns<QueryQpResponse> = {
   fromPartial(object: DeepPartial<QueryQpResponse>): QueryQpResponse {
     const message = createBaseQueryQpResponse();
     message.attr = (object.attr !== undefined && object.attr !== null) ? QpAttr.fromPartial(object.attr) : undefined;
+    message.cap = (object.cap !== undefined && object.cap !== null) ? QpCap.fromPartial(object.cap) : undefined;
     return message;
   },
 };
@@ -7345,7 +7477,7 @@ export const RdmaNicServiceDefinition = {
     },
     /**
      * The provider's half of ibv_open_device() (mlx5_alloc_context()): user
-     * queues for the context. See UserQueuesRequest.
+     * queues for the context. See OpenUserQueuesRequest.
      */
     openUserQueues: {
       name: "OpenUserQueues",
@@ -7526,7 +7658,7 @@ export const RdmaNicServiceService = {
   },
   /**
    * The provider's half of ibv_open_device() (mlx5_alloc_context()): user
-   * queues for the context. See UserQueuesRequest.
+   * queues for the context. See OpenUserQueuesRequest.
    */
   openUserQueues: {
     path: "/p2p.rdma.v1.RdmaNicService/OpenUserQueues" as const,
@@ -7723,7 +7855,7 @@ export interface RdmaNicServiceServer extends UntypedServiceImplementation {
   openDevice: handleUnaryCall<OpenDeviceRequest, OpenDeviceResponse>;
   /**
    * The provider's half of ibv_open_device() (mlx5_alloc_context()): user
-   * queues for the context. See UserQueuesRequest.
+   * queues for the context. See OpenUserQueuesRequest.
    */
   openUserQueues: handleUnaryCall<OpenUserQueuesRequest, OpenUserQueuesResponse>;
   queryDevice: handleUnaryCall<QueryDeviceRequest, QueryDeviceResponse>;
@@ -7768,7 +7900,7 @@ export interface RdmaNicServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * The provider's half of ibv_open_device() (mlx5_alloc_context()): user
-   * queues for the context. See UserQueuesRequest.
+   * queues for the context. See OpenUserQueuesRequest.
    */
   openUserQueues(
     request: OpenUserQueuesRequest,
