@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { ErrnoError } from '@p2p/errno';
 import { rdma } from '@p2p/proto';
 import { errnoOf } from '@p2p/status';
-import { IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_REMOTE_READ, IBV_ACCESS_REMOTE_WRITE, IBV_SEND_SIGNALED, type UserCq } from '@p2p/verbs';
+import { IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_REMOTE_READ, IBV_ACCESS_REMOTE_WRITE, IBV_QP_EX_WITH_RDMA_READ, IBV_QP_EX_WITH_RDMA_WRITE, IBV_QP_EX_WITH_TSO, IBV_SEND_SIGNALED, type UserCq } from '@p2p/verbs';
 import { type HostBuffer, RdmaHost, RdmaStack } from '../harness/rdma-hosts';
 
 const { WrOpcode, WcStatus, WcOpcode } = rdma;
@@ -157,6 +157,57 @@ describe('rdma-nic user queues: work queues and CQs in the process\'s memory, do
     );
     expect(inline, 'max_inline_data on a device that has none').to.equal('EINVAL');
     await x.ctx.destroyCq(cqHandle);
+  });
+
+  it('the extended QP API: ibv_wr_*() batches posted all or nothing by ibv_wr_complete()', async () => {
+    const { cqHandle } = await x.ctx.createCq(63);
+    const { cqHandle: yCq } = await y.ctx.createCq(63);
+    const qpx = await x.ctx.createQpEx({
+      pdHandle: x.pd,
+      sendCqHandle: cqHandle,
+      recvCqHandle: cqHandle,
+      cap: { maxSendWr: 4, maxRecvWr: 4, maxSendSge: 2, maxRecvSge: 1 },
+      sendOpsFlags: IBV_QP_EX_WITH_RDMA_WRITE | IBV_QP_EX_WITH_RDMA_READ,
+    });
+    const { qpNum: peer } = await y.ctx.createQp({ pdHandle: y.pd, sendCqHandle: yCq, recvCqHandle: yCq, cap: { maxSendWr: 4, maxRecvWr: 4, maxSendSge: 1, maxRecvSge: 1 } });
+    await x.ctx.connectRc(qpx.qpNum, { gid: y.gid, qpNum: peer }, { access: ACCESS });
+    await y.ctx.connectRc(peer, { gid: x.gid, qpNum: qpx.qpNum }, { access: ACCESS });
+    const cq = x.ctx.userCq(cqHandle)!;
+    await x.session.cpuWrite(xBuf.fd, 0n, Buffer.from('0123456789abcdef'));
+
+    qpx.wrStart();
+    qpx.wrFlags = IBV_SEND_SIGNALED;
+    qpx.wrId = 1n;
+    qpx.wrRdmaWrite(yBuf.mr.rkey, 0x20000n + 32768n);
+    qpx.wrSetSgeList([{ lkey: xBuf.mr.lkey, addr: 0x10000n, length: 8 }, { lkey: xBuf.mr.lkey, addr: 0x10008n, length: 8 }]);
+    qpx.wrId = 2n;
+    qpx.wrRdmaRead(yBuf.mr.rkey, 0x20000n + 32768n);
+    qpx.wrSetSge(xBuf.mr.lkey, 0x10000n + 4096n, 16);
+    qpx.wrComplete();
+    expect((await reap(cq, 2)).map((wc) => [wc.wrId, wc.status])).to.deep.equal([[1n, WcStatus.WC_STATUS_SUCCESS], [2n, WcStatus.WC_STATUS_SUCCESS]]);
+    expect((await x.session.cpuRead(xBuf.fd, 4096n, 16n)).toString()).to.equal('0123456789abcdef');
+
+    const failed = (build: () => void): string | undefined => {
+      qpx.wrStart();
+      build();
+      return thrown(() => qpx.wrComplete())?.errno;
+    };
+    expect(failed(() => qpx.wrAtomicFetchAdd(yBuf.mr.rkey, 0x20000n, 1n)), 'an op outside send_ops_flags').to.equal('EOPNOTSUPP');
+    expect(failed(() => qpx.wrSetSge(xBuf.mr.lkey, 0x10000n, 8)), 'an SGE before any op').to.equal('EINVAL');
+    const five = (): void => {
+      for (let i = 0; i < 5; i++) {
+        qpx.wrRdmaWrite(yBuf.mr.rkey, 0x20000n);
+        qpx.wrSetSge(xBuf.mr.lkey, 0x10000n, 8);
+      }
+    };
+    expect(failed(five), 'five WRs for four slots').to.equal('ENOMEM');
+    qpx.wrStart();
+    qpx.wrRdmaWrite(yBuf.mr.rkey, 0x20000n);
+    qpx.wrAbort();
+    expect(thrown(() => qpx.wrRdmaWrite(yBuf.mr.rkey, 0x20000n))?.errno, 'an op outside a batch').to.equal('EINVAL');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(cq.poll(8), 'what failed or was aborted was not posted').to.deep.equal([]);
+    expect(await x.ctx.createQpEx({ pdHandle: x.pd, sendCqHandle: cqHandle, recvCqHandle: cqHandle, cap: { maxSendWr: 4, maxRecvWr: 4, maxSendSge: 1, maxRecvSge: 1 }, sendOpsFlags: IBV_QP_EX_WITH_TSO }).then(() => 'created', (error: unknown) => errnoOf(error))).to.equal('EOPNOTSUPP');
   });
 
   it('raises a completion event on an armed CQ, and sleeps when idle: a post then wakes it with one byte on the doorbell socket', async () => {

@@ -6,6 +6,8 @@ import { IBV_QP_ACCESS_FLAGS, IBV_QP_AV, IBV_QP_DEST_QPN, IBV_QP_MAX_DEST_RD_ATO
 import { CallPostStream, type PostStream } from './post-stream';
 import { MappedBuffer, type QueueMemory, RingPostStream, UserCq, UserQp, UserQueues, userQueuesUnavailable } from './user-queues';
 import { encodeCqes } from '../abi/cqe';
+import { QP_EX_SUPPORTED_SEND_OPS } from '../abi/qp-ex';
+import { QpEx } from './qp-ex';
 import { qpRingBytes, cqRingBytes } from '../abi/user-queues';
 
 /** What an RC QP needs to know of its peer: exchanged out of band, as applications do over TCP or rdma_cm. */
@@ -280,6 +282,28 @@ export class VerbsContext {
       await buffer.release(memory);
       throw error;
     }
+  }
+
+  /**
+   * ibv_create_qp_ex() with IBV_QP_INIT_ATTR_SEND_OPS_FLAGS: a QP posted
+   * through the ibv_wr_*() calls (QpEx). A provider feature: it needs user
+   * queues (EOPNOTSUPP without), and send ops this device does not run are
+   * EOPNOTSUPP.
+   */
+  async createQpEx(qp: { pdHandle: number; sendCqHandle: number; recvCqHandle: number; cap: QpCapRequest; sqSigAll?: boolean; sendOpsFlags: number }): Promise<QpEx> {
+    if (!Number.isInteger(qp.sendOpsFlags) || qp.sendOpsFlags < 0 || (qp.sendOpsFlags & ~QP_EX_SUPPORTED_SEND_OPS) !== 0) {
+      throw errno('EOPNOTSUPP', `send_ops_flags 0x${qp.sendOpsFlags.toString(16)}: this device runs 0x${QP_EX_SUPPORTED_SEND_OPS.toString(16)}`);
+    }
+    if (this.#user === undefined) throw errno('EOPNOTSUPP', 'ibv_wr_*() posts into user queues, which this context does not have');
+    if (!this.#user.cqs.has(qp.sendCqHandle) || !this.#user.cqs.has(qp.recvCqHandle)) throw errno('EINVAL', 'an extended QP completes on CQs in user memory');
+    const { sendOpsFlags, ...create } = qp;
+    const { qpNum } = await this.createQp(create);
+    const userQp = this.#user.qps.get(qpNum);
+    if (userQp === undefined) {
+      await this.destroyQp(qpNum).catch(() => undefined);
+      throw errno('EINVAL', `QP ${qpNum} got no user queues (caps outside the device's)`);
+    }
+    return new QpEx(userQp, sendOpsFlags);
   }
 
   async modifyQp(qpNum: number, attr: Partial<rdma.QpAttr>, attrMask: number): Promise<void> {

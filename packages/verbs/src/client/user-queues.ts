@@ -196,6 +196,11 @@ export class UserQp {
     return posted;
   }
 
+  /** Send queue slots a post may take now. */
+  get freeSendSlots(): number {
+    return this.layout.sqEntries - ((this.#sqPosted - this.#sqRetired) >>> 0);
+  }
+
   /** A polled completion of WQE `wqeCounter`: it and every WQE before it in that queue are free. */
   retire(wqeCounter: number, recv: boolean): void {
     const next = (wqeCounter + 1) >>> 0;
