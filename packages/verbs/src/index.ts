@@ -7,6 +7,7 @@ export * from './abi/access-flags';
 export * from './abi/qp-attr-mask';
 export * from './abi/send-flags';
 export * from './abi/qp-ex';
+export * from './abi/rereg-flags';
 export { WQE_BYTES, encodeWqe, encodeWqes, decodeWqes, type PackedSendWr, type UnpackedSendWr } from './abi/wqe';
 export * as userQueues from './abi/user-queues';
 export { CQE_BYTES, IBV_WC_WITH_IMM, encodeCqes, decodeCqes, type PackedCompletion } from './abi/cqe';

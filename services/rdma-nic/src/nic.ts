@@ -128,12 +128,36 @@ export class Nic implements FabricEndpoint {
     return this.#addMr(mr);
   }
 
+  /**
+   * ibv_rereg_mr() of a host-memory MR, the checks done: the same handle and
+   * keys over new memory (and iova, length), a new PD, or new access.
+   */
+  reregMr(mrHandle: number, change: { pdHandle?: number; memory?: MemoryWindow; iova?: number; access?: number }): HostMemoryRegion {
+    const old = this.#mr(mrHandle);
+    if (!(old instanceof HostMemoryRegion)) throw errno('EINVAL', `MR ${mrHandle} is not a host-memory MR`);
+    const pd = change.pdHandle === undefined ? old.pd : this.#pd(change.pdHandle);
+    const memory = change.memory ?? old.memory;
+    const iova = change.iova ?? old.iova;
+    const access = change.access ?? old.access;
+    checkRegMr(memory.length, memory.length, iova, access);
+    const mr = new HostMemoryRegion(old.handle, pd, old.key, iova, memory.length, access, memory);
+    old.pd.users--;
+    pd.users++;
+    this.#keys.set(mr.key, mr);
+    this.#mrs.set(mr.handle, mr);
+    return mr;
+  }
+
   /** ibv_dereg_mr(): its keys stop resolving at once. */
   deregMr(mrHandle: number): void {
     const mr = this.#mr(mrHandle);
     this.#keys.delete(mr.key);
     this.#mrs.delete(mrHandle);
     mr.pd.users--;
+  }
+
+  mr(mrHandle: number): MemoryRegion {
+    return this.#mr(mrHandle);
   }
 
   /** move_notify on a dma-buf MR's attachment: zap its translation; the next access faults. */

@@ -1,8 +1,9 @@
 import { expect } from 'chai';
+import { O_RDONLY } from '@p2p/dmabuf-client';
 import { ErrnoError } from '@p2p/errno';
 import { rdma } from '@p2p/proto';
 import { errnoOf } from '@p2p/status';
-import { IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_REMOTE_READ, IBV_ACCESS_REMOTE_WRITE, IBV_QP_EX_WITH_RDMA_READ, IBV_QP_EX_WITH_RDMA_WRITE, IBV_QP_EX_WITH_TSO, IBV_SEND_SIGNALED, type UserCq } from '@p2p/verbs';
+import { IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_ON_DEMAND, IBV_ACCESS_REMOTE_READ, IBV_REREG_MR_CHANGE_ACCESS, IBV_REREG_MR_CHANGE_PD, IBV_REREG_MR_CHANGE_TRANSLATION, IBV_ACCESS_REMOTE_WRITE, IBV_QP_EX_WITH_RDMA_READ, IBV_QP_EX_WITH_RDMA_WRITE, IBV_QP_EX_WITH_TSO, IBV_SEND_SIGNALED, type UserCq } from '@p2p/verbs';
 import { type HostBuffer, RdmaHost, RdmaStack } from '../harness/rdma-hosts';
 
 const { WrOpcode, WcStatus, WcOpcode } = rdma;
@@ -208,6 +209,54 @@ describe('rdma-nic user queues: work queues and CQs in the process\'s memory, do
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect(cq.poll(8), 'what failed or was aborted was not posted').to.deep.equal([]);
     expect(await x.ctx.createQpEx({ pdHandle: x.pd, sendCqHandle: cqHandle, recvCqHandle: cqHandle, cap: { maxSendWr: 4, maxRecvWr: 4, maxSendSge: 1, maxRecvSge: 1 }, sendOpsFlags: IBV_QP_EX_WITH_TSO }).then(() => 'created', (error: unknown) => errnoOf(error))).to.equal('EOPNOTSUPP');
+  });
+
+  it('ibv_rereg_mr: new access, then new memory, under the same keys; refused as libibverbs refuses it, and a refusal changes nothing', async () => {
+    const { fd: first } = await x.session.heapAllocate(8192);
+    const { fd: second } = await x.session.heapAllocate(8192);
+    const mr = await x.ctx.regMr(x.pd, { heapFd: first, length: 4096, iova: 0x50000, access: IBV_ACCESS_LOCAL_WRITE });
+    const write = async (wrId: bigint, remoteAddr: bigint, payload: Buffer): Promise<number> => {
+      await y.session.cpuWrite(yBuf.fd, 0n, payload);
+      await y.ctx.postSend(yQp.qpNum, [sendWr({ wrId, opcode: WrOpcode.WR_OPCODE_RDMA_WRITE, sgList: [{ addr: 0x20000n, length: payload.length, lkey: yBuf.mr.lkey }], remoteAddr, rkey: mr.rkey })]);
+      return (await reap(y.ctx.userCq(yQp.cq)!, 1))[0]!.status;
+    };
+    const rereg = (flags: number, change: Parameters<typeof x.ctx.reregMr>[2]): Promise<string | rdma.ReregMrResponse> => x.ctx.reregMr(mr.mrHandle, flags, change).catch((error: unknown) => errnoOf(error) ?? String(error));
+
+    expect(await rereg(IBV_REREG_MR_CHANGE_ACCESS, { access: ACCESS })).to.deep.include({ lkey: mr.lkey, rkey: mr.rkey, addr: 0x50000n, length: 4096n });
+    expect(await write(41n, 0x50000n + 8n, Buffer.from('remote write now allowed'))).to.equal(WcStatus.WC_STATUS_SUCCESS);
+    expect((await x.session.cpuRead(first, 8n, 24n)).toString()).to.equal('remote write now allowed');
+
+    expect(await rereg(IBV_REREG_MR_CHANGE_TRANSLATION, { heapFd: second, offset: 4096, length: 4096, iova: 0x60000 })).to.deep.include({ lkey: mr.lkey, addr: 0x60000n, length: 4096n });
+    expect(await write(42n, 0x60000n, Buffer.from('into the new memory'))).to.equal(WcStatus.WC_STATUS_SUCCESS);
+    expect((await x.session.cpuRead(second, 4096n, 19n)).toString()).to.equal('into the new memory');
+
+    const refusals = {
+      'flags 0': await rereg(0, {}),
+      'an unknown flag': await rereg(1 << 3, {}),
+      'a translation of length 0': await rereg(IBV_REREG_MR_CHANGE_TRANSLATION, { heapFd: first, length: 0, iova: 0x70000 }),
+      'access without CHANGE_ACCESS': await rereg(IBV_REREG_MR_CHANGE_PD, { pdHandle: x.pd, access: ACCESS }),
+      'an unknown PD': await rereg(IBV_REREG_MR_CHANGE_PD, { pdHandle: 9999 }),
+      'ON_DEMAND': await rereg(IBV_REREG_MR_CHANGE_ACCESS, { access: IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_ON_DEMAND }),
+      'memory past the buffer': await rereg(IBV_REREG_MR_CHANGE_TRANSLATION, { heapFd: first, offset: 4096, length: 8192, iova: 0x70000 }),
+    };
+    expect(refusals).to.deep.equal({
+      'flags 0': 'EINVAL',
+      'an unknown flag': 'EINVAL',
+      'a translation of length 0': 'EINVAL',
+      'access without CHANGE_ACCESS': 'EINVAL',
+      'an unknown PD': 'EINVAL',
+      ON_DEMAND: 'EOPNOTSUPP',
+      'memory past the buffer': 'EFAULT',
+    });
+    // Nothing changed: the MR still covers the second buffer with remote write.
+    expect(await write(43n, 0x60000n + 64n, Buffer.from('still there'))).to.equal(WcStatus.WC_STATUS_SUCCESS);
+    expect((await x.session.cpuRead(second, 4096n + 64n, 11n)).toString()).to.equal('still there');
+
+    const { fd: readOnly } = await x.session.heapAllocate(4096, O_RDONLY);
+    const readMr = await x.ctx.regMr(x.pd, { heapFd: readOnly, length: 4096, iova: 0x80000, access: IBV_ACCESS_REMOTE_READ });
+    expect(await x.ctx.reregMr(readMr.mrHandle, IBV_REREG_MR_CHANGE_ACCESS, { access: IBV_ACCESS_LOCAL_WRITE }).catch((error: unknown) => errnoOf(error)), 'a writable access on read-only memory').to.equal('EFAULT');
+    const bar = await x.barBuffer(stack.vfioPci.address, 0, 4096, 0x90000, ACCESS);
+    expect(await x.ctx.reregMr(bar.mr.mrHandle, IBV_REREG_MR_CHANGE_ACCESS, { access: IBV_ACCESS_LOCAL_WRITE }).catch((error: unknown) => errnoOf(error)), 'a dma-buf MR').to.equal('EINVAL');
   });
 
   it('raises a completion event on an armed CQ, and sleeps when idle: a post then wakes it with one byte on the doorbell socket', async () => {

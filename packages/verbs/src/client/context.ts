@@ -197,6 +197,25 @@ export class VerbsContext {
     return this.#nic.regDmabufMr({ ...this.#ctx, pdHandle, fd: mr.fd, offset: BigInt(mr.offset), length: BigInt(mr.length), iova: BigInt(mr.iova), access: mr.access });
   }
 
+  /**
+   * ibv_rereg_mr() of an MR of regMr(): `flags` IBV_REREG_MR_CHANGE_*; a
+   * new translation takes heapFd/offset/length/iova as regMr() does. The
+   * keys stay; the answer gives the addresses the MR now covers.
+   */
+  reregMr(mrHandle: number, flags: number, change: { pdHandle?: number; heapFd?: number; offset?: number; length?: number; iova?: number; access?: number }): Promise<rdma.ReregMrResponse> {
+    return this.#nic.reregMr({
+      ...this.#ctx,
+      mrHandle,
+      flags,
+      pdHandle: change.pdHandle ?? 0,
+      heapFd: change.heapFd ?? -1,
+      offset: BigInt(change.offset ?? 0),
+      length: BigInt(change.length ?? 0),
+      iova: BigInt(change.iova ?? 0),
+      access: change.access ?? 0,
+    });
+  }
+
   async deregMr(mrHandle: number): Promise<void> {
     await this.#nic.deregMr({ ...this.#ctx, mrHandle });
   }

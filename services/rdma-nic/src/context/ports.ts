@@ -3,6 +3,8 @@ import type { DmaBufMemory, MemoryWindow } from '../memory/memory';
 /** Memory the NIC imported from the registry for one MR, until deregistration detaches it. */
 export interface ImportedMemory<M> {
   readonly memory: M;
+  /** Host memory the process may write (its fd open for writing): what a writable access may be granted on. */
+  readonly writable?: boolean;
   /** dma_buf_detach(): the registry forgets the attachment. */
   detach(): Promise<void>;
 }

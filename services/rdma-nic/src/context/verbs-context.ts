@@ -1,12 +1,19 @@
 import { errno, type ErrnoError } from '@p2p/errno';
-import { userQueues } from '@p2p/verbs';
+import { IBV_REREG_MR_CHANGE_ACCESS, IBV_REREG_MR_CHANGE_PD, IBV_REREG_MR_CHANGE_TRANSLATION, IBV_REREG_MR_FLAGS_SUPPORTED, userQueues } from '@p2p/verbs';
 import { CqRing } from '../cq/cq-ring';
 import { checkMrAccess } from '../mr/reg-checks';
 import type { MemoryWindow } from '../memory/memory';
 import type { DoorbellServer } from '../user-queues/doorbell-server';
 import { UserContext } from '../user-queues/user-context';
 import { UserQp } from '../user-queues/user-qp';
-import { IBV_ACCESS_LOCAL_WRITE } from '../verbs/access-flags';
+import { IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_MW_BIND, IBV_ACCESS_REMOTE_ATOMIC, IBV_ACCESS_REMOTE_WRITE } from '../verbs/access-flags';
+import { HostMemoryRegion } from '../mr/memory-region';
+
+
+/** ib_access_writable(): access for which ib_umem_get() pins with FOLL_WRITE. */
+function ib_access_writable(access: number): boolean {
+  return (access & (IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_ATOMIC | IBV_ACCESS_MW_BIND)) !== 0;
+}
 import type { WorkCompletion } from '../cq/work-completion';
 import type { AsyncEvent } from '../events/async-events';
 import type { Nic } from '../nic';
@@ -161,6 +168,48 @@ export class VerbsContext {
       return { handle: mr.handle, lkey: mr.lkey, rkey: mr.rkey };
     } catch (error) {
       await this.#detach(imported, 'detach after a failed reg_dmabuf_mr');
+      throw error;
+    }
+  }
+
+  /**
+   * ibv_rereg_mr(): libibverbs' checks (a dma-buf MR, flags 0 or unknown,
+   * a translation of length 0, access without CHANGE_ACCESS: EINVAL), then
+   * the kernel's (ib_check_mr_access(), the new PD, the new memory pinned
+   * as ib_umem_get() pins it; a writable access on memory the process may
+   * only read is EFAULT). Nothing changes unless all of it succeeds; the
+   * old memory is unpinned after.
+   */
+  async reregMr(pid: number, mrHandle: number, flags: number, change: { pdHandle: number; heapFd: number; offset: number; length: number; iova: number; access: number }): Promise<RegisteredMr & { iova: number; length: number }> {
+    const imported = this.#mr(mrHandle);
+    const old = this.#nic.mr(mrHandle);
+    if (!(old instanceof HostMemoryRegion)) throw errno('EINVAL', `MR ${mrHandle} is a dma-buf MR: ibv_rereg_mr() takes MRs of ibv_reg_mr() only`);
+    if (flags === 0 || (flags & ~IBV_REREG_MR_FLAGS_SUPPORTED) !== 0) throw errno('EINVAL', `rereg flags 0x${flags.toString(16)}: a non-empty set of IBV_REREG_MR_CHANGE_TRANSLATION, _PD and _ACCESS`);
+    const translation = (flags & IBV_REREG_MR_CHANGE_TRANSLATION) !== 0;
+    if (translation && change.length === 0) throw errno('EINVAL', 'a new translation of length 0');
+    if (change.access !== 0 && (flags & IBV_REREG_MR_CHANGE_ACCESS) === 0) throw errno('EINVAL', `access 0x${change.access.toString(16)} without IBV_REREG_MR_CHANGE_ACCESS`);
+    const access = (flags & IBV_REREG_MR_CHANGE_ACCESS) !== 0 ? change.access : old.access;
+    checkMrAccess(access);
+    const pdHandle = (flags & IBV_REREG_MR_CHANGE_PD) !== 0 ? change.pdHandle : undefined;
+    if (pdHandle !== undefined) this.#pd(pdHandle);
+    let pinned: ImportedMemory<MemoryWindow> | undefined;
+    if (translation) {
+      pinned = await this.#imports.hostMemory(pid, change.heapFd, change.offset, change.length, access);
+    } else if (ib_access_writable(access) && imported.writable === false) {
+      throw errno('EFAULT', `access 0x${access.toString(16)} writes, and MR ${mrHandle}'s memory is open read-only`);
+    }
+    try {
+      this.#check();
+      this.#mr(mrHandle);
+      if (pdHandle !== undefined) this.#pd(pdHandle);
+      const mr = this.#nic.reregMr(mrHandle, { pdHandle, memory: pinned?.memory, iova: translation ? change.iova : undefined, access });
+      if (pinned !== undefined) {
+        this.#mrs.set(mrHandle, pinned);
+        await this.#detach(imported, `detach of MR ${mrHandle}'s old memory`);
+      }
+      return { handle: mr.handle, lkey: mr.lkey, rkey: mr.rkey, iova: mr.iova, length: mr.length };
+    } catch (error) {
+      if (pinned !== undefined) await this.#detach(pinned, 'detach after a failed rereg_mr');
       throw error;
     }
   }

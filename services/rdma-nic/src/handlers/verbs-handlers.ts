@@ -46,6 +46,12 @@ export function rdmaHandlers(device: RdmaDevice, streams: OpenStreams, callers: 
       const mr = await ctx.regDmabufMr(await callers.pid(call, req.pid, 'RegDmabufMr'), req.pdHandle, req.fd, u64Arg(req.offset, 'offset'), u64Arg(req.length, 'length'), u64Arg(req.iova, 'iova'), req.access);
       return { mrHandle: mr.handle, lkey: mr.lkey, rkey: mr.rkey, addr: req.iova, length: req.length };
     }),
+    reregMr: unary(async (req: rdma.ReregMrRequest, call) => {
+      const ctx = await callers.context(call, req, 'ReregMr');
+      const change = { pdHandle: req.pdHandle, heapFd: req.heapFd, offset: u64Arg(req.offset, 'offset'), length: u64Arg(req.length, 'length'), iova: u64Arg(req.iova, 'iova'), access: req.access };
+      const mr = await ctx.reregMr(await callers.pid(call, req.pid, 'ReregMr'), req.mrHandle, req.flags, change);
+      return { lkey: mr.lkey, rkey: mr.rkey, addr: BigInt(mr.iova), length: BigInt(mr.length) };
+    }),
     deregMr: unary(async (req: rdma.DeregMrRequest, call) => {
       await (await callers.context(call, req, 'DeregMr')).deregMr(req.mrHandle);
       return {};

@@ -55,6 +55,11 @@ export class HostMemoryRegion extends MemoryRegion {
     this.#memory = memory;
   }
 
+  /** The pinned memory the region covers. */
+  get memory(): MemoryWindow {
+    return this.#memory;
+  }
+
   override translate(addr: number, length: number, out: Uint8Array[]): Translation {
     this.#memory.views(addr - this.iova, length, out);
     return true;

@@ -67,7 +67,7 @@ export class MemoryImports implements MemoryImportPort {
       await importer.detach().catch(() => undefined);
       throw error;
     }
-    return { memory: new ImporterWindow(importer, offset, length), detach: () => importer.detach() };
+    return { memory: new ImporterWindow(importer, offset, length), writable: (file.openFlags & O_ACCMODE) !== O_RDONLY, detach: () => importer.detach() };
   }
 
   async dmaBuf(pid: number, fd: number, onMoveNotify: () => void): Promise<ImportedMemory<DmaBufMemory>> {

@@ -683,6 +683,35 @@ export interface RegDmabufMrResponse {
   length: bigint;
 }
 
+/**
+ * ibv_rereg_mr(): flags IBV_REREG_MR_CHANGE_TRANSLATION (1, the memory:
+ * heap_fd, offset, length, iova as RegMr takes them), _CHANGE_PD (2,
+ * pd_handle) and _CHANGE_ACCESS (4, access). In order: an MR of another
+ * kind than RegMr's (a dma-buf MR), flags 0 or outside those three, a
+ * translation of length 0, access without CHANGE_ACCESS are EINVAL, as
+ * libibverbs refuses them; then access as RegMr checks it, the PD, and the
+ * new memory (EFAULT as RegMr's). All or nothing; the keys stay.
+ */
+export interface ReregMrRequest {
+  pid: number;
+  contextFd: number;
+  mrHandle: number;
+  flags: number;
+  pdHandle: number;
+  heapFd: number;
+  offset: bigint;
+  length: bigint;
+  iova: bigint;
+  access: number;
+}
+
+export interface ReregMrResponse {
+  lkey: number;
+  rkey: number;
+  addr: bigint;
+  length: bigint;
+}
+
 export interface DeregMrRequest {
   pid: number;
   contextFd: number;
@@ -3117,6 +3146,378 @@ export const RegDmabufMrResponse: MessageFns<RegDmabufMrResponse> = {
   fromPartial(object: DeepPartial<RegDmabufMrResponse>): RegDmabufMrResponse {
     const message = createBaseRegDmabufMrResponse();
     message.mrHandle = object.mrHandle ?? 0;
+    message.lkey = object.lkey ?? 0;
+    message.rkey = object.rkey ?? 0;
+    message.addr = (object.addr !== undefined && object.addr !== null) ? BigInt(object.addr) : 0n;
+    message.length = (object.length !== undefined && object.length !== null) ? BigInt(object.length) : 0n;
+    return message;
+  },
+};
+
+function createBaseReregMrRequest(): ReregMrRequest {
+  return {
+    pid: 0,
+    contextFd: 0,
+    mrHandle: 0,
+    flags: 0,
+    pdHandle: 0,
+    heapFd: 0,
+    offset: 0n,
+    length: 0n,
+    iova: 0n,
+    access: 0,
+  };
+}
+
+export const ReregMrRequest: MessageFns<ReregMrRequest> = {
+  encode(message: ReregMrRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pid !== 0) {
+      writer.uint32(8).uint32(message.pid);
+    }
+    if (message.contextFd !== 0) {
+      writer.uint32(16).int32(message.contextFd);
+    }
+    if (message.mrHandle !== 0) {
+      writer.uint32(24).uint32(message.mrHandle);
+    }
+    if (message.flags !== 0) {
+      writer.uint32(32).uint32(message.flags);
+    }
+    if (message.pdHandle !== 0) {
+      writer.uint32(40).uint32(message.pdHandle);
+    }
+    if (message.heapFd !== 0) {
+      writer.uint32(48).int32(message.heapFd);
+    }
+    if (message.offset !== 0n) {
+      if (BigInt.asUintN(64, message.offset) !== message.offset) {
+        throw new globalThis.Error("value provided for field message.offset of type uint64 too large");
+      }
+      writer.uint32(56).uint64(message.offset);
+    }
+    if (message.length !== 0n) {
+      if (BigInt.asUintN(64, message.length) !== message.length) {
+        throw new globalThis.Error("value provided for field message.length of type uint64 too large");
+      }
+      writer.uint32(64).uint64(message.length);
+    }
+    if (message.iova !== 0n) {
+      if (BigInt.asUintN(64, message.iova) !== message.iova) {
+        throw new globalThis.Error("value provided for field message.iova of type uint64 too large");
+      }
+      writer.uint32(72).uint64(message.iova);
+    }
+    if (message.access !== 0) {
+      writer.uint32(80).uint32(message.access);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReregMrRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReregMrRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pid = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.contextFd = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.mrHandle = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.flags = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.pdHandle = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.heapFd = reader.int32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.offset = reader.uint64() as bigint;
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.length = reader.uint64() as bigint;
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.iova = reader.uint64() as bigint;
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.access = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReregMrRequest {
+    return {
+      pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
+      contextFd: isSet(object.contextFd)
+        ? globalThis.Number(object.contextFd)
+        : isSet(object.context_fd)
+        ? globalThis.Number(object.context_fd)
+        : 0,
+      mrHandle: isSet(object.mrHandle)
+        ? globalThis.Number(object.mrHandle)
+        : isSet(object.mr_handle)
+        ? globalThis.Number(object.mr_handle)
+        : 0,
+      flags: isSet(object.flags) ? globalThis.Number(object.flags) : 0,
+      pdHandle: isSet(object.pdHandle)
+        ? globalThis.Number(object.pdHandle)
+        : isSet(object.pd_handle)
+        ? globalThis.Number(object.pd_handle)
+        : 0,
+      heapFd: isSet(object.heapFd)
+        ? globalThis.Number(object.heapFd)
+        : isSet(object.heap_fd)
+        ? globalThis.Number(object.heap_fd)
+        : 0,
+      offset: isSet(object.offset) ? BigInt(object.offset) : 0n,
+      length: isSet(object.length) ? BigInt(object.length) : 0n,
+      iova: isSet(object.iova) ? BigInt(object.iova) : 0n,
+      access: isSet(object.access) ? globalThis.Number(object.access) : 0,
+    };
+  },
+
+  toJSON(message: ReregMrRequest): unknown {
+    const obj: any = {};
+    if (message.pid !== 0) {
+      obj.pid = Math.round(message.pid);
+    }
+    if (message.contextFd !== 0) {
+      obj.contextFd = Math.round(message.contextFd);
+    }
+    if (message.mrHandle !== 0) {
+      obj.mrHandle = Math.round(message.mrHandle);
+    }
+    if (message.flags !== 0) {
+      obj.flags = Math.round(message.flags);
+    }
+    if (message.pdHandle !== 0) {
+      obj.pdHandle = Math.round(message.pdHandle);
+    }
+    if (message.heapFd !== 0) {
+      obj.heapFd = Math.round(message.heapFd);
+    }
+    if (message.offset !== 0n) {
+      obj.offset = message.offset.toString();
+    }
+    if (message.length !== 0n) {
+      obj.length = message.length.toString();
+    }
+    if (message.iova !== 0n) {
+      obj.iova = message.iova.toString();
+    }
+    if (message.access !== 0) {
+      obj.access = Math.round(message.access);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ReregMrRequest>): ReregMrRequest {
+    return ReregMrRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReregMrRequest>): ReregMrRequest {
+    const message = createBaseReregMrRequest();
+    message.pid = object.pid ?? 0;
+    message.contextFd = object.contextFd ?? 0;
+    message.mrHandle = object.mrHandle ?? 0;
+    message.flags = object.flags ?? 0;
+    message.pdHandle = object.pdHandle ?? 0;
+    message.heapFd = object.heapFd ?? 0;
+    message.offset = (object.offset !== undefined && object.offset !== null) ? BigInt(object.offset) : 0n;
+    message.length = (object.length !== undefined && object.length !== null) ? BigInt(object.length) : 0n;
+    message.iova = (object.iova !== undefined && object.iova !== null) ? BigInt(object.iova) : 0n;
+    message.access = object.access ?? 0;
+    return message;
+  },
+};
+
+function createBaseReregMrResponse(): ReregMrResponse {
+  return { lkey: 0, rkey: 0, addr: 0n, length: 0n };
+}
+
+export const ReregMrResponse: MessageFns<ReregMrResponse> = {
+  encode(message: ReregMrResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.lkey !== 0) {
+      writer.uint32(8).uint32(message.lkey);
+    }
+    if (message.rkey !== 0) {
+      writer.uint32(16).uint32(message.rkey);
+    }
+    if (message.addr !== 0n) {
+      if (BigInt.asUintN(64, message.addr) !== message.addr) {
+        throw new globalThis.Error("value provided for field message.addr of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.addr);
+    }
+    if (message.length !== 0n) {
+      if (BigInt.asUintN(64, message.length) !== message.length) {
+        throw new globalThis.Error("value provided for field message.length of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.length);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReregMrResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReregMrResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.lkey = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.rkey = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.addr = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.length = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReregMrResponse {
+    return {
+      lkey: isSet(object.lkey) ? globalThis.Number(object.lkey) : 0,
+      rkey: isSet(object.rkey) ? globalThis.Number(object.rkey) : 0,
+      addr: isSet(object.addr) ? BigInt(object.addr) : 0n,
+      length: isSet(object.length) ? BigInt(object.length) : 0n,
+    };
+  },
+
+  toJSON(message: ReregMrResponse): unknown {
+    const obj: any = {};
+    if (message.lkey !== 0) {
+      obj.lkey = Math.round(message.lkey);
+    }
+    if (message.rkey !== 0) {
+      obj.rkey = Math.round(message.rkey);
+    }
+    if (message.addr !== 0n) {
+      obj.addr = message.addr.toString();
+    }
+    if (message.length !== 0n) {
+      obj.length = message.length.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ReregMrResponse>): ReregMrResponse {
+    return ReregMrResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReregMrResponse>): ReregMrResponse {
+    const message = createBaseReregMrResponse();
     message.lkey = object.lkey ?? 0;
     message.rkey = object.rkey ?? 0;
     message.addr = (object.addr !== undefined && object.addr !== null) ? BigInt(object.addr) : 0n;
@@ -7545,6 +7946,15 @@ export const RdmaNicServiceDefinition = {
       responseStream: false,
       options: {},
     },
+    /** ibv_rereg_mr() of a host-memory MR. */
+    reregMr: {
+      name: "ReregMr",
+      requestType: ReregMrRequest as typeof ReregMrRequest,
+      requestStream: false,
+      responseType: ReregMrResponse as typeof ReregMrResponse,
+      responseStream: false,
+      options: {},
+    },
     createCq: {
       name: "CreateCq",
       requestType: CreateCqRequest as typeof CreateCqRequest,
@@ -7736,6 +8146,16 @@ export const RdmaNicServiceService = {
     responseSerialize: (value: DeregMrResponse): Buffer => Buffer.from(DeregMrResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DeregMrResponse => DeregMrResponse.decode(value),
   },
+  /** ibv_rereg_mr() of a host-memory MR. */
+  reregMr: {
+    path: "/p2p.rdma.v1.RdmaNicService/ReregMr" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ReregMrRequest): Buffer => Buffer.from(ReregMrRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ReregMrRequest => ReregMrRequest.decode(value),
+    responseSerialize: (value: ReregMrResponse): Buffer => Buffer.from(ReregMrResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ReregMrResponse => ReregMrResponse.decode(value),
+  },
   createCq: {
     path: "/p2p.rdma.v1.RdmaNicService/CreateCq" as const,
     requestStream: false as const,
@@ -7867,6 +8287,8 @@ export interface RdmaNicServiceServer extends UntypedServiceImplementation {
   /** ibv_reg_dmabuf_mr. */
   regDmabufMr: handleUnaryCall<RegDmabufMrRequest, RegDmabufMrResponse>;
   deregMr: handleUnaryCall<DeregMrRequest, DeregMrResponse>;
+  /** ibv_rereg_mr() of a host-memory MR. */
+  reregMr: handleUnaryCall<ReregMrRequest, ReregMrResponse>;
   createCq: handleUnaryCall<CreateCqRequest, CreateCqResponse>;
   destroyCq: handleUnaryCall<DestroyCqRequest, DestroyCqResponse>;
   pollCq: handleUnaryCall<PollCqRequest, PollCqResponse>;
@@ -8023,6 +8445,22 @@ export interface RdmaNicServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DeregMrResponse) => void,
+  ): ClientUnaryCall;
+  /** ibv_rereg_mr() of a host-memory MR. */
+  reregMr(
+    request: ReregMrRequest,
+    callback: (error: ServiceError | null, response: ReregMrResponse) => void,
+  ): ClientUnaryCall;
+  reregMr(
+    request: ReregMrRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ReregMrResponse) => void,
+  ): ClientUnaryCall;
+  reregMr(
+    request: ReregMrRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ReregMrResponse) => void,
   ): ClientUnaryCall;
   createCq(
     request: CreateCqRequest,
