@@ -8,6 +8,8 @@ export * from './abi/qp-attr-mask';
 export * from './abi/send-flags';
 export * from './abi/qp-ex';
 export * from './abi/rereg-flags';
+export { QpState, WrOpcode, WcOpcode, WcStatus, AsyncEventType } from './abi/enums';
+export type { Sge, SendWr, RecvWr, WorkCompletion } from './abi/work-request';
 export { WQE_BYTES, encodeWqe, encodeWqes, decodeWqes, type PackedSendWr, type UnpackedSendWr } from './abi/wqe';
 export * as userQueues from './abi/user-queues';
 export { CQE_BYTES, IBV_WC_WITH_IMM, encodeCqes, decodeCqes, type PackedCompletion } from './abi/cqe';

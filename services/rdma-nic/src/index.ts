@@ -37,8 +37,8 @@ export {
   type WireRequest,
   type WireResponse,
   type WireReply,
-} from './wire/fabric';
-export { MAX_MSG_SZ, RNR_RETRY_INFINITE } from './wire/requester';
+} from './transport/fabric';
+export { MAX_MSG_SZ, RNR_RETRY_INFINITE } from './transport/requester';
 
 // Testing
 export { HeapMemory, HeapDmaBuf } from './testing/heap-memory';

@@ -11,9 +11,9 @@ import type { QpAttr } from './qp/qp-attr';
 import { QueuePair, type QpCap, type SendEngine } from './qp/queue-pair';
 import type { PostResult, RecvWr, SendWr } from './qp/work-request';
 import { AsyncEventType, QpState } from './verbs/enums';
-import type { Fabric, FabricEndpoint, WireRequest, WireResponse } from './wire/fabric';
-import { landResponse, prepareSend, wireRequest } from './wire/requester';
-import { respond } from './wire/responder';
+import type { Fabric, FabricEndpoint, WireRequest, WireResponse } from './transport/fabric';
+import { landResponse, prepareSend, wireRequest } from './transport/requester';
+import { respond } from './transport/responder';
 
 /** ibv_device_attr limits of the model device. */
 export const DEVICE_LIMITS = {

@@ -2,7 +2,7 @@ import type { TlsConfig } from '@p2p/auth';
 import type { RegistrySession } from '@p2p/dmabuf-client';
 import type { Logger } from 'pino';
 import { RemoteFabric } from './link/remote-fabric';
-import type { Fabric, FabricEndpoint } from './wire/fabric';
+import type { Fabric, FabricEndpoint } from './transport/fabric';
 
 /** A fabric the service attaches its NIC to. */
 export type AttachableFabric = Fabric & { attach(endpoint: FabricEndpoint): void };

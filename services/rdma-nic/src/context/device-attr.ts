@@ -1,7 +1,7 @@
 import { errno } from '@p2p/errno';
 import { DEVICE_LIMITS } from '../nic';
 import { MAX_RD_ATOMIC, PORT_NUM } from '../qp/qp-attr';
-import { MAX_MSG_SZ } from '../wire/requester';
+import { MAX_MSG_SZ } from '../transport/requester';
 
 /** What pci-emu says of the claimed function. */
 export interface NicFunction {

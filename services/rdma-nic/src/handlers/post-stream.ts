@@ -6,7 +6,7 @@ import type { VerbsContext } from '../context/verbs-context';
 import type { OpenStreams } from './open-streams';
 import type { VerbsCallers } from './verbs-callers';
 import { postDecoded } from './post-result';
-import { sendWrsFromWire } from './wire-verbs';
+import { sendWrsFromWire } from './proto-verbs';
 
 type Request = rdma.PostStreamRequest;
 type Response = rdma.PostStreamResponse;

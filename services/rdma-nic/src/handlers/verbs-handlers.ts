@@ -9,7 +9,7 @@ import { postCall, postDecoded } from './post-result';
 import { postStream } from './post-stream';
 import { watchAsyncEvents } from './watch-async-events';
 import { watchCompletions } from './watch-completions';
-import { qpAttrFromWire, qpAttrToWire, recvWrsFromWire, sendWrsFromWire, u64Arg, wcToWire } from './wire-verbs';
+import { qpAttrFromWire, qpAttrToWire, recvWrsFromWire, sendWrsFromWire, u64Arg, wcToWire } from './proto-verbs';
 
 /**
  * RdmaNicService: find the caller's context, decode, call it, encode.

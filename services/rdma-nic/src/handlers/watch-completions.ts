@@ -5,7 +5,7 @@ import type { WorkCompletion } from '../cq/work-completion';
 import { contextStream } from './context-stream';
 import type { OpenStreams } from './open-streams';
 import type { VerbsCallers } from './verbs-callers';
-import { wcToWire } from './wire-verbs';
+import { wcToWire } from './proto-verbs';
 
 type Response = rdma.WatchCompletionsResponse;
 

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { WcStatus } from '../verbs/enums';
-import { RNR_NAK, WireOp, type WireRequest } from '../wire/fabric';
+import { RNR_NAK, WireOp, type WireRequest } from '../transport/fabric';
 import { FrameBuilder } from './frame-builder';
 import { readRequest, readResponse, requestPayload, responsePayload } from './packet-reader';
 import {

@@ -1,4 +1,4 @@
-import { RNR_NAK, WireOp, type WireRequest, type WireResponse } from '../wire/fabric';
+import { RNR_NAK, WireOp, type WireRequest, type WireResponse } from '../transport/fabric';
 import {
   FRAME_HEADER_BYTES,
   FrameField,

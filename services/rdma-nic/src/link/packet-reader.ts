@@ -1,4 +1,4 @@
-import { WireOp, type WireRequest, type WireResponse } from '../wire/fabric';
+import { WireOp, type WireRequest, type WireResponse } from '../transport/fabric';
 import { getU64, REQUEST_IMM, RequestField, RESPONSE_ORIGINAL, RESPONSE_RNR_TIMER, ResponseField } from './wire-layout';
 
 /** Where a packet's payload is (wire-layout.ts), read before the payload is looked up. */

@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { channelCredentials, tlsTargetName } from '@p2p/auth';
 import { rdma } from '@p2p/proto';
 import { totalLength } from '../memory/copy';
-import type { WireRequest } from '../wire/fabric';
+import type { WireRequest } from '../transport/fabric';
 import { gather } from './gather';
 import type { PendingRequest } from './pending-requests';
 import { type LinkHost, WireLink } from './wire-link';

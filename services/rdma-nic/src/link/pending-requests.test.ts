@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import type { WireResponse } from '../wire/fabric';
+import type { WireResponse } from '../transport/fabric';
 import { PendingRequests } from './pending-requests';
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));

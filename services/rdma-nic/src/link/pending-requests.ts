@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import type { WireReply, WireResponse } from '../wire/fabric';
+import type { WireReply, WireResponse } from '../transport/fabric';
 import { Fifo } from './fifo';
 
 /** What a request was sent on: whether the peer is still working towards its answer. */

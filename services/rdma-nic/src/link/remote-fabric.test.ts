@@ -6,7 +6,7 @@ import { RegistrySession } from '@p2p/dmabuf-client';
 import { errnoOf } from '@p2p/status';
 import { eventually, freePort, tempShmDir, platformSecretsOf } from '@p2p/testing';
 import { WcStatus } from '../verbs/enums';
-import { RNR_NAK, WireOp, type WireRequest, type WireResponse } from '../wire/fabric';
+import { RNR_NAK, WireOp, type WireRequest, type WireResponse } from '../transport/fabric';
 import { RemoteFabric } from './remote-fabric';
 import { MemoryEndpoint } from './testing/memory-endpoint';
 import { type InProcessRegistry, startRegistryInProcess } from './testing/registry-in-process';

@@ -4,7 +4,7 @@ import type { RegistrySession } from '@p2p/dmabuf-client';
 import { errno } from '@p2p/errno';
 import { rdma } from '@p2p/proto';
 import type { Logger } from 'pino';
-import type { Fabric, FabricEndpoint, WireReply, WireRequest } from '../wire/fabric';
+import type { Fabric, FabricEndpoint, WireReply, WireRequest } from '../transport/fabric';
 import { canonicalGid, gidBytes, gidHost } from './gid';
 import { PeerConnection } from './peer-connection';
 import { type PendingRequest, PendingRequests } from './pending-requests';

@@ -7,7 +7,7 @@ import type { rdma } from '@p2p/proto';
 import { failStream } from '@p2p/server';
 import type { Logger } from 'pino';
 import { totalLength } from '../memory/copy';
-import type { FabricEndpoint, WireRequest, WireResponse } from '../wire/fabric';
+import type { FabricEndpoint, WireRequest, WireResponse } from '../transport/fabric';
 import { Fifo } from './fifo';
 import { FrameBuilder } from './frame-builder';
 import { gather } from './gather';

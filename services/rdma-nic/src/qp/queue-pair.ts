@@ -8,8 +8,9 @@ import { IBV_QP_EN_SQD_ASYNC_NOTIFY, IBV_QP_STATE } from '../verbs/qp-attr-mask'
 import { applyAttr, checkAttrValues, resetAttr, type QpAttr } from './qp-attr';
 import { modifyQpRejection } from './state-table';
 import type { PostResult, RecvWr, SendWr } from './work-request';
-import { PSN_MASK, RNR_NAK, ackTimeoutMs, rnrTimerMs, type WireResponse } from '../wire/fabric';
-import { isReadLike, RNR_RETRY_INFINITE } from '../wire/requester';
+import { PSN_MASK, RNR_NAK, ackTimeoutMs, rnrTimerMs, type WireResponse } from '../transport/fabric';
+import { isReadLike, RNR_RETRY_INFINITE } from '../transport/requester';
+import { wireOpOf, wrOpcode, WR_OPCODES } from '../transport/opcodes';
 
 /** Atomic originals a responder keeps for duplicates (mlx5's max_dest_rd_atomic is 16; twice that is plenty). */
 const MAX_SAVED_ATOMICS = 32;
@@ -66,15 +67,6 @@ interface InFlight {
 
 const PENDING = -2;
 
-const SEND_OPCODE: Readonly<Record<WrOpcode, WcOpcode>> = {
-  [WrOpcode.RDMA_WRITE]: WcOpcode.RDMA_WRITE,
-  [WrOpcode.RDMA_WRITE_WITH_IMM]: WcOpcode.RDMA_WRITE,
-  [WrOpcode.SEND]: WcOpcode.SEND,
-  [WrOpcode.SEND_WITH_IMM]: WcOpcode.SEND,
-  [WrOpcode.RDMA_READ]: WcOpcode.RDMA_READ,
-  [WrOpcode.ATOMIC_CMP_AND_SWP]: WcOpcode.COMP_SWAP,
-  [WrOpcode.ATOMIC_FETCH_AND_ADD]: WcOpcode.FETCH_ADD,
-};
 
 /**
  * An RC ibv_qp: its state machine (ib_modify_qp_is_ok()), its send and
@@ -189,7 +181,7 @@ export class QueuePair implements WorkQueueOwner {
       if (this.#state === QpState.ERR) {
         this.#completeSend(wr, seq, WcStatus.WR_FLUSH_ERR);
       } else if (bad) {
-        this.#sq.push({ wr: { ...wr, opcode: SEND_OPCODE[wr.opcode] === undefined ? WrOpcode.SEND : wr.opcode, sendFlags: IBV_SEND_SIGNALED }, seq, localError: WcStatus.LOC_QP_OP_ERR });
+        this.#sq.push({ wr: { ...wr, opcode: wrOpcode(wr.opcode) === undefined ? WrOpcode.SEND : wr.opcode, sendFlags: IBV_SEND_SIGNALED }, seq, localError: WcStatus.LOC_QP_OP_ERR });
       } else {
         this.#sq.push({ wr, seq });
       }
@@ -425,7 +417,7 @@ export class QueuePair implements WorkQueueOwner {
   }
 
   #checkSend(wr: SendWr): ErrnoError | undefined {
-    if (SEND_OPCODE[wr.opcode] === undefined) {
+    if (wrOpcode(wr.opcode) === undefined) {
       return errno('EINVAL', `opcode ${String(wr.opcode)} is not an RC send opcode`);
     }
     if (wr.sgList.length > this.cap.maxSendSge) {
@@ -638,7 +630,7 @@ export class QueuePair implements WorkQueueOwner {
       {
         wrId: wr.wrId,
         status,
-        opcode: SEND_OPCODE[wr.opcode],
+        opcode: WR_OPCODES[wr.opcode].wcOpcode,
         byteLen: status === WcStatus.SUCCESS ? sendByteLen(wr) : 0,
         immData: 0,
         withImm: false,
@@ -697,12 +689,16 @@ export class QueuePair implements WorkQueueOwner {
 
 /** byte_len of a successful send completion: what RDMA_READ brought, 8 for atomics, else 0. */
 function sendByteLen(wr: SendWr): number {
-  if (wr.opcode === WrOpcode.RDMA_READ) {
-    let sum = 0;
-    for (const sge of wr.sgList) {
-      sum += sge.length;
-    }
-    return sum;
+  const { readLike, atomic } = wireOpOf(wr.opcode);
+  if (atomic) {
+    return 8;
   }
-  return wr.opcode === WrOpcode.ATOMIC_CMP_AND_SWP || wr.opcode === WrOpcode.ATOMIC_FETCH_AND_ADD ? 8 : 0;
+  if (!readLike) {
+    return 0;
+  }
+  let sum = 0;
+  for (const sge of wr.sgList) {
+    sum += sge.length;
+  }
+  return sum;
 }

@@ -1,4 +1,4 @@
-import type { Fabric, FabricEndpoint, WireReply, WireRequest } from '../wire/fabric';
+import type { Fabric, FabricEndpoint, WireReply, WireRequest } from '../transport/fabric';
 
 interface Carried {
   readonly dgid: string;

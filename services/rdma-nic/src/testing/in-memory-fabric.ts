@@ -1,4 +1,4 @@
-import type { Fabric, FabricEndpoint, WireReply, WireRequest } from '../wire/fabric';
+import type { Fabric, FabricEndpoint, WireReply, WireRequest } from '../transport/fabric';
 
 /**
  * A fabric in one process: endpoints by GID, answered synchronously, and

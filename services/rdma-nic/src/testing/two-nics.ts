@@ -26,7 +26,7 @@ import {
   IBV_QP_STATE,
   IBV_QP_TIMEOUT,
 } from '../verbs/qp-attr-mask';
-import type { Fabric, FabricEndpoint } from '../wire/fabric';
+import type { Fabric, FabricEndpoint } from '../transport/fabric';
 import { HeapMemory } from './heap-memory';
 import { InMemoryFabric } from './in-memory-fabric';
 

@@ -1,6 +1,6 @@
 import { copyAcross } from '../../memory/copy';
 import { WcStatus } from '../../verbs/enums';
-import { type FabricEndpoint, RNR_NAK, WireOp, type WireRequest, type WireResponse } from '../../wire/fabric';
+import { type FabricEndpoint, RNR_NAK, WireOp, type WireRequest, type WireResponse } from '../../transport/fabric';
 
 /** A SEND as the endpoint got it, payload copied. */
 export interface ReceivedSend {

@@ -4,8 +4,9 @@ import type { MemoryRegion } from '../mr/memory-region';
 import { resolveSges, sgesWritten } from '../mr/resolve-sges';
 import type { SendWr } from '../qp/work-request';
 import type { ProtectionDomain } from '../mr/protection-domain';
-import { WcStatus, WrOpcode } from '../verbs/enums';
-import { WireOp, type WireRequest, type WireResponse } from './fabric';
+import { WcStatus, type WrOpcode } from '../verbs/enums';
+import type { WireRequest, WireResponse } from './fabric';
+import { WIRE_OPS, WR_OPCODES, wireOpOf } from './opcodes';
 
 /** ibv_port_attr.max_msg_sz of the model device (mlx5's 1 GiB). */
 export const MAX_MSG_SZ = 1 << 30;
@@ -13,20 +14,9 @@ export const MAX_MSG_SZ = 1 << 30;
 /** rnr_retry 7: retry RNR NAKs forever (IB spec 9.7.5.2.8). */
 export const RNR_RETRY_INFINITE = 7;
 
-export const WIRE_OP: Readonly<Record<WrOpcode, WireOp>> = {
-  [WrOpcode.RDMA_WRITE]: WireOp.RDMA_WRITE,
-  [WrOpcode.RDMA_WRITE_WITH_IMM]: WireOp.RDMA_WRITE,
-  [WrOpcode.SEND]: WireOp.SEND,
-  [WrOpcode.SEND_WITH_IMM]: WireOp.SEND,
-  [WrOpcode.RDMA_READ]: WireOp.RDMA_READ,
-  [WrOpcode.ATOMIC_CMP_AND_SWP]: WireOp.CMP_SWAP,
-  [WrOpcode.ATOMIC_FETCH_AND_ADD]: WireOp.FETCH_ADD,
-};
-
 /** RDMA_READ and atomics: the answer carries data the NIC writes locally, and max_rd_atomic bounds how many are outstanding. */
 export function isReadLike(opcode: WrOpcode): boolean {
-  const op = WIRE_OP[opcode];
-  return op === WireOp.RDMA_READ || op === WireOp.CMP_SWAP || op === WireOp.FETCH_ADD;
+  return wireOpOf(opcode).readLike;
 }
 
 /**
@@ -47,7 +37,7 @@ export function prepareSend(keys: KeyTable<MemoryRegion>, pd: ProtectionDomain, 
   if (length > MAX_MSG_SZ) {
     return WcStatus.LOC_LEN_ERR;
   }
-  if (readLike && WIRE_OP[wr.opcode] !== WireOp.RDMA_READ && length !== 8) {
+  if (wireOpOf(wr.opcode).atomic && length !== 8) {
     return WcStatus.LOC_LEN_ERR;
   }
   return WcStatus.SUCCESS;
@@ -61,17 +51,16 @@ const NO_PAYLOAD: readonly Uint8Array[] = [];
  * answer lands, and the request carries only their length.
  */
 export function wireRequest(gid: string, srcQpn: number, psn: number, wr: SendWr, local: readonly Uint8Array[]): WireRequest {
-  const withImm = wr.opcode === WrOpcode.RDMA_WRITE_WITH_IMM || wr.opcode === WrOpcode.SEND_WITH_IMM;
-  const op = WIRE_OP[wr.opcode];
+  const { wireOp, withImm } = WR_OPCODES[wr.opcode];
   return {
-    op,
+    op: wireOp,
     srcGid: gid,
     srcQpn,
     psn,
     remoteAddr: wr.remoteAddr ?? 0,
     rkey: wr.rkey ?? 0,
     length: totalLength(local),
-    payload: op === WireOp.SEND || op === WireOp.RDMA_WRITE ? local : NO_PAYLOAD,
+    payload: WIRE_OPS[wireOp].payload ? local : NO_PAYLOAD,
     withImm,
     immData: withImm ? (wr.immData ?? 0) >>> 0 : 0,
     compareAdd: wr.compareAdd ?? 0n,

@@ -3,26 +3,24 @@ import type { KeyTable } from '../mr/key-table';
 import type { MemoryRegion } from '../mr/memory-region';
 import { resolveSges, sgesWritten } from '../mr/resolve-sges';
 import type { QueuePair } from '../qp/queue-pair';
-import {
-  IBV_ACCESS_REMOTE_ATOMIC,
-  IBV_ACCESS_REMOTE_READ,
-  IBV_ACCESS_REMOTE_WRITE,
-} from '../verbs/access-flags';
 import { AsyncEventType, QpState, WcOpcode, WcStatus } from '../verbs/enums';
 import { RNR_NAK, WireOp, type WireRequest, type WireResponse } from './fabric';
+import { WIRE_OPS } from './opcodes';
 
 const ACK: WireResponse = { status: WcStatus.SUCCESS };
 const NAK_REM_ACCESS: WireResponse = { status: WcStatus.REM_ACCESS_ERR };
 const NAK_INV_REQ: WireResponse = { status: WcStatus.REM_INV_REQ_ERR };
 const NAK_REM_OP: WireResponse = { status: WcStatus.REM_OP_ERR };
 
-/** The QP access flag each remote opcode needs (rxe check_op_valid()). */
-const QP_ACCESS: Readonly<Record<WireOp, number>> = {
-  [WireOp.SEND]: 0,
-  [WireOp.RDMA_WRITE]: IBV_ACCESS_REMOTE_WRITE,
-  [WireOp.RDMA_READ]: IBV_ACCESS_REMOTE_READ,
-  [WireOp.CMP_SWAP]: IBV_ACCESS_REMOTE_ATOMIC,
-  [WireOp.FETCH_ADD]: IBV_ACCESS_REMOTE_ATOMIC,
+type Executor = (keys: KeyTable<MemoryRegion>, qp: QueuePair, request: WireRequest, faulting: Faulting) => WireResponse;
+
+/** The executor of each wire operation (rxe_resp.c's execute()); what each checks and needs is in opcodes.ts. */
+const EXECUTORS: Readonly<Record<WireOp, Executor>> = {
+  [WireOp.SEND]: (keys, qp, request, faulting) => receiveSend(keys, qp, request, faulting),
+  [WireOp.RDMA_WRITE]: (keys, qp, request, faulting) => receiveWrite(keys, qp, request, faulting),
+  [WireOp.RDMA_READ]: (keys, qp, request, faulting) => receiveRead(keys, qp, request, faulting),
+  [WireOp.CMP_SWAP]: (keys, qp, request, faulting) => receiveAtomic(keys, qp, request, faulting),
+  [WireOp.FETCH_ADD]: (keys, qp, request, faulting) => receiveAtomic(keys, qp, request, faulting),
 };
 
 /**
@@ -68,41 +66,28 @@ export function respond(keys: KeyTable<MemoryRegion>, qp: QueuePair, request: Wi
   if (psn === 'duplicate') {
     return duplicate(keys, qp, request, faulting);
   }
-  const need = QP_ACCESS[request.op];
+  const need = WIRE_OPS[request.op].qpAccess;
   if ((qp.attr.qpAccessFlags & need) !== need) {
     qp.advancePsn();
     qp.fail(AsyncEventType.QP_REQ_ERR);
     return NAK_INV_REQ;
   }
-  const response = execute(keys, qp, request, faulting);
+  const response = EXECUTORS[request.op](keys, qp, request, faulting);
   if (response.status !== RNR_NAK) {
     qp.advancePsn();
   }
   return response;
 }
 
-function execute(keys: KeyTable<MemoryRegion>, qp: QueuePair, request: WireRequest, faulting: Faulting): WireResponse {
-  switch (request.op) {
-    case WireOp.SEND:
-      return receiveSend(keys, qp, request, faulting);
-    case WireOp.RDMA_WRITE:
-      return receiveWrite(keys, qp, request, faulting);
-    case WireOp.RDMA_READ:
-      return receiveRead(keys, qp, request, faulting);
-    case WireOp.CMP_SWAP:
-    case WireOp.FETCH_ADD:
-      return receiveAtomic(keys, qp, request, faulting);
-  }
-}
-
 type Faulting = (qp: QueuePair, fault: Promise<void>) => void;
 
 /** A retransmission of a PSN already run: its answer was lost. */
 function duplicate(keys: KeyTable<MemoryRegion>, qp: QueuePair, request: WireRequest, faulting: Faulting): WireResponse {
-  if (request.op === WireOp.RDMA_READ) {
+  const { readLike, atomic } = WIRE_OPS[request.op];
+  if (readLike && !atomic) {
     return receiveRead(keys, qp, request, faulting);
   }
-  if (request.op === WireOp.CMP_SWAP || request.op === WireOp.FETCH_ADD) {
+  if (atomic) {
     const original = qp.savedAtomic(request.psn);
     return original === undefined ? NAK_INV_REQ : { status: WcStatus.SUCCESS, original };
   }
@@ -151,7 +136,7 @@ function receiveWrite(keys: KeyTable<MemoryRegion>, qp: QueuePair, request: Wire
     return rnr(qp);
   }
   if (request.length > 0) {
-    const target = remoteViews(keys, qp, request.rkey, request.remoteAddr, request.length, IBV_ACCESS_REMOTE_WRITE);
+    const target = remoteViews(keys, qp, request.rkey, request.remoteAddr, request.length, WIRE_OPS[request.op].mrAccess);
     if (target instanceof Promise) {
       faulting(qp, target);
       return rnr(qp);
@@ -182,7 +167,7 @@ function receiveRead(keys: KeyTable<MemoryRegion>, qp: QueuePair, request: WireR
   if (request.length === 0) {
     return ACK;
   }
-  const source = remoteViews(keys, qp, request.rkey, request.remoteAddr, request.length, IBV_ACCESS_REMOTE_READ);
+  const source = remoteViews(keys, qp, request.rkey, request.remoteAddr, request.length, WIRE_OPS[request.op].mrAccess);
   if (source instanceof Promise) {
     faulting(qp, source);
     return rnr(qp);
@@ -200,7 +185,7 @@ function receiveAtomic(keys: KeyTable<MemoryRegion>, qp: QueuePair, request: Wir
     qp.fail(AsyncEventType.QP_REQ_ERR);
     return NAK_INV_REQ;
   }
-  const views = remoteViews(keys, qp, request.rkey, request.remoteAddr, 8, IBV_ACCESS_REMOTE_ATOMIC);
+  const views = remoteViews(keys, qp, request.rkey, request.remoteAddr, 8, WIRE_OPS[request.op].mrAccess);
   if (views instanceof Promise) {
     faulting(qp, views);
     return rnr(qp);
