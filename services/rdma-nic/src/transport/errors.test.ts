@@ -80,6 +80,18 @@ describe('RC error completions', () => {
     }
   });
 
+  it('a packet whose operation the opcode table does not know (a corrupt frame): REM_INV_REQ_ERR, responder QP_REQ_ERR; its duplicate is acknowledged, not run', () => {
+    const { a, b } = connectedPair();
+    const request = (psn: number): WireRequest => ({ op: 9 as WireOp, srcGid: a.nic.gid, srcQpn: a.qp.qpNum, psn, remoteAddr: b.iova, rkey: b.key, length: 0, payload: [], withImm: false, immData: 0, compareAdd: 0n, swap: 0n });
+    const first = connectedPair();
+    // A duplicate PSN of an unknown operation: acknowledged, as any duplicate that needs no data.
+    first.b.nic.receive(first.b.qp.qpNum, { ...request(0), op: WireOp.RDMA_WRITE, srcGid: first.a.nic.gid, srcQpn: first.a.qp.qpNum, rkey: first.b.key, remoteAddr: first.b.iova });
+    expect(first.b.nic.receive(first.b.qp.qpNum, { ...request(0), srcGid: first.a.nic.gid, srcQpn: first.a.qp.qpNum })).to.deep.equal({ status: WcStatus.SUCCESS });
+    expect(b.nic.receive(b.qp.qpNum, request(0))).to.deep.equal({ status: WcStatus.REM_INV_REQ_ERR });
+    expect(b.qp.state).to.equal(QpState.ERR);
+    expect(b.events).to.deep.equal([{ type: AsyncEventType.QP_REQ_ERR, qpNum: b.qp.qpNum }]);
+  });
+
   it('a SEND too long for the receive: LOC_LEN_ERR at the responder, REM_INV_REQ_ERR at the requester', () => {
     const { a, b } = connectedPair();
     b.nic.postRecv(b.qp.qpNum, [{ wrId: 9n, sgList: [{ addr: b.iova, length: 2, lkey: b.key }] }]);

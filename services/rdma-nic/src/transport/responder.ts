@@ -66,8 +66,9 @@ export function respond(keys: KeyTable<MemoryRegion>, qp: QueuePair, request: Wi
   if (psn === 'duplicate') {
     return duplicate(keys, qp, request, faulting);
   }
-  const need = WIRE_OPS[request.op].qpAccess;
-  if ((qp.attr.qpAccessFlags & need) !== need) {
+  // An operation the tables do not know (a corrupt packet) is an invalid request, as one the QP's access refuses.
+  const op = WIRE_OPS[request.op] as (typeof WIRE_OPS)[WireOp] | undefined;
+  if (op === undefined || (qp.attr.qpAccessFlags & op.qpAccess) !== op.qpAccess) {
     qp.advancePsn();
     qp.fail(AsyncEventType.QP_REQ_ERR);
     return NAK_INV_REQ;
@@ -83,11 +84,11 @@ type Faulting = (qp: QueuePair, fault: Promise<void>) => void;
 
 /** A retransmission of a PSN already run: its answer was lost. */
 function duplicate(keys: KeyTable<MemoryRegion>, qp: QueuePair, request: WireRequest, faulting: Faulting): WireResponse {
-  const { readLike, atomic } = WIRE_OPS[request.op];
-  if (readLike && !atomic) {
+  const op = WIRE_OPS[request.op] as (typeof WIRE_OPS)[WireOp] | undefined;
+  if (op?.readLike === true && !op.atomic) {
     return receiveRead(keys, qp, request, faulting);
   }
-  if (atomic) {
+  if (op?.atomic === true) {
     const original = qp.savedAtomic(request.psn);
     return original === undefined ? NAK_INV_REQ : { status: WcStatus.SUCCESS, original };
   }
