@@ -275,8 +275,8 @@ export interface RingCompletion {
 /** IBV_WC_WITH_IMM in wc_flags. */
 const WC_WITH_IMM = 1 << 1;
 
-/** Writes the CQE's body, then its owner byte: a poller that sees the owner sees the body. */
-export function encodeRingCqe(view: DataView, at: number, wc: RingCompletion, owner: number): void {
+/** Writes the CQE's body, then its owner byte: a poller that sees the owner sees the body. `wqeCounter` may be given apart from `wc`. */
+export function encodeRingCqe(view: DataView, at: number, wc: Omit<RingCompletion, 'wqeCounter'>, owner: number, wqeCounter = (wc as RingCompletion).wqeCounter): void {
   view.setBigUint64(at, wc.wrId, true);
   view.setUint8(at + 8, wc.status);
   view.setUint8(at + 9, wc.opcode);
@@ -286,11 +286,12 @@ export function encodeRingCqe(view: DataView, at: number, wc: RingCompletion, ow
   view.setUint32(at + 20, wc.qpNum >>> 0, true);
   view.setUint32(at + 24, wc.srcQp >>> 0, true);
   view.setUint32(at + 28, wc.vendorErr >>> 0, true);
-  view.setUint32(at + CQE_WQE_COUNTER, wc.wqeCounter >>> 0, true);
+  view.setUint32(at + CQE_WQE_COUNTER, wqeCounter >>> 0, true);
   view.setUint8(at + CQE_OWNER, owner);
 }
 
-export function decodeRingCqe(view: DataView, at: number): RingCompletion {
+/** The struct ibv_wc of the CQE at `at`, without its WQE counter (read that with ringCqeWqeCounter()). */
+export function decodeRingWc(view: DataView, at: number): Omit<RingCompletion, 'wqeCounter'> {
   return {
     wrId: view.getBigUint64(at, true),
     status: view.getUint8(at + 8),
@@ -301,8 +302,15 @@ export function decodeRingCqe(view: DataView, at: number): RingCompletion {
     qpNum: view.getUint32(at + 20, true),
     srcQp: view.getUint32(at + 24, true),
     vendorErr: view.getUint32(at + 28, true),
-    wqeCounter: view.getUint32(at + CQE_WQE_COUNTER, true),
   };
+}
+
+export function ringCqeWqeCounter(view: DataView, at: number): number {
+  return view.getUint32(at + CQE_WQE_COUNTER, true);
+}
+
+export function decodeRingCqe(view: DataView, at: number): RingCompletion {
+  return { ...decodeRingWc(view, at), wqeCounter: ringCqeWqeCounter(view, at) };
 }
 
 /** The receive-side opcodes (IBV_WC_RECV and above) complete receive WQEs. */

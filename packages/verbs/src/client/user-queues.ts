@@ -24,7 +24,8 @@ import {
   WAKE_BYTE,
   completesReceive,
   cqeOwner,
-  decodeRingCqe,
+  decodeRingWc,
+  ringCqeWqeCounter,
   encodeRecvWqe,
   encodeSendWqe,
   qpRingLayout,
@@ -259,19 +260,10 @@ export class UserCq {
     while (out.length < max) {
       const at = CQ_RING_AT + (this.#ci % this.entries) * CQE_RING_BYTES;
       if (this.#view.getUint8(at + CQE_OWNER) !== cqeOwner(this.#ci, this.entries)) break;
-      const cqe = decodeRingCqe(this.#view, at);
-      this.#qps.get(cqe.qpNum)?.retire(cqe.wqeCounter, completesReceive(cqe.opcode));
-      out.push({
-        wrId: cqe.wrId,
-        status: cqe.status as rdma.WcStatus,
-        opcode: cqe.opcode as rdma.WcOpcode,
-        byteLen: cqe.byteLen,
-        immData: cqe.immData,
-        qpNum: cqe.qpNum,
-        withImm: cqe.withImm,
-        vendorErr: cqe.vendorErr,
-        srcQp: cqe.srcQp,
-      });
+      // Read straight into the ibv_wc: one object per completion.
+      const wc = decodeRingWc(this.#view, at) as rdma.WorkCompletion;
+      this.#qps.get(wc.qpNum)?.retire(ringCqeWqeCounter(this.#view, at), completesReceive(wc.opcode));
+      out.push(wc);
       this.#ci = (this.#ci + 1) >>> 0;
     }
     if (out.length > 0) this.#consumer.store(this.#ci);

@@ -39,7 +39,7 @@ export class CqRing {
   write(wc: WorkCompletion, wqeCounter: number): boolean {
     if (((this.#produced - this.#consumer.load()) >>> 0) >= this.#holds) return false;
     const slot = this.#produced % this.#entries;
-    encodeRingCqe(this.#view, CQ_RING_AT + slot * CQE_RING_BYTES, { ...wc, wqeCounter }, cqeOwner(this.#produced, this.#entries));
+    encodeRingCqe(this.#view, CQ_RING_AT + slot * CQE_RING_BYTES, wc, cqeOwner(this.#produced, this.#entries), wqeCounter);
     this.#produced = (this.#produced + 1) >>> 0;
     if (this.#arm.load() !== 0) {
       this.#arm.store(0);

@@ -1,7 +1,7 @@
 import { userQueues } from '@p2p/verbs';
 import type { BadWqe, QueuePair } from '../qp/queue-pair';
 import type { PostResult, RecvWr, SendWr } from '../qp/work-request';
-import { AsyncEventType, QpState, type WrOpcode } from '../verbs/enums';
+import { AsyncEventType, QpState } from '../verbs/enums';
 
 const { DoorbellWord, QP_RQ_DBREC, QP_SQ_DBREC, decodeRecvWqe, decodeSendWqe, qpRingLayout } = userQueues;
 
@@ -66,7 +66,8 @@ export class UserQp {
     for (let i = 0; i < take; i++) {
       const at = sqAt + ((this.#sqFetched + i) % sqEntries) * sqStride;
       const wr = decodeSendWqe(this.#view, at, sqStride);
-      wqes[i] = typeof wr === 'string' ? { wrId: this.#view.getBigUint64(at, true), reason: wr } : { ...wr, opcode: wr.opcode as WrOpcode };
+      // A decoded WQE is a SendWr but for its opcode's type: the QP refuses an opcode it does not know in its turn.
+      wqes[i] = typeof wr === 'string' ? { wrId: this.#view.getBigUint64(at, true), reason: wr } : (wr as SendWr);
     }
     this.#sqFetched = (this.#sqFetched + take) >>> 0;
     this.#qp.postFromRing(wqes);
