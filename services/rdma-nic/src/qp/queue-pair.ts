@@ -8,9 +8,10 @@ import { IBV_QP_EN_SQD_ASYNC_NOTIFY, IBV_QP_STATE } from '../verbs/qp-attr-mask'
 import { applyAttr, checkAttrValues, resetAttr, type QpAttr } from './qp-attr';
 import { modifyQpRejection } from './state-table';
 import type { PostResult, RecvWr, SendWr } from './work-request';
-import { PSN_MASK, RNR_NAK, ackTimeoutMs, rnrTimerMs, type WireResponse } from '../transport/fabric';
+import { PSN_MASK, ackTimeoutMs, rnrTimerMs, type WireResponse } from '../transport/fabric';
 import { isReadLike, RNR_RETRY_INFINITE } from '../transport/requester';
-import { wireOpOf, wrOpcode, WR_OPCODES } from '../transport/opcodes';
+import { wrOpcode } from '../transport/opcodes';
+import { judgeAnswer, recvCompletion, sendCompletion } from '../transport/completer';
 
 /** Atomic originals a responder keeps for duplicates (mlx5's max_dest_rd_atomic is 16; twice that is plenty). */
 const MAX_SAVED_ATOMICS = 32;
@@ -504,20 +505,22 @@ export class QueuePair implements WorkQueueOwner {
     if (entry.status !== PENDING || attempt !== entry.attempt || this.#state === QpState.RESET) {
       return;
     }
-    if (response === undefined) {
-      if (entry.retries >= this.#attr.retryCnt) {
-        entry.status = WcStatus.RETRY_EXC_ERR;
-      } else {
+    const verdict = judgeAnswer(response, entry.retries, this.#attr.retryCnt);
+    switch (verdict.action) {
+      case 'retransmit':
         entry.retries++;
         this.retries++;
         this.#retransmit(entry);
         return;
-      }
-    } else if (response.status === RNR_NAK) {
-      this.#rnrNak(entry, response);
-      return;
-    } else {
-      entry.status = response.status === WcStatus.SUCCESS ? this.engine.land(this, entry.wr, response) : response.status;
+      case 'rnr':
+        this.#rnrNak(entry, response!);
+        return;
+      case 'land':
+        entry.status = this.engine.land(this, entry.wr, response!);
+        break;
+      case 'complete':
+        entry.status = verdict.status;
+        break;
     }
     this.#progress();
   }
@@ -621,46 +624,13 @@ export class QueuePair implements WorkQueueOwner {
     }
   }
 
-  /** A send CQE: always for errors, for success only when signaled (IBV_SEND_SIGNALED or sq_sig_all). */
   #completeSend(wr: SendWr, seq: number, status: WcStatus): void {
-    if (status === WcStatus.SUCCESS && !this.sqSigAll && (wr.sendFlags & IBV_SEND_SIGNALED) === 0) {
-      return;
-    }
-    this.sendCq.push(
-      {
-        wrId: wr.wrId,
-        status,
-        opcode: WR_OPCODES[wr.opcode].wcOpcode,
-        byteLen: status === WcStatus.SUCCESS ? sendByteLen(wr) : 0,
-        immData: 0,
-        withImm: false,
-        qpNum: this.qpNum,
-        srcQp: 0,
-        vendorErr: 0,
-      },
-      this,
-      seq,
-      false,
-    );
+    const wc = sendCompletion(wr, status, this.qpNum, this.sqSigAll);
+    if (wc !== undefined) this.sendCq.push(wc, this, seq, false);
   }
 
   #completeRecv(wr: RecvWr, seq: number, status: WcStatus, opcode: WcOpcode, byteLen: number, withImm: boolean, immData: number): void {
-    this.recvCq.push(
-      {
-        wrId: wr.wrId,
-        status,
-        opcode,
-        byteLen: status === WcStatus.SUCCESS ? byteLen : 0,
-        immData,
-        withImm,
-        qpNum: this.qpNum,
-        srcQp: status === WcStatus.SUCCESS ? this.#attr.destQpNum : 0,
-        vendorErr: 0,
-      },
-      this,
-      seq,
-      true,
-    );
+    this.recvCq.push(recvCompletion(wr, status, opcode, byteLen, withImm, immData, this.qpNum, this.#attr.destQpNum), this, seq, true);
   }
 
   #reset(): void {
@@ -685,20 +655,4 @@ export class QueuePair implements WorkQueueOwner {
     this.sendCq.clean(this);
     this.recvCq.clean(this);
   }
-}
-
-/** byte_len of a successful send completion: what RDMA_READ brought, 8 for atomics, else 0. */
-function sendByteLen(wr: SendWr): number {
-  const { readLike, atomic } = wireOpOf(wr.opcode);
-  if (atomic) {
-    return 8;
-  }
-  if (!readLike) {
-    return 0;
-  }
-  let sum = 0;
-  for (const sge of wr.sgList) {
-    sum += sge.length;
-  }
-  return sum;
 }
