@@ -24,38 +24,44 @@ export interface PackedCompletion {
   readonly vendorErr: number;
 }
 
+/** Writes one CQE at `at` of `view`: the 32 bytes above (the first 32 of a user-queue ring CQE too). */
+export function encodeCqe(view: DataView, at: number, wc: PackedCompletion): void {
+  view.setBigUint64(at, wc.wrId, true);
+  view.setUint8(at + 8, wc.status);
+  view.setUint8(at + 9, wc.opcode);
+  view.setUint8(at + 10, wc.withImm ? IBV_WC_WITH_IMM : 0);
+  view.setUint32(at + 12, wc.byteLen >>> 0, true);
+  view.setUint32(at + 16, wc.immData >>> 0, true);
+  view.setUint32(at + 20, wc.qpNum >>> 0, true);
+  view.setUint32(at + 24, wc.srcQp >>> 0, true);
+  view.setUint32(at + 28, wc.vendorErr >>> 0, true);
+}
+
+/** Reads one CQE at `at` of `view`. */
+export function decodeCqe(view: DataView, at: number): PackedCompletion {
+  return {
+    wrId: view.getBigUint64(at, true),
+    status: view.getUint8(at + 8),
+    opcode: view.getUint8(at + 9),
+    withImm: (view.getUint8(at + 10) & IBV_WC_WITH_IMM) !== 0,
+    byteLen: view.getUint32(at + 12, true),
+    immData: view.getUint32(at + 16, true),
+    qpNum: view.getUint32(at + 20, true),
+    srcQp: view.getUint32(at + 24, true),
+    vendorErr: view.getUint32(at + 28, true),
+  };
+}
+
 export function encodeCqes(wcs: readonly PackedCompletion[]): Buffer {
   const out = Buffer.alloc(wcs.length * CQE_BYTES);
-  wcs.forEach((wc, i) => {
-    const at = i * CQE_BYTES;
-    out.writeBigUInt64LE(wc.wrId, at);
-    out.writeUInt8(wc.status, at + 8);
-    out.writeUInt8(wc.opcode, at + 9);
-    out.writeUInt8(wc.withImm ? IBV_WC_WITH_IMM : 0, at + 10);
-    out.writeUInt32LE(wc.byteLen >>> 0, at + 12);
-    out.writeUInt32LE(wc.immData >>> 0, at + 16);
-    out.writeUInt32LE(wc.qpNum >>> 0, at + 20);
-    out.writeUInt32LE(wc.srcQp >>> 0, at + 24);
-    out.writeUInt32LE(wc.vendorErr >>> 0, at + 28);
-  });
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  wcs.forEach((wc, i) => encodeCqe(view, i * CQE_BYTES, wc));
   return out;
 }
 
 export function decodeCqes(packed: Uint8Array): PackedCompletion[] {
-  const buf = Buffer.from(packed.buffer, packed.byteOffset, packed.byteLength);
+  const view = new DataView(packed.buffer, packed.byteOffset, packed.byteLength);
   const out: PackedCompletion[] = [];
-  for (let at = 0; at + CQE_BYTES <= buf.length; at += CQE_BYTES) {
-    out.push({
-      wrId: buf.readBigUInt64LE(at),
-      status: buf.readUInt8(at + 8),
-      opcode: buf.readUInt8(at + 9),
-      withImm: (buf.readUInt8(at + 10) & IBV_WC_WITH_IMM) !== 0,
-      byteLen: buf.readUInt32LE(at + 12),
-      immData: buf.readUInt32LE(at + 16),
-      qpNum: buf.readUInt32LE(at + 20),
-      srcQp: buf.readUInt32LE(at + 24),
-      vendorErr: buf.readUInt32LE(at + 28),
-    });
-  }
+  for (let at = 0; at + CQE_BYTES <= packed.byteLength; at += CQE_BYTES) out.push(decodeCqe(view, at));
   return out;
 }

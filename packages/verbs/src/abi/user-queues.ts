@@ -34,14 +34,16 @@
  *   @64 the ring, entries slots of CQE_RING_BYTES
  *
  * CQE (CQE_RING_BYTES):
- *   @0  wr_id u64      @8  status u8   @9  opcode u8   @10 wc_flags u8
- *   @12 byte_len u32   @16 imm_data u32 @20 qp_num u32 @24 src_qp u32
- *   @28 vendor_err u32 @32 wqe_counter u32: the WQE's number in its queue
+ *   @0  the 32-byte packed CQE of cqe.ts (wr_id, status, opcode, wc_flags,
+ *       byte_len, imm_data, qp_num, src_qp, vendor_err)
+ *   @32 wqe_counter u32: the WQE's number in its queue
  *   (send or receive by opcode), which frees its slot and the ones before
  *   @63 owner u8: the NIC writes the entry, then owner = 1 on the ring's
  *   first pass, 0 on the second, and so on; an entry is new to a poller
  *   whose pass it matches
  */
+
+import { decodeCqe, encodeCqe, type PackedCompletion } from './cqe';
 
 export const DOORBELL_PAGE_BYTES = 4096;
 export const DB_NIC_ASLEEP = 0;
@@ -259,50 +261,20 @@ export function decodeRecvWqe(view: DataView, at: number, stride: number): RingR
 }
 
 /** struct ibv_wc as a ring CQE holds it, with the WQE it completes. */
-export interface RingCompletion {
-  readonly wrId: bigint;
-  readonly status: number;
-  readonly opcode: number;
-  readonly byteLen: number;
-  readonly immData: number;
-  readonly withImm: boolean;
-  readonly qpNum: number;
-  readonly srcQp: number;
-  readonly vendorErr: number;
+export interface RingCompletion extends PackedCompletion {
   readonly wqeCounter: number;
 }
 
-/** IBV_WC_WITH_IMM in wc_flags. */
-const WC_WITH_IMM = 1 << 1;
-
-/** Writes the CQE's body, then its owner byte: a poller that sees the owner sees the body. `wqeCounter` may be given apart from `wc`. */
+/** Writes the CQE's body (the packed CQE of cqe.ts, then the WQE counter), then its owner byte: a poller that sees the owner sees the body. */
 export function encodeRingCqe(view: DataView, at: number, wc: Omit<RingCompletion, 'wqeCounter'>, owner: number, wqeCounter = (wc as RingCompletion).wqeCounter): void {
-  view.setBigUint64(at, wc.wrId, true);
-  view.setUint8(at + 8, wc.status);
-  view.setUint8(at + 9, wc.opcode);
-  view.setUint8(at + 10, wc.withImm ? WC_WITH_IMM : 0);
-  view.setUint32(at + 12, wc.byteLen >>> 0, true);
-  view.setUint32(at + 16, wc.immData >>> 0, true);
-  view.setUint32(at + 20, wc.qpNum >>> 0, true);
-  view.setUint32(at + 24, wc.srcQp >>> 0, true);
-  view.setUint32(at + 28, wc.vendorErr >>> 0, true);
+  encodeCqe(view, at, wc);
   view.setUint32(at + CQE_WQE_COUNTER, wqeCounter >>> 0, true);
   view.setUint8(at + CQE_OWNER, owner);
 }
 
 /** The struct ibv_wc of the CQE at `at`, without its WQE counter (read that with ringCqeWqeCounter()). */
 export function decodeRingWc(view: DataView, at: number): Omit<RingCompletion, 'wqeCounter'> {
-  return {
-    wrId: view.getBigUint64(at, true),
-    status: view.getUint8(at + 8),
-    opcode: view.getUint8(at + 9),
-    withImm: (view.getUint8(at + 10) & WC_WITH_IMM) !== 0,
-    byteLen: view.getUint32(at + 12, true),
-    immData: view.getUint32(at + 16, true),
-    qpNum: view.getUint32(at + 20, true),
-    srcQp: view.getUint32(at + 24, true),
-    vendorErr: view.getUint32(at + 28, true),
-  };
+  return decodeCqe(view, at);
 }
 
 export function ringCqeWqeCounter(view: DataView, at: number): number {
