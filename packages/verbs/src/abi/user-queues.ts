@@ -44,6 +44,7 @@
  */
 
 import { decodeCqe, encodeCqe, type PackedCompletion } from './cqe';
+import type { RecvWr, SendWr, Sge } from './work-request';
 
 export const DOORBELL_PAGE_BYTES = 4096;
 export const DB_NIC_ASLEEP = 0;
@@ -160,31 +161,10 @@ export interface RingSendWrInput {
   readonly swap?: bigint;
 }
 
-/** struct ibv_sge. */
-export interface RingSge {
-  readonly addr: number;
-  readonly length: number;
-  readonly lkey: number;
-}
-
-/** struct ibv_send_wr as a WQE holds it. */
-export interface RingSendWr {
-  readonly wrId: bigint;
-  readonly opcode: number;
-  readonly sgList: readonly RingSge[];
-  readonly sendFlags: number;
-  readonly immData?: number;
-  readonly remoteAddr?: number;
-  readonly rkey?: number;
-  readonly compareAdd?: bigint;
-  readonly swap?: bigint;
-}
-
-/** struct ibv_recv_wr as a WQE holds it. */
-export interface RingRecvWr {
-  readonly wrId: bigint;
-  readonly sgList: readonly RingSge[];
-}
+/** struct ibv_sge, ibv_send_wr and ibv_recv_wr as a WQE holds them: work-request.ts's, with the opcode as read (the QP judges it). */
+export type RingSge = Sge;
+export type RingSendWr = Omit<SendWr, 'opcode'> & { readonly opcode: number };
+export type RingRecvWr = RecvWr;
 
 const TWO_32 = 2 ** 32;
 
