@@ -121,8 +121,13 @@ export async function startRdmaNic(env: NodeJS.ProcessEnv = process.env, deps: R
     const notices = new WriteNoticeClient(path.join(shmDir, WRITE_NOTICE_SOCKET));
     cleanups.push(() => notices.close());
     // Processes ring their user queues' doorbells on a socket beside the segments they share with the NIC.
-    const doorbells = await DoorbellServer.listen(path.join(shmDir, `rdma-nic-${fn.bdf.replace(/[:.]/g, '-')}.doorbell.sock`));
-    cleanups.push(() => doorbells.close());
+    // Without one (a directory whose path is too long for a Unix socket, say) processes post through calls.
+    const doorbellPath = path.join(shmDir, `rdma-nic-${fn.bdf.replace(/[:.]/g, '-')}.doorbell.sock`);
+    const doorbells = await DoorbellServer.listen(doorbellPath).catch((error: unknown) => {
+      logger.warn({ err: error, path: doorbellPath }, 'no doorbell socket: user queues are off (OpenUserQueues is EOPNOTSUPP), posting goes through calls');
+      return undefined;
+    });
+    if (doorbells !== undefined) cleanups.push(() => doorbells.close());
     const running = new RdmaDevice({
       doorbells,
       nic,
