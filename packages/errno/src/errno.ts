@@ -24,7 +24,6 @@ export const Errno = {
   ENOSPC: 28,
   ESPIPE: 29,
   ERANGE: 34,
-  ENAMETOOLONG: 36,
   ENOSYS: 38,
   EOVERFLOW: 75,
   EBADFD: 77,

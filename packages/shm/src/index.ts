@@ -15,7 +15,7 @@ export { SharedMemory, type Extent } from './shared-memory';
 export { listSegmentFiles, allocatedBytes, type SegmentInfo } from './accounting';
 export { isValidSegmentName, validateSegmentName, MAX_SEGMENT_NAME_LENGTH } from './segment-name';
 export { mapShared } from './guarded-map';
-export { PAGE_SIZE, GiB, MAX_MAP_BYTES, MAP_OFFSET_LIMIT, DEFAULT_CHUNK_SIZE } from './limits';
+export { PAGE_SIZE, GiB, MAX_MAP_BYTES, MAP_OFFSET_LIMIT, DEFAULT_CHUNK_SIZE, MAX_SOCKET_PATH } from './limits';
 export { checkRange } from './range';
 export {
   encodeWriteNotice,

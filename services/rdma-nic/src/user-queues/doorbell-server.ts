@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { errno } from '@p2p/errno';
+import { MAX_SOCKET_PATH } from '@p2p/shm';
 import { userQueues } from '@p2p/verbs';
 import type { UserContext } from './user-context';
 
@@ -9,8 +10,6 @@ const { WAKE_KEY_BYTES } = userQueues;
 
 /** How long an awake context is polled after its last work before the NIC sleeps on it. */
 export const IDLE_BEFORE_SLEEP_MS = 1;
-/** sockaddr_un.sun_path is 108 bytes with its terminating NUL. */
-const MAX_SUN_PATH = 107;
 /** Bytes a connection may send before its key: the key itself. */
 const HELLO_TIMEOUT_MS = 5000;
 
@@ -75,9 +74,9 @@ export class DoorbellServer {
     server.on('connection', (socket) => this.#accept(socket));
   }
 
-  /** ENAMETOOLONG for a path sun_path cannot hold (Linux would bind a truncated one). */
+  /** EINVAL, as bind() answers, for a path sun_path cannot hold (Node would bind a truncated one). */
   static async listen(socketPath: string): Promise<DoorbellServer> {
-    if (Buffer.byteLength(socketPath) > MAX_SUN_PATH) throw errno('ENAMETOOLONG', `${socketPath}: a Unix socket path holds at most ${MAX_SUN_PATH} bytes`);
+    if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH) throw errno('EINVAL', `the doorbell socket ${socketPath} exceeds ${MAX_SOCKET_PATH} bytes: use a shorter segment directory`);
     fs.rmSync(socketPath, { force: true });
     const server = net.createServer();
     await new Promise<void>((resolve, reject) => {
