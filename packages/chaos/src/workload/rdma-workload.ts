@@ -261,8 +261,10 @@ export class RdmaWorkload {
       const status = statusName(wc.status);
       if (wc.status !== rdma.WcStatus.WC_STATUS_SUCCESS) {
         history.complete(p.post, 'fail', { status }, status);
-        // A flushed request never ran; any other failure may have moved bytes before it was reported.
-        if (p.opcode === 'RDMA_READ' || status === 'WR_FLUSH_ERR') history.complete(p.data, 'fail', { status }, status);
+        // A READ that failed landed nothing here. A WRITE that failed, even one flushed, may have run at the
+        // responder: the QP flushes every outstanding WR when it errors, including requests already on the wire
+        // whose answers never came (a peer NIC that died after executing them).
+        if (p.opcode === 'RDMA_READ') history.complete(p.data, 'fail', { status }, status);
         else history.complete(p.data, 'info', { status }, status);
         incarnation.break(`wr ${wc.wrId} completed with ${status}`);
         return;
