@@ -198,9 +198,13 @@ export class RegistrySession extends Emitter<RegistrySessionEvents> {
     await this.#call(() => this.#registry.client.closeFd({ pid: this.pid, fd }));
   }
 
-  /** SCM_RIGHTS, sending side: a one-time token that only `toPid` can redeem with receiveFd(). */
-  async sendFd(fd: number, toPid: number): Promise<string> {
-    return (await this.#call(() => this.#registry.client.sendFd({ pid: this.pid, fd, toPid }))).token;
+  /**
+   * SCM_RIGHTS, sending side: a one-time token that only `toPid` can redeem
+   * with receiveFd(). `fromPid` sends an fd of another process, as the
+   * platform may (a NIC passing the dma-buf an MR was registered from).
+   */
+  async sendFd(fd: number, toPid: number, fromPid: number = this.pid): Promise<string> {
+    return (await this.#call(() => this.#registry.client.sendFd({ pid: fromPid, fd, toPid }))).token;
   }
 
   /** SCM_RIGHTS, receiving side: installs the sent file in this process's table. */

@@ -72,7 +72,7 @@ export class Nic implements FabricEndpoint {
     this.#engine = {
       prepare: (qp, wr, local) => prepareSend(this.#keys, qp.pd, wr, local),
       transmit: (qp, wr, psn, local, timeoutMs, reply) =>
-        this.#fabric.request(qp.attr.dgid, qp.attr.destQpNum, wireRequest(this.gid, qp.qpNum, psn, wr, local), timeoutMs, reply),
+        this.#fabric.request(qp.attr.dgid, qp.attr.destQpNum, wireRequest(this.#keys, this.gid, qp.qpNum, psn, wr, local), timeoutMs, reply),
       land: (qp, wr, response) => landResponse(this.#keys, qp.pd, wr, response),
     };
     this.#rnrCleared = (qp) => this.#fabric.rnrCleared(qp.attr.dgid, qp.attr.destQpNum);

@@ -3,7 +3,8 @@ import type { WireCounters } from './link/wire-counters';
 
 /**
  * What the NIC's wire carried, on /metrics: packets each way, payload bytes
- * by path (the shared-memory ring or inline on the stream), transport
+ * by path (the shared-memory ring, inline on the stream, or moved once
+ * between granted MRs), transport
  * timeouts and links. Read from the wire's own counters at each scrape.
  */
 export function registerWireMetrics(registry: Registry, read: () => WireCounters): void {
@@ -29,6 +30,7 @@ export function registerWireMetrics(registry: Registry, read: () => WireCounters
     [{ direction: 'received', path: 'ring' }, c.ringBytesReceived],
     [{ direction: 'received', path: 'inline' }, c.inlineBytesReceived],
   ]);
+  metric('p2p_rdma_wire_direct_bytes_total', 'Payload bytes this NIC, as responder, moved once, straight between its MR and a peer MR granted to it', [], (c) => [[{}, c.directBytes]]);
   metric('p2p_rdma_wire_timeouts_total', 'Requests whose local ACK timeout ran out unanswered', [], (c) => [[{}, c.timeouts]]);
   metric('p2p_rdma_wire_links_total', 'Links to peer NICs opened, and connect attempts that failed', ['outcome'], (c) => [
     [{ outcome: 'opened' }, c.linksOpened],

@@ -492,11 +492,11 @@ function fit(scalar: Scalar, value: unknown): unknown {
  * rather than imported, so that the fuzzer speaks the documented format and
  * does not share the NIC's own encoder and its mistakes.
  */
-const WIRE_VERSION = 1;
+const WIRE_VERSION = 2;
 const FRAME_HEADER_BYTES = 16;
 const FRAME_RING_MAPPED = 0x01;
-const PACKET = { REQUEST: 1, RESPONSE: 2, RNR_CLEARED: 3 } as const;
-const PLACEMENT = { NONE: 0, RING: 1, INLINE: 2 } as const;
+const PACKET = { REQUEST: 1, RESPONSE: 2, RNR_CLEARED: 3, GRANT_OFFER: 4, GRANT_STATE: 5, GRANT_DROP: 6 } as const;
+const PLACEMENT = { NONE: 0, RING: 1, INLINE: 2, GRANT: 3 } as const;
 const REQUEST_IMM = 0x01;
 /** The smallest ring a NIC maps (a power of two from 64 KiB): the one the fuzzing peer offers. */
 export const MIN_RING_BYTES = 64 * 1024;
@@ -582,7 +582,9 @@ export class WireFrames {
     const packets: Buffer[] = [];
     for (let i = 0; i < count; i++) {
       const kind = r.below(100);
-      packets.push(kind < 80 ? this.#request(peer, inlineData) : kind < 88 ? this.#response(peer) : kind < 96 ? this.#rnrCleared(peer) : r.bytes(r.pick([1, 8, 40, 64])));
+      packets.push(
+        kind < 78 ? this.#request(peer, inlineData) : kind < 85 ? this.#response(peer) : kind < 91 ? this.#rnrCleared(peer) : kind < 96 ? this.#grant(inlineData) : r.bytes(r.pick([1, 8, 40, 64])),
+      );
     }
     // The credit says whether the sender maps the receiver's ring: the fuzzing peer never maps the NIC's, but may say it does.
     const header = this.#encode(FRAME_HEADER_BYTES, [
@@ -644,6 +646,26 @@ export class WireFrames {
     ]);
   }
 
+  /**
+   * A grant packet: an offer of memory under a token the registry never
+   * issued (or no token at all), a state for a grant the NIC never offered,
+   * or a drop of one it was never given.
+   */
+  #grant(inlineData: Buffer[]): Buffer {
+    const r = this.prng;
+    const kind = r.pick([PACKET.GRANT_OFFER, PACKET.GRANT_STATE, PACKET.GRANT_DROP]);
+    if (kind !== PACKET.GRANT_OFFER) return this.#encode(8, [[0, 1, kind], [1, 1, r.below(4)], [4, 4, r.below(4)]]);
+    inlineData.push(Buffer.from(r.chance(0.8) ? '00000000-0000-4000-8000-000000000000' : ''), Buffer.from('0000:00:00.0'));
+    return this.#encode(32, [
+      [0, 1, kind],
+      [4, 4, 1 + r.below(4)], // grant id
+      [8, 8, r.u64()], // buffer id
+      [16, 8, BigInt(r.pick([0, 4096, 64 * 1024]))], // size
+      [24, 4, inlineData.length - 2], // the token's index
+      [28, 4, r.chance(0.9) ? inlineData.length - 1 : r.u32()], // the BDF's index
+    ]);
+  }
+
   /** The hint that the target QP may retry what its peer answered RNR. */
   #rnrCleared(peer: WirePeer): Buffer {
     return this.#encode(8, [
@@ -660,6 +682,8 @@ export class WireFrames {
    */
   #place(peer: WirePeer, bytes: number, inlineData: Buffer[]): { placement: number; locator: number } {
     const r = this.prng;
+    // Now and then memory under a grant this peer was never given: a protocol error that ends the link.
+    if (r.chance(0.02)) return { placement: PLACEMENT.GRANT, locator: r.below(4) };
     if (bytes === 0) return { placement: PLACEMENT.NONE, locator: 0 };
     if (peer.ringBytes === 0 || r.chance(0.4)) {
       inlineData.push(r.bytes(bytes));

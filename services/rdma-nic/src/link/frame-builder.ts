@@ -13,6 +13,14 @@ import {
   RESPONSE_RNR_TIMER,
   RnrClearedField,
   RNR_CLEARED_BYTES,
+  GrantDropField,
+  GRANT_DROP_BYTES,
+  GrantOfferField,
+  GRANT_OFFER_BYTES,
+  GrantStateField,
+  GRANT_STATE_BYTES,
+  type GrantState,
+  Placement as Placements,
   setU64,
   WIRE_VERSION,
 } from './wire-layout';
@@ -78,6 +86,10 @@ export class FrameBuilder {
     if (request.op === WireOp.CMP_SWAP || request.op === WireOp.FETCH_ADD) {
       view.setBigUint64(at + RequestField.COMPARE_ADD, request.compareAdd & U64_MASK, true);
       view.setBigUint64(at + RequestField.SWAP, request.swap & U64_MASK, true);
+    } else if (placement === Placements.GRANT) {
+      setU64(view, at + RequestField.GRANT_OFFSET, request.local!.offset);
+      view.setUint32(at + RequestField.SWAP, 0, true);
+      view.setUint32(at + RequestField.SWAP + 4, 0, true);
     } else {
       // No AtomicETH: skip the bigint work, which would dominate a small packet's cost.
       view.setUint32(at + RequestField.COMPARE_ADD, 0, true);
@@ -118,6 +130,32 @@ export class FrameBuilder {
     // The kind in byte 0 and the three reserved bytes zeroed, in one store.
     this.#view.setUint32(at, PacketKind.RNR_CLEARED, true);
     this.#view.setUint32(at + RnrClearedField.QPN, qpn, true);
+  }
+
+  /** Offers the dma-buf of grant `id` (its token and BDF travel in inline_data). */
+  grantOffer(id: number, bufferId: bigint, size: number, token: string, bdf: string): void {
+    const tokenIndex = this.addInline(Buffer.from(token, 'utf8'));
+    const bdfIndex = this.addInline(Buffer.from(bdf, 'utf8'));
+    const at = this.#reserve(GRANT_OFFER_BYTES);
+    const view = this.#view;
+    view.setUint32(at, PacketKind.GRANT_OFFER, true);
+    view.setUint32(at + GrantOfferField.ID, id, true);
+    view.setBigUint64(at + GrantOfferField.BUFFER_ID, bufferId & U64_MASK, true);
+    setU64(view, at + GrantOfferField.SIZE, size);
+    view.setUint32(at + GrantOfferField.TOKEN, tokenIndex, true);
+    view.setUint32(at + GrantOfferField.BDF, bdfIndex, true);
+  }
+
+  grantState(id: number, state: GrantState): void {
+    const at = this.#reserve(GRANT_STATE_BYTES);
+    this.#view.setUint32(at, PacketKind.GRANT_STATE | (state << 8), true);
+    this.#view.setUint32(at + GrantStateField.ID, id, true);
+  }
+
+  grantDrop(id: number): void {
+    const at = this.#reserve(GRANT_DROP_BYTES);
+    this.#view.setUint32(at, PacketKind.GRANT_DROP, true);
+    this.#view.setUint32(at + GrantDropField.ID, id, true);
   }
 
   /**

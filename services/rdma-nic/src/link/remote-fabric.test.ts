@@ -7,6 +7,8 @@ import { errnoOf } from '@p2p/status';
 import { eventually, freePort, tempShmDir, platformSecretsOf } from '@p2p/testing';
 import { WcStatus } from '../verbs/enums';
 import { RNR_NAK, WireOp, type WireRequest, type WireResponse } from '../transport/fabric';
+import { copyAcross } from '../memory/copy';
+import { ImportGrant } from '../registry/importer-memory';
 import { RemoteFabric } from './remote-fabric';
 import { MemoryEndpoint } from './testing/memory-endpoint';
 import { type InProcessRegistry, startRegistryInProcess } from './testing/registry-in-process';
@@ -383,6 +385,77 @@ describe('RemoteFabric: the wire between NIC processes', function () {
     const ringBefore = a.fabric.counters.ringBytesSent;
     await call(a.fabric, GID_B, request(WireOp.RDMA_WRITE, { psn: 65, length: chunk, payload: [source.subarray(0, chunk)] }));
     expect(a.fabric.counters.ringBytesSent - ringBefore).to.equal(chunk);
+  });
+
+  /** An application's heap buffer registered on NIC A as ibv_reg_mr() does (an attach with the holder's fd), and its grant. */
+  async function appMemory(size: number) {
+    const app = await RegistrySession.open(registry.address, { name: 'app', shmDir: registry.shmDir });
+    extraSessions.push(app);
+    const { fd, bufferId } = await app.heapAllocate(size);
+    const importer = await sessionA.importDmaBuf({ fd, holderPid: app.pid, importerBdf: '' });
+    await importer.map();
+    const grant = new ImportGrant(app.pid, fd, importer, '');
+    const views = (offset: number, length: number): Uint8Array[] => {
+      const out: Uint8Array[] = [];
+      expect(importer.views(offset, length, out)).to.equal(true);
+      return out;
+    };
+    /** Attachments to the buffer, NIC A's own included. */
+    const attachments = async (): Promise<number> => (await sessionA.bufInfo()).find((info) => info.bufferId === bufferId)?.attachments.length ?? 0;
+    return { app, fd, importer, grant, views, attachments };
+  }
+
+  it('moves a one-SGE WRITE and READ once, straight between the granted requester memory and the responder, and lets go of the grant with the MR', async () => {
+    const { a, b } = await pair();
+    await warmUp(a);
+    const memory = await appMemory(2 * MiB);
+    const source = randomBytes(MiB);
+    copyAcross([source], memory.views(0, MiB), MiB);
+    const write = (psn: number) =>
+      call(a.fabric, GID_B, request(WireOp.RDMA_WRITE, { psn, remoteAddr: 0, length: MiB, payload: memory.views(0, MiB), local: { source: memory.grant, offset: 0 } }));
+    // The first messages take the ring while the grant is offered; once B mapped it, B moves them itself.
+    let psn = 0;
+    await eventually('the grant to be mapped', async () => {
+      expect((await write(psn++))?.status).to.equal(WcStatus.SUCCESS);
+      return b.fabric.counters.directBytes > 0;
+    });
+    expect(await memory.attachments()).to.equal(2);
+    b.endpoint.memory.fill(0, 0, MiB);
+    const before = { a: a.fabric.counters, b: b.fabric.counters };
+    expect((await write(psn++))?.status).to.equal(WcStatus.SUCCESS);
+    expect(b.endpoint.memory.subarray(0, MiB).equals(source)).to.equal(true);
+    expect(a.fabric.counters.ringBytesSent - before.a.ringBytesSent).to.equal(0);
+    expect(a.fabric.counters.inlineBytesSent - before.a.inlineBytesSent).to.equal(0);
+    expect(b.fabric.counters.directBytes - before.b.directBytes).to.equal(MiB);
+
+    // READ: B puts the data in the requester's memory; the answer says how much landed and carries none.
+    const content = randomBytes(64 * 1024);
+    content.copy(b.endpoint.memory, 3 * MiB);
+    const read = await call(a.fabric, GID_B, request(WireOp.RDMA_READ, { psn: psn++, remoteAddr: 3 * MiB, length: content.length, local: { source: memory.grant, offset: MiB } }));
+    expect(read).to.deep.equal({ status: WcStatus.SUCCESS, data: undefined, landed: content.length });
+    expect(Buffer.concat(memory.views(MiB, content.length)).equals(content)).to.equal(true);
+    expect(b.fabric.counters.ringBytesSent - before.b.ringBytesSent).to.equal(0);
+
+    // The MR goes: B detaches and closes its fd; later messages of that memory take the ring.
+    memory.grant.release();
+    await eventually("B's attachment to go", async () => (await memory.attachments()) === 1);
+    const ringBefore = a.fabric.counters.ringBytesSent;
+    expect((await write(psn++))?.status).to.equal(WcStatus.SUCCESS);
+    expect(a.fabric.counters.ringBytesSent - ringBefore).to.equal(MiB);
+  });
+
+  it('keeps to the ring when the grant cannot be made (the holder closed its fd), and B holds nothing of it', async () => {
+    const { a, b } = await pair();
+    await warmUp(a);
+    const memory = await appMemory(MiB);
+    await memory.app.closeFd(memory.fd);
+    for (let psn = 0; psn < 4; psn++) {
+      const response = await call(a.fabric, GID_B, request(WireOp.RDMA_WRITE, { psn, length: 4096, payload: memory.views(0, 4096), local: { source: memory.grant, offset: 0 } }));
+      expect(response?.status).to.equal(WcStatus.SUCCESS);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(b.fabric.counters.directBytes).to.equal(0);
+    expect(await memory.attachments()).to.equal(1);
   });
 
   it('answers what waits with undefined on close, refuses later requests, and releases the rings', async () => {

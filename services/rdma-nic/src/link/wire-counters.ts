@@ -11,6 +11,8 @@ export interface WireCounters {
   /** Payload bytes that came through the peers' rings, and inline. */
   ringBytesReceived: number;
   inlineBytesReceived: number;
+  /** Payload bytes this NIC, as responder, moved straight between an MR of its own and a peer's granted MR (the one copy of a transfer). */
+  directBytes: number;
   /** Requests whose transport timer ran out (reply(undefined)). */
   timeouts: number;
   /** Streams that completed the handshake, either way. */
@@ -29,6 +31,7 @@ export function zeroCounters(): WireCounters {
     inlineBytesSent: 0,
     ringBytesReceived: 0,
     inlineBytesReceived: 0,
+    directBytes: 0,
     timeouts: 0,
     linksOpened: 0,
     connectFailures: 0,

@@ -37,8 +37,12 @@
  *   40  u64  compare (CMP_SWAP) or add (FETCH_ADD) data (AtomicETH)
  *   48  u64  swap data (AtomicETH)
  *   56  u32  payload locator: the ring position just past the payload
- *            (cumulative modulo 2^32), or the index in inline_data
+ *            (cumulative modulo 2^32), the index in inline_data, or the
+ *            grant id (Placement.GRANT)
  *   60  u32  payload bytes
+ *   With Placement.GRANT (never an atomic) bytes 40-47 are the u64 offset
+ *   in the granted buffer where the requester's memory of the message lies:
+ *   a SEND's or WRITE's payload, or where a READ's answer is to land.
  *
  * RESPONSE, RESPONSE_BYTES: the responder's ACK or NAK.
  *    0  u8   kind = PacketKind.RESPONSE
@@ -51,7 +55,8 @@
  *   16  i32  status: WcStatus (0 = ACK, else the NAK's completion status) or RNR_NAK
  *   20  u32  payload bytes
  *   24  u64  original remote data (AtomicAckETH)
- *   32  u32  payload locator, as in REQUEST
+ *   32  u32  payload locator, as in REQUEST; with Placement.GRANT the READ
+ *            data is already in the requester's granted memory
  *   36  u32  reserved, 0
  *
  * RNR_CLEARED, RNR_CLEARED_BYTES: the responder can take what it answered
@@ -59,9 +64,32 @@
  *    0  u8   kind = PacketKind.RNR_CLEARED
  *    1  u8[3] reserved, 0
  *    4  u32  the requester's QPN
+ *
+ * GRANT_OFFER, GRANT_OFFER_BYTES (requester -> responder): the dma-buf behind
+ * an MR, passed by the registry (see grants.ts).
+ *    0  u8   kind = PacketKind.GRANT_OFFER
+ *    1  u8[3] reserved, 0
+ *    4  u32  grant id, chosen by the requester
+ *    8  u64  the registry's buffer id the fd must name
+ *   16  u64  the buffer's size
+ *   24  u32  index in inline_data of the fd token (UTF-8)
+ *   28  u32  index in inline_data of the importing BDF (UTF-8)
+ *
+ * GRANT_STATE, GRANT_STATE_BYTES (responder -> requester).
+ *    0  u8   kind = PacketKind.GRANT_STATE
+ *    1  u8   GrantState: MAPPED (requests may name it) or GONE (refused, or a
+ *            move_notify took it: requests must not name it again)
+ *    2  u16  reserved, 0
+ *    4  u32  grant id
+ *
+ * GRANT_DROP, GRANT_DROP_BYTES (requester -> responder): the MR is gone;
+ * release the grant.
+ *    0  u8   kind = PacketKind.GRANT_DROP
+ *    1  u8[3] reserved, 0
+ *    4  u32  grant id
  */
 
-export const WIRE_VERSION = 1;
+export const WIRE_VERSION = 2;
 
 export const FRAME_HEADER_BYTES = 16;
 export const FRAME_RING_MAPPED = 0x01;
@@ -70,6 +98,9 @@ export const PacketKind = {
   REQUEST: 1,
   RESPONSE: 2,
   RNR_CLEARED: 3,
+  GRANT_OFFER: 4,
+  GRANT_STATE: 5,
+  GRANT_DROP: 6,
 } as const;
 
 /** Where a packet's payload is. */
@@ -79,6 +110,8 @@ export const Placement = {
   RING: 1,
   /** In WireFrame.inline_data. */
   INLINE: 2,
+  /** In the requester's memory, which the responder maps through a grant. */
+  GRANT: 3,
 } as const;
 export type Placement = (typeof Placement)[keyof typeof Placement];
 
@@ -90,6 +123,15 @@ export const RESPONSE_ORIGINAL = 0x01;
 export const RESPONSE_RNR_TIMER = 0x02;
 
 export const RNR_CLEARED_BYTES = 8;
+export const GRANT_OFFER_BYTES = 32;
+export const GRANT_STATE_BYTES = 8;
+export const GRANT_DROP_BYTES = 8;
+
+export const GrantState = { MAPPED: 1, GONE: 2 } as const;
+export type GrantState = (typeof GrantState)[keyof typeof GrantState];
+
+/** Each packet kind's size, by kind (0: no such kind). */
+export const PACKET_BYTES: readonly number[] = [0, REQUEST_BYTES, RESPONSE_BYTES, RNR_CLEARED_BYTES, GRANT_OFFER_BYTES, GRANT_STATE_BYTES, GRANT_DROP_BYTES];
 
 /** Byte offsets of the fields above. */
 export const FrameField = { VERSION: 0, FLAGS: 1, PACKETS: 4, CONSUMED: 8 } as const;
@@ -110,6 +152,8 @@ export const RequestField = {
   SWAP: 48,
   LOCATOR: 56,
   PAYLOAD_BYTES: 60,
+  /** With Placement.GRANT, in place of the atomic operands. */
+  GRANT_OFFSET: 40,
 } as const;
 
 export const ResponseField = {
@@ -126,6 +170,9 @@ export const ResponseField = {
 } as const;
 
 export const RnrClearedField = { QPN: 4 } as const;
+export const GrantOfferField = { ID: 4, BUFFER_ID: 8, SIZE: 16, TOKEN: 24, BDF: 28 } as const;
+export const GrantStateField = { STATE: 1, ID: 4 } as const;
+export const GrantDropField = { ID: 4 } as const;
 
 const TWO_32 = 2 ** 32;
 

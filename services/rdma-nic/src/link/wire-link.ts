@@ -6,12 +6,13 @@ import { errno } from '@p2p/errno';
 import type { rdma } from '@p2p/proto';
 import { failStream } from '@p2p/server';
 import type { Logger } from 'pino';
-import { totalLength } from '../memory/copy';
-import type { FabricEndpoint, WireRequest, WireResponse } from '../transport/fabric';
+import { copyAcross, totalLength } from '../memory/copy';
+import { type FabricEndpoint, REFETCH, WireOp, type WireRequest, type WireResponse } from '../transport/fabric';
 import { Fifo } from './fifo';
 import { FrameBuilder } from './frame-builder';
 import { gather } from './gather';
 import { gidText } from './gid';
+import { type GrantLink, GrantMappings, GrantOffers } from './grants';
 import { type PayloadRef, readRequest, readResponse, requestPayload, responsePayload } from './packet-reader';
 import type { PendingRequest, PendingRequests, RequestCarrier } from './pending-requests';
 import { checkRingBytes, RingConsumer, RingProducer } from './ring';
@@ -21,14 +22,17 @@ import {
   FrameField,
   FRAME_HEADER_BYTES,
   FRAME_RING_MAPPED,
+  getU64,
+  GrantDropField,
+  GrantOfferField,
+  type GrantState,
+  GrantStateField,
+  PACKET_BYTES,
   PacketKind,
   Placement,
   RequestField,
-  REQUEST_BYTES,
   ResponseField,
-  RESPONSE_BYTES,
   RnrClearedField,
-  RNR_CLEARED_BYTES,
   WIRE_VERSION,
 } from './wire-layout';
 import { FLUSH_INLINE_BYTES, FLUSH_PACKET_BYTES, HANDSHAKE_TIMEOUT_MS, RX_SLICE_BYTES } from './wire-options';
@@ -130,6 +134,10 @@ export class WireLink implements RequestCarrier {
   #wasOpened = false;
   #tx: RingProducer | undefined;
   #rx: RingConsumer | undefined;
+  /** The connector's grants of its MR memory to the acceptor, and the acceptor's mappings of them (grants.ts); within one registry only. */
+  #offers: GrantOffers | undefined;
+  #mappings: GrantMappings | undefined;
+  readonly #grantLink: GrantLink;
   readonly #builder = new FrameBuilder();
   /** Requests sent on this stream and not answered on it yet, oldest first. */
   readonly #inFlight = new Fifo<PendingRequest>();
@@ -176,6 +184,7 @@ export class WireLink implements RequestCarrier {
     let markEnded!: () => void;
     this.#ended = new Promise<void>((resolve) => (markEnded = resolve));
     this.#markEnded = markEnded;
+    this.#grantLink = this.#makeGrantLink();
     this.#handshakeTimer = setTimeout(() => this.#close(`no handshake within ${HANDSHAKE_TIMEOUT_MS} ms`), HANDSHAKE_TIMEOUT_MS);
     this.#handshakeDone = (role === 'connector' ? this.#connectorHandshake() : this.#acceptorHandshake()).catch((error: unknown) =>
       this.#close(`handshake failed: ${describe(error)}`),
@@ -248,10 +257,17 @@ export class WireLink implements RequestCarrier {
       entry.carrier = this;
       return;
     }
+    const grant = request.local !== undefined && this.#state === 'open' ? this.#offers?.id(request.local.source) : undefined;
     const length = owned !== undefined ? owned.length : totalLength(request.payload);
     let placement: Placement = Placement.NONE;
     let locator = 0;
-    if (length > 0) {
+    let bytes = length;
+    if (grant !== undefined) {
+      // The responder moves the bytes itself, straight between the two MRs: nothing to copy here.
+      placement = Placement.GRANT;
+      locator = grant;
+      bytes = request.length;
+    } else if (length > 0) {
       locator = this.#tx?.put(owned !== undefined ? [owned] : request.payload, length) ?? -1;
       if (locator >= 0) {
         placement = Placement.RING;
@@ -261,14 +277,14 @@ export class WireLink implements RequestCarrier {
         locator = this.#builder.addInline(owned ?? gather(request.payload, length));
         this.#host.counters.inlineBytesSent += length;
       }
+      this.#sliceBytes += length;
     }
-    this.#sliceBytes += length;
     entry.seq = this.#nextSeq;
     entry.carrier = this;
     this.#nextSeq = (this.#nextSeq + 1) >>> 0;
     this.#inFlight.push(entry);
     this.#unanswered.set(key, entry);
-    this.#builder.request(dqpn, entry.seq, request, placement, locator, length);
+    this.#builder.request(dqpn, entry.seq, request, placement, locator, bytes);
     this.#packetAdded();
   }
 
@@ -296,6 +312,7 @@ export class WireLink implements RequestCarrier {
     const gid = gidText(theirs.gid);
     if (gid !== this.#peerGid) throw errno('ENXIO', `the NIC dialled as ${this.#peerGid} introduced itself as ${gid}`);
     const sameRegistry = theirs.registryIncarnation === this.#host.session.incarnation;
+    if (sameRegistry) this.#offers = new GrantOffers(this.#grantLink, theirs.registryPid);
     const [, token] = await Promise.all([
       sameRegistry && theirs.ringToken !== '' ? this.#acceptRing(theirs) : undefined,
       sameRegistry ? this.#offerRing(theirs.registryPid) : '',
@@ -314,6 +331,7 @@ export class WireLink implements RequestCarrier {
     const first = await this.#hello();
     this.#peerGid = gidText(first.gid);
     const sameRegistry = first.registryIncarnation === this.#host.session.incarnation;
+    if (sameRegistry) this.#mappings = new GrantMappings(this.#grantLink);
     const token = sameRegistry ? await this.#offerRing(first.registryPid) : '';
     if (this.#isClosed()) return;
     this.#sendHello(token, token !== '' ? this.#host.ringBytes : 0);
@@ -367,6 +385,31 @@ export class WireLink implements RequestCarrier {
     } catch (error) {
       logger?.warn({ peer: this.#peerGid, err: error }, "wire: cannot map the peer's ring; it sends inline");
     }
+  }
+
+  /** What the grant tables (grants.ts) use of this link. */
+  #makeGrantLink(): GrantLink {
+    const link = this;
+    const host = this.#host;
+    return {
+      session: host.session,
+      logger: host.logger,
+      get sending(): boolean {
+        return link.#state === 'open';
+      },
+      sendOffer: (id, bufferId, size, token, bdf) => {
+        this.#builder.grantOffer(id, bufferId, size, token, bdf);
+        this.#packetAdded();
+      },
+      sendState: (id, state: GrantState) => {
+        this.#builder.grantState(id, state);
+        this.#packetAdded();
+      },
+      sendDrop: (id) => {
+        this.#builder.grantDrop(id);
+        this.#packetAdded();
+      },
+    };
   }
 
   /** A method, not a field test, so that the compiler does not carry a narrowing of #state across an await. */
@@ -491,27 +534,81 @@ export class WireLink implements RequestCarrier {
   #packet(rx: RxFrame): string | undefined {
     const { view, at } = rx;
     const kind = at < view.byteLength ? view.getUint8(at) : 0;
-    const size = kind === PacketKind.REQUEST ? REQUEST_BYTES : kind === PacketKind.RESPONSE ? RESPONSE_BYTES : RNR_CLEARED_BYTES;
-    if (kind < PacketKind.REQUEST || kind > PacketKind.RNR_CLEARED || at + size > view.byteLength) {
+    const size = PACKET_BYTES[kind] ?? 0;
+    if (size === 0 || at + size > view.byteLength) {
       return `packet ${rx.index} of ${rx.count} is cut short or of unknown kind ${kind}`;
     }
     rx.at += size;
     rx.index++;
-    if (kind === PacketKind.REQUEST) return this.#onRequest(view, at, rx.frame);
-    if (kind === PacketKind.RESPONSE) return this.#onResponse(view, at, rx.frame);
-    try {
-      this.#host.endpoint?.retryAfterRnr(view.getUint32(at + RnrClearedField.QPN, true));
-    } catch (error) {
-      this.#host.logger?.error({ err: error, peer: this.#peerGid }, 'wire: retryAfterRnr threw');
+    switch (kind) {
+      case PacketKind.REQUEST:
+        return this.#onRequest(view, at, rx.frame);
+      case PacketKind.RESPONSE:
+        return this.#onResponse(view, at, rx.frame);
+      case PacketKind.RNR_CLEARED:
+        try {
+          this.#host.endpoint?.retryAfterRnr(view.getUint32(at + RnrClearedField.QPN, true));
+        } catch (error) {
+          this.#host.logger?.error({ err: error, peer: this.#peerGid }, 'wire: retryAfterRnr threw');
+        }
+        return undefined;
+      case PacketKind.GRANT_OFFER:
+        return this.#onGrantOffer(view, at, rx.frame);
+      case PacketKind.GRANT_STATE: {
+        const id = view.getUint32(at + GrantStateField.ID, true);
+        return this.#offers?.state(id, view.getUint8(at + GrantStateField.STATE)) === true ? undefined : `GRANT_STATE for grant ${id}, never offered`;
+      }
+      default:
+        this.#mappings?.dropped(view.getUint32(at + GrantDropField.ID, true));
+        return this.#mappings === undefined ? 'GRANT_DROP on a link without grants' : undefined;
     }
-    return undefined;
   }
 
-  /** A request for this NIC: the responder runs it now, on views of the payload where it lies. Returns a protocol problem, if any. */
+  #onGrantOffer(view: DataView, at: number, frame: rdma.WireFrame): string | undefined {
+    const token = frame.inlineData[view.getUint32(at + GrantOfferField.TOKEN, true)];
+    const bdf = frame.inlineData[view.getUint32(at + GrantOfferField.BDF, true)];
+    if (this.#mappings === undefined || token === undefined || bdf === undefined) return 'a GRANT_OFFER without its token, or on a link without grants';
+    return this.#mappings.offered(
+      view.getUint32(at + GrantOfferField.ID, true),
+      view.getBigUint64(at + GrantOfferField.BUFFER_ID, true),
+      getU64(view, at + GrantOfferField.SIZE),
+      Buffer.from(token).toString('utf8'),
+      Buffer.from(bdf).toString('utf8'),
+    );
+  }
+
+  /**
+   * A request for this NIC: the responder runs it now, on views of the
+   * payload where it lies (the peer's ring, inline, or the requester's MR
+   * through a grant). Returns a protocol problem, if any.
+   */
   #onRequest(view: DataView, at: number, frame: rdma.WireFrame): string | undefined {
     const ref = requestPayload(view, at);
-    const payload = this.#payload(ref, frame);
-    if (payload === undefined) return `request payload (placement ${ref.placement}, ${ref.bytes} bytes) is not there`;
+    const seq = view.getUint32(at + RequestField.SEQ, true);
+    let payload: readonly Uint8Array[] | undefined;
+    let sink: Uint8Array[] | undefined;
+    if (ref.placement === Placement.GRANT) {
+      const views: Uint8Array[] = [];
+      const offset = getU64(view, at + RequestField.GRANT_OFFSET);
+      const reachable = this.#mappings?.views(ref.locator, offset, ref.bytes, views);
+      if (reachable === undefined) return `a request names grant ${ref.locator} [${offset}, +${ref.bytes}), which this side does not hold`;
+      if (!reachable) {
+        // The requester's memory went under the request (a move_notify took the grant): nothing ran, nothing advanced.
+        if (this.#state === 'open') this.#respond(view.getUint32(at + RequestField.SRC_QPN, true), view.getUint32(at + RequestField.PSN, true), seq, REFETCH_RESPONSE);
+        return undefined;
+      }
+      if (view.getUint8(at + RequestField.OP) === WireOp.RDMA_READ) {
+        payload = NO_PAYLOAD;
+        sink = views;
+      } else {
+        payload = views;
+        this.#host.counters.directBytes += ref.bytes;
+        this.#sliceBytes += ref.bytes;
+      }
+    } else {
+      payload = this.#payload(ref, frame);
+      if (payload === undefined) return `request payload (placement ${ref.placement}, ${ref.bytes} bytes) is not there`;
+    }
     const request = readRequest(view, at, this.#peerGid, payload);
     let response: WireResponse | undefined;
     try {
@@ -524,7 +621,7 @@ export class WireLink implements RequestCarrier {
     // A request the responder drops still gets a link-level notice (never an answer): the requester's timer
     // runs out as for a silent drop, but its retransmission then goes on the wire again rather than wait
     // for an answer to this copy.
-    if (this.#state === 'open') this.#respond(request.srcQpn, request.psn, view.getUint32(at + RequestField.SEQ, true), response ?? DROPPED);
+    if (this.#state === 'open') this.#respond(request.srcQpn, request.psn, seq, response ?? DROPPED, sink, ref.locator);
     return undefined;
   }
 
@@ -547,9 +644,14 @@ export class WireLink implements RequestCarrier {
       const waiting = entry.done ? entry.successor : entry;
       const dropped = view.getInt32(at + ResponseField.STATUS, true) === DROPPED.status;
       if (!dropped && waiting !== undefined && !waiting.done && entry.srcQpn === view.getUint32(at + ResponseField.DQPN, true) && entry.psn === view.getUint32(at + ResponseField.PSN, true)) {
-        const data = this.#payload(ref, frame);
-        if (data === undefined) return `response data (placement ${ref.placement}, ${ref.bytes} bytes) is not there`;
-        this.#host.pending.settle(waiting, readResponse(view, at, ref.placement !== Placement.NONE ? data : undefined));
+        if (ref.placement === Placement.GRANT) {
+          // READ data the responder put in this side's memory already.
+          this.#host.pending.settle(waiting, { ...readResponse(view, at, undefined), landed: ref.bytes });
+        } else {
+          const data = this.#payload(ref, frame);
+          if (data === undefined) return `response data (placement ${ref.placement}, ${ref.bytes} bytes) is not there`;
+          this.#host.pending.settle(waiting, readResponse(view, at, ref.placement !== Placement.NONE ? data : undefined));
+        }
       }
     }
     if (ref.placement === Placement.RING) this.#rx?.release(ref.locator);
@@ -573,12 +675,26 @@ export class WireLink implements RequestCarrier {
     return views;
   }
 
-  #respond(dqpn: number, psn: number, seq: number, response: WireResponse): void {
+  /**
+   * Answers a request in order. READ data goes into `sink`, the requester's
+   * memory through grant `grant`, when the request named one: the one copy
+   * of the transfer; else through the ring or inline.
+   */
+  #respond(dqpn: number, psn: number, seq: number, response: WireResponse, sink?: Uint8Array[], grant = 0): void {
     const data = response.data;
     const length = data !== undefined ? totalLength(data) : 0;
     let placement: Placement = Placement.NONE;
     let locator = 0;
     if (data !== undefined && length > 0) {
+      if (sink !== undefined) {
+        const landed = Math.min(length, totalLength(sink));
+        copyAcross(data, sink, landed);
+        this.#host.counters.directBytes += landed;
+        this.#sliceBytes += landed;
+        this.#builder.response(dqpn, psn, seq, response, Placement.GRANT, grant, landed);
+        this.#packetAdded();
+        return;
+      }
       locator = this.#tx?.put(data, length) ?? -1;
       if (locator >= 0) {
         placement = Placement.RING;
@@ -636,6 +752,8 @@ export class WireLink implements RequestCarrier {
     this.#helloWaiter = undefined;
     this.#rxQueue.drain();
     this.#unanswered.clear();
+    this.#offers?.close();
+    if (this.#mappings !== undefined) this.#releases.push(this.#mappings.close());
     this.#stream.end();
     for (const ring of [this.#tx?.memory, this.#rx?.memory]) if (ring !== undefined) this.#releases.push(ring.release());
     this.#tx = undefined;
@@ -662,6 +780,9 @@ function describe(error: unknown): string {
  * and never reaches the requester's QP as an answer.
  */
 const DROPPED: WireResponse = { status: -2 as WireResponse['status'] };
+
+/** The answer to a request whose grant is gone: the requester fetches its memory again. */
+const REFETCH_RESPONSE: WireResponse = { status: REFETCH };
 
 /** (source QPN, PSN) as one number: both are 24 bits. */
 function unansweredKey(srcQpn: number, psn: number): number {

@@ -5,6 +5,8 @@
  */
 export interface MemoryWindow {
   readonly length: number;
+  /** The dma-buf the window lies in, from offset `base`, when a peer NIC may be given it. */
+  readonly grant?: { readonly source: GrantSource; readonly base: number };
   /** Push views covering [offset, offset + length) onto `out`; the caller checked the bounds. */
   views(offset: number, length: number, out: Uint8Array[]): void;
 }
@@ -18,6 +20,8 @@ export interface MemoryWindow {
  */
 export interface DmaBufMemory {
   readonly size: number;
+  /** The dma-buf itself, when a peer NIC may be given it. */
+  readonly grant?: GrantSource;
   map(): Promise<void>;
   views(offset: number, length: number, out: Uint8Array[]): void;
   /**
@@ -27,4 +31,33 @@ export interface DmaBufMemory {
    * memory in pci-emu's segments). Never throws, never waits.
    */
   written(offset: number, length: number): void;
+}
+
+/**
+ * The dma-buf behind an MR, as a peer NIC on the same registry may be given
+ * it so that the payload of a transfer moves once, straight between the two
+ * MRs' memory (see link/grants.ts): the registry passes the holder's fd to
+ * the peer (SCM_RIGHTS, a token only the peer can redeem), and the peer
+ * attaches it as this NIC did, with this NIC's BDF, so that it reaches
+ * exactly what this NIC reaches and hears every move_notify itself.
+ */
+export interface GrantSource {
+  /** The process whose fd the MR was registered from, and that fd. */
+  readonly holderPid: number;
+  readonly fd: number;
+  /** The buffer the fd must still name when the peer attaches it. */
+  readonly bufferId: bigint;
+  readonly size: number;
+  /** The importing function: this NIC's BDF. */
+  readonly importerBdf: string;
+  /** The MR's memory was released (deregistered): nothing may be offered from it again. */
+  readonly released: boolean;
+  /** Calls `listener` once, when the memory is released; returns the unsubscribe. */
+  onRelease(listener: () => void): () => void;
+}
+
+/** Where [addr, addr + length) of an MR lies in a grantable dma-buf. */
+export interface LocalGrant {
+  readonly source: GrantSource;
+  readonly offset: number;
 }

@@ -1,4 +1,4 @@
-import type { DmaBufMemory, MemoryWindow } from '../memory/memory';
+import type { DmaBufMemory, LocalGrant, MemoryWindow } from '../memory/memory';
 import type { ProtectionDomain } from './protection-domain';
 
 /**
@@ -44,6 +44,15 @@ export abstract class MemoryRegion {
    * dma-buf MR tells the exporter's device (DmaBufMemory.written).
    */
   written(_addr: number, _length: number): void {}
+
+  /**
+   * Where [addr, addr + length), already bounds-checked and translated, lies
+   * in a dma-buf a peer NIC may be given; undefined when the memory is not
+   * one (memory of tests, a dma-buf MR not mapped now).
+   */
+  grantRef(_addr: number): LocalGrant | undefined {
+    return undefined;
+  }
 }
 
 /** ibv_reg_mr_iova() on host memory: pinned at registration, always translatable. */
@@ -63,6 +72,11 @@ export class HostMemoryRegion extends MemoryRegion {
   override translate(addr: number, length: number, out: Uint8Array[]): Translation {
     this.#memory.views(addr - this.iova, length, out);
     return true;
+  }
+
+  override grantRef(addr: number): LocalGrant | undefined {
+    const grant = this.#memory.grant;
+    return grant !== undefined ? { source: grant.source, offset: grant.base + (addr - this.iova) } : undefined;
   }
 }
 
@@ -125,6 +139,11 @@ export class DmabufMemoryRegion extends MemoryRegion {
 
   override written(addr: number, length: number): void {
     if (this.#mapped) this.#dmabuf.written(this.#offset + (addr - this.iova), length);
+  }
+
+  override grantRef(addr: number): LocalGrant | undefined {
+    const source = this.#dmabuf.grant;
+    return this.#mapped && source !== undefined ? { source, offset: this.#offset + (addr - this.iova) } : undefined;
   }
 
   override translate(addr: number, length: number, out: Uint8Array[]): Translation {

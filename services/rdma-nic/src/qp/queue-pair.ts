@@ -132,6 +132,8 @@ export class QueuePair implements WorkQueueOwner {
   /** Transport retries (no answer) and RNR retries made, for tests and metrics. */
   retries = 0;
   rnrRetries = 0;
+  /** Messages sent again because the responder could no longer reach their memory (REFETCH). */
+  refetches = 0;
 
   constructor(
     readonly qpNum: number,
@@ -515,6 +517,11 @@ export class QueuePair implements WorkQueueOwner {
       case 'rnr':
         this.#rnrNak(entry, response!);
         return;
+      case 'refetch':
+        this.refetches++;
+        this.#rewind(entry);
+        this.#progress();
+        return;
       case 'land':
         entry.status = this.engine.land(this, entry.wr, response!);
         break;
@@ -551,6 +558,16 @@ export class QueuePair implements WorkQueueOwner {
     }
     entry.rnrNaks++;
     this.rnrRetries++;
+    this.#rewind(entry);
+    this.#rnrCounts.set(entry.seq, entry.rnrNaks);
+    this.#waiting = 'rnr';
+    if (!infinite) {
+      this.#rnrTimer = setTimeout(() => this.resumeAfterRnr(), rnrTimerMs(response.rnrTimer ?? this.#attr.minRnrTimer));
+    }
+  }
+
+  /** Back to `entry`: it and every later PSN go again, from the send queue, as each was posted. */
+  #rewind(entry: InFlight): void {
     const index = this.#inflight.indexOf(entry, this.#inflightHead);
     const rewound = this.#inflight.splice(index);
     for (const again of rewound) {
@@ -562,11 +579,6 @@ export class QueuePair implements WorkQueueOwner {
     this.#nextPsn = entry.psn;
     this.#sq = [...rewound.map(({ wr, seq, localError }) => ({ wr, seq, localError })), ...this.#sq.slice(this.#sqHead)];
     this.#sqHead = 0;
-    this.#rnrCounts.set(entry.seq, entry.rnrNaks);
-    this.#waiting = 'rnr';
-    if (!infinite) {
-      this.#rnrTimer = setTimeout(() => this.resumeAfterRnr(), rnrTimerMs(response.rnrTimer ?? this.#attr.minRnrTimer));
-    }
   }
 
   #resume(): void {

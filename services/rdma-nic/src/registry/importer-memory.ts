@@ -2,7 +2,7 @@ import type { DmaBufImporter } from '@p2p/dmabuf-client';
 import { errno } from '@p2p/errno';
 import { dmabuf } from '@p2p/proto';
 import { PCI_EMU_SEGMENT_PREFIX, type WriteNoticeClient } from '@p2p/shm';
-import type { DmaBufMemory, MemoryWindow } from '../memory/memory';
+import type { DmaBufMemory, GrantSource, MemoryWindow } from '../memory/memory';
 
 /**
  * Host memory behind an ibv_reg_mr(): [base, base + length) of a mapped
@@ -12,13 +12,15 @@ import type { DmaBufMemory, MemoryWindow } from '../memory/memory';
  */
 export class ImporterWindow implements MemoryWindow {
   readonly length: number;
+  readonly grant: { readonly source: GrantSource; readonly base: number } | undefined;
   readonly #importer: DmaBufImporter;
   readonly #base: number;
 
-  constructor(importer: DmaBufImporter, base: number, length: number) {
+  constructor(importer: DmaBufImporter, base: number, length: number, grant?: GrantSource) {
     this.#importer = importer;
     this.#base = base;
     this.length = length;
+    this.grant = grant !== undefined ? { source: grant, base } : undefined;
   }
 
   views(offset: number, length: number, out: Uint8Array[]): void {
@@ -37,13 +39,15 @@ export class ImporterWindow implements MemoryWindow {
  */
 export class ImporterDmaBuf implements DmaBufMemory {
   readonly size: number;
+  readonly grant: GrantSource | undefined;
   readonly #importer: DmaBufImporter;
   readonly #notices: WriteNoticeClient;
 
-  constructor(importer: DmaBufImporter, notices: WriteNoticeClient) {
+  constructor(importer: DmaBufImporter, notices: WriteNoticeClient, grant?: GrantSource) {
     this.#importer = importer;
     this.#notices = notices;
     this.size = importer.size;
+    this.grant = grant;
   }
 
   /**
@@ -86,4 +90,46 @@ export class ImporterDmaBuf implements DmaBufMemory {
   readonly #notify = (segment: string, segmentOffset: number, length: number): void => {
     if (segment.startsWith(PCI_EMU_SEGMENT_PREFIX)) this.#notices.notify(segment, segmentOffset, length);
   };
+}
+
+/**
+ * An MR's dma-buf as a peer NIC may be given it (GrantSource): the holder's
+ * fd as it was registered, released when the MR is.
+ */
+export class ImportGrant implements GrantSource {
+  readonly holderPid: number;
+  readonly fd: number;
+  readonly bufferId: bigint;
+  readonly size: number;
+  readonly importerBdf: string;
+  #released = false;
+  readonly #listeners = new Set<() => void>();
+
+  constructor(holderPid: number, fd: number, importer: DmaBufImporter, importerBdf: string) {
+    this.holderPid = holderPid;
+    this.fd = fd;
+    this.bufferId = importer.bufferId;
+    this.size = importer.size;
+    this.importerBdf = importerBdf;
+  }
+
+  get released(): boolean {
+    return this.#released;
+  }
+
+  onRelease(listener: () => void): () => void {
+    if (this.#released) {
+      listener();
+      return () => undefined;
+    }
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    for (const listener of [...this.#listeners]) listener();
+    this.#listeners.clear();
+  }
 }

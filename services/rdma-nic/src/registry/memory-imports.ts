@@ -5,7 +5,7 @@ import type { WriteNoticeClient } from '@p2p/shm';
 import type { DmaBufMemory, MemoryWindow } from '../memory/memory';
 import { IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_MW_BIND, IBV_ACCESS_REMOTE_ATOMIC, IBV_ACCESS_REMOTE_WRITE } from '../verbs/access-flags';
 import type { ImportedMemory, MemoryImportPort } from '../context/ports';
-import { ImporterDmaBuf, ImporterWindow } from './importer-memory';
+import { ImportGrant, ImporterDmaBuf, ImporterWindow } from './importer-memory';
 import { peerError } from './peer-error';
 import type { RegistryFiles } from './registry-files';
 
@@ -67,12 +67,14 @@ export class MemoryImports implements MemoryImportPort {
       await importer.detach().catch(() => undefined);
       throw error;
     }
-    return { memory: new ImporterWindow(importer, offset, length), writable: (file.openFlags & O_ACCMODE) !== O_RDONLY, detach: () => importer.detach() };
+    const grant = new ImportGrant(pid, heapFd, importer, this.#bdf);
+    return { memory: new ImporterWindow(importer, offset, length, grant), writable: (file.openFlags & O_ACCMODE) !== O_RDONLY, detach: () => released(grant, importer) };
   }
 
   async dmaBuf(pid: number, fd: number, onMoveNotify: () => void): Promise<ImportedMemory<DmaBufMemory>> {
     const importer = await this.#import(pid, fd, onMoveNotify);
-    return { memory: new ImporterDmaBuf(importer, this.#notices), detach: () => importer.detach() };
+    const grant = new ImportGrant(pid, fd, importer, this.#bdf);
+    return { memory: new ImporterDmaBuf(importer, this.#notices, grant), detach: () => released(grant, importer) };
   }
 
   /** ib_umem_dmabuf_get(): a dynamic, peer2peer attach with move_notify. Fails with the registry's errno (EBADF, ENODEV, EOPNOTSUPP). */
@@ -83,4 +85,10 @@ export class MemoryImports implements MemoryImportPort {
       throw peerError(error, `attach of fd ${fd} of pid ${pid}`);
     }
   }
+}
+
+/** ib_umem_release(): peers given the memory lose it first (their grants are withdrawn), then the attachment goes. */
+function released(grant: ImportGrant, importer: DmaBufImporter): Promise<void> {
+  grant.release();
+  return importer.detach();
 }

@@ -2,7 +2,7 @@ import type { WorkCompletion } from '../cq/work-completion';
 import type { RecvWr, SendWr } from '../qp/work-request';
 import { IBV_SEND_SIGNALED } from '../verbs/send-flags';
 import { type WcOpcode, WcStatus } from '../verbs/enums';
-import { RNR_NAK, type WireResponse } from './fabric';
+import { REFETCH, RNR_NAK, type WireResponse } from './fabric';
 import { WR_OPCODES, wireOpOf } from './opcodes';
 
 /**
@@ -16,22 +16,26 @@ import { WR_OPCODES, wireOpOf } from './opcodes';
 export type Verdict =
   | { readonly action: 'retransmit' }
   | { readonly action: 'rnr' }
+  | { readonly action: 'refetch' }
   | { readonly action: 'land' }
   | { readonly action: 'complete'; readonly status: WcStatus };
 
 const RETRANSMIT: Verdict = { action: 'retransmit' };
 const RNR: Verdict = { action: 'rnr' };
+const REFETCH_LOCAL: Verdict = { action: 'refetch' };
 const LAND: Verdict = { action: 'land' };
 const RETRY_EXCEEDED: Verdict = { action: 'complete', status: WcStatus.RETRY_EXC_ERR };
 
 /**
  * No answer within the timer: retransmit, up to retry_cnt times, then
- * RETRY_EXC_ERR. An RNR NAK: rewind and wait (the QP counts rnr_retry). An
+ * RETRY_EXC_ERR. An RNR NAK: rewind and wait (the QP counts rnr_retry).
+ * REFETCH: rewind and fetch the local SGEs again, at once and uncounted. An
  * ACK: land the answer's data. A NAK: complete with its status.
  */
 export function judgeAnswer(response: WireResponse | undefined, retries: number, retryCnt: number): Verdict {
   if (response === undefined) return retries >= retryCnt ? RETRY_EXCEEDED : RETRANSMIT;
   if (response.status === RNR_NAK) return RNR;
+  if (response.status === REFETCH) return REFETCH_LOCAL;
   return response.status === WcStatus.SUCCESS ? LAND : { action: 'complete', status: response.status };
 }
 

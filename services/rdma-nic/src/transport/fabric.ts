@@ -1,3 +1,4 @@
+import type { LocalGrant } from '../memory/memory';
 import type { WcStatus } from '../verbs/enums';
 
 /** The RC request packets the model carries (one message each; no segmentation by MTU). */
@@ -33,21 +34,39 @@ export interface WireRequest {
   readonly immData: number;
   readonly compareAdd: bigint;
   readonly swap: bigint;
+  /**
+   * Where the requester's memory of this message lies (SEND and WRITE: the
+   * payload; READ: where the answer lands) when it is one SGE of a dma-buf a
+   * peer NIC may be given: a fabric whose peer maps that dma-buf moves the
+   * bytes once, between the two MRs, rather than through a ring.
+   */
+  readonly local?: LocalGrant;
 }
 
 /** The responder's receive-not-ready NAK (IB spec 9.7.5.2.8). */
 export const RNR_NAK = -1;
 
 /**
+ * Not run: the responder could not reach the requester's memory of the
+ * message (the peer's attachment to it heard a move_notify). The requester
+ * fetches its SGEs again, as after a page fault of its own, and sends the
+ * message again under the same PSN; no retry counter is spent.
+ */
+export const REFETCH = -3;
+
+/**
  * The responder's answer: SUCCESS (ACK) with `data` views of the responder
- * memory for RDMA_READ (valid only while the answer is being handled),
+ * memory for RDMA_READ (valid only while the answer is being handled), or
+ * `landed` when those bytes were put in the requester's memory already,
  * `original` for atomics; RNR_NAK with the responder's min_rnr_timer code;
  * or the NAK's completion status for the requester (REM_ACCESS_ERR,
  * REM_INV_REQ_ERR, REM_OP_ERR).
  */
 export interface WireResponse {
-  readonly status: WcStatus | typeof RNR_NAK;
+  readonly status: WcStatus | typeof RNR_NAK | typeof REFETCH;
   readonly data?: readonly Uint8Array[];
+  /** READ data the responder already put in the requester's memory (WireRequest.local): its byte count. */
+  readonly landed?: number;
   readonly original?: bigint;
   /** With RNR_NAK: the responder's min_rnr_timer (IBA table 45 code, 0..31). */
   readonly rnrTimer?: number;

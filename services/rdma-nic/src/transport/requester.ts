@@ -48,10 +48,14 @@ const NO_PAYLOAD: readonly Uint8Array[] = [];
 /**
  * The request packet of a prepared WR. Only SEND and RDMA_WRITE carry the
  * gathered SGEs as payload; for READ and atomics the SGEs are where the
- * answer lands, and the request carries only their length.
+ * answer lands, and the request carries only their length. `local` says
+ * where a one-SGE message's memory lies, for a peer that can be given it.
  */
-export function wireRequest(gid: string, srcQpn: number, psn: number, wr: SendWr, local: readonly Uint8Array[]): WireRequest {
+export function wireRequest(keys: KeyTable<MemoryRegion>, gid: string, srcQpn: number, psn: number, wr: SendWr, local: readonly Uint8Array[]): WireRequest {
   const { wireOp, withImm } = WR_OPCODES[wr.opcode];
+  const op = WIRE_OPS[wireOp];
+  // One SGE moving bytes (not an atomic's 8): a peer that maps its dma-buf moves them straight to or from it.
+  const sge = wr.sgList.length === 1 && !op.atomic && (op.payload || op.readLike) ? wr.sgList[0]! : undefined;
   return {
     op: wireOp,
     srcGid: gid,
@@ -60,11 +64,12 @@ export function wireRequest(gid: string, srcQpn: number, psn: number, wr: SendWr
     remoteAddr: wr.remoteAddr ?? 0,
     rkey: wr.rkey ?? 0,
     length: totalLength(local),
-    payload: WIRE_OPS[wireOp].payload ? local : NO_PAYLOAD,
+    payload: op.payload ? local : NO_PAYLOAD,
     withImm,
     immData: withImm ? (wr.immData ?? 0) >>> 0 : 0,
     compareAdd: wr.compareAdd ?? 0n,
     swap: wr.swap ?? 0n,
+    local: sge !== undefined && sge.length > 0 ? keys.get(sge.lkey)?.grantRef(sge.addr) : undefined,
   };
 }
 
@@ -72,7 +77,8 @@ export function wireRequest(gid: string, srcQpn: number, psn: number, wr: SendWr
  * Land a successful answer in local memory: READ data or an atomic's
  * original value, into the SGEs resolved again now (the NIC writes through
  * the MTT as it is when the answer arrives). An MR invalidated since the
- * request went out is not written: LOC_PROT_ERR.
+ * request went out is not written: LOC_PROT_ERR. READ data the responder
+ * landed itself (WireResponse.landed) is in place already.
  */
 export function landResponse(keys: KeyTable<MemoryRegion>, pd: ProtectionDomain, wr: SendWr, response: WireResponse): WcStatus {
   if (!isReadLike(wr.opcode)) {
@@ -82,7 +88,10 @@ export function landResponse(keys: KeyTable<MemoryRegion>, pd: ProtectionDomain,
   if (resolveSges(keys, pd, wr.sgList, true, local) !== WcStatus.SUCCESS) {
     return WcStatus.LOC_PROT_ERR;
   }
-  if (response.data !== undefined) {
+  if (response.landed !== undefined) {
+    // The responder put the bytes in place through the peer's mapping of the MR: only the notices are left.
+    sgesWritten(keys, wr.sgList, response.landed);
+  } else if (response.data !== undefined) {
     const landed = Math.min(totalLength(response.data), totalLength(local));
     copyAcross(response.data, local, landed);
     sgesWritten(keys, wr.sgList, landed);
