@@ -111,7 +111,7 @@ export class Transfer {
   }
 }
 
-export const { WC_STATUS_SUCCESS, WC_STATUS_WR_FLUSH_ERR, WC_STATUS_RETRY_EXC_ERR, WC_STATUS_REM_ACCESS_ERR } = rdma.WcStatus;
+export const { WC_STATUS_SUCCESS, WC_STATUS_WR_FLUSH_ERR, WC_STATUS_RETRY_EXC_ERR, WC_STATUS_REM_ACCESS_ERR, WC_STATUS_LOC_PROT_ERR } = rdma.WcStatus;
 
 /** A work completion status as ibv_wc_status_str() would name it: REM_ACCESS_ERR, WR_FLUSH_ERR, SUCCESS. */
 export function wcStatusName(status: number): string {

@@ -8,7 +8,17 @@ import { platformSecretsOf } from '@p2p/testing';
 import { IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_REMOTE_READ, IBV_ACCESS_REMOTE_WRITE } from '@p2p/verbs';
 import { ACCEL0, type BarBuffer, type HostBuffer, type RdmaHost, RdmaStack } from '../harness/rdma-hosts';
 import { rpc } from '../harness/rpc';
-import { notLanded, patterned, tallyCompletions, Transfer, WC_STATUS_REM_ACCESS_ERR, WC_STATUS_RETRY_EXC_ERR, WC_STATUS_SUCCESS, wcStatusName } from '../harness/rdma-transfer';
+import {
+  notLanded,
+  patterned,
+  tallyCompletions,
+  Transfer,
+  WC_STATUS_LOC_PROT_ERR,
+  WC_STATUS_REM_ACCESS_ERR,
+  WC_STATUS_RETRY_EXC_ERR,
+  WC_STATUS_SUCCESS,
+  wcStatusName,
+} from '../harness/rdma-transfer';
 import { deviceMemory } from '../harness/device-memory';
 
 const KiB = 1024;
@@ -176,17 +186,20 @@ for (const queues of ['user', 'calls'] as const) {
       expectLanded(await readAll(target), again.byStatus(WC_STATUS_SUCCESS));
     });
 
-    it('accel0 BAR revoked mid-transfer: WRs that had not finished complete in error; no byte lands after the revoke returns', async () => {
-      const { x, target: bar, transfer } = await writerIntoBar();
-      const running = transfer.run();
-      await transfer.whenCompleted(40);
-
+    /** PCI_COMMAND with MEMORY cleared: vfio-pci revokes accel0's dma-bufs and returns once every importer stopped. */
+    async function revokeBar(x: RdmaHost, bar: BarBuffer): Promise<void> {
       const vfioClient = new vfio.VfioPciServiceClient(stack.vfioPci.address, credentials.createInsecure(), { interceptors: [x.session.interceptor] });
-      // PCI_COMMAND with MEMORY cleared: vfio-pci revokes accel0's dma-bufs and returns once every importer stopped.
       const command = Buffer.alloc(2);
       command.writeUInt16LE(PCI_COMMAND_MASTER);
       await rpc((cb) => vfioClient.regionWrite({ pid: x.session.pid, deviceFd: bar.deviceFd, index: CONFIG_REGION, offset: BigInt(PCI_COMMAND), data: command }, cb));
       vfioClient.close();
+    }
+
+    it('accel0 BAR revoked mid-transfer: WRs that had not finished complete in error; no byte lands after the revoke returns', async () => {
+      const { x, target: bar, transfer } = await writerIntoBar();
+      const running = transfer.run();
+      await transfer.whenCompleted(40);
+      await revokeBar(x, bar);
       const atRevoke = await barBytes(stack, COUNT * SIZE);
       await running;
       await transfer.settled(10_000);
@@ -194,6 +207,90 @@ for (const queues of ['user', 'calls'] as const) {
       await sleep(200);
       expect((await barBytes(stack, COUNT * SIZE)).equals(atRevoke), 'BAR bytes changed after the revoke returned').to.equal(true);
       const { succeeded } = expectRcErrorShape(transfer, WC_STATUS_REM_ACCESS_ERR, 40);
+      expectLanded(atRevoke, succeeded);
+    });
+
+    it('accel0 BAR revoked under one-copy READs into it: the peer NIC writing the BAR through its grant stops before the revoke returns; LOC_PROT_ERR, the rest flushed', async () => {
+      // Host X (nic1, beside accel0) READs host Y's memory into its BAR: nic0 answers by copying straight into the BAR, which
+      // nic1 granted it; the revoke reaches both NICs' attachments.
+      const y = await stack.host(0, 'host-y', queues);
+      const x = await stack.host(1, 'host-x', queues);
+      hosts.push(y, x);
+      const source = await y.hostBuffer(COUNT * SIZE, IOVA, ACCESS);
+      await source.cpu.copyFromBuffer(0, patterned(COUNT, SIZE));
+      const bar = await x.barBuffer(stack.vfioPci.address, 0, COUNT * SIZE, IOVA, ACCESS);
+      const a = await x.rcQp();
+      const b = await y.rcQp();
+      await x.ctx.connectRc(a.qpNum, { gid: y.gid, qpNum: b.qpNum }, QUICK_RETRY);
+      await y.ctx.connectRc(b.qpNum, { gid: x.gid, qpNum: a.qpNum }, QUICK_RETRY);
+      const transfer = new Transfer({
+        host: x,
+        qpNum: a.qpNum,
+        cq: a.cq,
+        opcode: rdma.WrOpcode.WR_OPCODE_RDMA_READ,
+        count: COUNT,
+        size: SIZE,
+        local: { key: bar.mr.lkey, iova: IOVA },
+        remote: { key: source.mr.rkey, iova: IOVA },
+        depth: 16,
+      });
+      const running = transfer.run();
+      await transfer.whenCompleted(40);
+      expect(await grantsOfBar(stack, 0), "nic0's grants of accel0's BAR before the revoke").to.equal(1);
+      await revokeBar(x, bar);
+      const atRevoke = await barBytes(stack, COUNT * SIZE);
+      await running;
+      await transfer.settled(10_000);
+      transfer.close();
+      await sleep(200);
+      expect((await barBytes(stack, COUNT * SIZE)).equals(atRevoke), 'BAR bytes changed after the revoke returned').to.equal(true);
+      expect(await grantsOfBar(stack, 0), "nic0's grants of accel0's BAR after the revoke").to.equal(0);
+      const { succeeded } = expectRcErrorShape(transfer, WC_STATUS_LOC_PROT_ERR, 40);
+      expectLanded(atRevoke, succeeded);
+    });
+
+    it('accel0 BAR revoked under one-copy WRITEs from it: the peer NIC reading the BAR through its grant stops before the revoke returns; LOC_PROT_ERR, the rest flushed', async () => {
+      // Host X (nic1) WRITEs from its BAR into host Y's memory: nic0 copies straight out of the BAR, which nic1 granted it.
+      const y = await stack.host(0, 'host-y', queues);
+      const x = await stack.host(1, 'host-x', queues);
+      hosts.push(y, x);
+      const target = await y.hostBuffer(COUNT * SIZE, IOVA, ACCESS);
+      const bar = await x.barBuffer(stack.vfioPci.address, 0, COUNT * SIZE, IOVA, ACCESS);
+      const fill = await y.hostBuffer(COUNT * SIZE, IOVA + COUNT * SIZE, ACCESS);
+      await fill.cpu.copyFromBuffer(0, patterned(COUNT, SIZE));
+      const a = await x.rcQp();
+      const b = await y.rcQp();
+      await x.ctx.connectRc(a.qpNum, { gid: y.gid, qpNum: b.qpNum }, QUICK_RETRY);
+      await y.ctx.connectRc(b.qpNum, { gid: x.gid, qpNum: a.qpNum }, QUICK_RETRY);
+      // The pattern into the BAR first, by RDMA READ from Y.
+      const load = new Transfer({ host: x, qpNum: a.qpNum, cq: a.cq, opcode: rdma.WrOpcode.WR_OPCODE_RDMA_READ, count: COUNT, size: SIZE, local: { key: bar.mr.lkey, iova: IOVA }, remote: { key: fill.mr.rkey, iova: IOVA + COUNT * SIZE }, depth: 16 });
+      await load.run();
+      await load.settled(10_000);
+      load.close();
+      expect(load.byStatus(WC_STATUS_SUCCESS)).to.have.length(COUNT);
+      const transfer = new Transfer({
+        host: x,
+        qpNum: a.qpNum,
+        cq: a.cq,
+        opcode: rdma.WrOpcode.WR_OPCODE_RDMA_WRITE,
+        count: COUNT,
+        size: SIZE,
+        local: { key: bar.mr.lkey, iova: IOVA },
+        remote: { key: target.mr.rkey, iova: IOVA },
+        depth: 16,
+      });
+      const running = transfer.run();
+      await transfer.whenCompleted(40);
+      expect(await grantsOfBar(stack, 0), "nic0's grants of accel0's BAR before the revoke").to.equal(1);
+      await revokeBar(x, bar);
+      const atRevoke = await target.cpu.read(0, target.size);
+      await running;
+      await transfer.settled(10_000);
+      transfer.close();
+      await sleep(200);
+      expect((await target.cpu.read(0, target.size)).equals(atRevoke), "bytes out of the BAR landed after the revoke returned").to.equal(true);
+      expect(await grantsOfBar(stack, 0), "nic0's grants of accel0's BAR after the revoke").to.equal(0);
+      const { succeeded } = expectRcErrorShape(transfer, WC_STATUS_LOC_PROT_ERR, 40);
       expectLanded(atRevoke, succeeded);
     });
 
@@ -237,6 +334,25 @@ for (const queues of ['user', 'calls'] as const) {
       expect((await y.ctx.queryQp(a.qpNum)).qpState).to.equal(rdma.QpState.QP_STATE_ERR);
     });
   });
+}
+
+/**
+ * Attachments to accel0's dma-bufs that NIC `index` holds as a grant: made
+ * by its process with the other NIC's BDF (the requester whose memory it
+ * is), as the registry lists them to the administrator.
+ */
+async function grantsOfBar(stack: RdmaStack, index: 0 | 1): Promise<number> {
+  const observer = await RegistrySession.open(stack.registry.address, { name: 'observer', shmDir: stack.shmDir, privilegedCredential: platformSecretsOf(stack.shmDir).adminToken });
+  try {
+    const pids = new Set((await observer.listProcesses()).processes.filter((p) => p.name === `rdma-nic/${stack.nics[index].bdf}`).map((p) => p.pid));
+    const other = stack.nics[1 - index]!.bdf;
+    return (await observer.bufInfo())
+      .filter((buffer) => buffer.providerBdf === ACCEL0)
+      .flatMap((buffer) => buffer.attachments)
+      .filter((attachment) => pids.has(attachment.importerPid) && attachment.importerBdf === other).length;
+  } finally {
+    await observer.close();
+  }
 }
 
 /** accel0 BAR2's first `length` bytes: what the device memory holds, whatever the decode state. */
