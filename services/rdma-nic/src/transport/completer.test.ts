@@ -1,14 +1,15 @@
 import { expect } from 'chai';
 import { IBV_SEND_SIGNALED } from '../verbs/send-flags';
 import { WcOpcode, WcStatus, WrOpcode } from '../verbs/enums';
-import { RNR_NAK } from './fabric';
+import { REFETCH, RNR_NAK } from './fabric';
 import { judgeAnswer, recvCompletion, sendCompletion } from './completer';
 
 describe('the completer (rxe_comp.c)', () => {
-  it('judges an answer: retransmit until retry_cnt, then RETRY_EXC_ERR; RNR; land an ACK; complete a NAK with its status', () => {
+  it('judges an answer: retransmit until retry_cnt, then RETRY_EXC_ERR; RNR; REFETCH, whatever the retries spent; land an ACK; complete a NAK with its status', () => {
     expect(judgeAnswer(undefined, 0, 7)).to.deep.equal({ action: 'retransmit' });
     expect(judgeAnswer(undefined, 7, 7)).to.deep.equal({ action: 'complete', status: WcStatus.RETRY_EXC_ERR });
     expect(judgeAnswer({ status: RNR_NAK, rnrTimer: 12 }, 0, 7)).to.deep.equal({ action: 'rnr' });
+    expect(judgeAnswer({ status: REFETCH }, 7, 7)).to.deep.equal({ action: 'refetch' });
     expect(judgeAnswer({ status: WcStatus.SUCCESS }, 0, 7)).to.deep.equal({ action: 'land' });
     expect(judgeAnswer({ status: WcStatus.REM_ACCESS_ERR }, 0, 7)).to.deep.equal({ action: 'complete', status: WcStatus.REM_ACCESS_ERR });
   });

@@ -3,9 +3,10 @@ import { IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_REMOTE_READ } from '../verbs/access-
 import { IBV_SEND_SIGNALED } from '../verbs/send-flags';
 import { AsyncEventType, QpState, WcStatus, WrOpcode } from '../verbs/enums';
 import { HeapMemory } from '../testing/heap-memory';
-import { connectedPair, settle, type Side } from '../testing/two-nics';
+import { InMemoryFabric } from '../testing/in-memory-fabric';
+import { connectedPair, connectedPairOn, settle, type Side } from '../testing/two-nics';
 import type { SendWr } from '../qp/work-request';
-import { WireOp, type WireRequest } from './fabric';
+import { REFETCH, WireOp, type WireReply, type WireRequest } from './fabric';
 
 function write(a: Side, b: Side, fields: Partial<SendWr> = {}): SendWr {
   return {
@@ -23,7 +24,59 @@ function statuses(side: Side): [bigint, number][] {
   return side.poll().map((wc) => [wc.wrId, wc.status]);
 }
 
+/** A fabric whose peer answers REFETCH to the first transmission of each PSN in `psns` (its grant of the requester's memory went). */
+class RefetchingFabric extends InMemoryFabric {
+  readonly sent: { psn: number; bytes: number[] }[] = [];
+
+  constructor(
+    readonly psns: Set<number>,
+    readonly onRefetch: (psn: number) => void = () => undefined,
+  ) {
+    super();
+  }
+
+  override request(dgid: string, dqpn: number, request: WireRequest, timeoutMs: number, reply: WireReply): void {
+    this.sent.push({ psn: request.psn, bytes: request.payload.flatMap((view) => [...view]) });
+    if (this.psns.delete(request.psn)) {
+      this.onRefetch(request.psn);
+      reply({ status: REFETCH });
+    }
+    else super.request(dgid, dqpn, request, timeoutMs, reply);
+  }
+}
+
 describe('RC error completions', () => {
+  it('REFETCH: the message and every later one go again under their PSNs, their SGEs fetched anew, no retry spent; each completes once, in order', () => {
+    // The memory behind PSN 0 changes while its grant is lost: the message sent again carries what the SGE holds then.
+    let refetched = (): void => undefined;
+    const fabric = new RefetchingFabric(new Set([0, 1]), () => refetched());
+    const { a, b } = connectedPairOn(fabric, { retryCnt: 0 });
+    refetched = () => void a.mem.buffer.fill(9, 0, 4);
+    a.mem.buffer.fill(1, 0, 4);
+    a.mem.buffer.fill(2, 4, 8);
+    a.mem.buffer.fill(3, 8, 12);
+    const wrs = [0, 1, 2].map((i) => write(a, b, { wrId: BigInt(i), sendFlags: IBV_SEND_SIGNALED, sgList: [{ addr: a.iova + 4 * i, length: 4, lkey: a.key }], remoteAddr: b.iova + 4 * i }));
+    const first = fabric.sent.length;
+    a.nic.postSend(a.qp.qpNum, wrs.slice(0, 1));
+    expect(fabric.sent.slice(first).map(({ psn }) => psn)).to.deep.equal([0, 0]);
+    expect(fabric.sent.slice(first).map(({ bytes }) => bytes)).to.deep.equal([
+      [1, 1, 1, 1],
+      [9, 9, 9, 9],
+    ]);
+    a.nic.postSend(a.qp.qpNum, wrs.slice(1));
+    expect(fabric.sent.slice(first).map(({ psn }) => psn)).to.deep.equal([0, 0, 1, 1, 2]);
+    expect(statuses(a)).to.deep.equal([
+      [0n, WcStatus.SUCCESS],
+      [1n, WcStatus.SUCCESS],
+      [2n, WcStatus.SUCCESS],
+    ]);
+    expect([...b.mem.buffer.subarray(0, 12)]).to.deep.equal([9, 9, 9, 9, 2, 2, 2, 2, 3, 3, 3, 3]);
+    expect(a.qp.refetches).to.equal(2);
+    expect(a.qp.retries).to.equal(0);
+    expect(a.qp.state).to.equal(QpState.RTS);
+  });
+
+
   it('REM_ACCESS_ERR for a bad rkey, out-of-bounds or a missing access right; requester to ERR, responder QP_ACCESS_ERR', () => {
     const cases: ((a: Side, b: Side) => Partial<SendWr>)[] = [
       (_a, b) => ({ rkey: b.key + 1 }),
