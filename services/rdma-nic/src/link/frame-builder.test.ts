@@ -40,15 +40,16 @@ describe('wire packets', () => {
     builder.response(0x123456, 0xabcdef, 5, { status: RNR_NAK, rnrTimer: 14 }, Placement.INLINE, inline, 4);
     builder.rnrCleared(9);
     expect(builder.packets).to.equal(3);
-    const { packets, inlineData } = builder.take(FRAME_RING_MAPPED, 0xfffffff0);
+    const { packets, inlineData } = builder.take(FRAME_RING_MAPPED, 0xfffffff0, 7);
     expect(packets.length).to.equal(FRAME_HEADER_BYTES + REQUEST_BYTES + RESPONSE_BYTES + RNR_CLEARED_BYTES);
     expect(inlineData).to.deep.equal([Buffer.from('data')]);
     const view = new DataView(packets.buffer, packets.byteOffset, packets.byteLength);
-    expect([view.getUint8(FrameField.VERSION), view.getUint8(FrameField.FLAGS), view.getUint32(FrameField.PACKETS, true), view.getUint32(FrameField.CONSUMED, true)]).to.deep.equal([
+    expect([view.getUint8(FrameField.VERSION), view.getUint8(FrameField.FLAGS), view.getUint32(FrameField.PACKETS, true), view.getUint32(FrameField.CONSUMED, true), view.getUint32(FrameField.SEQ, true)]).to.deep.equal([
       WIRE_VERSION,
       FRAME_RING_MAPPED,
       3,
       0xfffffff0,
+      7,
     ]);
 
     let at = FRAME_HEADER_BYTES;
@@ -69,7 +70,7 @@ describe('wire packets', () => {
 
     // The builder starts over, and keeps working once it had to grow.
     for (let i = 0; i < 5000; i++) builder.response(i, i, i, { status: WcStatus.SUCCESS, original: BigInt(i) }, Placement.NONE, 0, 0);
-    const next = builder.take(0, 0);
+    const next = builder.take(0, 0, 8);
     expect(next.packets.length).to.equal(FRAME_HEADER_BYTES + 5000 * RESPONSE_BYTES);
     const last = new DataView(next.packets.buffer, next.packets.byteOffset, next.packets.byteLength);
     expect(readResponse(last, FRAME_HEADER_BYTES + 4999 * RESPONSE_BYTES, undefined)).to.deep.equal({ status: WcStatus.SUCCESS, original: 4999n });

@@ -159,18 +159,18 @@ export class FrameBuilder {
   }
 
   /**
-   * The frame so far, under a header with `flags` and `consumed`, and a
+   * The frame so far, under a header with `flags`, `consumed` and the frame sequence number `seq`, and a
    * fresh start for the next one. A frame with no packets is just the
    * header: a credit update.
    */
-  take(flags: number, consumed: number): BuiltFrame {
+  take(flags: number, consumed: number, seq: number): BuiltFrame {
     const view = this.#view;
     view.setUint8(FrameField.VERSION, WIRE_VERSION);
     view.setUint8(FrameField.FLAGS, flags);
     view.setUint16(FrameField.FLAGS + 1, 0, true);
     view.setUint32(FrameField.PACKETS, this.#packets, true);
     view.setUint32(FrameField.CONSUMED, consumed, true);
-    view.setUint32(FrameField.CONSUMED + 4, 0, true);
+    view.setUint32(FrameField.SEQ, seq, true);
     const packets = Buffer.allocUnsafe(this.#used);
     this.#buffer.copy(packets, 0, 0, this.#used);
     const inlineData = this.#inline;

@@ -110,9 +110,30 @@ describe('RemoteFabric: the wire between NIC processes', function () {
     expect(after.ringBytesSent - before.ringBytesSent).to.equal(1024 * 4096 + 8 * MiB);
     expect(after.inlineBytesSent - before.inlineBytesSent).to.equal(0);
     expect(b.fabric.counters.ringBytesReceived).to.be.at.least(1024 * 4096 + 8 * MiB);
-    // Every packet of a turn shares one frame.
+    // Every packet of a turn shares one frame, and the frames go through the frame ring, both ways.
     expect(after.packetsSent - before.packetsSent).to.equal(writes.length);
     expect(after.framesSent - before.framesSent).to.be.below(20);
+    expect(after.ringFramesSent - before.ringFramesSent).to.equal(after.framesSent - before.framesSent);
+    expect(b.fabric.counters.ringFramesSent).to.be.above(0);
+  });
+
+  it('wakes a peer that sleeps on its frame ring with an empty message on the stream, and answers through the rings', async () => {
+    const { a, b } = await pair();
+    await warmUp(a);
+    for (let round = 0; round < 3; round++) {
+      // Both NICs go idle: past IDLE_BEFORE_SLEEP_MS each sleeps on the other's frame ring.
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      const before = { a: a.fabric.counters, b: b.fabric.counters };
+      const payload = randomBytes(4096);
+      expect((await call(a.fabric, GID_B, request(WireOp.RDMA_WRITE, { psn: round + 1, remoteAddr: 0, length: 4096, payload: [payload] })))?.status).to.equal(WcStatus.SUCCESS);
+      expect(b.endpoint.memory.subarray(0, 4096).equals(payload)).to.equal(true);
+      const sent = { a: a.fabric.counters.framesSent - before.a.framesSent, b: b.fabric.counters.framesSent - before.b.framesSent };
+      expect(a.fabric.counters.ringFramesSent - before.a.ringFramesSent).to.equal(sent.a);
+      expect(b.fabric.counters.ringFramesSent - before.b.ringFramesSent).to.equal(sent.b);
+      // Each side's frame went through the ring; the wake-up is the one message on the stream each way.
+      expect(b.fabric.counters.framesReceived - before.b.framesReceived).to.equal(sent.a + 1);
+      expect(a.fabric.counters.framesReceived - before.a.framesReceived).to.equal(sent.b + 1);
+    }
   });
 
   it('returns RDMA READ data through the responder ring, and the GID of the requester to the responder', async () => {

@@ -12,6 +12,7 @@ import { checkRingBytes } from './ring';
 import { type WireCounters, zeroCounters } from './wire-counters';
 import { type LinkHost, MalformedMessage, WireLink } from './wire-link';
 import { WIRE_CHANNEL_OPTIONS } from './wire-options';
+import { type PolledSource, TurnPoller } from '../turn-poller';
 
 /** RoCEv2's UDP destination port (IANA), the wire port of every NIC by default. */
 export const DEFAULT_WIRE_PORT = 4791;
@@ -84,6 +85,7 @@ export class RemoteFabric implements Fabric {
       logger,
       tls: options.tls ?? PLAINTEXT,
       endpoint: undefined,
+      framePoller: new TurnPoller<PolledSource>(),
     };
     this.#server = new Server(WIRE_CHANNEL_OPTIONS);
     this.#server.addService(tolerantWireService(), { connect: (call: ServerDuplexStream<rdma.ConnectRequest | MalformedMessage, rdma.ConnectResponse>) => this.#accept(call) });

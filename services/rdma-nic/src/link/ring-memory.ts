@@ -55,6 +55,11 @@ export class RingMemory implements RingSpace {
     }
   }
 
+  /** [offset, offset + size) as a space of its own (the payload ring, the frame ring); released with the whole. */
+  window(offset: number, size: number): RingSpace {
+    return { size, views: (at, length, out) => this.views(offset + at, length, out), release: () => Promise.resolve() };
+  }
+
   /** Hands the ring to `pid`: a one-time token for its receiveFd(). */
   sendTo(pid: number): Promise<string> {
     return this.#session.sendFd(this.#fd, pid);

@@ -3,6 +3,9 @@ export interface WireCounters {
   /** gRPC messages (WireFrames) written and read, hellos included. */
   framesSent: number;
   framesReceived: number;
+  /** Of those, the frames that went through the frame ring rather than the stream. */
+  ringFramesSent: number;
+  ringFramesReceived: number;
   packetsSent: number;
   packetsReceived: number;
   /** Payload bytes this NIC copied into its rings, and sent inline. */
@@ -25,6 +28,8 @@ export function zeroCounters(): WireCounters {
   return {
     framesSent: 0,
     framesReceived: 0,
+    ringFramesSent: 0,
+    ringFramesReceived: 0,
     packetsSent: 0,
     packetsReceived: 0,
     ringBytesSent: 0,

@@ -17,7 +17,9 @@
  *    4  u32  number of packets that follow
  *    8  u32  consumed: bytes of the receiver's ring the sender is done with,
  *            cumulative modulo 2^32 (padding at the ring's end included)
- *   12  u32  reserved, 0
+ *   12  u32  frame sequence number, from 0, modulo 2^32: frames go on the
+ *            stream or through the frame ring (frame-ring.ts), and the
+ *            receiver runs them in this order whichever way each came
  *
  * Every packet starts with its kind (u8) and has a size fixed by the kind.
  *
@@ -134,7 +136,7 @@ export type GrantState = (typeof GrantState)[keyof typeof GrantState];
 export const PACKET_BYTES: readonly number[] = [0, REQUEST_BYTES, RESPONSE_BYTES, RNR_CLEARED_BYTES, GRANT_OFFER_BYTES, GRANT_STATE_BYTES, GRANT_DROP_BYTES];
 
 /** Byte offsets of the fields above. */
-export const FrameField = { VERSION: 0, FLAGS: 1, PACKETS: 4, CONSUMED: 8 } as const;
+export const FrameField = { VERSION: 0, FLAGS: 1, PACKETS: 4, CONSUMED: 8, SEQ: 12 } as const;
 
 export const RequestField = {
   OP: 1,

@@ -15,8 +15,10 @@ import { gidText } from './gid';
 import { type GrantLink, GrantMappings, GrantOffers } from './grants';
 import { type PayloadRef, readRequest, readResponse, requestPayload, responsePayload } from './packet-reader';
 import type { PendingRequest, PendingRequests, RequestCarrier } from './pending-requests';
+import { FRAME_RING_BYTES, FrameRingReader, FrameRingWriter } from './frame-ring';
 import { checkRingBytes, RingConsumer, RingProducer } from './ring';
 import { RingMemory } from './ring-memory';
+import type { PolledSource, TurnPoller } from '../turn-poller';
 import type { WireCounters } from './wire-counters';
 import {
   FrameField,
@@ -51,6 +53,8 @@ export interface LinkHost {
   readonly tls: TlsConfig;
   /** The NIC that answers requests; none yet: requests are dropped. */
   readonly endpoint: FabricEndpoint | undefined;
+  /** Polls the frame rings of the fabric's links. */
+  readonly framePoller: TurnPoller<PolledSource>;
 }
 
 export interface LinkEvents {
@@ -76,7 +80,12 @@ interface RxFrame {
   at: number;
   index: number;
   readonly count: number;
+  /** A frame read from the frame ring: the position to release once its packets ran. */
+  readonly ringEnd: number | undefined;
 }
+
+/** How many frames may arrive ahead of one still on its way (the other path) before the link calls it a protocol error. */
+const MAX_HELD_FRAMES = 4096;
 
 /**
  * What a message that is no ConnectRequest (cut short, a field of a wire
@@ -134,6 +143,18 @@ export class WireLink implements RequestCarrier {
   #wasOpened = false;
   #tx: RingProducer | undefined;
   #rx: RingConsumer | undefined;
+  /** The buffers under this side's rings and the peer's: a payload ring, then a frame ring (frame-ring.ts). */
+  #txMemory: RingMemory | undefined;
+  #rxMemory: RingMemory | undefined;
+  /** This side's frames go through #txFrames once the peer says it maps the buffer; the peer's come through #rxFrames. */
+  #txFrames: FrameRingWriter | undefined;
+  #txFramesUsable = false;
+  #rxFrames: FrameRingReader | undefined;
+  readonly #framesSource: PolledSource;
+  #nextFrameSeq = 0;
+  #rxFrameSeq = 0;
+  /** Frames that came ahead of one still on the other path, by sequence number. */
+  readonly #heldFrames = new Map<number, RxFrame>();
   /** The connector's grants of its MR memory to the acceptor, and the acceptor's mappings of them (grants.ts); within one registry only. */
   #offers: GrantOffers | undefined;
   #mappings: GrantMappings | undefined;
@@ -185,6 +206,7 @@ export class WireLink implements RequestCarrier {
     this.#ended = new Promise<void>((resolve) => (markEnded = resolve));
     this.#markEnded = markEnded;
     this.#grantLink = this.#makeGrantLink();
+    this.#framesSource = { scan: () => this.#pollFrames(), sleep: () => this.#rxFrames?.sleep() ?? true, wake: () => this.#rxFrames?.wake() };
     this.#handshakeTimer = setTimeout(() => this.#close(`no handshake within ${HANDSHAKE_TIMEOUT_MS} ms`), HANDSHAKE_TIMEOUT_MS);
     this.#handshakeDone = (role === 'connector' ? this.#connectorHandshake() : this.#acceptorHandshake()).catch((error: unknown) =>
       this.#close(`handshake failed: ${describe(error)}`),
@@ -349,7 +371,7 @@ export class WireLink implements RequestCarrier {
   async #offerRing(peerPid: number): Promise<string> {
     const { session, ringBytes, logger } = this.#host;
     try {
-      const memory = await RingMemory.allocate(session, ringBytes);
+      const memory = await RingMemory.allocate(session, ringBytes + FRAME_RING_BYTES);
       if (memory === undefined) {
         logger?.debug({ peer: this.#peerGid }, 'wire: no shared memory with the registry; payloads go inline');
         return '';
@@ -358,7 +380,9 @@ export class WireLink implements RequestCarrier {
         await memory.release();
         return '';
       }
-      this.#tx = new RingProducer(memory);
+      this.#txMemory = memory;
+      this.#tx = new RingProducer(memory.window(0, ringBytes));
+      this.#txFrames = FrameRingWriter.over(memory.window(ringBytes, FRAME_RING_BYTES));
       return await memory.sendTo(peerPid);
     } catch (error) {
       logger?.warn({ peer: this.#peerGid, err: error }, 'wire: no ring offered; payloads go inline');
@@ -372,7 +396,7 @@ export class WireLink implements RequestCarrier {
     try {
       const size = Number(hello.ringBytes);
       checkRingBytes(size);
-      const memory = await RingMemory.receive(session, hello.ringToken, size);
+      const memory = await RingMemory.receive(session, hello.ringToken, size + FRAME_RING_BYTES);
       if (memory === undefined) {
         logger?.debug({ peer: this.#peerGid }, "wire: the peer's ring is not shared memory here; it sends inline");
         return;
@@ -381,7 +405,9 @@ export class WireLink implements RequestCarrier {
         await memory.release();
         return;
       }
-      this.#rx = new RingConsumer(memory);
+      this.#rxMemory = memory;
+      this.#rx = new RingConsumer(memory.window(0, size));
+      this.#rxFrames = FrameRingReader.over(memory.window(size, FRAME_RING_BYTES));
     } catch (error) {
       logger?.warn({ peer: this.#peerGid, err: error }, "wire: cannot map the peer's ring; it sends inline");
     }
@@ -444,6 +470,8 @@ export class WireLink implements RequestCarrier {
     // connector opens on it.
     this.#announce = true;
     this.#schedule();
+    // The peer's frames may come through its frame ring from now on: poll it (and sleep on it once idle).
+    if (this.#rxFrames !== undefined) this.#host.framePoller.wake(this.#framesSource);
     // The owner sends what waited for the link before anything the early frames' replies may send.
     this.#events.opened(this);
     if (this.#rxQueue.length > 0 && !this.#draining) this.#drain();
@@ -466,21 +494,73 @@ export class WireLink implements RequestCarrier {
       this.#helloWaiter = undefined;
       waiter.resolve(frame.hello);
     }
+    // An empty message is a wake-up: the peer wrote into its frame ring and saw this side asleep on it.
+    if (this.#rxFrames !== undefined && this.#state === 'open') this.#host.framePoller.wake(this.#framesSource);
     if (frame.packets.length === 0) return;
+    const problem = this.#acceptFrame(frame, undefined);
+    if (problem !== undefined) this.#close(`protocol error: ${problem}`);
+  }
+
+  /**
+   * The peer's frame ring, polled each event-loop turn while awake: queues
+   * what it holds (bounded per turn) and runs it. Whether there was any.
+   */
+  #pollFrames(): boolean {
+    const reader = this.#rxFrames;
+    if (reader === undefined || this.#state !== 'open') return false;
+    let worked = false;
+    for (let frames = 0; frames < 256; frames++) {
+      const next = reader.next();
+      if (next === undefined) break;
+      if (typeof next === 'string') {
+        this.#close(`protocol error: frame ring: ${next}`);
+        return false;
+      }
+      worked = true;
+      this.#host.counters.framesReceived++;
+      this.#host.counters.ringFramesReceived++;
+      const problem = this.#acceptFrame({ hello: undefined, packets: next.packets, inlineData: next.inlineData }, next.end);
+      if (problem !== undefined) {
+        this.#close(`protocol error: ${problem}`);
+        return false;
+      }
+    }
+    if (worked) this.lastHeardAt = performance.now();
+    return worked;
+  }
+
+  /**
+   * A frame from either path: its credit now, its packets in frame sequence
+   * order (one that came ahead of another still on the other path waits for
+   * it). Returns a protocol problem, if any.
+   */
+  #acceptFrame(frame: rdma.WireFrame, ringEnd: number | undefined): string | undefined {
     const bytes = frame.packets;
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    if (bytes.length < FRAME_HEADER_BYTES || view.getUint8(FrameField.VERSION) !== WIRE_VERSION) {
-      this.#close(`protocol error: not a version ${WIRE_VERSION} frame`);
-      return;
-    }
+    if (bytes.length < FRAME_HEADER_BYTES || view.getUint8(FrameField.VERSION) !== WIRE_VERSION) return `not a version ${WIRE_VERSION} frame`;
     // Credit is cumulative: it frees ring space at once, even before the packets ahead of this frame have run.
-    if ((view.getUint8(FrameField.FLAGS) & FRAME_RING_MAPPED) !== 0) this.#tx?.credit(view.getUint32(FrameField.CONSUMED, true));
+    if ((view.getUint8(FrameField.FLAGS) & FRAME_RING_MAPPED) !== 0) {
+      this.#tx?.credit(view.getUint32(FrameField.CONSUMED, true));
+      this.#txFramesUsable = this.#txFrames !== undefined;
+    }
     this.#firstFrameWaiter?.();
     this.#firstFrameWaiter = undefined;
-    const count = view.getUint32(FrameField.PACKETS, true);
-    this.#host.counters.packetsReceived += count;
-    this.#rxQueue.push({ frame, view, at: FRAME_HEADER_BYTES, index: 0, count });
+    const seq = view.getUint32(FrameField.SEQ, true);
+    const rx: RxFrame = { frame, view, at: FRAME_HEADER_BYTES, index: 0, count: view.getUint32(FrameField.PACKETS, true), ringEnd };
+    if (seq !== this.#rxFrameSeq) {
+      const ahead = (seq - this.#rxFrameSeq) >>> 0;
+      if (ahead > MAX_HELD_FRAMES || this.#heldFrames.has(seq)) return `frame ${seq} where ${this.#rxFrameSeq} was due`;
+      this.#heldFrames.set(seq, rx);
+      return undefined;
+    }
+    for (let next: RxFrame | undefined = rx; next !== undefined; next = this.#heldFrames.get(this.#rxFrameSeq)) {
+      this.#heldFrames.delete(this.#rxFrameSeq);
+      this.#rxFrameSeq = (this.#rxFrameSeq + 1) >>> 0;
+      this.#host.counters.packetsReceived += next.count;
+      this.#rxQueue.push(next);
+    }
     if (this.#state === 'open' && !this.#draining) this.#drain();
+    return undefined;
   }
 
   /**
@@ -500,6 +580,7 @@ export class WireLink implements RequestCarrier {
     for (let rx = this.#rxQueue.peek(); rx !== undefined; rx = this.#rxQueue.peek()) {
       if (rx.index === rx.count) {
         this.#rxQueue.shift();
+        if (rx.ringEnd !== undefined) this.#rxFrames?.release(rx.ringEnd);
         continue;
       }
       const problem = this.#packet(rx);
@@ -731,14 +812,27 @@ export class WireLink implements RequestCarrier {
     if (this.#builder.packets > 0 || this.#announce || this.#rx?.unreported === true) this.#writeFrame();
   }
 
-  /** Writes what the builder holds as one frame, with this side's credit for the peer's ring. */
+  /**
+   * Writes what the builder holds as one frame, with this side's credit for
+   * the peer's ring: through the frame ring when the peer maps it and it
+   * has room (waking the peer with an empty message if it sleeps on it),
+   * else on the stream.
+   */
   #writeFrame(): void {
     const rx = this.#rx;
     const counters = this.#host.counters;
     this.#announce = false;
     counters.framesSent++;
     counters.packetsSent += this.#builder.packets;
-    const { packets, inlineData } = this.#builder.take(rx !== undefined ? FRAME_RING_MAPPED : 0, rx !== undefined ? rx.report() : 0);
+    const seq = this.#nextFrameSeq;
+    this.#nextFrameSeq = (seq + 1) >>> 0;
+    const { packets, inlineData } = this.#builder.take(rx !== undefined ? FRAME_RING_MAPPED : 0, rx !== undefined ? rx.report() : 0, seq);
+    const ring = this.#txFrames;
+    if (this.#txFramesUsable && ring !== undefined && ring.write(packets, inlineData)) {
+      counters.ringFramesSent++;
+      if (ring.readerAsleep) this.#stream.write(WAKE);
+      return;
+    }
     this.#stream.write({ hello: undefined, packets, inlineData });
   }
 
@@ -755,9 +849,15 @@ export class WireLink implements RequestCarrier {
     this.#offers?.close();
     if (this.#mappings !== undefined) this.#releases.push(this.#mappings.close());
     this.#stream.end();
-    for (const ring of [this.#tx?.memory, this.#rx?.memory]) if (ring !== undefined) this.#releases.push(ring.release());
+    this.#host.framePoller.forget(this.#framesSource);
+    this.#heldFrames.clear();
+    for (const ring of [this.#txMemory, this.#rxMemory]) if (ring !== undefined) this.#releases.push(ring.release());
     this.#tx = undefined;
     this.#rx = undefined;
+    this.#txFrames = undefined;
+    this.#rxFrames = undefined;
+    this.#txMemory = undefined;
+    this.#rxMemory = undefined;
     this.#host.logger?.debug({ peer: this.#peerGid, role: this.role, wasOpened: this.#wasOpened, reason }, 'wire: link closed');
     this.#markEnded();
     this.#events.closed(this, reason);
@@ -780,6 +880,9 @@ function describe(error: unknown): string {
  * and never reaches the requester's QP as an answer.
  */
 const DROPPED: WireResponse = { status: -2 as WireResponse['status'] };
+
+/** A wake-up on the stream: an empty message (no hello, no packets). */
+const WAKE: rdma.WireFrame = { hello: undefined, packets: NO_PACKETS, inlineData: [] };
 
 /** The answer to a request whose grant is gone: the requester fetches its memory again. */
 const REFETCH_RESPONSE: WireResponse = { status: REFETCH };

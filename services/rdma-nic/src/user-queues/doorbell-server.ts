@@ -1,60 +1,15 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
-import { performance } from 'node:perf_hooks';
 import { errno } from '@p2p/errno';
 import { MAX_SOCKET_PATH } from '@p2p/shm';
 import { userQueues } from '@p2p/verbs';
+import { TurnPoller } from '../turn-poller';
 import type { UserContext } from './user-context';
 
 const { WAKE_KEY_BYTES } = userQueues;
 
-/** How long an awake context is polled after its last work before the NIC sleeps on it. */
-export const IDLE_BEFORE_SLEEP_MS = 1;
 /** Bytes a connection may send before its key: the key itself. */
 const HELLO_TIMEOUT_MS = 5000;
-
-/**
- * How the NIC finds work in user queues. Awake contexts are polled every
- * event-loop turn (setImmediate) until they have been idle
- * IDLE_BEFORE_SLEEP_MS; then the NIC sleeps on them, and only a wake-up on
- * the doorbell socket (one byte from a poster that saw nic_asleep) makes it
- * poll again. With no awake context the loop stops: an idle NIC does no
- * work and holds no timer.
- */
-export class DoorbellPoller {
-  readonly #awake = new Set<UserContext>();
-  #scheduled = false;
-  readonly #turn = (): void => this.#poll();
-
-  /** A wake-up: poll `context` now and from now on. */
-  wake(context: UserContext): void {
-    context.wake();
-    context.lastWork = performance.now();
-    context.scan();
-    this.#awake.add(context);
-    this.#schedule();
-  }
-
-  forget(context: UserContext): void {
-    this.#awake.delete(context);
-  }
-
-  #schedule(): void {
-    if (this.#scheduled || this.#awake.size === 0) return;
-    this.#scheduled = true;
-    setImmediate(this.#turn);
-  }
-
-  #poll(): void {
-    this.#scheduled = false;
-    const now = performance.now();
-    for (const context of this.#awake) {
-      if (context.scan()) context.lastWork = now;
-      else if (now - context.lastWork > IDLE_BEFORE_SLEEP_MS && context.sleep()) this.#awake.delete(context);
-    }
-    this.#schedule();
-  }
-}
 
 /**
  * The doorbell socket: a Unix stream socket of the NIC in the segment
@@ -66,7 +21,7 @@ export class DoorbellServer {
   readonly path: string;
   readonly #server: net.Server;
   readonly #contexts = new Map<string, UserContext>();
-  readonly poller = new DoorbellPoller();
+  readonly poller = new TurnPoller<UserContext>();
 
   private constructor(socketPath: string, server: net.Server) {
     this.path = socketPath;

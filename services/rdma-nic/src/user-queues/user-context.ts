@@ -17,8 +17,6 @@ export class UserContext {
   readonly #qps = new Map<number, UserQp>();
   #socket: Socket | undefined;
   #sleeping = false;
-  /** When a scan last found work (performance.now()). */
-  lastWork = 0;
 
   constructor(doorbellPage: Uint8Array) {
     this.#asleep = new DoorbellWord(doorbellPage, DB_NIC_ASLEEP);
