@@ -492,7 +492,7 @@ function fit(scalar: Scalar, value: unknown): unknown {
  * rather than imported, so that the fuzzer speaks the documented format and
  * does not share the NIC's own encoder and its mistakes.
  */
-const WIRE_VERSION = 2;
+export const WIRE_VERSION = 2;
 const FRAME_HEADER_BYTES = 16;
 const FRAME_RING_MAPPED = 0x01;
 const PACKET = { REQUEST: 1, RESPONSE: 2, RNR_CLEARED: 3, GRANT_OFFER: 4, GRANT_STATE: 5, GRANT_DROP: 6 } as const;
@@ -500,6 +500,8 @@ const PLACEMENT = { NONE: 0, RING: 1, INLINE: 2, GRANT: 3 } as const;
 const REQUEST_IMM = 0x01;
 /** The smallest ring a NIC maps (a power of two from 64 KiB): the one the fuzzing peer offers. */
 export const MIN_RING_BYTES = 64 * 1024;
+/** The frame ring that follows the payload ring in the same buffer (a header page, then 1 MiB of records). */
+export const FRAME_RING_BYTES = 4096 + 1024 * 1024;
 /** Payloads of plausible requests: none, an atomic's word, a few cache lines, a page, the whole heap MR. */
 const PAYLOAD_BYTES = [0, 1, 8, 64, 4096, 64 * 1024];
 const EDGE_U8 = [0, 1, 2, 3, 4, 5, 0x7f, 0x80, 0xff];
@@ -520,6 +522,8 @@ export interface WirePeer {
   psn: number;
   seq: number;
   ringAt: number;
+  /** The frame sequence number of its next frame. */
+  frameSeq: number;
 }
 
 /**
@@ -552,7 +556,7 @@ export class WireFrames {
     target ??= pooled.length > 0 ? r.pick(pooled) : undefined;
     // A fresh QP expects PSN 0 (one PSN ahead and every later one is dropped); a QP used before takes PSN 0 as a duplicate.
     const psn = r.chance(0.7) ? 0 : r.pick([1, 2, PSN_MASK, 0x800000, r.below(PSN_MASK + 1)]);
-    return { nic, target, ringBytes: r.chance(0.5) ? MIN_RING_BYTES : 0, psn, seq: r.chance(0.9) ? 0 : r.u32(), ringAt: 0 };
+    return { nic, target, ringBytes: r.chance(0.5) ? MIN_RING_BYTES : 0, psn, seq: r.chance(0.9) ? 0 : r.u32(), ringAt: 0, frameSeq: 0 };
   }
 
   /**
@@ -592,6 +596,7 @@ export class WireFrames {
       [1, 1, r.chance(0.2) ? FRAME_RING_MAPPED : 0], // flags
       [4, 4, count], // packets
       [8, 4, r.chance(0.8) ? 0 : r.u32()], // consumed (ring credit)
+      [12, 4, r.chance(0.95) ? peer.frameSeq++ >>> 0 : r.u32()], // frame sequence number
     ]);
     if (r.chance(0.1)) inlineData.push(r.bytes(r.pick([0, 8, 64])));
     return { frame: { packets: Buffer.concat([header, ...packets]), inlineData } };

@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import { ClientPool, type Conversation, conversationCall, duplexCall, type Identity, messageProblems, type Outcome, problemsOf, serverStreamCall, unaryCall } from './fuzz-calls';
 import { FuzzFixture } from './fuzz-fixture';
 import { Prng } from '@p2p/chaos';
-import { corruption, MIN_RING_BYTES, RequestGenerator, WireFrames, type WirePeer } from './fuzz-requests';
+import { corruption, FRAME_RING_BYTES, MIN_RING_BYTES, RequestGenerator, WIRE_VERSION, WireFrames, type WirePeer } from './fuzz-requests';
 import { declaredMethodPaths, loadMethods, type MethodShape } from './fuzz-schema';
 
 /** P2P_FUZZ_SEED replays a run; the default is fixed so that CI runs the same requests every time. */
@@ -333,7 +333,7 @@ class PeerConversation implements Conversation {
     if (this.depth !== 'refused') return [];
     this.depth = 'hello';
     if (frame.hello.ringToken !== '') this.#nicRing = frame.hello.ringToken;
-    if (this.plan.offersRing) this.#offered = await this.fixture.offerRing(frame.hello.registryPid, MIN_RING_BYTES).catch(() => undefined);
+    if (this.plan.offersRing) this.#offered = await this.fixture.offerRing(frame.hello.registryPid, MIN_RING_BYTES + FRAME_RING_BYTES).catch(() => undefined);
     return [this.plan.second(this.#offered?.token ?? ''), ...(this.plan.eager ? this.plan.frames : [])];
   }
 
@@ -363,7 +363,7 @@ function nicFrameProblems(responses: readonly unknown[]): string[] {
   for (const response of responses) {
     const frame = (response as rdma.ConnectResponse).frame;
     if (frame === undefined) problems.add('the NIC sent a message without a frame');
-    else if (frame.packets.length > 0 && (frame.packets.length < 16 || frame.packets[0] !== 1)) problems.add(`the NIC sent a frame that is no version 1 frame (${frame.packets.length} bytes)`);
+    else if (frame.packets.length > 0 && (frame.packets.length < 16 || frame.packets[0] !== WIRE_VERSION)) problems.add(`the NIC sent a frame that is no version ${WIRE_VERSION} frame (${frame.packets.length} bytes)`);
   }
   return [...problems];
 }

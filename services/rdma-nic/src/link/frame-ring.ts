@@ -140,7 +140,7 @@ export class FrameRingWriter {
   }
 }
 
-/** A frame read from the ring: views of the ring, valid until release(end). */
+/** A frame read from the ring: its packets copied out, its inline payloads views of the ring, valid until release(end). */
 export interface RingFrame {
   readonly packets: Buffer;
   readonly inlineData: Buffer[];
@@ -202,7 +202,8 @@ export class FrameRingReader {
     const packetBytes = record.readUInt32LE(4);
     let at = RECORD_HEADER_BYTES + packetBytes;
     if (at + 4 > bytes) return `packets of ${packetBytes} bytes in a record of ${bytes}`;
-    const packets = record.subarray(RECORD_HEADER_BYTES, at);
+    // The packets are copied out: the peer can still write its ring, and a header must read the same each time it is read.
+    const packets = Buffer.from(record.subarray(RECORD_HEADER_BYTES, at));
     const count = record.readUInt32LE(at);
     at += 4;
     const inlineData: Buffer[] = [];
