@@ -171,6 +171,8 @@ export class RdmaWorkload {
         continue;
       }
       this.#incarnation = incarnation;
+      // A stop() that came while the set-up ran found no incarnation to break.
+      if (this.#stopped) incarnation.break('the campaign ended');
       await Promise.all((['bar', 'host'] as const).map((queue) => this.#queue(incarnation, queue)));
       this.#incarnation = undefined;
       if (!this.#stopped) this.#o.log(`workload incarnation ${incarnation.number} ended: ${incarnation.broken}`);
@@ -275,7 +277,7 @@ export class RdmaWorkload {
         return;
       }
       // The READ's bytes, as they arrived in local memory.
-      const read = requester.session.cpuRead(local.fd, p.stagingOffset, shape.slotBytes).then(
+      const read = withTimeout(requester.session.cpuRead(local.fd, p.stagingOffset, shape.slotBytes), "reading a READ's bytes").then(
         (bytes) => void history.complete(p.data, 'ok', { digest: digestOf(bytes) }),
         (error: unknown) => void history.complete(p.data, 'info', {}, message(error)),
       );
@@ -308,7 +310,7 @@ export class RdmaWorkload {
         const payload = payloadOf(step.payloadSeed, shape.slotBytes);
         payloadDigest = digestOf(payload);
         try {
-          await requester.session.cpuWrite(local.fd, stagingOffset, payload);
+          await withTimeout(requester.session.cpuWrite(local.fd, stagingOffset, payload), 'staging a WRITE');
         } catch (error) {
           incarnation.break(`staging a WRITE: ${message(error)}`);
           break;
@@ -322,7 +324,8 @@ export class RdmaWorkload {
       const entry: Pending = { wrId, post, data, opcode: step.opcode, stagingOffset, postedAt: Date.now() };
       pending.push(entry);
       try {
-        await requester.ctx.postSend(connection.qpNum, [
+        // A post that hangs (a NIC stopped mid-call) is indeterminate, as one that fails.
+        await withTimeout(requester.ctx.postSend(connection.qpNum, [
           {
             wrId,
             opcode: step.opcode === 'RDMA_WRITE' ? rdma.WrOpcode.WR_OPCODE_RDMA_WRITE : rdma.WrOpcode.WR_OPCODE_RDMA_READ,
@@ -334,7 +337,7 @@ export class RdmaWorkload {
             compareAdd: 0n,
             swap: 0n,
           },
-        ]);
+        ]), 'ibv_post_send');
       } catch (error) {
         // The call failed, but whether the NIC took the request is not known: it may still run.
         const at = pending.indexOf(entry);
@@ -379,13 +382,13 @@ export class RdmaWorkload {
       const writeCommand = (value: number): Promise<unknown> => {
         const data = Buffer.alloc(2);
         data.writeUInt16LE(value);
-        return owner.client.regionWrite({ ...config, data });
+        return withTimeout(owner.client.regionWrite({ ...config, data }), 'a PCI_COMMAND write');
       };
       const barDigest = async (): Promise<string> =>
-        digestOf(await readBarMemory(platform, deployment.segments, WORKLOAD_DEVICE.bdf, WORKLOAD_DEVICE.bar, 0, shape.slots * shape.slotBytes));
+        digestOf(await withTimeout(readBarMemory(platform, deployment.segments, WORKLOAD_DEVICE.bdf, WORKLOAD_DEVICE.bar, 0, shape.slots * shape.slotBytes), 'reading the BAR'));
       await deviceLock
         .hold(async () => {
-          const command = Buffer.from((await owner.client.regionRead({ ...config, count: 2 })).data).readUInt16LE(0);
+          const command = Buffer.from((await withTimeout(owner.client.regionRead({ ...config, count: 2 }), 'reading PCI_COMMAND')).data).readUInt16LE(0);
           const revoke = history.invoke('owner', 'revoke', { bar: BAR_NAME, holdMs: planned.holdMs });
           try {
             await writeCommand(command & ~pciRegs.PCI_COMMAND_MEMORY);
