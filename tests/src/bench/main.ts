@@ -7,6 +7,7 @@ import { benchPostPaths } from './post-paths.bench';
 import { benchRdma } from './rdma.bench';
 import { benchRegistry } from './registry.bench';
 import { benchVfioPci } from './vfio-pci.bench';
+import { benchWire } from './wire.bench';
 
 /**
  * `npm run bench`: every figure is printed beside a baseline measured in the
@@ -28,6 +29,8 @@ async function main(): Promise<void> {
   if (!only || 'rdma-nic'.includes(only) || 'post-paths'.includes(only)) await benchPostPaths(tables);
   if (!only || 'rdma-nic'.includes(only)) await benchRdma(tables);
   if (!only || 'nvme'.includes(only)) await benchNvme(tables);
+  // Between hosts that share no tmpfs (`npm run bench -- wire`).
+  if (!only || 'wire'.includes(only)) await benchWire(tables);
   if (rows.length > 0) console.log(rows.toString());
   for (const line of ratios) console.log(line);
   for (const block of tables) console.log(block);

@@ -41,7 +41,14 @@ export class RdmaStack {
   ) {}
 
   /** `env` goes to every service (P2P_TLS_*, say); `nicEnv` to the NICs only. */
-  static async start(options: { env?: NodeJS.ProcessEnv; nicEnv?: NodeJS.ProcessEnv; nicNodeArgs?: string[] } = {}): Promise<RdmaStack> {
+  /**
+   * `nicIps` and `wirePort` place the NICs elsewhere on the wire: a second
+   * stack with other addresses on the first one's port is another host, one
+   * that shares no tmpfs with it.
+   */
+  static async start(
+    options: { env?: NodeJS.ProcessEnv; nicEnv?: NodeJS.ProcessEnv; nicNodeArgs?: string[]; nicIps?: readonly [string, string]; wirePort?: number } = {},
+  ): Promise<RdmaStack> {
     const shmDir = tempShmDir();
     const env = { P2P_SHM_DIR: shmDir, LOG_LEVEL: 'warn', ...options.env };
     const started: ServiceProcess[] = [];
@@ -53,11 +60,11 @@ export class RdmaStack {
       const deps = { ...env, PCI_EMU_ADDRESS: pciEmu.address, DMABUF_REGISTRY_ADDRESS: registry.address };
       const vfioPci = await startServiceProcess('vfio-pci', 'VFIO_PCI', { env: deps });
       started.push(vfioPci);
-      const wirePort = await freePort();
+      const wirePort = options.wirePort ?? (await freePort());
       const nicEnv = { ...deps, RDMA_NIC_WIRE_PORT: String(wirePort), ...options.nicEnv };
       const nics: [NicProcess, NicProcess] = [
-        { name: 'nic0', bdf: NIC0, ip: '127.0.0.2', process: undefined as unknown as ServiceProcess },
-        { name: 'nic1', bdf: NIC1, ip: '127.0.0.3', process: undefined as unknown as ServiceProcess },
+        { name: 'nic0', bdf: NIC0, ip: options.nicIps?.[0] ?? '127.0.0.2', process: undefined as unknown as ServiceProcess },
+        { name: 'nic1', bdf: NIC1, ip: options.nicIps?.[1] ?? '127.0.0.3', process: undefined as unknown as ServiceProcess },
       ];
       for (const nic of nics) {
         nic.process = await startNic(nic, nicEnv, undefined, options.nicNodeArgs);
