@@ -75,6 +75,7 @@ export async function startVfioPci(env: NodeJS.ProcessEnv = process.env): Promis
   driver = vfio;
 
   const server = await startVfioPciServer(config, vfio, new Authenticator(secrets, owner.credentials));
+  iommu.logTo(server.logger);
   const stopWatching = watchHardware(pci, iommu, vfio, server.logger);
   const lost = (error: ErrnoError): void => {
     server.logger.error({ err: error }, 'a registry session was lost: every vfio file and every pin of process memory is gone; shutting down');
