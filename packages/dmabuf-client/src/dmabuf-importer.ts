@@ -1,5 +1,6 @@
 import { errno, ErrnoError } from '@p2p/errno';
 import { dmabuf } from '@p2p/proto';
+import { callNotTaken, resendUntilTaken } from '@p2p/rpc';
 import { checkRange, SegmentStore } from '@p2p/shm';
 import { readAttachmentInto, type StreamTarget, writeAttachmentFrom } from './attachment-stream';
 import { asErrnoError } from './errors';
@@ -229,7 +230,18 @@ export class DmaBufImporter {
     this.#invalidate();
     this.#unroute();
     if (wasFenced) return;
-    await this.#call('detach', () => this.#port.registry.detach({ pid: this.#port.pid, attachmentId: this.attachmentId }));
+    try {
+      await this.#detachCall();
+    } catch (error) {
+      if (!callNotTaken(error)) throw error;
+      // dma_buf_detach() cannot fail: a registry that did not take it hears it again until it does (or the
+      // session ends, which releases every attachment of it).
+      void resendUntilTaken(() => this.#detachCall(), () => this.#port.usable());
+    }
+  }
+
+  #detachCall(): Promise<unknown> {
+    return this.#call('detach', () => this.#port.registry.detach({ pid: this.#port.pid, attachmentId: this.attachmentId }));
   }
 
   /**

@@ -1,14 +1,14 @@
 import * as fs from 'node:fs';
 import { expect } from 'chai';
 import { ErrnoError } from '@p2p/errno';
-import { dmabuf } from '@p2p/proto';
+import { dmabuf, fault } from '@p2p/proto';
 import { errnoOf } from '@p2p/status';
 import { PAGE_SIZE, SegmentStore, SharedMemory } from '@p2p/shm';
 import { O_RDONLY } from './open-flags';
 import { OwnerSession } from './owner-session';
 import { PROT_READ, PROT_WRITE, RegistrySession } from './registry-session';
 import { SharedMemoryExporter } from './shared-memory-exporter';
-import { eventually, platformSecretsOf, rejection } from '@p2p/testing';
+import { asAdmin, eventually, platformSecretsOf, rejection } from '@p2p/testing';
 import { type RegistryProcess, startRegistry } from './testing/registry-process';
 
 const SIZE = 64 * 1024;
@@ -34,6 +34,32 @@ describe('RegistrySession against a dmabuf-registry process', function () {
     sessions.push(session);
     return session;
   }
+
+  it('sends a detach the registry did not take again until it does: dma_buf_detach() cannot fail', async () => {
+    const app = await open('app');
+    const nic = await open('nic', registry!.shmDir, 'platform');
+    const { fd, bufferId } = await app.heapAllocate(SIZE);
+    const importer = await nic.importDmaBuf({ fd, holderPid: app.pid, importerBdf: '' });
+    const attachments = async (): Promise<number> => (await nic.bufInfo()).find((b) => b.bufferId === bufferId)?.attachments.length ?? 0;
+    expect(await attachments()).to.equal(1);
+    const admin = asAdmin(registry!.shmDir);
+    const faults = new fault.FaultInjectionServiceClient(registry!.address, admin.credentials, admin.options);
+    try {
+      // The first two Detach calls fail as a cut link does.
+      await new Promise<void>((resolve, reject) =>
+        faults.addFaultRule(
+          { rule: { id: '', methodPattern: '/p2p.dmabuf.v1.DmaBufRegistryService/Detach', delay: undefined, abort: { errno: 'ECONNRESET', grpcCode: 0, percentage: 100 }, maxActivations: 2, activations: 0n } },
+          (error) => (error ? reject(error) : resolve()),
+        ),
+      );
+      await importer.detach();
+      expect(importer.state).to.equal('detached');
+      expect(await attachments(), 'before the registry takes it').to.equal(1);
+      await eventually('the detach to be taken', async () => (await attachments()) === 0);
+    } finally {
+      faults.close();
+    }
+  });
 
   it('opens a session: a pid of this incarnation, listed under its name', async () => {
     const a = await open('spdk');

@@ -42,6 +42,45 @@ export function peerUnreachable(error: unknown): boolean {
   return !(error instanceof ErrnoError) && errnoOf(error) === undefined;
 }
 
+/** The errnos of a link that is down: what a cut connection, a refused dial or a partition (a fault rule's ECONNRESET) says. */
+const LINK_DOWN = new Set(['ECONNRESET', 'ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ESHUTDOWN', 'EAGAIN']);
+
+/**
+ * Whether a failed call may simply not have been taken: the peer was not
+ * reached (EIO, a deadline with no answer: ETIMEDOUT) or the link to it is
+ * down. A release the kernel cannot fail (a detach) is sent again on such
+ * an error; any other is the peer's answer.
+ */
+export function callNotTaken(error: unknown): boolean {
+  if (peerUnreachable(error)) return true;
+  const errno = error instanceof ErrnoError ? error.errno : errnoOf(error);
+  return errno === 'EIO' || errno === 'ETIMEDOUT' || (errno !== undefined && LINK_DOWN.has(errno));
+}
+
+/** A release the peer did not take is sent again after this long, doubling up to RESEND_MAX_MS. */
+export const RESEND_MIN_MS = 100;
+export const RESEND_MAX_MS = 2_000;
+
+/**
+ * A release the kernel cannot fail (a detach, an unpin) that the peer did
+ * not take: sent again, RESEND_MIN_MS later and doubling up to
+ * RESEND_MAX_MS, until the peer answers (any answer ends it: done, or
+ * nothing left to release) or `live()` says there is nobody left to tell.
+ * Meant to run in the background: it never rejects.
+ */
+export async function resendUntilTaken(send: () => Promise<unknown>, live: () => boolean = () => true): Promise<void> {
+  for (let delayMs = RESEND_MIN_MS; ; delayMs = Math.min(2 * delayMs, RESEND_MAX_MS)) {
+    await new Promise((resolve) => setTimeout(resolve, delayMs).unref());
+    if (!live()) return;
+    try {
+      await send();
+      return;
+    } catch (error) {
+      if (!callNotTaken(error)) return;
+    }
+  }
+}
+
 /**
  * Turns a failed call into a PeerError naming the peer and the method: the
  * peer's errno kept (an EBADF from the registry stays EBADF); a deadline

@@ -1,8 +1,7 @@
 import type { TlsConfig } from '@p2p/auth';
-import { ErrnoError } from '@p2p/errno';
 import type { Logger } from 'pino';
 import { pci } from '@p2p/proto';
-import { connectPeer, type Peer } from '@p2p/rpc';
+import { callNotTaken, connectPeer, type Peer } from '@p2p/rpc';
 import type { HostExtent, IommuPort, IommuTarget } from '../ports/iommu-port';
 
 /** pci-emu's IommuMap takes at most this many host extents (E2BIG past it): a longer run is mapped in pieces. */
@@ -10,9 +9,6 @@ const MAX_EXTENTS_PER_MAP = 4096;
 
 /** How often releases pci-emu did not hear are sent again. */
 export const RELEASE_RETRY_MS = 250;
-
-/** The errnos of a call pci-emu did not take: it was unreachable, cut off or slow (the call may be sent again). */
-const UNREACHABLE = new Set(['ECONNRESET', 'ECONNREFUSED', 'EIO', 'ETIMEDOUT', 'EAGAIN', 'ESHUTDOWN', 'EHOSTUNREACH']);
 
 /** A detach or a domain's destruction that pci-emu has yet to hear. */
 type Release = { readonly kind: 'detach'; readonly domainId: number; readonly bdf: string } | { readonly kind: 'destroy'; readonly domainId: number };
@@ -122,7 +118,7 @@ export class PciEmuIommuPort implements IommuPort {
     try {
       await this.#send(release);
     } catch (error) {
-      if (!unreachable(error)) throw error;
+      if (!callNotTaken(error)) throw error;
       this.#logger?.warn({ err: error, release }, 'pci-emu did not take an IOMMU release; it is sent again until it does');
       this.#unheard.push(release);
       this.#schedule();
@@ -137,7 +133,7 @@ export class PciEmuIommuPort implements IommuPort {
           try {
             await this.#send(this.#unheard[0]!);
           } catch (error) {
-            if (unreachable(error)) {
+            if (callNotTaken(error)) {
               this.#schedule();
               return;
             }
@@ -200,10 +196,6 @@ export class PciEmuIommuPort implements IommuPort {
     this.#retry = undefined;
     this.#peer.close();
   }
-}
-
-function unreachable(error: unknown): boolean {
-  return error instanceof ErrnoError && UNREACHABLE.has(error.errno);
 }
 
 function toWire(extent: HostExtent): pci.SegmentExtent {

@@ -6,20 +6,22 @@ import { RegistryUserMemory } from './registry-user-memory';
 
 const SHM_ID = 'platform-tmpfs';
 
-/** The registry session's pin calls, answering `answer` and logging pins and unpins; `unpinError` fails every unpin. */
-function registry(answer: Partial<dmabuf.PinUserPagesResponse>, unpinError?: Error) {
+/** The registry session's pin calls, answering `answer` and logging pins and unpins; `unpinErrors` fail the first unpins, one each. */
+function registry(answer: Partial<dmabuf.PinUserPagesResponse>, ...unpinErrors: Error[]) {
   const log: string[] = [];
   return {
     log,
     session: {
       shmId: SHM_ID,
+      state: 'open' as const,
       pinUserPages: async (pid: number, addr: bigint | number, length: bigint | number, write: boolean): Promise<dmabuf.PinUserPagesResponse> => {
         log.push(`pin ${pid} 0x${addr.toString(16)}+0x${length.toString(16)}${write ? ' write' : ''}`);
         return { pinId: 7n, directory: '/dev/shm/p2p', shm: { id: SHM_ID }, extents: [], ...answer };
       },
       unpinUserPages: async (pinId: bigint | number): Promise<void> => {
         log.push(`unpin ${pinId}`);
-        if (unpinError !== undefined) throw unpinError;
+        const error = unpinErrors.shift();
+        if (error !== undefined) throw error;
       },
     },
   };
@@ -39,6 +41,7 @@ describe('RegistryUserMemory: pin_user_pages() as the registry lends it', () => 
   it("passes the registry's EFAULT through", async () => {
     const session = {
       shmId: SHM_ID,
+      state: 'open' as const,
       pinUserPages: async (): Promise<dmabuf.PinUserPagesResponse> => {
         throw errno('EFAULT', 'pid 12 has nothing mapped at 0x1000');
       },
@@ -67,8 +70,15 @@ describe('RegistryUserMemory: pin_user_pages() as the registry lends it', () => 
     expect(ended.log).to.deep.equal(['pin 12 0x1000+0x1000', 'unpin 7']);
   });
 
-  it("passes any other failure of the unpin on (the registry's ENOENT)", async () => {
+  it("passes the registry's refusal of the unpin on (ENOENT)", async () => {
     const refused = registry({}, errno('ENOENT', 'no pin 7'));
     await expectErrno((await new RegistryUserMemory(refused.session).pin(12, 0x1000n, 0x1000n, false)).unpin(), 'ENOENT');
+  });
+
+  it('sends an unpin the registry did not take again until it does, as unpin_user_pages() cannot fail', async () => {
+    const cut = registry({}, errno('ECONNRESET', 'the link to the registry is down'), errno('EIO', 'no connection established'));
+    await (await new RegistryUserMemory(cut.session).pin(12, 0x1000n, 0x1000n, false)).unpin();
+    for (let waited = 0; cut.log.length < 4 && waited < 5000; waited += 20) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(cut.log).to.deep.equal(['pin 12 0x1000+0x1000', 'unpin 7', 'unpin 7', 'unpin 7']);
   });
 });

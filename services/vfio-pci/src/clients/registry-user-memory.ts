@@ -1,5 +1,6 @@
 import type { RegistrySession } from '@p2p/dmabuf-client';
 import { errno, ErrnoError } from '@p2p/errno';
+import { callNotTaken, resendUntilTaken } from '@p2p/rpc';
 import type { PinnedUserMemory, UserMemoryPort } from '../ports/user-memory-port';
 
 /**
@@ -11,7 +12,7 @@ import type { PinnedUserMemory, UserMemoryPort } from '../ports/user-memory-port
  * registry's and pass through unchanged.
  */
 export class RegistryUserMemory implements UserMemoryPort {
-  constructor(private readonly session: Pick<RegistrySession, 'shmId' | 'pinUserPages' | 'unpinUserPages'>) {}
+  constructor(private readonly session: Pick<RegistrySession, 'shmId' | 'pinUserPages' | 'unpinUserPages' | 'state'>) {}
 
   async pin(pid: number, userVa: bigint, length: bigint, write: boolean): Promise<PinnedUserMemory> {
     const pinned = await this.session.pinUserPages(pid, userVa, length, write);
@@ -30,7 +31,10 @@ export class RegistryUserMemory implements UserMemoryPort {
         pinId = undefined;
         await this.session.unpinUserPages(id).catch((error: unknown) => {
           // The end of the session unpinned every pin it held (and vfio-pci is shutting down).
-          if (!(error instanceof ErrnoError && error.errno === 'ESHUTDOWN')) throw error;
+          if (error instanceof ErrnoError && error.errno === 'ESHUTDOWN') return;
+          if (!callNotTaken(error)) throw error;
+          // unpin_user_pages() cannot fail: a registry that did not take it hears it again until it does.
+          void resendUntilTaken(() => this.session.unpinUserPages(id), () => this.session.state === 'open');
         });
       },
     };
