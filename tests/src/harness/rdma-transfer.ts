@@ -1,5 +1,5 @@
 import { rdma } from '@p2p/proto';
-import { decodeCqes, encodeWqe, IBV_SEND_SIGNALED, WQE_BYTES } from '@p2p/verbs';
+import { decodeCqes, encodeWqe, IBV_SEND_SIGNALED, type RcOptions, WQE_BYTES } from '@p2p/verbs';
 import type { RdmaHost } from './rdma-hosts';
 
 /** Where the WRs of a transfer read and write: WR i covers [i * size, (i + 1) * size) of both. */
@@ -14,6 +14,26 @@ export interface TransferPlan {
   readonly remote: { readonly key: number; readonly iova: number };
   /** WRs outstanding at most; default 64. */
   readonly depth?: number;
+}
+
+/** An RC QP on each host, connected to each other with `options`: the requester's (`a`) and the responder's (`b`). */
+export async function rcPair(requester: RdmaHost, responder: RdmaHost, options: RcOptions): Promise<{ a: { cq: number; qpNum: number }; b: { cq: number; qpNum: number } }> {
+  const a = await requester.rcQp();
+  const b = await responder.rcQp();
+  await requester.ctx.connectRc(a.qpNum, { gid: responder.gid, qpNum: b.qpNum }, options);
+  await responder.ctx.connectRc(b.qpNum, { gid: requester.gid, qpNum: a.qpNum }, options);
+  return { a, b };
+}
+
+/** A Transfer on a fresh RC pair from `requester` to `responder` (see rcPair()). */
+export async function transferBetween(
+  requester: RdmaHost,
+  responder: RdmaHost,
+  options: RcOptions,
+  plan: Omit<TransferPlan, 'host' | 'qpNum' | 'cq'>,
+): Promise<{ transfer: Transfer; a: { cq: number; qpNum: number }; b: { cq: number; qpNum: number } }> {
+  const { a, b } = await rcPair(requester, responder, options);
+  return { transfer: new Transfer({ host: requester, qpNum: a.qpNum, cq: a.cq, ...plan }), a, b };
 }
 
 /**

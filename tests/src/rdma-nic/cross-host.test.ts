@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { rdma } from '@p2p/proto';
 import { IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_REMOTE_READ, IBV_ACCESS_REMOTE_WRITE } from '@p2p/verbs';
 import { type RdmaHost, RdmaStack } from '../harness/rdma-hosts';
-import { notLanded, patterned, tallyCompletions, Transfer, WC_STATUS_RETRY_EXC_ERR, WC_STATUS_SUCCESS, wcStatusName } from '../harness/rdma-transfer';
+import { notLanded, patterned, tallyCompletions, transferBetween, WC_STATUS_RETRY_EXC_ERR, WC_STATUS_SUCCESS, wcStatusName } from '../harness/rdma-transfer';
 
 const KiB = 1024;
 const SIZE = 64 * KiB;
@@ -41,14 +41,7 @@ describe('across hosts (each host a stack of its own, no shared tmpfs)', functio
     const source = await y.hostBuffer(COUNT * SIZE, IOVA, ACCESS);
     const target = await x.hostBuffer(COUNT * SIZE, IOVA, ACCESS);
     await source.cpu.copyFromBuffer(0, patterned(COUNT, SIZE));
-    const a = await y.rcQp();
-    const b = await x.rcQp();
-    await y.ctx.connectRc(a.qpNum, { gid: x.gid, qpNum: b.qpNum }, QUICK_RETRY);
-    await x.ctx.connectRc(b.qpNum, { gid: y.gid, qpNum: a.qpNum }, QUICK_RETRY);
-    const transfer = new Transfer({
-      host: y,
-      qpNum: a.qpNum,
-      cq: a.cq,
+    const { transfer, a } = await transferBetween(y, x, QUICK_RETRY, {
       opcode: rdma.WrOpcode.WR_OPCODE_RDMA_WRITE,
       count: COUNT,
       size: SIZE,

@@ -11,8 +11,10 @@ import { rpc } from '../harness/rpc';
 import {
   notLanded,
   patterned,
+  rcPair,
   tallyCompletions,
   Transfer,
+  transferBetween,
   WC_STATUS_LOC_PROT_ERR,
   WC_STATUS_REM_ACCESS_ERR,
   WC_STATUS_RETRY_EXC_ERR,
@@ -90,14 +92,7 @@ for (const queues of ['user', 'calls'] as const) {
       const source = await y.hostBuffer(COUNT * SIZE, IOVA, ACCESS);
       const target = await makeTarget(x);
       await source.cpu.copyFromBuffer(0, patterned(COUNT, SIZE));
-      const a = await y.rcQp();
-      const b = await x.rcQp();
-      await y.ctx.connectRc(a.qpNum, { gid: x.gid, qpNum: b.qpNum }, QUICK_RETRY);
-      await x.ctx.connectRc(b.qpNum, { gid: y.gid, qpNum: a.qpNum }, QUICK_RETRY);
-      const transfer = new Transfer({
-        host: y,
-        qpNum: a.qpNum,
-        cq: a.cq,
+      const { transfer, a, b } = await transferBetween(y, x, QUICK_RETRY, {
         opcode: rdma.WrOpcode.WR_OPCODE_RDMA_WRITE,
         count: COUNT,
         size: SIZE,
@@ -219,14 +214,7 @@ for (const queues of ['user', 'calls'] as const) {
       const source = await y.hostBuffer(COUNT * SIZE, IOVA, ACCESS);
       await source.cpu.copyFromBuffer(0, patterned(COUNT, SIZE));
       const bar = await x.barBuffer(stack.vfioPci.address, 0, COUNT * SIZE, IOVA, ACCESS);
-      const a = await x.rcQp();
-      const b = await y.rcQp();
-      await x.ctx.connectRc(a.qpNum, { gid: y.gid, qpNum: b.qpNum }, QUICK_RETRY);
-      await y.ctx.connectRc(b.qpNum, { gid: x.gid, qpNum: a.qpNum }, QUICK_RETRY);
-      const transfer = new Transfer({
-        host: x,
-        qpNum: a.qpNum,
-        cq: a.cq,
+      const { transfer } = await transferBetween(x, y, QUICK_RETRY, {
         opcode: rdma.WrOpcode.WR_OPCODE_RDMA_READ,
         count: COUNT,
         size: SIZE,
@@ -258,10 +246,7 @@ for (const queues of ['user', 'calls'] as const) {
       const bar = await x.barBuffer(stack.vfioPci.address, 0, COUNT * SIZE, IOVA, ACCESS);
       const fill = await y.hostBuffer(COUNT * SIZE, IOVA + COUNT * SIZE, ACCESS);
       await fill.cpu.copyFromBuffer(0, patterned(COUNT, SIZE));
-      const a = await x.rcQp();
-      const b = await y.rcQp();
-      await x.ctx.connectRc(a.qpNum, { gid: y.gid, qpNum: b.qpNum }, QUICK_RETRY);
-      await y.ctx.connectRc(b.qpNum, { gid: x.gid, qpNum: a.qpNum }, QUICK_RETRY);
+      const { a } = await rcPair(x, y, QUICK_RETRY);
       // The pattern into the BAR first, by RDMA READ from Y.
       const load = new Transfer({ host: x, qpNum: a.qpNum, cq: a.cq, opcode: rdma.WrOpcode.WR_OPCODE_RDMA_READ, count: COUNT, size: SIZE, local: { key: bar.mr.lkey, iova: IOVA }, remote: { key: fill.mr.rkey, iova: IOVA + COUNT * SIZE }, depth: 16 });
       await load.run();
