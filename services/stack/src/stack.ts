@@ -1,4 +1,5 @@
 import { startDmabufRegistry } from '@p2p/dmabuf-registry';
+import { type HostLayout, hostLayout, nicEnv, serviceEnv } from '@p2p/hosts';
 import { startPciEmu } from '@p2p/pci-emu';
 import { startRdmaNic } from '@p2p/rdma-nic';
 import { startVfioPci } from '@p2p/vfio-pci';
@@ -14,31 +15,25 @@ export interface Stack {
 type Starter = (env: NodeJS.ProcessEnv) => Promise<RunningServer>;
 
 /**
- * The two hosts' NICs on pci-emu's default topology: nic0 beside nvme0 and
- * nic1 beside accel0, each with its own ports and its own address (RoCEv2:
- * the GID is the port's IP address; both wires listen on the same port of
- * their own loopback address). These override the environment's RDMA_NIC_*
- * values, which one process cannot give two NICs.
- */
-const NICS: readonly NodeJS.ProcessEnv[] = [
-  { RDMA_NIC_BDF: '0000:04:00.0', RDMA_NIC_PORT: '50054', RDMA_NIC_METRICS_PORT: '9454', RDMA_NIC_GID_ADDRESS: '127.0.0.2' },
-  { RDMA_NIC_BDF: '0000:09:00.0', RDMA_NIC_PORT: '50055', RDMA_NIC_METRICS_PORT: '9455', RDMA_NIC_GID_ADDRESS: '127.0.0.3' },
-];
-
-/**
  * The embedded stack is one machine's: its servers listen on loopback unless
  * the environment says otherwise (containers keep 0.0.0.0, their default).
  */
 const LOOPBACK: NodeJS.ProcessEnv = Object.fromEntries(['PCI_EMU', 'DMABUF_REGISTRY', 'VFIO_PCI', 'RDMA_NIC'].map((prefix) => [`${prefix}_HOST`, '127.0.0.1']));
 
 /**
- * Starts every service in this process, each with its own port and
- * environment settings, as `docker compose up` starts them in containers.
- * A service that fails to start stops the ones already running.
+ * Starts every service of one host in this process, each with its own port
+ * and environment settings, as `docker compose up` starts them in
+ * containers. `host` places them (host 0, `npm start`'s ports, unless
+ * told): its ports are defaults the environment may override, as for a
+ * service started alone; its two NICs (nic0 beside nvme0, nic1 beside
+ * accel0 in pci-emu's default topology) take the layout's ports and GID
+ * addresses over the environment's RDMA_NIC_* values, which one process
+ * cannot give two NICs. A service that fails to start stops the ones
+ * already running.
  */
-export async function startStack(env: NodeJS.ProcessEnv = process.env): Promise<Stack> {
-  env = { ...LOOPBACK, ...env };
-  const starters: Starter[] = [startPciEmu, startDmabufRegistry, startVfioPci, ...NICS.map((nic): Starter => (base) => startRdmaNic({ ...base, ...nic }))];
+export async function startStack(env: NodeJS.ProcessEnv = process.env, host: HostLayout = hostLayout(0)): Promise<Stack> {
+  env = { ...LOOPBACK, ...serviceEnv(host), ...env };
+  const starters: Starter[] = [startPciEmu, startDmabufRegistry, startVfioPci, ...host.nics.map((nic): Starter => (base) => startRdmaNic({ ...base, ...nicEnv(nic) }))];
   const servers: RunningServer[] = [];
   const shutdown = async (reason?: string): Promise<void> => {
     for (const server of [...servers].reverse()) await server.shutdown(reason);
