@@ -13,6 +13,8 @@ export type ClosableFabric = AttachableFabric & { close(): Promise<void> };
 export interface LinkFabricOptions {
   readonly gid: string;
   readonly wirePort: number;
+  /** The TCP port of the bulk streams from NICs on other hosts; 0: any free one; 'off': none. */
+  readonly bulkPort: number | 'off';
   /** The NIC's registry session: the wire's shared-memory rings are system-heap dma-bufs. */
   readonly registry: RegistrySession;
   readonly ringBytes: number;

@@ -38,6 +38,9 @@ const Settings = z.object({
   RDMA_NIC_GID_ADDRESS: z.union([z.literal('auto'), z.ipv4()]).default('127.0.0.2'),
   // RoCEv2's UDP port, here the wire's gRPC port on the GID address.
   RDMA_NIC_WIRE_PORT: z.coerce.number().int().min(0).max(65535).default(4791),
+  // The TCP port NICs of other hosts dial for the bulk stream of payloads (on the GID address); 0: any free one, told in the
+  // link's hello; "off": none, payloads between hosts go inline on the wire's gRPC stream.
+  RDMA_NIC_BULK_PORT: z.union([z.literal('off'), z.coerce.number().int().min(0).max(65535)]).default(0),
   RDMA_NIC_RING_BYTES: z.coerce.number().int().min(4096).default(64 * 1024 * 1024),
   PCI_EMU_ADDRESS: z.string().min(1).default('127.0.0.1:50051'),
   DMABUF_REGISTRY_ADDRESS: z.string().min(1).default('127.0.0.1:50053'),
@@ -110,7 +113,11 @@ export async function startRdmaNic(env: NodeJS.ProcessEnv = process.env, deps: R
     let fabric = deps.fabric;
     let wire: RemoteFabric | undefined;
     if (fabric === undefined) {
-      const link = await startLinkFabric({ gid, wirePort: settings.RDMA_NIC_WIRE_PORT, registry: session, ringBytes: settings.RDMA_NIC_RING_BYTES, logger, tls: config.tls });
+      const link = await startLinkFabric({
+        gid,
+        wirePort: settings.RDMA_NIC_WIRE_PORT,
+        bulkPort: settings.RDMA_NIC_BULK_PORT,
+        registry: session, ringBytes: settings.RDMA_NIC_RING_BYTES, logger, tls: config.tls });
       cleanups.push(() => link.close());
       fabric = link;
       wire = link;

@@ -13,31 +13,39 @@ const WORKING_SET = 64 * MiB;
 const TCP_BYTES = 1024 * MiB;
 
 /**
- * The wire between hosts that share no tmpfs (issue: many hosts). Two
+ * The wire between hosts that share no tmpfs (issue: many hosts). Three
  * stacks, each a host with its own registry and segment directory, their
  * NICs on one wire port at different addresses: host Y on the first stack's
- * nic0 (127.0.0.2) WRITEs into host X on the second's nic0 (127.0.0.4), and
- * every payload travels inline on the NICs' gRPC stream. Beside it, in the
- * same run: the same WRITE between two NICs of one host (one copy through a
- * grant), and a raw TCP byte stream between two processes on loopback, the
- * bound any transport between two hosts' containers has here.
+ * nic0 (127.0.0.2) WRITEs into host X on the second's nic0 (127.0.0.4),
+ * whose payloads travel on the link's bulk stream (a TCP connection beside
+ * the gRPC stream), and into host X' on the third's nic0 (127.0.0.6), whose
+ * NICs have the bulk stream off (RDMA_NIC_BULK_PORT=off): every payload
+ * inline on the gRPC stream, the path before the bulk stream. Beside them,
+ * in the same run: the same WRITE between two NICs of one host (one copy
+ * through a grant), and a raw TCP byte stream between two processes on
+ * loopback, the bound any transport between two hosts' containers has here.
  */
 export async function benchWire(out: string[]): Promise<void> {
-  const first = await RdmaStack.start();
-  let second: RdmaStack | undefined;
+  const stacks: RdmaStack[] = [];
   const hosts: RdmaHost[] = [];
   try {
-    second = await RdmaStack.start({ nicIps: ['127.0.0.4', '127.0.0.5'], wirePort: first.wirePort });
-    const y = await first.host(0, 'host-y');
-    hosts.push(y);
-    const xElsewhere = await second.host(0, 'host-x-elsewhere');
-    hosts.push(xElsewhere);
-    const xHere = await first.host(1, 'host-x-here');
-    hosts.push(xHere);
+    const first = await RdmaStack.start();
+    stacks.push(first);
+    const second = await RdmaStack.start({ nicIps: ['127.0.0.4', '127.0.0.5'], wirePort: first.wirePort });
+    stacks.push(second);
+    const third = await RdmaStack.start({ nicIps: ['127.0.0.6', '127.0.0.7'], wirePort: first.wirePort, nicEnv: { RDMA_NIC_BULK_PORT: 'off' } });
+    stacks.push(third);
+    const open = async (stack: RdmaStack, index: 0 | 1, name: string): Promise<RdmaHost> => {
+      const host = await stack.host(index, name);
+      hosts.push(host);
+      return host;
+    };
+    const y = await open(first, 0, 'host-y');
     const yBuf = await y.hostBuffer(WORKING_SET, HOST_IOVA, PERF_ACCESS);
     const cases: { title: string; peer: RdmaHost }[] = [
-      { title: 'across hosts (no shared tmpfs: inline on gRPC)', peer: xElsewhere },
-      { title: 'within a host (shared tmpfs: one copy)', peer: xHere },
+      { title: 'across hosts, bulk stream off (inline on gRPC)', peer: await open(third, 0, 'host-x-inline') },
+      { title: 'across hosts (bulk stream beside gRPC)', peer: await open(second, 0, 'host-x-elsewhere') },
+      { title: 'within a host (shared tmpfs: one copy)', peer: await open(first, 1, 'host-x-here') },
     ];
     const tcp = await tcpStreamRate(MiB, TCP_BYTES);
     const table = new Table({ head: ['RDMA_WRITE host Y -> host X', '4 KiB msg/s', '64 KiB [GB/s]', '1 MiB [GB/s]', '1 MiB vs raw TCP'], style: { head: [], border: [] } });
@@ -54,8 +62,7 @@ export async function benchWire(out: string[]): Promise<void> {
     out.push(`wire between hosts (same run; raw TCP stream between two processes, 1 MiB writes: ${(tcp / GB).toFixed(2)} GB/s)\n${table.toString()}`);
   } finally {
     for (const host of hosts) await host.close().catch(() => undefined);
-    await second?.stop();
-    await first.stop();
+    for (const stack of stacks.reverse()) await stack.stop();
   }
 }
 

@@ -17,8 +17,8 @@ const HOST_B_IPS = ['127.0.0.4', '127.0.0.5'] as const;
 /**
  * Two emulated hosts, each a whole stack of its own (pci-emu, registry,
  * vfio-pci, NICs) on its own segment directory, reaching each other only
- * through their NICs' wire, as two pods do: payloads travel inline on the
- * stream.
+ * through their NICs' wire, as two pods do: payloads travel on the links'
+ * bulk streams, beside the gRPC streams that carry the packets.
  */
 describe('across hosts (each host a stack of its own, no shared tmpfs)', function () {
   this.timeout(90_000);

@@ -492,11 +492,11 @@ function fit(scalar: Scalar, value: unknown): unknown {
  * rather than imported, so that the fuzzer speaks the documented format and
  * does not share the NIC's own encoder and its mistakes.
  */
-export const WIRE_VERSION = 2;
+export const WIRE_VERSION = 3;
 const FRAME_HEADER_BYTES = 16;
 const FRAME_RING_MAPPED = 0x01;
 const PACKET = { REQUEST: 1, RESPONSE: 2, RNR_CLEARED: 3, GRANT_OFFER: 4, GRANT_STATE: 5, GRANT_DROP: 6 } as const;
-const PLACEMENT = { NONE: 0, RING: 1, INLINE: 2, GRANT: 3 } as const;
+const PLACEMENT = { NONE: 0, RING: 1, INLINE: 2, GRANT: 3, STREAM: 4 } as const;
 const REQUEST_IMM = 0x01;
 /** The smallest ring a NIC maps (a power of two from 64 KiB): the one the fuzzing peer offers. */
 export const MIN_RING_BYTES = 64 * 1024;
@@ -689,6 +689,8 @@ export class WireFrames {
     const r = this.prng;
     // Now and then memory under a grant this peer was never given: a protocol error that ends the link.
     if (r.chance(0.02)) return { placement: PLACEMENT.GRANT, locator: r.below(4) };
+    // Or bytes on a bulk stream this peer never dialled: the same.
+    if (bytes > 0 && r.chance(0.01)) return { placement: PLACEMENT.STREAM, locator: 0 };
     if (bytes === 0) return { placement: PLACEMENT.NONE, locator: 0 };
     if (peer.ringBytes === 0 || r.chance(0.4)) {
       inlineData.push(r.bytes(bytes));

@@ -6,7 +6,7 @@ import type { WireRequest } from '../transport/fabric';
 import { gather } from './gather';
 import type { PendingRequest } from './pending-requests';
 import { type LinkHost, WireLink } from './wire-link';
-import { RECONNECT_MAX_MS, RECONNECT_MIN_MS, WIRE_CHANNEL_OPTIONS } from './wire-options';
+import { RECONNECT_MAX_MS, RECONNECT_MIN_MS, WIRE_CHANNEL_OPTIONS, WIRE_TLS_NAME } from './wire-options';
 
 /**
  * A request waiting for the link to open, with its own copy of the payload
@@ -31,9 +31,6 @@ interface QueuedRequest {
  * per RECONNECT_MIN_MS, backing off to RECONNECT_MAX_MS, and only while
  * something waits to be sent.
  */
-/** The name every NIC's certificate carries for the wire (a GID's address is assigned at run time). */
-export const WIRE_TLS_NAME = 'rdma-nic';
-
 export class PeerConnection {
   readonly gid: string;
   readonly #host: LinkHost;

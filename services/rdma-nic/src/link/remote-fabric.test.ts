@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import { Client, credentials, Metadata, status as Code, type StatusObject } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { RegistrySession } from '@p2p/dmabuf-client';
@@ -40,6 +41,7 @@ describe('RemoteFabric: the wire between NIC processes', function () {
   const fabrics: RemoteFabric[] = [];
   const extraSessions: RegistrySession[] = [];
   const extraDirs: string[] = [];
+  const extraStops: (() => Promise<void>)[] = [];
 
   before(async () => {
     registry = await startRegistryInProcess();
@@ -56,6 +58,7 @@ describe('RemoteFabric: the wire between NIC processes', function () {
     await Promise.all(fabrics.splice(0).map((fabric) => fabric.close()));
     await Promise.all(extraSessions.splice(0).map((session) => session.close()));
     for (const dir of extraDirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
+    for (const stop of extraStops.splice(0)) await stop();
   });
 
   async function nic(gid: string, session: RegistrySession, wirePort: number, ringBytes = 16 * MiB, memoryBytes = 32 * MiB) {
@@ -382,6 +385,60 @@ describe('RemoteFabric: the wire between NIC processes', function () {
     }
     expect(a.fabric.counters.inlineBytesSent).to.equal(MiB + 4096);
     expect(b.fabric.counters.inlineBytesSent).to.equal(MiB + 4096);
+  });
+
+  /** NIC B on a registry of its own: another host, which shares neither tmpfs nor registry with A. */
+  async function otherHost(): Promise<RegistrySession> {
+    const other = await startRegistryInProcess();
+    extraStops.push(() => other.stop());
+    const session = await RegistrySession.open(other.address, { name: 'nic-b-other-host', shmDir: other.shmDir, privilegedCredential: platformSecretsOf(other.shmDir).platformToken });
+    extraSessions.push(session);
+    return session;
+  }
+
+  it('moves payloads between hosts over the bulk stream, byte-exact both ways and in order, and small ones inline', async () => {
+    const { a, b } = await pair({ sessionB: await otherHost() });
+    const source = randomBytes(8 * MiB);
+    // Interleaved sizes: stream and inline payloads must each land where their own packet says.
+    const writes: { offset: number; length: number }[] = [];
+    for (let i = 0, offset = 0; offset < 6 * MiB; i++) {
+      const length = [MiB, 4096, 64 * 1024, 1, 16 * 1024, 300 * 1024][i % 6];
+      writes.push({ offset, length });
+      offset += length;
+    }
+    const written = await Promise.all(
+      writes.map(({ offset, length }, psn) => call(a.fabric, GID_B, request(WireOp.RDMA_WRITE, { psn, remoteAddr: offset, length, payload: [source.subarray(offset, offset + length)] }))),
+    );
+    expect(written.every((response) => response?.status === WcStatus.SUCCESS)).to.equal(true);
+    const end = writes.at(-1)!.offset + writes.at(-1)!.length;
+    expect(b.endpoint.memory.subarray(0, end).equals(source.subarray(0, end))).to.equal(true);
+    const read = await call(a.fabric, GID_B, request(WireOp.RDMA_READ, { psn: writes.length, remoteAddr: 100, length: 2 * MiB }));
+    expect(Buffer.concat(read!.data!).equals(source.subarray(100, 100 + 2 * MiB))).to.equal(true);
+    const streamed = writes.filter(({ length }) => length >= 16 * 1024).reduce((sum, { length }) => sum + length, 0);
+    expect(a.fabric.counters.streamBytesSent).to.equal(streamed);
+    expect(b.fabric.counters.streamBytesReceived).to.equal(streamed);
+    expect(a.fabric.counters.inlineBytesSent).to.equal(end - streamed);
+    expect(b.fabric.counters.streamBytesSent).to.equal(2 * MiB);
+    expect(a.fabric.counters.streamBytesReceived).to.equal(2 * MiB);
+    for (const fabric of [a.fabric, b.fabric]) expect(fabric.counters.ringBytesSent).to.equal(0);
+    // And B's requests to A ride the same stream the other way.
+    const back = await new Promise<WireResponse | undefined>((resolve) =>
+      b.fabric.request(GID_A, QPN_A, { ...request(WireOp.RDMA_WRITE, { remoteAddr: 0, length: MiB, payload: [source.subarray(0, MiB)] }), srcGid: GID_B }, 5000, resolve),
+    );
+    expect(back?.status).to.equal(WcStatus.SUCCESS);
+    expect(a.endpoint.memory.subarray(0, MiB).equals(source.subarray(0, MiB))).to.equal(true);
+  });
+
+  it('closes a bulk connection that presents no token it offered, and goes on serving', async () => {
+    const { a, b } = await pair({ sessionB: await otherHost() });
+    const stranger = net.connect(b.fabric.bulkPort, '127.0.0.3');
+    await new Promise<void>((resolve) => stranger.once('connect', resolve));
+    stranger.write(randomBytes(32));
+    await new Promise<void>((resolve) => stranger.once('close', () => resolve()));
+    const source = randomBytes(MiB);
+    expect((await call(a.fabric, GID_B, request(WireOp.RDMA_WRITE, { length: MiB, payload: [source] })))?.status).to.equal(WcStatus.SUCCESS);
+    expect(b.endpoint.memory.subarray(0, MiB).equals(source)).to.equal(true);
+    expect(a.fabric.counters.streamBytesSent).to.equal(MiB);
   });
 
   it('sends inline what does not fit in a full ring, and what is larger than the ring', async () => {

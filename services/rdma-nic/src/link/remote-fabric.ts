@@ -5,7 +5,8 @@ import { errno } from '@p2p/errno';
 import { rdma } from '@p2p/proto';
 import type { Logger } from 'pino';
 import type { Fabric, FabricEndpoint, WireReply, WireRequest } from '../transport/fabric';
-import { canonicalGid, gidBytes, gidHost } from './gid';
+import { BulkListener } from './bulk-stream';
+import { canonicalGid, gidAddress, gidBytes, gidHost } from './gid';
 import { PeerConnection } from './peer-connection';
 import { type PendingRequest, PendingRequests } from './pending-requests';
 import { checkRingBytes } from './ring';
@@ -29,6 +30,12 @@ export interface RemoteFabricOptions {
   readonly wirePort?: number;
   /** This NIC process's registry session: the rings are system-heap dma-bufs passed between the NICs. */
   readonly registry: RegistrySession;
+  /**
+   * The TCP port of bulk streams (payloads from NICs on other registries),
+   * on the GID's address; default 0, any free one; 'off': none, those
+   * payloads go inline on the stream.
+   */
+  readonly bulkPort?: number | 'off';
   /** Bytes of each payload ring, a power of two in [64 KiB, 1 GiB]; default DEFAULT_RING_BYTES. Each link has two. */
   readonly ringBytes?: number;
   readonly logger?: Logger;
@@ -39,6 +46,7 @@ export interface RemoteFabricOptions {
 /** The host a fabric shares with its links, with the endpoint that attach() sets. */
 interface FabricHost extends LinkHost {
   endpoint: FabricEndpoint | undefined;
+  bulk: BulkListener | undefined;
 }
 
 /**
@@ -86,6 +94,7 @@ export class RemoteFabric implements Fabric {
       tls: options.tls ?? PLAINTEXT,
       endpoint: undefined,
       framePoller: new TurnPoller<PolledSource>(),
+      bulk: undefined,
     };
     this.#server = new Server(WIRE_CHANNEL_OPTIONS);
     this.#server.addService(tolerantWireService(), { connect: (call: ServerDuplexStream<rdma.ConnectRequest | MalformedMessage, rdma.ConnectResponse>) => this.#accept(call) });
@@ -103,13 +112,25 @@ export class RemoteFabric implements Fabric {
         error !== null ? reject(errno('EBUSY', `cannot serve the wire on ${address}: ${error.message}`)) : resolve(port),
       );
     });
-    options.logger?.info({ gid, address, ringBytes }, 'wire: serving');
+    const bulkPort = options.bulkPort ?? 0;
+    try {
+      if (bulkPort !== 'off') fabric.#host.bulk = await BulkListener.start(gidAddress(gid), bulkPort, fabric.#host.tls, options.logger);
+    } catch (error) {
+      fabric.#server.forceShutdown();
+      throw error;
+    }
+    options.logger?.info({ gid, address, bulkPort: fabric.#host.bulk?.port ?? 'off', ringBytes }, 'wire: serving');
     return fabric;
   }
 
   /** The port the wire is served on. */
   get port(): number {
     return this.#port;
+  }
+
+  /** The TCP port of the bulk streams; 0 when they are off. */
+  get bulkPort(): number {
+    return this.#host.bulk?.port ?? 0;
   }
 
   /** A snapshot of what the wire carried so far. */
@@ -165,7 +186,7 @@ export class RemoteFabric implements Fabric {
     });
     this.#server.forceShutdown();
     this.#host.pending.close();
-    await Promise.all([...peers, ...accepted]);
+    await Promise.all([...peers, ...accepted, this.#host.bulk?.close()]);
     this.#host.logger?.info({ gid: this.gid }, 'wire: closed');
   }
 

@@ -14,6 +14,9 @@ export interface WireCounters {
   /** Payload bytes that came through the peers' rings, and inline. */
   ringBytesReceived: number;
   inlineBytesReceived: number;
+  /** Payload bytes this NIC sent, and received, over bulk streams (links to NICs on other registries). */
+  streamBytesSent: number;
+  streamBytesReceived: number;
   /** Payload bytes this NIC, as responder, moved straight between an MR of its own and a peer's granted MR (the one copy of a transfer). */
   directBytes: number;
   /** Requests whose transport timer ran out (reply(undefined)). */
@@ -36,6 +39,8 @@ export function zeroCounters(): WireCounters {
     inlineBytesSent: 0,
     ringBytesReceived: 0,
     inlineBytesReceived: 0,
+    streamBytesSent: 0,
+    streamBytesReceived: 0,
     directBytes: 0,
     timeouts: 0,
     linksOpened: 0,

@@ -39,8 +39,9 @@
  *   40  u64  compare (CMP_SWAP) or add (FETCH_ADD) data (AtomicETH)
  *   48  u64  swap data (AtomicETH)
  *   56  u32  payload locator: the ring position just past the payload
- *            (cumulative modulo 2^32), the index in inline_data, or the
- *            grant id (Placement.GRANT)
+ *            (cumulative modulo 2^32), the index in inline_data, the
+ *            grant id (Placement.GRANT), or the bulk stream position where
+ *            the payload starts (Placement.STREAM, cumulative modulo 2^32)
  *   60  u32  payload bytes
  *   With Placement.GRANT (never an atomic) bytes 40-47 are the u64 offset
  *   in the granted buffer where the requester's memory of the message lies:
@@ -91,7 +92,7 @@
  *    4  u32  grant id
  */
 
-export const WIRE_VERSION = 2;
+export const WIRE_VERSION = 3;
 
 export const FRAME_HEADER_BYTES = 16;
 export const FRAME_RING_MAPPED = 0x01;
@@ -114,6 +115,8 @@ export const Placement = {
   INLINE: 2,
   /** In the requester's memory, which the responder maps through a grant. */
   GRANT: 3,
+  /** Next on the link's bulk stream (bulk-stream.ts), at the locator's position. */
+  STREAM: 4,
 } as const;
 export type Placement = (typeof Placement)[keyof typeof Placement];
 

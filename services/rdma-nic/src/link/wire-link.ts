@@ -10,8 +10,9 @@ import { copyAcross, totalLength } from '../memory/copy';
 import { type FabricEndpoint, REFETCH, WireOp, type WireRequest, type WireResponse } from '../transport/fabric';
 import { Fifo } from './fifo';
 import { FrameBuilder } from './frame-builder';
+import { BulkChannel, type BulkListener, type BulkOffer, BULK_TOKEN_BYTES } from './bulk-stream';
 import { gather } from './gather';
-import { gidText } from './gid';
+import { gidAddress, gidText } from './gid';
 import { type GrantLink, GrantMappings, GrantOffers } from './grants';
 import { type PayloadRef, readRequest, readResponse, requestPayload, responsePayload } from './packet-reader';
 import type { PendingRequest, PendingRequests, RequestCarrier } from './pending-requests';
@@ -37,7 +38,7 @@ import {
   RnrClearedField,
   WIRE_VERSION,
 } from './wire-layout';
-import { FLUSH_INLINE_BYTES, FLUSH_PACKET_BYTES, HANDSHAKE_TIMEOUT_MS, RX_SLICE_BYTES } from './wire-options';
+import { BULK_MIN_BYTES, FLUSH_INLINE_BYTES, FLUSH_PACKET_BYTES, HANDSHAKE_TIMEOUT_MS, RX_SLICE_BYTES, WIRE_TLS_NAME } from './wire-options';
 
 /** What a link needs of its fabric. */
 export interface LinkHost {
@@ -55,6 +56,8 @@ export interface LinkHost {
   readonly endpoint: FabricEndpoint | undefined;
   /** Polls the frame rings of the fabric's links. */
   readonly framePoller: TurnPoller<PolledSource>;
+  /** Where peers on other registries dial this NIC's bulk streams; none: their payloads go inline. */
+  readonly bulk: BulkListener | undefined;
 }
 
 export interface LinkEvents {
@@ -83,6 +86,10 @@ interface RxFrame {
   /** A frame read from the frame ring: the position to release once its packets ran. */
   readonly ringEnd: number | undefined;
 }
+
+/** A packet whose payload is not all in on the bulk stream yet: the drain stops until it is. */
+const WAIT = Symbol('wait for the bulk stream');
+type PacketOutcome = string | undefined | typeof WAIT;
 
 /** How many frames may arrive ahead of one still on its way (the other path) before the link calls it a protocol error. */
 const MAX_HELD_FRAMES = 4096;
@@ -159,6 +166,9 @@ export class WireLink implements RequestCarrier {
   #offers: GrantOffers | undefined;
   #mappings: GrantMappings | undefined;
   readonly #grantLink: GrantLink;
+  /** Payloads between NICs on different registries (bulk-stream.ts); the acceptor's offer of it while the handshake runs. */
+  #bulk: BulkChannel | undefined;
+  #bulkOffer: BulkOffer | undefined;
   readonly #builder = new FrameBuilder();
   /** Requests sent on this stream and not answered on it yet, oldest first. */
   readonly #inFlight = new Fifo<PendingRequest>();
@@ -294,6 +304,10 @@ export class WireLink implements RequestCarrier {
       if (locator >= 0) {
         placement = Placement.RING;
         this.#host.counters.ringBytesSent += length;
+      } else if (this.#bulk !== undefined && length >= BULK_MIN_BYTES) {
+        placement = Placement.STREAM;
+        locator = this.#bulk.write(request.payload, length, owned);
+        this.#host.counters.streamBytesSent += length;
       } else {
         placement = Placement.INLINE;
         locator = this.#builder.addInline(owned ?? gather(request.payload, length));
@@ -340,8 +354,10 @@ export class WireLink implements RequestCarrier {
       sameRegistry ? this.#offerRing(theirs.registryPid) : '',
     ]);
     if (this.#isClosed()) return;
+    const bulkConnected = !sameRegistry && (await this.#dialBulk(theirs));
+    if (this.#isClosed()) return;
     const firstFrame = new Promise<void>((resolve) => (this.#firstFrameWaiter = resolve));
-    this.#sendHello(token, token !== '' ? this.#host.ringBytes : 0);
+    this.#sendHello(token, token !== '' ? this.#host.ringBytes : 0, undefined, bulkConnected);
     // Requests wait for the acceptor's first frame: by then it has mapped this side's ring (or said it cannot),
     // so the first payloads take the ring rather than the slow inline path.
     await firstFrame;
@@ -356,11 +372,63 @@ export class WireLink implements RequestCarrier {
     if (sameRegistry) this.#mappings = new GrantMappings(this.#grantLink);
     const token = sameRegistry ? await this.#offerRing(first.registryPid) : '';
     if (this.#isClosed()) return;
-    this.#sendHello(token, token !== '' ? this.#host.ringBytes : 0);
+    // A peer on another registry shares no memory with this NIC: its payloads come over a bulk stream.
+    const bulkOffer = sameRegistry ? undefined : this.#host.bulk?.offer();
+    this.#bulkOffer = bulkOffer;
+    this.#sendHello(token, token !== '' ? this.#host.ringBytes : 0, bulkOffer);
     const second = await this.#hello();
     if (sameRegistry && second.ringToken !== '') await this.#acceptRing(second);
+    if (bulkOffer !== undefined) await this.#takeBulk(bulkOffer, second.bulkConnected);
     if (this.#isClosed()) return;
     this.#opened();
+  }
+
+  /**
+   * Dials the bulk stream the acceptor's hello offers; whether it got
+   * through. On failure payloads go inline, as the acceptor hears.
+   */
+  async #dialBulk(hello: rdma.WireHello): Promise<boolean> {
+    if (hello.bulkPort === 0 || hello.bulkToken.length !== BULK_TOKEN_BYTES) return false;
+    const { tls, logger } = this.#host;
+        try {
+      const channel = await BulkChannel.connect(gidAddress(this.#peerGid), hello.bulkPort, hello.bulkToken, tls, WIRE_TLS_NAME, HANDSHAKE_TIMEOUT_MS);
+      if (this.#isClosed()) {
+        channel.destroy();
+        return false;
+      }
+      this.#attachBulk(channel);
+      return true;
+    } catch (error) {
+      logger?.warn({ peer: this.#peerGid, port: hello.bulkPort, err: error }, 'wire: cannot dial the bulk stream; payloads go inline');
+      return false;
+    }
+  }
+
+  /**
+   * The acceptor takes the bulk stream the connector dialled, once its
+   * token came (the handshake timer bounds the wait: closing withdraws the
+   * offer), or withdraws the offer the connector could not use.
+   */
+  async #takeBulk(offer: BulkOffer, connected: boolean): Promise<void> {
+    if (!connected) offer.cancel();
+    const channel = await offer.channel;
+    this.#bulkOffer = undefined;
+    if (channel === undefined) return;
+    if (this.#isClosed()) {
+      channel.destroy();
+      return;
+    }
+    this.#attachBulk(channel);
+  }
+
+  #attachBulk(channel: BulkChannel): void {
+    this.#bulk = channel;
+    channel.bind({
+      ready: () => {
+        if (this.#state === 'open' && !this.#draining) this.#drain();
+      },
+      closed: (reason) => this.#close(`bulk stream ${reason}`),
+    });
   }
 
   /**
@@ -449,11 +517,20 @@ export class WireLink implements RequestCarrier {
     });
   }
 
-  #sendHello(ringToken: string, ringBytes: number): void {
+  #sendHello(ringToken: string, ringBytes: number, bulk?: BulkOffer, bulkConnected = false): void {
     const { gidBytes, session, counters } = this.#host;
     counters.framesSent++;
     this.#stream.write({
-      hello: { gid: gidBytes, registryPid: session.pid, registryIncarnation: session.incarnation, ringToken, ringBytes: BigInt(ringBytes) },
+      hello: {
+        gid: gidBytes,
+        registryPid: session.pid,
+        registryIncarnation: session.incarnation,
+        ringToken,
+        ringBytes: BigInt(ringBytes),
+        bulkPort: bulk?.port ?? 0,
+        bulkToken: bulk?.token ?? NO_PACKETS,
+        bulkConnected,
+      },
       packets: NO_PACKETS,
       inlineData: [],
     });
@@ -584,6 +661,12 @@ export class WireLink implements RequestCarrier {
         continue;
       }
       const problem = this.#packet(rx);
+      if (problem === WAIT) {
+        // The bulk stream's ready() drains again once the payload is all in.
+        this.#draining = false;
+        if (this.#rx?.unreported === true) this.#schedule();
+        return;
+      }
       if (problem !== undefined) {
         this.#close(`protocol error: ${problem}`);
         return;
@@ -611,21 +694,28 @@ export class WireLink implements RequestCarrier {
     setImmediate(this.#drainTask);
   }
 
-  /** Runs the next packet of `rx`; returns a protocol problem, if any. */
-  #packet(rx: RxFrame): string | undefined {
+  /** Runs the next packet of `rx`: a protocol problem, if any, or WAIT (nothing ran) for payload still on its way. */
+  #packet(rx: RxFrame): PacketOutcome {
     const { view, at } = rx;
     const kind = at < view.byteLength ? view.getUint8(at) : 0;
     const size = PACKET_BYTES[kind] ?? 0;
     if (size === 0 || at + size > view.byteLength) {
       return `packet ${rx.index} of ${rx.count} is cut short or of unknown kind ${kind}`;
     }
-    rx.at += size;
-    rx.index++;
+    const outcome = this.#runPacket(kind, view, at, rx.frame);
+    if (outcome !== WAIT) {
+      rx.at += size;
+      rx.index++;
+    }
+    return outcome;
+  }
+
+  #runPacket(kind: number, view: DataView, at: number, frame: rdma.WireFrame): PacketOutcome {
     switch (kind) {
       case PacketKind.REQUEST:
-        return this.#onRequest(view, at, rx.frame);
+        return this.#onRequest(view, at, frame);
       case PacketKind.RESPONSE:
-        return this.#onResponse(view, at, rx.frame);
+        return this.#onResponse(view, at, frame);
       case PacketKind.RNR_CLEARED:
         try {
           this.#host.endpoint?.retryAfterRnr(view.getUint32(at + RnrClearedField.QPN, true));
@@ -634,7 +724,7 @@ export class WireLink implements RequestCarrier {
         }
         return undefined;
       case PacketKind.GRANT_OFFER:
-        return this.#onGrantOffer(view, at, rx.frame);
+        return this.#onGrantOffer(view, at, frame);
       case PacketKind.GRANT_STATE: {
         const id = view.getUint32(at + GrantStateField.ID, true);
         return this.#offers?.state(id, view.getUint8(at + GrantStateField.STATE)) === true ? undefined : `GRANT_STATE for grant ${id}, never offered`;
@@ -663,7 +753,7 @@ export class WireLink implements RequestCarrier {
    * payload where it lies (the peer's ring, inline, or the requester's MR
    * through a grant). Returns a protocol problem, if any.
    */
-  #onRequest(view: DataView, at: number, frame: rdma.WireFrame): string | undefined {
+  #onRequest(view: DataView, at: number, frame: rdma.WireFrame): PacketOutcome {
     const ref = requestPayload(view, at);
     const seq = view.getUint32(at + RequestField.SEQ, true);
     let payload: readonly Uint8Array[] | undefined;
@@ -687,8 +777,10 @@ export class WireLink implements RequestCarrier {
         this.#sliceBytes += ref.bytes;
       }
     } else {
-      payload = this.#payload(ref, frame);
-      if (payload === undefined) return `request payload (placement ${ref.placement}, ${ref.bytes} bytes) is not there`;
+      const found = this.#payload(ref, frame);
+      if (found === WAIT) return WAIT;
+      if (found === undefined) return `request payload (placement ${ref.placement}, ${ref.bytes} bytes) is not there`;
+      payload = found;
     }
     const request = readRequest(view, at, this.#peerGid, payload);
     let response: WireResponse | undefined;
@@ -707,7 +799,12 @@ export class WireLink implements RequestCarrier {
   }
 
   /** Answers go in request order: a sequence number past older requests means those got none (the responder dropped them). */
-  #onResponse(view: DataView, at: number, frame: rdma.WireFrame): string | undefined {
+  #onResponse(view: DataView, at: number, frame: rdma.WireFrame): PacketOutcome {
+    const ref = responsePayload(view, at);
+    // The payload first, before anything moves: one still on the bulk stream leaves the packet to run again.
+    const data = ref.placement === Placement.GRANT ? NO_PAYLOAD : this.#payload(ref, frame);
+    if (data === WAIT) return WAIT;
+    if (data === undefined) return `response data (placement ${ref.placement}, ${ref.bytes} bytes) is not there`;
     const seq = view.getUint32(at + ResponseField.SEQ, true);
     let entry = this.#inFlight.peek();
     while (entry !== undefined && seqBefore(entry.seq, seq)) {
@@ -715,7 +812,6 @@ export class WireLink implements RequestCarrier {
       this.#unanswered.delete(unansweredKey(entry.srcQpn, entry.psn));
       entry = this.#inFlight.peek();
     }
-    const ref = responsePayload(view, at);
     if (entry !== undefined && entry.seq === seq) {
       this.#inFlight.shift();
       this.#unanswered.delete(unansweredKey(entry.srcQpn, entry.psn));
@@ -729,8 +825,6 @@ export class WireLink implements RequestCarrier {
           // READ data the responder put in this side's memory already.
           this.#host.pending.settle(waiting, { ...readResponse(view, at, undefined), landed: ref.bytes });
         } else {
-          const data = this.#payload(ref, frame);
-          if (data === undefined) return `response data (placement ${ref.placement}, ${ref.bytes} bytes) is not there`;
           this.#host.pending.settle(waiting, readResponse(view, at, ref.placement !== Placement.NONE ? data : undefined));
         }
       }
@@ -739,8 +833,12 @@ export class WireLink implements RequestCarrier {
     return undefined;
   }
 
-  /** The payload a packet places: views into the peer's ring or the inline buffer; undefined if it is not where the packet says. */
-  #payload({ placement, locator, bytes }: PayloadRef, frame: rdma.WireFrame): readonly Uint8Array[] | undefined {
+  /**
+   * The payload a packet places: views into the peer's ring, the inline
+   * buffer or the bulk stream; undefined if it is not where the packet says,
+   * WAIT if it is still on its way over the bulk stream.
+   */
+  #payload({ placement, locator, bytes }: PayloadRef, frame: rdma.WireFrame): readonly Uint8Array[] | undefined | typeof WAIT {
     if (placement === Placement.NONE) return bytes === 0 ? NO_PAYLOAD : undefined;
     if (placement === Placement.INLINE) {
       const data = frame.inlineData[locator];
@@ -750,6 +848,14 @@ export class WireLink implements RequestCarrier {
       return [data];
     }
     const views: Uint8Array[] = [];
+    if (placement === Placement.STREAM) {
+      const outcome = bytes > 0 ? this.#bulk?.take(locator, bytes, views) : undefined;
+      if (outcome === 'wait') return WAIT;
+      if (outcome !== 'ok') return undefined;
+      this.#host.counters.streamBytesReceived += bytes;
+      this.#sliceBytes += bytes;
+      return views;
+    }
     if (placement !== Placement.RING || this.#rx?.views(locator, bytes, views) !== true) return undefined;
     this.#host.counters.ringBytesReceived += bytes;
     this.#sliceBytes += bytes;
@@ -780,6 +886,10 @@ export class WireLink implements RequestCarrier {
       if (locator >= 0) {
         placement = Placement.RING;
         this.#host.counters.ringBytesSent += length;
+      } else if (this.#bulk !== undefined && length >= BULK_MIN_BYTES) {
+        placement = Placement.STREAM;
+        locator = this.#bulk.write(data, length);
+        this.#host.counters.streamBytesSent += length;
       } else {
         placement = Placement.INLINE;
         locator = this.#builder.addInline(gather(data, length));
@@ -847,6 +957,10 @@ export class WireLink implements RequestCarrier {
     this.#rxQueue.drain();
     this.#unanswered.clear();
     this.#offers?.close();
+    this.#bulkOffer?.cancel();
+    this.#bulkOffer = undefined;
+    this.#bulk?.destroy();
+    this.#bulk = undefined;
     if (this.#mappings !== undefined) this.#releases.push(this.#mappings.close());
     this.#stream.end();
     this.#host.framePoller.forget(this.#framesSource);

@@ -29,6 +29,16 @@ export const WIRE_CHANNEL_OPTIONS: ChannelOptions = {
 export const RECONNECT_MIN_MS = 100;
 export const RECONNECT_MAX_MS = 1_000;
 
+/** The name every NIC's certificate carries for the wire, its gRPC stream and bulk stream alike (a GID's address is assigned at run time). */
+export const WIRE_TLS_NAME = 'rdma-nic';
+
+/**
+ * Payloads from this size go on the bulk stream of a link that has one
+ * (NICs on different registries); smaller ones ride inline in the frame
+ * that places them, which costs no second connection's latency.
+ */
+export const BULK_MIN_BYTES = 16 * 1024;
+
 /** A peer that does not complete the handshake within this fails the stream. */
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
 

@@ -1008,6 +1008,12 @@ export interface WireFrame {
  * Introduces one end of a link. The connecting NIC offers the ring it
  * writes into as a one-time fd token for the other NIC's registry pid; the
  * answer offers the ring for the other direction.
+ *
+ * NICs on different registries (hosts that share no tmpfs) move payloads
+ * over a bulk stream instead: the accepting NIC's answer names a TCP port
+ * on its GID's address (TLS when the wire is) and a one-time token; the
+ * connecting NIC dials it, sends the token first, and says in its second
+ * hello whether it got through.
  */
 export interface WireHello {
   gid: Buffer;
@@ -1015,6 +1021,11 @@ export interface WireHello {
   registryIncarnation: string;
   ringToken: string;
   ringBytes: bigint;
+  /** The acceptor's bulk stream: its port (0: none offered) and token. */
+  bulkPort: number;
+  bulkToken: Buffer;
+  /** The connector's second hello: it dialled the bulk stream and sent the token. */
+  bulkConnected: boolean;
 }
 
 function createBaseOpenDeviceRequest(): OpenDeviceRequest {
@@ -7712,7 +7723,16 @@ export const WireFrame: MessageFns<WireFrame> = {
 };
 
 function createBaseWireHello(): WireHello {
-  return { gid: Buffer.alloc(0), registryPid: 0, registryIncarnation: "", ringToken: "", ringBytes: 0n };
+  return {
+    gid: Buffer.alloc(0),
+    registryPid: 0,
+    registryIncarnation: "",
+    ringToken: "",
+    ringBytes: 0n,
+    bulkPort: 0,
+    bulkToken: Buffer.alloc(0),
+    bulkConnected: false,
+  };
 }
 
 export const WireHello: MessageFns<WireHello> = {
@@ -7734,6 +7754,15 @@ export const WireHello: MessageFns<WireHello> = {
         throw new globalThis.Error("value provided for field message.ringBytes of type uint64 too large");
       }
       writer.uint32(40).uint64(message.ringBytes);
+    }
+    if (message.bulkPort !== 0) {
+      writer.uint32(48).uint32(message.bulkPort);
+    }
+    if (message.bulkToken.length !== 0) {
+      writer.uint32(58).bytes(message.bulkToken);
+    }
+    if (message.bulkConnected !== false) {
+      writer.uint32(64).bool(message.bulkConnected);
     }
     return writer;
   },
@@ -7791,6 +7820,30 @@ export const WireHello: MessageFns<WireHello> = {
             message.ringBytes = reader.uint64() as bigint;
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.bulkPort = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.bulkToken = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.bulkConnected = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7826,6 +7879,21 @@ export const WireHello: MessageFns<WireHello> = {
         : isSet(object.ring_bytes)
         ? BigInt(object.ring_bytes)
         : 0n,
+      bulkPort: isSet(object.bulkPort)
+        ? globalThis.Number(object.bulkPort)
+        : isSet(object.bulk_port)
+        ? globalThis.Number(object.bulk_port)
+        : 0,
+      bulkToken: isSet(object.bulkToken)
+        ? Buffer.from(bytesFromBase64(object.bulkToken))
+        : isSet(object.bulk_token)
+        ? Buffer.from(bytesFromBase64(object.bulk_token))
+        : Buffer.alloc(0),
+      bulkConnected: isSet(object.bulkConnected)
+        ? globalThis.Boolean(object.bulkConnected)
+        : isSet(object.bulk_connected)
+        ? globalThis.Boolean(object.bulk_connected)
+        : false,
     };
   },
 
@@ -7846,6 +7914,15 @@ export const WireHello: MessageFns<WireHello> = {
     if (message.ringBytes !== 0n) {
       obj.ringBytes = message.ringBytes.toString();
     }
+    if (message.bulkPort !== 0) {
+      obj.bulkPort = Math.round(message.bulkPort);
+    }
+    if (message.bulkToken.length !== 0) {
+      obj.bulkToken = base64FromBytes(message.bulkToken);
+    }
+    if (message.bulkConnected !== false) {
+      obj.bulkConnected = message.bulkConnected;
+    }
     return obj;
   },
 
@@ -7859,6 +7936,9 @@ export const WireHello: MessageFns<WireHello> = {
     message.registryIncarnation = object.registryIncarnation ?? "";
     message.ringToken = object.ringToken ?? "";
     message.ringBytes = (object.ringBytes !== undefined && object.ringBytes !== null) ? BigInt(object.ringBytes) : 0n;
+    message.bulkPort = object.bulkPort ?? 0;
+    message.bulkToken = object.bulkToken ?? Buffer.alloc(0);
+    message.bulkConnected = object.bulkConnected ?? false;
     return message;
   },
 };
