@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ADMIN_TOKEN_ENV, ADMIN_TOKEN_FILE, loadTlsConfig, type TlsConfig } from '@p2p/auth';
+import { HOSTS_FILE, type HostEntry } from '@p2p/hosts';
 import { DEFAULT_SHM_DIR, SHM_DIR_ENV } from '@p2p/shm';
 
 /** Where `npm start` serves each service: its ports on one host. */
@@ -43,6 +44,31 @@ export function resolveTarget(options: TargetOptions, env: NodeJS.ProcessEnv = p
     token: readToken(options.tokenFile, env),
     tls: loadTlsConfig(env),
   };
+}
+
+/** A host of a hosts file as a deployment: its services, and the token its platform wrote into its own segment directory. */
+export function hostTarget(host: HostEntry, env: NodeJS.ProcessEnv = process.env): Target {
+  return {
+    pciEmu: host.services.pciEmu,
+    vfioPci: host.services.vfioPci,
+    registry: host.services.registry,
+    nics: host.nics.map((nic) => nic.address),
+    token: readToken(path.join(host.shmDir, ADMIN_TOKEN_FILE), env),
+    tls: loadTlsConfig(env),
+  };
+}
+
+/**
+ * The hosts file a command reads: `--hosts-file`, else the one `npm start
+ * --hosts` wrote into P2P_SHM_DIR, if there is one and no `--target` or
+ * service address says which deployment this is.
+ */
+export function hostsFileOf(options: TargetOptions & { readonly hostsFile?: string }, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (options.hostsFile !== undefined) return options.hostsFile;
+  const told = options.target ?? env.P2P_TARGET ?? env.PCI_EMU_ADDRESS ?? env.VFIO_PCI_ADDRESS ?? env.DMABUF_REGISTRY_ADDRESS ?? env.RDMA_NIC_ADDRESSES;
+  if (told !== undefined) return undefined;
+  const file = path.join(env[SHM_DIR_ENV] || DEFAULT_SHM_DIR, HOSTS_FILE);
+  return fs.existsSync(file) ? file : undefined;
 }
 
 function readToken(tokenFile: string | undefined, env: NodeJS.ProcessEnv): string | undefined {

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { pci } from '@p2p/proto';
-import { distanceMatrix, renderTree, type TopologyView } from './topology-tree';
+import { distanceMatrix, gidText, type HostView, hostHeading, renderTree, type TopologyView } from './topology-tree';
 
 const fn = (bdf: string, name: string, bars: pci.Bar[] = []): pci.FunctionInfo => ({
   bdf,
@@ -64,5 +64,28 @@ describe('cli topology tree', () => {
       ['nvme0 0000:03:00.0', '0', '4'],
       ['nvme1 0000:04:00.0', '-', '0 host'],
     ]);
+  });
+});
+
+describe('cli topology host heading', () => {
+  const host = (nics: HostView['nics']): HostView => ({ name: 'host1', pciEmu: '127.0.0.1:50061', shmDir: '/dev/shm/p2p-dmabuf/host1', nics, view });
+
+  it("names the host, its pci-emu, its segment directory, and each NIC's function and GID", () => {
+    const heading = hostHeading(
+      host([
+        { address: '127.0.0.1:50064', name: 'nic0', bdf: '0000:04:00.0', gid: '::ffff:127.0.1.2' },
+        { address: '127.0.0.1:50065', name: 'nic1', bdf: '0000:09:00.0', gid: '::ffff:127.0.1.3' },
+      ]),
+    );
+    expect(heading).to.equal('host1  pci-emu 127.0.0.1:50061  shm /dev/shm/p2p-dmabuf/host1  nic0 0000:04:00.0 gid ::ffff:127.0.1.2  nic1 0000:09:00.0 gid ::ffff:127.0.1.3');
+  });
+
+  it('says which NIC did not answer, and why', () => {
+    expect(hostHeading(host([{ address: '127.0.0.1:50064', error: 'ECONNREFUSED' }]))).to.equal('host1  pci-emu 127.0.0.1:50061  shm /dev/shm/p2p-dmabuf/host1  NIC 127.0.0.1:50064: ECONNREFUSED');
+  });
+
+  it('spells an IPv4-mapped GID as ::ffff:a.b.c.d and any other as eight hex groups', () => {
+    expect(gidText(Uint8Array.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 3, 2]))).to.equal('::ffff:127.0.3.2');
+    expect(gidText(Uint8Array.from([0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]))).to.equal('fe80:0:0:0:0:0:0:1');
   });
 });

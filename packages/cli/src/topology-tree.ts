@@ -145,3 +145,42 @@ export function distanceMatrix(view: TopologyView): string[][] {
   const header = ['provider \\ client', ...bdfs.map((b) => names.get(b) ?? b)];
   return [header, ...bdfs.map((p) => [`${names.get(p) ?? p} ${p}`, ...bdfs.map((c) => cell(p, c))])];
 }
+
+/** A NIC as its service reports it (ibv_query_device's function, ibv_query_gid's GID index 0), or why it could not. */
+export interface NicView {
+  /** Its verbs service. */
+  readonly address: string;
+  /** The function's name in the topology (nic0). */
+  readonly name?: string;
+  readonly bdf?: string;
+  readonly gid?: string;
+  readonly error?: string;
+}
+
+/** One emulated host: its name, its pci-emu and segment directory, its NICs, its PCIe tree. */
+export interface HostView {
+  readonly name: string;
+  readonly pciEmu: string;
+  readonly shmDir: string;
+  readonly nics: readonly NicView[];
+  readonly view: TopologyView;
+}
+
+/**
+ * The text of a GID's 16 bytes: `::ffff:a.b.c.d` for an IPv4-mapped one
+ * (RoCEv2's GID of an IPv4 address), else its eight groups in hex.
+ */
+export function gidText(bytes: Uint8Array): string {
+  const mapped = bytes.length === 16 && bytes.subarray(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff;
+  if (mapped) return `::ffff:${bytes[12]}.${bytes[13]}.${bytes[14]}.${bytes[15]}`;
+  const words = Array.from({ length: bytes.length / 2 }, (_, i) => ((bytes[2 * i]! << 8) | bytes[2 * i + 1]!).toString(16));
+  return words.join(':');
+}
+
+/** A host's heading line: its name, pci-emu, segment directory, and each NIC's function and GID (the address peers on the wire reach it at). */
+export function hostHeading(host: HostView): string {
+  const nics = host.nics.map((nic) =>
+    nic.error !== undefined ? `NIC ${nic.address}: ${nic.error}` : `${nic.name ?? 'nic'} ${nic.bdf ?? '?'} gid ${nic.gid ?? '?'}`,
+  );
+  return [host.name, `pci-emu ${host.pciEmu}`, `shm ${host.shmDir}`, ...nics].join('  ');
+}

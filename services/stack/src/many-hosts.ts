@@ -117,6 +117,8 @@ export async function startManyHosts(options: ManyHostsOptions): Promise<ManyHos
   }
   const hosts = processes.map((p) => hostEntry(p.layout, { shmDir: path.join(root, p.layout.name), wirePort, topology: topologyOf(p.layout.index, env), pid: p.child.pid }));
   writeHostsFile(hostsFile, hosts);
+  // However this process ends (a second Ctrl-C exits at once), the file lists no host that is gone.
+  process.once('exit', () => fs.rmSync(hostsFile, { force: true }));
   return { hosts, hostsFile, stop, died };
 }
 
