@@ -138,12 +138,15 @@ describe('Kubernetes manifests (deploy/k8s, rendered with kubectl kustomize, val
     // The services of a host reach each other on the pod's loopback; the NIC's GID is the pod's IP.
     const nic = pod.containers.find((container) => container.name === 'rdma-nic')!;
     expect(env(nic, 'RDMA_NIC_GID_ADDRESS')).to.equal('auto');
+    // Payloads between hosts take the bulk stream, on a port the pod declares and the Service names.
+    expect(env(nic, 'RDMA_NIC_BULK_PORT')).to.equal('4792');
+    expect(nic.ports?.find((port) => port.name === 'rdma-bulk')?.containerPort).to.equal(4792);
     expect(env(nic, 'DMABUF_REGISTRY_ADDRESS')).to.equal('127.0.0.1:50053');
     // The headless Service names each host, wire port included.
     const service = objects.find((object) => object.kind === 'Service' && object.metadata.name === serviceName);
     const spec = service?.spec as { clusterIP: string; ports: { name: string; port: number }[] } | undefined;
     expect(spec?.clusterIP).to.equal('None');
-    expect(spec?.ports.map((port) => port.port)).to.include(4791);
+    expect(spec?.ports.map((port) => port.port)).to.include.members([4791, 4792]);
     // pci-emu reads the host's topology from the generated ConfigMap.
     const topology = pod.volumes.find((volume) => volume.configMap !== undefined)!.configMap!.name;
     expect(objects.some((object) => object.kind === 'ConfigMap' && object.metadata.name === topology)).to.equal(true);
