@@ -10,7 +10,6 @@
  * machine's node by deploy/scripts/build-base-image.sh when missing. So the test
  * never needs a registry.
  */
-import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as os from 'node:os';
@@ -26,6 +25,7 @@ import { dmabuf, pci, vfio } from '@p2p/proto';
 import { DockerComposeEnvironment, Wait } from 'testcontainers';
 import { iommufdP2p } from '../examples/iommufd-p2p';
 import { readAccelBar } from '../examples/read-accel-bar';
+import { baseImage, dockerUnavailable, repoRoot, run, type RunResult } from '../harness/docker';
 import { rpc } from '../harness/rpc';
 import type { StartedDockerComposeEnvironment, StartedTestContainer } from 'testcontainers';
 
@@ -33,8 +33,6 @@ import type { StartedDockerComposeEnvironment, StartedTestContainer } from 'test
 // after hook downs the project (containers, network and volume) instead.
 process.env.TESTCONTAINERS_RYUK_DISABLED ??= 'true';
 
-const LOCAL_BASE_IMAGE = 'p2p-dmabuf/node-base:20';
-const REGISTRY_BASE_IMAGE = 'node:20-bookworm-slim';
 /** The compose services this suite starts (depends_on brings their dependencies). */
 const SERVICES = ['pci-emu', 'dmabuf-registry', 'vfio-pci', 'rdma-nic-a', 'rdma-nic-b'];
 const RDMA_NIC_GRPC_PORT = 50054;
@@ -48,37 +46,6 @@ const SERVICES_SHM_DIR = '/dev/shm/p2p-dmabuf';
 
 type ComposeExecutable = NonNullable<Parameters<DockerComposeEnvironment['withClientOptions']>[0]['executable']>;
 
-interface RunResult {
-  ok: boolean;
-  stdout: string;
-  stderr: string;
-}
-
-function run(file: string, args: string[], timeoutMs: number, cwd?: string, env?: Record<string, string>): Promise<RunResult> {
-  return new Promise((resolve) => {
-    execFile(file, args, { timeout: timeoutMs, cwd, maxBuffer: 16 * 1024 * 1024, env: { ...process.env, ...env } }, (error, stdout, stderr) => {
-      resolve({ ok: error === null, stdout: String(stdout), stderr: String(stderr || (error ? error.message : '')) });
-    });
-  });
-}
-
-/** The repository root: the nearest directory above this file holding docker-compose.yml. */
-function repoRoot(): string {
-  for (let dir = __dirname; ; dir = path.dirname(dir)) {
-    if (fs.existsSync(path.join(dir, 'docker-compose.yml'))) return dir;
-    if (path.dirname(dir) === dir) throw new Error(`no docker-compose.yml above ${__dirname}`);
-  }
-}
-
-/** Why Docker can't be used here, or undefined when it can. */
-async function dockerUnavailable(): Promise<string | undefined> {
-  const info = await run('docker', ['info', '--format', '{{.ServerVersion}}'], 15_000);
-  if (!info.ok || info.stdout.trim() === '') {
-    return `Docker engine not reachable: compose test skipped (docker info: ${info.stderr.trim().split('\n')[0] ?? 'failed'})`;
-  }
-  return undefined;
-}
-
 /** docker compose v2 when present (testcontainers' default), else the standalone v1 binary. */
 async function composeExecutable(): Promise<{ executable?: ComposeExecutable; version: string } | undefined> {
   const v2 = await run('docker', ['compose', 'version', '--short'], 15_000);
@@ -86,21 +53,6 @@ async function composeExecutable(): Promise<{ executable?: ComposeExecutable; ve
   const v1 = await run('docker-compose', ['version', '--short'], 15_000);
   if (v1.ok) return { executable: { standalone: true, executablePath: 'docker-compose' }, version: `docker-compose ${v1.stdout.trim()}` };
   return undefined;
-}
-
-async function imageExists(image: string): Promise<boolean> {
-  return (await run('docker', ['image', 'inspect', image], 15_000)).ok;
-}
-
-async function baseImage(root: string): Promise<string> {
-  const configured = process.env.BASE_IMAGE;
-  if (configured !== undefined && configured !== '') return configured;
-  if (await imageExists(REGISTRY_BASE_IMAGE)) return REGISTRY_BASE_IMAGE;
-  if (!(await imageExists(LOCAL_BASE_IMAGE))) {
-    const built = await run('bash', [path.join(root, 'deploy/scripts/build-base-image.sh')], 120_000, root);
-    if (!built.ok) throw new Error(`deploy/scripts/build-base-image.sh failed: ${built.stderr}`);
-  }
-  return LOCAL_BASE_IMAGE;
 }
 
 /** docker compose v2 names containers `<project>-<svc>-1`, v1 `<project>_<svc>_1`. */
@@ -231,7 +183,7 @@ describe('docker-compose.yml: pci-emu, dmabuf-registry, vfio-pci and two rdma-ni
   before(async function () {
     const unavailable = await dockerUnavailable();
     if (unavailable !== undefined) {
-      console.warn(`      ${unavailable}`);
+      console.warn(`      ${unavailable}: compose test skipped`);
       this.skip();
     }
     const compose = await composeExecutable();
