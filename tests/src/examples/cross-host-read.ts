@@ -54,8 +54,8 @@ const PCI_COMMAND_MASTER = 0x4;
 const VFIO_DEVICE_FEATURE_GET = 1 << 16;
 const VFIO_DEVICE_FEATURE_DMA_BUF = 11;
 const O_RDWR = 2;
-/** What one RegionWrite carries at most: well under gRPC's 16 MiB message limit. */
-const REGION_WRITE_BYTES = 4 << 20;
+/** What one RegionWrite or CpuRead carries at most: a 4 MiB gRPC message limit holds it. */
+const CPU_IO_BYTES = 1 << 20;
 const HOST_A_IOVA = 0x10_0000;
 /** timeout 14 is 67 ms, retry_cnt 7: a host that went away is declared in about half a second. */
 const RC_TIMEOUT = { timeout: 14, retryCnt: 7 };
@@ -116,8 +116,8 @@ export async function crossHostRead(options: CrossHostReadOptions): Promise<Cros
     // ...and the device holds something (its own work; here writes through the BAR region).
     const expected = Buffer.alloc(length);
     for (let i = 0; i + 4 <= length; i += 4) expected.writeUInt32LE((i * 2654435761) >>> 0, i);
-    for (let offset = 0; offset < length; offset += REGION_WRITE_BYTES) {
-      const data = expected.subarray(offset, Math.min(length, offset + REGION_WRITE_BYTES));
+    for (let offset = 0; offset < length; offset += CPU_IO_BYTES) {
+      const data = expected.subarray(offset, Math.min(length, offset + CPU_IO_BYTES));
       await vfioPci.client.regionWrite({ pid: appB.pid, deviceFd, index: BAR2, offset: BigInt(offset), data });
     }
     // ...registered on host B's NIC with ibv_reg_dmabuf_mr(), remote read allowed.
@@ -164,7 +164,12 @@ export async function crossHostRead(options: CrossHostReadOptions): Promise<Cros
     const status = completions[0]!.status;
     if (status !== rdma.WcStatus.WC_STATUS_SUCCESS) throw new Error(`the RDMA READ completed with ${rdma.WcStatus[status] ?? `status ${status}`}`);
 
-    return { received: await appA.cpuRead(heapFd, 0, length), expected };
+    const received = Buffer.alloc(length);
+    for (let offset = 0; offset < length; offset += CPU_IO_BYTES) {
+      const size = Math.min(CPU_IO_BYTES, length - offset);
+      received.set(await appA.cpuRead(heapFd, offset, size), offset);
+    }
+    return { received, expected };
   } finally {
     for (const close of closers) await Promise.resolve(close()).catch(() => undefined);
   }

@@ -14,6 +14,8 @@ export interface TransferPlan {
   readonly remote: { readonly key: number; readonly iova: number };
   /** WRs outstanding at most; default 64. */
   readonly depth?: number;
+  /** WR n uses slot n % slots of both buffers instead; a stream longer than its buffers (default: one slot per WR). */
+  readonly slots?: number;
 }
 
 /** An RC QP on each host, connected to each other with `options`: the requester's (`a`) and the responder's (`b`). */
@@ -60,6 +62,7 @@ export class Transfer {
   async run(): Promise<void> {
     const { host, qpNum, cq, opcode, count, size, local, remote } = this.#plan;
     const depth = this.#plan.depth ?? 64;
+    const slots = this.#plan.slots ?? count;
     this.#stopWatch = host.ctx.watchCompletions(cq, true, (batch) => {
       for (const wc of decodeCqes(batch.packedCqes)) {
         const id = Number(wc.wrId);
@@ -81,12 +84,13 @@ export class Transfer {
         const wqes = Buffer.alloc(batch * WQE_BYTES);
         for (let i = 0; i < batch; i++) {
           const n = this.posted + i;
+          const at = (n % slots) * size;
           encodeWqe(wqes, i * WQE_BYTES, {
             wrId: BigInt(n),
             opcode,
-            sge: { addr: local.iova + n * size, length: size, lkey: local.key },
+            sge: { addr: local.iova + at, length: size, lkey: local.key },
             sendFlags: IBV_SEND_SIGNALED,
-            remoteAddr: remote.iova + n * size,
+            remoteAddr: remote.iova + at,
             rkey: remote.key,
           });
         }
@@ -103,6 +107,16 @@ export class Transfer {
     while (this.completions.size < n) {
       if (Date.now() > deadline) throw new Error(`only ${this.completions.size} WRs completed within ${timeoutMs} ms`);
       await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  }
+
+  /** Resolves once a WR completed with an error (or rejects after `timeoutMs`): the QP went to ERR. */
+  async whenFailed(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (let seen = 0; ; ) {
+      for (; seen < this.order.length; seen++) if (this.completions.get(this.order[seen]!)![0] !== WC_STATUS_SUCCESS) return;
+      if (Date.now() > deadline) throw new Error(`no WR failed within ${timeoutMs} ms (${this.completions.size} completed)`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
     }
   }
 
