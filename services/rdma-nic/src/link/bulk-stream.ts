@@ -224,6 +224,8 @@ interface OpenOffer {
 export class BulkListener {
   readonly #server: net.Server;
   readonly #offers = new Map<string, OpenOffer>();
+  /** Connections that have not presented their token yet. */
+  readonly #unproven = new Set<net.Socket>();
   readonly #logger: Logger | undefined;
   #port = 0;
 
@@ -274,21 +276,28 @@ export class BulkListener {
   async close(): Promise<void> {
     for (const offer of this.#offers.values()) offer.resolve(undefined);
     this.#offers.clear();
+    for (const socket of this.#unproven) socket.destroy();
+    this.#unproven.clear();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
 
   #connection(socket: net.Socket): void {
     const parts: Buffer[] = [];
     let length = 0;
+    this.#unproven.add(socket);
     const timer = setTimeout(() => socket.destroy(), TOKEN_TIMEOUT_MS);
-    const onError = (): void => clearTimeout(timer);
+    const onClose = (): void => {
+      clearTimeout(timer);
+      this.#unproven.delete(socket);
+    };
     const onData = (chunk: Buffer): void => {
       parts.push(chunk);
       length += chunk.length;
       if (length < BULK_TOKEN_BYTES) return;
-      clearTimeout(timer);
+      onClose();
       socket.off('data', onData);
-      socket.off('error', onError);
+      socket.off('close', onClose);
+      socket.off('error', onClose);
       socket.pause();
       const received = Buffer.concat(parts, length);
       const offer = this.#offers.get(received.subarray(0, BULK_TOKEN_BYTES).toString('hex'));
@@ -303,6 +312,8 @@ export class BulkListener {
       offer.resolve(channel);
     };
     socket.on('data', onData);
-    socket.on('error', onError);
+    socket.on('close', onClose);
+    // An error is followed by 'close'; without a listener it would throw.
+    socket.on('error', onClose);
   }
 }

@@ -957,8 +957,13 @@ export class WireLink implements RequestCarrier {
     this.#rxQueue.drain();
     this.#unanswered.clear();
     this.#offers?.close();
-    this.#bulkOffer?.cancel();
+    const offer = this.#bulkOffer;
     this.#bulkOffer = undefined;
+    if (offer !== undefined) {
+      // A stream the connector opened before the handshake failed is nobody's: closed with the link.
+      offer.cancel();
+      void offer.channel.then((channel) => channel?.destroy());
+    }
     this.#bulk?.destroy();
     this.#bulk = undefined;
     if (this.#mappings !== undefined) this.#releases.push(this.#mappings.close());
