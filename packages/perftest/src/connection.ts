@@ -1,4 +1,4 @@
-import { IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_REMOTE_READ, IBV_ACCESS_REMOTE_WRITE, type VerbsContext } from '@p2p/verbs';
+import { IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_REMOTE_READ, IBV_ACCESS_REMOTE_WRITE, type RcOptions, type VerbsContext } from '@p2p/verbs';
 
 /** What a test asks of every region: the requester writes into its own on READ, the responder is written and read. */
 export const PERF_ACCESS = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ;
@@ -51,14 +51,18 @@ export class QpConnection {
     readonly remote: MemoryRegion,
   ) {}
 
-  /** Creates both QPs, takes them RESET -> RTS towards each other, and starts the completion watch. */
-  static async connect(requester: RdmaEnd, responder: RdmaEnd, local: MemoryRegion, remote: MemoryRegion): Promise<QpConnection> {
+  /**
+   * Creates both QPs, takes them RESET -> RTS towards each other, and starts
+   * the completion watch. `transport` sets the requester's ack timeout and
+   * retry count (perftest's -u; ibv_modify_qp's defaults, 14 and 7, unless told).
+   */
+  static async connect(requester: RdmaEnd, responder: RdmaEnd, local: MemoryRegion, remote: MemoryRegion, transport: Pick<RcOptions, 'timeout' | 'retryCnt'> = {}): Promise<QpConnection> {
     const a = await rcQp(requester, REQUESTER_QUEUES);
     let b: { cq: number; qpNum: number } | undefined;
     try {
       b = await rcQp(responder, RESPONDER_QUEUES);
-      await requester.ctx.connectRc(a.qpNum, { gid: responder.gid, qpNum: b.qpNum }, { access: PERF_ACCESS });
-      await responder.ctx.connectRc(b.qpNum, { gid: requester.gid, qpNum: a.qpNum }, { access: PERF_ACCESS });
+      await requester.ctx.connectRc(a.qpNum, { gid: responder.gid, qpNum: b.qpNum }, { ...transport, access: PERF_ACCESS });
+      await responder.ctx.connectRc(b.qpNum, { gid: requester.gid, qpNum: a.qpNum }, { ...transport, access: PERF_ACCESS });
     } catch (error) {
       await destroyRcQp(requester, a).catch(() => undefined);
       if (b !== undefined) await destroyRcQp(responder, b).catch(() => undefined);

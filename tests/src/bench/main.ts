@@ -6,6 +6,7 @@ import { benchPciEmu } from './pci-emu.bench';
 import { benchPostPaths } from './post-paths.bench';
 import { benchRdma } from './rdma.bench';
 import { benchRegistry } from './registry.bench';
+import { benchScale } from './scale.bench';
 import { benchVfioPci } from './vfio-pci.bench';
 import { benchWire } from './wire.bench';
 
@@ -31,6 +32,8 @@ async function main(): Promise<void> {
   if (!only || 'nvme'.includes(only)) await benchNvme(tables);
   // Between hosts that share no tmpfs (`npm run bench -- wire`).
   if (!only || 'wire'.includes(only)) await benchWire(tables);
+  // Many hosts (`npm run bench -- scale [--hosts 2,4,8,16] [--seconds 3]`): named only, not in the default run (some 80 processes, minutes).
+  if (only === 'scale') await benchScale(tables, process.argv.slice(3));
   if (rows.length > 0) console.log(rows.toString());
   for (const line of ratios) console.log(line);
   for (const block of tables) console.log(block);
