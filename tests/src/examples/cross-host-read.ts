@@ -182,14 +182,16 @@ export function crossHostReadOptionsFromEnv(env: NodeJS.ProcessEnv = process.env
     if (value === undefined || value === '') throw new Error(`${name} is not set: see the header of tests/src/examples/cross-host-read.ts`);
     return value;
   };
+  const hostA = { registry: required('HOST_A_REGISTRY_ADDRESS'), nic: required('HOST_A_NIC_ADDRESS') };
+  const hostB = { registry: required('HOST_B_REGISTRY_ADDRESS'), vfioPci: required('HOST_B_VFIO_PCI_ADDRESS'), nic: required('HOST_B_NIC_ADDRESS') };
   const hostBShm = env.HOST_B_SHM_DIR;
   if (!env.HOST_B_ADMIN_TOKEN && !env.P2P_ADMIN_TOKEN && !hostBShm) {
     throw new Error("host B's administrator's token: set HOST_B_ADMIN_TOKEN (or P2P_ADMIN_TOKEN, or HOST_B_SHM_DIR to read its .admin-token)");
   }
   const adminToken = env.HOST_B_ADMIN_TOKEN || readAdminToken(hostBShm ?? '', env);
   return {
-    hostA: { registry: required('HOST_A_REGISTRY_ADDRESS'), nic: required('HOST_A_NIC_ADDRESS') },
-    hostB: { registry: required('HOST_B_REGISTRY_ADDRESS'), vfioPci: required('HOST_B_VFIO_PCI_ADDRESS'), nic: required('HOST_B_NIC_ADDRESS'), adminToken },
+    hostA,
+    hostB: { ...hostB, adminToken },
     length: env.READ_BYTES ? Number(env.READ_BYTES) : undefined,
   };
 }
