@@ -37,13 +37,20 @@ async function manyHosts(count: number, options: StackOptions): Promise<void> {
   process.exit(1);
 }
 
-function main(): Promise<void> {
-  const options = parseStackOptions(process.argv.slice(2));
+async function main(): Promise<void> {
+  let options: StackOptions;
+  try {
+    options = parseStackOptions(process.argv.slice(2));
+  } catch (error) {
+    // A wrong command line: exit status 2, as the p2p command's, before anything starts.
+    process.stderr.write(`${(error as Error).message}\n${USAGE}\n`);
+    process.exit(2);
+  }
   if (options.help) {
     process.stdout.write(`${USAGE}\n`);
-    return Promise.resolve();
+    return;
   }
-  return options.hosts !== undefined && options.hostIndex === undefined ? manyHosts(options.hosts, options) : oneHost(options);
+  await (options.hosts !== undefined && options.hostIndex === undefined ? manyHosts(options.hosts, options) : oneHost(options));
 }
 
 main().catch((error: unknown) => {

@@ -11,8 +11,16 @@ describe('npm start options', () => {
     expect(parseStackOptions(['--hosts', '4'], {}).hosts).to.equal(4);
   });
 
-  it('takes npm_config_hosts, which npm sets for npm start --hosts 16', () => {
+  it('takes npm start --hosts 16, which npm passes as npm_config_hosts=true and the argument 16', () => {
+    expect(parseStackOptions(['16'], { npm_config_hosts: 'true' }).hosts).to.equal(16);
+  });
+
+  it('takes npm start --hosts=16, which npm passes as npm_config_hosts=16', () => {
     expect(parseStackOptions([], { npm_config_hosts: '16' }).hosts).to.equal(16);
+  });
+
+  it('is EINVAL for an argument that is not an option', () => {
+    expect(() => parseStackOptions(['16'], {})).to.throw(ErrnoError, 'unexpected argument 16').with.property('errno', 'EINVAL');
   });
 
   it('takes P2P_HOSTS and P2P_PORT_BASE from the environment, the command line winning', () => {

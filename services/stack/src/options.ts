@@ -28,11 +28,12 @@ export const USAGE = `usage: npm start [-- [--hosts N] [--port-base P] [--metric
  */
 export function parseStackOptions(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): StackOptions {
   let values: Record<string, string | boolean | undefined>;
+  let positionals: string[];
   try {
-    ({ values } = parseArgs({
+    ({ values, positionals } = parseArgs({
       args: [...argv],
       strict: true,
-      allowPositionals: false,
+      allowPositionals: true,
       options: {
         hosts: { type: 'string' },
         'host-index': { type: 'string' },
@@ -49,7 +50,11 @@ export function parseStackOptions(argv: readonly string[], env: NodeJS.ProcessEn
     if (typeof given === 'string') return given;
     return vars.map((v) => env[v]).find((v) => v !== undefined && v !== '');
   };
-  const hosts = pick('hosts', 'npm_config_hosts', 'P2P_HOSTS');
+  // npm takes an unknown `--hosts` before the script's `--` for a flag: `npm start --hosts 4` sets
+  // npm_config_hosts=true and passes 4 to the script (`--hosts=4` sets npm_config_hosts=4).
+  const npmFlag = values.hosts === undefined && env.npm_config_hosts === 'true' && positionals.length === 1;
+  if (positionals.length > 0 && !npmFlag) throw errno('EINVAL', `unexpected argument ${positionals.join(' ')}`);
+  const hosts = npmFlag ? positionals[0] : pick('hosts', 'npm_config_hosts', 'P2P_HOSTS');
   const hostIndex = pick('host-index');
   const portBase = pick('port-base', 'npm_config_port_base', 'P2P_PORT_BASE');
   const metricsPortBase = pick('metrics-port-base', 'npm_config_metrics_port_base', 'P2P_METRICS_PORT_BASE');
