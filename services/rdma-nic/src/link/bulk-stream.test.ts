@@ -1,51 +1,59 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { expect } from 'chai';
 import { loadTlsConfig, PLAINTEXT, type TlsConfig } from '@p2p/auth';
 import { errnoOf } from '@p2p/status';
 import { eventually } from '@p2p/testing';
-import { BulkChannel, BulkListener, type BulkOffer } from './bulk-stream';
+import { BulkListener, type BulkOffer, BulkReceiver, type BulkSender } from './bulk-stream';
 import { WIRE_TLS_NAME } from './wire-options';
 
 const HOST = '127.0.0.1';
 const MiB = 1024 * 1024;
+const RING = MiB;
 
-/** A connected pair: the connector's end and the listener's, both bound, with what each side's link was told. */
-async function connectedPair(listener: BulkListener, config: TlsConfig = PLAINTEXT) {
+/** A connected stream: the sender (the listener's end) and the receiver that dialled it, with what the receiver's link was told. */
+async function connectedPair(listener: BulkListener, config: TlsConfig = PLAINTEXT, ringBytes = RING) {
   const offer = listener.offer();
-  const near = await BulkChannel.connect(HOST, offer.port, offer.token, config, WIRE_TLS_NAME, 5000);
-  const far = await offer.channel;
-  expect(far).to.not.equal(undefined);
+  const receiver = await BulkReceiver.dial(HOST, offer.port, offer.token, ringBytes, config, WIRE_TLS_NAME, 5000);
+  const sender = await offer.sender;
+  expect(sender).to.not.equal(undefined);
   const events = { ready: 0, closed: [] as string[] };
-  far!.bind({ ready: () => events.ready++, closed: (reason) => events.closed.push(reason) });
-  near.bind({ ready: () => undefined, closed: () => undefined });
-  return { near, far: far!, events };
+  receiver.bind({ ready: () => events.ready++, closed: (reason) => events.closed.push(reason) });
+  const senderClosed: string[] = [];
+  sender!.bind({ ready: () => undefined, closed: (reason) => senderClosed.push(reason) });
+  return { sender: sender!, receiver, events, senderClosed };
 }
 
-function take(channel: BulkChannel, locator: number, bytes: number): { outcome: string; data: Buffer } {
+function take(receiver: BulkReceiver, locator: number, bytes: number): { outcome: string; data: Buffer } {
   const views: Uint8Array[] = [];
-  const outcome = channel.take(locator, bytes, views);
+  const outcome = receiver.take(locator, bytes, views);
   return { outcome, data: Buffer.concat(views) };
 }
 
 /** take() once the payload is all in (polled), or its 'wait' after 5 s. */
-async function takeWhenIn(channel: BulkChannel, locator: number, bytes: number): Promise<{ outcome: string; data: Buffer }> {
-  let got = take(channel, locator, bytes);
-  for (const deadline = Date.now() + 5000; got.outcome === 'wait' && Date.now() < deadline; got = take(channel, locator, bytes)) {
+async function takeWhenIn(receiver: BulkReceiver, locator: number, bytes: number): Promise<{ outcome: string; data: Buffer }> {
+  let got = take(receiver, locator, bytes);
+  for (const deadline = Date.now() + 5000; got.outcome === 'wait' && Date.now() < deadline; got = take(receiver, locator, bytes)) {
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
   return got;
 }
 
-describe('the bulk stream between NICs of different hosts', function () {
+/** A connection closed: its reason, or a timeout. */
+function closedReason(stream: BulkReceiver | BulkSender): Promise<string> {
+  return new Promise((resolve) => stream.bind({ ready: () => undefined, closed: resolve }));
+}
+
+describe('the bulk streams between NICs of different hosts', function () {
   this.timeout(20_000);
   const listeners: BulkListener[] = [];
-  const channels: BulkChannel[] = [];
+  const streams: (BulkSender | BulkReceiver)[] = [];
   afterEach(async () => {
-    for (const channel of channels.splice(0)) channel.destroy();
+    for (const stream of streams.splice(0)) stream.destroy();
     await Promise.all(listeners.splice(0).map((listener) => listener.close()));
   });
   async function listen(config: TlsConfig = PLAINTEXT): Promise<BulkListener> {
@@ -53,74 +61,83 @@ describe('the bulk stream between NICs of different hosts', function () {
     listeners.push(listener);
     return listener;
   }
+  async function pair(config: TlsConfig = PLAINTEXT, ringBytes = RING) {
+    const connected = await connectedPair(await listen(config), config, ringBytes);
+    streams.push(connected.sender, connected.receiver);
+    return connected;
+  }
 
-  it('hands the payloads over in the order written, each at the position the writer returned, across chunk boundaries', async () => {
-    const { near, far } = await connectedPair(await listen());
-    channels.push(near, far);
-    const payloads = [randomBytes(3 * MiB + 7), randomBytes(1), randomBytes(200_000)];
-    const locators = payloads.map((payload) => near.write([payload.subarray(0, 10), payload.subarray(10)], payload.length));
-    expect(locators).to.deep.equal([0, 3 * MiB + 7, 3 * MiB + 8]);
+  it('hands the payloads over in the order written, each at the position the sender returned, round the ring many times', async () => {
+    const { sender, receiver } = await pair();
+    expect(sender.maxPayload).to.equal(RING - 1);
+    // 12 MiB through a 1 MiB ring: the receiver stops reading while the ring is full and goes on as payloads are taken.
+    const payloads = Array.from({ length: 48 }, (_, i) => randomBytes([RING - 1, 1, 200_000, 65_536][i % 4]!));
+    const locators = payloads.map((payload) => sender.write([payload.subarray(0, 10), payload.subarray(10)], payload.length));
+    let position = 0;
     for (const [i, payload] of payloads.entries()) {
-      const got = await takeWhenIn(far, locators[i], payload.length);
+      expect(locators[i], `payload ${i}`).to.equal(position);
+      position = (position + payload.length) >>> 0;
+      const got = await takeWhenIn(receiver, locators[i]!, payload.length);
       expect(got.outcome, `payload ${i}`).to.equal('ok');
       expect(got.data.equals(payload), `payload ${i}`).to.equal(true);
     }
   });
 
-  it('answers wait until the payload is all in, then ready(), then the bytes; misplaced for a position the stream is not at', async () => {
-    const { near, far, events } = await connectedPair(await listen());
-    channels.push(near, far);
-    const payload = randomBytes(2 * MiB);
-    expect(take(far, 0, payload.length).outcome).to.equal('wait');
-    near.write([payload], payload.length);
+  it('answers wait until the payload is all in, then ready(), then the bytes; misplaced for a position the stream is not at, or a payload the ring cannot hold', async () => {
+    const { sender, receiver, events } = await pair();
+    const payload = randomBytes(600_000);
+    expect(take(receiver, 0, payload.length).outcome).to.equal('wait');
+    sender.write([payload], payload.length);
     await eventually('ready()', () => events.ready === 1);
-    expect(take(far, 5, 10).outcome).to.equal('misplaced');
-    const got = take(far, 0, payload.length);
+    expect(take(receiver, 5, 10).outcome).to.equal('misplaced');
+    expect(take(receiver, 0, RING).outcome).to.equal('misplaced');
+    const got = take(receiver, 0, payload.length);
     expect(got.outcome).to.equal('ok');
     expect(got.data.equals(payload)).to.equal(true);
     const owned = randomBytes(4096);
-    expect(near.write([], owned.length, owned)).to.equal(2 * MiB);
-    expect((await takeWhenIn(far, 2 * MiB, 4096)).data.equals(owned)).to.equal(true);
+    expect(sender.write([], owned.length, owned)).to.equal(600_000);
+    expect((await takeWhenIn(receiver, 600_000, 4096)).data.equals(owned)).to.equal(true);
   });
 
-  it('takes a payload larger than its buffering bound (it reads on while a packet waits for more)', async () => {
-    const { near, far, events } = await connectedPair(await listen());
-    channels.push(near, far);
-    const payload = randomBytes(40 * MiB);
-    near.write([payload], payload.length);
-    expect(take(far, 0, payload.length).outcome).to.equal('wait');
-    await eventually('ready()', () => events.ready === 1, 10_000);
-    expect(take(far, 0, payload.length).data.equals(payload)).to.equal(true);
-  });
-
-  it('closes a connection whose token it never offered, or one cancelled, and tells the link when its stream goes', async () => {
+  it('closes a connection whose token it never offered, one cancelled, and one whose receiving end sends bytes; tells each end when the other goes', async () => {
     const listener = await listen();
-    const stray = await BulkChannel.connect(HOST, listener.port, randomBytes(32), PLAINTEXT, WIRE_TLS_NAME, 5000);
-    const strayClosed: string[] = [];
-    stray.bind({ ready: () => undefined, closed: (reason) => strayClosed.push(reason) });
-    await eventually('the stray connection closed', () => strayClosed.length === 1);
+    const stray = await BulkReceiver.dial(HOST, listener.port, randomBytes(32), RING, PLAINTEXT, WIRE_TLS_NAME, 5000);
+    expect(await closedReason(stray)).to.be.a('string');
 
     const cancelled: BulkOffer = listener.offer();
     cancelled.cancel();
-    expect(await cancelled.channel).to.equal(undefined);
-    const late = await BulkChannel.connect(HOST, listener.port, cancelled.token, PLAINTEXT, WIRE_TLS_NAME, 5000);
-    const lateClosed: string[] = [];
-    late.bind({ ready: () => undefined, closed: (reason) => lateClosed.push(reason) });
-    await eventually('the late connection closed', () => lateClosed.length === 1);
+    expect(await cancelled.sender).to.equal(undefined);
+    const late = await BulkReceiver.dial(HOST, listener.port, cancelled.token, RING, PLAINTEXT, WIRE_TLS_NAME, 5000);
+    expect(await closedReason(late)).to.be.a('string');
 
-    const { near, far, events } = await connectedPair(listener);
-    channels.push(far);
+    const talker = listener.offer();
+    const raw = net.connect(listener.port, HOST);
+    await new Promise<void>((resolve) => raw.once('connect', resolve));
+    const preamble = Buffer.alloc(36);
+    preamble.set(talker.token);
+    preamble.writeUInt32LE(RING - 1, 32);
+    raw.write(preamble);
+    const sender = (await talker.sender)!;
+    const senderGone = closedReason(sender);
+    raw.write('not a receiver');
+    expect(await senderGone).to.match(/protocol error/);
+    raw.destroy();
+
+    const { sender: near, receiver, events } = await connectedPair(listener);
+    streams.push(receiver);
     near.destroy();
     await eventually('closed()', () => events.closed.length === 1);
   });
 
-  it('refuses to dial a port nobody serves with ECONNREFUSED', async () => {
+  it('refuses to dial a port nobody serves with ECONNREFUSED, and a ring out of bounds with EINVAL', async () => {
     const listener = await listen();
     const port = listener.port;
     await listener.close();
     listeners.splice(0);
-    const error = await BulkChannel.connect(HOST, port, randomBytes(32), PLAINTEXT, WIRE_TLS_NAME, 5000).catch((e: unknown) => e);
-    expect((error as NodeJS.ErrnoException).code ?? errnoOf(error)).to.equal('ECONNREFUSED');
+    const error = await BulkReceiver.dial(HOST, port, randomBytes(32), RING, PLAINTEXT, WIRE_TLS_NAME, 5000).catch((e: unknown) => e);
+    expect((error as NodeJS.ErrnoException).code).to.equal('ECONNREFUSED');
+    const tiny = await BulkReceiver.dial(HOST, port, randomBytes(32), 4096, PLAINTEXT, WIRE_TLS_NAME, 5000).catch((e: unknown) => e);
+    expect(errnoOf(tiny)).to.equal('EINVAL');
   });
 
   describe('with TLS', () => {
@@ -139,39 +156,34 @@ describe('the bulk stream between NICs of different hosts', function () {
     after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
     it('carries payloads over mutual TLS, the server checked as the wire name', async () => {
-      const { near, far, events } = await connectedPair(await listen(service), service);
-      channels.push(near, far);
-      const payload = randomBytes(MiB);
-      near.write([payload], payload.length);
-      expect(take(far, 0, MiB).outcome).to.equal('wait');
-      await eventually('ready()', () => events.ready === 1);
-      expect(take(far, 0, MiB).data.equals(payload)).to.equal(true);
+      const { sender, receiver } = await pair(service, 4 * MiB);
+      const payloads = [randomBytes(3 * MiB), randomBytes(3 * MiB)];
+      const locators = payloads.map((payload) => sender.write([payload], payload.length));
+      for (const [i, payload] of payloads.entries()) expect((await takeWhenIn(receiver, locators[i]!, payload.length)).data.equals(payload)).to.equal(true);
     });
 
     it('refuses a connector without a certificate, and one that dials plaintext', async () => {
       const listener = await listen(service);
       const offer = listener.offer();
-      const noCertificate = await BulkChannel.connect(HOST, offer.port, offer.token, { ca: service.ca }, WIRE_TLS_NAME, 5000).then(
-        (channel) =>
-          new Promise<string>((resolve) => {
-            channels.push(channel);
-            channel.bind({ ready: () => undefined, closed: resolve });
-          }),
+      const noCertificate = await BulkReceiver.dial(HOST, offer.port, offer.token, RING, { ca: service.ca }, WIRE_TLS_NAME, 5000).then(
+        (receiver) => {
+          streams.push(receiver);
+          return closedReason(receiver);
+        },
         (error: unknown) => String(error),
       );
       expect(noCertificate).to.be.a('string');
-      const plaintext = await BulkChannel.connect(HOST, offer.port, offer.token, PLAINTEXT, WIRE_TLS_NAME, 5000);
-      const closed = await new Promise<string>((resolve) => plaintext.bind({ ready: () => undefined, closed: resolve }));
-      expect(closed).to.be.a('string');
+      const plaintext = await BulkReceiver.dial(HOST, offer.port, offer.token, RING, PLAINTEXT, WIRE_TLS_NAME, 5000);
+      expect(await closedReason(plaintext)).to.be.a('string');
       // The offer was never redeemed.
       offer.cancel();
-      expect(await offer.channel).to.equal(undefined);
+      expect(await offer.sender).to.equal(undefined);
     });
 
     it('refuses a server whose certificate does not name the wire', async () => {
       const listener = await listen(service);
       const offer = listener.offer();
-      const error = await BulkChannel.connect(HOST, offer.port, offer.token, service, 'elsewhere.example', 5000).catch((e: unknown) => e);
+      const error = await BulkReceiver.dial(HOST, offer.port, offer.token, RING, service, 'elsewhere.example', 5000).catch((e: unknown) => e);
       expect(error).to.be.an('error');
       offer.cancel();
     });

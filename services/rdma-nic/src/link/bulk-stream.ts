@@ -4,119 +4,130 @@ import * as tls from 'node:tls';
 import { servesTls, type TlsConfig } from '@p2p/auth';
 import { errno } from '@p2p/errno';
 import type { Logger } from 'pino';
-import { Fifo } from './fifo';
-import { gather } from './gather';
+import { copyAcross } from '../memory/copy';
 
-/** Bytes of the one-time token a connector sends first on a bulk stream. */
+/** Bytes of the one-time token a receiver sends first on a bulk stream. */
 export const BULK_TOKEN_BYTES = 32;
 
-/** A connection that has not presented a token within this is closed. */
+/** What a receiver sends when it has dialled: the token, then the largest payload its ring takes (u32, little-endian). */
+const PREAMBLE_BYTES = BULK_TOKEN_BYTES + 4;
+
+/** A connection that has not presented its preamble within this is closed. */
 const TOKEN_TIMEOUT_MS = 5_000;
 
-/** Connections the listener holds at once, links and connections still presenting their token alike. */
+/** Connections the listener holds at once, streams and connections still presenting their token alike. */
 const MAX_CONNECTIONS = 4096;
 
+/** Bounds of a receive ring: below, a stream is not worth it; above, one link would hold too much memory. */
+const MIN_RING_BYTES = 64 * 1024;
+const MAX_RING_BYTES = 1024 * 1024 * 1024;
+
+/** At most this many bytes go into one read: one system call per message or so, not per 64 KiB. */
+const READ_BYTES = 4 * 1024 * 1024;
+
 /**
- * Received bytes a stream buffers before it stops reading the socket (TCP's
- * window then holds the sender back), unless the packet the link waits for
- * needs more: a message is as large as IBA allows (2^31 bytes), and its
- * bytes must all be in before it runs.
+ * Bytes of written payload copies a sender keeps for reuse: the payload a
+ * stream has in flight, up to a link's shared-memory ring's default size.
+ * A fresh buffer per message costs its page faults every time, which
+ * halved what a stream carried.
  */
-const RX_HIGH_WATER_BYTES = 16 * 1024 * 1024;
+const SEND_POOL_BYTES = 64 * 1024 * 1024;
 
 /** How a take() went: the payload's views, not all there yet, or not at the position the packet names. */
 export type TakeOutcome = 'ok' | 'wait' | 'misplaced';
 
 /** What a bulk stream tells its link. */
 export interface BulkEvents {
-  /** The bytes the link waits for (see take) are all in. */
+  /** The bytes the link waits for (see BulkReceiver.take) are all in. */
   ready(): void;
-  /** The connection is gone (either side closed it, or it failed). Called once. */
+  /** The connection is gone (either side closed it, it failed, or the peer broke the protocol). Called once. */
   closed(reason: string): void;
 }
 
 /**
  * The bulk side channel of a link between two NICs that share no memory
- * (hosts on different tmpfs): one TCP connection, TLS when the wire is,
- * carrying payload bytes both ways while the packets that place them stay
- * on the link's gRPC stream. Each side writes the payloads in the order it
- * puts their packets on the link, and a packet names where its payload
- * starts in the stream (cumulative modulo 2^32), so the receiver, running
- * packets in order, takes the bytes in order and checks they are the ones
- * the packet means.
+ * (hosts on different tmpfs): payload bytes travel on TCP connections (TLS
+ * when the wire is) while the packets that place them stay on the link's
+ * gRPC stream. There is one connection each way, dialled by its receiver,
+ * which reads straight into a ring of its own (`onread`: a read per
+ * message rather than one per 64 KiB, and no buffer to collect), so it
+ * costs the receiver what a raw TCP stream does plus the one copy into the
+ * target memory.
  *
- * The stream adds no reliability of its own: like the link's stream it is
- * reliable and ordered, and when it fails the link closes with it, so the
- * requester's transport timer and retransmission (on a new link) apply to
- * every request as before.
+ * A sender writes the payloads in the order it puts their packets on the
+ * link, and a packet names where its payload starts in the stream
+ * (cumulative modulo 2^32): the receiver, running packets in order, takes
+ * the bytes in order and checks they are the ones the packet means.
+ *
+ * The streams add no reliability of their own: like the link's gRPC stream
+ * they are reliable and ordered, and when one fails the link closes with it,
+ * so the requester's transport timer and retransmission (on a new link)
+ * apply to every request as before.
  */
-export class BulkChannel {
-  readonly #socket: net.Socket;
-  #events: BulkEvents | undefined;
-  #sent = 0;
-  #taken = 0;
-  readonly #chunks = new Fifo<Buffer>();
-  #headOffset = 0;
-  #buffered = 0;
-  /** Bytes the link waits for, 0 when it does not wait. */
-  #want = 0;
-  #paused = false;
-  #closed = false;
+abstract class BulkStream {
+  protected readonly socket: net.Socket;
+  protected events: BulkEvents | undefined;
+  protected closed = false;
 
-  private constructor(socket: net.Socket, leftover: Buffer | undefined) {
-    this.#socket = socket;
+  protected constructor(socket: net.Socket) {
+    this.socket = socket;
     socket.setNoDelay(true);
-    if (leftover !== undefined && leftover.length > 0) this.#received(leftover);
-    socket.on('data', (chunk: Buffer) => this.#received(chunk));
-    socket.on('error', (error: Error) => this.#gone(`failed: ${error.message}`));
-    socket.on('close', () => this.#gone('closed by the peer'));
+    socket.on('error', (error: Error) => this.gone(`failed: ${error.message}`));
+    socket.on('close', () => this.gone('closed by the peer'));
   }
 
-  /**
-   * Dials a bulk stream (`host` unbracketed) and presents `token`. Resolves
-   * once connected (and, with TLS, the server's certificate verified
-   * against the CA, naming `serverName`); ECONNREFUSED, ETIMEDOUT or the
-   * TLS error otherwise.
-   */
-  static connect(host: string, port: number, token: Uint8Array, config: TlsConfig, serverName: string, timeoutMs: number): Promise<BulkChannel> {
-    return new Promise((resolve, reject) => {
-      const socket =
-        config.ca === undefined
-          ? net.connect({ host, port })
-          : tls.connect({
-              host,
-              port,
-              ca: config.ca,
-              cert: config.cert,
-              key: config.key,
-              servername: config.serverName ?? serverName,
-              checkServerIdentity: (_host, cert) => tls.checkServerIdentity(config.serverName ?? serverName, cert),
-            });
-      const timer = setTimeout(() => fail(errno('ETIMEDOUT', `no bulk stream to ${host}:${port} within ${timeoutMs} ms`)), timeoutMs);
-      const fail = (error: Error): void => {
-        clearTimeout(timer);
-        socket.destroy();
-        reject(error);
-      };
-      socket.once('error', fail);
-      socket.once(config.ca === undefined ? 'connect' : 'secureConnect', () => {
-        clearTimeout(timer);
-        socket.off('error', fail);
-        socket.write(token);
-        resolve(new BulkChannel(socket, undefined));
-      });
-    });
-  }
-
-  /** A connection the listener took, with the bytes that came after its token. */
-  static accepted(socket: net.Socket, leftover: Buffer): BulkChannel {
-    return new BulkChannel(socket, leftover);
-  }
-
-  /** The link that owns this stream; bytes that came before are kept for it. */
+  /** The link that owns this stream. */
   bind(events: BulkEvents): void {
-    this.#events = events;
-    if (this.#closed) events.closed('closed before its link took it');
+    this.events = events;
+    if (this.closed) events.closed('closed before its link took it');
+  }
+
+  /** Closes the connection; nothing is reported to the link. */
+  destroy(): void {
+    this.closed = true;
+    this.events = undefined;
+    this.socket.destroy();
+  }
+
+  protected gone(reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.socket.destroy();
+    const events = this.events;
+    this.events = undefined;
+    events?.closed(reason);
+  }
+}
+
+/** The sending end: the connection the peer dialled into this NIC's listener. */
+export class BulkSender extends BulkStream {
+  /** The largest payload the receiver's ring takes: larger ones go inline. */
+  readonly maxPayload: number;
+  #sent = 0;
+  readonly #spare = new Map<number, Buffer[]>();
+  #spareBytes = 0;
+  readonly #recycle = (copy: Buffer): void => {
+    if (this.closed) return;
+    // The sizes in use now win: copies of sizes written longer ago make room (Map order is first use).
+    for (const [size, list] of this.#spare) {
+      if (this.#spareBytes + copy.length <= SEND_POOL_BYTES) break;
+      if (size === copy.length) continue;
+      this.#spareBytes -= size * list.length;
+      this.#spare.delete(size);
+    }
+    if (this.#spareBytes + copy.length > SEND_POOL_BYTES) return;
+    let list = this.#spare.get(copy.length);
+    if (list === undefined) this.#spare.set(copy.length, (list = []));
+    list.push(copy);
+    this.#spareBytes += copy.length;
+  };
+
+  /** A connection the listener took, with the largest payload the receiver takes, from its preamble. */
+  constructor(socket: net.Socket, maxPayload: number) {
+    super(socket);
+    this.maxPayload = maxPayload;
+    // The receiver sends nothing after its preamble.
+    socket.on('data', () => this.gone('protocol error: the receiving end sent bytes'));
   }
 
   /**
@@ -127,104 +138,235 @@ export class BulkChannel {
   write(views: readonly Uint8Array[], length: number, owned?: Buffer): number {
     const at = this.#sent;
     this.#sent = (at + length) >>> 0;
-    if (!this.#closed) this.#socket.write(owned ?? gather(views, length));
+    if (this.closed) return at;
+    if (owned !== undefined) {
+      this.socket.write(owned);
+      return at;
+    }
+    const spare = this.#spare.get(length)?.pop();
+    if (spare !== undefined) this.#spareBytes -= length;
+    const copy = spare ?? Buffer.allocUnsafeSlow(length);
+    copyAcross(views, [copy], length);
+    // Written to the kernel once the callback runs: the copy is free again.
+    this.socket.write(copy, () => this.#recycle(copy));
     return at;
+  }
+
+  override destroy(): void {
+    super.destroy();
+    this.#spare.clear();
+  }
+}
+
+/**
+ * Where a receiver's reads land: a ring of `size` bytes, read into at the
+ * tail and taken from at the head (both counted from the stream's start).
+ */
+class ReceiveRing {
+  readonly bytes: Buffer;
+  tail = 0;
+  head = 0;
+  /** Bytes the link waits for, 0 when it does not wait. */
+  want = 0;
+  /** The socket stopped reading: the ring is full. */
+  paused = false;
+  /** Told when the bytes the link waits for are in. */
+  ready: () => void = () => undefined;
+
+  constructor(size: number) {
+    this.bytes = Buffer.allocUnsafeSlow(size);
+  }
+
+  /**
+   * Where the next read goes: the free room from the tail, up to the ring's
+   * end (a later read wraps). Node asks for it right after each read, even
+   * one that filled the ring, and a read into no room fails the socket: so
+   * reads leave the last free byte alone, and a socket paused on a full
+   * ring has that byte as its next room, still free when take() resumes it.
+   */
+  readSpace(): Uint8Array {
+    const size = this.bytes.length;
+    const at = this.tail % size;
+    const free = size - (this.tail - this.head);
+    return this.bytes.subarray(at, at + Math.min(free > 1 ? free - 1 : free, size - at, READ_BYTES));
+  }
+
+  /** A read landed: false pauses the socket once only the last free byte is left, until take() frees room. */
+  read(bytes: number): boolean {
+    this.tail += bytes;
+    if (this.want > 0 && this.tail - this.head >= this.want) {
+      this.want = 0;
+      this.ready();
+    }
+    if (this.bytes.length - (this.tail - this.head) > 1) return true;
+    this.paused = true;
+    return false;
+  }
+
+  /**
+   * Copies what fits of `chunk` in (bytes a TLS socket decrypted: it reads
+   * into buffers of its own); returns how many bytes that was.
+   */
+  copyIn(chunk: Uint8Array): number {
+    const size = this.bytes.length;
+    let from = 0;
+    while (from < chunk.length) {
+      const at = this.tail % size;
+      const n = Math.min(size - (this.tail - this.head), size - at, chunk.length - from);
+      if (n === 0) break;
+      this.bytes.set(chunk.subarray(from, from + n), at);
+      from += n;
+      this.tail += n;
+    }
+    if (this.want > 0 && this.tail - this.head >= this.want) {
+      this.want = 0;
+      this.ready();
+    }
+    return from;
+  }
+}
+
+/**
+ * The receiving end: a connection this NIC dialled, read straight into its
+ * ring; with TLS, decrypted into the socket's buffers and copied in (TLS's
+ * decryption loop does not stop for a full ring), what does not fit held
+ * back with the socket paused until take() frees room.
+ */
+export class BulkReceiver extends BulkStream {
+  readonly #ring: ReceiveRing;
+  readonly #overflow: Buffer[] = [];
+
+  private constructor(socket: net.Socket, ring: ReceiveRing, secure: boolean) {
+    super(socket);
+    this.#ring = ring;
+    ring.ready = () => this.events?.ready();
+    if (secure) {
+      socket.on('data', (chunk: Buffer) => {
+        this.#overflow.push(chunk);
+        this.#copyOverflow();
+      });
+    }
+  }
+
+  /**
+   * Dials a sender's listener (`host` unbracketed) and presents `token` and
+   * the largest payload its ring of `ringBytes` takes (one byte less: see
+   * ReceiveRing.readSpace). Resolves once connected (and, with TLS, the
+   * server's certificate verified against the CA, naming `serverName`);
+   * ECONNREFUSED, ETIMEDOUT or the TLS error otherwise.
+   */
+  static dial(host: string, port: number, token: Uint8Array, ringBytes: number, config: TlsConfig, serverName: string, timeoutMs: number): Promise<BulkReceiver> {
+    if (!Number.isInteger(ringBytes) || ringBytes < MIN_RING_BYTES || ringBytes > MAX_RING_BYTES) {
+      return Promise.reject(errno('EINVAL', `a bulk stream's ring is ${MIN_RING_BYTES} to ${MAX_RING_BYTES} bytes, not ${ringBytes}`));
+    }
+    const ring = new ReceiveRing(ringBytes);
+    const secure = config.ca !== undefined;
+    return new Promise((resolve, reject) => {
+      const socket = secure
+        ? tls.connect({
+            host,
+            port,
+            ca: config.ca,
+            cert: config.cert,
+            key: config.key,
+            servername: config.serverName ?? serverName,
+            checkServerIdentity: (_host, cert) => tls.checkServerIdentity(config.serverName ?? serverName, cert),
+          })
+        : net.connect({ host, port, onread: { buffer: () => ring.readSpace(), callback: (bytes: number) => ring.read(bytes) } });
+      const receiver = new BulkReceiver(socket, ring, secure);
+      const fail = (error: Error): void => {
+        clearTimeout(timer);
+        receiver.destroy();
+        reject(error);
+      };
+      const timer = setTimeout(() => fail(errno('ETIMEDOUT', `no bulk stream to ${host}:${port} within ${timeoutMs} ms`)), timeoutMs);
+      socket.once('error', fail);
+      socket.once(secure ? 'secureConnect' : 'connect', () => {
+        clearTimeout(timer);
+        socket.off('error', fail);
+        const preamble = Buffer.alloc(PREAMBLE_BYTES);
+        preamble.set(token);
+        preamble.writeUInt32LE(ringBytes - 1, BULK_TOKEN_BYTES);
+        socket.write(preamble);
+        resolve(receiver);
+      });
+    });
   }
 
   /**
    * The `bytes` of payload at stream position `locator`, as views appended
-   * to `out`: 'wait' when they are not all in yet (events.ready() says when
-   * they are), 'misplaced' when the stream is elsewhere (a protocol error).
+   * to `out` (valid until the task ends: their room is free for the next
+   * read after it): 'wait' when they are not all in yet (events.ready()
+   * says when they are), 'misplaced' when the stream is elsewhere or the
+   * payload could never fit the ring (a protocol error).
    */
   take(locator: number, bytes: number, out: Uint8Array[]): TakeOutcome {
-    if (locator !== this.#taken) return 'misplaced';
-    if (this.#buffered < bytes) {
-      this.#want = bytes;
-      if (this.#paused && this.#buffered < Math.max(bytes, RX_HIGH_WATER_BYTES)) this.#resume();
+    const ring = this.#ring;
+    const size = ring.bytes.length;
+    if (locator !== ring.head >>> 0 || bytes >= size) return 'misplaced';
+    if (ring.tail - ring.head < bytes) {
+      ring.want = bytes;
       return 'wait';
     }
-    this.#want = 0;
-    let left = bytes;
-    while (left > 0) {
-      const head = this.#chunks.peek() as Buffer;
-      const n = Math.min(head.length - this.#headOffset, left);
-      out.push(head.subarray(this.#headOffset, this.#headOffset + n));
-      this.#headOffset += n;
-      left -= n;
-      if (this.#headOffset === head.length) {
-        this.#chunks.shift();
-        this.#headOffset = 0;
-      }
+    ring.want = 0;
+    const at = ring.head % size;
+    const first = Math.min(bytes, size - at);
+    out.push(ring.bytes.subarray(at, at + first));
+    if (first < bytes) out.push(ring.bytes.subarray(0, bytes - first));
+    ring.head += bytes;
+    if (this.#overflow.length > 0) this.#copyOverflow();
+    else if (ring.paused && !this.closed) {
+      ring.paused = false;
+      this.socket.resume();
     }
-    this.#buffered -= bytes;
-    this.#taken = (this.#taken + bytes) >>> 0;
-    if (this.#paused && this.#buffered < RX_HIGH_WATER_BYTES) this.#resume();
     return 'ok';
   }
 
-  /** Closes the connection; nothing is reported to the link. */
-  destroy(): void {
-    this.#closed = true;
-    this.#events = undefined;
-    this.#chunks.drain();
-    this.#buffered = 0;
-    this.#socket.destroy();
-  }
-
-  #received(chunk: Buffer): void {
-    if (this.#closed) return;
-    this.#chunks.push(chunk);
-    this.#buffered += chunk.length;
-    if (this.#buffered >= Math.max(this.#want, RX_HIGH_WATER_BYTES) && !this.#paused) {
-      this.#paused = true;
-      this.#socket.pause();
+  /** Copies held-back TLS bytes into the ring; pauses the socket while some do not fit, resumes it once all did. */
+  #copyOverflow(): void {
+    while (this.#overflow.length > 0) {
+      const chunk = this.#overflow[0]!;
+      const copied = this.#ring.copyIn(chunk);
+      if (copied < chunk.length) {
+        this.#overflow[0] = chunk.subarray(copied);
+        break;
+      }
+      this.#overflow.shift();
     }
-    if (this.#want > 0 && this.#buffered >= this.#want) {
-      this.#want = 0;
-      this.#events?.ready();
-    }
-  }
-
-  #resume(): void {
-    this.#paused = false;
-    this.#socket.resume();
-  }
-
-  #gone(reason: string): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#socket.destroy();
-    const events = this.#events;
-    this.#events = undefined;
-    events?.closed(reason);
+    const full = this.#overflow.length > 0;
+    if (full === this.#ring.paused || this.closed) return;
+    this.#ring.paused = full;
+    if (full) this.socket.pause();
+    else this.socket.resume();
   }
 }
 
-/** An offer of a bulk stream to one connector: the token it must present, and the stream once it did. */
+/** An offer of a bulk stream to one receiver: the token it must present, and the stream once it did. */
 export interface BulkOffer {
   readonly port: number;
   readonly token: Buffer;
-  /** The stream, once the connector presented the token; undefined if the offer was cancelled first. */
-  readonly channel: Promise<BulkChannel | undefined>;
-  /** Withdraws the offer (the link closed, or the connector said it could not dial). */
+  /** The sending end, once the receiver presented the token; undefined if the offer was cancelled first. */
+  readonly sender: Promise<BulkSender | undefined>;
+  /** Withdraws the offer, and closes the stream if it was redeemed and nobody took it. */
   cancel(): void;
 }
 
 interface OpenOffer {
-  resolve(channel: BulkChannel | undefined): void;
+  resolve(sender: BulkSender | undefined): void;
 }
 
 /**
- * A NIC's listener for bulk streams, on its GID's address: a connection is
- * taken only with the token of an offer this NIC made in a link's hello
- * (one-time, 32 random bytes), so only the NIC that link's handshake spoke
- * with gets it; with TLS, the connector's certificate is checked too
- * (mutual TLS, as on the wire's gRPC server).
+ * A NIC's listener for bulk streams, on its GID's address: a peer NIC
+ * dials it to receive this NIC's payloads. A connection is taken only with
+ * the token of an offer this NIC made in a link's hello (one-time, 32
+ * random bytes), so only the NIC that link's handshake spoke with gets it;
+ * with TLS, the receiver's certificate is checked too (mutual TLS, as on
+ * the wire's gRPC server).
  */
 export class BulkListener {
   readonly #server: net.Server;
   readonly #offers = new Map<string, OpenOffer>();
-  /** Connections that have not presented their token yet. */
+  /** Connections that have not presented their preamble yet. */
   readonly #unproven = new Set<net.Socket>();
   readonly #logger: Logger | undefined;
   #port = 0;
@@ -236,7 +378,7 @@ export class BulkListener {
       ? tls.createServer({ cert: config.cert, key: config.key, ca: config.ca, requestCert: config.ca !== undefined, rejectUnauthorized: true }, onSocket)
       : net.createServer(onSocket);
     this.#server.maxConnections = MAX_CONNECTIONS;
-    // A TLS handshake that fails is the connector's problem, not this process's.
+    // A TLS handshake that fails is the dialler's problem, not this process's.
     this.#server.on('tlsClientError', (error: Error) => logger?.debug({ err: error }, 'wire: bulk stream TLS handshake failed'));
   }
 
@@ -259,15 +401,16 @@ export class BulkListener {
   offer(): BulkOffer {
     const token = randomBytes(BULK_TOKEN_BYTES);
     const key = token.toString('hex');
-    let resolve!: (channel: BulkChannel | undefined) => void;
-    const channel = new Promise<BulkChannel | undefined>((r) => (resolve = r));
+    let resolve!: (sender: BulkSender | undefined) => void;
+    const sender = new Promise<BulkSender | undefined>((r) => (resolve = r));
     this.#offers.set(key, { resolve });
     return {
       port: this.#port,
       token,
-      channel,
+      sender,
       cancel: () => {
         if (this.#offers.delete(key)) resolve(undefined);
+        else void sender.then((redeemed) => redeemed?.destroy());
       },
     };
   }
@@ -286,34 +429,33 @@ export class BulkListener {
     let length = 0;
     this.#unproven.add(socket);
     const timer = setTimeout(() => socket.destroy(), TOKEN_TIMEOUT_MS);
-    const onClose = (): void => {
+    const settled = (): void => {
       clearTimeout(timer);
       this.#unproven.delete(socket);
     };
     const onData = (chunk: Buffer): void => {
       parts.push(chunk);
       length += chunk.length;
-      if (length < BULK_TOKEN_BYTES) return;
-      onClose();
+      if (length < PREAMBLE_BYTES) return;
+      settled();
       socket.off('data', onData);
-      socket.off('close', onClose);
-      socket.off('error', onClose);
-      socket.pause();
-      const received = Buffer.concat(parts, length);
-      const offer = this.#offers.get(received.subarray(0, BULK_TOKEN_BYTES).toString('hex'));
-      if (offer === undefined) {
-        this.#logger?.warn({ from: socket.remoteAddress }, 'wire: a bulk stream with a token no link offered; closed');
+      socket.off('close', settled);
+      socket.off('error', settled);
+      const preamble = Buffer.concat(parts, length);
+      const key = preamble.subarray(0, BULK_TOKEN_BYTES).toString('hex');
+      const maxPayload = preamble.readUInt32LE(BULK_TOKEN_BYTES);
+      const offer = this.#offers.get(key);
+      if (offer === undefined || length > PREAMBLE_BYTES || maxPayload < MIN_RING_BYTES - 1 || maxPayload >= MAX_RING_BYTES) {
+        this.#logger?.warn({ from: socket.remoteAddress }, 'wire: a bulk stream with a token no link offered, or a bad preamble; closed');
         socket.destroy();
         return;
       }
-      this.#offers.delete(received.subarray(0, BULK_TOKEN_BYTES).toString('hex'));
-      const channel = BulkChannel.accepted(socket, received.subarray(BULK_TOKEN_BYTES));
-      socket.resume();
-      offer.resolve(channel);
+      this.#offers.delete(key);
+      offer.resolve(new BulkSender(socket, maxPayload));
     };
     socket.on('data', onData);
-    socket.on('close', onClose);
+    socket.on('close', settled);
     // An error is followed by 'close'; without a listener it would throw.
-    socket.on('error', onClose);
+    socket.on('error', settled);
   }
 }

@@ -10,7 +10,7 @@ import { copyAcross, totalLength } from '../memory/copy';
 import { type FabricEndpoint, REFETCH, WireOp, type WireRequest, type WireResponse } from '../transport/fabric';
 import { Fifo } from './fifo';
 import { FrameBuilder } from './frame-builder';
-import { BulkChannel, type BulkListener, type BulkOffer, BULK_TOKEN_BYTES } from './bulk-stream';
+import { type BulkListener, type BulkOffer, BulkReceiver, type BulkSender, BULK_TOKEN_BYTES } from './bulk-stream';
 import { gather } from './gather';
 import { gidAddress, gidText } from './gid';
 import { type GrantLink, GrantMappings, GrantOffers } from './grants';
@@ -166,8 +166,13 @@ export class WireLink implements RequestCarrier {
   #offers: GrantOffers | undefined;
   #mappings: GrantMappings | undefined;
   readonly #grantLink: GrantLink;
-  /** Payloads between NICs on different registries (bulk-stream.ts); the acceptor's offer of it while the handshake runs. */
-  #bulk: BulkChannel | undefined;
+  /**
+   * Payloads between NICs on different registries (bulk-stream.ts): the
+   * stream this side sends on (the peer dialled it), the one it receives on
+   * (it dialled the peer), and its offer while the handshake runs.
+   */
+  #bulkTx: BulkSender | undefined;
+  #bulkRx: BulkReceiver | undefined;
   #bulkOffer: BulkOffer | undefined;
   readonly #builder = new FrameBuilder();
   /** Requests sent on this stream and not answered on it yet, oldest first. */
@@ -304,9 +309,9 @@ export class WireLink implements RequestCarrier {
       if (locator >= 0) {
         placement = Placement.RING;
         this.#host.counters.ringBytesSent += length;
-      } else if (this.#bulk !== undefined && length >= BULK_MIN_BYTES) {
+      } else if (this.#bulkTx !== undefined && length >= BULK_MIN_BYTES && length <= this.#bulkTx.maxPayload) {
         placement = Placement.STREAM;
-        locator = this.#bulk.write(request.payload, length, owned);
+        locator = this.#bulkTx.write(request.payload, length, owned);
         this.#host.counters.streamBytesSent += length;
       } else {
         placement = Placement.INLINE;
@@ -343,7 +348,10 @@ export class WireLink implements RequestCarrier {
   }
 
   async #connectorHandshake(): Promise<void> {
-    this.#sendHello('', 0);
+    // Offered before this side knows whether the peer shares its registry; withdrawn if it does.
+    const bulkOffer = this.#host.bulk?.offer();
+    this.#bulkOffer = bulkOffer;
+    this.#sendHello('', 0, bulkOffer);
     const theirs = await this.#hello();
     const gid = gidText(theirs.gid);
     if (gid !== this.#peerGid) throw errno('ENXIO', `the NIC dialled as ${this.#peerGid} introduced itself as ${gid}`);
@@ -354,10 +362,11 @@ export class WireLink implements RequestCarrier {
       sameRegistry ? this.#offerRing(theirs.registryPid) : '',
     ]);
     if (this.#isClosed()) return;
-    const bulkConnected = !sameRegistry && (await this.#dialBulk(theirs));
+    const dialled = !sameRegistry && (await this.#dialBulk(theirs));
     if (this.#isClosed()) return;
     const firstFrame = new Promise<void>((resolve) => (this.#firstFrameWaiter = resolve));
-    this.#sendHello(token, token !== '' ? this.#host.ringBytes : 0, undefined, bulkConnected);
+    this.#sendHello(token, token !== '' ? this.#host.ringBytes : 0, undefined, dialled);
+    if (bulkOffer !== undefined) await this.#takeBulk(bulkOffer, !sameRegistry && theirs.bulkConnected);
     // Requests wait for the acceptor's first frame: by then it has mapped this side's ring (or said it cannot),
     // so the first payloads take the ring rather than the slow inline path.
     await firstFrame;
@@ -372,10 +381,12 @@ export class WireLink implements RequestCarrier {
     if (sameRegistry) this.#mappings = new GrantMappings(this.#grantLink);
     const token = sameRegistry ? await this.#offerRing(first.registryPid) : '';
     if (this.#isClosed()) return;
-    // A peer on another registry shares no memory with this NIC: its payloads come over a bulk stream.
+    // A peer on another registry shares no memory with this NIC: payloads go over bulk streams, one each way.
+    const dialled = !sameRegistry && (await this.#dialBulk(first));
+    if (this.#isClosed()) return;
     const bulkOffer = sameRegistry ? undefined : this.#host.bulk?.offer();
     this.#bulkOffer = bulkOffer;
-    this.#sendHello(token, token !== '' ? this.#host.ringBytes : 0, bulkOffer);
+    this.#sendHello(token, token !== '' ? this.#host.ringBytes : 0, bulkOffer, dialled);
     const second = await this.#hello();
     if (sameRegistry && second.ringToken !== '') await this.#acceptRing(second);
     if (bulkOffer !== undefined) await this.#takeBulk(bulkOffer, second.bulkConnected);
@@ -384,51 +395,50 @@ export class WireLink implements RequestCarrier {
   }
 
   /**
-   * Dials the bulk stream the acceptor's hello offers; whether it got
-   * through. On failure payloads go inline, as the acceptor hears.
+   * Dials the bulk stream the peer's hello offers, to receive its payloads
+   * into a ring of RDMA_NIC_RING_BYTES; whether it got through. On failure
+   * the peer sends inline, as its next hello tells it.
    */
   async #dialBulk(hello: rdma.WireHello): Promise<boolean> {
-    if (hello.bulkPort === 0 || hello.bulkToken.length !== BULK_TOKEN_BYTES) return false;
-    const { tls, logger } = this.#host;
-        try {
-      const channel = await BulkChannel.connect(gidAddress(this.#peerGid), hello.bulkPort, hello.bulkToken, tls, WIRE_TLS_NAME, HANDSHAKE_TIMEOUT_MS);
+    // A NIC with its bulk streams off (RDMA_NIC_BULK_PORT=off) neither offers nor dials them.
+    if (this.#host.bulk === undefined || hello.bulkPort === 0 || hello.bulkToken.length !== BULK_TOKEN_BYTES) return false;
+    const { tls, logger, ringBytes } = this.#host;
+    try {
+      const receiver = await BulkReceiver.dial(gidAddress(this.#peerGid), hello.bulkPort, hello.bulkToken, ringBytes, tls, WIRE_TLS_NAME, HANDSHAKE_TIMEOUT_MS);
       if (this.#isClosed()) {
-        channel.destroy();
+        receiver.destroy();
         return false;
       }
-      this.#attachBulk(channel);
+      this.#bulkRx = receiver;
+      receiver.bind({
+        ready: () => {
+          if (this.#state === 'open' && !this.#draining) this.#drain();
+        },
+        closed: (reason) => this.#close(`bulk stream from the peer ${reason}`),
+      });
       return true;
     } catch (error) {
-      logger?.warn({ peer: this.#peerGid, port: hello.bulkPort, err: error }, 'wire: cannot dial the bulk stream; payloads go inline');
+      logger?.warn({ peer: this.#peerGid, port: hello.bulkPort, err: error }, 'wire: cannot dial the bulk stream; the peer sends its payloads inline');
       return false;
     }
   }
 
   /**
-   * The acceptor takes the bulk stream the connector dialled, once its
+   * Takes the sending end of the bulk stream the peer dialled, once its
    * token came (the handshake timer bounds the wait: closing withdraws the
-   * offer), or withdraws the offer the connector could not use.
+   * offer), or withdraws the offer the peer did not take up.
    */
-  async #takeBulk(offer: BulkOffer, connected: boolean): Promise<void> {
-    if (!connected) offer.cancel();
-    const channel = await offer.channel;
-    this.#bulkOffer = undefined;
-    if (channel === undefined) return;
+  async #takeBulk(offer: BulkOffer, dialled: boolean): Promise<void> {
+    if (!dialled) offer.cancel();
+    const sender = await offer.sender;
+    if (this.#bulkOffer === offer) this.#bulkOffer = undefined;
+    if (sender === undefined) return;
     if (this.#isClosed()) {
-      channel.destroy();
+      sender.destroy();
       return;
     }
-    this.#attachBulk(channel);
-  }
-
-  #attachBulk(channel: BulkChannel): void {
-    this.#bulk = channel;
-    channel.bind({
-      ready: () => {
-        if (this.#state === 'open' && !this.#draining) this.#drain();
-      },
-      closed: (reason) => this.#close(`bulk stream ${reason}`),
-    });
+    this.#bulkTx = sender;
+    sender.bind({ ready: () => undefined, closed: (reason) => this.#close(`bulk stream to the peer ${reason}`) });
   }
 
   /**
@@ -849,7 +859,7 @@ export class WireLink implements RequestCarrier {
     }
     const views: Uint8Array[] = [];
     if (placement === Placement.STREAM) {
-      const outcome = bytes > 0 ? this.#bulk?.take(locator, bytes, views) : undefined;
+      const outcome = bytes > 0 ? this.#bulkRx?.take(locator, bytes, views) : undefined;
       if (outcome === 'wait') return WAIT;
       if (outcome !== 'ok') return undefined;
       this.#host.counters.streamBytesReceived += bytes;
@@ -886,9 +896,9 @@ export class WireLink implements RequestCarrier {
       if (locator >= 0) {
         placement = Placement.RING;
         this.#host.counters.ringBytesSent += length;
-      } else if (this.#bulk !== undefined && length >= BULK_MIN_BYTES) {
+      } else if (this.#bulkTx !== undefined && length >= BULK_MIN_BYTES && length <= this.#bulkTx.maxPayload) {
         placement = Placement.STREAM;
-        locator = this.#bulk.write(data, length);
+        locator = this.#bulkTx.write(data, length);
         this.#host.counters.streamBytesSent += length;
       } else {
         placement = Placement.INLINE;
@@ -957,15 +967,13 @@ export class WireLink implements RequestCarrier {
     this.#rxQueue.drain();
     this.#unanswered.clear();
     this.#offers?.close();
-    const offer = this.#bulkOffer;
+    // A stream the peer dialled before the handshake failed is nobody's: cancel() closes it.
+    this.#bulkOffer?.cancel();
     this.#bulkOffer = undefined;
-    if (offer !== undefined) {
-      // A stream the connector opened before the handshake failed is nobody's: closed with the link.
-      offer.cancel();
-      void offer.channel.then((channel) => channel?.destroy());
-    }
-    this.#bulk?.destroy();
-    this.#bulk = undefined;
+    this.#bulkTx?.destroy();
+    this.#bulkRx?.destroy();
+    this.#bulkTx = undefined;
+    this.#bulkRx = undefined;
     if (this.#mappings !== undefined) this.#releases.push(this.#mappings.close());
     this.#stream.end();
     this.#host.framePoller.forget(this.#framesSource);

@@ -1010,10 +1010,10 @@ export interface WireFrame {
  * answer offers the ring for the other direction.
  *
  * NICs on different registries (hosts that share no tmpfs) move payloads
- * over a bulk stream instead: the accepting NIC's answer names a TCP port
- * on its GID's address (TLS when the wire is) and a one-time token; the
- * connecting NIC dials it, sends the token first, and says in its second
- * hello whether it got through.
+ * over bulk streams instead, one each way, each dialled by its receiver:
+ * each NIC's hello offers a TCP port on its GID's address (TLS when the
+ * wire is) and a one-time token; the peer dials it, sends the token first,
+ * and says in its next hello whether it got through.
  */
 export interface WireHello {
   gid: Buffer;
@@ -1021,10 +1021,13 @@ export interface WireHello {
   registryIncarnation: string;
   ringToken: string;
   ringBytes: bigint;
-  /** The acceptor's bulk stream: its port (0: none offered) and token. */
+  /**
+   * This NIC's offer of the stream it sends its payloads on: the port (0:
+   * none offered) and the token the peer presents.
+   */
   bulkPort: number;
   bulkToken: Buffer;
-  /** The connector's second hello: it dialled the bulk stream and sent the token. */
+  /** This NIC dialled the peer's offer and sent its token. */
   bulkConnected: boolean;
 }
 
