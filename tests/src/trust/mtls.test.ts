@@ -4,12 +4,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { credentials, makeClientConstructor, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { channelCredentials, loadTlsConfig, type TlsConfig } from '@p2p/auth';
+import { channelCredentials, loadTlsConfig, readAdminToken, type TlsConfig } from '@p2p/auth';
 import { RegistrySession } from '@p2p/dmabuf-client';
 import { service as healthService } from 'grpc-health-check';
+import { crossHostRead } from '../examples/cross-host-read';
 import { readAccelBar } from '../examples/read-accel-bar';
 import { RdmaStack } from '../harness/rdma-hosts';
 
+const MiB = 1024 * 1024;
 const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 
 /** Makes the development CA and certificates with the repo's script into `dir`; false without openssl. */
@@ -45,6 +47,7 @@ describe('mutual TLS (every service its own process)', function () {
   let dir: string;
   let stack: RdmaStack | undefined;
   let tls: TlsConfig;
+  let stackEnv: Record<string, string>;
 
   before(async function () {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'p2p-certs-'));
@@ -52,9 +55,9 @@ describe('mutual TLS (every service its own process)', function () {
       console.warn('      no openssl on this machine: the mutual TLS test is skipped');
       this.skip();
     }
-    const env = { P2P_TLS_CA: path.join(dir, 'ca.crt'), P2P_TLS_CERT: path.join(dir, 'service.crt'), P2P_TLS_KEY: path.join(dir, 'service.key') };
-    stack = await RdmaStack.start({ env });
-    tls = loadTlsConfig({ P2P_TLS_CA: env.P2P_TLS_CA, P2P_TLS_CERT: path.join(dir, 'client.crt'), P2P_TLS_KEY: path.join(dir, 'client.key') });
+    stackEnv = { P2P_TLS_CA: path.join(dir, 'ca.crt'), P2P_TLS_CERT: path.join(dir, 'service.crt'), P2P_TLS_KEY: path.join(dir, 'service.key') };
+    stack = await RdmaStack.start({ env: stackEnv });
+    tls = loadTlsConfig({ P2P_TLS_CA: stackEnv.P2P_TLS_CA, P2P_TLS_CERT: path.join(dir, 'client.crt'), P2P_TLS_KEY: path.join(dir, 'client.key') });
   });
 
   after(async () => {
@@ -109,6 +112,25 @@ describe('mutual TLS (every service its own process)', function () {
       length: 256 * 1024,
     });
     expect(received.equals(expected)).to.equal(true);
+  });
+
+  it("reads another host's accel0 BAR over mutual TLS: payloads on the NICs' bulk streams, TLS too", async () => {
+    // Host B: a second TLS stack on the first one's wire port, sharing neither registry nor tmpfs with it.
+    const hostB = await RdmaStack.start({ env: stackEnv, nicIps: ['127.0.0.4', '127.0.0.5'], wirePort: stack!.wirePort });
+    try {
+      const { received, expected } = await crossHostRead({
+        hostA: { registry: stack!.registry.address, nic: stack!.nics[0].process.address },
+        hostB: { registry: hostB.registry.address, vfioPci: hostB.vfioPci.address, nic: hostB.nics[1].process.address, adminToken: readAdminToken(hostB.shmDir, {}) },
+        tls,
+        length: MiB,
+      });
+      expect(received.equals(expected)).to.equal(true);
+      // A bulk stream that did not come up over TLS would have left its NIC's warning, and the payload inline.
+      const logs = [...stack!.nics, ...hostB.nics].flatMap((nic) => nic.process.logs).join('\n');
+      expect(logs).to.not.match(/bulk stream/);
+    } finally {
+      await hostB.stop();
+    }
   });
 
   it('opens a registry session over mutual TLS and refuses one without a client certificate', async () => {
