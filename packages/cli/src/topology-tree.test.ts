@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { pci } from '@p2p/proto';
-import { distanceMatrix, gidText, type HostView, hostHeading, renderTree, type TopologyView } from './topology-tree';
+import { distanceMatrix, type HostView, hostHeading, renderTree, type TopologyView } from './topology-tree';
 
 const fn = (bdf: string, name: string, bars: pci.Bar[] = []): pci.FunctionInfo => ({
   bdf,
@@ -82,10 +82,5 @@ describe('cli topology host heading', () => {
 
   it('says which NIC did not answer, and why', () => {
     expect(hostHeading(host([{ address: '127.0.0.1:50064', error: 'ECONNREFUSED' }]))).to.equal('host1  pci-emu 127.0.0.1:50061  shm /dev/shm/p2p-dmabuf/host1  NIC 127.0.0.1:50064: ECONNREFUSED');
-  });
-
-  it('spells an IPv4-mapped GID as ::ffff:a.b.c.d and any other as eight hex groups', () => {
-    expect(gidText(Uint8Array.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 3, 2]))).to.equal('::ffff:127.0.3.2');
-    expect(gidText(Uint8Array.from([0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]))).to.equal('fe80:0:0:0:0:0:0:1');
   });
 });

@@ -166,17 +166,6 @@ export interface HostView {
   readonly view: TopologyView;
 }
 
-/**
- * The text of a GID's 16 bytes: `::ffff:a.b.c.d` for an IPv4-mapped one
- * (RoCEv2's GID of an IPv4 address), else its eight groups in hex.
- */
-export function gidText(bytes: Uint8Array): string {
-  const mapped = bytes.length === 16 && bytes.subarray(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff;
-  if (mapped) return `::ffff:${bytes[12]}.${bytes[13]}.${bytes[14]}.${bytes[15]}`;
-  const words = Array.from({ length: bytes.length / 2 }, (_, i) => ((bytes[2 * i]! << 8) | bytes[2 * i + 1]!).toString(16));
-  return words.join(':');
-}
-
 /** A host's heading line: its name, pci-emu, segment directory, and each NIC's function and GID (the address peers on the wire reach it at). */
 export function hostHeading(host: HostView): string {
   const nics = host.nics.map((nic) =>

@@ -8,6 +8,7 @@ export * from './abi/qp-attr-mask';
 export * from './abi/send-flags';
 export * from './abi/qp-ex';
 export * from './abi/rereg-flags';
+export { GID_BYTES, gidBytes, gidText, canonicalGid } from './abi/gid';
 export { QpState, WrOpcode, WcOpcode, WcStatus, AsyncEventType } from './abi/enums';
 export type { Sge, SendWr, RecvWr, WorkCompletion } from './abi/work-request';
 export { WQE_BYTES, encodeWqe, encodeWqes, decodeWqes, type PackedSendWr, type UnpackedSendWr } from './abi/wqe';

@@ -5,11 +5,11 @@ import { errno } from '@p2p/errno';
 import { readHostsFile } from '@p2p/hosts';
 import { pci } from '@p2p/proto';
 import { resolveShmDir } from '@p2p/shm';
-import { VerbsContext } from '@p2p/verbs';
+import { gidText, VerbsContext } from '@p2p/verbs';
 import { Clients } from '../clients';
 import { action, type Context } from '../context';
 import { hostsFileOf, hostTarget, type Target } from '../target';
-import { distanceMatrix, type FunctionOwner, gidText, type HostView, hostHeading, type NicView, type P2pDistance, renderTree, type TopologyView } from '../topology-tree';
+import { distanceMatrix, type FunctionOwner, type HostView, hostHeading, type NicView, type P2pDistance, renderTree, type TopologyView } from '../topology-tree';
 
 interface TopologyOptions {
   readonly hostsFile?: string;
