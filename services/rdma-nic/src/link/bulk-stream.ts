@@ -5,12 +5,11 @@ import { servesTls, type TlsConfig } from '@p2p/auth';
 import { errno } from '@p2p/errno';
 import type { Logger } from 'pino';
 import { copyAcross } from '../memory/copy';
+import { MAX_RING_BYTES, MIN_RING_BYTES } from './ring';
 
-/** Bytes of the one-time token a receiver sends first on a bulk stream. */
+/** Bytes of the one-time token a receiver sends first on a bulk stream, and all it sends. */
 export const BULK_TOKEN_BYTES = 32;
 
-/** What a receiver sends when it has dialled: the token, then the largest payload its ring takes (u32, little-endian). */
-const PREAMBLE_BYTES = BULK_TOKEN_BYTES + 4;
 
 /** A connection that has not presented its preamble within this is closed. */
 const TOKEN_TIMEOUT_MS = 5_000;
@@ -18,9 +17,6 @@ const TOKEN_TIMEOUT_MS = 5_000;
 /** Connections the listener holds at once, streams and connections still presenting their token alike. */
 const MAX_CONNECTIONS = 4096;
 
-/** Bounds of a receive ring: below, a stream is not worth it; above, one link would hold too much memory. */
-const MIN_RING_BYTES = 64 * 1024;
-const MAX_RING_BYTES = 1024 * 1024 * 1024;
 
 /** At most this many bytes go into one read: one system call per message or so, not per 64 KiB. */
 const READ_BYTES = 4 * 1024 * 1024;
@@ -101,8 +97,6 @@ abstract class BulkStream {
 
 /** The sending end: the connection the peer dialled into this NIC's listener. */
 export class BulkSender extends BulkStream {
-  /** The largest payload the receiver's ring takes: larger ones go inline. */
-  readonly maxPayload: number;
   #sent = 0;
   readonly #spare = new Map<number, Buffer[]>();
   #spareBytes = 0;
@@ -122,10 +116,9 @@ export class BulkSender extends BulkStream {
     this.#spareBytes += copy.length;
   };
 
-  /** A connection the listener took, with the largest payload the receiver takes, from its preamble. */
-  constructor(socket: net.Socket, maxPayload: number) {
+  /** A connection the listener took once its token came. */
+  constructor(socket: net.Socket) {
     super(socket);
-    this.maxPayload = maxPayload;
     // The receiver sends nothing after its preamble.
     socket.on('data', () => this.gone('protocol error: the receiving end sent bytes'));
   }
@@ -158,9 +151,19 @@ export class BulkSender extends BulkStream {
   }
 }
 
+/** A payload larger than the ring, read into a buffer of its own. */
+interface LargePayload {
+  /** Its stream position. */
+  readonly locator: number;
+  readonly buffer: Buffer;
+  filled: number;
+}
+
 /**
- * Where a receiver's reads land: a ring of `size` bytes, read into at the
- * tail and taken from at the head (both counted from the stream's start).
+ * Where a receiver's reads land: a ring, read into at the tail and taken
+ * from at the head (both counted in stream bytes from the stream's start);
+ * or, for a payload larger than the ring that the link waits for, a buffer
+ * of that payload's own, read into until it is whole.
  */
 class ReceiveRing {
   readonly bytes: Buffer;
@@ -170,6 +173,9 @@ class ReceiveRing {
   want = 0;
   /** The socket stopped reading: the ring is full. */
   paused = false;
+  /** The large payload being read, and one read whole that the link has not taken yet. */
+  large: LargePayload | undefined;
+  whole: LargePayload | undefined;
   /** Told when the bytes the link waits for are in. */
   ready: () => void = () => undefined;
 
@@ -178,21 +184,45 @@ class ReceiveRing {
   }
 
   /**
-   * Where the next read goes: the free room from the tail, up to the ring's
-   * end (a later read wraps). Node asks for it right after each read, even
-   * one that filled the ring, and a read into no room fails the socket: so
-   * reads leave the last free byte alone, and a socket paused on a full
-   * ring has that byte as its next room, still free when take() resumes it.
+   * Where the next read goes: the rest of a large payload, else the free
+   * room from the tail up to the ring's end (a later read wraps). Node asks
+   * for it right after each read, even one that filled the ring, and a read
+   * into no room fails the socket: so reads leave the ring's last free byte
+   * alone, and a socket paused on a full ring has that byte as its next
+   * room, still free when take() resumes it.
    */
   readSpace(): Uint8Array {
+    const large = this.large;
+    if (large !== undefined) return large.buffer.subarray(large.filled, Math.min(large.buffer.length, large.filled + READ_BYTES));
     const size = this.bytes.length;
     const at = this.tail % size;
     const free = size - (this.tail - this.head);
     return this.bytes.subarray(at, at + Math.min(free > 1 ? free - 1 : free, size - at, READ_BYTES));
   }
 
-  /** A read landed: false pauses the socket once only the last free byte is left, until take() frees room. */
-  read(bytes: number): boolean {
+  /**
+   * `bytes` landed in `landed`, where readSpace() said: false pauses the
+   * socket once only the ring's last free byte is left, until take() frees
+   * room.
+   */
+  read(bytes: number, landed: Uint8Array): boolean {
+    const large = this.large;
+    if (large !== undefined) {
+      // A read Node set up before the large payload began went into the ring's room. Its bytes are all the
+      // payload's: that room was less than the ring's free space, and the payload's rest is at least that.
+      if (landed.buffer !== large.buffer.buffer) large.buffer.set(landed.subarray(0, bytes), large.filled);
+      // The bytes of a large payload pass the ring by: taken as they come.
+      large.filled += bytes;
+      this.tail += bytes;
+      this.head += bytes;
+      if (large.filled === large.buffer.length) {
+        this.large = undefined;
+        this.whole = large;
+        this.want = 0;
+        this.ready();
+      }
+      return true;
+    }
     this.tail += bytes;
     if (this.want > 0 && this.tail - this.head >= this.want) {
       this.want = 0;
@@ -208,21 +238,36 @@ class ReceiveRing {
    * into buffers of its own); returns how many bytes that was.
    */
   copyIn(chunk: Uint8Array): number {
-    const size = this.bytes.length;
     let from = 0;
     while (from < chunk.length) {
-      const at = this.tail % size;
-      const n = Math.min(size - (this.tail - this.head), size - at, chunk.length - from);
+      const room = this.readSpace();
+      const n = Math.min(room.length, chunk.length - from);
       if (n === 0) break;
-      this.bytes.set(chunk.subarray(from, from + n), at);
+      room.set(chunk.subarray(from, from + n));
       from += n;
-      this.tail += n;
-    }
-    if (this.want > 0 && this.tail - this.head >= this.want) {
-      this.want = 0;
-      this.ready();
+      this.read(n, room);
     }
     return from;
+  }
+
+  /**
+   * Starts reading the payload of `bytes` at the head, larger than the
+   * ring, into a buffer of its own: what the ring holds of it moves there
+   * (the ring holds nothing after it: it is smaller than the payload).
+   */
+  beginLarge(bytes: number): void {
+    const large: LargePayload = { locator: this.head >>> 0, buffer: Buffer.allocUnsafeSlow(bytes), filled: 0 };
+    const size = this.bytes.length;
+    while (this.head < this.tail) {
+      const at = this.head % size;
+      const n = Math.min(this.tail - this.head, size - at);
+      large.buffer.set(this.bytes.subarray(at, at + n), large.filled);
+      large.filled += n;
+      this.head += n;
+    }
+    this.tail = this.head;
+    if (large.filled === bytes) this.whole = large;
+    else this.large = large;
   }
 }
 
@@ -249,9 +294,8 @@ export class BulkReceiver extends BulkStream {
   }
 
   /**
-   * Dials a sender's listener (`host` unbracketed) and presents `token` and
-   * the largest payload its ring of `ringBytes` takes (one byte less: see
-   * ReceiveRing.readSpace). Resolves once connected (and, with TLS, the
+   * Dials a sender's listener (`host` unbracketed), presents `token`, and
+   * reads into a ring of `ringBytes`. Resolves once connected (and, with TLS, the
    * server's certificate verified against the CA, naming `serverName`);
    * ECONNREFUSED, ETIMEDOUT or the TLS error otherwise.
    */
@@ -272,7 +316,7 @@ export class BulkReceiver extends BulkStream {
             servername: config.serverName ?? serverName,
             checkServerIdentity: (_host, cert) => tls.checkServerIdentity(config.serverName ?? serverName, cert),
           })
-        : net.connect({ host, port, onread: { buffer: () => ring.readSpace(), callback: (bytes: number) => ring.read(bytes) } });
+        : net.connect({ host, port, onread: { buffer: () => ring.readSpace(), callback: (bytes: number, landed: Uint8Array) => ring.read(bytes, landed) } });
       const receiver = new BulkReceiver(socket, ring, secure);
       const fail = (error: Error): void => {
         clearTimeout(timer);
@@ -284,10 +328,7 @@ export class BulkReceiver extends BulkStream {
       socket.once(secure ? 'secureConnect' : 'connect', () => {
         clearTimeout(timer);
         socket.off('error', fail);
-        const preamble = Buffer.alloc(PREAMBLE_BYTES);
-        preamble.set(token);
-        preamble.writeUInt32LE(ringBytes - 1, BULK_TOKEN_BYTES);
-        socket.write(preamble);
+        socket.write(token);
         resolve(receiver);
       });
     });
@@ -303,7 +344,8 @@ export class BulkReceiver extends BulkStream {
   take(locator: number, bytes: number, out: Uint8Array[]): TakeOutcome {
     const ring = this.#ring;
     const size = ring.bytes.length;
-    if (locator !== ring.head >>> 0 || bytes >= size) return 'misplaced';
+    if (bytes >= size) return this.#takeLarge(locator, bytes, out);
+    if (locator !== ring.head >>> 0 || ring.large !== undefined || ring.whole !== undefined) return 'misplaced';
     if (ring.tail - ring.head < bytes) {
       ring.want = bytes;
       return 'wait';
@@ -320,6 +362,38 @@ export class BulkReceiver extends BulkStream {
       this.socket.resume();
     }
     return 'ok';
+  }
+
+  /**
+   * A payload larger than the ring: read into a buffer of its own once the
+   * link waits for it (its bytes may have started into the ring), handed
+   * over whole.
+   */
+  #takeLarge(locator: number, bytes: number, out: Uint8Array[]): TakeOutcome {
+    const ring = this.#ring;
+    const whole = ring.whole;
+    if (whole !== undefined) {
+      if (whole.locator !== locator || whole.buffer.length !== bytes) return 'misplaced';
+      ring.whole = undefined;
+      out.push(whole.buffer);
+      return 'ok';
+    }
+    const large = ring.large;
+    if (large !== undefined) {
+      if (large.locator !== locator || large.buffer.length !== bytes) return 'misplaced';
+      ring.want = bytes;
+      return 'wait';
+    }
+    if (locator !== ring.head >>> 0) return 'misplaced';
+    ring.beginLarge(bytes);
+    ring.want = bytes;
+    // The ring is empty now: what waited for room (a paused socket, TLS bytes held back) goes on, into the payload's buffer.
+    if (this.#overflow.length > 0) this.#copyOverflow();
+    else if (ring.paused && !this.closed) {
+      ring.paused = false;
+      this.socket.resume();
+    }
+    return this.#takeLarge(locator, bytes, out);
   }
 
   /** Copies held-back TLS bytes into the ring; pauses the socket while some do not fit, resumes it once all did. */
@@ -436,22 +510,20 @@ export class BulkListener {
     const onData = (chunk: Buffer): void => {
       parts.push(chunk);
       length += chunk.length;
-      if (length < PREAMBLE_BYTES) return;
+      if (length < BULK_TOKEN_BYTES) return;
       settled();
       socket.off('data', onData);
       socket.off('close', settled);
       socket.off('error', settled);
-      const preamble = Buffer.concat(parts, length);
-      const key = preamble.subarray(0, BULK_TOKEN_BYTES).toString('hex');
-      const maxPayload = preamble.readUInt32LE(BULK_TOKEN_BYTES);
+      const key = Buffer.concat(parts, length).toString('hex');
       const offer = this.#offers.get(key);
-      if (offer === undefined || length > PREAMBLE_BYTES || maxPayload < MIN_RING_BYTES - 1 || maxPayload >= MAX_RING_BYTES) {
-        this.#logger?.warn({ from: socket.remoteAddress }, 'wire: a bulk stream with a token no link offered, or a bad preamble; closed');
+      if (offer === undefined || length > BULK_TOKEN_BYTES) {
+        this.#logger?.warn({ from: socket.remoteAddress }, 'wire: a bulk stream with a token no link offered, or more than a token; closed');
         socket.destroy();
         return;
       }
       this.#offers.delete(key);
-      offer.resolve(new BulkSender(socket, maxPayload));
+      offer.resolve(new BulkSender(socket));
     };
     socket.on('data', onData);
     socket.on('close', settled);

@@ -429,6 +429,19 @@ describe('RemoteFabric: the wire between NIC processes', function () {
     expect(a.endpoint.memory.subarray(0, MiB).equals(source.subarray(0, MiB))).to.equal(true);
   });
 
+  it('moves a payload larger than the receiving ring over the bulk stream too, whole, both ways', async () => {
+    const { a, b } = await pair({ sessionB: await otherHost(), ringBytes: MiB });
+    const source = randomBytes(5 * MiB);
+    const written = await call(a.fabric, GID_B, request(WireOp.RDMA_WRITE, { remoteAddr: 0, length: source.length, payload: [source] }));
+    expect(written?.status).to.equal(WcStatus.SUCCESS);
+    expect(b.endpoint.memory.subarray(0, source.length).equals(source)).to.equal(true);
+    const read = await call(a.fabric, GID_B, request(WireOp.RDMA_READ, { psn: 1, remoteAddr: 0, length: 3 * MiB }));
+    expect(Buffer.concat(read!.data!).equals(source.subarray(0, 3 * MiB))).to.equal(true);
+    expect(a.fabric.counters.streamBytesSent).to.equal(5 * MiB);
+    expect(b.fabric.counters.streamBytesSent).to.equal(3 * MiB);
+    for (const fabric of [a.fabric, b.fabric]) expect(fabric.counters.inlineBytesSent).to.equal(0);
+  });
+
   it('closes a bulk connection that presents no token it offered, and goes on serving', async () => {
     const { a, b } = await pair({ sessionB: await otherHost() });
     const stranger = net.connect(b.fabric.bulkPort, '127.0.0.3');

@@ -309,7 +309,7 @@ export class WireLink implements RequestCarrier {
       if (locator >= 0) {
         placement = Placement.RING;
         this.#host.counters.ringBytesSent += length;
-      } else if (this.#bulkTx !== undefined && length >= BULK_MIN_BYTES && length <= this.#bulkTx.maxPayload) {
+      } else if (this.#bulkTx !== undefined && length >= BULK_MIN_BYTES) {
         placement = Placement.STREAM;
         locator = this.#bulkTx.write(request.payload, length, owned);
         this.#host.counters.streamBytesSent += length;
@@ -896,7 +896,7 @@ export class WireLink implements RequestCarrier {
       if (locator >= 0) {
         placement = Placement.RING;
         this.#host.counters.ringBytesSent += length;
-      } else if (this.#bulkTx !== undefined && length >= BULK_MIN_BYTES && length <= this.#bulkTx.maxPayload) {
+      } else if (this.#bulkTx !== undefined && length >= BULK_MIN_BYTES) {
         placement = Placement.STREAM;
         locator = this.#bulkTx.write(data, length);
         this.#host.counters.streamBytesSent += length;
