@@ -5,6 +5,7 @@ import { type RdmaHost, RdmaStack } from '../harness/rdma-hosts';
 import { notLanded, patterned, tallyCompletions, transferBetween, WC_STATUS_RETRY_EXC_ERR, WC_STATUS_SUCCESS, wcStatusName } from '../harness/rdma-transfer';
 
 const KiB = 1024;
+const MiB = 1024 * KiB;
 const SIZE = 64 * KiB;
 const COUNT = 256;
 const ACCESS = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ;
@@ -83,5 +84,31 @@ describe('across hosts (each host a stack of its own, no shared tmpfs)', functio
     second.transfer.close();
     expect(second.transfer.byStatus(WC_STATUS_SUCCESS)).to.have.length(COUNT);
     expect(notLanded(await second.target.cpu.read(0, COUNT * SIZE), second.transfer.byStatus(WC_STATUS_SUCCESS), SIZE)).to.deep.equal([]);
+  });
+  it("moves 16 MiB WRITEs eight deep between the hosts with rdma-core's usual ack timeout (67 ms): a request's timer starts once its payload has left, not while 112 MiB queue ahead of it", async () => {
+    const y = await hostA.host(0, 'host-a-big');
+    processes.push(y);
+    const x = await hostB!.host(0, 'host-b-big');
+    processes.push(x);
+    const size = 16 * MiB;
+    const slots = 4;
+    const source = await y.hostBuffer(slots * size, IOVA, ACCESS);
+    const target = await x.hostBuffer(slots * size, IOVA, ACCESS);
+    await source.cpu.copyFromBuffer(0, patterned(slots, size));
+    const { transfer } = await transferBetween(y, x, { timeout: 14, retryCnt: 7, access: ACCESS }, {
+      opcode: rdma.WrOpcode.WR_OPCODE_RDMA_WRITE,
+      count: 16,
+      size,
+      slots,
+      local: { key: source.mr.lkey, iova: IOVA },
+      remote: { key: target.mr.rkey, iova: IOVA },
+      depth: 8,
+    });
+    await transfer.run();
+    await transfer.settled(60_000);
+    transfer.close();
+    expect(transfer.byStatus(WC_STATUS_SUCCESS)).to.have.length(16);
+    const landed = Buffer.concat(await Promise.all([0, 1, 2, 3].map((slot) => target.cpu.read(slot * size, size))));
+    expect(notLanded(landed, [0, 1, 2, 3], size)).to.deep.equal([]);
   });
 });

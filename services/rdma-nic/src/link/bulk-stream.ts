@@ -126,14 +126,15 @@ export class BulkSender extends BulkStream {
   /**
    * Writes a payload (a copy of `views`, or `owned`, a Buffer the caller
    * gives away); returns the stream position where it starts: the packet's
-   * locator.
+   * locator. `left` is told once the kernel has all of it: the payload's
+   * last byte has left this NIC.
    */
-  write(views: readonly Uint8Array[], length: number, owned?: Buffer): number {
+  write(views: readonly Uint8Array[], length: number, owned?: Buffer, left?: () => void): number {
     const at = this.#sent;
     this.#sent = (at + length) >>> 0;
     if (this.closed) return at;
     if (owned !== undefined) {
-      this.socket.write(owned);
+      this.socket.write(owned, left);
       return at;
     }
     const spare = this.#spare.get(length)?.pop();
@@ -141,7 +142,10 @@ export class BulkSender extends BulkStream {
     const copy = spare ?? Buffer.allocUnsafeSlow(length);
     copyAcross(views, [copy], length);
     // Written to the kernel once the callback runs: the copy is free again.
-    this.socket.write(copy, () => this.#recycle(copy));
+    this.socket.write(copy, () => {
+      this.#recycle(copy);
+      left?.();
+    });
     return at;
   }
 
@@ -176,6 +180,8 @@ class ReceiveRing {
   /** The large payload being read, and one read whole that the link has not taken yet. */
   large: LargePayload | undefined;
   whole: LargePayload | undefined;
+  /** The buffer of the last large payload taken, for the next one (its views lived only as long as that take's task). */
+  spare: Buffer | undefined;
   /** Told when the bytes the link waits for are in. */
   ready: () => void = () => undefined;
 
@@ -256,7 +262,9 @@ class ReceiveRing {
    * (the ring holds nothing after it: it is smaller than the payload).
    */
   beginLarge(bytes: number): void {
-    const large: LargePayload = { locator: this.head >>> 0, buffer: Buffer.allocUnsafeSlow(bytes), filled: 0 };
+    const spare = this.spare !== undefined && this.spare.length >= bytes ? this.spare : undefined;
+    this.spare = undefined;
+    const large: LargePayload = { locator: this.head >>> 0, buffer: spare?.subarray(0, bytes) ?? Buffer.allocUnsafeSlow(bytes), filled: 0 };
     const size = this.bytes.length;
     while (this.head < this.tail) {
       const at = this.head % size;
@@ -376,6 +384,7 @@ export class BulkReceiver extends BulkStream {
       if (whole.locator !== locator || whole.buffer.length !== bytes) return 'misplaced';
       ring.whole = undefined;
       out.push(whole.buffer);
+      ring.spare = Buffer.from(whole.buffer.buffer, 0, whole.buffer.buffer.byteLength);
       return 'ok';
     }
     const large = ring.large;

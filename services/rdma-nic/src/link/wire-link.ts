@@ -174,6 +174,8 @@ export class WireLink implements RequestCarrier {
   #bulkTx: BulkSender | undefined;
   #bulkRx: BulkReceiver | undefined;
   #bulkOffer: BulkOffer | undefined;
+  /** Requests whose payload the bulk stream has not handed to the kernel whole yet. */
+  readonly #leaving = new Set<PendingRequest>();
   readonly #builder = new FrameBuilder();
   /** Requests sent on this stream and not answered on it yet, oldest first. */
   readonly #inFlight = new Fifo<PendingRequest>();
@@ -311,7 +313,10 @@ export class WireLink implements RequestCarrier {
         this.#host.counters.ringBytesSent += length;
       } else if (this.#bulkTx !== undefined && length >= BULK_MIN_BYTES) {
         placement = Placement.STREAM;
-        locator = this.#bulkTx.write(request.payload, length, owned);
+        // IBA starts a request's transport timer as its last packet leaves: until the stream has taken all of
+        // this payload, a timer that runs out is restarted (stillWorking).
+        this.#leaving.add(entry);
+        locator = this.#bulkTx.write(request.payload, length, owned, () => this.#leaving.delete(entry));
         this.#host.counters.streamBytesSent += length;
       } else {
         placement = Placement.INLINE;
@@ -337,7 +342,10 @@ export class WireLink implements RequestCarrier {
 
   /** RequestCarrier: the stream is up, the peer spoke within `windowMs`, and it has answered nothing sent after `entry`. */
   stillWorking(entry: PendingRequest, windowMs: number): boolean {
-    if (this.#state !== 'open' || performance.now() - this.lastHeardAt >= windowMs) return false;
+    if (this.#state !== 'open') return false;
+    // Its payload is still leaving on the bulk stream: its last packet is not sent yet.
+    if (this.#leaving.has(entry)) return true;
+    if (performance.now() - this.lastHeardAt >= windowMs) return false;
     const head = this.#inFlight.peek();
     return head !== undefined && !seqBefore(entry.seq, head.seq);
   }
@@ -972,6 +980,7 @@ export class WireLink implements RequestCarrier {
     this.#bulkOffer = undefined;
     this.#bulkTx?.destroy();
     this.#bulkRx?.destroy();
+    this.#leaving.clear();
     this.#bulkTx = undefined;
     this.#bulkRx = undefined;
     if (this.#mappings !== undefined) this.#releases.push(this.#mappings.close());
