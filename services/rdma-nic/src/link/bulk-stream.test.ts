@@ -97,13 +97,15 @@ describe('the bulk streams between NICs of different hosts', function () {
     expect(take(receiver, (locators.at(-1)! + payloads.at(-1)!.length) >>> 0, 1).outcome).to.equal('wait');
   });
 
-  it('answers wait until the payload is all in, then ready(), then the bytes; misplaced for a position the stream is not at', async () => {
+  it('answers wait until the payload is all in, then ready(), then the bytes; misplaced for a position the stream is not at or a payload over max_msg_sz', async () => {
     const { sender, receiver, events } = await pair();
     const payload = randomBytes(600_000);
     expect(take(receiver, 0, payload.length).outcome).to.equal('wait');
     sender.write([payload], payload.length);
     await eventually('ready()', () => events.ready === 1);
     expect(take(receiver, 5, 10).outcome).to.equal('misplaced');
+    // Larger than any message (max_msg_sz): refused before a byte of room is set aside for it.
+    expect(take(receiver, 0, 2 ** 30 + 1).outcome).to.equal('misplaced');
     const got = take(receiver, 0, payload.length);
     expect(got.outcome).to.equal('ok');
     expect(got.data.equals(payload)).to.equal(true);

@@ -5,18 +5,17 @@ import { servesTls, type TlsConfig } from '@p2p/auth';
 import { errno } from '@p2p/errno';
 import type { Logger } from 'pino';
 import { copyAcross } from '../memory/copy';
+import { MAX_MSG_SZ } from '../transport/requester';
 import { MAX_RING_BYTES, MIN_RING_BYTES } from './ring';
 
 /** Bytes of the one-time token a receiver sends first on a bulk stream, and all it sends. */
 export const BULK_TOKEN_BYTES = 32;
 
-
-/** A connection that has not presented its preamble within this is closed. */
+/** A connection that has not presented its token within this is closed. */
 const TOKEN_TIMEOUT_MS = 5_000;
 
 /** Connections the listener holds at once, streams and connections still presenting their token alike. */
 const MAX_CONNECTIONS = 4096;
-
 
 /** At most this many bytes go into one read: one system call per message or so, not per 64 KiB. */
 const READ_BYTES = 4 * 1024 * 1024;
@@ -119,7 +118,7 @@ export class BulkSender extends BulkStream {
   /** A connection the listener took once its token came. */
   constructor(socket: net.Socket) {
     super(socket);
-    // The receiver sends nothing after its preamble.
+    // The receiver sends nothing after its token.
     socket.on('data', () => this.gone('protocol error: the receiving end sent bytes'));
   }
 
@@ -347,11 +346,12 @@ export class BulkReceiver extends BulkStream {
    * to `out` (valid until the task ends: their room is free for the next
    * read after it): 'wait' when they are not all in yet (events.ready()
    * says when they are), 'misplaced' when the stream is elsewhere or the
-   * payload could never fit the ring (a protocol error).
+   * payload is larger than any message (a protocol error).
    */
   take(locator: number, bytes: number, out: Uint8Array[]): TakeOutcome {
     const ring = this.#ring;
     const size = ring.bytes.length;
+    if (bytes > MAX_MSG_SZ) return 'misplaced';
     if (bytes >= size) return this.#takeLarge(locator, bytes, out);
     if (locator !== ring.head >>> 0 || ring.large !== undefined || ring.whole !== undefined) return 'misplaced';
     if (ring.tail - ring.head < bytes) {
@@ -449,7 +449,7 @@ interface OpenOffer {
 export class BulkListener {
   readonly #server: net.Server;
   readonly #offers = new Map<string, OpenOffer>();
-  /** Connections that have not presented their preamble yet. */
+  /** Connections that have not presented their token yet. */
   readonly #unproven = new Set<net.Socket>();
   readonly #logger: Logger | undefined;
   #port = 0;
