@@ -252,6 +252,8 @@ class ReceiveRing {
       from += n;
       this.read(n, room);
     }
+    // A TLS socket is paused by what did not fit (BulkReceiver's overflow), not by a full ring.
+    this.paused = false;
     return from;
   }
 
@@ -287,6 +289,9 @@ class ReceiveRing {
 export class BulkReceiver extends BulkStream {
   readonly #ring: ReceiveRing;
   readonly #overflow: Buffer[] = [];
+  /** The TLS socket is paused: some of its bytes wait in #overflow. */
+  #held = false;
+  #copyDue = false;
 
   private constructor(socket: net.Socket, ring: ReceiveRing, secure: boolean) {
     super(socket);
@@ -364,12 +369,22 @@ export class BulkReceiver extends BulkStream {
     out.push(ring.bytes.subarray(at, at + first));
     if (first < bytes) out.push(ring.bytes.subarray(0, bytes - first));
     ring.head += bytes;
-    if (this.#overflow.length > 0) this.#copyOverflow();
+    // Held-back TLS bytes go into the room just freed once the caller is done with the views on it.
+    if (this.#overflow.length > 0) this.#copyOverflowSoon();
     else if (ring.paused && !this.closed) {
       ring.paused = false;
       this.socket.resume();
     }
     return 'ok';
+  }
+
+  #copyOverflowSoon(): void {
+    if (this.#copyDue) return;
+    this.#copyDue = true;
+    queueMicrotask(() => {
+      this.#copyDue = false;
+      this.#copyOverflow();
+    });
   }
 
   /**
@@ -417,8 +432,8 @@ export class BulkReceiver extends BulkStream {
       this.#overflow.shift();
     }
     const full = this.#overflow.length > 0;
-    if (full === this.#ring.paused || this.closed) return;
-    this.#ring.paused = full;
+    if (full === this.#held || this.closed) return;
+    this.#held = full;
     if (full) this.socket.pause();
     else this.socket.resume();
   }
