@@ -340,7 +340,11 @@ export class WireLink implements RequestCarrier {
     this.#packetAdded();
   }
 
-  /** RequestCarrier: the stream is up, the peer spoke within `windowMs`, and it has answered nothing sent after `entry`. */
+  /**
+   * RequestCarrier: the stream is up, and either `entry`'s payload is still
+   * leaving on the bulk stream, or the peer spoke within `windowMs` and has
+   * answered nothing sent after `entry`.
+   */
   stillWorking(entry: PendingRequest, windowMs: number): boolean {
     if (this.#state !== 'open') return false;
     // Its payload is still leaving on the bulk stream: its last packet is not sent yet.
