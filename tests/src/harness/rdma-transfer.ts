@@ -1,6 +1,13 @@
 import { rdma } from '@p2p/proto';
-import { decodeCqes, encodeWqe, IBV_SEND_SIGNALED, type RcOptions, WQE_BYTES } from '@p2p/verbs';
+import { decodeCqes, encodeWqe, IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_REMOTE_READ, IBV_ACCESS_REMOTE_WRITE, IBV_SEND_SIGNALED, type RcOptions, WQE_BYTES } from '@p2p/verbs';
 import type { RdmaHost } from './rdma-hosts';
+
+/** What the transfer tests register their buffers with: local write, remote write and remote read. */
+export const TRANSFER_ACCESS = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ;
+/** Where the transfer tests put their buffers in the MRs' address space. */
+export const TRANSFER_IOVA = 0x1_0000_0000;
+/** timeout 14 is 67 ms (perftest's default); with retry_cnt 3 a dead peer is declared in about 270 ms. */
+export const QUICK_RETRY = { timeout: 14, retryCnt: 3, access: TRANSFER_ACCESS };
 
 /** Where the WRs of a transfer read and write: WR i covers [i * size, (i + 1) * size) of both. */
 export interface TransferPlan {

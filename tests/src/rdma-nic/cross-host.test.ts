@@ -1,17 +1,12 @@
 import { expect } from 'chai';
 import { rdma } from '@p2p/proto';
-import { IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_REMOTE_READ, IBV_ACCESS_REMOTE_WRITE } from '@p2p/verbs';
 import { type RdmaHost, RdmaStack } from '../harness/rdma-hosts';
-import { notLanded, patterned, tallyCompletions, transferBetween, WC_STATUS_RETRY_EXC_ERR, WC_STATUS_SUCCESS, wcStatusName } from '../harness/rdma-transfer';
+import { notLanded, patterned, tallyCompletions, transferBetween, WC_STATUS_RETRY_EXC_ERR, WC_STATUS_SUCCESS, wcStatusName, QUICK_RETRY, TRANSFER_ACCESS as ACCESS, TRANSFER_IOVA as IOVA } from '../harness/rdma-transfer';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const SIZE = 64 * KiB;
 const COUNT = 256;
-const ACCESS = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ;
-const IOVA = 0x1_0000_0000;
-/** timeout 14 is 67 ms; with retry_cnt 3 a dead host is declared in about 270 ms. */
-const QUICK_RETRY = { timeout: 14, retryCnt: 3, access: ACCESS };
 /** Host B's NICs, on host A's wire port: another host, with its own registry and tmpfs. */
 const HOST_B_IPS = ['127.0.0.4', '127.0.0.5'] as const;
 

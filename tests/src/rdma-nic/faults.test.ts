@@ -5,14 +5,16 @@ import { RegistrySession } from '@p2p/dmabuf-client';
 import { rdma, vfio } from '@p2p/proto';
 import { errnoOf } from '@p2p/status';
 import { platformSecretsOf } from '@p2p/testing';
-import { IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_REMOTE_READ, IBV_ACCESS_REMOTE_WRITE } from '@p2p/verbs';
 import { ACCEL0, type BarBuffer, type HostBuffer, type RdmaHost, RdmaStack } from '../harness/rdma-hosts';
 import { rpc } from '../harness/rpc';
 import {
   notLanded,
   patterned,
+  QUICK_RETRY,
   rcPair,
   tallyCompletions,
+  TRANSFER_ACCESS as ACCESS,
+  TRANSFER_IOVA as IOVA,
   Transfer,
   transferBetween,
   WC_STATUS_LOC_PROT_ERR,
@@ -27,10 +29,6 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 const SIZE = 64 * KiB;
 const COUNT = 512;
-const ACCESS = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ;
-const IOVA = 0x1_0000_0000;
-/** timeout 14 is 67 ms (perftest's default); with retry_cnt 3 a dead peer is declared in about 270 ms. */
-const QUICK_RETRY = { timeout: 14, retryCnt: 3, access: ACCESS };
 const CONFIG_REGION = 7;
 const PCI_COMMAND = 0x04;
 const PCI_COMMAND_MASTER = 0x4;

@@ -15,17 +15,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { rdma } from '@p2p/proto';
-import { IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_REMOTE_READ, IBV_ACCESS_REMOTE_WRITE } from '@p2p/verbs';
 import { RdmaHost } from '../../harness/rdma-hosts';
-import { notLanded, patterned, tallyCompletions, transferBetween, WC_STATUS_SUCCESS, wcStatusName } from '../../harness/rdma-transfer';
+import { notLanded, patterned, tallyCompletions, transferBetween, WC_STATUS_SUCCESS, wcStatusName, QUICK_RETRY, TRANSFER_ACCESS as ACCESS, TRANSFER_IOVA as IOVA } from '../../harness/rdma-transfer';
 
 const SIZE = 64 * 1024;
 /** 2 MiB a buffer: one CpuRead (gRPC messages stop at 4 MiB) reads it back. */
 const SLOTS = 32;
-const ACCESS = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ;
-const IOVA = 0x1_0000_0000;
-/** timeout 14 is 67 ms; with retry_cnt 3 a dead host is declared in about 270 ms. */
-const QUICK_RETRY = { timeout: 14, retryCnt: 3, access: ACCESS };
 /** How long host B may take to come back (swarm restarts its tasks, they start and find each other). */
 const HOST_BACK_MS = 150_000;
 
